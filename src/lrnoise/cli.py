@@ -1,0 +1,75 @@
+"""`lrnoise` command line: a thin Typer layer over train / noise / report / study."""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+from typing import Optional
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the terminal
+
+import typer
+
+from lrnoise import tracking
+from lrnoise.errors import LrnoiseError
+
+app = typer.Typer(help="How learning rate and optimizer shape the analog-noise resistance of deep nets.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+
+
+@app.callback()
+def _group():
+    """Train models, inject analog noise, and report the paper's tables from MLflow."""
+
+
+def one_line_errors(fn):
+    """Also quiets MLflow's and alembic's INFO chatter (database set-up) so an error stays one line.
+
+    Bad input: one line on stderr naming what was wrong and what is allowed, exit status 2."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        try:
+            return fn(*args, **kwargs)
+        except LrnoiseError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(2)
+    return wrapper
+
+
+@app.command()
+@one_line_errors
+def train(
+    dataset: str = typer.Option("digits", help="digits | cifar10 | cifar100"),
+    model: str = typer.Option("resnet20", help="resnet20 | resnet32 | resnet44 | resnet56"),
+    optimizer: str = typer.Option("adam", help="sgd | momentum | nesterov | adam | nadam | adamax"),
+    lr: float = typer.Option(0.001, help="constant learning rate"),
+    epochs: int = typer.Option(100, help="maximum epochs (early stopping may end sooner)"),
+    batch_size: int = typer.Option(128),
+    seed: int = typer.Option(0),
+    patience: int = typer.Option(10, help="early-stopping patience on val_loss; 0 = train all epochs"),
+    shortcut: str = typer.Option("A", help="ResNet shortcut: A (zero-pad identity) or B (1x1 projection)"),
+    data_dir: Optional[str] = typer.Option(None, help="folder with the official CIFAR archives or their folders"),
+    experiment: str = typer.Option(tracking.DEFAULT_EXPERIMENT, help="MLflow experiment name"),
+    registered_model: Optional[str] = typer.Option(None, help="registry name [default: lrnoise-<dataset>-<model>]"),
+    resume: Optional[str] = typer.Option(None, help="RUN_ID of an interrupted training run to continue"),
+):
+    """Train one model with MLflow tracking; the model is logged and registered."""
+    from lrnoise.train import TrainConfig, resume_config, train as run_train
+    if resume:
+        config = resume_config(resume)
+    else:
+        config = TrainConfig(dataset=dataset, model=model, optimizer=optimizer, lr=lr, batch_size=batch_size,
+                             epochs=epochs, seed=seed, shortcut=shortcut, patience=patience)
+    run_train(config, data_dir=data_dir or None, experiment=experiment, registered_model=registered_model or None,
+              resume=resume)
+
+
+def main():
+    app()
+
+
+if __name__ == "__main__":
+    main()

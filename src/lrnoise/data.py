@@ -1,0 +1,267 @@
+"""Datasets: the embedded `digits`, CIFAR10/100 (download or official archives), and the training pipeline.
+
+Everything TensorFlow-specific in lrnoise lives in this file (tf.data). Images stay uint8 NHWC in memory
+and are cast to float32 one batch at a time, just before they reach the model (whose first layer normalises).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lrnoise.errors import LrnoiseError
+
+DATASETS = ("digits", "cifar10", "cifar100")
+
+
+@dataclass(frozen=True)
+class CifarSpec:
+    archive: str  # official file name
+    md5: str  # official checksum (https://www.cs.toronto.edu/~kriz/cifar.html)
+    folder: str  # folder the archive extracts to
+    train_files: tuple[str, ...]
+    test_file: str
+    label_key: bytes  # cifar100: fine labels (100 classes)
+    num_classes: int
+
+
+CIFAR = {
+    "cifar10": CifarSpec(
+        "cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a", "cifar-10-batches-py",
+        tuple(f"data_batch_{i}" for i in range(1, 6)), "test_batch", b"labels", 10),
+    "cifar100": CifarSpec(
+        "cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85", "cifar-100-python",
+        ("train",), "test", b"fine_labels", 100),
+}
+CIFAR_URL = "https://www.cs.toronto.edu/~kriz/"
+
+
+@dataclass
+class Dataset:
+    """Raw images NHWC as stored (uint8 for CIFAR and digits) and integer labels."""
+    name: str
+    num_classes: int
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])
+
+
+# ---------------------------------------------------------------- safe reading of the pickled batches
+class _BatchUnpickler(pickle.Unpickler):
+    """Admits only what the official CIFAR batches hold: dicts, lists, bytes, ints and numpy arrays.
+
+    Builtin containers need no globals; the only globals a pickled ndarray needs are these three.
+    Anything else (os.system, builtins.eval, ...) is refused before it can run.
+    """
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+    }
+
+    def find_class(self, module, name):
+        if (module, name) == ("_codecs", "encode"):  # how Python 3 protocol-2 writers store bytes
+            return _latin1_encode
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        raise LrnoiseError(f"refusing to unpickle {module}.{name}: CIFAR batches only hold dicts, lists, "
+                           "bytes, ints and numpy arrays")
+
+
+def _latin1_encode(text, encoding="latin1"):
+    if encoding not in ("latin1", "latin-1"):
+        raise LrnoiseError(f"refusing to unpickle bytes encoded as {encoding!r}: CIFAR batches use latin1")
+    return str(text).encode("latin1")
+
+
+def read_batch(raw: bytes, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """One pickled CIFAR batch -> (uint8 images N x 32 x 32 x 3, int64 labels N)."""
+    try:
+        batch = _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except LrnoiseError:
+        raise
+    except Exception as exc:  # truncated or foreign file
+        raise LrnoiseError(f"not a CIFAR batch: {exc}") from None
+    if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
+        raise LrnoiseError(f"not a CIFAR batch: expected keys b'data' and {label_key!r}")
+    data = np.asarray(batch[b"data"], dtype=np.uint8)
+    # Stored as N x 3072, channel-major (1024 R, 1024 G, 1024 B) -> NHWC.
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(images), np.asarray(batch[label_key], dtype=np.int64)
+
+
+def md5sum(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_cifar_files(spec: CifarSpec, read) -> tuple[np.ndarray, ...]:
+    """`read(name)` returns one batch file's bytes; gives x_train, y_train, x_test, y_test."""
+    parts = [read_batch(read(f), spec.label_key) for f in spec.train_files]
+    x_train = np.concatenate([p[0] for p in parts])
+    y_train = np.concatenate([p[1] for p in parts])
+    x_test, y_test = read_batch(read(spec.test_file), spec.label_key)
+    return x_train, y_train, x_test, y_test
+
+
+def read_cifar_archive(path: Path, spec: CifarSpec) -> tuple[np.ndarray, ...]:
+    """Reads the official tar.gz in memory (nothing extracted: no path tricks) after checking its MD5."""
+    actual = md5sum(path)
+    if actual != spec.md5:
+        raise LrnoiseError(f"checksum mismatch for {path}: md5 {actual}, the official {spec.archive} has {spec.md5}")
+    with tarfile.open(path, "r:gz") as tar:
+        members = {m.name: m for m in tar.getmembers() if m.isfile()}
+
+        def read(name):
+            member = members.get(f"{spec.folder}/{name}")
+            if member is None:
+                raise LrnoiseError(f"{path} has no {spec.folder}/{name}: not the official {spec.archive}")
+            return tar.extractfile(member).read()
+
+        return _read_cifar_files(spec, read)
+
+
+def read_cifar_folder(folder: Path, spec: CifarSpec) -> tuple[np.ndarray, ...]:
+    def read(name):
+        file = folder / name
+        if not file.is_file():
+            raise LrnoiseError(f"{folder} has no {name}: expected the extracted official {spec.folder}")
+        return file.read_bytes()
+
+    return _read_cifar_files(spec, read)
+
+
+def _load_cifar(name: str, data_dir: str | os.PathLike | None) -> tuple[np.ndarray, ...]:
+    spec = CIFAR[name]
+    if data_dir is None:  # download once into the Keras cache, checked against the official MD5
+        import keras
+        path = keras.utils.get_file(spec.archive, CIFAR_URL + spec.archive, file_hash=spec.md5,
+                                    hash_algorithm="md5", cache_subdir="datasets")
+        return read_cifar_archive(Path(path), spec)
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise LrnoiseError(f"data dir {root} does not exist: give a folder holding {spec.archive} or {spec.folder}/")
+    if (root / spec.archive).is_file():
+        return read_cifar_archive(root / spec.archive, spec)
+    for folder in (root / spec.folder, root):
+        if (folder / spec.test_file).is_file():
+            return read_cifar_folder(folder, spec)
+    raise LrnoiseError(f"data dir {root} holds neither {spec.archive} nor an extracted {spec.folder}/")
+
+
+def _load_digits() -> tuple[np.ndarray, ...]:
+    """scikit-learn's bundled 8x8 digits (1797 images, values 0..16), with a fixed 20 % test split."""
+    from sklearn.datasets import load_digits
+    bunch = load_digits()
+    x = bunch.images.astype(np.uint8)[..., None]  # N x 8 x 8 x 1
+    y = bunch.target.astype(np.int64)
+    order = np.random.RandomState(0).permutation(len(x))  # test split fixed whatever the seed
+    n_test = len(x) // 5
+    test, train = order[:n_test], order[n_test:]
+    return x[train], y[train], x[test], y[test]
+
+
+def load(name: str, data_dir: str | os.PathLike | None = None, val_fraction: float = 0.1,
+         seed: int = 0) -> Dataset:
+    """Loads `name`; the validation split is drawn from the training set with `seed` (the test set is fixed)."""
+    if name not in DATASETS:
+        raise LrnoiseError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise LrnoiseError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if name == "digits":
+        x_train, y_train, x_test, y_test = _load_digits()
+        num_classes = 10
+    else:
+        x_train, y_train, x_test, y_test = _load_cifar(name, data_dir)
+        num_classes = CIFAR[name].num_classes
+    order = np.random.RandomState(seed).permutation(len(x_train))
+    n_val = int(round(len(x_train) * val_fraction))
+    val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    return Dataset(name, num_classes, x_train[train], y_train[train], x_train[val], y_train[val], x_test, y_test)
+
+
+# ---------------------------------------------------------------- training input pipeline (tf.data)
+def augment_batch(images, seed, pad: int, flip: bool):
+    """Per-example random crop after zero padding by `pad`, and random horizontal flip.
+
+    images: B x H x W x C (any dtype); seed: int32/int64 pair for the stateless ops. Each image gets
+    its own offsets (unlike keras.layers.RandomCrop, which crops a whole batch the same way).
+    Returns B x H x W x C of the same dtype. Pure function: same images and seed, same output.
+    """
+    import tensorflow as tf
+    shape = tf.shape(images)
+    b, h, w = shape[0], shape[1], shape[2]
+    if pad:
+        padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
+        offsets = tf.random.stateless_uniform([b, 2], seed=seed, minval=0, maxval=2 * pad + 1, dtype=tf.int32)
+        rows = offsets[:, :1] + tf.range(h)[None, :]  # B x H
+        cols = offsets[:, 1:] + tf.range(w)[None, :]  # B x W
+        images = tf.gather(padded, rows, axis=1, batch_dims=1)  # B x H x (W+2p) x C
+        images = tf.gather(images, cols, axis=2, batch_dims=1)  # B x H x W x C
+    if flip:
+        coin = tf.random.stateless_uniform([b], seed=seed + 1, minval=0, maxval=2, dtype=tf.int32)
+        images = tf.where((coin == 1)[:, None, None, None], tf.reverse(images, axis=[2]), images)
+    return images
+
+
+def augmentation_for(name: str) -> tuple[int, bool]:
+    """(pad, flip): CIFAR gets the He et al. 4-pixel pad + crop + flip; digits a 1-pixel shift, no flip."""
+    return (4, True) if name.startswith("cifar") else (1, False)
+
+
+def train_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, start_epoch: int = 0,
+                   augment: tuple[int, bool] = (0, False)):
+    """Endless tf.data stream of (float32 images, int labels) batches, epoch after epoch from `start_epoch`.
+
+    Epoch e uses permutation stateless_shuffle(seed, e) and augmentation seeds (seed, e, batch), so the
+    stream is a pure function of (seed, epoch): resuming at epoch k replays exactly what an uninterrupted
+    run would have seen. Use with steps_per_epoch = steps_per_epoch(len(x), batch_size).
+    """
+    import tensorflow as tf
+    n = len(x)
+    images = tf.constant(x)  # uint8 stays uint8 in memory
+    labels = tf.constant(y)
+    steps = steps_per_epoch(n, batch_size)
+    pad, flip = augment
+
+    def epoch_batches(epoch):
+        order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=[seed, epoch])
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+        return tf.data.Dataset.zip(batches, tf.data.Dataset.range(steps)).map(
+            lambda idx, step: (idx, tf.stack([tf.cast(seed, tf.int64), epoch * steps + step])))
+
+    def make_batch(idx, batch_seed):
+        xb = tf.gather(images, idx)
+        if pad or flip:
+            xb = augment_batch(xb, batch_seed, pad, flip)
+        return tf.cast(xb, tf.float32), tf.gather(labels, idx)
+
+    ds = tf.data.Dataset.range(start_epoch, 1 << 30).flat_map(epoch_batches)
+    ds = ds.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    return -(-n // batch_size)
+
+
+def eval_dataset(x: np.ndarray, y: np.ndarray, batch_size: int):
+    """Batches of (float32 images, labels) in order, for validation; uint8 until the batch is cut."""
+    import tensorflow as tf
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
+    return ds.map(lambda xb, yb: (tf.cast(xb, tf.float32), yb)).prefetch(tf.data.AUTOTUNE)

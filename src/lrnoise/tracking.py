@@ -1,0 +1,279 @@
+"""Every MLflow call, and every param / metric / tag name, lives here and nowhere else.
+
+Runs: a `train` run per trained model (params, per-epoch metrics, the model, checkpoints); a `noise_eval`
+run per noise evaluation, child of its training run; a `report` run; a `study` run parenting the grid.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from mlflow.entities import RunStatus, ViewType
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from lrnoise.errors import LrnoiseError
+
+DEFAULT_EXPERIMENT = "lrnoise"
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+# ---- names: params
+TRAIN_PARAMS = ("dataset", "model", "optimizer", "lr", "batch_size", "epochs", "seed", "init", "shortcut",
+                "patience")
+NOISE_PARAMS = ("etas", "trials", "seed", "targets", "noise")
+# ---- names: metrics
+EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
+BASELINE_ACCURACY = "baseline_accuracy"  # a_0: clean test accuracy
+EPOCHS_TRAINED = "epochs_trained"
+BEST_EPOCH = "best_epoch"  # the epoch whose weights were kept (early stopping restores them)
+AVG_NORMALIZED_ACCURACY = "avg_normalized_accuracy"  # A_avr, eq. 9
+# ---- names: tags
+KIND = "lrnoise.kind"  # train | noise_eval | report | study
+SOURCE_RUN_ID = "source_run_id"  # on a noise-eval run: the training run it evaluated
+PARENT_RUN_ID = "mlflow.parentRunId"
+MODEL_URI = "lrnoise.model_uri"  # on a training run: models:/<model_id> of the model it logged
+CONFIG_KEY = "lrnoise.config"  # canonical json of the configuration, for identical-run lookups
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+MODEL_ARTIFACT = "model"
+CHECKPOINT_DIR = "checkpoint"
+
+
+def eta_pct(eta: float) -> str:
+    """eta as the percent used in metric names: 0.1 -> '10', 0.025 -> '2.5', 0.01 -> '1'."""
+    return f"{round(eta * 100, 6):g}"
+
+
+def accuracy_eta(eta): return f"accuracy_eta_{eta_pct(eta)}"  # a^eta, eq. 7
+def accuracy_std_eta(eta): return f"accuracy_std_eta_{eta_pct(eta)}"
+def accuracy_ci95_eta(eta): return f"accuracy_ci95_eta_{eta_pct(eta)}"
+def normalized_accuracy_eta(eta): return f"normalized_accuracy_eta_{eta_pct(eta)}"  # A^eta, eq. 8
+def normalized_accuracy_ci95_eta(eta): return f"normalized_accuracy_ci95_eta_{eta_pct(eta)}"
+
+
+def canonical(value) -> str:
+    """How a param value is written: floats in repr form (0.00075 -> '0.00075'), lists comma-joined."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(canonical(v) for v in value)
+    if isinstance(value, (float, np.floating)):
+        return repr(float(value))
+    return str(value)
+
+
+def config_key(params: dict) -> str:
+    return json.dumps({k: canonical(v) for k, v in sorted(params.items())}, sort_keys=True)
+
+
+# ---------------------------------------------------------------- stores and experiments
+def client() -> MlflowClient:
+    return MlflowClient()
+
+
+def tracking_uri() -> str:
+    return mlflow.get_tracking_uri()
+
+
+def ensure_experiment(name: str) -> str:
+    """Id of experiment `name`, created (and tagged for the runs-table UI) if missing."""
+    c = client()
+    try:
+        exp = c.get_experiment_by_name(name)
+    except MlflowException as exc:
+        raise LrnoiseError(f"tracking server {tracking_uri()} unreachable or refused: {exc.message}") from None
+    if exp is None:
+        exp_id = c.create_experiment(name)
+    else:
+        exp_id = exp.experiment_id
+    c.set_experiment_tag(exp_id, *EXPERIMENT_KIND)
+    return exp_id
+
+
+def find_experiment(name: str):
+    """The experiment called `name`, or a one-line error if there is none (or the server is unreachable)."""
+    try:
+        exp = client().get_experiment_by_name(name)
+    except MlflowException as exc:
+        raise LrnoiseError(f"tracking server {tracking_uri()} unreachable or refused: {exc.message}") from None
+    except Exception as exc:  # connection errors surface as requests exceptions
+        raise LrnoiseError(f"tracking server {tracking_uri()} unreachable: {type(exc).__name__}") from None
+    if exp is None:
+        raise LrnoiseError(f"no experiment named {name!r} in {tracking_uri()}")
+    return exp
+
+
+def get_run(run_id: str):
+    try:
+        return client().get_run(run_id)
+    except MlflowException:
+        raise LrnoiseError(f"no run {run_id!r} in {tracking_uri()}") from None
+
+
+# ---------------------------------------------------------------- runs
+@contextlib.contextmanager
+def run(experiment: str, kind: str, run_id: str | None = None, parent_run_id: str | None = None,
+        tags: dict | None = None, run_name: str | None = None):
+    """Starts (or resumes) a run and always ends it: FINISHED, FAILED on error, KILLED on Ctrl-C.
+
+    Inside `mlflow run` the entry point's run (MLFLOW_RUN_ID) is resumed, so there is no second run.
+    """
+    run_id = run_id or os.environ.pop("MLFLOW_RUN_ID", None)
+    all_tags = {KIND: kind, **(tags or {})}
+    if parent_run_id:
+        all_tags[PARENT_RUN_ID] = parent_run_id
+    if run_id:
+        active = mlflow.start_run(run_id=run_id)
+    else:
+        active = mlflow.start_run(experiment_id=ensure_experiment(experiment), run_name=run_name)
+    try:
+        mlflow.set_tags(all_tags)
+        yield active
+    except KeyboardInterrupt:
+        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+        raise
+    except BaseException:
+        mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+        raise
+    else:
+        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+
+
+def log_params(params: dict) -> None:
+    """Logs params, tolerating values `mlflow run` pre-logged in another spelling ('1e-3' vs '0.001')."""
+    active = mlflow.active_run()
+    existing = client().get_run(active.info.run_id).data.params
+    fresh = {}
+    for key, value in params.items():
+        text = canonical(value)
+        if key not in existing:
+            fresh[key] = text
+        elif not _same_value(existing[key], text):
+            raise LrnoiseError(f"param {key} is already {existing[key]!r} on run {active.info.run_id}, "
+                               f"cannot log {text!r}")
+    if fresh:
+        mlflow.log_params(fresh)
+    mlflow.set_tag(CONFIG_KEY, config_key(params))
+
+
+def _same_value(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return False
+
+
+def log_metrics(metrics: dict, step: int | None = None, run_id: str | None = None) -> None:
+    clean = {k: float(v) for k, v in metrics.items()}
+    if run_id is None:
+        mlflow.log_metrics(clean, step=step)
+    else:
+        client().log_batch(run_id, metrics=[
+            mlflow.entities.Metric(k, v, mlflow.utils.time.get_current_time_millis(), step or 0)
+            for k, v in clean.items()])
+
+
+def active_run_id() -> str:
+    return mlflow.active_run().info.run_id
+
+
+# ---------------------------------------------------------------- checkpoints
+def log_checkpoint(folder: Path) -> None:
+    mlflow.log_artifacts(str(folder), artifact_path=CHECKPOINT_DIR)
+
+
+def download_checkpoint(run_id: str, dst: Path) -> Path | None:
+    """The run's checkpoint folder downloaded into dst, or None if the run has none."""
+    try:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=CHECKPOINT_DIR, dst_path=str(dst))
+    except (MlflowException, OSError):
+        return None
+    return Path(path)
+
+
+# ---------------------------------------------------------------- models and the registry
+def _pip_requirements() -> list[str]:
+    reqs = []
+    for package in ("keras", "tensorflow"):
+        try:
+            reqs.append(f"{package}=={metadata.version(package)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return reqs
+
+
+def _patch_keras_input_example() -> None:
+    """mlflow 3.17's mlflow.keras.save_model writes the input example before creating the model folder
+    (FileNotFoundError .../model/input_example.json); create the folder first. Harmless once fixed upstream."""
+    import mlflow.keras.save as keras_save
+    original = keras_save._save_example
+    if getattr(original, "_lrnoise", False):
+        return
+
+    def save_example(mlflow_model, input_example, path, *args, **kwargs):
+        os.makedirs(path, exist_ok=True)
+        return original(mlflow_model, input_example, path, *args, **kwargs)
+
+    save_example._lrnoise = True
+    keras_save._save_example = save_example
+
+
+def log_model(model, input_example: np.ndarray, registered_model: str, version_tags: dict):
+    """Logs the Keras model (mlflow.keras flavor) and registers it; returns (model_uri, model_version)."""
+    from mlflow.models import infer_signature
+    signature = infer_signature(input_example, model.predict(input_example, verbose=0))
+    _patch_keras_input_example()
+    info = mlflow.keras.log_model(model, name=MODEL_ARTIFACT, signature=signature, input_example=input_example,
+                                  pip_requirements=_pip_requirements(), registered_model_name=registered_model)
+    version = info.registered_model_version
+    mlflow.set_tag(MODEL_URI, info.model_uri)
+    c = client()
+    for key, value in version_tags.items():
+        c.set_model_version_tag(registered_model, str(version), key, canonical(value))
+    return info.model_uri, version
+
+
+def load_model(model_uri: str):
+    """A Keras model from `models:/<name>/<version>`, `models:/<name>@<alias>`, `models:/<model_id>`, `runs:/...`."""
+    try:
+        return mlflow.keras.load_model(model_uri)
+    except MlflowException as exc:
+        raise LrnoiseError(f"cannot load model {model_uri!r}: {exc.message.splitlines()[0]}") from None
+    except OSError as exc:
+        raise LrnoiseError(f"cannot load model {model_uri!r}: {exc}") from None
+
+
+def model_uri_of_run(run_id: str) -> str:
+    """`models:/<model_id>` of the model a training run logged, or an error if it logged none."""
+    run = get_run(run_id)
+    if MODEL_URI in run.data.tags:
+        return run.data.tags[MODEL_URI]
+    models = client().search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'")
+    if not models:
+        raise LrnoiseError(f"run {run_id} has no logged model: pass a finished training run or --model-uri")
+    return f"models:/{models[0].model_id}"
+
+
+def temp_dir():
+    return tempfile.TemporaryDirectory(prefix="lrnoise-")
+
+
+# ---------------------------------------------------------------- searches
+def search_runs(experiment_ids: list[str], filter_string: str = "", finished_only: bool = True) -> list:
+    """All matching runs, every page (the store pages at 1000)."""
+    if finished_only:
+        status = "attributes.status = 'FINISHED'"
+        filter_string = f"{filter_string} and {status}" if filter_string else status
+    c, runs, token = client(), [], None
+    while True:
+        page = c.search_runs(experiment_ids, filter_string=filter_string, run_view_type=ViewType.ACTIVE_ONLY,
+                             max_results=1000, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs

@@ -1,0 +1,200 @@
+"""Training one model: constant learning rate (the variable under study), early stopping on validation
+loss with the best weights restored ("until convergence"), a checkpoint every epoch, all tracked in MLflow.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from lrnoise import data, models, tracking
+from lrnoise.errors import LrnoiseError
+
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "nadam", "adamax")
+MOMENTUM = 0.9  # for the momentum / nesterov SGD variants (the paper does not say; 0.9 is the usual value)
+VAL_FRACTION = 0.1  # validation split taken from the training set (model selection never sees the test set)
+EVAL_BATCH = 1000  # batch size for clean test accuracy
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training configuration; its fields are exactly the training run's MLflow params."""
+    dataset: str = "digits"  # digits | cifar10 | cifar100
+    model: str = "resnet20"  # resnet20 | resnet32 | resnet44 | resnet56
+    optimizer: str = "adam"  # the paper trains with Adam; Figure 3 compares the six OPTIMIZERS
+    lr: float = 0.001  # constant learning rate: the variable under study, no schedule
+    batch_size: int = 128  # examples per step
+    epochs: int = 100  # upper bound; early stopping usually ends training sooner
+    seed: int = 0  # weights init, validation split, shuffling and augmentation all follow it
+    init: str = "glorot_uniform"  # the paper's initializer
+    shortcut: str = "A"  # He et al.'s option A (zero-padded identity) as for their CIFAR ResNets
+    patience: int = 10  # epochs without a better val_loss before stopping; 0 = run all epochs
+
+    def validate(self) -> "TrainConfig":
+        if self.dataset not in data.DATASETS:
+            raise LrnoiseError(f"unknown dataset {self.dataset!r}: choose one of {', '.join(data.DATASETS)}")
+        models.depth_of(self.model)
+        if self.optimizer not in OPTIMIZERS:
+            raise LrnoiseError(f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+        if not self.lr > 0:
+            raise LrnoiseError(f"lr must be > 0, got {self.lr}")
+        for name in ("batch_size", "epochs"):
+            if getattr(self, name) < 1:
+                raise LrnoiseError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.patience < 0:
+            raise LrnoiseError(f"patience must be >= 0, got {self.patience}")
+        if self.shortcut not in models.SHORTCUTS:
+            raise LrnoiseError(f"unknown shortcut {self.shortcut!r}: choose A or B")
+        return self
+
+    def params(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_params(cls, params: dict) -> "TrainConfig":
+        """Rebuilds the config from a run's (string) params."""
+        kwargs = {}
+        for f in fields(cls):
+            if f.name in params:
+                kwargs[f.name] = {"int": int, "float": float}.get(f.type, str)(params[f.name])
+        return cls(**kwargs)
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    model_uri: str
+    model_version: str
+    baseline_accuracy: float
+    epochs_trained: int
+
+
+def make_optimizer(name: str, lr: float):
+    return {
+        "sgd": lambda: keras.optimizers.SGD(lr),
+        "momentum": lambda: keras.optimizers.SGD(lr, momentum=MOMENTUM),
+        "nesterov": lambda: keras.optimizers.SGD(lr, momentum=MOMENTUM, nesterov=True),
+        "adam": lambda: keras.optimizers.Adam(lr),
+        "nadam": lambda: keras.optimizers.Nadam(lr),
+        "adamax": lambda: keras.optimizers.Adamax(lr),
+    }[name]()
+
+
+def build_model(config: TrainConfig, ds: data.Dataset) -> keras.Model:
+    mean, variance = models.channel_stats(ds.x_train)  # input normalisation from the training set only
+    model = models.resnet(models.depth_of(config.model), ds.num_classes, ds.input_shape,
+                          shortcut=config.shortcut, init=config.init, mean=mean, variance=variance)
+    model.compile(optimizer=make_optimizer(config.optimizer, config.lr),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Early stopping on val_loss + per-epoch checkpoint (model with optimizer state, best weights, state).
+
+    The whole state lives in the checkpoint, so `--resume` continues exactly where training stopped.
+    """
+
+    def __init__(self, folder: Path, patience: int, state: dict):
+        super().__init__()
+        self.folder, self.patience, self.state = folder, patience, state
+
+    def on_epoch_end(self, epoch, logs=None):
+        val_loss = float(logs["val_loss"])
+        if val_loss < self.state["best_val_loss"]:
+            self.state.update(best_val_loss=val_loss, best_epoch=epoch + 1, wait=0)
+            self.model.save_weights(self.folder / "best.weights.h5")
+        else:
+            self.state["wait"] += 1
+        self.state["epoch"] = epoch + 1
+        self.model.save(self.folder / "last.keras")
+        (self.folder / "state.json").write_text(json.dumps(self.state))
+        tracking.log_checkpoint(self.folder)
+        if self.patience and self.state["wait"] >= self.patience:
+            self.model.stop_training = True
+
+
+class EpochLog(keras.callbacks.Callback):
+    """One line per epoch on stdout and the epoch's metrics in MLflow (step = epoch number)."""
+
+    def __init__(self, epochs: int):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        metrics = {k: float(logs[k]) for k in tracking.EPOCH_METRICS}
+        tracking.log_metrics(metrics, step=epoch + 1)
+        shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
+        print(f"epoch {epoch + 1}/{self.epochs}  {shown}  ({time.perf_counter() - self.start:.1f}s)", flush=True)
+
+
+def _restore(previous: Path | None, folder: Path) -> tuple[keras.Model | None, dict]:
+    """(model with optimizer state, early-stopping state) from a downloaded checkpoint, or (None, fresh)."""
+    fresh = {"epoch": 0, "best_val_loss": float("inf"), "best_epoch": 0, "wait": 0}
+    if previous is None or not (previous / "state.json").is_file():
+        return None, fresh
+    if (previous / "best.weights.h5").is_file():
+        (folder / "best.weights.h5").write_bytes((previous / "best.weights.h5").read_bytes())
+    return keras.models.load_model(previous / "last.keras"), json.loads((previous / "state.json").read_text())
+
+
+def resume_config(run_id: str) -> TrainConfig:
+    run = tracking.get_run(run_id)
+    if run.info.status == "FINISHED":
+        raise LrnoiseError(f"run {run_id} already finished: nothing to resume")
+    if run.data.tags.get(tracking.KIND) != "train":
+        raise LrnoiseError(f"run {run_id} is not a training run of lrnoise")
+    return TrainConfig.from_params(run.data.params)
+
+
+def train(config: TrainConfig, data_dir: str | None = None, experiment: str = tracking.DEFAULT_EXPERIMENT,
+          registered_model: str | None = None, resume: str | None = None, parent_run_id: str | None = None,
+          extra_callbacks: tuple = ()) -> TrainResult:
+    """Trains `config` in a new MLflow run (or continues run `resume` from its last checkpoint)."""
+    config.validate()
+    registered_model = registered_model or f"lrnoise-{config.dataset}-{config.model}"
+    ds = data.load(config.dataset, data_dir=data_dir, val_fraction=VAL_FRACTION, seed=config.seed)
+    with tracking.run(experiment, "train", run_id=resume, parent_run_id=parent_run_id,
+                      run_name=f"{config.dataset}-{config.model}-{config.optimizer}-lr{config.lr:g}-s{config.seed}"), \
+            tracking.temp_dir() as tmp:
+        run_id = tracking.active_run_id()
+        tracking.log_params(config.params())
+        keras.utils.set_random_seed(config.seed)
+        folder = Path(tmp) / "ckpt"
+        folder.mkdir()
+        previous = tracking.download_checkpoint(run_id, Path(tmp) / "prev") if resume else None
+        model, state = _restore(previous, folder)
+        if model is None:
+            model = build_model(config, ds)
+        if state["epoch"]:
+            print(f"resuming run {run_id} after epoch {state['epoch']}", flush=True)
+
+        done_early = config.patience and state["wait"] >= config.patience
+        if state["epoch"] < config.epochs and not done_early:
+            stream = data.train_pipeline(ds.x_train, ds.y_train, config.batch_size, config.seed,
+                                         start_epoch=state["epoch"], augment=data.augmentation_for(config.dataset))
+            model.fit(stream, steps_per_epoch=data.steps_per_epoch(len(ds.x_train), config.batch_size),
+                      epochs=config.epochs, initial_epoch=state["epoch"], verbose=0,
+                      validation_data=data.eval_dataset(ds.x_val, ds.y_val, EVAL_BATCH),
+                      callbacks=[EpochLog(config.epochs), Checkpointer(folder, config.patience, state),
+                                 *extra_callbacks])
+        if state["best_epoch"] and (folder / "best.weights.h5").is_file():
+            model.load_weights(folder / "best.weights.h5")  # early stopping's "restore best weights"
+
+        baseline = models.Evaluator(model, ds.x_test, ds.y_test, EVAL_BATCH)()
+        tracking.log_metrics({tracking.BASELINE_ACCURACY: baseline, tracking.EPOCHS_TRAINED: state["epoch"],
+                              tracking.BEST_EPOCH: state["best_epoch"]})
+        model_uri, version = tracking.log_model(
+            model, ds.x_test[:4].astype(np.float32), registered_model,
+            {"lr": config.lr, "optimizer": config.optimizer, "dataset": config.dataset, "model": config.model,
+             "seed": config.seed, tracking.SOURCE_RUN_ID: run_id})
+        print(f"baseline_accuracy {baseline:.4f}  model {model_uri}  registered {registered_model} v{version}")
+        print(f"run_id {run_id}", flush=True)
+    return TrainResult(run_id, model_uri, str(version), baseline, state["epoch"])

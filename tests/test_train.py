@@ -1,0 +1,119 @@
+"""Training tracked in MLflow: params, metrics, model + registry, resume, determinism, bad input."""
+import subprocess
+import sys
+
+import keras
+import mlflow
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import ROOT, run_statuses
+from lrnoise import data, tracking
+from lrnoise.cli import app
+from lrnoise.train import TrainConfig, train
+
+CONFIG = TrainConfig(dataset="digits", model="resnet20", lr=0.002, epochs=2, batch_size=64, seed=3, patience=0)
+
+
+class Interrupt(keras.callbacks.Callback):
+    """Stands in for Ctrl-C / a crash at the end of epoch `at`."""
+
+    def __init__(self, at):
+        super().__init__()
+        self.at = at
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.at:
+            raise KeyboardInterrupt
+
+
+def weights(model_uri):
+    return [np.asarray(w) for w in tracking.load_model(model_uri).get_weights()]
+
+
+def test_train_logs_params_metrics_model_and_registry(store):
+    result = train(CONFIG)
+    run = mlflow.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"dataset": "digits", "model": "resnet20", "optimizer": "adam", "lr": "0.002",
+                               "batch_size": "64", "epochs": "2", "seed": "3", "init": "glorot_uniform",
+                               "shortcut": "A", "patience": "0"}
+    client = mlflow.tracking.MlflowClient()
+    for name in tracking.EPOCH_METRICS:
+        assert [m.step for m in client.get_metric_history(result.run_id, name)] == [1, 2]
+    assert run.data.metrics["epochs_trained"] == 2
+    assert 0.1 < run.data.metrics["baseline_accuracy"] == result.baseline_accuracy <= 1.0
+
+    version = client.get_model_version("lrnoise-digits-resnet20", result.model_version)
+    assert version.tags["lr"] == "0.002" and version.tags["optimizer"] == "adam"
+    x = data.load("digits").x_test[:32].astype("float32")
+    by_registry = mlflow.keras.load_model(f"models:/lrnoise-digits-resnet20/{result.model_version}")
+    by_run = mlflow.keras.load_model(tracking.model_uri_of_run(result.run_id))
+    np.testing.assert_array_equal(by_registry.predict(x, verbose=0), by_run.predict(x, verbose=0))
+    pyfunc = mlflow.pyfunc.load_model(f"models:/lrnoise-digits-resnet20/{result.model_version}")
+    np.testing.assert_allclose(pyfunc.predict(x), by_run.predict(x, verbose=0), rtol=1e-6)
+    # a model that takes raw pixel values: its accuracy from the registry matches the logged a_0
+    test = data.load("digits")
+    acc = np.mean(np.argmax(by_registry.predict(test.x_test.astype("float32"), verbose=0), -1) == test.y_test)
+    assert acc == pytest.approx(result.baseline_accuracy)
+
+
+def test_same_seed_same_weights_and_resume_continues_exactly(store):
+    straight = train(CONFIG)
+    with pytest.raises(KeyboardInterrupt):
+        train(CONFIG, extra_callbacks=(Interrupt(1),))
+    statuses = run_statuses()
+    killed = [r for r, s in statuses.items() if s == "KILLED"]
+    assert len(killed) == 1 and "RUNNING" not in statuses.values()
+    resumed = train(CONFIG, resume=killed[0])
+    assert resumed.run_id == killed[0] and mlflow.get_run(killed[0]).info.status == "FINISHED"
+    assert [m.step for m in mlflow.tracking.MlflowClient().get_metric_history(killed[0], "loss")] == [1, 2]
+    for a, b in zip(weights(straight.model_uri), weights(resumed.model_uri)):
+        np.testing.assert_array_equal(a, b)
+    other = train(TrainConfig(**{**CONFIG.params(), "seed": 4}))
+    assert any(not np.array_equal(a, b) for a, b in zip(weights(straight.model_uri), weights(other.model_uri)))
+
+
+def test_early_stopping_restores_best_weights(store):
+    result = train(TrainConfig(dataset="digits", model="resnet20", lr=0.05, epochs=6, batch_size=64, patience=1))
+    run = mlflow.get_run(result.run_id)
+    history = [m.value for m in mlflow.tracking.MlflowClient().get_metric_history(result.run_id, "val_loss")]
+    best = int(np.argmin(history)) + 1
+    assert run.data.metrics["best_epoch"] == best
+    assert run.data.metrics["epochs_trained"] == min(6, best + 1) == len(history)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "mnist"], "digits, cifar10, cifar100"),
+    (["--model", "resnet18"], "resnet20, resnet32, resnet44, resnet56"),
+    (["--optimizer", "rmsprop"], "sgd, momentum, nesterov, adam, nadam, adamax"),
+    (["--lr", "0"], "lr must be > 0"),
+    (["--dataset", "cifar10", "--data-dir", "/no/such/dir"], "does not exist"),
+    (["--resume", "0123456789abcdef0123456789abcdef"], "no run"),
+])
+def test_bad_input_one_line_error_no_run_left(store, args, message):
+    result = CliRunner().invoke(app, ["train", "--epochs", "1", *args])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
+    assert "RUNNING" not in run_statuses().values()
+
+
+def test_bad_checksum_cli(store, tmp_path):
+    (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"not the archive")
+    result = CliRunner().invoke(app, ["train", "--dataset", "cifar10", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "checksum mismatch" in result.output
+
+
+def test_mlflow_run_train_entry_point(store):
+    cmd = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "train", "--env-manager", "local",
+           "--experiment-name", "lrnoise", "-P", "epochs=1", "-P", "lr=1e-3", "-P", "batch_size=256"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    statuses = run_statuses()
+    assert list(statuses.values()) == ["FINISHED"]  # one run: the entry point's, logged into by the code
+    run = mlflow.get_run(next(iter(statuses)))
+    assert run.data.params["lr"] == "1e-3" and run.data.params["optimizer"] == "adam"
+    assert "baseline_accuracy" in run.data.metrics
+    assert run.data.tags[tracking.KIND] == "train" and tracking.MODEL_URI in run.data.tags
