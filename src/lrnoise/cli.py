@@ -67,6 +67,33 @@ def train(
               resume=resume)
 
 
+@app.command("noise-eval")
+@one_line_errors
+def noise_eval(
+    run_id: Optional[str] = typer.Option(None, help="a finished lrnoise training run"),
+    model_uri: Optional[str] = typer.Option(None, help="models:/<name>/<version>, models:/<name>@<alias> or "
+                                                       "models:/<model_id>"),
+    dataset: Optional[str] = typer.Option(None, help="override the training run's dataset (needed for a bare URI)"),
+    data_dir: Optional[str] = typer.Option(None, help="folder with the official CIFAR archives"),
+    etas: str = typer.Option("0.01,0.05,0.1,0.2,0.3,0.4", help="noise form factors (0.1 = 10 %)"),
+    trials: str = typer.Option("10", help="draws per eta, or 'auto' (until the 95 % CI is below --ci-target)"),
+    ci_target: float = typer.Option(0.5, help="--trials auto: target 95 % CI half-width of a^eta, in points (%)"),
+    max_trials: int = typer.Option(100, help="--trials auto: most draws per eta"),
+    seed: int = typer.Option(0, help="the same seed reproduces every draw"),
+    targets: str = typer.Option("trainable", help="trainable | kernels | all"),
+    noise: str = typer.Option("additive", help="additive (the paper's) | multiplicative"),
+    batch_size: int = typer.Option(1000, help="evaluation batch size"),
+    experiment: Optional[str] = typer.Option(None, help="[default: the training run's experiment]"),
+):
+    """Inject analog weight noise into a trained model and log the paper's eq. 7-9 statistics."""
+    from lrnoise import noise as noise_module
+    noise_module.noise_eval(run_id=run_id or None, model_uri=model_uri or None, dataset=dataset or None,
+                            data_dir=data_dir or None, etas=noise_module.parse_etas(etas),
+                            trials=noise_module.parse_trials(trials), seed=seed, targets=targets, noise=noise,
+                            ci_target=ci_target / 100, max_trials=max_trials, experiment=experiment or None,
+                            batch_size=batch_size)
+
+
 def main():
     app()
 

@@ -102,24 +102,81 @@ def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.maximum(total_sq / count - mean ** 2, 1e-12)
 
 
-class Evaluator:
-    """Test-set accuracy of a model, the one evaluation used for a_0 and for every noisy draw.
+def foldable_pairs(model: keras.Model) -> dict[str, str]:
+    """{conv or dense layer: the BatchNormalization that alone reads its output}, for BN folding.
 
-    The inputs are converted to backend tensors once (float32 batches of `batch_size`); each call runs the
-    model's compiled predict function over them and counts argmax hits. Nothing is rebuilt or re-traced
-    between calls, so changing the model's variables in place and calling again is cheap.
+    A pair qualifies when the conv/dense has no activation and feeds nothing else, and the BN normalises the
+    last axis with both gamma and beta. Other BN layers (and other models) are simply left unfolded.
+    """
+    pairs = {}
+    for layer in model.layers:
+        if not (isinstance(layer, keras.layers.BatchNormalization) and layer.center and layer.scale
+                and layer.axis in (-1, len(layer.input.shape) - 1)):
+            continue
+        source = layer._inbound_nodes[0].input_tensors[0]._keras_history.operation
+        if (isinstance(source, (keras.layers.Conv2D, keras.layers.Dense)) and len(source._outbound_nodes) == 1
+                and source.get_config()["activation"] == "linear"):
+            pairs[source.name] = layer.name
+    return pairs
+
+
+class _PassThrough(keras.layers.Layer):
+    """Stands in for a folded BN in the (never saved) inference twin; accepts BN's call arguments."""
+
+    def call(self, inputs, training=None, mask=None):
+        return inputs
+
+
+class Evaluator:
+    """Test-set accuracy of a model: the one evaluation used for a_0 and for every noisy draw.
+
+    It runs an inference twin of the model in which each conv -> BN pair is folded into one biased conv
+    (kernel * s, beta - mean * s + bias * s with s = gamma / sqrt(var + eps)): the same function as BN in
+    inference mode, ~15-20 % less arithmetic on a CPU. `load(values)` writes any set of weights of the
+    original model (clean or noisy, keyed by variable path) into the twin; the original is never modified.
+    The inputs become backend tensors once; each call runs the twin's compiled predict over them.
     """
 
     def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 1000):
-        self.model = model
+        self.pairs = foldable_pairs(model)
+        folded = set(self.pairs.values())
+
+        def twin_layer(layer):
+            if layer.name in folded:
+                return _PassThrough(name=layer.name)
+            config = layer.get_config()
+            if layer.name in self.pairs:
+                config["use_bias"] = True
+            return layer.__class__.from_config(config)
+
+        self.twin = keras.models.clone_model(model, clone_function=twin_layer)
+        self.twin_vars = {v.path: v for v in self.twin.weights}
+        self.eps = {bn: model.get_layer(bn).epsilon for bn in folded}
+        self.clean = {v.path: keras.ops.convert_to_tensor(np.array(v.numpy())) for v in model.weights}
+        self.load(self.clean)
         self.batches = [keras.ops.convert_to_tensor(x[i:i + batch_size].astype(np.float32))
                         for i in range(0, len(x), batch_size)]
         self.labels = [np.asarray(y[i:i + batch_size]) for i in range(0, len(y), batch_size)]
         self.count = len(y)
 
+    def load(self, values: dict) -> None:
+        """Writes the original model's weights `values` ({variable path: tensor}) into the folded twin."""
+        ops = keras.ops
+        for conv, bn in self.pairs.items():
+            scale = values[f"{bn}/gamma"] / ops.sqrt(values[f"{bn}/moving_variance"] + self.eps[bn])  # C
+            bias = values[f"{bn}/beta"] - values[f"{bn}/moving_mean"] * scale
+            if f"{conv}/bias" in values:
+                bias = bias + values[f"{conv}/bias"] * scale
+            self.twin_vars[f"{conv}/kernel"].assign(values[f"{conv}/kernel"] * scale)  # ... x C_out
+            self.twin_vars[f"{conv}/bias"].assign(bias)
+        for path, variable in self.twin_vars.items():
+            layer = path.split("/")[0]
+            if layer not in self.pairs:
+                variable.assign(values[path])
+
     def __call__(self) -> float:
         hits = 0
         for xb, yb in zip(self.batches, self.labels):
-            probs = self.model.predict_on_batch(xb)  # B x classes
+            probs = self.twin.predict_on_batch(xb)  # B x classes
             hits += int(np.sum(np.argmax(probs, axis=-1) == yb))
         return hits / self.count

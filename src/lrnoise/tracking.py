@@ -8,7 +8,9 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import tempfile
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -38,6 +40,7 @@ KIND = "lrnoise.kind"  # train | noise_eval | report | study
 SOURCE_RUN_ID = "source_run_id"  # on a noise-eval run: the training run it evaluated
 PARENT_RUN_ID = "mlflow.parentRunId"
 MODEL_URI = "lrnoise.model_uri"  # on a training run: models:/<model_id> of the model it logged
+EVALUATED_MODEL = "lrnoise.evaluated_model"  # on a noise-eval run: the model URI it evaluated
 CONFIG_KEY = "lrnoise.config"  # canonical json of the configuration, for identical-run lookups
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 MODEL_ARTIFACT = "model"
@@ -54,6 +57,7 @@ def accuracy_std_eta(eta): return f"accuracy_std_eta_{eta_pct(eta)}"
 def accuracy_ci95_eta(eta): return f"accuracy_ci95_eta_{eta_pct(eta)}"
 def normalized_accuracy_eta(eta): return f"normalized_accuracy_eta_{eta_pct(eta)}"  # A^eta, eq. 8
 def normalized_accuracy_ci95_eta(eta): return f"normalized_accuracy_ci95_eta_{eta_pct(eta)}"
+def trials_eta(eta): return f"trials_eta_{eta_pct(eta)}"  # draws made at this eta
 
 
 def canonical(value) -> str:
@@ -159,13 +163,29 @@ def log_params(params: dict) -> None:
     mlflow.set_tag(CONFIG_KEY, config_key(params))
 
 
-def _same_value(a: str, b: str) -> bool:
-    if a == b:
-        return True
+def _unquote(text: str) -> str:
     try:
-        return float(a) == float(b)
+        parts = shlex.split(text)
     except ValueError:
+        return text
+    return parts[0] if len(parts) == 1 else text
+
+
+def _same_value(a: str, b: str) -> bool:
+    """'1e-3' == '0.001' and "'0.1, 0.2'" == '0.1,0.2': the same value written another way
+    (`mlflow run` logs an entry-point parameter as given, shell-quoted when it holds spaces)."""
+    a, b = _unquote(a), _unquote(b)
+    left, right = a.split(","), b.split(",")
+    if len(left) != len(right):
         return False
+    for x, y in zip(left, right):
+        try:
+            if float(x) != float(y):
+                return False
+        except ValueError:
+            if x.strip() != y.strip():
+                return False
+    return True
 
 
 def log_metrics(metrics: dict, step: int | None = None, run_id: str | None = None) -> None:
@@ -174,8 +194,58 @@ def log_metrics(metrics: dict, step: int | None = None, run_id: str | None = Non
         mlflow.log_metrics(clean, step=step)
     else:
         client().log_batch(run_id, metrics=[
-            mlflow.entities.Metric(k, v, mlflow.utils.time.get_current_time_millis(), step or 0)
+            mlflow.entities.Metric(k, v, int(time.time() * 1000), step or 0)
             for k, v in clean.items()])
+
+
+def log_artifacts(folder: str) -> None:
+    mlflow.log_artifacts(folder)
+
+
+def experiment_name(experiment_id: str) -> str:
+    return client().get_experiment(experiment_id).name
+
+
+def log_noise_result(result, train_run_id: str | None) -> None:
+    """Eq. 7-9 metrics on the active noise-eval run; the summary also onto the training run (runs table)."""
+    metrics = {BASELINE_ACCURACY: result.baseline_accuracy, AVG_NORMALIZED_ACCURACY: result.avg_normalized_accuracy}
+    summary = {AVG_NORMALIZED_ACCURACY: result.avg_normalized_accuracy}
+    for row in result.summary.itertuples():
+        metrics.update({accuracy_eta(row.eta): row.accuracy, accuracy_std_eta(row.eta): row.accuracy_std,
+                        accuracy_ci95_eta(row.eta): row.accuracy_ci95,
+                        normalized_accuracy_eta(row.eta): row.normalized_accuracy,
+                        normalized_accuracy_ci95_eta(row.eta): row.normalized_accuracy_ci95,
+                        trials_eta(row.eta): row.trials})
+        summary[normalized_accuracy_eta(row.eta)] = row.normalized_accuracy
+        summary[normalized_accuracy_ci95_eta(row.eta)] = row.normalized_accuracy_ci95
+    log_metrics(metrics)
+    if train_run_id:
+        log_metrics(summary, run_id=train_run_id)
+
+
+def source_of(run_id: str | None = None, model_uri: str | None = None):
+    """The lrnoise training run behind a run id or a model URI, or None for a model from elsewhere."""
+    if run_id:
+        run = get_run(run_id)
+        if run.data.tags.get(KIND) != "train":
+            raise LrnoiseError(f"run {run_id} is not an lrnoise training run (kind "
+                               f"{run.data.tags.get(KIND, 'none')!r}): pass a training run id")
+        if run.info.status != "FINISHED":
+            raise LrnoiseError(f"training run {run_id} is {run.info.status}, not FINISHED: resume it first")
+        return run
+    if not str(model_uri).startswith(("models:/", "runs:/")):
+        raise LrnoiseError(f"model URI {model_uri!r} must look like models:/<name>/<version>, "
+                           "models:/<name>@<alias> or models:/<model_id>")
+    try:
+        source_id = mlflow.models.get_model_info(model_uri).run_id
+    except MlflowException as exc:
+        raise LrnoiseError(f"cannot find model {model_uri!r}: {exc.message.splitlines()[0]}") from None
+    except OSError as exc:
+        raise LrnoiseError(f"cannot find model {model_uri!r}: {exc}") from None
+    if not source_id:
+        return None
+    run = get_run(source_id)
+    return run if run.data.tags.get(KIND) == "train" else None
 
 
 def active_run_id() -> str:

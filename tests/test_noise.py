@@ -1,0 +1,233 @@
+"""Noise injection and the paper's eq. 7-9: exactness, statistics, reproducibility, tracking, bad input."""
+import subprocess
+import sys
+
+import keras
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from conftest import ROOT, run_statuses
+from lrnoise import data, models, noise, tracking
+from lrnoise.cli import app
+from lrnoise.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load("digits")
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    """A small ResNet fitted on digits in-process (no tracking): accurate enough that noise can hurt it."""
+    keras.utils.set_random_seed(0)
+    mean, var = models.channel_stats(digits.x_train)
+    model = models.resnet(8, 10, digits.input_shape, mean=mean, variance=var)
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(digits.x_train.astype("float32"), digits.y_train, epochs=8, batch_size=64, verbose=0)
+    assert models.Evaluator(model, digits.x_test, digits.y_test)() > 0.8
+    return model
+
+
+def snapshot(model):
+    return [np.array(w) for w in model.get_weights()]
+
+
+def test_injected_noise_has_zero_mean_and_eta_sigma_w(trained):
+    injector = noise.Injector(trained)
+    eta = 0.2
+    noisy = injector.draw(eta, noise.draw_seed(0, eta, 0))
+    checked = 0
+    for path in injector.targets:
+        clean = np.array(injector.clean[path])
+        assert noisy[path].shape == clean.shape
+        if clean.size < 2000:
+            continue
+        delta = (np.array(noisy[path]) - clean).ravel()
+        sigma = eta * clean.std()
+        assert abs(delta.std() / sigma - 1) < 6 / np.sqrt(2 * clean.size)  # ~6 standard errors of a std
+        assert abs(delta.mean()) < 6 * sigma / np.sqrt(clean.size)
+        checked += 1
+    assert checked >= 3
+    untouched = [p for p in injector.clean if p not in injector.targets]
+    assert untouched and all(noisy[p] is injector.clean[p] for p in untouched)
+
+
+def test_multiplicative_noise_is_relative(trained):
+    injector = noise.Injector(trained, noise="multiplicative")
+    big = max(injector.targets, key=lambda p: int(np.prod(injector.clean[p].shape)))
+    clean = np.array(injector.clean[big])
+    noisy = np.array(injector.draw(0.3, 1)[big])
+    ratio = noisy[clean != 0] / clean[clean != 0] - 1
+    assert abs(ratio.std() / 0.3 - 1) < 0.05 and abs(ratio.mean()) < 0.02
+
+
+def test_folded_evaluator_computes_the_same_function(digits):
+    """BN folded into the convs gives the model's own predictions, noisy weights included."""
+    for shortcut in ("A", "B"):
+        model = models.resnet(8, 10, digits.input_shape, shortcut=shortcut)
+        rng = np.random.RandomState(0)
+        for v in model.weights:  # BN statistics away from their initial values
+            if v.path.endswith(("gamma", "moving_variance")):
+                v.assign(rng.uniform(0.5, 1.5, v.shape))
+            elif v.path.endswith(("beta", "moving_mean")):
+                v.assign(rng.normal(0, 0.3, v.shape))
+        x = digits.x_test[:64].astype("float32")
+        evaluator = models.Evaluator(model, x, np.zeros(64))
+        assert len(evaluator.pairs) == (7 if shortcut == "A" else 9)
+        np.testing.assert_allclose(evaluator.twin.predict(x, verbose=0), model.predict(x, verbose=0),
+                                   rtol=1e-4, atol=1e-6)
+        noisy = noise.Injector(model, targets="all").draw(0.2, 3)
+        evaluator.load(noisy)
+        copy = keras.models.clone_model(model)
+        for v in copy.weights:
+            v.assign(noisy[v.path])
+        np.testing.assert_allclose(evaluator.twin.predict(x, verbose=0), copy.predict(x, verbose=0),
+                                   rtol=1e-4, atol=1e-6)
+
+
+def test_targets(trained):
+    paths = {name: [v.path for v in noise.TARGETS[name](trained)] for name in noise.TARGETS}
+    assert not any(p.startswith(models.NORMALIZATION_LAYER) for ps in paths.values() for p in ps)
+    assert not any("moving" in p for p in paths["trainable"])
+    assert any(p.endswith("gamma") for p in paths["trainable"]) and any(p.endswith("bias") for p in paths["trainable"])
+    assert all(p.endswith("kernel") for p in paths["kernels"]) and len(paths["kernels"]) == 8
+    assert set(paths["trainable"]) < set(paths["all"]) and any("moving_mean" in p for p in paths["all"])
+
+
+def test_weights_restored_bit_for_bit(trained, digits):
+    before = snapshot(trained)
+    noise.evaluate(trained, digits.x_test, digits.y_test, etas=(0.1, 0.4), trials=2, targets="all", log=lambda s: None)
+    for a, b in zip(before, snapshot(trained)):
+        np.testing.assert_array_equal(a, b)
+    evaluator = models.Evaluator(trained, digits.x_test, digits.y_test)
+    clean = evaluator()
+    injector = noise.Injector(trained)
+    assert noise.noisy_accuracy(evaluator, injector, 0.5, 0, 0) != clean
+    assert noise.noisy_accuracy(evaluator, injector, 0.0, 0, 0) == clean  # back to the clean weights
+
+
+def test_eta_zero_is_exact_and_huge_eta_is_chance(trained, digits):
+    result = noise.evaluate(trained, digits.x_test, digits.y_test, etas=(0.0, 1000.0), trials=3, log=lambda s: None)
+    by_eta = result.summary.set_index("eta")
+    assert by_eta.loc[0.0, "normalized_accuracy"] == 1.0
+    assert by_eta.loc[1000.0, "accuracy"] < 0.25  # chance is 0.1
+    assert result.avg_normalized_accuracy == pytest.approx((1.0 + by_eta.loc[1000.0, "normalized_accuracy"]) / 2)
+
+
+def test_same_seed_same_draws_other_seed_other_draws(trained, digits):
+    def draws(seed):
+        return noise.evaluate(trained, digits.x_test, digits.y_test, etas=(0.3,), trials=4, seed=seed,
+                              log=lambda s: None).draws["accuracy"].to_numpy()
+    np.testing.assert_array_equal(draws(1), draws(1))
+    assert not np.array_equal(draws(1), draws(2))
+    injector = noise.Injector(trained)
+    first = injector.targets[0]
+    got = [np.array(injector.draw(0.1, noise.draw_seed(seed, 0.1, 0))[first]) for seed in (5, 5, 6)]
+    np.testing.assert_array_equal(got[0], got[1])
+    assert not np.array_equal(got[0], got[2])
+    assert noise.draw_seed(5, 0.1, 0) != noise.draw_seed(5, 0.1, 1) != noise.draw_seed(5, 0.2, 1)
+
+
+def test_trials_auto_stops_on_ci_or_cap(trained, digits):
+    loose = noise.evaluate(trained, digits.x_test, digits.y_test, etas=(0.2,), trials="auto", ci_target=1.0,
+                           log=lambda s: None)
+    assert len(loose.draws) == noise.MIN_AUTO_TRIALS
+    tight = noise.evaluate(trained, digits.x_test, digits.y_test, etas=(0.3,), trials="auto", ci_target=1e-9,
+                           max_trials=6, log=lambda s: None)
+    assert len(tight.draws) == 6
+
+
+def test_summary_statistics_follow_equations():
+    draws = pd.DataFrame({"eta": [0.1, 0.1, 0.1, 0.2, 0.2], "trial": [0, 1, 2, 0, 1],
+                          "accuracy": [0.8, 0.7, 0.9, 0.5, 0.3]})
+    result = noise.NoiseResult(0.9, draws)
+    s = result.summary.set_index("eta")
+    assert s.loc[0.1, "accuracy"] == pytest.approx(0.8) and s.loc[0.2, "accuracy"] == pytest.approx(0.4)
+    assert s.loc[0.1, "normalized_accuracy"] == pytest.approx(0.8 / 0.9)
+    assert s.loc[0.1, "accuracy_std"] == pytest.approx(0.1)
+    assert s.loc[0.1, "accuracy_ci95"] == pytest.approx(4.302653 * 0.1 / np.sqrt(3), rel=1e-6)
+    assert result.avg_normalized_accuracy == pytest.approx((0.8 / 0.9 + 0.4 / 0.9) / 2)
+    assert [tracking.eta_pct(e) for e in (0.01, 0.1, 0.025, 0.3, 0.07)] == ["1", "10", "2.5", "30", "7"]
+
+
+@pytest.fixture
+def train_run(store):
+    return train(TrainConfig(dataset="digits", lr=0.003, epochs=1, batch_size=64, patience=0))
+
+
+def test_tracked_noise_eval_metrics_match_logged_draws(train_run):
+    eval_id, result = noise.noise_eval(run_id=train_run.run_id, etas=[0.05, 0.1, 0.3], trials=3, seed=7)
+    run = mlflow.get_run(eval_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["mlflow.parentRunId"] == train_run.run_id == run.data.tags["source_run_id"]
+    assert run.data.params == {"etas": "0.05,0.1,0.3", "trials": "3", "seed": "7", "targets": "trainable",
+                               "noise": "additive"}
+    folder = mlflow.artifacts.download_artifacts(run_id=eval_id)
+    draws = pd.read_csv(f"{folder}/draws.csv")
+    a0 = run.data.metrics["baseline_accuracy"]
+    assert a0 == pytest.approx(train_run.baseline_accuracy)  # same evaluation code as training
+    per_eta = draws.groupby("eta")["accuracy"]
+    for eta, pct in ((0.05, "5"), (0.1, "10"), (0.3, "30")):
+        assert run.data.metrics[f"accuracy_eta_{pct}"] == pytest.approx(per_eta.mean()[eta], abs=1e-12)
+        assert run.data.metrics[f"accuracy_std_eta_{pct}"] == pytest.approx(per_eta.std()[eta], abs=1e-12)
+        assert run.data.metrics[f"normalized_accuracy_eta_{pct}"] == pytest.approx(per_eta.mean()[eta] / a0)
+    assert run.data.metrics["avg_normalized_accuracy"] == pytest.approx((per_eta.mean() / a0).mean())
+    trained_run = mlflow.get_run(train_run.run_id)  # the summary also sits on the training run
+    assert trained_run.data.metrics["avg_normalized_accuracy"] == run.data.metrics["avg_normalized_accuracy"]
+    assert "normalized_accuracy_eta_10" in trained_run.data.metrics
+    png = open(f"{folder}/noise_curve.png", "rb").read()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_model_uri_inputs_find_the_training_run(train_run):
+    client = mlflow.tracking.MlflowClient()
+    client.set_registered_model_alias("lrnoise-digits-resnet20", "champion", train_run.model_version)
+    for uri in ("models:/lrnoise-digits-resnet20/1", "models:/lrnoise-digits-resnet20@champion",
+                train_run.model_uri):
+        eval_id, _ = noise.noise_eval(model_uri=uri, etas=[0.1], trials=1)
+        assert mlflow.get_run(eval_id).data.tags["source_run_id"] == train_run.run_id
+
+
+def _cli(args):
+    return CliRunner().invoke(app, ["noise-eval", *args])
+
+
+def test_bad_input(train_run):
+    cases = [
+        (["--run-id", train_run.run_id, "--etas", "-0.1"], "etas must be finite and >= 0"),
+        (["--run-id", train_run.run_id, "--trials", "0"], "trials must be an integer >= 1 or 'auto'"),
+        (["--run-id", "0123456789abcdef0123456789abcdef"], "no run"),
+        (["--model-uri", "models:/no-such-model/3"], "cannot find model"),
+        (["--model-uri", "bogus"], "must look like models:/"),
+        (["--run-id", train_run.run_id, "--targets", "weights"], "trainable, kernels, all"),
+        ([], "exactly one of --run-id"),
+    ]
+    for args, message in cases:
+        result = _cli(args)
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1 and message in lines[0], (args, result.output)
+    # a finished training run without a model
+    exp = tracking.ensure_experiment("lrnoise")
+    bare = mlflow.tracking.MlflowClient().create_run(exp, tags={tracking.KIND: "train"})
+    mlflow.tracking.MlflowClient().set_terminated(bare.info.run_id)
+    result = _cli(["--run-id", bare.info.run_id])
+    assert result.exit_code == 2 and "has no logged model" in result.output
+    assert "RUNNING" not in run_statuses().values()
+
+
+def test_mlflow_run_noise_eval_entry_point(train_run):
+    cmd = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "noise_eval", "--env-manager", "local",
+           "--experiment-name", "lrnoise", "-P", f"run_id={train_run.run_id}", "-P", "etas=0.1, 0.2",
+           "-P", "trials=2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    evals = [r for r in mlflow.search_runs(experiment_names=["lrnoise"], output_format="list")
+             if r.data.tags.get(tracking.KIND) == "noise_eval"]
+    assert len(evals) == 1 and evals[0].info.status == "FINISHED"
+    assert evals[0].data.tags["mlflow.parentRunId"] == train_run.run_id
+    assert "normalized_accuracy_eta_20" in evals[0].data.metrics
+    assert set(run_statuses().values()) == {"FINISHED"}
