@@ -94,6 +94,25 @@ def noise_eval(
                             batch_size=batch_size)
 
 
+@app.command()
+@one_line_errors
+def report(
+    experiment: str = typer.Option(tracking.DEFAULT_EXPERIMENT, help="MLflow experiment to report on"),
+    out: Optional[str] = typer.Option(None, help="output folder [default: reports/<experiment>]"),
+    dataset: Optional[str] = typer.Option(None, help="only this dataset"),
+    model: Optional[str] = typer.Option(None, help="only this model"),
+    optimizer: Optional[str] = typer.Option(None, help="only this optimizer (tables use adam by default)"),
+    max_accuracy_drop: float = typer.Option(1.0, help="sweet spot: baseline within this many points of the best"),
+):
+    """Tables II-III, Figures 1-4, the paper comparison and the sweet spot, from the tracking server."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # an unreachable server fails fast
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    from lrnoise import report as report_module
+    built = report_module.build(experiment, out or None, dataset or None, model or None, optimizer or None,
+                                max_accuracy_drop / 100)
+    print(report_module.summary_text(built))
+
+
 def main():
     app()
 

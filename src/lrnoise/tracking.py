@@ -347,3 +347,39 @@ def search_runs(experiment_ids: list[str], filter_string: str = "", finished_onl
         token = page.token
         if not token:
             return runs
+
+
+def train_runs_frame(experiment_id: str, param_filters: dict) -> "pd.DataFrame":
+    """Every finished training run of the experiment (all pages, one search): run_id, params, metrics."""
+    import pandas as pd
+    clauses = [f"tags.`{KIND}` = 'train'"] + [f"params.{k} = '{v}'" for k, v in param_filters.items()]
+    rows = []
+    for run in search_runs([experiment_id], " and ".join(clauses)):
+        rows.append({"run_id": run.info.run_id, **{k: run.data.params.get(k) for k in TRAIN_PARAMS},
+                     **run.data.metrics})
+    return pd.DataFrame(rows)
+
+
+def normalized_accuracy_columns(columns) -> list[tuple[float, str, str]]:
+    """(eta, A^eta column, its CI column) for every normalized_accuracy_eta_<pct> column, by eta."""
+    prefix = "normalized_accuracy_eta_"
+    found = [(float(c[len(prefix):]) / 100, c) for c in columns if c.startswith(prefix)]
+    return [(eta, c, normalized_accuracy_ci95_eta(eta)) for eta, c in sorted(found)]
+
+
+def set_alias_for_run(run_id: str, alias: str) -> str | None:
+    """Points registry alias `alias` at the model version a training run registered; returns 'name/version'."""
+    c = client()
+    versions = c.search_model_versions(f"run_id = '{run_id}'")
+    if not versions:
+        return None
+    version = max(versions, key=lambda v: int(v.version))
+    c.set_registered_model_alias(version.name, alias, version.version)
+    return f"{version.name}/{version.version}"
+
+
+def log_report(experiment_id: str, folder: Path) -> str:
+    """A `report` run in the experiment holding every table and figure as artifacts."""
+    with mlflow.start_run(experiment_id=experiment_id, run_name="report", tags={KIND: "report"}) as active:
+        mlflow.log_artifacts(str(folder))
+    return active.info.run_id

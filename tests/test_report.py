@@ -1,0 +1,209 @@
+"""The report from a real tracking store filled with runs whose numbers the test chooses."""
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import mlflow
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.entities import Metric, Param, RunTag
+from nbclient import NotebookClient
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import ROOT
+from lrnoise import paper, report, tracking
+from lrnoise.cli import app
+
+ETAS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4)
+# (dataset, model, optimizer, lr, seed, baseline, A^eta at each eta or None for "not evaluated")
+RUNS = [
+    ("cifar10", "resnet20", "adam", 0.0005, 0, 0.90, (0.99, 0.95, 0.90, 0.80, 0.60, 0.40)),
+    ("cifar10", "resnet20", "adam", 0.00075, 0, 0.90, (0.99, 0.96, 0.92, 0.85, 0.70, 0.50)),
+    ("cifar10", "resnet20", "adam", 0.00075, 1, 0.92, (0.98, 0.94, 0.90, 0.81, 0.66, 0.46)),  # a second seed
+    ("cifar10", "resnet20", "adam", 0.001, 0, 0.915, (0.97, 0.90, 0.80, 0.60, 0.40, 0.20)),
+    ("cifar10", "resnet32", "adam", 0.0005, 0, 0.93, (0.99, 0.97, 0.94, 0.88, 0.75, 0.55)),
+    ("cifar10", "resnet32", "adam", 0.00075, 0, 0.925, None),  # trained, not yet noise-evaluated
+    # resnet32 @ 0.001: no run at all (a hole)
+    ("cifar10", "resnet20", "sgd", 0.00075, 0, 0.70, (0.9, 0.8, 0.6, 0.4, 0.2, 0.1)),
+    ("cifar10", "resnet20", "momentum", 0.00075, 0, 0.85, (0.95, 0.85, 0.7, 0.5, 0.3, 0.2)),
+    ("cifar100", "resnet20", "adam", 0.001, 0, 0.66, (0.95, 0.85, 0.70, 0.45, 0.25, 0.12)),
+]
+
+
+def add_run(client, exp_id, dataset, model, optimizer, lr, seed, baseline, normalized, status="FINISHED"):
+    run = client.create_run(exp_id, tags={tracking.KIND: "train"})
+    params = {"dataset": dataset, "model": model, "optimizer": optimizer, "lr": tracking.canonical(lr),
+              "batch_size": "128", "epochs": "100", "seed": str(seed), "init": "glorot_uniform", "shortcut": "A",
+              "patience": "10"}
+    metrics = {tracking.BASELINE_ACCURACY: baseline}
+    if normalized:
+        metrics.update({tracking.normalized_accuracy_eta(e): a for e, a in zip(ETAS, normalized)})
+        metrics.update({tracking.normalized_accuracy_ci95_eta(e): 0.01 for e in ETAS})
+        metrics[tracking.AVG_NORMALIZED_ACCURACY] = float(np.mean(normalized))
+    now = int(time.time() * 1000)
+    client.log_batch(run.info.run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+                     params=[Param(k, v) for k, v in params.items()])
+    client.set_terminated(run.info.run_id, status)
+    return run.info.run_id
+
+
+def fill(experiment="lrnoise"):
+    client = mlflow.tracking.MlflowClient()
+    exp_id = tracking.ensure_experiment(experiment)
+    ids = [add_run(client, exp_id, *r) for r in RUNS]
+    add_run(client, exp_id, "cifar10", "resnet32", "adam", 0.001, 0, 0.5, None, status="RUNNING")  # not counted
+    other = client.create_run(exp_id, tags={tracking.KIND: "noise_eval"})  # not a training run
+    client.log_batch(other.info.run_id, metrics=[Metric(tracking.BASELINE_ACCURACY, 0.1, 0, 0)])
+    client.set_terminated(other.info.run_id)
+    return ids
+
+
+def expected_pivot(dataset, value_index):
+    frame = pd.DataFrame([r for r in RUNS if r[0] == dataset and r[2] == "adam"],
+                         columns=["dataset", "model", "optimizer", "lr", "seed", "baseline", "normalized"])
+    if value_index == "baseline":
+        frame["value"] = frame["baseline"]
+    else:
+        frame["value"] = [np.mean(n) if n else np.nan for n in frame["normalized"]]
+    return frame.groupby(["model", "lr"])["value"].mean().unstack()
+
+
+def test_tables_equal_expected_pivots(store, tmp_path):
+    ids = fill()
+    for run_id, spec in zip(ids, RUNS):  # register a model version per run, for the sweet-spot alias
+        name = f"lrnoise-{spec[0]}-{spec[1]}"
+        client = mlflow.tracking.MlflowClient()
+        if not client.search_registered_models(f"name = '{name}'"):
+            client.create_registered_model(name)
+        client.create_model_version(name, f"runs:/{run_id}/model", run_id=run_id)
+    built = report.build("lrnoise", tmp_path / "out")
+    assert len(built.runs) == len(RUNS)
+    for dataset in ("cifar10", "cifar100"):
+        for value, metric in (("baseline", tracking.BASELINE_ACCURACY), ("avr", tracking.AVG_NORMALIZED_ACCURACY)):
+            got = report.pivot(built.runs, metric, dataset)
+            want = expected_pivot(dataset, value)
+            want = want.reindex(index=got.index, columns=got.columns)
+            pd.testing.assert_frame_equal(got, want, check_names=False, check_exact=False, rtol=1e-12)
+    md = (tmp_path / "out" / "table2_baseline_accuracy.md").read_text()
+    assert "| resnet20 | 90.00% | 91.00% ±1.41 (n=2) | 91.50% |" in md
+    assert "| resnet32 | 93.00% | 92.50% | — |" in md
+    md3 = (tmp_path / "out" / "table3_avg_normalized_accuracy.md").read_text()
+    assert "| resnet32 | 84.67% | — | — |" in md3
+    assert r"\begin{tabular}" in (tmp_path / "out" / "table2_baseline_accuracy.tex").read_text()
+    every = pd.read_csv(tmp_path / "out" / "runs.csv")
+    assert len(every) == len(RUNS) and set(every["run_id"]) == set(ids)
+    assert "cifar10 resnet32 adam lr=0.001: no finished training run" in built.missing
+    assert "cifar10 resnet32 adam lr=0.00075: no noise evaluation" in built.missing
+
+    optimizers = pd.read_csv(tmp_path / "out" / "table_optimizers.csv")
+    assert list(optimizers["optimizer"]) == ["sgd", "momentum", "adam"]
+    assert optimizers.set_index("optimizer").loc["adam", "baseline_accuracy"] == pytest.approx(0.91)
+
+    comparison = pd.read_csv(tmp_path / "out" / "paper_comparison.csv")
+    cell = comparison[(comparison["table"] == "II") & (comparison["model"] == "resnet20")
+                      & (comparison["lr"] == 0.00075)].iloc[0]
+    assert cell["paper"] == paper.BASELINE_ACCURACY[("cifar10", "resnet20", 0.00075)] == 0.9187
+    assert cell["ours"] == pytest.approx(0.91) and cell["difference"] == pytest.approx(0.91 - 0.9187)
+    sgd = comparison[(comparison["optimizer"] == "sgd") & (comparison["metric"] == "baseline_accuracy")].iloc[0]
+    assert sgd["paper"] == 0.6851
+
+    # sweet spot: resnet20 lrs within 1 pp of the best mean baseline (0.915): 0.00075 (0.91) and 0.001;
+    # 0.00075 has the higher A_avr; its seed-0 run has the higher A_avr of the two seeds
+    spots = pd.read_csv(tmp_path / "out" / "sweet_spot.csv").set_index(["dataset", "model"])
+    assert spots.loc[("cifar10", "resnet20"), "lr"] == 0.00075
+    assert spots.loc[("cifar10", "resnet20"), "run_id"] == ids[1]
+    version = mlflow.tracking.MlflowClient().get_model_version_by_alias("lrnoise-cifar10-resnet20", "noise-robust")
+    assert version.run_id == ids[1]
+
+    for name in ("fig1_noise_curves_cifar10.png", "fig4_tradeoff_cifar10.png", "fig3_optimizers.png",
+                 "fig1_noise_curves_cifar100.png"):
+        with Image.open(tmp_path / "out" / name) as image:
+            assert image.format == "PNG" and image.width >= 500 and image.height >= 300
+            assert len(set(image.convert("L").getdata())) > 20  # something was drawn
+    reports = mlflow.search_runs(experiment_names=["lrnoise"], filter_string=f"tags.`{tracking.KIND}` = 'report'",
+                                 output_format="list")
+    assert len(reports) == 1
+    assert "table3_avg_normalized_accuracy.md" in [a.path for a in mlflow.tracking.MlflowClient().list_artifacts(
+        reports[0].info.run_id)]
+
+
+def test_more_than_1000_runs_are_all_counted(store):
+    client = mlflow.tracking.MlflowClient()
+    exp_id = tracking.ensure_experiment("big")
+    for i in range(1003):
+        add_run(client, exp_id, "digits", "resnet20", "adam", [0.001, 0.002][i % 2], i, 0.5 + (i % 7) / 100,
+                (0.9, 0.8, 0.7, 0.6, 0.5, 0.4))
+    runs = report.fetch_runs("big")
+    assert len(runs) == 1003 and runs["run_id"].is_unique
+    table = report.cells(runs, tracking.BASELINE_ACCURACY)
+    assert table["n"].sum() == 1003
+
+
+def test_errors_one_line(store, tmp_path):
+    def cli(*args, env=None):
+        return CliRunner().invoke(app, ["report", "--out", str(tmp_path / "o"), *args], env=env)
+
+    result = cli("--experiment", "nope")
+    assert result.exit_code == 2 and "no experiment named 'nope'" in result.output
+    tracking.ensure_experiment("empty")
+    result = cli("--experiment", "empty")
+    assert result.exit_code == 2 and "no finished training runs" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+    proc = subprocess.run([sys.executable, "-m", "lrnoise.cli", "report"], capture_output=True, text=True,
+                          env={**os.environ, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}, timeout=300)
+    assert proc.returncode == 2 and "unreachable" in proc.stderr.strip().splitlines()[-1]
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_report_over_http_tracking_server(tmp_path, monkeypatch):
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
+                               f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",
+                               str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+                               "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              cwd=tmp_path)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        import urllib.request
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{uri}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        mlflow.set_tracking_uri(uri)
+        fill()
+        proc = subprocess.run([sys.executable, "-m", "lrnoise.cli", "report", "--out", str(tmp_path / "http")],
+                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "91.00% ±1.41 (n=2)" in (tmp_path / "http" / "table2_baseline_accuracy.md").read_text()
+        assert "files in" in proc.stdout
+    finally:
+        mlflow.set_tracking_uri(None)
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_notebook_runs_on_a_small_store(store, tmp_path):
+    fill()
+    notebook = nbformat.read(ROOT / "notebooks" / "analysis.ipynb", as_version=4)
+    os.environ["LRNOISE_EXPERIMENT"] = "lrnoise"
+    try:
+        NotebookClient(notebook, timeout=300, kernel_name="python3",
+                       resources={"metadata": {"path": str(tmp_path)}}).execute()
+    finally:
+        del os.environ["LRNOISE_EXPERIMENT"]
+    outputs = str([o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs])
+    assert "91.00%" in outputs and "0.9187" in outputs and "image/png" in outputs
+    assert not any(o.get("output_type") == "error" for cell in notebook.cells for o in cell.get("outputs", []))
