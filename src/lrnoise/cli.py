@@ -113,6 +113,48 @@ def report(
     print(report_module.summary_text(built))
 
 
+@app.command()
+@one_line_errors
+def study(
+    preset: str = typer.Option("demo", help="demo (digits, minutes on a CPU) | paper | optimizers"),
+    datasets: Optional[str] = typer.Option(None, help="override, e.g. cifar10,cifar100"),
+    models: Optional[str] = typer.Option(None, help="override, e.g. resnet20,resnet32"),
+    optimizers: Optional[str] = typer.Option(None, help="override, e.g. adam,sgd"),
+    lrs: Optional[str] = typer.Option(None, help="override, e.g. 0.0005,0.001"),
+    seeds: Optional[str] = typer.Option(None, help="override, e.g. 0,1,2"),
+    epochs: Optional[str] = typer.Option(None, help="override the preset's maximum epochs"),
+    etas: Optional[str] = typer.Option(None, help="override the noise form factors"),
+    trials: Optional[str] = typer.Option(None, help="override draws per eta (or 'auto')"),
+    patience: Optional[int] = typer.Option(None, help="override early-stopping patience"),
+    batch_size: Optional[int] = typer.Option(None, help="override the batch size"),
+    experiment: str = typer.Option(tracking.DEFAULT_EXPERIMENT, help="MLflow experiment"),
+    workers: int = typer.Option(1, help="configurations at once (processes; one GPU each when GPUs exist)"),
+    executor: str = typer.Option("local", help="local | ray"),
+    ray_address: Optional[str] = typer.Option(None, help="Ray cluster address [default: a local instance]"),
+    data_dir: Optional[str] = typer.Option(None, help="folder with the official CIFAR archives"),
+    report: bool = typer.Option(True, help="build the report at the end"),
+    report_dir: Optional[str] = typer.Option(None, help="report folder [default: reports/<experiment>]"),
+):
+    """Run the whole grid (resumable: finished runs are reused), then the report."""
+    from lrnoise import noise as noise_module
+    from lrnoise import study as study_module
+    extra = {k: v for k, v in {"patience": patience, "batch_size": batch_size}.items() if v is not None}
+    spec = study_module.StudySpec(
+        preset=preset, datasets=study_module.parse_list(datasets, str, "datasets"),
+        models=study_module.parse_list(models, str, "models"),
+        optimizers=study_module.parse_list(optimizers, str, "optimizers"),
+        lrs=study_module.parse_list(lrs, float, "lrs"), seeds=study_module.parse_list(seeds, int, "seeds"),
+        epochs=(study_module.parse_list(epochs, int, "epochs") or (None,))[0],
+        etas=study_module.parse_list(etas, float, "etas"),
+        trials=noise_module.parse_trials(trials) if trials else None, extra=extra)
+    outcomes, _ = study_module.run_study(spec, experiment, workers, executor, ray_address or None,
+                                         data_dir or None, report, report_dir or None)
+    failed = [o for o in outcomes if o.status != "ok"]
+    if failed:
+        print(f"error: {len(failed)} of {len(outcomes)} configurations failed", file=sys.stderr)
+        raise typer.Exit(1)
+
+
 def main():
     app()
 

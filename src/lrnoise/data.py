@@ -2,6 +2,8 @@
 
 Everything TensorFlow-specific in lrnoise lives in this file (tf.data). Images stay uint8 NHWC in memory
 and are cast to float32 one batch at a time, just before they reach the model (whose first layer normalises).
+Two interchangeable training pipelines: tf.data (when TensorFlow is installed) and a NumPy `PyDataset` that
+needs no TensorFlow (any Keras backend); `LRNOISE_PIPELINE=numpy|tf` picks one explicitly.
 """
 from __future__ import annotations
 
@@ -265,3 +267,81 @@ def eval_dataset(x: np.ndarray, y: np.ndarray, batch_size: int):
     import tensorflow as tf
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
     return ds.map(lambda xb, yb: (tf.cast(xb, tf.float32), yb)).prefetch(tf.data.AUTOTUNE)
+
+
+# ---------------------------------------------------------------- training input pipeline without TensorFlow
+def augment_numpy(images: np.ndarray, rng: np.random.Generator, pad: int, flip: bool) -> np.ndarray:
+    """NumPy twin of `augment_batch`: per-example crop of the zero-padded image and random horizontal flip."""
+    b, h, w = images.shape[:3]
+    if pad:
+        padded = np.pad(images, [(0, 0), (pad, pad), (pad, pad), (0, 0)])
+        offsets = rng.integers(0, 2 * pad + 1, size=(2, b))
+        rows = offsets[0][:, None] + np.arange(h)  # B x H
+        cols = offsets[1][:, None] + np.arange(w)  # B x W
+        images = padded[np.arange(b)[:, None, None], rows[:, :, None], cols[:, None, :]]  # B x H x W x C
+    if flip:
+        mirror = rng.integers(0, 2, size=b).astype(bool)
+        images = images.copy()
+        images[mirror] = images[mirror, :, ::-1]
+    return images
+
+
+def _numpy_stream_class():
+    import keras
+
+    class NumpyStream(keras.utils.PyDataset):
+        """Batches for `model.fit` from NumPy alone; epoch e is a pure function of (seed, e), like tf.data's."""
+
+        def __init__(self, x, y, batch_size, seed, start_epoch, augment):
+            super().__init__(workers=1, use_multiprocessing=False, max_queue_size=8)
+            self.x, self.y, self.batch_size, self.seed, self.augment = x, y, batch_size, seed, augment
+            self.epoch = start_epoch
+            self._order = None
+
+        def __len__(self):
+            return steps_per_epoch(len(self.x), self.batch_size)
+
+        def _epoch_order(self):
+            if self._order is None or self._order[0] != self.epoch:
+                rng = np.random.default_rng([self.seed, self.epoch])
+                self._order = (self.epoch, rng.permutation(len(self.x)))
+            return self._order[1]
+
+        def __getitem__(self, step):
+            idx = np.sort(self._epoch_order()[step * self.batch_size:(step + 1) * self.batch_size])
+            xb = self.x[idx]
+            pad, flip = self.augment
+            if pad or flip:
+                xb = augment_numpy(xb, np.random.default_rng([self.seed, self.epoch, step, 1]), pad, flip)
+            return xb.astype(np.float32), self.y[idx]
+
+        def on_epoch_end(self):
+            self.epoch += 1
+
+    return NumpyStream
+
+
+def pipeline_kind() -> str:
+    """'tf' (tf.data) when TensorFlow is installed, else 'numpy'; LRNOISE_PIPELINE overrides."""
+    chosen = os.environ.get("LRNOISE_PIPELINE")
+    if chosen in ("tf", "numpy"):
+        return chosen
+    try:
+        import tensorflow  # noqa: F401
+    except ImportError:
+        return "numpy"
+    return "tf"
+
+
+def training_stream(x, y, batch_size: int, seed: int, start_epoch: int = 0, augment=(0, False)):
+    """(stream for model.fit, steps_per_epoch to pass or None) from whichever pipeline is in use."""
+    if pipeline_kind() == "tf":
+        return train_pipeline(x, y, batch_size, seed, start_epoch, augment), steps_per_epoch(len(x), batch_size)
+    return _numpy_stream_class()(x, y, batch_size, seed, start_epoch, augment), None
+
+
+def validation_data(x, y, batch_size: int):
+    """What model.fit takes as validation_data: a tf.data stream, or (float32 array, labels)."""
+    if pipeline_kind() == "tf":
+        return eval_dataset(x, y, batch_size)
+    return x.astype(np.float32), y

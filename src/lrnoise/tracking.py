@@ -6,6 +6,7 @@ run per noise evaluation, child of its training run; a `report` run; a `study` r
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shlex
@@ -70,7 +71,9 @@ def canonical(value) -> str:
 
 
 def config_key(params: dict) -> str:
-    return json.dumps({k: canonical(v) for k, v in sorted(params.items())}, sort_keys=True)
+    """Hash of the canonical params: runs with equal keys ran the same configuration."""
+    text = json.dumps({k: canonical(v) for k, v in sorted(params.items())}, sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()
 
 
 # ---------------------------------------------------------------- stores and experiments
@@ -80,6 +83,10 @@ def client() -> MlflowClient:
 
 def tracking_uri() -> str:
     return mlflow.get_tracking_uri()
+
+
+def set_tracking_uri(uri: str) -> None:
+    mlflow.set_tracking_uri(uri)
 
 
 def ensure_experiment(name: str) -> str:
@@ -383,3 +390,49 @@ def log_report(experiment_id: str, folder: Path) -> str:
     with mlflow.start_run(experiment_id=experiment_id, run_name="report", tags={KIND: "report"}) as active:
         mlflow.log_artifacts(str(folder))
     return active.info.run_id
+
+
+# ---------------------------------------------------------------- the study: lookups, parent run, stale runs
+STUDY_PARAMS = ("preset", "datasets", "models", "optimizers", "lrs", "seeds", "epochs", "etas", "trials")
+
+
+def runs_with_config(experiment_id: str, kind: str, key: str, source_run_id: str | None = None) -> list:
+    """Every run (any status, not deleted) of `kind` with configuration key `key`, newest first."""
+    clauses = [f"tags.`{KIND}` = '{kind}'", f"tags.`{CONFIG_KEY}` = '{key}'"]
+    if source_run_id:
+        clauses.append(f"tags.`{SOURCE_RUN_ID}` = '{source_run_id}'")
+    runs = search_runs([experiment_id], " and ".join(clauses), finished_only=False)
+    return sorted(runs, key=lambda r: r.info.start_time, reverse=True)
+
+
+def mark_failed(run_id: str) -> None:
+    client().set_terminated(run_id, "FAILED")
+
+
+def start_study_run(experiment_id: str, params: dict) -> str:
+    """The study's parent run: `mlflow run`'s own run if inside one, else an unfinished study run with the
+    same configuration (resumed after a crash), else a new one. Kept out of the fluent run stack so that
+    training and noise-eval runs can start beside it."""
+    c = client()
+    key = config_key(params)
+    run_id = os.environ.pop("MLFLOW_RUN_ID", None)
+    unfinished = [r for r in runs_with_config(experiment_id, "study", key) if r.info.status != "FINISHED"]
+    if run_id is None and unfinished:
+        run_id = unfinished.pop(0).info.run_id
+    for stale in unfinished:
+        if stale.info.run_id != run_id:
+            mark_failed(stale.info.run_id)
+    if run_id is None:
+        run_id = c.create_run(experiment_id, run_name=f"study-{params['preset']}").info.run_id
+    else:
+        c.update_run(run_id, status="RUNNING")
+    existing = c.get_run(run_id).data.params
+    c.log_batch(run_id, params=[mlflow.entities.Param(k, canonical(v)) for k, v in params.items()
+                                if k not in existing],
+                tags=[mlflow.entities.RunTag(KIND, "study"), mlflow.entities.RunTag(CONFIG_KEY, key)])
+    return run_id
+
+
+def end_study_run(run_id: str, metrics: dict, ok: bool) -> None:
+    log_metrics(metrics, run_id=run_id)
+    client().set_terminated(run_id, "FINISHED" if ok else "FAILED")

@@ -178,11 +178,11 @@ def train(config: TrainConfig, data_dir: str | None = None, experiment: str = tr
 
         done_early = config.patience and state["wait"] >= config.patience
         if state["epoch"] < config.epochs and not done_early:
-            stream = data.train_pipeline(ds.x_train, ds.y_train, config.batch_size, config.seed,
-                                         start_epoch=state["epoch"], augment=data.augmentation_for(config.dataset))
-            model.fit(stream, steps_per_epoch=data.steps_per_epoch(len(ds.x_train), config.batch_size),
-                      epochs=config.epochs, initial_epoch=state["epoch"], verbose=0,
-                      validation_data=data.eval_dataset(ds.x_val, ds.y_val, EVAL_BATCH),
+            stream, steps = data.training_stream(ds.x_train, ds.y_train, config.batch_size, config.seed,
+                                                 start_epoch=state["epoch"],
+                                                 augment=data.augmentation_for(config.dataset))
+            model.fit(stream, steps_per_epoch=steps, epochs=config.epochs, initial_epoch=state["epoch"], verbose=0,
+                      validation_data=data.validation_data(ds.x_val, ds.y_val, EVAL_BATCH),
                       callbacks=[EpochLog(config.epochs), Checkpointer(folder, config.patience, state),
                                  *extra_callbacks])
         if state["best_epoch"] and (folder / "best.weights.h5").is_file():

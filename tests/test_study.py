@@ -1,0 +1,137 @@
+"""The study: the grid as one resumable command; reuse, kill -9 and restart, workers, Ray, bad input."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mlflow
+import pytest
+from typer.testing import CliRunner
+
+from conftest import ROOT, run_statuses
+from lrnoise import paper, study, tracking
+from lrnoise.cli import app
+
+TINY = dict(preset="demo", models=("resnet20",), optimizers=("adam",), lrs=(0.001, 0.002), epochs=1, trials=2,
+            extra={"batch_size": 128})
+
+
+def runs_of(kind, experiment="lrnoise"):
+    return [r for r in mlflow.search_runs(experiment_names=[experiment], output_format="list",
+                                          filter_string=f"tags.`{tracking.KIND}` = '{kind}'")]
+
+
+def test_plans():
+    paper_jobs = study.plan(study.StudySpec("paper"))
+    assert len(paper_jobs) == 4 * 6 * 2 + 5  # Adam grid + five other optimizers (Adam's run is shared)
+    assert {j.train["lr"] for j in paper_jobs} == set(paper.LRS) and 0.000725 not in paper.LRS
+    assert len(study.plan(study.StudySpec("optimizers"))) == 6
+    demo = study.plan(study.StudySpec("demo"))
+    assert {j.train["dataset"] for j in demo} == {"digits"} and len(demo) == 2 * 6 + 5
+    assert all(j.noise["etas"] == list(paper.ETAS) for j in demo)
+
+
+def test_mlflow_run_study_then_second_invocation_trains_nothing(store):
+    cmd = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "study", "--env-manager", "local",
+           "--experiment-name", "lrnoise", "-P", "models=resnet20", "-P", "optimizers=adam", "-P", "lrs=0.001,0.002",
+           "-P", "epochs=1", "-P", "trials=2", "-P", f"report_dir={os.getcwd()}/reports/lrnoise"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Table II" in proc.stdout and "fig1_noise_curves_digits.png" in proc.stdout
+    (study_run,) = runs_of("study")
+    trains, evals = runs_of("train"), runs_of("noise_eval")
+    assert len(trains) == 2 and all(r.data.tags["mlflow.parentRunId"] == study_run.info.run_id for r in trains)
+    assert sorted(r.data.tags["mlflow.parentRunId"] for r in evals) == sorted(r.info.run_id for r in trains)
+    assert set(run_statuses().values()) == {"FINISHED"}
+    assert os.path.isfile("reports/lrnoise/table3_avg_normalized_accuracy.md")
+
+    outcomes, _ = study.run_study(study.StudySpec(**{**TINY, "extra": {}}), report=False)
+    assert [o.trained for o in outcomes] == ["reused", "reused"] and [o.evaluated for o in outcomes] == ["reused"] * 2
+    assert len(runs_of("train")) == 2 and len(runs_of("noise_eval")) == 2
+
+
+def test_killed_study_restarts_without_duplicates(store, tmp_path):
+    cmd = [sys.executable, "-m", "lrnoise.cli", "study", "--models", "resnet20", "--optimizers", "adam",
+           "--lrs", "0.001,0.002", "--epochs", "4", "--trials", "2", "--batch-size", "128", "--patience", "0",
+           "--no-report"]
+    proc = subprocess.Popen(cmd, stdout=open(tmp_path / "log", "w"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    client = mlflow.tracking.MlflowClient()
+    deadline = time.time() + 300
+    killed_run = None
+    while time.time() < deadline and killed_run is None:  # wait for a checkpoint in the first training
+        time.sleep(1)
+        for run in runs_of("train") if mlflow.get_experiment_by_name("lrnoise") else []:
+            if run.info.status == "RUNNING" and len(client.get_metric_history(run.info.run_id, "loss")) >= 2:
+                killed_run = run.info.run_id
+    assert killed_run, open(tmp_path / "log").read()[-2000:]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert run_statuses()[killed_run] == "RUNNING"  # left behind by kill -9
+
+    outcomes, _ = study.run_study(study.StudySpec(preset="demo", models=("resnet20",), optimizers=("adam",),
+                                                  lrs=(0.001, 0.002), epochs=4, trials=2,
+                                                  extra={"batch_size": 128, "patience": 0}), report=False)
+    assert all(o.status == "ok" for o in outcomes)
+    assert outcomes[0].trained == "resumed" and outcomes[0].train_run_id == killed_run
+    trains = runs_of("train")
+    assert len(trains) == 2 and {r.info.status for r in trains} == {"FINISHED"}
+    history = client.get_metric_history(killed_run, "loss")
+    assert sorted(m.step for m in history) == [1, 2, 3, 4] or len({m.step for m in history}) == 4
+    evals = [r for r in runs_of("noise_eval") if r.info.status == "FINISHED"]
+    assert len(evals) == 2 and "RUNNING" not in run_statuses().values()
+
+
+def test_two_workers_through_a_tracking_server_lose_no_run(store):
+    spec = study.StudySpec(**{**TINY, "lrs": (0.001, 0.002, 0.003)})
+    outcomes, built = study.run_study(spec, workers=2)
+    assert [o.status for o in outcomes] == ["ok"] * 3, [o.error for o in outcomes]
+    assert tracking.tracking_uri() == store  # back on the sqlite store, the server stopped
+    assert len(runs_of("train")) == 3 and len(runs_of("noise_eval")) == 3
+    assert len(built.runs) == 3 and built.runs["avg_normalized_accuracy"].notna().all()
+    assert set(run_statuses().values()) == {"FINISHED"}
+
+
+def test_ray_executor_runs_a_tiny_grid(store):
+    pytest.importorskip("ray")
+    outcomes, _ = study.run_study(study.StudySpec(**TINY), executor="ray", report=False)
+    assert [o.status for o in outcomes] == ["ok", "ok"], [o.error for o in outcomes]
+    assert len(runs_of("train")) == 2 and len(runs_of("noise_eval")) == 2
+    assert set(run_statuses().values()) == {"FINISHED"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--preset", "huge"], "unknown preset 'huge'"),
+    (["--datasets", "mnist"], "unknown dataset 'mnist'"),
+    (["--models", "resnet18"], "unknown model 'resnet18'"),
+    (["--optimizers", "rmsprop"], "unknown optimizer 'rmsprop'"),
+    (["--lrs", "0.1,fast"], "--lrs must be a comma-separated list"),
+    (["--lrs", "-1"], "lr must be > 0"),
+    (["--etas", "0.1,-0.2"], "etas must be finite and >= 0"),
+    (["--executor", "slurm"], "unknown executor"),
+])
+def test_bad_input_before_anything_runs(store, args, message):
+    result = CliRunner().invoke(app, ["study", *args])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and message in lines[0], result.output
+    assert run_statuses() == {}
+
+
+def test_a_failed_configuration_does_not_stop_the_grid(store, monkeypatch):
+    from lrnoise import train as train_module
+    real = train_module.train
+
+    def flaky(config, **kwargs):
+        if config.lr == 0.002:
+            raise RuntimeError("disk full")
+        return real(config, **kwargs)
+
+    monkeypatch.setattr(train_module, "train", flaky)
+    result = CliRunner().invoke(app, ["study", "--models", "resnet20", "--optimizers", "adam", "--lrs",
+                                      "0.001,0.002", "--epochs", "1", "--trials", "1", "--batch-size", "128"])
+    assert result.exit_code == 1
+    assert "failed: digits/resnet20/adam/lr=0.002/seed=0: RuntimeError: disk full" in result.output
+    assert len([r for r in runs_of("train") if r.info.status == "FINISHED"]) == 1
+    assert {r.info.status for r in runs_of("study")} == {"FAILED"}
+    assert "RUNNING" not in run_statuses().values()
