@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from conftest import ROOT, run_statuses
 from lrnoise import data, tracking
 from lrnoise.cli import app
-from lrnoise.train import TrainConfig, train
+from lrnoise.train import Execution, TrainConfig, train
 
 CONFIG = TrainConfig(dataset="digits", model="resnet20", lr=0.002, epochs=2, batch_size=64, seed=3, patience=0)
 
@@ -38,7 +38,8 @@ def test_train_logs_params_metrics_model_and_registry(store):
     assert run.info.status == "FINISHED"
     assert run.data.params == {"dataset": "digits", "model": "resnet20", "optimizer": "adam", "lr": "0.002",
                                "batch_size": "64", "epochs": "2", "seed": "3", "init": "glorot_uniform",
-                               "shortcut": "A", "patience": "0"}
+                               "shortcut": "A", "patience": "0",  # the configuration
+                               "mixed_precision": "none", "jit_compile": "None", "steps_per_execution": "1"}
     client = mlflow.tracking.MlflowClient()
     for name in tracking.EPOCH_METRICS:
         assert [m.step for m in client.get_metric_history(result.run_id, name)] == [1, 2]
@@ -117,3 +118,16 @@ def test_mlflow_run_train_entry_point(store):
     assert run.data.params["lr"] == "1e-3" and run.data.params["optimizer"] == "adam"
     assert "baseline_accuracy" in run.data.metrics
     assert run.data.tags[tracking.KIND] == "train" and tracking.MODEL_URI in run.data.tags
+
+
+def test_execution_options(store):
+    result = train(TrainConfig(dataset="digits", lr=0.002, epochs=1, batch_size=64, patience=0),
+                   execution=Execution("bf16", False, 4))
+    run = mlflow.get_run(result.run_id)
+    assert run.data.params["mixed_precision"] == "bf16" and run.data.params["steps_per_execution"] == "4"
+    model = tracking.load_model(result.model_uri)
+    conv = model.get_layer("stem_conv")
+    assert conv.dtype_policy.name == "mixed_bfloat16" and conv.kernel.dtype == "float32"  # weights stay fp32
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is left as it was
+    bad = CliRunner().invoke(app, ["train", "--mixed-precision", "fp8"])
+    assert bad.exit_code == 2 and "none, bf16 or fp16" in bad.output

@@ -55,16 +55,20 @@ def train(
     experiment: str = typer.Option(tracking.DEFAULT_EXPERIMENT, help="MLflow experiment name"),
     registered_model: Optional[str] = typer.Option(None, help="registry name [default: lrnoise-<dataset>-<model>]"),
     resume: Optional[str] = typer.Option(None, help="RUN_ID of an interrupted training run to continue"),
+    mixed_precision: str = typer.Option("none", help="none | bf16 | fp16 (16-bit compute, float32 weights)"),
+    jit_compile: Optional[bool] = typer.Option(None, "--jit-compile/--no-jit-compile",
+                                               help="XLA-compile the training step [default: Keras decides]"),
+    steps_per_execution: int = typer.Option(1, help="training steps per compiled call"),
 ):
     """Train one model with MLflow tracking; the model is logged and registered."""
-    from lrnoise.train import TrainConfig, resume_config, train as run_train
+    from lrnoise.train import Execution, TrainConfig, resume_config, train as run_train
     if resume:
         config = resume_config(resume)
     else:
         config = TrainConfig(dataset=dataset, model=model, optimizer=optimizer, lr=lr, batch_size=batch_size,
                              epochs=epochs, seed=seed, shortcut=shortcut, patience=patience)
     run_train(config, data_dir=data_dir or None, experiment=experiment, registered_model=registered_model or None,
-              resume=resume)
+              resume=resume, execution=Execution(mixed_precision, jit_compile, steps_per_execution))
 
 
 @app.command("noise-eval")

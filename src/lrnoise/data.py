@@ -322,15 +322,12 @@ def _numpy_stream_class():
 
 
 def pipeline_kind() -> str:
-    """'tf' (tf.data) when TensorFlow is installed, else 'numpy'; LRNOISE_PIPELINE overrides."""
+    """'tf' (tf.data) under the TensorFlow backend, else 'numpy' (no TensorFlow); LRNOISE_PIPELINE overrides."""
     chosen = os.environ.get("LRNOISE_PIPELINE")
     if chosen in ("tf", "numpy"):
         return chosen
-    try:
-        import tensorflow  # noqa: F401
-    except ImportError:
-        return "numpy"
-    return "tf"
+    import keras
+    return "tf" if keras.backend.backend() == "tensorflow" else "numpy"
 
 
 def training_stream(x, y, batch_size: int, seed: int, start_epoch: int = 0, augment=(0, False)):

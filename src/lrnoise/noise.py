@@ -28,12 +28,12 @@ MIN_AUTO_TRIALS = 3  # --trials auto: draws before the CI is trusted
 # W and sigma_w have the same shape (sigma_w repeats each tensor's std over its elements).
 def additive(w, sigma_w, eta, seed):
     """The paper's model: W + N(0, (eta * sigma_w)^2)."""
-    return w + keras.random.normal(keras.ops.shape(w), stddev=eta * sigma_w, seed=seed, dtype=w.dtype)
+    return w + keras.random.normal(keras.ops.shape(w), seed=seed, dtype=w.dtype) * (eta * sigma_w)
 
 
 def multiplicative(w, sigma_w, eta, seed):
     """Device-to-device variation proportional to each weight: W * (1 + N(0, eta^2))."""
-    return w * (1.0 + keras.random.normal(keras.ops.shape(w), stddev=eta, seed=seed, dtype=w.dtype))
+    return w * (1.0 + keras.random.normal(keras.ops.shape(w), seed=seed, dtype=w.dtype) * eta)
 
 
 NOISE_MODELS = {"additive": additive, "multiplicative": multiplicative}

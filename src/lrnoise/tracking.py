@@ -170,6 +170,12 @@ def log_params(params: dict) -> None:
     mlflow.set_tag(CONFIG_KEY, config_key(params))
 
 
+def log_execution(options: dict) -> None:
+    """How a run was executed (mixed precision, XLA, steps per execution): params outside the config key."""
+    existing = client().get_run(active_run_id()).data.params
+    mlflow.log_params({k: canonical(v) for k, v in options.items() if k not in existing})
+
+
 def _unquote(text: str) -> str:
     try:
         parts = shlex.split(text)
@@ -275,8 +281,10 @@ def download_checkpoint(run_id: str, dst: Path) -> Path | None:
 
 # ---------------------------------------------------------------- models and the registry
 def _pip_requirements() -> list[str]:
+    """keras and the backend the model was trained with (tensorflow by default), pinned to what ran."""
+    import keras
     reqs = []
-    for package in ("keras", "tensorflow"):
+    for package in ("keras", {"jax": "jax"}.get(keras.backend.backend(), keras.backend.backend())):
         try:
             reqs.append(f"{package}=={metadata.version(package)}")
         except metadata.PackageNotFoundError:

@@ -64,6 +64,24 @@ class TrainConfig:
         return cls(**kwargs)
 
 
+@dataclass(frozen=True)
+class Execution:
+    """How to run, not what to train: logged as params but not part of the configuration key."""
+    mixed_precision: str = "none"  # none | bf16 | fp16: compute in 16 bits, weights stay float32
+    jit_compile: bool | None = None  # XLA; None lets Keras decide ("auto")
+    steps_per_execution: int = 1  # training steps per compiled call (fewer Python round trips on a GPU)
+
+    def validate(self) -> "Execution":
+        if self.mixed_precision not in PRECISION_POLICIES:
+            raise LrnoiseError(f"unknown mixed precision {self.mixed_precision!r}: choose none, bf16 or fp16")
+        if self.steps_per_execution < 1:
+            raise LrnoiseError(f"steps_per_execution must be >= 1, got {self.steps_per_execution}")
+        return self
+
+
+PRECISION_POLICIES = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+
+
 @dataclass
 class TrainResult:
     run_id: str
@@ -84,13 +102,24 @@ def make_optimizer(name: str, lr: float):
     }[name]()
 
 
-def build_model(config: TrainConfig, ds: data.Dataset) -> keras.Model:
+def build_model(config: TrainConfig, ds: data.Dataset, execution: Execution = Execution()) -> keras.Model:
     mean, variance = models.channel_stats(ds.x_train)  # input normalisation from the training set only
-    model = models.resnet(models.depth_of(config.model), ds.num_classes, ds.input_shape,
-                          shortcut=config.shortcut, init=config.init, mean=mean, variance=variance)
-    model.compile(optimizer=make_optimizer(config.optimizer, config.lr),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(PRECISION_POLICIES[execution.mixed_precision])
+    try:
+        model = models.resnet(models.depth_of(config.model), ds.num_classes, ds.input_shape,
+                              shortcut=config.shortcut, init=config.init, mean=mean, variance=variance)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    compile_model(model, config, execution)
     return model
+
+
+def compile_model(model: keras.Model, config: TrainConfig, execution: Execution, optimizer=None) -> None:
+    model.compile(optimizer=optimizer or make_optimizer(config.optimizer, config.lr),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  jit_compile="auto" if execution.jit_compile is None else execution.jit_compile,
+                  steps_per_execution=execution.steps_per_execution)
 
 
 class Checkpointer(keras.callbacks.Callback):
@@ -156,23 +185,31 @@ def resume_config(run_id: str) -> TrainConfig:
 
 def train(config: TrainConfig, data_dir: str | None = None, experiment: str = tracking.DEFAULT_EXPERIMENT,
           registered_model: str | None = None, resume: str | None = None, parent_run_id: str | None = None,
-          extra_callbacks: tuple = ()) -> TrainResult:
-    """Trains `config` in a new MLflow run (or continues run `resume` from its last checkpoint)."""
+          extra_callbacks: tuple = (), execution: Execution = Execution(),
+          dataset: data.Dataset | None = None) -> TrainResult:
+    """Trains `config` in a new MLflow run (or continues run `resume` from its last checkpoint).
+
+    `dataset` replaces data.load (benchmarks train on synthetic CIFAR-shaped data this way).
+    """
     config.validate()
+    execution.validate()
     registered_model = registered_model or f"lrnoise-{config.dataset}-{config.model}"
-    ds = data.load(config.dataset, data_dir=data_dir, val_fraction=VAL_FRACTION, seed=config.seed)
+    ds = dataset or data.load(config.dataset, data_dir=data_dir, val_fraction=VAL_FRACTION, seed=config.seed)
     with tracking.run(experiment, "train", run_id=resume, parent_run_id=parent_run_id,
                       run_name=f"{config.dataset}-{config.model}-{config.optimizer}-lr{config.lr:g}-s{config.seed}"), \
             tracking.temp_dir() as tmp:
         run_id = tracking.active_run_id()
         tracking.log_params(config.params())
+        tracking.log_execution(asdict(execution))
         keras.utils.set_random_seed(config.seed)
         folder = Path(tmp) / "ckpt"
         folder.mkdir()
         previous = tracking.download_checkpoint(run_id, Path(tmp) / "prev") if resume else None
         model, state = _restore(previous, folder)
         if model is None:
-            model = build_model(config, ds)
+            model = build_model(config, ds, execution)
+        else:  # keep the restored optimizer state; apply this call's execution options
+            compile_model(model, config, execution, optimizer=model.optimizer)
         if state["epoch"]:
             print(f"resuming run {run_id} after epoch {state['epoch']}", flush=True)
 
