@@ -154,8 +154,8 @@ class Evaluator:
         self.eps = {bn: model.get_layer(bn).epsilon for bn in folded}
         self.clean = {v.path: keras.ops.convert_to_tensor(np.array(v.numpy())) for v in model.weights}
         self.load(self.clean)
-        self.batches = [keras.ops.convert_to_tensor(x[i:i + batch_size].astype(np.float32))
-                        for i in range(0, len(x), batch_size)]
+        # stored as given (uint8 images stay uint8 on the device), cast batch by batch when they are used
+        self.batches = [keras.ops.convert_to_tensor(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
         self.labels = [np.asarray(y[i:i + batch_size]) for i in range(0, len(y), batch_size)]
         self.count = len(y)
 
@@ -177,6 +177,6 @@ class Evaluator:
     def __call__(self) -> float:
         hits = 0
         for xb, yb in zip(self.batches, self.labels):
-            probs = self.twin.predict_on_batch(xb)  # B x classes
+            probs = self.twin.predict_on_batch(keras.ops.cast(xb, "float32"))  # B x classes
             hits += int(np.sum(np.argmax(probs, axis=-1) == yb))
         return hits / self.count

@@ -358,6 +358,7 @@ def run_study(spec: StudySpec, experiment: str = tracking.DEFAULT_EXPERIMENT, wo
     for name in datasets - {"digits"}:  # fail fast on a missing data dir, before any run starts
         if data_dir is not None:
             data.load(name, data_dir=data_dir)
+    experiment = tracking.entry_point_experiment() or experiment  # under `mlflow run`: its experiment
     exp_id = tracking.ensure_experiment(experiment)
     parallel = executor == "ray" or workers > 1
     outcomes: list[Outcome] = []

@@ -417,6 +417,12 @@ def mark_failed(run_id: str) -> None:
     client().set_terminated(run_id, "FAILED")
 
 
+def entry_point_experiment() -> str | None:
+    """Inside `mlflow run`, the name of the experiment holding the entry point's run (else None)."""
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    return experiment_name(get_run(run_id).info.experiment_id) if run_id else None
+
+
 def start_study_run(experiment_id: str, params: dict) -> str:
     """The study's parent run: `mlflow run`'s own run if inside one, else an unfinished study run with the
     same configuration (resumed after a crash), else a new one. Kept out of the fluent run stack so that
