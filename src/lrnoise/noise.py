@@ -244,9 +244,7 @@ def noise_eval(run_id: str | None = None, model_uri: str | None = None, dataset:
         raise LrnoiseError(f"model {model_uri} takes inputs {model.input_shape[1:]}, {dataset} images are "
                            f"{ds.input_shape}: pass the dataset it was trained on")
     source_id = source.info.run_id if source is not None else None
-    params = {"etas": list(etas), "trials": trials, "seed": seed, "targets": targets, "noise": noise}
-    if trials == "auto":
-        params.update(ci_target=ci_target, max_trials=max_trials)
+    params = tracking.noise_params(etas, trials, seed, targets, noise, ci_target, max_trials)
     exp_name = experiment or (tracking.experiment_name(source.info.experiment_id) if source else
                               tracking.DEFAULT_EXPERIMENT)
     tags = {tracking.SOURCE_RUN_ID: source_id, tracking.EVALUATED_MODEL: model_uri} if source_id else \

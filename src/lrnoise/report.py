@@ -121,8 +121,8 @@ def optimizer_table(runs: pd.DataFrame) -> pd.DataFrame:
     avr = cells(subset, A_AVR).set_index("optimizer")
     order = [o for o in paper.OPTIMIZERS if o in set(subset["optimizer"])]
     return pd.DataFrame({"dataset": dataset, "model": model, "lr": lr, "optimizer": order,
-                         "baseline_accuracy": [base["mean"].get(o, np.nan) for o in order],
-                         "avg_normalized_accuracy": [avr["mean"].get(o, np.nan) for o in order],
+                         BASELINE: [base["mean"].get(o, np.nan) for o in order],
+                         A_AVR: [avr["mean"].get(o, np.nan) for o in order],
                          "runs": [int(base["n"].get(o, 0)) for o in order]})
 
 
@@ -163,9 +163,8 @@ def sweet_spots(runs: pd.DataFrame, max_accuracy_drop: float = 0.01) -> pd.DataF
         best = eligible.loc[eligible["mean_avr"].idxmax()]
         candidates = adam[(adam["dataset"] == dataset) & (adam["model"] == model) & (adam["lr"] == best["lr"])]
         run_id = candidates.loc[candidates[A_AVR].idxmax(), "run_id"]
-        rows.append({"dataset": dataset, "model": model, "lr": best["lr"], "baseline_accuracy":
-                     best["mean_baseline"], "avg_normalized_accuracy": best["mean_avr"], "run_id": run_id,
-                     "best_baseline_accuracy": group["mean_baseline"].max()})
+        rows.append({"dataset": dataset, "model": model, "lr": best["lr"], BASELINE: best["mean_baseline"],
+                     A_AVR: best["mean_avr"], "run_id": run_id, "best_" + BASELINE: group["mean_baseline"].max()})
     return pd.DataFrame(rows)
 
 
@@ -230,8 +229,8 @@ def fig_noise_curves(runs: pd.DataFrame, dataset: str, path: Path) -> None:
 def fig_optimizers(table: pd.DataFrame, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
     x = np.arange(len(table))
-    ax.bar(x - 0.2, table["baseline_accuracy"] * 100, 0.4, label="baseline accuracy a_0")
-    ax.bar(x + 0.2, table["avg_normalized_accuracy"] * 100, 0.4, label="average normalised accuracy A_avr")
+    ax.bar(x - 0.2, table[BASELINE] * 100, 0.4, label="baseline accuracy a_0")
+    ax.bar(x + 0.2, table[A_AVR] * 100, 0.4, label="average normalised accuracy A_avr")
     ax.set_xticks(x, table["optimizer"])
     ax.set_ylabel("accuracy (%)")
     ax.set_xlabel("optimizer")
@@ -299,9 +298,7 @@ def build(experiment: str = tracking.DEFAULT_EXPERIMENT, out: str | Path | None 
                 A_AVR, table_optimizer)
     optimizers = optimizer_table(runs)
     optimizers.to_csv(out / "table_optimizers.csv", index=False)
-    shown = optimizers.assign(baseline_accuracy=optimizers.get("baseline_accuracy", pd.Series()).map(_pct),
-                              avg_normalized_accuracy=optimizers.get("avg_normalized_accuracy",
-                                                                     pd.Series()).map(_pct))
+    shown = optimizers.assign(**{c: optimizers.get(c, pd.Series()).map(_pct) for c in (BASELINE, A_AVR)})
     (out / "table_optimizers.md").write_text("# Optimizers (Figure 3's data)\n\n"
                                              + markdown(shown.set_index("optimizer"), "optimizer") + "\n")
     (out / "table_optimizers.tex").write_text(latex(shown.set_index("optimizer"), "optimizer") + "\n")
@@ -338,8 +335,8 @@ def summary_text(report: Report) -> str:
              (report.out / "table3_avg_normalized_accuracy.md").read_text()]
     if len(report.sweet_spots):
         parts.append("Sweet spot (highest A_avr within the accuracy margin of the best lr):")
-        parts += [f"  {r.dataset} {r.model}: lr {r.lr:g}  a_0 {r.baseline_accuracy:.2%}  "
-                  f"A_avr {r.avg_normalized_accuracy:.2%}" for r in report.sweet_spots.itertuples()]
+        parts += [f"  {r['dataset']} {r['model']}: lr {r['lr']:g}  a_0 {r[BASELINE]:.2%}  A_avr {r[A_AVR]:.2%}"
+                  for _, r in report.sweet_spots.iterrows()]
     parts.append(f"{len(report.missing)} configurations missing" + (":" if report.missing else ""))
     parts += [f"  {line}" for line in report.missing[:20]]
     parts.append(f"files in {report.out}: " + ", ".join(report.files))

@@ -97,20 +97,19 @@ class StudySpec:
     extra: dict = field(default_factory=dict)  # patience, batch_size overrides (tests)
 
     def params(self) -> dict:
+        """The study run's params (grid fields not overridden read 'preset')."""
         p = PRESETS[self.preset]
-        return {"preset": self.preset,
-                **{f: ",".join(tracking.canonical(v) for v in getattr(self, f)) if getattr(self, f) else "preset"
-                   for f in GRID_FIELDS},
-                "seeds": tracking.canonical(list(self.seeds or p["seeds"])),
-                "epochs": self.epochs or p["epochs"], "etas": tracking.canonical(list(self.etas or p["etas"])),
-                "trials": self.trials or p["trials"]}
+        grid = [tracking.canonical(list(getattr(self, f))) if getattr(self, f) else "preset" for f in GRID_FIELDS]
+        values = (self.preset, *grid, tracking.canonical(list(self.seeds or p["seeds"])), self.epochs or p["epochs"],
+                  tracking.canonical(list(self.etas or p["etas"])), self.trials or p["trials"])
+        return dict(zip(tracking.STUDY_PARAMS, values))
 
 
 def plan(spec: StudySpec) -> list[Job]:
     """Every configuration of the study, validated before anything runs."""
     if spec.preset not in PRESETS:
         raise LrnoiseError(f"unknown preset {spec.preset!r}: choose one of {', '.join(PRESETS)}")
-    from lrnoise.noise import check_options
+    from lrnoise.noise import DEFAULT_CI_TARGET, DEFAULT_MAX_TRIALS, check_options
     from lrnoise.train import TrainConfig
     preset = PRESETS[spec.preset]
     seeds = spec.seeds or preset["seeds"]
@@ -126,8 +125,8 @@ def plan(spec: StudySpec) -> list[Job]:
                                  epochs=spec.epochs or preset["epochs"],
                                  patience=spec.extra.get("patience", preset["patience"]),
                                  batch_size=spec.extra.get("batch_size", preset["batch_size"])).validate()
-            job = Job(config.params(), {"etas": list(etas), "trials": trials, "seed": 0, "targets": "trainable",
-                                        "noise": "additive"})
+            job = Job(config.params(), tracking.noise_params(etas, trials, 0, "trainable", "additive",
+                                                             DEFAULT_CI_TARGET, DEFAULT_MAX_TRIALS))
             key = tracking.config_key(job.train)
             if key not in seen:
                 seen.add(key)
@@ -384,9 +383,9 @@ def run_study(spec: StudySpec, experiment: str = tracking.DEFAULT_EXPERIMENT, wo
                     done(run_job(job, experiment, parent, data_dir))
             ok = not progress.failed
         finally:
-            tracking.end_study_run(parent, {"configurations": len(jobs), "failed": len(progress.failed),
-                                            "trained": sum(o.trained in ("new", "resumed") for o in outcomes),
-                                            "reused": sum(o.trained == "reused" for o in outcomes)}, ok)
+            counts = (len(jobs), len(progress.failed), sum(o.trained in ("new", "resumed") for o in outcomes),
+                      sum(o.trained == "reused" for o in outcomes))
+            tracking.end_study_run(parent, counts, ok)
     built = None
     if report:
         from lrnoise import report as report_module

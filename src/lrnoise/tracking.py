@@ -30,6 +30,8 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 TRAIN_PARAMS = ("dataset", "model", "optimizer", "lr", "batch_size", "epochs", "seed", "init", "shortcut",
                 "patience")
 NOISE_PARAMS = ("etas", "trials", "seed", "targets", "noise")
+NOISE_AUTO_PARAMS = ("ci_target", "max_trials")  # logged with trials = auto
+VERSION_TAGS = ("lr", "optimizer", "dataset", "model", "seed")  # registry version tags, from the train params
 # ---- names: metrics
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 BASELINE_ACCURACY = "baseline_accuracy"  # a_0: clean test accuracy
@@ -308,8 +310,10 @@ def _patch_keras_input_example() -> None:
     keras_save._save_example = save_example
 
 
-def log_model(model, input_example: np.ndarray, registered_model: str, version_tags: dict):
-    """Logs the Keras model (mlflow.keras flavor) and registers it; returns (model_uri, model_version)."""
+def log_model(model, input_example: np.ndarray, registered_model: str, train_params: dict, run_id: str):
+    """Logs the Keras model (mlflow.keras flavor) and registers it, the version tagged with lr, optimizer,
+    dataset, model, seed and the training run; returns (model_uri, model_version)."""
+    version_tags = {**{k: train_params[k] for k in VERSION_TAGS}, SOURCE_RUN_ID: run_id}
     from mlflow.models import infer_signature
     signature = infer_signature(input_example, model.predict(input_example, verbose=0))
     _patch_keras_input_example()
@@ -402,6 +406,15 @@ def log_report(experiment_id: str, folder: Path) -> str:
 
 # ---------------------------------------------------------------- the study: lookups, parent run, stale runs
 STUDY_PARAMS = ("preset", "datasets", "models", "optimizers", "lrs", "seeds", "epochs", "etas", "trials")
+STUDY_METRICS = ("configurations", "failed", "trained", "reused")
+
+
+def noise_params(etas, trials, seed, targets, noise, ci_target=None, max_trials=None) -> dict:
+    """A noise evaluation's params (also its configuration key): the auto-trial settings only when used."""
+    params = dict(zip(NOISE_PARAMS, (list(etas), trials, seed, targets, noise)))
+    if trials == "auto":
+        params.update(zip(NOISE_AUTO_PARAMS, (ci_target, max_trials)))
+    return params
 
 
 def runs_with_config(experiment_id: str, kind: str, key: str, source_run_id: str | None = None) -> list:
@@ -447,6 +460,7 @@ def start_study_run(experiment_id: str, params: dict) -> str:
     return run_id
 
 
-def end_study_run(run_id: str, metrics: dict, ok: bool) -> None:
-    log_metrics(metrics, run_id=run_id)
+def end_study_run(run_id: str, counts: tuple, ok: bool) -> None:
+    """Closes the study run with its counts (configurations, failed, trained, reused)."""
+    log_metrics(dict(zip(STUDY_METRICS, counts)), run_id=run_id)
     client().set_terminated(run_id, "FINISHED" if ok else "FAILED")

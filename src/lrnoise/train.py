@@ -228,10 +228,8 @@ def train(config: TrainConfig, data_dir: str | None = None, experiment: str = tr
         baseline = models.Evaluator(model, ds.x_test, ds.y_test, EVAL_BATCH)()
         tracking.log_metrics({tracking.BASELINE_ACCURACY: baseline, tracking.EPOCHS_TRAINED: state["epoch"],
                               tracking.BEST_EPOCH: state["best_epoch"]})
-        model_uri, version = tracking.log_model(
-            model, ds.x_test[:4].astype(np.float32), registered_model,
-            {"lr": config.lr, "optimizer": config.optimizer, "dataset": config.dataset, "model": config.model,
-             "seed": config.seed, tracking.SOURCE_RUN_ID: run_id})
+        model_uri, version = tracking.log_model(model, ds.x_test[:4].astype(np.float32), registered_model,
+                                                config.params(), run_id)
         print(f"baseline_accuracy {baseline:.4f}  model {model_uri}  registered {registered_model} v{version}")
         print(f"run_id {run_id}", flush=True)
     return TrainResult(run_id, model_uri, str(version), baseline, state["epoch"])
