@@ -33,9 +33,10 @@ def test_numpy_pipeline_matches_the_tf_pipeline_semantics():
     assert not np.array_equal(stream[0][1], first[0][1])
 
 
-def test_torch_backend_without_tensorflow(store, tmp_path):
-    pytest.importorskip("torch")
-    env = {**os.environ, "KERAS_BACKEND": "torch"}
+@pytest.mark.parametrize("backend", ["torch", "jax"])  # jax: run where installed (CI installs torch only)
+def test_other_backend_without_tensorflow(store, tmp_path, backend):
+    pytest.importorskip(backend)
+    env = {**os.environ, "KERAS_BACKEND": backend}
     runner = [sys.executable, str(ROOT / "tests" / "without_tensorflow.py")]
 
     def run(*args):
@@ -53,4 +54,4 @@ def test_torch_backend_without_tensorflow(store, tmp_path):
     assert trained.info.status == "FINISHED" and "avg_normalized_accuracy" in trained.data.metrics
     folder = mlflow.artifacts.download_artifacts(artifact_uri=tracking.model_uri_of_run(run_id))
     requirements = open(f"{folder}/requirements.txt").read()
-    assert "torch==" in requirements and "tensorflow" not in requirements
+    assert f"{backend}==" in requirements and "tensorflow" not in requirements
