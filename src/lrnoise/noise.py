@@ -235,9 +235,9 @@ def noise_eval(run_id: str | None = None, model_uri: str | None = None, dataset:
     if run_id:
         model_uri = tracking.model_uri_of_run(run_id)
     if dataset is None:
-        if source is None or "dataset" not in source.data.params:
+        dataset = tracking.dataset_of(source) if source is not None else None
+        if dataset is None:
             raise LrnoiseError(f"model {model_uri} comes from no lrnoise training run: pass --dataset")
-        dataset = source.data.params["dataset"]
     ds = data.load(dataset, data_dir=data_dir)
     model = tracking.load_model(model_uri)
     if tuple(model.input_shape[1:]) != ds.input_shape:
@@ -247,8 +247,9 @@ def noise_eval(run_id: str | None = None, model_uri: str | None = None, dataset:
     params = tracking.noise_params(etas, trials, seed, targets, noise, ci_target, max_trials)
     exp_name = experiment or (tracking.experiment_name(source.info.experiment_id) if source else
                               tracking.DEFAULT_EXPERIMENT)
-    tags = {tracking.SOURCE_RUN_ID: source_id, tracking.EVALUATED_MODEL: model_uri} if source_id else \
-        {tracking.EVALUATED_MODEL: model_uri}
+    tags = {tracking.EVALUATED_MODEL: model_uri}
+    if source_id:
+        tags[tracking.SOURCE_RUN_ID] = source_id
     with tracking.run(exp_name, "noise_eval", parent_run_id=source_id, tags=tags,
                       run_name=f"noise-{source.info.run_name if source else dataset}"), tracking.temp_dir() as tmp:
         eval_run_id = tracking.active_run_id()

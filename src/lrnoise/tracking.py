@@ -24,7 +24,6 @@ from mlflow.tracking import MlflowClient
 from lrnoise.errors import LrnoiseError
 
 DEFAULT_EXPERIMENT = "lrnoise"
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 # ---- names: params
 TRAIN_PARAMS = ("dataset", "model", "optimizer", "lr", "batch_size", "epochs", "seed", "init", "shortcut",
@@ -44,7 +43,7 @@ SOURCE_RUN_ID = "source_run_id"  # on a noise-eval run: the training run it eval
 PARENT_RUN_ID = "mlflow.parentRunId"
 MODEL_URI = "lrnoise.model_uri"  # on a training run: models:/<model_id> of the model it logged
 EVALUATED_MODEL = "lrnoise.evaluated_model"  # on a noise-eval run: the model URI it evaluated
-CONFIG_KEY = "lrnoise.config"  # canonical json of the configuration, for identical-run lookups
+CONFIG_KEY = "lrnoise.config"  # hash of the configuration's canonical params, for identical-run lookups
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 MODEL_ARTIFACT = "model"
 CHECKPOINT_DIR = "checkpoint"
@@ -236,6 +235,11 @@ def log_noise_result(result, train_run_id: str | None) -> None:
     log_metrics(metrics)
     if train_run_id:
         log_metrics(summary, run_id=train_run_id)
+
+
+def dataset_of(train_run) -> str | None:
+    """The dataset a training run trained on (its `dataset` param)."""
+    return train_run.data.params.get(TRAIN_PARAMS[0])
 
 
 def source_of(run_id: str | None = None, model_uri: str | None = None):
