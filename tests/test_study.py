@@ -110,6 +110,7 @@ def test_ray_executor_runs_a_tiny_grid(store):
     (["--lrs", "-1"], "lr must be > 0"),
     (["--etas", "0.1,-0.2"], "etas must be finite and >= 0"),
     (["--executor", "slurm"], "unknown executor"),
+    (["--executor", "ray", "--ray-address", "auto"], "need a tracking server they can reach"),
 ])
 def test_bad_input_before_anything_runs(store, args, message):
     result = CliRunner().invoke(app, ["study", *args])

@@ -353,6 +353,9 @@ def run_study(spec: StudySpec, experiment: str = tracking.DEFAULT_EXPERIMENT, wo
         raise LrnoiseError(f"unknown executor {executor!r}: choose local or ray")
     if workers < 1:
         raise LrnoiseError(f"workers must be >= 1, got {workers}")
+    if executor == "ray" and ray_address and not tracking.tracking_uri().startswith(("http://", "https://")):
+        raise LrnoiseError("a Ray cluster's workers need a tracking server they can reach: set MLFLOW_TRACKING_URI "
+                           "to http(s)://... (a local sqlite store works only with a local Ray instance)")
     datasets = {job.train["dataset"] for job in jobs}
     for name in datasets - {"digits"}:  # fail fast on a missing data dir, before any run starts
         if data_dir is not None:
