@@ -57,8 +57,10 @@ def main(n=4096, batch_size=128, epochs=3):
     bare_ips = n / float(np.median(bare.times[1:]))
     step_rate = bare_ips / batch_size  # batches/s the step consumes
 
-    stream, _ = data.training_stream(ds.x_train, ds.y_train, batch_size, 0, augment=data.augmentation_for("cifar10"))
-    iterator = iter(stream) if _ else (stream[i % len(stream)] for i in range(10 ** 9))
+    stream, tf_steps = data.training_stream(ds.x_train, ds.y_train, batch_size, 0,
+                                            augment=data.augmentation_for("cifar10"))
+    # tf.data streams are iterated; the NumPy PyDataset is indexed batch by batch
+    iterator = iter(stream) if tf_steps else (stream[i % len(stream)] for i in range(10 ** 9))
     steps = data.steps_per_epoch(n, batch_size)
     for _i in range(steps):  # warm-up: one epoch
         next(iterator)

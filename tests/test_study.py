@@ -78,7 +78,7 @@ def test_killed_study_restarts_without_duplicates(store, tmp_path):
     trains = runs_of("train")
     assert len(trains) == 2 and {r.info.status for r in trains} == {"FINISHED"}
     history = client.get_metric_history(killed_run, "loss")
-    assert sorted(m.step for m in history) == [1, 2, 3, 4] or len({m.step for m in history}) == 4
+    assert {m.step for m in history} == {1, 2, 3, 4}  # an epoch re-run after the kill may log its step twice
     evals = [r for r in runs_of("noise_eval") if r.info.status == "FINISHED"]
     assert len(evals) == 2 and "RUNNING" not in run_statuses().values()
 

@@ -18,6 +18,31 @@ app = typer.Typer(help="How learning rate and optimizer shape the analog-noise r
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 
 
+def parse_list(text: str | None, cast, what: str) -> tuple | None:
+    """'0.1, 0.2' -> (0.1, 0.2); None or '' -> None (not given)."""
+    if not text:
+        return None
+    try:
+        values = tuple(cast(part.strip()) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise LrnoiseError(f"--{what} must be a comma-separated list, got {text!r}") from None
+    if not values:
+        raise LrnoiseError(f"--{what} is empty")
+    return values
+
+
+def parse_trials(text: str | None):
+    """'auto', an integer, or None (not given)."""
+    if not text:
+        return None
+    if text.strip() == "auto":
+        return "auto"
+    try:
+        return int(text)
+    except ValueError:
+        raise LrnoiseError(f"trials must be an integer >= 1 or 'auto', got {text!r}") from None
+
+
 @app.callback()
 def _group():
     """Train models, inject analog noise, and report the paper's tables from MLflow."""
@@ -92,8 +117,8 @@ def noise_eval(
     """Inject analog weight noise into a trained model and log the paper's eq. 7-9 statistics."""
     from lrnoise import noise as noise_module
     noise_module.noise_eval(run_id=run_id or None, model_uri=model_uri or None, dataset=dataset or None,
-                            data_dir=data_dir or None, etas=noise_module.parse_etas(etas),
-                            trials=noise_module.parse_trials(trials), seed=seed, targets=targets, noise=noise,
+                            data_dir=data_dir or None, etas=parse_list(etas, float, "etas"),
+                            trials=parse_trials(trials), seed=seed, targets=targets, noise=noise,
                             ci_target=ci_target / 100, max_trials=max_trials, experiment=experiment or None,
                             batch_size=batch_size)
 
@@ -126,7 +151,7 @@ def study(
     optimizers: Optional[str] = typer.Option(None, help="override, e.g. adam,sgd"),
     lrs: Optional[str] = typer.Option(None, help="override, e.g. 0.0005,0.001"),
     seeds: Optional[str] = typer.Option(None, help="override, e.g. 0,1,2"),
-    epochs: Optional[str] = typer.Option(None, help="override the preset's maximum epochs"),
+    epochs: Optional[str] = typer.Option(None, help="override the preset's maximum epochs"),  # str: '' = unset
     etas: Optional[str] = typer.Option(None, help="override the noise form factors"),
     trials: Optional[str] = typer.Option(None, help="override draws per eta (or 'auto')"),
     patience: Optional[int] = typer.Option(None, help="override early-stopping patience"),
@@ -140,17 +165,13 @@ def study(
     report_dir: Optional[str] = typer.Option(None, help="report folder [default: reports/<experiment>]"),
 ):
     """Run the whole grid (resumable: finished runs are reused), then the report."""
-    from lrnoise import noise as noise_module
     from lrnoise import study as study_module
     extra = {k: v for k, v in {"patience": patience, "batch_size": batch_size}.items() if v is not None}
     spec = study_module.StudySpec(
-        preset=preset, datasets=study_module.parse_list(datasets, str, "datasets"),
-        models=study_module.parse_list(models, str, "models"),
-        optimizers=study_module.parse_list(optimizers, str, "optimizers"),
-        lrs=study_module.parse_list(lrs, float, "lrs"), seeds=study_module.parse_list(seeds, int, "seeds"),
-        epochs=(study_module.parse_list(epochs, int, "epochs") or (None,))[0],
-        etas=study_module.parse_list(etas, float, "etas"),
-        trials=noise_module.parse_trials(trials) if trials else None, extra=extra)
+        preset=preset, datasets=parse_list(datasets, str, "datasets"), models=parse_list(models, str, "models"),
+        optimizers=parse_list(optimizers, str, "optimizers"), lrs=parse_list(lrs, float, "lrs"),
+        seeds=parse_list(seeds, int, "seeds"), epochs=int(epochs) if epochs else None,
+        etas=parse_list(etas, float, "etas"), trials=parse_trials(trials), extra=extra)
     outcomes, _ = study_module.run_study(spec, experiment, workers, executor, ray_address or None,
                                          data_dir or None, report, report_dir or None)
     failed = [o for o in outcomes if o.status != "ok"]

@@ -102,6 +102,11 @@ def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.maximum(total_sq / count - mean ** 2, 1e-12)
 
 
+def weight_values(model: keras.Model) -> dict:
+    """{variable path: a copy of its value as a backend tensor} for every weight of the model."""
+    return {v.path: keras.ops.convert_to_tensor(np.array(v.numpy())) for v in model.weights}
+
+
 def foldable_pairs(model: keras.Model) -> dict[str, str]:
     """{conv or dense layer: the BatchNormalization that alone reads its output}, for BN folding.
 
@@ -150,9 +155,14 @@ class Evaluator:
             return layer.__class__.from_config(config)
 
         self.twin = keras.models.clone_model(model, clone_function=twin_layer)
-        self.twin_vars = {v.path: v for v in self.twin.weights}
-        self.eps = {bn: model.get_layer(bn).epsilon for bn in folded}
-        self.clean = {v.path: keras.ops.convert_to_tensor(np.array(v.numpy())) for v in model.weights}
+        twin_vars = {v.path: v for v in self.twin.weights}
+        # what load() does, worked out once: (conv, bn paths, eps, twin kernel, twin bias) per folded pair,
+        # and the twin variables copied straight from the original's
+        self.folds = [(f"{conv}/kernel", f"{conv}/bias", *(f"{bn}/{w}" for w in
+                       ("gamma", "beta", "moving_mean", "moving_variance")), model.get_layer(bn).epsilon,
+                       twin_vars[f"{conv}/kernel"], twin_vars[f"{conv}/bias"]) for conv, bn in self.pairs.items()]
+        self.direct = [(path, v) for path, v in twin_vars.items() if path.split("/")[0] not in self.pairs]
+        self.clean = weight_values(model)
         self.load(self.clean)
         # stored as given (uint8 images stay uint8 on the device), cast batch by batch when they are used
         self.batches = [keras.ops.convert_to_tensor(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
@@ -162,17 +172,15 @@ class Evaluator:
     def load(self, values: dict) -> None:
         """Writes the original model's weights `values` ({variable path: tensor}) into the folded twin."""
         ops = keras.ops
-        for conv, bn in self.pairs.items():
-            scale = values[f"{bn}/gamma"] / ops.sqrt(values[f"{bn}/moving_variance"] + self.eps[bn])  # C
-            bias = values[f"{bn}/beta"] - values[f"{bn}/moving_mean"] * scale
-            if f"{conv}/bias" in values:
-                bias = bias + values[f"{conv}/bias"] * scale
-            self.twin_vars[f"{conv}/kernel"].assign(values[f"{conv}/kernel"] * scale)  # ... x C_out
-            self.twin_vars[f"{conv}/bias"].assign(bias)
-        for path, variable in self.twin_vars.items():
-            layer = path.split("/")[0]
-            if layer not in self.pairs:
-                variable.assign(values[path])
+        for kernel, conv_bias, gamma, beta, mean, var, eps, twin_kernel, twin_bias in self.folds:
+            scale = values[gamma] / ops.sqrt(values[var] + eps)  # C_out
+            bias = values[beta] - values[mean] * scale
+            if conv_bias in values:
+                bias = bias + values[conv_bias] * scale
+            twin_kernel.assign(values[kernel] * scale)  # ... x C_out
+            twin_bias.assign(bias)
+        for path, variable in self.direct:
+            variable.assign(values[path])
 
     def __call__(self) -> float:
         hits = 0

@@ -71,22 +71,6 @@ def check_options(etas, trials, targets: str, noise: str, ci_target: float = DEF
         raise LrnoiseError(f"trials auto needs ci_target > 0 and max_trials >= {MIN_AUTO_TRIALS}")
 
 
-def parse_etas(text: str) -> list[float]:
-    try:
-        return [float(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise LrnoiseError(f"etas must be comma-separated numbers like 0.01,0.05,0.1, got {text!r}") from None
-
-
-def parse_trials(text: str):
-    if str(text).strip() == "auto":
-        return "auto"
-    try:
-        return int(text)
-    except ValueError:
-        raise LrnoiseError(f"trials must be an integer >= 1 or 'auto', got {text!r}") from None
-
-
 class Injector:
     """Noisy versions of a model's weights. The clean values are held once; a draw returns
     {variable path: tensor} with noise on the targeted tensors and the clean value elsewhere.
@@ -96,9 +80,11 @@ class Injector:
     rebuilt or reloaded, and the model's own variables are never modified.
     """
 
-    def __init__(self, model: keras.Model, targets: str = "trainable", noise: str = "additive"):
+    def __init__(self, model: keras.Model, targets: str = "trainable", noise: str = "additive",
+                 clean: dict | None = None):
+        """`clean`: the model's weight values if already taken (models.weight_values), e.g. by the Evaluator."""
         ops = keras.ops
-        self.clean = {v.path: ops.convert_to_tensor(np.array(v.numpy())) for v in model.weights}
+        self.clean = clean if clean is not None else models.weight_values(model)
         self.targets = [v.path for v in TARGETS[targets](model)]
         if not self.targets:
             raise LrnoiseError(f"model {model.name} has no weights in target set {targets!r}")
@@ -168,7 +154,7 @@ def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, etas=PAPER_ETAS, 
     """Clean accuracy a_0, then `trials` noisy draws per eta (or, with trials='auto', until the CI is tight)."""
     check_options(etas, trials, targets, noise, ci_target, max_trials)
     evaluator = models.Evaluator(model, x, y, batch_size)
-    injector = Injector(model, targets, noise)
+    injector = Injector(model, targets, noise, clean=evaluator.clean)
     baseline = evaluator()  # a_0, same evaluation code as every draw
     log(f"baseline_accuracy {baseline:.4f}  ({len(injector.targets)} weight tensors get {noise} noise)")
     rows = []

@@ -191,11 +191,14 @@ def noise_summary(group: pd.DataFrame) -> pd.DataFrame:
     from the spread of the runs (several)."""
     rows = []
     for eta, column, ci_column in tracking.normalized_accuracy_columns(group.columns):
-        values = group[column].dropna().to_numpy()
-        if len(values) == 0:
+        have = group.dropna(subset=[column])
+        if have.empty:
             continue
-        ci = noise.ci95(values) if len(values) > 1 else float(group[ci_column].fillna(0).iloc[0]) \
-            if ci_column in group else 0.0
+        values = have[column].to_numpy()
+        if len(values) > 1:  # several runs: the spread of their means
+            ci = noise.ci95(values)
+        else:  # one run: the CI of its draws
+            ci = float(have[ci_column].fillna(0).iloc[0]) if ci_column in have else 0.0
         rows.append({"eta": eta, "normalized_accuracy": float(values.mean()), "normalized_accuracy_ci95": ci})
     return pd.DataFrame(rows, columns=["eta", "normalized_accuracy", "normalized_accuracy_ci95"])
 

@@ -24,6 +24,7 @@ import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from lrnoise import data, paper, tracking
 from lrnoise.errors import LrnoiseError
@@ -134,18 +135,6 @@ def plan(spec: StudySpec) -> list[Job]:
     return jobs
 
 
-def parse_list(text: str | None, cast, what: str) -> tuple | None:
-    if not text:
-        return None
-    try:
-        values = tuple(cast(part.strip()) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise LrnoiseError(f"--{what} must be a comma-separated list, got {text!r}") from None
-    if not values:
-        raise LrnoiseError(f"--{what} is empty")
-    return values
-
-
 # ---------------------------------------------------------------- one configuration (any process)
 def run_job(job: Job, experiment: str, parent_run_id: str | None, data_dir: str | None = None) -> Outcome:
     """Trains (or reuses / resumes) and noise-evaluates (or reuses) one configuration. Never raises."""
@@ -180,7 +169,7 @@ def run_job(job: Job, experiment: str, parent_run_id: str | None, data_dir: str 
             outcome.eval_run_id, outcome.evaluated = done[0].info.run_id, "reused"
         else:
             outcome.eval_run_id, _ = noise.noise_eval(run_id=outcome.train_run_id, data_dir=data_dir,
-                                                      **{k: v for k, v in job.noise.items()})
+                                                      **job.noise)
             outcome.evaluated = "new"
             keras.backend.clear_session()
     except Exception as exc:  # a failed configuration is reported; the grid goes on
@@ -203,7 +192,6 @@ def _worker_main(argv: list[str]) -> None:
 def _local_workers(jobs, workers, experiment, parent, data_dir, on_done, log_dir):
     """N configurations at once, each in its own process (pinned to one GPU when GPUs exist)."""
     gpus = _gpu_count()
-    slots = list(range(workers))
     lock = threading.Lock()
     queue = list(jobs)
 
@@ -221,15 +209,14 @@ def _local_workers(jobs, workers, experiment, parent, data_dir, on_done, log_dir
                 proc = subprocess.run([sys.executable, "-m", "lrnoise.study", json.dumps(asdict(job)), experiment,
                                        parent or "", data_dir or ""], stdout=out, stderr=subprocess.STDOUT,
                                       env=env)
-            text = open(log).read()
-            line = [row for row in text.splitlines() if row.startswith("LRNOISE_OUTCOME ")]
+            line = [row for row in Path(log).read_text().splitlines() if row.startswith("LRNOISE_OUTCOME ")]
             if line:
                 outcome = Outcome(job, **json.loads(line[-1][len("LRNOISE_OUTCOME "):]))
             else:
                 outcome = Outcome(job, "failed", error=f"worker exited {proc.returncode} (log {log})")
             on_done(outcome)
 
-    threads = [threading.Thread(target=worker, args=(slot,)) for slot in slots]
+    threads = [threading.Thread(target=worker, args=(slot,)) for slot in range(workers)]
     for t in threads:
         t.start()
     for t in threads:

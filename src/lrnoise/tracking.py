@@ -57,7 +57,10 @@ def eta_pct(eta: float) -> str:
 def accuracy_eta(eta): return f"accuracy_eta_{eta_pct(eta)}"  # a^eta, eq. 7
 def accuracy_std_eta(eta): return f"accuracy_std_eta_{eta_pct(eta)}"
 def accuracy_ci95_eta(eta): return f"accuracy_ci95_eta_{eta_pct(eta)}"
-def normalized_accuracy_eta(eta): return f"normalized_accuracy_eta_{eta_pct(eta)}"  # A^eta, eq. 8
+NORMALIZED_ACCURACY_ETA = "normalized_accuracy_eta_"
+
+
+def normalized_accuracy_eta(eta): return f"{NORMALIZED_ACCURACY_ETA}{eta_pct(eta)}"  # A^eta, eq. 8
 def normalized_accuracy_ci95_eta(eta): return f"normalized_accuracy_ci95_eta_{eta_pct(eta)}"
 def trials_eta(eta): return f"trials_eta_{eta_pct(eta)}"  # draws made at this eta
 
@@ -154,18 +157,24 @@ def run(experiment: str, kind: str, run_id: str | None = None, parent_run_id: st
         mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
 
 
-def log_params(params: dict) -> None:
-    """Logs params, tolerating values `mlflow run` pre-logged in another spelling ('1e-3' vs '0.001')."""
-    active = mlflow.active_run()
-    existing = client().get_run(active.info.run_id).data.params
+def _new_params(run_id: str, params: dict, strict: bool = True) -> dict:
+    """The params not yet on the run, canonically written. With `strict`, one already there must hold the
+    same value, perhaps spelled another way by `mlflow run` ('1e-3' vs '0.001'), else it is an error; without,
+    what is there stays (a study's entry point pre-logs '' for every override it was not given)."""
+    existing = client().get_run(run_id).data.params
     fresh = {}
     for key, value in params.items():
         text = canonical(value)
         if key not in existing:
             fresh[key] = text
-        elif not _same_value(existing[key], text):
-            raise LrnoiseError(f"param {key} is already {existing[key]!r} on run {active.info.run_id}, "
-                               f"cannot log {text!r}")
+        elif strict and not _same_value(existing[key], text):
+            raise LrnoiseError(f"param {key} is already {existing[key]!r} on run {run_id}, cannot log {text!r}")
+    return fresh
+
+
+def log_params(params: dict) -> None:
+    """Logs a configuration's params on the active run and tags it with their configuration key."""
+    fresh = _new_params(active_run_id(), params)
     if fresh:
         mlflow.log_params(fresh)
     mlflow.set_tag(CONFIG_KEY, config_key(params))
@@ -173,8 +182,9 @@ def log_params(params: dict) -> None:
 
 def log_execution(options: dict) -> None:
     """How a run was executed (mixed precision, XLA, steps per execution): params outside the config key."""
-    existing = client().get_run(active_run_id()).data.params
-    mlflow.log_params({k: canonical(v) for k, v in options.items() if k not in existing})
+    fresh = _new_params(active_run_id(), options)
+    if fresh:
+        mlflow.log_params(fresh)
 
 
 def _unquote(text: str) -> str:
@@ -272,8 +282,10 @@ def active_run_id() -> str:
 
 
 # ---------------------------------------------------------------- checkpoints
-def log_checkpoint(folder: Path) -> None:
-    mlflow.log_artifacts(str(folder), artifact_path=CHECKPOINT_DIR)
+def log_checkpoint(files: list[Path]) -> None:
+    """Uploads the checkpoint files that changed this epoch into the run's checkpoint folder."""
+    for file in files:
+        mlflow.log_artifact(str(file), artifact_path=CHECKPOINT_DIR)
 
 
 def download_checkpoint(run_id: str, dst: Path) -> Path | None:
@@ -290,7 +302,7 @@ def _pip_requirements() -> list[str]:
     """keras and the backend the model was trained with (tensorflow by default), pinned to what ran."""
     import keras
     reqs = []
-    for package in ("keras", {"jax": "jax"}.get(keras.backend.backend(), keras.backend.backend())):
+    for package in ("keras", keras.backend.backend()):  # backend names are their package names
         try:
             reqs.append(f"{package}=={metadata.version(package)}")
         except metadata.PackageNotFoundError:
@@ -385,7 +397,7 @@ def train_runs_frame(experiment_id: str, param_filters: dict) -> "pd.DataFrame":
 
 def normalized_accuracy_columns(columns) -> list[tuple[float, str, str]]:
     """(eta, A^eta column, its CI column) for every normalized_accuracy_eta_<pct> column, by eta."""
-    prefix = "normalized_accuracy_eta_"
+    prefix = NORMALIZED_ACCURACY_ETA
     found = [(float(c[len(prefix):]) / 100, c) for c in columns if c.startswith(prefix)]
     return [(eta, c, normalized_accuracy_ci95_eta(eta)) for eta, c in sorted(found)]
 
@@ -457,9 +469,7 @@ def start_study_run(experiment_id: str, params: dict) -> str:
         run_id = c.create_run(experiment_id, run_name=f"study-{params['preset']}").info.run_id
     else:
         c.update_run(run_id, status="RUNNING")
-    existing = c.get_run(run_id).data.params
-    c.log_batch(run_id, params=[mlflow.entities.Param(k, canonical(v)) for k, v in params.items()
-                                if k not in existing],
+    c.log_batch(run_id, params=[mlflow.entities.Param(k, v) for k, v in _new_params(run_id, params, strict=False).items()],
                 tags=[mlflow.entities.RunTag(KIND, "study"), mlflow.entities.RunTag(CONFIG_KEY, key)])
     return run_id
 

@@ -134,15 +134,17 @@ class Checkpointer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         val_loss = float(logs["val_loss"])
+        changed = [self.folder / "last.keras", self.folder / "state.json"]
         if val_loss < self.state["best_val_loss"]:
             self.state.update(best_val_loss=val_loss, best_epoch=epoch + 1, wait=0)
             self.model.save_weights(self.folder / "best.weights.h5")
+            changed.append(self.folder / "best.weights.h5")
         else:
             self.state["wait"] += 1
         self.state["epoch"] = epoch + 1
-        self.model.save(self.folder / "last.keras")
-        (self.folder / "state.json").write_text(json.dumps(self.state))
-        tracking.log_checkpoint(self.folder)
+        self.model.save(changed[0])
+        changed[1].write_text(json.dumps(self.state))
+        tracking.log_checkpoint(changed)
         if self.patience and self.state["wait"] >= self.patience:
             self.model.stop_training = True
 
