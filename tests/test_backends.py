@@ -33,6 +33,7 @@ def test_numpy_pipeline_matches_the_tf_pipeline_semantics():
     assert not np.array_equal(stream[0][1], first[0][1])
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("backend", ["torch", "jax"])  # jax: run where installed (CI installs torch only)
 def test_other_backend_without_tensorflow(store, tmp_path, backend):
     pytest.importorskip(backend)

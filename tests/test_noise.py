@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 from conftest import ROOT, run_statuses
 from lrnoise import data, models, noise, tracking
 from lrnoise.cli import app
+from lrnoise.noise import NoiseConfig
+from lrnoise.noise_eval import noise_eval
 from lrnoise.train import TrainConfig, train
 
 
@@ -37,7 +39,7 @@ def snapshot(model):
 
 
 def test_injected_noise_has_zero_mean_and_eta_sigma_w(trained):
-    injector = noise.Injector(trained)
+    injector = noise.injector_for(noise.PAPER, trained)
     eta = 0.2
     noisy = injector.draw(eta, noise.draw_seed(0, eta, 0))
     checked = 0
@@ -57,7 +59,7 @@ def test_injected_noise_has_zero_mean_and_eta_sigma_w(trained):
 
 
 def test_multiplicative_noise_is_relative(trained):
-    injector = noise.Injector(trained, noise="multiplicative")
+    injector = noise.injector_for(NoiseConfig("multiplicative"), trained)
     big = max(injector.targets, key=lambda p: int(np.prod(injector.clean[p].shape)))
     clean = np.array(injector.clean[big])
     noisy = np.array(injector.draw(0.3, 1)[big])
@@ -80,7 +82,7 @@ def test_folded_evaluator_computes_the_same_function(digits):
         assert len(evaluator.pairs) == (7 if shortcut == "A" else 9)
         np.testing.assert_allclose(evaluator.twin.predict(x, verbose=0), model.predict(x, verbose=0),
                                    rtol=1e-4, atol=1e-6)
-        noisy = noise.Injector(model, targets="all").draw(0.2, 3)
+        noisy = noise.injector_for(NoiseConfig(targets="all"), model).draw(0.2, 3)
         evaluator.load(noisy)
         copy = keras.models.clone_model(model)
         for v in copy.weights:
@@ -100,19 +102,21 @@ def test_targets(trained):
 
 def test_weights_restored_bit_for_bit(trained, digits):
     before = snapshot(trained)
-    noise.evaluate(trained, digits.x_test, digits.y_test, etas=(0.1, 0.4), trials=2, targets="all", log=lambda s: None)
+    noise.evaluate(trained, digits.x_test, digits.y_test, NoiseConfig(levels=(0.1, 0.4), trials=2, targets="all"),
+                   log=lambda s: None)
     for a, b in zip(before, snapshot(trained)):
         np.testing.assert_array_equal(a, b)
     evaluator = models.Evaluator(trained, digits.x_test, digits.y_test)
     clean = evaluator()
-    injector = noise.Injector(trained)
-    assert noise.noisy_accuracy(evaluator, injector, 0.5, 0, 0) != clean
-    assert noise.noisy_accuracy(evaluator, injector, 0.0, 0, 0) == clean  # back to the clean weights
+    injector = noise.injector_for(noise.PAPER, trained, evaluator)
+    assert noise.noisy_accuracy(evaluator, injector, 0.5, 0, 0)[0] != clean
+    assert noise.noisy_accuracy(evaluator, injector, 0.0, 0, 0)[0] == clean  # back to the clean weights
 
 
 def test_eta_zero_is_exact_and_huge_eta_is_chance(trained, digits):
-    result = noise.evaluate(trained, digits.x_test, digits.y_test, etas=(0.0, 1000.0), trials=3, log=lambda s: None)
-    by_eta = result.summary.set_index("eta")
+    result = noise.evaluate(trained, digits.x_test, digits.y_test, NoiseConfig(levels=(0.0, 1000.0), trials=3),
+                            log=lambda s: None)
+    by_eta = result.summary.set_index("level")
     assert by_eta.loc[0.0, "normalized_accuracy"] == 1.0
     assert by_eta.loc[1000.0, "accuracy"] < 0.25  # chance is 0.1
     assert result.avg_normalized_accuracy == pytest.approx((1.0 + by_eta.loc[1000.0, "normalized_accuracy"]) / 2)
@@ -120,11 +124,11 @@ def test_eta_zero_is_exact_and_huge_eta_is_chance(trained, digits):
 
 def test_same_seed_same_draws_other_seed_other_draws(trained, digits):
     def draws(seed):
-        return noise.evaluate(trained, digits.x_test, digits.y_test, etas=(0.3,), trials=4, seed=seed,
+        return noise.evaluate(trained, digits.x_test, digits.y_test, NoiseConfig(levels=(0.3,), trials=4, seed=seed),
                               log=lambda s: None).draws["accuracy"].to_numpy()
     np.testing.assert_array_equal(draws(1), draws(1))
     assert not np.array_equal(draws(1), draws(2))
-    injector = noise.Injector(trained)
+    injector = noise.injector_for(noise.PAPER, trained)
     first = injector.targets[0]
     got = [np.array(injector.draw(0.1, noise.draw_seed(seed, 0.1, 0))[first]) for seed in (5, 5, 6)]
     np.testing.assert_array_equal(got[0], got[1])
@@ -133,25 +137,25 @@ def test_same_seed_same_draws_other_seed_other_draws(trained, digits):
 
 
 def test_trials_auto_stops_on_ci_or_cap(trained, digits):
-    loose = noise.evaluate(trained, digits.x_test, digits.y_test, etas=(0.2,), trials="auto", ci_target=1.0,
-                           log=lambda s: None)
+    loose = noise.evaluate(trained, digits.x_test, digits.y_test,
+                           NoiseConfig(levels=(0.2,), trials="auto", ci_target=0.99), log=lambda s: None)
     assert len(loose.draws) == noise.MIN_AUTO_TRIALS
-    tight = noise.evaluate(trained, digits.x_test, digits.y_test, etas=(0.3,), trials="auto", ci_target=1e-9,
-                           max_trials=6, log=lambda s: None)
+    tight = noise.evaluate(trained, digits.x_test, digits.y_test,
+                           NoiseConfig(levels=(0.3,), trials="auto", ci_target=1e-9, max_trials=6), log=lambda s: None)
     assert len(tight.draws) == 6
 
 
 def test_summary_statistics_follow_equations():
-    draws = pd.DataFrame({"eta": [0.1, 0.1, 0.1, 0.2, 0.2], "trial": [0, 1, 2, 0, 1],
+    draws = pd.DataFrame({"level": [0.1, 0.1, 0.1, 0.2, 0.2], "trial": [0, 1, 2, 0, 1],
                           "accuracy": [0.8, 0.7, 0.9, 0.5, 0.3]})
     result = noise.NoiseResult(0.9, draws)
-    s = result.summary.set_index("eta")
+    s = result.summary.set_index("level")
     assert s.loc[0.1, "accuracy"] == pytest.approx(0.8) and s.loc[0.2, "accuracy"] == pytest.approx(0.4)
     assert s.loc[0.1, "normalized_accuracy"] == pytest.approx(0.8 / 0.9)
     assert s.loc[0.1, "accuracy_std"] == pytest.approx(0.1)
     assert s.loc[0.1, "accuracy_ci95"] == pytest.approx(4.302653 * 0.1 / np.sqrt(3), rel=1e-6)
     assert result.avg_normalized_accuracy == pytest.approx((0.8 / 0.9 + 0.4 / 0.9) / 2)
-    assert [tracking.eta_pct(e) for e in (0.01, 0.1, 0.025, 0.3, 0.07)] == ["1", "10", "2.5", "30", "7"]
+    assert [noise.level_label("eta", e) for e in (0.01, 0.1, 0.025, 0.3, 0.07)] == ["1", "10", "2.5", "30", "7"]
 
 
 @pytest.fixture
@@ -159,13 +163,17 @@ def train_run(store):
     return train(TrainConfig(dataset="digits", lr=0.003, epochs=1, batch_size=64, patience=0))
 
 
+@pytest.mark.e2e
 def test_tracked_noise_eval_metrics_match_logged_draws(train_run):
-    eval_id, result = noise.noise_eval(run_id=train_run.run_id, etas=[0.05, 0.1, 0.3], trials=3, seed=7)
+    config = NoiseConfig(levels=(0.05, 0.1, 0.3), trials=3, seed=7)
+    eval_id, result = noise_eval(config, run_id=train_run.run_id)
     run = mlflow.get_run(eval_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags["mlflow.parentRunId"] == train_run.run_id == run.data.tags["source_run_id"]
-    assert run.data.params == {"etas": "0.05,0.1,0.3", "trials": "3", "seed": "7", "targets": "trainable",
-                               "noise": "additive"}
+    assert run.data.params == {"noise.noise": "additive", "noise.levels": "0.05,0.1,0.3", "noise.targets": "trainable",
+                               "noise.fold_bn": "False", "noise.options": "none", "noise.trials": "3",
+                               "noise.seed": "7"}
+    assert run.data.tags["lrnoise.noise_config"] == config.key and run.data.tags["lrnoise.config"] == config.run_key
     folder = mlflow.artifacts.download_artifacts(run_id=eval_id)
     draws = pd.read_csv(f"{folder}/draws.csv")
     a0 = run.data.metrics["baseline_accuracy"]
@@ -183,12 +191,13 @@ def test_tracked_noise_eval_metrics_match_logged_draws(train_run):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
+@pytest.mark.e2e
 def test_model_uri_inputs_find_the_training_run(train_run):
     client = mlflow.tracking.MlflowClient()
     client.set_registered_model_alias("lrnoise-digits-resnet20", "champion", train_run.model_version)
     for uri in ("models:/lrnoise-digits-resnet20/1", "models:/lrnoise-digits-resnet20@champion",
                 train_run.model_uri):
-        eval_id, _ = noise.noise_eval(model_uri=uri, etas=[0.1], trials=1)
+        eval_id, _ = noise_eval(NoiseConfig(levels=(0.1,), trials=1), model_uri=uri)
         assert mlflow.get_run(eval_id).data.tags["source_run_id"] == train_run.run_id
 
 
@@ -196,9 +205,13 @@ def _cli(args):
     return CliRunner().invoke(app, ["noise-eval", *args])
 
 
+@pytest.mark.e2e
 def test_bad_input(train_run):
     cases = [
-        (["--run-id", train_run.run_id, "--etas", "-0.1"], "etas must be finite and >= 0"),
+        (["--run-id", train_run.run_id, "--etas", "-0.1"], "level eta must be a finite number >= 0"),
+        (["--run-id", train_run.run_id, "--noise", "pcm", "--levels", "-5"], "level t must be a finite number"),
+        (["--run-id", train_run.run_id, "--noise", "thermal"], "unknown noise 'thermal'"),
+        (["--run-id", train_run.run_id, "--noise-option", "g_max=10"], "unknown option 'g_max' for noise additive"),
         (["--run-id", train_run.run_id, "--trials", "0"], "trials must be an integer >= 1 or 'auto'"),
         (["--run-id", "0123456789abcdef0123456789abcdef"], "no run"),
         (["--model-uri", "models:/no-such-model/3"], "cannot find model"),
@@ -219,9 +232,10 @@ def test_bad_input(train_run):
     assert "RUNNING" not in run_statuses().values()
 
 
+@pytest.mark.e2e
 def test_mlflow_run_noise_eval_entry_point(train_run):
     cmd = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "noise_eval", "--env-manager", "local",
-           "--experiment-name", "lrnoise", "-P", f"run_id={train_run.run_id}", "-P", "etas=0.1, 0.2",
+           "--experiment-name", "lrnoise", "-P", f"run_id={train_run.run_id}", "-P", "levels=0.1, 0.2",
            "-P", "trials=2"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -10,14 +10,17 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+import re
+from scipy import stats
 from mlflow.entities import Metric, Param, RunTag
 from nbclient import NotebookClient
 from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import ROOT
-from lrnoise import paper, report, tracking
+from lrnoise import noise, paper, report, tracking
 from lrnoise.cli import app
+from lrnoise.noise import PAPER, NoiseConfig
 
 ETAS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4)
 # (dataset, model, optimizer, lr, seed, baseline, A^eta at each eta or None for "not evaluated")
@@ -35,21 +38,38 @@ RUNS = [
 ]
 
 
-def add_run(client, exp_id, dataset, model, optimizer, lr, seed, baseline, normalized, status="FINISHED"):
-    run = client.create_run(exp_id, tags={tracking.KIND: "train"})
+def add_run(client, exp_id, dataset, model, optimizer, lr, seed, baseline, normalized, status="FINISHED",
+            config=PAPER, learned=True):
+    """A finished training run and, when `normalized` is given, a finished noise evaluation of it under
+    `config` whose A^x are `normalized` (one per level of the configuration)."""
+    run = client.create_run(exp_id, tags={tracking.KIND: "train", tracking.LEARNED: str(learned).lower()})
     params = {"dataset": dataset, "model": model, "optimizer": optimizer, "lr": tracking.canonical(lr),
               "batch_size": "128", "epochs": "100", "seed": str(seed), "init": "glorot_uniform", "shortcut": "A",
               "patience": "10"}
-    metrics = {tracking.BASELINE_ACCURACY: baseline}
-    if normalized:
-        metrics.update({tracking.normalized_accuracy_eta(e): a for e, a in zip(ETAS, normalized)})
-        metrics.update({tracking.normalized_accuracy_ci95_eta(e): 0.01 for e in ETAS})
-        metrics[tracking.AVG_NORMALIZED_ACCURACY] = float(np.mean(normalized))
     now = int(time.time() * 1000)
-    client.log_batch(run.info.run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+    client.log_batch(run.info.run_id, metrics=[Metric(tracking.BASELINE_ACCURACY, baseline, now, 0)],
                      params=[Param(k, v) for k, v in params.items()])
     client.set_terminated(run.info.run_id, status)
+    if normalized:
+        add_eval(client, exp_id, run.info.run_id, config, normalized)
     return run.info.run_id
+
+
+def add_eval(client, exp_id, run_id, config, normalized):
+    tags = {tracking.KIND: "noise_eval", tracking.SOURCE_RUN_ID: run_id, tracking.NOISE_CONFIG: config.key,
+            tracking.NOISE_CONFIG_NAME: config.name, "mlflow.parentRunId": run_id}
+    evaluation = client.create_run(exp_id, tags=tags)
+    metrics = {tracking.AVG_NORMALIZED_ACCURACY: float(np.mean(normalized))}
+    for level, value in zip(config.levels, normalized):
+        label = noise.level_label(config.level_name, level)
+        metrics[tracking.level_metric("normalized_accuracy", config.level_name, label)] = value
+        metrics[tracking.level_metric("normalized_accuracy_ci95", config.level_name, label)] = 0.01
+    params = tracking.noise_params({**config.measured(), **config.precision()})
+    now = int(time.time() * 1000)
+    client.log_batch(evaluation.info.run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+                     params=[Param(k, tracking.canonical(v)) for k, v in params.items()])
+    client.set_terminated(evaluation.info.run_id)
+    return evaluation.info.run_id
 
 
 def fill(experiment="lrnoise"):
@@ -57,9 +77,11 @@ def fill(experiment="lrnoise"):
     exp_id = tracking.ensure_experiment(experiment)
     ids = [add_run(client, exp_id, *r) for r in RUNS]
     add_run(client, exp_id, "cifar10", "resnet32", "adam", 0.001, 0, 0.5, None, status="RUNNING")  # not counted
-    other = client.create_run(exp_id, tags={tracking.KIND: "noise_eval"})  # not a training run
+    other = client.create_run(exp_id, tags={tracking.KIND: "noise_eval"})  # no source run: not counted
     client.log_batch(other.info.run_id, metrics=[Metric(tracking.BASELINE_ACCURACY, 0.1, 0, 0)])
     client.set_terminated(other.info.run_id)
+    # another configuration on the first run: must never enter the paper configuration's tables
+    add_eval(client, exp_id, ids[0], NoiseConfig(levels=(0.1, 0.3), trials=30), (0.11, 0.12))
     return ids
 
 
@@ -81,7 +103,7 @@ def test_tables_equal_expected_pivots(store, tmp_path):
         if not client.search_registered_models(f"name = '{name}'"):
             client.create_registered_model(name)
         client.create_model_version(name, f"runs:/{run_id}/model", run_id=run_id)
-    built = report.build("lrnoise", tmp_path / "out")
+    built = report.build_and_write("lrnoise", tmp_path / "out")
     assert len(built.runs) == len(RUNS)
     for dataset in ("cifar10", "cifar100"):
         for value, metric in (("baseline", tracking.BASELINE_ACCURACY), ("avr", tracking.AVG_NORMALIZED_ACCURACY)):
@@ -89,11 +111,16 @@ def test_tables_equal_expected_pivots(store, tmp_path):
             want = expected_pivot(dataset, value)
             want = want.reindex(index=got.index, columns=got.columns)
             pd.testing.assert_frame_equal(got, want, check_names=False, check_exact=False, rtol=1e-12)
-    md = (tmp_path / "out" / "table2_baseline_accuracy.md").read_text()
-    assert "| resnet20 | 90.00% | 91.00% ±1.41 (n=2) | 91.50% |" in md
+    def text(name):
+        return re.sub(r" +", " ", (tmp_path / "out" / name).read_text())
+
+    md = text("table2_baseline_accuracy.md")  # two seeds: mean ±95 % t-CI half-width (n)
+    half = stats.t.ppf(0.975, 1) * np.std([0.90, 0.92], ddof=1) / np.sqrt(2) * 100
+    assert f"| resnet20 | 90.00% | 91.00% ±{half:.2f} (n=2) | 91.50% |" in md
     assert "| resnet32 | 93.00% | 92.50% | — |" in md
-    md3 = (tmp_path / "out" / "table3_avg_normalized_accuracy.md").read_text()
+    md3 = text("table3_avg_normalized_accuracy.md")
     assert "| resnet32 | 84.67% | — | — |" in md3
+    assert "additive-paper" in md3.splitlines()[0]  # every table states its configuration
     assert r"\begin{tabular}" in (tmp_path / "out" / "table2_baseline_accuracy.tex").read_text()
     every = pd.read_csv(tmp_path / "out" / "runs.csv")
     assert len(every) == len(RUNS) and set(every["run_id"]) == set(ids)
@@ -132,6 +159,7 @@ def test_tables_equal_expected_pivots(store, tmp_path):
         reports[0].info.run_id)]
 
 
+@pytest.mark.e2e
 def test_more_than_1000_runs_are_all_counted(store):
     client = mlflow.tracking.MlflowClient()
     exp_id = tracking.ensure_experiment("big")
@@ -165,6 +193,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.e2e
 def test_report_over_http_tracking_server(tmp_path, monkeypatch):
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
@@ -187,7 +216,7 @@ def test_report_over_http_tracking_server(tmp_path, monkeypatch):
         proc = subprocess.run([sys.executable, "-m", "lrnoise.cli", "report", "--out", str(tmp_path / "http")],
                               capture_output=True, text=True, timeout=300, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-2000:]
-        assert "91.00% ±1.41 (n=2)" in (tmp_path / "http" / "table2_baseline_accuracy.md").read_text()
+        assert "91.00% ±12.71 (n=2)" in (tmp_path / "http" / "table2_baseline_accuracy.md").read_text()
         assert "files in" in proc.stdout
     finally:
         mlflow.set_tracking_uri(None)
@@ -195,6 +224,7 @@ def test_report_over_http_tracking_server(tmp_path, monkeypatch):
         server.wait(timeout=30)
 
 
+@pytest.mark.e2e
 def test_notebook_runs_on_a_small_store(store, tmp_path):
     fill()
     notebook = nbformat.read(ROOT / "notebooks" / "analysis.ipynb", as_version=4)

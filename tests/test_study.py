@@ -14,7 +14,7 @@ from lrnoise import paper, study, tracking
 from lrnoise.cli import app
 
 TINY = dict(preset="demo", models=("resnet20",), optimizers=("adam",), lrs=(0.001, 0.002), epochs=1, trials=2,
-            extra={"batch_size": 128})
+            batch_size=128, noise=("additive",))
 
 
 def runs_of(kind, experiment="lrnoise"):
@@ -25,32 +25,43 @@ def runs_of(kind, experiment="lrnoise"):
 def test_plans():
     paper_jobs = study.plan(study.StudySpec("paper"))
     assert len(paper_jobs) == 4 * 6 * 2 + 5  # Adam grid + five other optimizers (Adam's run is shared)
-    assert {j.train["lr"] for j in paper_jobs} == set(paper.LRS) and 0.000725 not in paper.LRS
+    assert {j.train.lr for j in paper_jobs} == set(paper.LRS) and 0.000725 not in paper.LRS
     assert len(study.plan(study.StudySpec("optimizers"))) == 6
     demo = study.plan(study.StudySpec("demo"))
-    assert {j.train["dataset"] for j in demo} == {"digits"} and len(demo) == 2 * 6 + 5
-    assert all(j.noise["etas"] == list(paper.ETAS) for j in demo)
+    assert {j.train.dataset for j in demo} == {"digits"} and len(demo) == 2 * 6 + 5
+    assert all([c.name for c in j.noise] == ["additive-paper", "pcm-1s-1y"] for j in demo)
+    assert all(j.noise[0].levels == paper.ETAS and j.noise[0].trials == 5 for j in demo)
+    job = demo[3]
+    assert study.Job.from_json(job.to_json()) == job  # the process boundary loses nothing
 
 
+@pytest.mark.e2e
 def test_mlflow_run_study_then_second_invocation_trains_nothing(store):
     cmd = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "study", "--env-manager", "local",
            "--experiment-name", "lrnoise", "-P", "models=resnet20", "-P", "optimizers=adam", "-P", "lrs=0.001,0.002",
-           "-P", "epochs=1", "-P", "trials=2", "-P", f"report_dir={os.getcwd()}/reports/lrnoise"]
+           "-P", "epochs=1", "-P", "trials=2", "-P", "noise=additive,pcm",
+           "-P", f"report_dir={os.getcwd()}/reports/lrnoise"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Table II" in proc.stdout and "fig1_noise_curves_digits.png" in proc.stdout
     (study_run,) = runs_of("study")
     trains, evals = runs_of("train"), runs_of("noise_eval")
     assert len(trains) == 2 and all(r.data.tags["mlflow.parentRunId"] == study_run.info.run_id for r in trains)
-    assert sorted(r.data.tags["mlflow.parentRunId"] for r in evals) == sorted(r.info.run_id for r in trains)
+    assert sorted(r.data.tags["mlflow.parentRunId"] for r in evals) == sorted(2 * [r.info.run_id for r in trains])
+    assert {r.data.tags["lrnoise.noise_config_name"] for r in evals} == {"additive-paper", "pcm-1s-1y"}
     assert set(run_statuses().values()) == {"FINISHED"}
-    assert os.path.isfile("reports/lrnoise/table3_avg_normalized_accuracy.md")
+    for name in ("additive-paper", "pcm-1s-1y"):  # one set of outputs per configuration, and fig5 across them
+        assert os.path.isfile(f"reports/lrnoise/{name}/table3_avg_normalized_accuracy.md")
+    assert os.path.isfile("reports/lrnoise/fig5_noise_models_digits.png")
+    assert "#/experiments/" not in proc.stdout or "/runs" in proc.stdout
 
-    outcomes, _ = study.run_study(study.StudySpec(**{**TINY, "extra": {}}), report=False)
+    outcomes, _ = study.run_study(study.StudySpec(**{**TINY, "batch_size": None, "noise": ("additive", "pcm")}),
+                                  report=False)
     assert [o.trained for o in outcomes] == ["reused", "reused"] and [o.evaluated for o in outcomes] == ["reused"] * 2
-    assert len(runs_of("train")) == 2 and len(runs_of("noise_eval")) == 2
+    assert len(runs_of("train")) == 2 and len(runs_of("noise_eval")) == 4
 
 
+@pytest.mark.e2e
 def test_killed_study_restarts_without_duplicates(store, tmp_path):
     cmd = [sys.executable, "-m", "lrnoise.cli", "study", "--models", "resnet20", "--optimizers", "adam",
            "--lrs", "0.001,0.002", "--epochs", "4", "--trials", "2", "--batch-size", "128", "--patience", "0",
@@ -71,8 +82,8 @@ def test_killed_study_restarts_without_duplicates(store, tmp_path):
     assert run_statuses()[killed_run] == "RUNNING"  # left behind by kill -9
 
     outcomes, _ = study.run_study(study.StudySpec(preset="demo", models=("resnet20",), optimizers=("adam",),
-                                                  lrs=(0.001, 0.002), epochs=4, trials=2,
-                                                  extra={"batch_size": 128, "patience": 0}), report=False)
+                                                  lrs=(0.001, 0.002), epochs=4, trials=2, noise=("additive",),
+                                                  batch_size=128, patience=0), report=False)
     assert all(o.status == "ok" for o in outcomes)
     assert outcomes[0].trained == "resumed" and outcomes[0].train_run_id == killed_run
     trains = runs_of("train")
@@ -83,6 +94,7 @@ def test_killed_study_restarts_without_duplicates(store, tmp_path):
     assert len(evals) == 2 and "RUNNING" not in run_statuses().values()
 
 
+@pytest.mark.e2e
 def test_two_workers_through_a_tracking_server_lose_no_run(store):
     spec = study.StudySpec(**{**TINY, "lrs": (0.001, 0.002, 0.003)})
     outcomes, built = study.run_study(spec, workers=2)
@@ -93,6 +105,7 @@ def test_two_workers_through_a_tracking_server_lose_no_run(store):
     assert set(run_statuses().values()) == {"FINISHED"}
 
 
+@pytest.mark.e2e
 def test_ray_executor_runs_a_tiny_grid(store):
     pytest.importorskip("ray")
     outcomes, _ = study.run_study(study.StudySpec(**TINY), executor="ray", report=False)
@@ -108,7 +121,9 @@ def test_ray_executor_runs_a_tiny_grid(store):
     (["--optimizers", "rmsprop"], "unknown optimizer 'rmsprop'"),
     (["--lrs", "0.1,fast"], "--lrs must be a comma-separated list"),
     (["--lrs", "-1"], "lr must be > 0"),
-    (["--etas", "0.1,-0.2"], "etas must be finite and >= 0"),
+    (["--etas", "0.1,-0.2"], "level eta must be a finite number >= 0"),
+    (["--noise", "additive,thermal"], "unknown noise 'thermal'"),
+    (["--times", "-1"], "level t must be a finite number"),
     (["--executor", "slurm"], "unknown executor"),
     (["--executor", "ray", "--ray-address", "auto"], "need a tracking server they can reach"),
 ])
@@ -119,6 +134,7 @@ def test_bad_input_before_anything_runs(store, args, message):
     assert run_statuses() == {}
 
 
+@pytest.mark.e2e
 def test_a_failed_configuration_does_not_stop_the_grid(store, monkeypatch):
     from lrnoise import train as train_module
     real = train_module.train

@@ -32,6 +32,7 @@ def weights(model_uri):
     return [np.asarray(w) for w in tracking.load_model(model_uri).get_weights()]
 
 
+@pytest.mark.e2e
 def test_train_logs_params_metrics_model_and_registry(store):
     result = train(CONFIG)
     run = mlflow.get_run(result.run_id)
@@ -39,10 +40,15 @@ def test_train_logs_params_metrics_model_and_registry(store):
     assert run.data.params == {"dataset": "digits", "model": "resnet20", "optimizer": "adam", "lr": "0.002",
                                "batch_size": "64", "epochs": "2", "seed": "3", "init": "glorot_uniform",
                                "shortcut": "A", "patience": "0",  # the configuration
-                               "mixed_precision": "none", "jit_compile": "None", "steps_per_execution": "1"}
+                               "mixed_precision": "none", "jit_compile": "None", "steps_per_execution": "1",
+                               "grad_noise_batches": "8"}  # how it ran and what it measured
     client = mlflow.tracking.MlflowClient()
-    for name in tracking.EPOCH_METRICS:
+    for name in (*tracking.EPOCH_METRICS, "grad_noise_c", "grad_noise_power", "update_noise_power"):
         assert [m.step for m in client.get_metric_history(result.run_id, name)] == [1, 2]
+    per_epoch = [m.value for m in client.get_metric_history(result.run_id, "grad_noise_power")]
+    assert run.data.metrics["grad_noise_power_mean"] == pytest.approx(np.mean(per_epoch))
+    assert run.data.metrics["grad_noise_power_final"] > 0 and "update_noise_power_final" in run.data.metrics
+    assert run.data.tags["lrnoise.learned"] == "true"
     assert run.data.metrics["epochs_trained"] == 2
     assert 0.1 < run.data.metrics["baseline_accuracy"] == result.baseline_accuracy <= 1.0
 
@@ -60,6 +66,7 @@ def test_train_logs_params_metrics_model_and_registry(store):
     assert acc == pytest.approx(result.baseline_accuracy)
 
 
+@pytest.mark.e2e
 def test_same_seed_same_weights_and_resume_continues_exactly(store):
     straight = train(CONFIG)
     with pytest.raises(KeyboardInterrupt):
@@ -76,6 +83,7 @@ def test_same_seed_same_weights_and_resume_continues_exactly(store):
     assert any(not np.array_equal(a, b) for a, b in zip(weights(straight.model_uri), weights(other.model_uri)))
 
 
+@pytest.mark.e2e
 def test_early_stopping_restores_best_weights(store):
     result = train(TrainConfig(dataset="digits", model="resnet20", lr=0.05, epochs=6, batch_size=64, patience=1))
     run = mlflow.get_run(result.run_id)
@@ -107,6 +115,7 @@ def test_bad_checksum_cli(store, tmp_path):
     assert result.exit_code == 2 and "checksum mismatch" in result.output
 
 
+@pytest.mark.e2e
 def test_mlflow_run_train_entry_point(store):
     cmd = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "train", "--env-manager", "local",
            "--experiment-name", "lrnoise", "-P", "epochs=1", "-P", "lr=1e-3", "-P", "batch_size=256"]
@@ -120,6 +129,7 @@ def test_mlflow_run_train_entry_point(store):
     assert run.data.tags[tracking.KIND] == "train" and tracking.MODEL_URI in run.data.tags
 
 
+@pytest.mark.e2e
 def test_execution_options(store):
     result = train(TrainConfig(dataset="digits", lr=0.002, epochs=1, batch_size=64, patience=0),
                    execution=Execution("bf16", False, 4))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import sys
 from typing import Optional
@@ -32,15 +31,34 @@ def parse_list(text: str | None, cast, what: str) -> tuple | None:
 
 
 def parse_trials(text: str | None):
-    """'auto', an integer, or None (not given)."""
+    """'auto', an integer, or None (not given); anything else is passed on for NoiseConfig to refuse."""
     if not text:
         return None
-    if text.strip() == "auto":
-        return "auto"
+    text = text.strip()
     try:
         return int(text)
     except ValueError:
-        raise LrnoiseError(f"trials must be an integer >= 1 or 'auto', got {text!r}") from None
+        return text
+
+
+def parse_options(text: str | None) -> tuple:
+    """'g_max=10,drift_compensation=false' -> (('drift_compensation', False), ('g_max', 10.0))."""
+    if not text:
+        return ()
+    pairs = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise LrnoiseError(f"--noise-option must be NAME=VALUE pairs separated by commas, got {part!r}")
+        lowered = value.strip().lower()
+        if lowered in ("true", "false"):
+            pairs.append((name.strip(), lowered == "true"))
+            continue
+        try:
+            pairs.append((name.strip(), float(value)))
+        except ValueError:
+            raise LrnoiseError(f"--noise-option {name.strip()} must be a number or true/false, got {value!r}") from None
+    return tuple(sorted(pairs))
 
 
 @app.callback()
@@ -54,8 +72,7 @@ def one_line_errors(fn):
     Bad input: one line on stderr naming what was wrong and what is allowed, exit status 2."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        for name in ("mlflow", "alembic"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+        tracking.quiet_loggers()
         try:
             return fn(*args, **kwargs)
         except LrnoiseError as exc:
@@ -84,16 +101,34 @@ def train(
     jit_compile: Optional[bool] = typer.Option(None, "--jit-compile/--no-jit-compile",
                                                help="XLA-compile the training step [default: Keras decides]"),
     steps_per_execution: int = typer.Option(1, help="training steps per compiled call"),
+    grad_noise_batches: int = typer.Option(8, help="K minibatches per epoch for the gradient-noise estimate "
+                                                   "(eq. 3); 0 turns it off"),
 ):
     """Train one model with MLflow tracking; the model is logged and registered."""
+    from lrnoise import data
     from lrnoise.train import Execution, TrainConfig, resume_config, train as run_train
     if resume:
         config = resume_config(resume)
     else:
         config = TrainConfig(dataset=dataset, model=model, optimizer=optimizer, lr=lr, batch_size=batch_size,
-                             epochs=epochs, seed=seed, shortcut=shortcut, patience=patience)
+                             epochs=epochs, seed=seed, shortcut=shortcut, patience=patience).validate()
+    execution = Execution(mixed_precision=mixed_precision, jit_compile=jit_compile,
+                          steps_per_execution=steps_per_execution, grad_noise_batches=grad_noise_batches).validate()
+    data.require([config.dataset], data_dir or None)  # before any run exists
     run_train(config, data_dir=data_dir or None, experiment=experiment, registered_model=registered_model or None,
-              resume=resume, execution=Execution(mixed_precision, jit_compile, steps_per_execution))
+              resume=resume, execution=execution)
+
+
+NOISE_HELP = "additive (the paper's: W + N(0, (eta sigma_w)^2)) | multiplicative | pcm (phase-change memory)"
+
+
+def noise_config(noise: str, levels: str | None, targets: str | None, fold_bn: bool, options: str | None,
+                 trials: str | None, ci_target: float, max_trials: int, seed: int):
+    """The NoiseConfig the options describe (defaults of the noise model for what is not given)."""
+    from lrnoise.noise import NoiseConfig
+    return NoiseConfig(noise=noise, levels=parse_list(levels, float, "levels"), targets=targets or None,
+                       fold_bn=fold_bn, options=parse_options(options), trials=parse_trials(trials) or 10,
+                       ci_target=ci_target, max_trials=max_trials, seed=seed).validate()
 
 
 @app.command("noise-eval")
@@ -104,23 +139,28 @@ def noise_eval(
                                                        "models:/<model_id>"),
     dataset: Optional[str] = typer.Option(None, help="override the training run's dataset (needed for a bare URI)"),
     data_dir: Optional[str] = typer.Option(None, help="folder with the official CIFAR archives"),
-    etas: str = typer.Option("0.01,0.05,0.1,0.2,0.3,0.4", help="noise form factors (0.1 = 10 %)"),
-    trials: str = typer.Option("10", help="draws per eta, or 'auto' (until the 95 % CI is below --ci-target)"),
-    ci_target: float = typer.Option(0.5, help="--trials auto: target 95 % CI half-width of a^eta, in points (%)"),
-    max_trials: int = typer.Option(100, help="--trials auto: most draws per eta"),
+    noise: str = typer.Option("additive", help=NOISE_HELP),
+    levels: Optional[str] = typer.Option(None, "--levels", "--etas",
+                                         help="noise levels: eta (0.1 = 10 %) for additive/multiplicative, "
+                                              "inference time in seconds for pcm [the model's defaults]"),
+    targets: Optional[str] = typer.Option(None, help="trainable | kernels | all [additive: trainable; pcm: kernels]"),
+    fold_bn: bool = typer.Option(False, "--fold-bn/--no-fold-bn", help="noise onto the BN-folded kernels/biases"),
+    noise_option: Optional[str] = typer.Option(None, help="the noise model's options, e.g. pcm: "
+                                                          "g_max=25,drift_compensation=false,read_noise_scale=2"),
+    trials: str = typer.Option("10", help="draws per level, or 'auto' (until the 95 % CI is below --ci-target)"),
+    ci_target: float = typer.Option(0.005, help="--trials auto: target 95 % CI half-width of a^x, a fraction "
+                                                "(0.005 = 0.5 points)"),
+    max_trials: int = typer.Option(100, help="--trials auto: most draws per level"),
     seed: int = typer.Option(0, help="the same seed reproduces every draw"),
-    targets: str = typer.Option("trainable", help="trainable | kernels | all"),
-    noise: str = typer.Option("additive", help="additive (the paper's) | multiplicative"),
     batch_size: int = typer.Option(1000, help="evaluation batch size"),
     experiment: Optional[str] = typer.Option(None, help="[default: the training run's experiment]"),
+    force: bool = typer.Option(False, help="evaluate even a model that did not learn"),
 ):
     """Inject analog weight noise into a trained model and log the paper's eq. 7-9 statistics."""
-    from lrnoise import noise as noise_module
-    noise_module.noise_eval(run_id=run_id or None, model_uri=model_uri or None, dataset=dataset or None,
-                            data_dir=data_dir or None, etas=parse_list(etas, float, "etas"),
-                            trials=parse_trials(trials), seed=seed, targets=targets, noise=noise,
-                            ci_target=ci_target / 100, max_trials=max_trials, experiment=experiment or None,
-                            batch_size=batch_size)
+    from lrnoise.noise_eval import noise_eval as run_noise_eval
+    config = noise_config(noise, levels, targets, fold_bn, noise_option, trials, ci_target, max_trials, seed)
+    run_noise_eval(config, run_id=run_id or None, model_uri=model_uri or None, dataset=dataset or None,
+                   data_dir=data_dir or None, experiment=experiment or None, batch_size=batch_size, force=force)
 
 
 @app.command()
@@ -131,29 +171,35 @@ def report(
     dataset: Optional[str] = typer.Option(None, help="only this dataset"),
     model: Optional[str] = typer.Option(None, help="only this model"),
     optimizer: Optional[str] = typer.Option(None, help="only this optimizer (tables use adam by default)"),
-    max_accuracy_drop: float = typer.Option(1.0, help="sweet spot: baseline within this many points of the best"),
+    noise_config: str = typer.Option("additive-paper", help="the noise configuration to report, by name or key "
+                                                            "(e.g. additive-paper, pcm-1s-1y), or 'all'"),
+    max_accuracy_drop: float = typer.Option(0.01, help="sweet spot: baseline within this fraction of the best "
+                                                       "(0.01 = 1 point)"),
 ):
-    """Tables II-III, Figures 1-4, the paper comparison and the sweet spot, from the tracking server."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")  # an unreachable server fails fast
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    """Tables II-III, Figures 1-6, claims, the paper comparison and the sweet spot, from the tracking server."""
+    tracking.fail_fast_http()
     from lrnoise import report as report_module
-    built = report_module.build(experiment, out or None, dataset or None, model or None, optimizer or None,
-                                max_accuracy_drop / 100)
+    built = report_module.build_and_write(experiment, out=out or None, dataset=dataset or None, model=model or None,
+                                          optimizer=optimizer or None, noise_config=noise_config,
+                                          max_accuracy_drop=max_accuracy_drop)
     print(report_module.summary_text(built))
 
 
 @app.command()
 @one_line_errors
 def study(
-    preset: str = typer.Option("demo", help="demo (digits, minutes on a CPU) | paper | optimizers"),
+    preset: str = typer.Option("demo", help="demo (digits, minutes on a CPU) | seeds (digits, 5 seeds) | paper | "
+                                            "optimizers"),
     datasets: Optional[str] = typer.Option(None, help="override, e.g. cifar10,cifar100"),
     models: Optional[str] = typer.Option(None, help="override, e.g. resnet20,resnet32"),
     optimizers: Optional[str] = typer.Option(None, help="override, e.g. adam,sgd"),
     lrs: Optional[str] = typer.Option(None, help="override, e.g. 0.0005,0.001"),
     seeds: Optional[str] = typer.Option(None, help="override, e.g. 0,1,2"),
     epochs: Optional[str] = typer.Option(None, help="override the preset's maximum epochs"),  # str: '' = unset
-    etas: Optional[str] = typer.Option(None, help="override the noise form factors"),
-    trials: Optional[str] = typer.Option(None, help="override draws per eta (or 'auto')"),
+    noise: Optional[str] = typer.Option(None, help="noise configurations, e.g. additive,pcm [preset's]"),
+    etas: Optional[str] = typer.Option(None, help="override the eta levels of additive/multiplicative"),
+    times: Optional[str] = typer.Option(None, help="override the inference times (s) of pcm"),
+    trials: Optional[str] = typer.Option(None, help="override draws per level (or 'auto')"),
     patience: Optional[int] = typer.Option(None, help="override early-stopping patience"),
     batch_size: Optional[int] = typer.Option(None, help="override the batch size"),
     experiment: str = typer.Option(tracking.DEFAULT_EXPERIMENT, help="MLflow experiment"),
@@ -166,14 +212,16 @@ def study(
 ):
     """Run the whole grid (resumable: finished runs are reused), then the report."""
     from lrnoise import study as study_module
-    extra = {k: v for k, v in {"patience": patience, "batch_size": batch_size}.items() if v is not None}
     spec = study_module.StudySpec(
         preset=preset, datasets=parse_list(datasets, str, "datasets"), models=parse_list(models, str, "models"),
         optimizers=parse_list(optimizers, str, "optimizers"), lrs=parse_list(lrs, float, "lrs"),
         seeds=parse_list(seeds, int, "seeds"), epochs=int(epochs) if epochs else None,
-        etas=parse_list(etas, float, "etas"), trials=parse_trials(trials), extra=extra)
-    outcomes, _ = study_module.run_study(spec, experiment, workers, executor, ray_address or None,
-                                         data_dir or None, report, report_dir or None)
+        noise=parse_list(noise, str, "noise"), etas=parse_list(etas, float, "etas"),
+        times=parse_list(times, float, "times"), trials=parse_trials(trials), patience=patience,
+        batch_size=batch_size)
+    outcomes, _ = study_module.run_study(spec, experiment=experiment, workers=workers, executor=executor,
+                                         ray_address=ray_address or None, data_dir=data_dir or None,
+                                         report=report, report_dir=report_dir or None)
     failed = [o for o in outcomes if o.status != "ok"]
     if failed:
         print(f"error: {len(failed)} of {len(outcomes)} configurations failed", file=sys.stderr)

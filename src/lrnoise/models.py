@@ -21,6 +21,12 @@ def check_depth(depth: int) -> int:
     return (depth - 2) // 6
 
 
+def check_shortcut(shortcut: str) -> str:
+    if shortcut not in SHORTCUTS:
+        raise LrnoiseError(f"unknown shortcut {shortcut!r}: choose one of {', '.join(SHORTCUTS)}")
+    return shortcut
+
+
 def depth_of(model_name: str) -> int:
     if model_name not in MODELS:
         raise LrnoiseError(f"unknown model {model_name!r}: choose one of {', '.join(MODELS)}")
@@ -69,8 +75,7 @@ def resnet(depth: int, num_classes: int, input_shape, shortcut: str = "A", init:
            mean=None, variance=None) -> keras.Model:
     """CIFAR ResNet v1. `mean`/`variance` (per channel, from the training set) set the input normalisation."""
     n = check_depth(depth)
-    if shortcut not in SHORTCUTS:
-        raise LrnoiseError(f"unknown shortcut {shortcut!r}: choose A or B")
+    check_shortcut(shortcut)
     channels = input_shape[-1]
     mean = np.zeros(channels) if mean is None else np.asarray(mean)
     variance = np.ones(channels) if variance is None else np.asarray(variance)
@@ -107,18 +112,39 @@ def weight_values(model: keras.Model) -> dict:
     return {v.path: keras.ops.convert_to_tensor(np.array(v.numpy())) for v in model.weights}
 
 
+KERAS_TESTED = ("3.15",)  # keras versions whose private graph API (`_inbound_nodes`) foldable_pairs reads
+
+
+def check_private_api() -> None:
+    """Fails loudly when a keras upgrade changes the private graph API BN folding relies on."""
+    if not keras.__version__.startswith(KERAS_TESTED):
+        import warnings
+        warnings.warn(f"lrnoise's BN folding reads keras' private layer graph, tested with keras "
+                      f"{', '.join(KERAS_TESTED)}; this is keras {keras.__version__}", stacklevel=2)
+
+
+def _producer(layer):
+    """The layer whose output `layer` reads (keras private API: node.input_tensors[0]._keras_history)."""
+    try:
+        return layer._inbound_nodes[0].input_tensors[0]._keras_history.operation
+    except (AttributeError, IndexError) as exc:
+        raise RuntimeError(f"keras {keras.__version__} changed its private layer graph ({exc}); "
+                           "lrnoise.models._producer needs updating") from None
+
+
 def foldable_pairs(model: keras.Model) -> dict[str, str]:
     """{conv or dense layer: the BatchNormalization that alone reads its output}, for BN folding.
 
     A pair qualifies when the conv/dense has no activation and feeds nothing else, and the BN normalises the
     last axis with both gamma and beta. Other BN layers (and other models) are simply left unfolded.
     """
+    check_private_api()
     pairs = {}
     for layer in model.layers:
         if not (isinstance(layer, keras.layers.BatchNormalization) and layer.center and layer.scale
                 and layer.axis in (-1, len(layer.input.shape) - 1)):
             continue
-        source = layer._inbound_nodes[0].input_tensors[0]._keras_history.operation
+        source = _producer(layer)
         if (isinstance(source, (keras.layers.Conv2D, keras.layers.Dense)) and len(source._outbound_nodes) == 1
                 and source.get_config()["activation"] == "linear"):
             pairs[source.name] = layer.name
@@ -162,6 +188,7 @@ class Evaluator:
                        ("gamma", "beta", "moving_mean", "moving_variance")), model.get_layer(bn).epsilon,
                        twin_vars[f"{conv}/kernel"], twin_vars[f"{conv}/bias"]) for conv, bn in self.pairs.items()]
         self.direct = [(path, v) for path, v in twin_vars.items() if path.split("/")[0] not in self.pairs]
+        self.twin_variables = twin_vars
         self.clean = weight_values(model)
         self.load(self.clean)
         # stored as given (uint8 images stay uint8 on the device), cast batch by batch when they are used
@@ -169,22 +196,41 @@ class Evaluator:
         self.labels = [np.asarray(y[i:i + batch_size]) for i in range(0, len(y), batch_size)]
         self.count = len(y)
 
-    def load(self, values: dict) -> None:
-        """Writes the original model's weights `values` ({variable path: tensor}) into the folded twin."""
+    def fold(self, values: dict) -> dict:
+        """The twin's weights {twin variable path: tensor} for the original model's weights `values`."""
         ops = keras.ops
+        twin = {}
         for kernel, conv_bias, gamma, beta, mean, var, eps, twin_kernel, twin_bias in self.folds:
             scale = values[gamma] / ops.sqrt(values[var] + eps)  # C_out
             bias = values[beta] - values[mean] * scale
             if conv_bias in values:
                 bias = bias + values[conv_bias] * scale
-            twin_kernel.assign(values[kernel] * scale)  # ... x C_out
-            twin_bias.assign(bias)
-        for path, variable in self.direct:
-            variable.assign(values[path])
+            twin[twin_kernel.path] = values[kernel] * scale  # ... x C_out
+            twin[twin_bias.path] = bias
+        for path, _ in self.direct:
+            twin[path] = values[path]
+        return twin
+
+    def assign(self, twin_values: dict) -> None:
+        """Writes twin weights ({twin variable path: tensor}, e.g. noisy folded kernels) into the twin."""
+        for path, variable in self.twin_variables.items():
+            variable.assign(twin_values[path])
+
+    def load(self, values: dict) -> None:
+        """Writes the original model's weights `values` ({variable path: tensor}) into the folded twin."""
+        self.assign(self.fold(values))
+
+    def accuracy(self) -> tuple[float, bool]:
+        """(test accuracy, whether any output was non-finite). A non-finite output row (a noise draw that
+        pushed a BN variance below zero, say) counts as a wrong prediction, never as class 0."""
+        hits, nonfinite = 0, False
+        for xb, yb in zip(self.batches, self.labels):
+            probs = keras.ops.convert_to_numpy(self.twin.predict_on_batch(keras.ops.cast(xb, "float32")))
+            bad = ~np.isfinite(probs).all(axis=-1)  # B
+            predicted = np.where(bad, -1, np.argmax(np.nan_to_num(probs, nan=-np.inf), axis=-1))
+            hits += int(np.sum(predicted == yb))
+            nonfinite |= bool(bad.any())
+        return hits / self.count, nonfinite
 
     def __call__(self) -> float:
-        hits = 0
-        for xb, yb in zip(self.batches, self.labels):
-            probs = self.twin.predict_on_batch(keras.ops.cast(xb, "float32"))  # B x classes
-            hits += int(np.sum(np.argmax(probs, axis=-1) == yb))
-        return hits / self.count
+        return self.accuracy()[0]

@@ -1,49 +1,133 @@
-"""The paper's tables and figures, built from the tracking server (never from local files).
+"""The paper's tables and figures, per noise configuration, built from the tracking server (never local files).
 
-One paged search fetches every finished training run of the experiment with its params and metrics; the
-noise summary (A_avr, A^eta and its CI) already sits on each training run, so no request is made per run.
-Several runs of one configuration (seeds) are averaged in the tables; runs.csv keeps every run.
+Two paged searches fetch every finished training run and every finished noise evaluation of the experiment;
+evaluations are joined to their training runs by configuration key, so a table only ever holds evaluations
+of exactly one NoiseConfig (several evaluations of one model under it, differing only in precision, are
+averaged). `build` returns the tables and figures of one configuration as data; `write` writes them in one
+place; `build_and_write` is the command. Several runs of one cell (seeds) give mean, 95 % t-CI and n.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shutil
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from lrnoise import noise, paper, tracking  # noqa: E402
-from lrnoise.errors import LrnoiseError  # noqa: E402
+from lrnoise import figures, noise, noise_models, paper, stats, tracking
+from lrnoise.errors import LrnoiseError
 
 CONFIG = ["dataset", "model", "optimizer", "lr"]  # what identifies a cell; seeds are averaged
 BASELINE = tracking.BASELINE_ACCURACY
 A_AVR = tracking.AVG_NORMALIZED_ACCURACY
-TRADEOFF_ETA = 0.1  # Figure 4 plots normalised accuracy at eta = 10 %
+LEARNED = "learned"
+GRAD_NOISE = tracking.GRAD_NOISE_POWER_MEAN
 SWEET_SPOT_ALIAS = "noise-robust"
 MISSING = "—"
+NO_LEARNING = "no learning"
+ALL = "all"
 
 
-def fetch_runs(experiment: str, dataset=None, model=None, optimizer=None) -> pd.DataFrame:
-    """Every finished training run (all pages) as one row: config, seed, run_id, metrics."""
+# ---------------------------------------------------------------- fetching and joining
+@dataclass(frozen=True)
+class ConfigInfo:
+    """A noise configuration as found in the store: key, name, level axis and levels."""
+    key: str
+    name: str
+    level_name: str  # eta | t
+    levels: tuple
+
+    @property
+    def is_paper(self) -> bool:
+        return self.name == noise.PAPER.name
+
+
+def fetch(experiment: str, dataset=None, model=None, optimizer=None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """(finished training runs, finished noise evaluations, experiment id): two paged searches."""
     exp = tracking.find_experiment(experiment)
     filters = {k: v for k, v in {"dataset": dataset, "model": model, "optimizer": optimizer}.items() if v}
-    frame = tracking.train_runs_frame(exp.experiment_id, filters)
-    if frame.empty:
-        return frame
-    frame["lr"] = frame["lr"].astype(float)
-    frame["seed"] = frame["seed"].astype(int)
-    return frame.sort_values(CONFIG + ["seed"]).reset_index(drop=True)
+    runs = tracking.train_runs_frame(exp.experiment_id, filters)
+    if runs.empty:
+        raise LrnoiseError(f"experiment {experiment!r} has no finished training runs"
+                           + (" matching the filters" if filters else ""))
+    runs["lr"] = runs["lr"].astype(float)
+    runs["seed"] = runs["seed"].astype(int)
+    runs = runs.sort_values(CONFIG + ["seed"]).reset_index(drop=True)
+    return runs, tracking.noise_runs_frame(exp.experiment_id), exp.experiment_id
 
 
+def configurations(evals: pd.DataFrame) -> list[ConfigInfo]:
+    """Every noise configuration evaluated in the store, the paper's first."""
+    found = {}
+    for row in evals.drop_duplicates("noise_config").itertuples() if not evals.empty else ():
+        fields = row.config_fields
+        model = noise_models.NOISE_MODELS.get(fields.get("noise"))
+        if model is None:
+            continue
+        levels = tuple(float(x) for x in fields.get("levels", "").split(",") if x)
+        found[row.noise_config] = ConfigInfo(row.noise_config, row.noise_config_name, model.level_name, levels)
+    return sorted(found.values(), key=lambda c: (not c.is_paper, c.name))
+
+
+def choose(found: list[ConfigInfo], wanted: str) -> list[ConfigInfo]:
+    """The configurations `wanted` names: a name, a key (or its first 6+ characters), or 'all'. The paper's
+    configuration is always available (its Table II stands even before any evaluation)."""
+    paper_info = ConfigInfo(noise.PAPER.key, noise.PAPER.name, "eta", noise.PAPER.levels)
+    if wanted == ALL:
+        return found or [paper_info]
+    match = [c for c in found if wanted in (c.name, c.key) or (len(wanted) >= 6 and c.key.startswith(wanted))]
+    if match:
+        return match[:1]
+    if wanted in (paper_info.name, paper_info.key):
+        return [paper_info]
+    names = ", ".join(c.name for c in found) or "none"
+    raise LrnoiseError(f"no noise evaluation with configuration {wanted!r} in this experiment: found {names} "
+                       f"(or pass --noise-config all)")
+
+
+def level_columns(info: ConfigInfo) -> list[tuple[float, str, str]]:
+    """(level, A^x metric, its CI metric) of a configuration, in level order."""
+    out = []
+    for level in sorted(info.levels):
+        label = noise.level_label(info.level_name, level)
+        out.append((level, tracking.level_metric("normalized_accuracy", info.level_name, label),
+                    tracking.level_metric("normalized_accuracy_ci95", info.level_name, label)))
+    return out
+
+
+def join(runs: pd.DataFrame, evals: pd.DataFrame, info: ConfigInfo) -> pd.DataFrame:
+    """One row per training run with this configuration's A_avr and A^x (NaN where not evaluated). A model
+    evaluated several times under the configuration (other trials or seeds) gets the mean of its evaluations."""
+    columns = [c for _, a, ci in level_columns(info) for c in (a, ci)] + [A_AVR, tracking.NONFINITE_DRAWS]
+    mine = evals[evals["noise_config"] == info.key] if not evals.empty else pd.DataFrame(columns=["run_id"])
+    mine = mine.reindex(columns=["run_id", *columns])
+    per_run = mine.groupby("run_id")[columns].mean(numeric_only=False).reset_index() if len(mine) else \
+        pd.DataFrame(columns=["run_id", *columns])
+    own = [c for c in runs.columns if c not in columns or c == "run_id"]  # the paper's names also sit on runs
+    joined = runs[own].merge(per_run, on="run_id", how="left")
+    for column in columns:
+        joined[column] = pd.to_numeric(joined[column], errors="coerce")
+    return joined
+
+
+def learned_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs whose model learned: the only ones that enter noise figures, sweet spots, trends and claims."""
+    return runs[runs[LEARNED]] if LEARNED in runs else runs
+
+
+# ---------------------------------------------------------------- cells and tables
 def cells(runs: pd.DataFrame, value: str) -> pd.DataFrame:
-    """Mean, std and count of `value` per configuration (runs without the metric are not counted)."""
+    """Mean, std, 95 % t-CI and count of `value` per configuration (runs without the metric not counted)."""
     have = runs.dropna(subset=[value]) if value in runs else runs.iloc[0:0].assign(**{value: []})
-    grouped = have.groupby(CONFIG)[value]
-    return pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(), "n": grouped.count()}).reset_index()
+    rows = []
+    for key, group in have.groupby(CONFIG):
+        values = group[value].to_numpy(dtype=float)
+        mean, ci, n = stats.mean_ci(values)
+        rows.append({**dict(zip(CONFIG, key)), "mean": mean, "std": float(np.std(values, ddof=1)) if n > 1 else 0.0,
+                     "ci95": ci, "n": n})
+    return pd.DataFrame(rows, columns=[*CONFIG, "mean", "std", "ci95", "n"])
 
 
 def pivot(runs: pd.DataFrame, value: str, dataset: str, optimizer: str = "adam") -> pd.DataFrame:
@@ -59,75 +143,75 @@ def _depth(model: str) -> int:
     return int("".join(ch for ch in model if ch.isdigit()) or 0)
 
 
-def _pct(mean, std=np.nan, n=1) -> str:
+def _pct(mean, ci=np.nan, n=1) -> str:
+    """'91.00%', or with several runs '91.00% ±12.71 (n=2)' (± the 95 % t-CI half-width over seeds)."""
     if pd.isna(mean):
         return MISSING
     text = f"{mean * 100:.2f}%"
-    return f"{text} ±{std * 100:.2f} (n={int(n)})" if n > 1 else text
+    return f"{text} ±{ci * 100:.2f} (n={int(n)})" if n > 1 else text
 
 
-# ---------------------------------------------------------------- tables: csv (long, every stat), md, tex
-def _formatted_blocks(runs, value, optimizer) -> dict[str, pd.DataFrame]:
+def formatted_block(runs: pd.DataFrame, value: str, dataset: str, optimizer: str) -> pd.DataFrame:
+    """A Table II/III block as text: mean ±CI (n), — for a hole, 'no learning' for a model at chance
+    (Table III only: Table II keeps the measured accuracy)."""
     c = cells(runs, value).set_index(CONFIG)
-    blocks = {}
-    for dataset in sorted(runs["dataset"].unique()):
-        means = pivot(runs, value, dataset, optimizer)
-        text = means.astype(object)
-        for model in means.index:
-            for lr in means.columns:
-                key = (dataset, model, optimizer, lr)
-                text.loc[model, lr] = _pct(*c.loc[key, ["mean", "std", "n"]]) if key in c.index else MISSING
-        text.columns = [f"{lr:g}" for lr in means.columns]
-        blocks[dataset] = text
-    return blocks
+    block = runs[(runs["dataset"] == dataset) & (runs["optimizer"] == optimizer)]
+    models_ = sorted(block["model"].unique(), key=_depth)
+    lrs = sorted(block["lr"].unique())
+    text = pd.DataFrame(MISSING, index=pd.Index(models_, name="model"), columns=[f"{lr:g}" for lr in lrs])
+    for model in models_:
+        for lr in lrs:
+            key = (dataset, model, optimizer, lr)
+            cell = block[(block["model"] == model) & (block["lr"] == lr)]
+            if value != BASELINE and len(cell) and LEARNED in cell and not cell[LEARNED].any():
+                text.loc[model, f"{lr:g}"] = NO_LEARNING
+            elif key in c.index:
+                text.loc[model, f"{lr:g}"] = _pct(*c.loc[key, ["mean", "ci95", "n"]])
+    return text
 
 
-def markdown(frame: pd.DataFrame, index_name: str) -> str:
-    header = [index_name, *map(str, frame.columns)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join([str(i), *map(str, row)]) + " |" for i, row in zip(frame.index, frame.values)]
-    return "\n".join(lines)
+def table(runs: pd.DataFrame, value: str, optimizer: str, learned_only: bool) -> dict[str, pd.DataFrame]:
+    """{dataset: formatted block} for Table II (baseline) or III (A_avr)."""
+    use = learned_runs(runs) if learned_only else runs
+    use = use.assign(**{LEARNED: True}) if learned_only else use
+    return {dataset: formatted_block(runs if not learned_only else _mark_unlearned(runs, use), value, dataset,
+                                     optimizer) for dataset in sorted(runs["dataset"].unique())}
 
 
-def latex(frame: pd.DataFrame, index_name: str) -> str:
-    def esc(text):
-        return str(text).replace("%", r"\%").replace("_", r"\_").replace("±", r"$\pm$").replace(MISSING, "--")
-    lines = [r"\begin{tabular}{l" + "r" * len(frame.columns) + "}", r"\hline",
-             " & ".join(map(esc, [index_name, *frame.columns])) + r" \\", r"\hline"]
-    lines += [" & ".join(map(esc, [i, *row])) + r" \\" for i, row in zip(frame.index, frame.values)]
-    return "\n".join(lines + [r"\hline", r"\end{tabular}"])
-
-
-def write_table(out: Path, stem: str, title: str, runs: pd.DataFrame, value: str, optimizer: str) -> None:
-    cells(runs, value).to_csv(out / f"{stem}.csv", index=False)
-    blocks = _formatted_blocks(runs, value, optimizer)
-    md = [f"# {title} ({optimizer}; mean ±std (n) where several runs)"]
-    tex = [f"% {title} ({optimizer})"]
-    for dataset, block in blocks.items():
-        md += [f"\n## {dataset} (columns: learning rate)\n", markdown(block, "model")]
-        tex += [f"% {dataset}", latex(block, "model")]
-    (out / f"{stem}.md").write_text("\n".join(md) + "\n")
-    (out / f"{stem}.tex").write_text("\n".join(tex) + "\n")
+def _mark_unlearned(runs: pd.DataFrame, learned: pd.DataFrame) -> pd.DataFrame:
+    """Runs with A_avr blanked where the model did not learn (its cell reads 'no learning' if no seed learned)."""
+    out = runs.copy()
+    if LEARNED in out and A_AVR in out:
+        out.loc[~out[LEARNED], A_AVR] = np.nan
+    return out
 
 
 def optimizer_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Baseline accuracy and A_avr per optimizer at the (dataset, model, lr) with the most optimizers."""
+    """Baseline accuracy and A_avr (mean, CI, n) per optimizer at the (dataset, model, lr) with the most
+    optimizers: Figure 3's data."""
     counts = runs.groupby(["dataset", "model", "lr"])["optimizer"].nunique()
     if counts.empty:
         return pd.DataFrame()
     dataset, model, lr = counts.idxmax()
     subset = runs[(runs["dataset"] == dataset) & (runs["model"] == model) & (runs["lr"] == lr)]
     base = cells(subset, BASELINE).set_index("optimizer")
-    avr = cells(subset, A_AVR).set_index("optimizer")
+    avr = cells(learned_runs(subset), A_AVR).set_index("optimizer") if A_AVR in subset else pd.DataFrame()
     order = [o for o in paper.OPTIMIZERS if o in set(subset["optimizer"])]
+
+    def get(frame, column, o, default=np.nan):
+        return frame[column].get(o, default) if column in frame else default
+
     return pd.DataFrame({"dataset": dataset, "model": model, "lr": lr, "optimizer": order,
-                         BASELINE: [base["mean"].get(o, np.nan) for o in order],
-                         A_AVR: [avr["mean"].get(o, np.nan) for o in order],
-                         "runs": [int(base["n"].get(o, 0)) for o in order]})
+                         BASELINE: [get(base, "mean", o) for o in order],
+                         "baseline_ci95": [get(base, "ci95", o) for o in order],
+                         A_AVR: [get(avr, "mean", o) for o in order],
+                         "avr_ci95": [get(avr, "ci95", o) for o in order],
+                         "runs": [int(get(base, "n", o, 0)) for o in order]})
 
 
-# ---------------------------------------------------------------- paper comparison and sweet spot
+# ---------------------------------------------------------------- paper comparison, sweet spot, missing cells
 def paper_comparison(runs: pd.DataFrame) -> pd.DataFrame:
+    """Ours beside the paper's Table II / III and Figure 3 values (the paper's configuration only)."""
     rows = []
     for value, published in ((BASELINE, paper.BASELINE_ACCURACY), (A_AVR, paper.AVG_NORMALIZED_ACCURACY)):
         for row in cells(runs, value).itertuples():
@@ -136,9 +220,9 @@ def paper_comparison(runs: pd.DataFrame) -> pd.DataFrame:
                 rows.append({"table": "II" if value == BASELINE else "III", "dataset": row.dataset,
                              "model": row.model, "optimizer": "adam", "lr": row.lr, "metric": value,
                              "ours": row.mean, "paper": published[key], "difference": row.mean - published[key]})
+    study = paper.OPTIMIZER_STUDY
     for value, published in ((BASELINE, paper.OPTIMIZER_BASELINE_ACCURACY),
                              (A_AVR, paper.OPTIMIZER_AVG_NORMALIZED_ACCURACY)):
-        study = paper.OPTIMIZER_STUDY
         for row in cells(runs, value).itertuples():
             if (row.dataset, row.model, row.lr) == (study["dataset"], study["model"], study["lr"]) \
                     and row.optimizer != "adam" and row.optimizer in published:
@@ -150,21 +234,18 @@ def paper_comparison(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def sweet_spots(runs: pd.DataFrame, max_accuracy_drop: float = 0.01) -> pd.DataFrame:
-    """Per dataset and model (Adam): among lrs whose mean baseline is within `max_accuracy_drop` of the best,
-    the one with the highest mean A_avr; `run_id` is that configuration's run with the highest A_avr."""
+    """Per dataset and model (Adam, models that learned): among lrs whose mean baseline is within
+    `max_accuracy_drop` (a fraction) of the best, the one with the highest mean A_avr; `run_id` is that
+    configuration's run with the highest A_avr."""
+    adam = learned_runs(runs)
+    adam = adam[adam["optimizer"] == "adam"].dropna(subset=[A_AVR]) if A_AVR in adam else adam.iloc[0:0]
     rows = []
-    adam = runs[runs["optimizer"] == "adam"]
-    if A_AVR not in adam:
-        return pd.DataFrame()
-    base, avr = cells(adam, BASELINE), cells(adam, A_AVR)
-    merged = base.merge(avr, on=CONFIG, suffixes=("_baseline", "_avr"))
-    for (dataset, model), group in merged.groupby(["dataset", "model"]):
-        eligible = group[group["mean_baseline"] >= group["mean_baseline"].max() - max_accuracy_drop]
-        best = eligible.loc[eligible["mean_avr"].idxmax()]
-        candidates = adam[(adam["dataset"] == dataset) & (adam["model"] == model) & (adam["lr"] == best["lr"])]
-        run_id = candidates.loc[candidates[A_AVR].idxmax(), "run_id"]
-        rows.append({"dataset": dataset, "model": model, "lr": best["lr"], BASELINE: best["mean_baseline"],
-                     A_AVR: best["mean_avr"], "run_id": run_id, "best_" + BASELINE: group["mean_baseline"].max()})
+    for (dataset, model), group in adam.groupby(["dataset", "model"]):
+        lr = stats.sweet_spot(group, BASELINE, A_AVR, max_accuracy_drop)
+        at = group[group["lr"] == lr]
+        rows.append({"dataset": dataset, "model": model, "lr": lr, BASELINE: at[BASELINE].mean(),
+                     A_AVR: at[A_AVR].mean(), "run_id": at.loc[at[A_AVR].idxmax(), "run_id"],
+                     "best_" + BASELINE: group.groupby("lr")[BASELINE].mean().max()})
     return pd.DataFrame(rows)
 
 
@@ -174,173 +255,278 @@ def missing_configurations(runs: pd.DataFrame) -> list[str]:
     have = set(map(tuple, adam[["dataset", "model", "lr"]].values))
     evaluated = set(map(tuple, adam.dropna(subset=[A_AVR])[["dataset", "model", "lr"]].values)) \
         if A_AVR in adam else set()
+    unlearned = set(map(tuple, adam[~adam[LEARNED]][["dataset", "model", "lr"]].values)) if LEARNED in adam else set()
     lines = []
     for dataset in sorted(adam["dataset"].unique()):
         for model in sorted(adam["model"].unique(), key=_depth):
             for lr in sorted(adam["lr"].unique()):
                 if (dataset, model, lr) not in have:
                     lines.append(f"{dataset} {model} adam lr={lr:g}: no finished training run")
-                elif (dataset, model, lr) not in evaluated:
+                elif (dataset, model, lr) not in evaluated and (dataset, model, lr) not in unlearned:
                     lines.append(f"{dataset} {model} adam lr={lr:g}: no noise evaluation")
     return lines
 
 
-# ---------------------------------------------------------------- figures
-def noise_summary(group: pd.DataFrame) -> pd.DataFrame:
-    """Per-eta normalised accuracy of one configuration: mean over its runs, CI from the draws (one run) or
-    from the spread of the runs (several)."""
+# ---------------------------------------------------------------- figure data
+def curve_points(runs: pd.DataFrame, info: ConfigInfo, dataset: str) -> pd.DataFrame:
+    """Figure 1/2's data: per model, lr and level, the normalised accuracy (mean over runs), its 95 % CI (over
+    the runs when several, over the draws of the one run otherwise) and the number of runs."""
+    adam = learned_runs(runs)
+    adam = adam[(adam["dataset"] == dataset) & (adam["optimizer"] == "adam")]
     rows = []
-    for eta, column, ci_column in tracking.normalized_accuracy_columns(group.columns):
-        have = group.dropna(subset=[column])
-        if have.empty:
-            continue
-        values = have[column].to_numpy()
-        if len(values) > 1:  # several runs: the spread of their means
-            ci = noise.ci95(values)
-        else:  # one run: the CI of its draws
-            ci = float(have[ci_column].fillna(0).iloc[0]) if ci_column in have else 0.0
-        rows.append({"eta": eta, "normalized_accuracy": float(values.mean()), "normalized_accuracy_ci95": ci})
-    return pd.DataFrame(rows, columns=["eta", "normalized_accuracy", "normalized_accuracy_ci95"])
+    for (model, lr), group in adam.groupby(["model", "lr"]):
+        for level, column, ci_column in level_columns(info):
+            have = group.dropna(subset=[column]) if column in group else group.iloc[0:0]
+            if have.empty:
+                continue
+            values = have[column].to_numpy(dtype=float)
+            mean, ci, n = stats.mean_ci(values)
+            if n == 1 and ci_column in have:
+                ci = float(np.nan_to_num(have[ci_column].iloc[0]))
+            rows.append({"model": model, "lr": lr, "level": level, "normalized_accuracy": mean, "ci95": ci, "n": n})
+    return pd.DataFrame(rows, columns=["model", "lr", "level", "normalized_accuracy", "ci95", "n"])
 
 
-def _grid(n: int):
-    cols = 2 if n > 1 else 1
-    rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.5 * cols, 4 * rows), squeeze=False)
-    for ax in axes.flat[n:]:
-        ax.set_visible(False)
-    return fig, list(axes.flat)
+def tradeoff_points(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Figure 4's data: baseline accuracy and A_avr (mean, 95 % CI, n) per model and lr, Adam."""
+    adam = learned_runs(runs)
+    adam = adam[(adam["dataset"] == dataset) & (adam["optimizer"] == "adam")]
+    base, robust = cells(adam, BASELINE), cells(adam, A_AVR)
+    merged = base.merge(robust, on=CONFIG, suffixes=("_b", "_r"))
+    return pd.DataFrame({"model": merged["model"], "lr": merged["lr"], "baseline": merged["mean_b"],
+                         "baseline_ci95": merged["ci95_b"], "robust": merged["mean_r"],
+                         "robust_ci95": merged["ci95_r"], "n": merged["n_r"]})
 
 
-def fig_noise_curves(runs: pd.DataFrame, dataset: str, path: Path) -> None:
-    adam = runs[(runs["dataset"] == dataset) & (runs["optimizer"] == "adam")]
-    model_names = sorted(adam["model"].unique(), key=_depth)
-    fig, axes = _grid(len(model_names))
-    for ax, model in zip(axes, model_names):
-        for lr, group in adam[adam["model"] == model].groupby("lr"):
-            summary = noise_summary(group)
-            if not summary.empty:
-                noise.draw_noise_curve(ax, summary, label=f"lr {lr:g}")
-        ax.set_title(f"{model} on {dataset}")
-        ax.legend(fontsize=8)
-    fig.suptitle(f"Normalised accuracy vs weight-noise form factor ({dataset}, Adam; bars: 95 % CI)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def mechanism_points(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Figure 6's data: A_avr against the mean gradient-noise power of training, one point per run."""
+    use = learned_runs(runs)
+    use = use[use["dataset"] == dataset]
+    if GRAD_NOISE not in use or A_AVR not in use:
+        return pd.DataFrame(columns=["model", "lr", "x", "avr"])
+    use = use.dropna(subset=[GRAD_NOISE, A_AVR])
+    return pd.DataFrame({"model": use["model"], "lr": use["lr"], "x": use[GRAD_NOISE], "avr": use[A_AVR]})
 
 
-def fig_optimizers(table: pd.DataFrame, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(7, 4))
-    x = np.arange(len(table))
-    ax.bar(x - 0.2, table[BASELINE] * 100, 0.4, label="baseline accuracy a_0")
-    ax.bar(x + 0.2, table[A_AVR] * 100, 0.4, label="average normalised accuracy A_avr")
-    ax.set_xticks(x, table["optimizer"])
-    ax.set_ylabel("accuracy (%)")
-    ax.set_xlabel("optimizer")
-    first = table.iloc[0]
-    ax.set_title(f"Optimizers: {first['model']} on {first['dataset']}, lr {first['lr']:g}")
-    ax.legend(loc="lower right", fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+# ---------------------------------------------------------------- building (data) and writing (files)
+@dataclass
+class ConfigReport:
+    """Everything one noise configuration's report holds, as data."""
+    info: ConfigInfo
+    runs: pd.DataFrame
+    tables: dict  # stem -> (title, {dataset: formatted block} or a frame)
+    frames: dict  # file name -> frame written as csv
+    figures: dict  # file stem -> Figure
+    sweet_spots: pd.DataFrame
+    missing: list
+    claims: pd.DataFrame
 
 
-def fig_tradeoff(runs: pd.DataFrame, dataset: str, path: Path) -> None:
-    adam = runs[(runs["dataset"] == dataset) & (runs["optimizer"] == "adam")]
-    column = tracking.normalized_accuracy_eta(TRADEOFF_ETA)
-    model_names = sorted(adam["model"].unique(), key=_depth)
-    fig, axes = _grid(len(model_names))
-    for ax, model in zip(axes, model_names):
-        group = adam[adam["model"] == model]
-        base = group.groupby("lr")[BASELINE].mean()
-        ax.plot(base.index, base.values * 100, "o-", color="tab:blue", label="baseline accuracy a_0")
-        ax.set_xscale("log")
-        ax.set_xlabel("learning rate")
-        ax.set_ylabel("baseline accuracy (%)", color="tab:blue")
-        twin = ax.twinx()
-        if column in group:
-            robust = group.groupby("lr")[column].mean().dropna()
-            twin.plot(robust.index, robust.values * 100, "s--", color="tab:red",
-                      label=f"normalised accuracy at eta {TRADEOFF_ETA:.0%}")
-        twin.set_ylabel(f"normalised accuracy at eta {TRADEOFF_ETA:.0%} (%)", color="tab:red")
-        ax.set_title(f"{model} on {dataset}")
-        handles = ax.get_legend_handles_labels()[0] + twin.get_legend_handles_labels()[0]
-        ax.legend(handles=handles, fontsize=8, loc="lower left")
-    fig.suptitle(f"Accuracy / noise-resistance trade-off vs learning rate ({dataset}, Adam)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-# ---------------------------------------------------------------- the whole report
 @dataclass
 class Report:
     out: Path
-    runs: pd.DataFrame
-    sweet_spots: pd.DataFrame
-    missing: list
-    files: list
+    configs: list  # ConfigReport per configuration
+    figures: dict = field(default_factory=dict)  # across configurations (fig5)
+    files: list = field(default_factory=list)
+    experiment_id: str = ""
+
+    @property
+    def main(self) -> ConfigReport:
+        return self.configs[0]
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        return self.main.runs
+
+    @property
+    def sweet_spots(self) -> pd.DataFrame:
+        return self.main.sweet_spots
+
+    @property
+    def missing(self) -> list:
+        return self.main.missing
 
 
-def build(experiment: str = tracking.DEFAULT_EXPERIMENT, out: str | Path | None = None, dataset=None,
-          model=None, optimizer=None, max_accuracy_drop: float = 0.01, log_run: bool = True,
-          set_alias: bool = True) -> Report:
-    """Writes every table and figure into `out` (and as artifacts of a `report` run); returns what it found."""
-    runs = fetch_runs(experiment, dataset, model, optimizer)
-    if runs.empty:
-        raise LrnoiseError(f"experiment {experiment!r} has no finished training runs"
-                           + (" matching the filters" if dataset or model or optimizer else ""))
-    out = Path(out or Path("reports") / experiment)
-    out.mkdir(parents=True, exist_ok=True)
+def build_config(runs: pd.DataFrame, evals: pd.DataFrame, info: ConfigInfo, optimizer: str | None,
+                 max_accuracy_drop: float) -> ConfigReport:
+    joined = join(runs, evals, info)
     table_optimizer = optimizer or "adam"
-    runs.to_csv(out / "runs.csv", index=False)
-    write_table(out, "table2_baseline_accuracy", "Table II: baseline (clean) test accuracy", runs, BASELINE,
-                table_optimizer)
-    write_table(out, "table3_avg_normalized_accuracy", "Table III: average normalised accuracy A_avr", runs,
-                A_AVR, table_optimizer)
-    optimizers = optimizer_table(runs)
-    optimizers.to_csv(out / "table_optimizers.csv", index=False)
-    shown = optimizers.assign(**{c: optimizers.get(c, pd.Series()).map(_pct) for c in (BASELINE, A_AVR)})
-    (out / "table_optimizers.md").write_text("# Optimizers (Figure 3's data)\n\n"
-                                             + markdown(shown.set_index("optimizer"), "optimizer") + "\n")
-    (out / "table_optimizers.tex").write_text(latex(shown.set_index("optimizer"), "optimizer") + "\n")
-    if len(optimizers) > 0:
-        fig_optimizers(optimizers, out / "fig3_optimizers.png")
-    for name in sorted(runs[runs["optimizer"] == "adam"]["dataset"].unique()):
-        fig_noise_curves(runs, name, out / f"fig1_noise_curves_{name}.png")
-        fig_tradeoff(runs, name, out / f"fig4_tradeoff_{name}.png")
-    comparison = paper_comparison(runs)
-    comparison.to_csv(out / "paper_comparison.csv", index=False)
+    label = f"{info.name}; {table_optimizer}; mean ±95 % CI over seeds (n)"
+    tables = {
+        "table2_baseline_accuracy": (f"Table II: baseline (clean) test accuracy ({label})",
+                                     table(joined, BASELINE, table_optimizer, learned_only=False)),
+        "table3_avg_normalized_accuracy": (f"Table III: average normalised accuracy A_avr ({label})",
+                                           table(joined, A_AVR, table_optimizer, learned_only=True)),
+    }
+    frames = {"runs.csv": joined, "table2_baseline_accuracy.csv": cells(joined, BASELINE),
+              "table3_avg_normalized_accuracy.csv": cells(learned_runs(joined), A_AVR)}
+    figs = {}
+    optimizers = optimizer_table(joined)
+    frames["table_optimizers.csv"] = optimizers
+    if len(optimizers):
+        tables["table_optimizers"] = (f"Optimizers, Figure 3's data ({info.name})", optimizers.set_index("optimizer"))
+        first = optimizers.iloc[0]
+        figs["fig3_optimizers"] = figures.optimizers(
+            optimizers.rename(columns={BASELINE: "baseline", A_AVR: "avr", "runs": "n"}),
+            f"Figure 3: optimizers, {first['model']} on {first['dataset']}, lr {first['lr']:g} ({info.name}; "
+            "bars: 95 % CI over seeds)")
+    level_label = figures.level_axis_label(info.level_name)
+    for dataset in sorted(joined[joined["optimizer"] == "adam"]["dataset"].unique()):
+        curves = curve_points(joined, info, dataset)
+        if len(curves):
+            figs[f"fig1_noise_curves_{dataset}"] = figures.noise_curves(
+                curves, f"Normalised accuracy vs {level_label} ({dataset}, Adam, {info.name}; bars: 95 % CI)",
+                level_label, log_x=info.level_name == "t")
+        points = tradeoff_points(joined, dataset)
+        if len(points):
+            figs[f"fig4_tradeoff_{dataset}"] = figures.tradeoff(
+                points, f"Accuracy / noise-resistance trade-off vs lr ({dataset}, Adam, {info.name}; bars: 95 % CI)",
+                "A_avr")
+        mech = mechanism_points(joined, dataset)
+        if len(mech):
+            figs[f"fig6_mechanism_{dataset}"] = figures.mechanism(
+                mech, f"A_avr vs gradient-noise power lr^2 C / B, mean over training ({dataset}, {info.name})",
+                "gradient-noise power (eq. 2 bound)")
+    claims = stats.claims(joined, max_accuracy_drop) if A_AVR in joined else pd.DataFrame()
+    frames["claims.csv"] = claims
+    if len(claims):
+        tables["claims"] = (f"Claims of the paper, answered over seeds ({info.name})", claims)
+    spots = sweet_spots(joined, max_accuracy_drop)
+    frames["sweet_spot.csv"] = spots
+    if info.is_paper:
+        comparison = paper_comparison(joined)
+        frames["paper_comparison.csv"] = comparison
+        tables["paper_comparison"] = ("Ours vs the paper (matching dataset, model, optimizer, lr; additive-paper)",
+                                      _comparison_text(comparison))
+    return ConfigReport(info, joined, tables, frames, figs, spots, missing_configurations(joined), claims)
+
+
+def _comparison_text(comparison: pd.DataFrame) -> pd.DataFrame:
     shown = comparison.assign(**{c: comparison[c].map(_pct) for c in ("ours", "paper")},
                               difference=comparison["difference"].map(lambda d: f"{d * 100:+.2f} pp"))
-    (out / "paper_comparison.md").write_text(
-        "# Ours vs the paper (matching dataset, model, optimizer, lr)\n\n"
-        + (markdown(shown.set_index("table"), "table") if len(shown) else "No configuration matches the paper's.")
-        + "\n")
-    spots = sweet_spots(runs, max_accuracy_drop)
-    spots.to_csv(out / "sweet_spot.csv", index=False)
+    return shown.set_index("table")
+
+
+def noise_model_lines(configs: list[ConfigReport]) -> dict[str, pd.DataFrame]:
+    """Figure 5's data per dataset: A_avr (mean, CI, n) against lr, a line per configuration, Adam."""
+    frames = {}
+    for report in configs:
+        adam = learned_runs(report.runs)
+        adam = adam[adam["optimizer"] == "adam"]
+        for row in cells(adam, A_AVR).itertuples():
+            frames.setdefault(row.dataset, []).append({"config": report.info.name, "model": row.model, "lr": row.lr,
+                                                       "avr": row.mean, "avr_ci95": row.ci95, "n": row.n})
+    return {dataset: pd.DataFrame(rows) for dataset, rows in frames.items()}
+
+
+def build(experiment: str = tracking.DEFAULT_EXPERIMENT, dataset=None, model=None, optimizer=None,
+          noise_config: str = noise.PAPER.name, max_accuracy_drop: float = 0.01) -> Report:
+    """The report of one configuration (name or key) or of every one found ('all'), as data; writes nothing."""
+    runs, evals, exp_id = fetch(experiment, dataset, model, optimizer)
+    chosen = choose(configurations(evals), noise_config)
+    configs = [build_config(runs, evals, info, optimizer, max_accuracy_drop) for info in chosen]
+    figs = {}
+    if len(configs) > 1:
+        for name, lines in noise_model_lines(configs).items():
+            figs[f"fig5_noise_models_{name}"] = figures.noise_models(
+                lines, f"Does the lr effect survive hardware noise? A_avr vs lr per noise configuration ({name}, "
+                       "Adam; bars: 95 % CI)")
+    return Report(Path("."), configs, figs, experiment_id=exp_id)
+
+
+def write(report: Report, out: Path) -> Report:
+    """Writes every table (csv, md, tex) and figure (png, pdf) into a fresh folder, then swaps it in whole
+    for `out`: no file of an earlier report survives. One sub-folder per configuration when there are several."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fresh = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    several = len(report.configs) > 1
+    for config in report.configs:
+        folder = fresh / config.info.name if several else fresh
+        folder.mkdir(exist_ok=True)
+        _write_config(config, folder)
+    for stem, fig in report.figures.items():
+        figures.save(fig, fresh / stem)
+    _swap_in(fresh, out)
+    report.out = out
+    report.files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    return report
+
+
+def _write_config(config: ConfigReport, folder: Path) -> None:
+    for name, frame in config.frames.items():
+        frame.to_csv(folder / name, index=False)
+    for stem, (title, content) in config.tables.items():
+        blocks = content if isinstance(content, dict) else {"": content}
+        md, tex = [f"# {title}"], [f"% {title}"]
+        for dataset, block in blocks.items():
+            if dataset:
+                md.append(f"\n## {dataset} (columns: learning rate)\n")
+                tex.append(f"% {dataset}")
+            md.append(block.to_markdown() if len(block) else "(none)")
+            tex.append(block.to_latex() if len(block) else "% (none)")
+        (folder / f"{stem}.md").write_text("\n".join(md) + "\n")
+        (folder / f"{stem}.tex").write_text("\n".join(tex) + "\n")
+    (folder / "missing.txt").write_text("\n".join(config.missing) + ("\n" if config.missing else "none\n"))
+    for stem, fig in config.figures.items():
+        figures.save(fig, folder / stem)
+
+
+def _swap_in(fresh: Path, out: Path) -> None:
+    old = None
+    if out.exists():
+        old = out.with_name(f".{out.name}-old-{fresh.name}")
+        out.rename(old)
+    fresh.rename(out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def set_sweet_spot_aliases(report: Report) -> list[str]:
+    """Points the registry alias `noise-robust` (another configuration: noise-robust-<name>) at each sweet
+    spot's model version; returns 'name/version' of each."""
+    moved = []
+    for config in report.configs:
+        alias = SWEET_SPOT_ALIAS if config.info.is_paper else f"{SWEET_SPOT_ALIAS}-{config.info.name}"
+        for run_id in config.sweet_spots.get("run_id", []):
+            version = tracking.set_alias_for_run(run_id, alias)
+            if version:
+                moved.append(version)
+    return moved
+
+
+def build_and_write(experiment: str = tracking.DEFAULT_EXPERIMENT, out: str | Path | None = None, dataset=None,
+                    model=None, optimizer=None, noise_config: str = noise.PAPER.name,
+                    max_accuracy_drop: float = 0.01, log_run: bool = True, set_alias: bool = True) -> Report:
+    """`lrnoise report`: build, write into `out` (default reports/<experiment>), move the sweet-spot
+    aliases, log everything as a `report` run."""
+    report = build(experiment, dataset, model, optimizer, noise_config, max_accuracy_drop)
+    write(report, Path(out or Path("reports") / experiment))
     if set_alias:
-        for run_id in spots.get("run_id", []):
-            tracking.set_alias_for_run(run_id, SWEET_SPOT_ALIAS)
-    missing = missing_configurations(runs)
-    (out / "missing.txt").write_text("\n".join(missing) + ("\n" if missing else "none\n"))
-    files = sorted(p.name for p in out.iterdir())
+        set_sweet_spot_aliases(report)
     if log_run:
-        exp_id = tracking.find_experiment(experiment).experiment_id
-        tracking.log_report(exp_id, out)
-    return Report(out, runs, spots, missing, files)
+        tracking.log_report(report.experiment_id, report.out)
+    return report
 
 
 def summary_text(report: Report) -> str:
-    """What `lrnoise report` prints: the two tables, the sweet spots, what is missing, the files."""
-    parts = [(report.out / "table2_baseline_accuracy.md").read_text(),
-             (report.out / "table3_avg_normalized_accuracy.md").read_text()]
-    if len(report.sweet_spots):
+    """What `lrnoise report` prints: the main configuration's two tables, sweet spots, verdicts, the files."""
+    main = report.main
+    parts = []
+    for stem in ("table2_baseline_accuracy", "table3_avg_normalized_accuracy"):
+        title, blocks = main.tables[stem]
+        parts.append(f"{title}")
+        parts += [f"{dataset}\n{block.to_markdown()}" for dataset, block in blocks.items()]
+    if len(main.sweet_spots):
         parts.append("Sweet spot (highest A_avr within the accuracy margin of the best lr):")
         parts += [f"  {r['dataset']} {r['model']}: lr {r['lr']:g}  a_0 {r[BASELINE]:.2%}  A_avr {r[A_AVR]:.2%}"
-                  for _, r in report.sweet_spots.iterrows()]
-    parts.append(f"{len(report.missing)} configurations missing" + (":" if report.missing else ""))
-    parts += [f"  {line}" for line in report.missing[:20]]
+                  for _, r in main.sweet_spots.iterrows()]
+    for config in report.configs:
+        for _, row in config.claims.iterrows():
+            parts.append(f"[{config.info.name}] {row['dataset']} {row['model']} {row['optimizer']}: A_avr "
+                         f"{row['avr_verdict']} (rho {row['avr_rho']:+.2f}, 95 % CI {row['avr_ci_low']:+.2f}.."
+                         f"{row['avr_ci_high']:+.2f}, {row['n_runs']} runs)")
+    parts.append(f"{len(main.missing)} configurations missing" + (":" if main.missing else ""))
+    parts += [f"  {line}" for line in main.missing[:20]]
     parts.append(f"files in {report.out}: " + ", ".join(report.files))
     return "\n".join(parts)

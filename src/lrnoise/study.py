@@ -15,46 +15,47 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import traceback
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lrnoise import data, paper, tracking
 from lrnoise.errors import LrnoiseError
+from lrnoise.noise import NoiseConfig
+from lrnoise.train import OPTIMIZERS, TrainConfig
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "nadam", "adamax")
-
+# Figure 3: one (dataset, model, lr) with every optimizer.
+FIGURE3_BLOCK = {"datasets": (paper.OPTIMIZER_STUDY["dataset"],), "models": (paper.OPTIMIZER_STUDY["model"],),
+                 "optimizers": OPTIMIZERS, "lrs": (paper.OPTIMIZER_STUDY["lr"],)}
 # Each preset is a list of blocks; a block's grid is the product of its lists. Overrides replace a field in
 # every block; identical configurations from two blocks run once.
 PRESETS = {
     "paper": {
         "blocks": [
             {"datasets": paper.DATASETS, "models": paper.MODELS, "optimizers": ("adam",), "lrs": paper.LRS},
-            {"datasets": ("cifar10",), "models": ("resnet20",), "optimizers": OPTIMIZERS, "lrs": (0.00075,)},
+            FIGURE3_BLOCK,
         ],
         "seeds": (0,), "epochs": 200, "patience": 20, "batch_size": 128,  # "trained to convergence"
-        "etas": paper.ETAS, "trials": 10,
+        "noise": ("additive", "pcm"), "trials": 10,
     },
     "optimizers": {
-        "blocks": [{"datasets": ("cifar10",), "models": ("resnet20",), "optimizers": OPTIMIZERS,
-                    "lrs": (0.00075,)}],
-        "seeds": (0,), "epochs": 200, "patience": 20, "batch_size": 128, "etas": paper.ETAS, "trials": 10,
+        "blocks": [FIGURE3_BLOCK],
+        "seeds": (0,), "epochs": 200, "patience": 20, "batch_size": 128, "noise": ("additive", "pcm"),
+        "trials": 10,
     },
     # The paper's shape on the embedded digits data, sized for <= 10 minutes on 2 CPU cores.
     "demo": {
         "blocks": [
             {"datasets": ("digits",), "models": ("resnet20", "resnet32"), "optimizers": ("adam",),
              "lrs": paper.LRS},
-            {"datasets": ("digits",), "models": ("resnet20",), "optimizers": OPTIMIZERS, "lrs": (0.00075,)},
+            {**FIGURE3_BLOCK, "datasets": ("digits",)},
         ],
-        "seeds": (0,), "epochs": 10, "patience": 4, "batch_size": 32, "etas": paper.ETAS, "trials": 5,
+        "seeds": (0,), "epochs": 10, "patience": 4, "batch_size": 32, "noise": ("additive", "pcm"), "trials": 5,
     },
 }
 GRID_FIELDS = ("datasets", "models", "optimizers", "lrs")
@@ -62,14 +63,23 @@ GRID_FIELDS = ("datasets", "models", "optimizers", "lrs")
 
 @dataclass(frozen=True)
 class Job:
-    """One configuration: a training and its noise evaluation."""
-    train: dict  # TrainConfig fields
-    noise: dict  # etas, trials, seed, targets, noise
+    """One configuration: a training and its noise evaluations (one per noise configuration)."""
+    train: TrainConfig
+    noise: tuple[NoiseConfig, ...]
 
     @property
     def name(self) -> str:
         t = self.train
-        return f"{t['dataset']}/{t['model']}/{t['optimizer']}/lr={t['lr']:g}/seed={t['seed']}"
+        return f"{t.dataset}/{t.model}/{t.optimizer}/lr={t.lr:g}/seed={t.seed}"
+
+    def to_json(self) -> str:
+        """For a process boundary (a worker process's argv)."""
+        return json.dumps({"train": self.train.params(), "noise": [c.to_dict() for c in self.noise]})
+
+    @classmethod
+    def from_json(cls, text: str) -> "Job":
+        spec = json.loads(text)
+        return cls(TrainConfig(**spec["train"]), tuple(NoiseConfig.from_dict(c) for c in spec["noise"]))
 
 
 @dataclass
@@ -77,11 +87,16 @@ class Outcome:
     job: Job
     status: str  # ok | failed
     train_run_id: str | None = None
-    eval_run_id: str | None = None
+    eval_run_ids: list = field(default_factory=list)
     trained: str = ""  # new | resumed | reused
-    evaluated: str = ""  # new | reused
+    evaluated: str = ""  # new | reused | mixed | skipped (a model that did not learn)
+    learned: bool = True
     seconds: float = 0.0
     error: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps({k: getattr(self, k) for k in ("status", "train_run_id", "eval_run_ids", "trained",
+                                                         "evaluated", "learned", "seconds", "error")})
 
 
 @dataclass
@@ -93,85 +108,93 @@ class StudySpec:
     lrs: tuple | None = None
     seeds: tuple | None = None
     epochs: int | None = None
-    etas: tuple | None = None
+    noise: tuple | None = None  # noise configuration names: additive (the paper's), multiplicative, pcm
+    etas: tuple | None = None  # levels of the eta-axis configurations (additive, multiplicative)
+    times: tuple | None = None  # levels of the time-axis configurations (pcm), seconds
     trials: int | str | None = None
-    extra: dict = field(default_factory=dict)  # patience, batch_size overrides (tests)
+    patience: int | None = None
+    batch_size: int | None = None
+
+    def setting(self, name: str):
+        """The override if given, else the preset's value."""
+        value = getattr(self, name)
+        return value if value is not None else PRESETS[self.preset][name]
 
     def params(self) -> dict:
         """The study run's params (grid fields not overridden read 'preset')."""
-        p = PRESETS[self.preset]
         grid = [tracking.canonical(list(getattr(self, f))) if getattr(self, f) else "preset" for f in GRID_FIELDS]
-        values = (self.preset, *grid, tracking.canonical(list(self.seeds or p["seeds"])), self.epochs or p["epochs"],
-                  tracking.canonical(list(self.etas or p["etas"])), self.trials or p["trials"])
+        values = (self.preset, *grid, tracking.canonical(list(self.setting("seeds"))), self.setting("epochs"),
+                  tracking.canonical([c.name for c in self.noise_configs()]), self.setting("trials"))
         return dict(zip(tracking.STUDY_PARAMS, values))
+
+    def noise_configs(self) -> tuple[NoiseConfig, ...]:
+        """One NoiseConfig per noise model named, with the overridden levels and precision."""
+        configs = []
+        for name in self.setting("noise"):
+            axis_levels = {"eta": self.etas, "t": self.times}
+            probe = NoiseConfig(name)  # unknown noise model: one-line error
+            configs.append(NoiseConfig(name, levels=axis_levels[probe.level_name],
+                                       trials=self.setting("trials")).validate())
+        return tuple(dict.fromkeys(configs))
 
 
 def plan(spec: StudySpec) -> list[Job]:
     """Every configuration of the study, validated before anything runs."""
     if spec.preset not in PRESETS:
         raise LrnoiseError(f"unknown preset {spec.preset!r}: choose one of {', '.join(PRESETS)}")
-    from lrnoise.noise import DEFAULT_CI_TARGET, DEFAULT_MAX_TRIALS, check_options
-    from lrnoise.train import TrainConfig
-    preset = PRESETS[spec.preset]
-    seeds = spec.seeds or preset["seeds"]
-    etas = spec.etas or preset["etas"]
-    trials = spec.trials or preset["trials"]
-    check_options(list(etas), trials, "trainable", "additive")
+    noise_configs = spec.noise_configs()
     jobs, seen = [], set()
-    for block in preset["blocks"]:
+    for block in PRESETS[spec.preset]["blocks"]:
         grid = {f: getattr(spec, f) or block[f] for f in GRID_FIELDS}
         for dataset, model, optimizer, lr, seed in itertools.product(
-                grid["datasets"], grid["models"], grid["optimizers"], grid["lrs"], seeds):
+                grid["datasets"], grid["models"], grid["optimizers"], grid["lrs"], spec.setting("seeds")):
             config = TrainConfig(dataset=dataset, model=model, optimizer=optimizer, lr=float(lr), seed=int(seed),
-                                 epochs=spec.epochs or preset["epochs"],
-                                 patience=spec.extra.get("patience", preset["patience"]),
-                                 batch_size=spec.extra.get("batch_size", preset["batch_size"])).validate()
-            job = Job(config.params(), tracking.noise_params(etas, trials, 0, "trainable", "additive",
-                                                             DEFAULT_CI_TARGET, DEFAULT_MAX_TRIALS))
-            key = tracking.config_key(job.train)
-            if key not in seen:
-                seen.add(key)
-                jobs.append(job)
+                                 epochs=spec.setting("epochs"), patience=spec.setting("patience"),
+                                 batch_size=spec.setting("batch_size")).validate()
+            if config not in seen:
+                seen.add(config)
+                jobs.append(Job(config, noise_configs))
     return jobs
 
 
 # ---------------------------------------------------------------- one configuration (any process)
 def run_job(job: Job, experiment: str, parent_run_id: str | None, data_dir: str | None = None) -> Outcome:
-    """Trains (or reuses / resumes) and noise-evaluates (or reuses) one configuration. Never raises."""
+    """Trains (or reuses / resumes) and noise-evaluates (or reuses) one configuration. Never raises.
+
+    A model that did not learn is a result (its lr is too high), not a failure: it is not noise-evaluated."""
     import keras
 
-    from lrnoise import noise
-    from lrnoise.train import TrainConfig, train
+    from lrnoise.noise_eval import noise_eval
+    from lrnoise.train import train
     started = time.perf_counter()
     outcome = Outcome(job, "ok")
     try:
         exp_id = tracking.ensure_experiment(experiment)
-        config = TrainConfig(**job.train)
-        runs = tracking.runs_with_config(exp_id, "train", tracking.config_key(config.params()))
-        finished = [r for r in runs if r.info.status == "FINISHED"]
-        unfinished = [r for r in runs if r.info.status != "FINISHED"]
+        finished, resume = tracking.existing_run(exp_id, "train", tracking.config_key(job.train.params()))
         if finished:
-            outcome.train_run_id, outcome.trained = finished[0].info.run_id, "reused"
+            outcome.train_run_id, outcome.trained = finished, "reused"
         else:
-            for stale in unfinished[1:]:  # only the newest unfinished run is resumed
-                tracking.mark_failed(stale.info.run_id)
-            resume = unfinished[0].info.run_id if unfinished else None
-            result = train(config, data_dir=data_dir, experiment=experiment, resume=resume,
+            result = train(job.train, data_dir=data_dir, experiment=experiment, resume=resume,
                            parent_run_id=parent_run_id)
             outcome.train_run_id, outcome.trained = result.run_id, "resumed" if resume else "new"
             keras.backend.clear_session()
-        noise_key = tracking.config_key(job.noise)
-        evals = tracking.runs_with_config(exp_id, "noise_eval", noise_key, source_run_id=outcome.train_run_id)
-        done = [r for r in evals if r.info.status == "FINISHED"]
-        for stale in (r for r in evals if r.info.status != "FINISHED"):
-            tracking.mark_failed(stale.info.run_id)
-        if done:
-            outcome.eval_run_id, outcome.evaluated = done[0].info.run_id, "reused"
-        else:
-            outcome.eval_run_id, _ = noise.noise_eval(run_id=outcome.train_run_id, data_dir=data_dir,
-                                                      **job.noise)
-            outcome.evaluated = "new"
-            keras.backend.clear_session()
+        outcome.learned = tracking.learned(tracking.get_run(outcome.train_run_id))
+        if not outcome.learned:
+            outcome.evaluated = "skipped"
+        evaluated = []
+        for config in job.noise if outcome.learned else ():
+            done, _ = tracking.existing_run(exp_id, "noise_eval", config.run_key,
+                                            source_run_id=outcome.train_run_id, resumable=False)
+            if done:
+                outcome.eval_run_ids.append(done)
+                evaluated.append("reused")
+            else:
+                eval_run_id, _ = noise_eval(config, run_id=outcome.train_run_id, data_dir=data_dir)
+                outcome.eval_run_ids.append(eval_run_id)
+                evaluated.append("new")
+                keras.backend.clear_session()
+        if evaluated:
+            outcome.evaluated = evaluated[0] if len(set(evaluated)) == 1 else "mixed"
     except Exception as exc:  # a failed configuration is reported; the grid goes on
         outcome.status = "failed"
         outcome.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -180,12 +203,14 @@ def run_job(job: Job, experiment: str, parent_run_id: str | None, data_dir: str 
     return outcome
 
 
+OUTCOME_LINE = "LRNOISE_OUTCOME "
+
+
 def _worker_main(argv: list[str]) -> None:
     """`python -m lrnoise.study JOB_JSON EXPERIMENT PARENT DATA_DIR`: one configuration in a fresh process."""
     job_json, experiment, parent, data_dir = argv
-    spec = json.loads(job_json)
-    outcome = run_job(Job(spec["train"], spec["noise"]), experiment, parent or None, data_dir or None)
-    print("LRNOISE_OUTCOME " + json.dumps({k: v for k, v in asdict(outcome).items() if k != "job"}), flush=True)
+    outcome = run_job(Job.from_json(job_json), experiment, parent or None, data_dir or None)
+    print(OUTCOME_LINE + outcome.to_json(), flush=True)
 
 
 # ---------------------------------------------------------------- executors
@@ -204,14 +229,15 @@ def _local_workers(jobs, workers, experiment, parent, data_dir, on_done, log_dir
             env = dict(os.environ)
             if gpus:
                 env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
-            log = os.path.join(log_dir, f"{tracking.config_key(job.train)[:12]}.log")
+            log = os.path.join(log_dir, f"{tracking.config_key(job.train.params())[:12]}.log")
             with open(log, "w") as out:
-                proc = subprocess.run([sys.executable, "-m", "lrnoise.study", json.dumps(asdict(job)), experiment,
+                proc = subprocess.run([sys.executable, "-m", "lrnoise.study", job.to_json(), experiment,
                                        parent or "", data_dir or ""], stdout=out, stderr=subprocess.STDOUT,
                                       env=env)
-            line = [row for row in Path(log).read_text().splitlines() if row.startswith("LRNOISE_OUTCOME ")]
+            with open(log) as text:
+                line = [row for row in text.read().splitlines() if row.startswith(OUTCOME_LINE)]
             if line:
-                outcome = Outcome(job, **json.loads(line[-1][len("LRNOISE_OUTCOME "):]))
+                outcome = Outcome(job, **json.loads(line[-1][len(OUTCOME_LINE):]))
             else:
                 outcome = Outcome(job, "failed", error=f"worker exited {proc.returncode} (log {log})")
             on_done(outcome)
@@ -228,9 +254,8 @@ def _ray(jobs, experiment, parent, data_dir, on_done, address):
         import ray
     except ImportError:
         raise LrnoiseError("--executor ray needs Ray: pip install 'lrnoise[ray]'") from None
-    env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI", "MLFLOW_DISABLE_TELEMETRY", "KERAS_BACKEND")
-           if k in os.environ}
-    ray.init(address=address, runtime_env={"env_vars": env}, ignore_reinit_error=True, log_to_driver=False)
+    ray.init(address=address, runtime_env={"env_vars": tracking.worker_env()}, ignore_reinit_error=True,
+             log_to_driver=False)
     try:
         gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
         task = ray.remote(num_gpus=gpus, max_retries=0)(run_job)
@@ -257,51 +282,6 @@ def _gpu_count() -> int:
     return sum(1 for row in out.splitlines() if row.startswith("GPU "))
 
 
-@contextmanager
-def tracking_server_if_needed(parallel: bool):
-    """With parallel writers and a sqlite store, serve the store over HTTP on 127.0.0.1 while the study runs."""
-    uri = tracking.tracking_uri()
-    if not parallel or not uri.startswith("sqlite:"):
-        yield uri
-        return
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
-                               "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    served = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for(served, server)
-        previous = os.environ.get("MLFLOW_TRACKING_URI")
-        os.environ["MLFLOW_TRACKING_URI"] = served
-        tracking.set_tracking_uri(served)
-        print(f"[study] serving {uri} at {served} for parallel workers", flush=True)
-        yield served
-    finally:
-        server.terminate()
-        server.wait(timeout=60)
-        if previous is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = previous
-        tracking.set_tracking_uri(uri)
-
-
-def _wait_for(uri: str, server: subprocess.Popen, seconds: float = 120) -> None:
-    import urllib.request
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if server.poll() is not None:
-            raise LrnoiseError(f"mlflow server for the study exited with status {server.returncode}")
-        try:
-            urllib.request.urlopen(f"{uri}/health", timeout=2)
-            return
-        except OSError:
-            time.sleep(0.5)
-    raise LrnoiseError(f"mlflow server at {uri} did not answer within {seconds:.0f}s")
-
-
 # ---------------------------------------------------------------- the study
 class Progress:
     """Done / running / left, with an estimate from the configurations this study actually ran."""
@@ -314,7 +294,7 @@ class Progress:
     def __call__(self, outcome: Outcome) -> None:
         with self.lock:
             self.done += 1
-            if outcome.trained in ("new", "resumed") or outcome.evaluated == "new":
+            if outcome.trained in ("new", "resumed") or outcome.evaluated in ("new", "mixed"):
                 self.ran.append(outcome.seconds)
             if outcome.status != "ok":
                 self.failed.append(outcome)
@@ -331,30 +311,31 @@ def _duration(seconds: float) -> str:
     return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
+EXECUTORS = ("local", "ray")
+
+
 def run_study(spec: StudySpec, experiment: str = tracking.DEFAULT_EXPERIMENT, workers: int = 1,
               executor: str = "local", ray_address: str | None = None, data_dir: str | None = None,
               report: bool = True, report_dir: str | None = None) -> tuple[list[Outcome], object]:
     """Runs the grid (reusing what exists), then the report. Returns (outcomes, report or None)."""
     jobs = plan(spec)  # all validation before anything runs
-    if executor not in ("local", "ray"):
-        raise LrnoiseError(f"unknown executor {executor!r}: choose local or ray")
+    if executor not in EXECUTORS:
+        raise LrnoiseError(f"unknown executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
     if workers < 1:
         raise LrnoiseError(f"workers must be >= 1, got {workers}")
-    if executor == "ray" and ray_address and not tracking.tracking_uri().startswith(("http://", "https://")):
+    if executor == "ray" and ray_address and not tracking.is_http(tracking.tracking_uri()):
         raise LrnoiseError("a Ray cluster's workers need a tracking server they can reach: set MLFLOW_TRACKING_URI "
                            "to http(s)://... (a local sqlite store works only with a local Ray instance)")
-    datasets = {job.train["dataset"] for job in jobs}
-    for name in datasets - {"digits"}:  # fail fast on a missing data dir, before any run starts
-        if data_dir is not None:
-            data.load(name, data_dir=data_dir)
+    data.require([job.train.dataset for job in jobs], data_dir)  # every dataset, once, before any run
     experiment = tracking.entry_point_experiment() or experiment  # under `mlflow run`: its experiment
     exp_id = tracking.ensure_experiment(experiment)
     parallel = executor == "ray" or workers > 1
     outcomes: list[Outcome] = []
-    with tracking_server_if_needed(parallel):
+    with tracking.served_if_needed(parallel):
         parent = tracking.start_study_run(exp_id, spec.params())
-        print(f"[study] {spec.preset}: {len(jobs)} configurations, experiment {experiment!r}, "
-              f"study run {parent}, executor {executor}" + (f" x{workers}" if executor == "local" else ""), flush=True)
+        print(f"[study] {spec.preset}: {len(jobs)} configurations x {len(jobs[0].noise)} noise configurations "
+              f"({', '.join(c.name for c in jobs[0].noise)}), experiment {experiment!r}, study run {parent}, "
+              f"executor {executor}" + (f" x{workers}" if executor == "local" else ""), flush=True)
         progress = Progress(len(jobs), workers)
 
         def done(outcome):
@@ -374,15 +355,19 @@ def run_study(spec: StudySpec, experiment: str = tracking.DEFAULT_EXPERIMENT, wo
             ok = not progress.failed
         finally:
             counts = (len(jobs), len(progress.failed), sum(o.trained in ("new", "resumed") for o in outcomes),
-                      sum(o.trained == "reused" for o in outcomes))
+                      sum(o.trained == "reused" for o in outcomes), sum(not o.learned for o in outcomes))
             tracking.end_study_run(parent, counts, ok)
     built = None
     if report:
         from lrnoise import report as report_module
-        built = report_module.build(experiment, report_dir)
+        built = report_module.build_and_write(experiment, out=report_dir, noise_config="all")
         print(report_module.summary_text(built), flush=True)
+    for outcome in outcomes:
+        if not outcome.learned:
+            print(f"[study] did not learn (a_0 not above chance; not noise-evaluated): {outcome.job.name}")
     for failure in progress.failed:
         print(f"[study] failed: {failure.job.name}: {failure.error}", file=sys.stderr)
+    print(f"[study] {tracking.where_to_look(exp_id)}" + (f"; report in {built.out}" if built else ""), flush=True)
     return outcomes, built
 
 

@@ -28,15 +28,33 @@ DEFAULT_EXPERIMENT = "lrnoise"
 # ---- names: params
 TRAIN_PARAMS = ("dataset", "model", "optimizer", "lr", "batch_size", "epochs", "seed", "init", "shortcut",
                 "patience")
-NOISE_PARAMS = ("etas", "trials", "seed", "targets", "noise")
-NOISE_AUTO_PARAMS = ("ci_target", "max_trials")  # logged with trials = auto
+# A noise evaluation's params: its NoiseConfig fields, prefixed so they never meet the `mlflow run` entry point's
+# own (pre-logged, unprefixed) inputs. Measured: model, levels, targets, fold_bn, options; precision: the rest.
+NOISE_PARAM_PREFIX = "noise."
 VERSION_TAGS = ("lr", "optimizer", "dataset", "model", "seed")  # registry version tags, from the train params
 # ---- names: metrics
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 BASELINE_ACCURACY = "baseline_accuracy"  # a_0: clean test accuracy
 EPOCHS_TRAINED = "epochs_trained"
 BEST_EPOCH = "best_epoch"  # the epoch whose weights were kept (early stopping restores them)
+NONFINITE_LOSS_EPOCH = "nonfinite_loss_epoch"  # the epoch whose training loss went NaN / inf (training stopped)
 AVG_NORMALIZED_ACCURACY = "avg_normalized_accuracy"  # A_avr, eq. 9
+NORMALIZED_ACCURACY = "normalized_accuracy"  # A^x, eq. 8 (per level: normalized_accuracy_<axis>_<label>)
+# eq. 1-3 measured: per epoch (step = epoch) and on the final weights / as the mean over training
+GRAD_NOISE_C = "grad_noise_c"  # C_hat, eq. 3
+GRAD_NOISE_POWER = "grad_noise_power"  # lr^2 C_hat / B, eq. 2's bound for this step size
+UPDATE_NOISE_POWER = "update_noise_power"  # the same estimate on an adaptive optimizer's actual step
+FINAL_SUFFIX, MEAN_SUFFIX = "_final", "_mean"
+GRAD_NOISE_METRICS = {"c": GRAD_NOISE_C, "power": GRAD_NOISE_POWER, "update_power": UPDATE_NOISE_POWER}
+
+
+def grad_noise_metrics(estimate: dict, suffix: str = "") -> dict:
+    """A gradnoise estimate ({c, power, update_power}) under its metric names (+ _final / _mean)."""
+    return {GRAD_NOISE_METRICS[k] + suffix: v for k, v in estimate.items()}
+
+GRAD_NOISE_POWER_MEAN = GRAD_NOISE_POWER + MEAN_SUFFIX
+UPDATE_NOISE_POWER_MEAN = UPDATE_NOISE_POWER + MEAN_SUFFIX
+NONFINITE_DRAWS = "nonfinite_draws"  # noisy draws whose outputs held NaN / inf (counted as wrong predictions)
 # ---- names: tags
 KIND = "lrnoise.kind"  # train | noise_eval | report | study
 SOURCE_RUN_ID = "source_run_id"  # on a noise-eval run: the training run it evaluated
@@ -44,25 +62,33 @@ PARENT_RUN_ID = "mlflow.parentRunId"
 MODEL_URI = "lrnoise.model_uri"  # on a training run: models:/<model_id> of the model it logged
 EVALUATED_MODEL = "lrnoise.evaluated_model"  # on a noise-eval run: the model URI it evaluated
 CONFIG_KEY = "lrnoise.config"  # hash of the configuration's canonical params, for identical-run lookups
+NOISE_CONFIG = "lrnoise.noise_config"  # on a noise-eval run: the key of what it measured (NoiseConfig.key)
+NOISE_CONFIG_NAME = "lrnoise.noise_config_name"  # ... and its readable name (additive-paper, pcm-1s-1y, ...)
+LEARNED = "lrnoise.learned"  # on a training run and its registry version: "false" when a_0 is not above chance
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 MODEL_ARTIFACT = "model"
 CHECKPOINT_DIR = "checkpoint"
 
 
-def eta_pct(eta: float) -> str:
-    """eta as the percent used in metric names: 0.1 -> '10', 0.025 -> '2.5', 0.01 -> '1'."""
-    return f"{round(eta * 100, 6):g}"
+def level_metric(column: str, level_name: str, label: str) -> str:
+    """A per-level metric: accuracy_eta_10 (a^eta at eta = 10 %), normalized_accuracy_t_1d (A^t at t = 1 day)."""
+    return f"{column}_{level_name}_{label}"
 
 
-def accuracy_eta(eta): return f"accuracy_eta_{eta_pct(eta)}"  # a^eta, eq. 7
-def accuracy_std_eta(eta): return f"accuracy_std_eta_{eta_pct(eta)}"
-def accuracy_ci95_eta(eta): return f"accuracy_ci95_eta_{eta_pct(eta)}"
-NORMALIZED_ACCURACY_ETA = "normalized_accuracy_eta_"
+def summary_prefix(config_name: str, is_paper: bool) -> str:
+    """Where a configuration's summary sits on the training run: the paper's keeps today's bare names
+    (avg_normalized_accuracy, normalized_accuracy_eta_10); any other is grouped under '<name>/'."""
+    return "" if is_paper else f"{config_name}/"
 
 
-def normalized_accuracy_eta(eta): return f"{NORMALIZED_ACCURACY_ETA}{eta_pct(eta)}"  # A^eta, eq. 8
-def normalized_accuracy_ci95_eta(eta): return f"normalized_accuracy_ci95_eta_{eta_pct(eta)}"
-def trials_eta(eta): return f"trials_eta_{eta_pct(eta)}"  # draws made at this eta
+def noise_params(config_fields: dict) -> dict:
+    """A noise evaluation's params from its configuration's fields (options as name=value pairs)."""
+    params = {}
+    for key, value in config_fields.items():
+        if key == "options":
+            value = ",".join(f"{k}={canonical(v)}" for k, v in value) or "none"
+        params[NOISE_PARAM_PREFIX + key] = value
+    return params
 
 
 def canonical(value) -> str:
@@ -172,12 +198,13 @@ def _new_params(run_id: str, params: dict, strict: bool = True) -> dict:
     return fresh
 
 
-def log_params(params: dict) -> None:
-    """Logs a configuration's params on the active run and tags it with their configuration key."""
+def log_params(params: dict, key: str | None = None) -> None:
+    """Logs a configuration's params on the active run and tags it with its configuration key
+    (`key`, or the hash of the params)."""
     fresh = _new_params(active_run_id(), params)
     if fresh:
         mlflow.log_params(fresh)
-    mlflow.set_tag(CONFIG_KEY, config_key(params))
+    mlflow.set_tag(CONFIG_KEY, key or config_key(params))
 
 
 def log_execution(options: dict) -> None:
@@ -230,18 +257,20 @@ def experiment_name(experiment_id: str) -> str:
     return client().get_experiment(experiment_id).name
 
 
-def log_noise_result(result, train_run_id: str | None) -> None:
-    """Eq. 7-9 metrics on the active noise-eval run; the summary also onto the training run (runs table)."""
-    metrics = {BASELINE_ACCURACY: result.baseline_accuracy, AVG_NORMALIZED_ACCURACY: result.avg_normalized_accuracy}
-    summary = {AVG_NORMALIZED_ACCURACY: result.avg_normalized_accuracy}
-    for row in result.summary.itertuples():
-        metrics.update({accuracy_eta(row.eta): row.accuracy, accuracy_std_eta(row.eta): row.accuracy_std,
-                        accuracy_ci95_eta(row.eta): row.accuracy_ci95,
-                        normalized_accuracy_eta(row.eta): row.normalized_accuracy,
-                        normalized_accuracy_ci95_eta(row.eta): row.normalized_accuracy_ci95,
-                        trials_eta(row.eta): row.trials})
-        summary[normalized_accuracy_eta(row.eta)] = row.normalized_accuracy
-        summary[normalized_accuracy_ci95_eta(row.eta)] = row.normalized_accuracy_ci95
+def log_noise_result(run_metrics: dict, per_level: list[tuple[str, str, dict]], summary_columns: tuple,
+                     train_run_id: str | None, prefix: str) -> None:
+    """A noise evaluation's metrics on the active noise-eval run, its summary also onto the training run.
+
+    run_metrics: {name: value} of run-level metrics (names from this module); per_level: (level_name, label,
+    {column: value}) per level; summary_columns: the per-level columns copied onto the training run, together
+    with A_avr, under `prefix` (see summary_prefix), so that its runs table shows every configuration."""
+    metrics = dict(run_metrics)
+    summary = {prefix + AVG_NORMALIZED_ACCURACY: run_metrics[AVG_NORMALIZED_ACCURACY]}
+    for level_name, label, values in per_level:
+        for column, value in values.items():
+            metrics[level_metric(column, level_name, label)] = value
+            if column in summary_columns:
+                summary[prefix + level_metric(column, level_name, label)] = value
     log_metrics(metrics)
     if train_run_id:
         log_metrics(summary, run_id=train_run_id)
@@ -250,6 +279,11 @@ def log_noise_result(result, train_run_id: str | None) -> None:
 def dataset_of(train_run) -> str | None:
     """The dataset a training run trained on (its `dataset` param)."""
     return train_run.data.params.get(TRAIN_PARAMS[0])
+
+
+def learned(train_run) -> bool:
+    """False when the training run was tagged as not having learned (a_0 not above chance)."""
+    return train_run.data.tags.get(LEARNED, "true") != "false"
 
 
 def source_of(run_id: str | None = None, model_uri: str | None = None):
@@ -310,13 +344,25 @@ def _pip_requirements() -> list[str]:
     return reqs
 
 
+MLFLOW_TESTED = ("3.17",)  # mlflow versions whose private mlflow.keras.save._save_example the patch wraps
+
+
 def _patch_keras_input_example() -> None:
     """mlflow 3.17's mlflow.keras.save_model writes the input example before creating the model folder
-    (FileNotFoundError .../model/input_example.json); create the folder first. Harmless once fixed upstream."""
+    (FileNotFoundError .../model/input_example.json); create the folder first. Harmless once fixed upstream;
+    fails loudly if an upgrade removes the private function it wraps."""
+    import warnings
+
     import mlflow.keras.save as keras_save
-    original = keras_save._save_example
+    original = getattr(keras_save, "_save_example", None)
+    if original is None:
+        raise RuntimeError(f"mlflow {mlflow.__version__} has no mlflow.keras.save._save_example: "
+                           "lrnoise.tracking._patch_keras_input_example needs updating")
     if getattr(original, "_lrnoise", False):
         return
+    if not mlflow.__version__.startswith(MLFLOW_TESTED):
+        warnings.warn(f"lrnoise patches mlflow.keras.save._save_example, tested with mlflow "
+                      f"{', '.join(MLFLOW_TESTED)}; this is mlflow {mlflow.__version__}", stacklevel=2)
 
     def save_example(mlflow_model, input_example, path, *args, **kwargs):
         os.makedirs(path, exist_ok=True)
@@ -326,10 +372,13 @@ def _patch_keras_input_example() -> None:
     keras_save._save_example = save_example
 
 
-def log_model(model, input_example: np.ndarray, registered_model: str, train_params: dict, run_id: str):
+def log_model(model, input_example: np.ndarray, registered_model: str, train_params: dict, run_id: str,
+              learned: bool = True):
     """Logs the Keras model (mlflow.keras flavor) and registers it, the version tagged with lr, optimizer,
-    dataset, model, seed and the training run; returns (model_uri, model_version)."""
-    version_tags = {**{k: train_params[k] for k in VERSION_TAGS}, SOURCE_RUN_ID: run_id}
+    dataset, model, seed, the training run and whether it learned; returns (model_uri, model_version)."""
+    version_tags = {**{k: train_params[k] for k in VERSION_TAGS}, SOURCE_RUN_ID: run_id,
+                    LEARNED: str(learned).lower()}
+    mlflow.set_tag(LEARNED, str(learned).lower())
     from mlflow.models import infer_signature
     signature = infer_signature(input_example, model.predict(input_example, verbose=0))
     _patch_keras_input_example()
@@ -385,21 +434,31 @@ def search_runs(experiment_ids: list[str], filter_string: str = "", finished_onl
 
 
 def train_runs_frame(experiment_id: str, param_filters: dict) -> "pd.DataFrame":
-    """Every finished training run of the experiment (all pages, one search): run_id, params, metrics."""
+    """Every finished training run of the experiment (all pages, one search): run_id, params, metrics, tags."""
     import pandas as pd
     clauses = [f"tags.`{KIND}` = 'train'"] + [f"params.{k} = '{v}'" for k, v in param_filters.items()]
     rows = []
     for run in search_runs([experiment_id], " and ".join(clauses)):
         rows.append({"run_id": run.info.run_id, **{k: run.data.params.get(k) for k in TRAIN_PARAMS},
-                     **run.data.metrics})
+                     "learned": run.data.tags.get(LEARNED, "true") != "false", **run.data.metrics})
     return pd.DataFrame(rows)
 
 
-def normalized_accuracy_columns(columns) -> list[tuple[float, str, str]]:
-    """(eta, A^eta column, its CI column) for every normalized_accuracy_eta_<pct> column, by eta."""
-    prefix = NORMALIZED_ACCURACY_ETA
-    found = [(float(c[len(prefix):]) / 100, c) for c in columns if c.startswith(prefix)]
-    return [(eta, c, normalized_accuracy_ci95_eta(eta)) for eta, c in sorted(found)]
+def noise_runs_frame(experiment_id: str) -> "pd.DataFrame":
+    """Every finished noise evaluation of a training run (all pages, one search): its source run, its
+    configuration (key, name, fields from the noise.* params) and metrics."""
+    import pandas as pd
+    rows = []
+    for run in search_runs([experiment_id], f"tags.`{KIND}` = 'noise_eval'"):
+        source = run.data.tags.get(SOURCE_RUN_ID)
+        if not source or NOISE_CONFIG not in run.data.tags:
+            continue  # a bare model URI's evaluation, or one from before configurations had keys
+        fields = {k[len(NOISE_PARAM_PREFIX):]: v for k, v in run.data.params.items()
+                  if k.startswith(NOISE_PARAM_PREFIX)}
+        rows.append({"eval_run_id": run.info.run_id, "run_id": source, "noise_config": run.data.tags[NOISE_CONFIG],
+                     "noise_config_name": run.data.tags.get(NOISE_CONFIG_NAME, ""), "config_fields": fields,
+                     "start_time": run.info.start_time, **run.data.metrics})
+    return pd.DataFrame(rows)
 
 
 def set_alias_for_run(run_id: str, alias: str) -> str | None:
@@ -420,17 +479,9 @@ def log_report(experiment_id: str, folder: Path) -> str:
     return active.info.run_id
 
 
-# ---------------------------------------------------------------- the study: lookups, parent run, stale runs
-STUDY_PARAMS = ("preset", "datasets", "models", "optimizers", "lrs", "seeds", "epochs", "etas", "trials")
-STUDY_METRICS = ("configurations", "failed", "trained", "reused")
-
-
-def noise_params(etas, trials, seed, targets, noise, ci_target=None, max_trials=None) -> dict:
-    """A noise evaluation's params (also its configuration key): the auto-trial settings only when used."""
-    params = dict(zip(NOISE_PARAMS, (list(etas), trials, seed, targets, noise)))
-    if trials == "auto":
-        params.update(zip(NOISE_AUTO_PARAMS, (ci_target, max_trials)))
-    return params
+# ---------------------------------------------------------------- the study: "already ran?", parent run, stale runs
+STUDY_PARAMS = ("preset", "datasets", "models", "optimizers", "lrs", "seeds", "epochs", "noise", "trials")
+STUDY_METRICS = ("configurations", "failed", "trained", "reused", "did_not_learn")
 
 
 def runs_with_config(experiment_id: str, kind: str, key: str, source_run_id: str | None = None) -> list:
@@ -440,6 +491,21 @@ def runs_with_config(experiment_id: str, kind: str, key: str, source_run_id: str
         clauses.append(f"tags.`{SOURCE_RUN_ID}` = '{source_run_id}'")
     runs = search_runs([experiment_id], " and ".join(clauses), finished_only=False)
     return sorted(runs, key=lambda r: r.info.start_time, reverse=True)
+
+
+def existing_run(experiment_id: str, kind: str, key: str, source_run_id: str | None = None,
+                 resumable: bool = True) -> tuple[str | None, str | None]:
+    """The one rule for "already ran?": (the newest FINISHED run to reuse, or None; the newest unfinished
+    run to resume when there is no finished one and the kind is resumable, or None). Every other unfinished
+    run of the configuration is marked FAILED, so exactly one run of it can end FINISHED."""
+    runs = runs_with_config(experiment_id, kind, key, source_run_id)
+    finished = [r.info.run_id for r in runs if r.info.status == "FINISHED"]
+    unfinished = [r.info.run_id for r in runs if r.info.status != "FINISHED"]
+    resume = unfinished[0] if resumable and unfinished and not finished else None
+    for stale in unfinished:
+        if stale != resume:
+            mark_failed(stale)
+    return (finished[0] if finished else None), resume
 
 
 def mark_failed(run_id: str) -> None:
@@ -459,12 +525,8 @@ def start_study_run(experiment_id: str, params: dict) -> str:
     c = client()
     key = config_key(params)
     run_id = os.environ.pop("MLFLOW_RUN_ID", None)
-    unfinished = [r for r in runs_with_config(experiment_id, "study", key) if r.info.status != "FINISHED"]
-    if run_id is None and unfinished:
-        run_id = unfinished.pop(0).info.run_id
-    for stale in unfinished:
-        if stale.info.run_id != run_id:
-            mark_failed(stale.info.run_id)
+    if run_id is None:
+        _, run_id = existing_run(experiment_id, "study", key)
     if run_id is None:
         run_id = c.create_run(experiment_id, run_name=f"study-{params['preset']}").info.run_id
     else:
@@ -475,6 +537,126 @@ def start_study_run(experiment_id: str, params: dict) -> str:
 
 
 def end_study_run(run_id: str, counts: tuple, ok: bool) -> None:
-    """Closes the study run with its counts (configurations, failed, trained, reused)."""
+    """Closes the study run with its counts (configurations, failed, trained, reused, did_not_learn)."""
     log_metrics(dict(zip(STUDY_METRICS, counts)), run_id=run_id)
     client().set_terminated(run_id, "FINISHED" if ok else "FAILED")
+
+
+def where_to_look(experiment_id: str) -> str:
+    """Where a person finds the runs: the UI's runs table for an HTTP server (MLflow 3.17 opens an experiment
+    on a GenAI overview; the runs table is at #/experiments/<id>/runs), else how to open the UI."""
+    uri = tracking_uri()
+    if is_http(uri):
+        return f"runs table: {uri.rstrip('/')}/#/experiments/{experiment_id}/runs"
+    return (f"runs: `mlflow ui --backend-store-uri {uri}`, then open "
+            f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs")
+
+
+# ---------------------------------------------------------------- servers and worker processes
+WORKER_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_DISABLE_TELEMETRY", "MLFLOW_TRACKING_USERNAME",
+              "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_INSECURE_TLS",
+              "MLFLOW_TRACKING_SERVER_CERT_PATH", "KERAS_BACKEND")  # what a worker needs to reach the server
+
+
+def is_http(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
+def worker_env() -> dict:
+    """The environment a remote worker (Ray task) needs to log to the same server, credentials included:
+    passed as environment, never written into params, tags or logs."""
+    env = {k: os.environ[k] for k in WORKER_ENV if k in os.environ}
+    env.setdefault("MLFLOW_TRACKING_URI", tracking_uri())
+    return env
+
+
+def quiet_loggers() -> None:
+    """MLflow's and alembic's INFO chatter (database set-up) off, so an error stays one line."""
+    import logging
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def fail_fast_http() -> None:
+    """An unreachable server fails in seconds rather than after MLflow's long default retries."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve(store_uri: str, port: int | None = None, extra_args: tuple = (), wait_seconds: float = 120):
+    """`mlflow server` over `store_uri` on 127.0.0.1 while the block runs; yields its http URI. A server that
+    cannot start is one LrnoiseError naming why (its own last error line); the server is always stopped
+    (killed if it does not stop within 30 s)."""
+    import subprocess
+    import sys
+    port = port or _free_port()
+    log = tempfile.NamedTemporaryFile(prefix="lrnoise-server-", suffix=".log", delete=False)
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store_uri,
+                               "--host", "127.0.0.1", "--port", str(port), "--workers", "2", *extra_args],
+                              stdout=log, stderr=subprocess.STDOUT)
+    served = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(served, server, log.name, wait_seconds)
+        yield served
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+        os.unlink(log.name)
+
+
+def _last_error_line(path: str) -> str:
+    with open(path, errors="replace") as f:
+        lines = [row.strip() for row in f.read().splitlines() if row.strip()]
+    errors = [row for row in lines if "Error" in row or "error" in row]
+    return (errors or lines or ["no output"])[-1][:300]
+
+
+def _wait_for(uri: str, server, log_path: str, seconds: float) -> None:
+    import urllib.request
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if server.poll() is not None:
+            raise LrnoiseError(f"mlflow server for {uri} could not start (exit {server.returncode}): "
+                               f"{_last_error_line(log_path)}")
+        try:
+            urllib.request.urlopen(f"{uri}/health", timeout=2)
+            return
+        except OSError:
+            time.sleep(0.5)
+    raise LrnoiseError(f"mlflow server at {uri} did not answer within {seconds:.0f}s: {_last_error_line(log_path)}")
+
+
+@contextlib.contextmanager
+def served_if_needed(parallel: bool):
+    """With parallel writers and a sqlite store, serve the store over HTTP on 127.0.0.1 while the study runs
+    (sqlite takes one writer at a time); otherwise use the store as it is."""
+    uri = tracking_uri()
+    if not parallel or not uri.startswith("sqlite:"):
+        yield uri
+        return
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    with serve(uri) as served:
+        os.environ["MLFLOW_TRACKING_URI"] = served
+        set_tracking_uri(served)
+        print(f"[study] serving {uri} at {served} for parallel workers", flush=True)
+        try:
+            yield served
+        finally:
+            if previous is None:
+                os.environ.pop("MLFLOW_TRACKING_URI", None)
+            else:
+                os.environ["MLFLOW_TRACKING_URI"] = previous
+            set_tracking_uri(uri)

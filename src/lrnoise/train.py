@@ -11,10 +11,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from lrnoise import data, models, tracking
+from lrnoise import data, gradnoise, models, stats, tracking
+from lrnoise.paper import OPTIMIZERS  # the paper's six, in its order
 from lrnoise.errors import LrnoiseError
 
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "nadam", "adamax")
 MOMENTUM = 0.9  # for the momentum / nesterov SGD variants (the paper does not say; 0.9 is the usual value)
 VAL_FRACTION = 0.1  # validation split taken from the training set (model selection never sees the test set)
 EVAL_BATCH = 1000  # batch size for clean test accuracy
@@ -35,8 +35,7 @@ class TrainConfig:
     patience: int = 10  # epochs without a better val_loss before stopping; 0 = run all epochs
 
     def validate(self) -> "TrainConfig":
-        if self.dataset not in data.DATASETS:
-            raise LrnoiseError(f"unknown dataset {self.dataset!r}: choose one of {', '.join(data.DATASETS)}")
+        data.check_dataset(self.dataset)
         models.depth_of(self.model)
         if self.optimizer not in OPTIMIZERS:
             raise LrnoiseError(f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
@@ -47,8 +46,7 @@ class TrainConfig:
                 raise LrnoiseError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.patience < 0:
             raise LrnoiseError(f"patience must be >= 0, got {self.patience}")
-        if self.shortcut not in models.SHORTCUTS:
-            raise LrnoiseError(f"unknown shortcut {self.shortcut!r}: choose A or B")
+        models.check_shortcut(self.shortcut)
         return self
 
     def params(self) -> dict:
@@ -70,12 +68,15 @@ class Execution:
     mixed_precision: str = "none"  # none | bf16 | fp16: compute in 16 bits, weights stay float32
     jit_compile: bool | None = None  # XLA; None lets Keras decide ("auto")
     steps_per_execution: int = 1  # training steps per compiled call (fewer Python round trips on a GPU)
+    grad_noise_batches: int = 8  # K minibatches per epoch for the gradient-noise estimate (eq. 3); 0 = off
 
     def validate(self) -> "Execution":
         if self.mixed_precision not in PRECISION_POLICIES:
             raise LrnoiseError(f"unknown mixed precision {self.mixed_precision!r}: choose none, bf16 or fp16")
         if self.steps_per_execution < 1:
             raise LrnoiseError(f"steps_per_execution must be >= 1, got {self.steps_per_execution}")
+        if self.grad_noise_batches < 0 or self.grad_noise_batches == 1:
+            raise LrnoiseError(f"grad_noise_batches must be 0 (off) or >= 2, got {self.grad_noise_batches}")
         return self
 
 
@@ -134,6 +135,9 @@ class Checkpointer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         val_loss = float(logs["val_loss"])
+        if not np.isfinite(float(logs["loss"])):  # the epoch's mean loss is non-finite iff a batch's was
+            self.state["nonfinite_loss_epoch"] = epoch + 1
+            self.model.stop_training = True
         changed = [self.folder / "last.keras", self.folder / "state.json"]
         if val_loss < self.state["best_val_loss"]:
             self.state.update(best_val_loss=val_loss, best_epoch=epoch + 1, wait=0)
@@ -147,6 +151,12 @@ class Checkpointer(keras.callbacks.Callback):
         tracking.log_checkpoint(changed)
         if self.patience and self.state["wait"] >= self.patience:
             self.model.stop_training = True
+
+    @staticmethod
+    def finished(state: dict, config: "TrainConfig") -> bool:
+        """Nothing left to train: all epochs done, early stopping triggered, or the loss went non-finite."""
+        return (state["epoch"] >= config.epochs or bool(config.patience and state["wait"] >= config.patience)
+                or bool(state.get("nonfinite_loss_epoch")))
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -164,6 +174,35 @@ class EpochLog(keras.callbacks.Callback):
         tracking.log_metrics(metrics, step=epoch + 1)
         shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         print(f"epoch {epoch + 1}/{self.epochs}  {shown}  ({time.perf_counter() - self.start:.1f}s)", flush=True)
+
+
+def grad_noise_callback(config: TrainConfig, execution: Execution, ds: data.Dataset, state: dict) -> list:
+    """[the per-epoch gradient-noise measurement (eq. 1-3)] or [] when it is off. Each epoch's estimate is
+    logged (step = epoch) and kept in the checkpoint state, so the mean over training survives a resume."""
+    if not execution.grad_noise_batches:
+        return []
+
+    def log(estimate: dict, step: int) -> None:
+        state.setdefault("grad_noise", []).append(estimate)
+        tracking.log_metrics(tracking.grad_noise_metrics(estimate), step=step)
+
+    return [gradnoise.GradNoiseCallback(ds.x_train, ds.y_train, config.batch_size, execution.grad_noise_batches,
+                                        config.seed, config.lr, log)]
+
+
+def log_grad_noise_summary(model, config: TrainConfig, execution: Execution, ds: data.Dataset, state: dict,
+                           gradients=None) -> None:
+    """The gradient noise on the weights the run registers (after any best-weights restore: `_final`) and its
+    mean over the epochs of training (`_mean`). `gradients`: the callback's compiled gradient function."""
+    if not execution.grad_noise_batches:
+        return
+    final = gradnoise.estimate(model, ds.x_train, ds.y_train, config.batch_size, execution.grad_noise_batches,
+                               config.seed, config.epochs + 1, config.lr, optimizer=model.optimizer,
+                               gradients=gradients)
+    history = state.get("grad_noise", [])
+    mean = {k: float(np.mean([h[k] for h in history if k in h])) for k in (history[0] if history else {})}
+    tracking.log_metrics({**tracking.grad_noise_metrics(final, tracking.FINAL_SUFFIX),
+                          **tracking.grad_noise_metrics(mean, tracking.MEAN_SUFFIX)})
 
 
 def _restore(previous: Path | None, folder: Path) -> tuple[keras.Model | None, dict]:
@@ -215,23 +254,34 @@ def train(config: TrainConfig, data_dir: str | None = None, experiment: str = tr
         if state["epoch"]:
             print(f"resuming run {run_id} after epoch {state['epoch']}", flush=True)
 
-        done_early = config.patience and state["wait"] >= config.patience
-        if state["epoch"] < config.epochs and not done_early:
+        grad_noise = []
+        if not Checkpointer.finished(state, config):
             stream, steps = data.training_stream(ds.x_train, ds.y_train, config.batch_size, config.seed,
                                                  start_epoch=state["epoch"],
                                                  augment=data.augmentation_for(config.dataset))
+            grad_noise = grad_noise_callback(config, execution, ds, state)
             model.fit(stream, steps_per_epoch=steps, epochs=config.epochs, initial_epoch=state["epoch"], verbose=0,
                       validation_data=data.validation_data(ds.x_val, ds.y_val, EVAL_BATCH),
-                      callbacks=[EpochLog(config.epochs), Checkpointer(folder, config.patience, state),
+                      callbacks=[EpochLog(config.epochs), *grad_noise, Checkpointer(folder, config.patience, state),
                                  *extra_callbacks])
+        if state.get("nonfinite_loss_epoch"):
+            print(f"stopped: the training loss became non-finite in epoch {state['nonfinite_loss_epoch']}",
+                  flush=True)
+            tracking.log_metrics({tracking.NONFINITE_LOSS_EPOCH: state["nonfinite_loss_epoch"]})
         if state["best_epoch"] and (folder / "best.weights.h5").is_file():
             model.load_weights(folder / "best.weights.h5")  # early stopping's "restore best weights"
 
+        log_grad_noise_summary(model, config, execution, ds, state,
+                               gradients=grad_noise[0].gradients if grad_noise else None)
         baseline = models.Evaluator(model, ds.x_test, ds.y_test, EVAL_BATCH)()
+        learned = stats.above_chance(baseline, len(ds.y_test), ds.num_classes)
         tracking.log_metrics({tracking.BASELINE_ACCURACY: baseline, tracking.EPOCHS_TRAINED: state["epoch"],
                               tracking.BEST_EPOCH: state["best_epoch"]})
         model_uri, version = tracking.log_model(model, ds.x_test[:4].astype(np.float32), registered_model,
-                                                config.params(), run_id)
+                                                config.params(), run_id, learned=learned)
         print(f"baseline_accuracy {baseline:.4f}  model {model_uri}  registered {registered_model} v{version}")
+        if not learned:
+            print(f"did not learn: test accuracy {baseline:.2%} is not clearly above chance "
+                  f"({1 / ds.num_classes:.0%}); tagged {tracking.LEARNED}=false (lr {config.lr:g} too high?)")
         print(f"run_id {run_id}", flush=True)
     return TrainResult(run_id, model_uri, str(version), baseline, state["epoch"])

@@ -1,0 +1,85 @@
+"""The tracked noise evaluation (`lrnoise noise-eval`): find the training run, load its model and data,
+evaluate one NoiseConfig (`noise.evaluate`), log the result as a child run of the training run.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from lrnoise import data, figures, noise, tracking
+from lrnoise.errors import LrnoiseError
+
+
+def noise_eval(config: noise.NoiseConfig, run_id: str | None = None, model_uri: str | None = None,
+               dataset: str | None = None, data_dir: str | None = None, experiment: str | None = None,
+               batch_size: int = 1000, force: bool = False) -> tuple[str, noise.NoiseResult]:
+    """Evaluates a training run's model (or any model URI) under `config` in a noise-eval run, child of the
+    training run. Returns (noise-eval run id, result). The summary is also written onto the training run.
+    A model that did not learn (tag lrnoise.learned=false) is refused unless `force`."""
+    config.validate()
+    if bool(run_id) == bool(model_uri):
+        raise LrnoiseError("give exactly one of --run-id (a training run) or --model-uri (models:/...)")
+    source = tracking.source_of(run_id=run_id, model_uri=model_uri)  # training run or None
+    if run_id:
+        model_uri = tracking.model_uri_of_run(run_id)
+    if source is not None and not force and not tracking.learned(source):
+        raise LrnoiseError(f"training run {source.info.run_id} did not learn (test accuracy not above chance): "
+                           "its noise resistance means nothing; pass --force to evaluate it anyway")
+    if dataset is None:
+        dataset = tracking.dataset_of(source) if source is not None else None
+        if dataset is None:
+            raise LrnoiseError(f"model {model_uri} comes from no lrnoise training run: pass --dataset")
+    data.require([dataset], data_dir)
+    ds = data.load(dataset, data_dir=data_dir)
+    model = tracking.load_model(model_uri)
+    if tuple(model.input_shape[1:]) != ds.input_shape:
+        raise LrnoiseError(f"model {model_uri} takes inputs {model.input_shape[1:]}, {dataset} images are "
+                           f"{ds.input_shape}: pass the dataset it was trained on")
+    source_id = source.info.run_id if source is not None else None
+    exp_name = experiment or (tracking.experiment_name(source.info.experiment_id) if source else
+                              tracking.DEFAULT_EXPERIMENT)
+    tags = {tracking.EVALUATED_MODEL: model_uri, tracking.NOISE_CONFIG: config.key,
+            tracking.NOISE_CONFIG_NAME: config.name}
+    if source_id:
+        tags[tracking.SOURCE_RUN_ID] = source_id
+    run_name = f"{config.name}-{source.info.run_name if source else dataset}"
+    with tracking.run(exp_name, "noise_eval", parent_run_id=source_id, tags=tags, run_name=run_name), \
+            tracking.temp_dir() as tmp:
+        eval_run_id = tracking.active_run_id()
+        tracking.log_params(tracking.noise_params({**config.measured(), **config.precision()}),
+                            key=config.run_key)
+        print(f"noise-eval run {eval_run_id} of {model_uri} on {dataset} ({len(ds.x_test)} test images), "
+              f"configuration {config.name}")
+        result = noise.evaluate(model, ds.x_test, ds.y_test, config, batch_size)
+        log_result(result, config, source_id)
+        write_artifacts(result, config, dataset, tmp)
+        tracking.log_artifacts(tmp)
+        if result.nonfinite_draws:
+            print(f"{result.nonfinite_draws} draws gave non-finite outputs (counted as wrong predictions)")
+        print(f"avg_normalized_accuracy {result.avg_normalized_accuracy:.4f}")
+        print(f"run_id {eval_run_id}", flush=True)
+    return eval_run_id, result
+
+
+def log_result(result: noise.NoiseResult, config: noise.NoiseConfig, train_run_id: str | None) -> None:
+    """Maps the result's columns onto tracking's metric names (the noise side knows its columns)."""
+    per_level = [(config.level_name, noise.level_label(config.level_name, row["level"]),
+                  {c: row[c] for c in noise.LOGGED_LEVEL_COLUMNS})
+                 for row in result.summary.to_dict("records")]
+    run_metrics = {tracking.BASELINE_ACCURACY: result.baseline_accuracy,
+                   tracking.AVG_NORMALIZED_ACCURACY: result.avg_normalized_accuracy,
+                   tracking.NONFINITE_DRAWS: result.nonfinite_draws}
+    tracking.log_noise_result(run_metrics, per_level, ("normalized_accuracy", "normalized_accuracy_ci95"),
+                              train_run_id, tracking.summary_prefix(config.name, config.is_paper))
+
+
+def write_artifacts(result: noise.NoiseResult, config: noise.NoiseConfig, dataset: str, folder: str) -> None:
+    """draws.csv (every draw), summary.csv (per level), noise_curve.png/.pdf."""
+    draws = result.draws.assign(normalized_accuracy=result.draws["accuracy"] / result.baseline_accuracy)
+    draws.to_csv(f"{folder}/draws.csv", index=False)
+    result.summary.to_csv(f"{folder}/summary.csv", index=False)
+    curve = result.summary.rename(columns={"normalized_accuracy_ci95": "ci95"})
+    fig = figures.noise_curve(curve, f"{dataset}: normalised accuracy under {config.name} noise "
+                                     f"(A_avr = {result.avg_normalized_accuracy:.3f}; bars: 95 % CI over draws)",
+                              level_label=figures.level_axis_label(config.level_name),
+                              log_x=config.level_name == "t")
+    figures.save(fig, Path(folder) / "noise_curve")

@@ -1,0 +1,341 @@
+"""Statistics over seeds for the paper's claims (numpy, pandas and scipy only: no mlflow, no matplotlib).
+
+The paper reads "A_avr falls as the learning rate rises" off ONE run per cell. Here each seed is a point:
+trends are Spearman's rho over runs with a percentile bootstrap interval that resamples runs WITHIN each
+learning rate (every lr keeps its count, so only seed-to-seed spread moves the interval), the sweet spot gets
+the share of resamples that pick each lr, and the grad-noise mechanism is a Spearman association across runs.
+
+Within-x resampling of n_g runs gives each x value's mean a bootstrap variance of (n_g - 1)/n_g times its
+sampling variance, so plain percentile intervals are too narrow with a few seeds (measured false "trend"
+rate on pure noise, 6 lrs: 25 % with 2 seeds, 13 % with 3, 7-8 % with 5). Before resampling, each run's
+deviation from its x value's mean is therefore scaled by sqrt(n_g / (n_g - 1)) (Davison & Hinkley 1997,
+stratified bootstrap with adjusted residuals), which brings 5 seeds to the nominal 5 % (14 % / 9 % with 2 / 3).
+
+Spearman's rho (ties get average ranks) is Pearson's r of the ranks:
+    rho = sum_i (r_i - mean r)(s_i - mean s) / sqrt(sum_i (r_i - mean r)^2 * sum_i (s_i - mean s)^2).
+Every bootstrap is seeded with numpy.random.default_rng(seed) and vectorised: one (n_boot, n) matrix of
+row indices, ranked row by row at once.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from lrnoise import paper
+from lrnoise.errors import LrnoiseError
+
+BASELINE = "baseline_accuracy"  # a_0, the same name as lrnoise.tracking.BASELINE_ACCURACY
+A_AVR = "avg_normalized_accuracy"  # A_avr, eq. 9; lrnoise.tracking.AVG_NORMALIZED_ACCURACY
+GRAD_NOISE = "grad_noise_power_mean"
+UPDATE_NOISE = "update_noise_power_mean"
+CELL = ["dataset", "model", "optimizer"]
+MIN_BOOT = 2000
+NOT_MEASURED = "not measured"
+TOO_FEW_RUNS = "too few runs"
+TOO_FEW_SEEDS = "too few seeds"  # some x value has a single run: the within-x bootstrap cannot see its spread
+NO_PAPER_ROW = "—"
+_TIE = 1e-12  # floating slack so a baseline exactly max_accuracy_drop below the best still counts as within it
+
+
+# ---------------------------------------------------------------- one sample
+def _finite(values) -> np.ndarray:
+    values = np.asarray(values, dtype=float).ravel()
+    return values[~np.isnan(values)]
+
+
+def ci95(values) -> float:
+    """Half-width of the 95 % t interval of the mean: t_{0.975, n-1} * s / sqrt(n) (s with ddof=1); 0.0 for n < 2."""
+    values = np.asarray(values, dtype=float).ravel()
+    n = len(values)
+    if n < 2:
+        return 0.0
+    return float(sps.t.ppf(0.975, n - 1) * np.std(values, ddof=1) / np.sqrt(n))
+
+
+def mean_ci(values) -> tuple[float, float, int]:
+    """(mean, ci95 half-width, n) of the non-NaN values; mean is NaN when none is left."""
+    values = _finite(values)
+    mean = float(values.mean()) if len(values) else float("nan")
+    return mean, ci95(values), len(values)
+
+
+# ---------------------------------------------------------------- Spearman, row by row
+def _row_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman rho of each row of a (m, n) against the same row of b (m, n) or against b (1, n): shape (m,).
+    Average ranks for ties; NaN for a row where either side is constant."""
+    ra = sps.rankdata(a, method="average", axis=1)
+    rb = sps.rankdata(b, method="average", axis=1)
+    ra = ra - ra.mean(axis=1, keepdims=True)
+    rb = rb - rb.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (ra * rb).sum(axis=1) / np.sqrt((ra * ra).sum(axis=1) * (rb * rb).sum(axis=1))
+    spread = (np.ptp(a, axis=1) > 0) & (np.ptp(b, axis=1) > 0)  # exact zero test, not a rounding-prone 0/0
+    return np.where(spread, rho, np.nan)
+
+
+def spearman(x, y) -> float:
+    """Spearman rho of paired x, y (average ranks for ties); NaN when either side is constant or n < 2."""
+    x, y = np.asarray(x, dtype=float).ravel(), np.asarray(y, dtype=float).ravel()
+    if len(x) != len(y):
+        raise LrnoiseError(f"spearman needs paired values: got {len(x)} x and {len(y)} y")
+    if len(x) < 2:
+        return float("nan")
+    return float(_row_spearman(x[None, :], y[None, :])[0])
+
+
+# ---------------------------------------------------------------- bootstrap machinery
+def _check_n_boot(n_boot: int) -> None:
+    if int(n_boot) < MIN_BOOT:
+        raise LrnoiseError(f"n_boot={n_boot} is too few bootstrap resamples; use n_boot >= {MIN_BOOT}")
+
+
+def _resample_indices(groups, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """Row indices of n_boot resamples, (n_boot, n): column j draws with replacement from the group holding row j.
+
+    groups: index arrays that partition range(n) (one per x value). Because a column never leaves its group,
+    every resample keeps each group's count and x[idx] == x; one draw per group, no loop over resamples."""
+    groups = [np.asarray(g, dtype=np.intp) for g in groups]
+    n = sum(len(g) for g in groups)
+    idx = np.empty((int(n_boot), n), dtype=np.intp)
+    for g in groups:
+        idx[:, g] = g[rng.integers(0, len(g), size=(int(n_boot), len(g)))]
+    return idx
+
+
+def _inflate(values: np.ndarray, groups) -> np.ndarray:
+    """values (n,) with each group's deviations from its mean scaled by sqrt(n_g / (n_g - 1)): the group means
+    stay, the within-group spread (ddof=0) becomes the sample sd (ddof=1), so resampling sees the seed spread
+    unshrunk. A group of one run is left as it is."""
+    out = np.array(values, dtype=float)
+    for g in groups:
+        if len(g) > 1:
+            mean = out[g].mean()
+            out[g] = mean + np.sqrt(len(g) / (len(g) - 1)) * (out[g] - mean)
+    return out
+
+
+def _percentile_ci(boot: np.ndarray) -> tuple[float, float]:
+    """2.5 and 97.5 percentiles of the resampled statistic, ignoring resamples where it is undefined (NaN)."""
+    boot = boot[~np.isnan(boot)]
+    if len(boot) == 0:
+        return float("nan"), float("nan")
+    low, high = np.percentile(boot, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _require(frame: pd.DataFrame, *columns: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        have = ", ".join(map(str, frame.columns))
+        raise LrnoiseError(f"column(s) {', '.join(missing)} missing; the table has {have}")
+
+
+def _levels(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Sorted distinct x values (L,), each row's level code (n,), and the row indices of each level."""
+    levels, codes = np.unique(x, return_inverse=True)
+    return levels, codes, [np.flatnonzero(codes == k) for k in range(len(levels))]
+
+
+# ---------------------------------------------------------------- trend against x
+def trend(frame: pd.DataFrame, value: str, x: str = "lr", n_boot: int = 2000, seed: int = 0) -> dict:
+    """Spearman rho of `value` against `x` over all runs (rows; NaN values dropped), with a 95 % percentile
+    bootstrap CI that resamples runs with replacement within each x value (deviations inflated, see _inflate).
+
+    verdict: f"falls with {x}" if ci_high < 0, f"rises with {x}" if ci_low > 0, else "no clear trend";
+    f"too few {x} values" with fewer than 2 distinct x, "too few seeds" when some x value has a single run
+    (its spread is invisible to the bootstrap, so the interval would be too narrow to judge)."""
+    _check_n_boot(n_boot)
+    _require(frame, x, value)
+    have = frame.dropna(subset=[x, value])
+    xs, ys = have[x].to_numpy(dtype=float), have[value].to_numpy(dtype=float)
+    levels, _, groups = _levels(xs)
+    out = {"rho": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
+           "verdict": f"too few {x} values", "n_runs": len(have), "n_levels": len(levels)}
+    if len(levels) < 2:
+        return out
+    idx = _resample_indices(groups, n_boot, np.random.default_rng(seed))
+    boot = _row_spearman(_inflate(ys, groups)[idx], xs[None, :])  # x is unchanged by within-x resampling
+    out["rho"] = spearman(xs, ys)
+    out["ci_low"], out["ci_high"] = _percentile_ci(boot)
+    out["verdict"] = (TOO_FEW_SEEDS if min(len(g) for g in groups) < 2
+                      else _verdict(out["ci_low"], out["ci_high"], f"falls with {x}", f"rises with {x}",
+                                    "no clear trend"))
+    return out
+
+
+def _verdict(low: float, high: float, negative: str, positive: str, neither: str) -> str:
+    if high < 0:
+        return negative
+    if low > 0:
+        return positive
+    return neither  # also when the interval is NaN
+
+
+# ---------------------------------------------------------------- sweet spot
+def _sweet_spot_table(frame: pd.DataFrame, baseline: str, robust: str, max_accuracy_drop: float, x: str):
+    """Rows with baseline, robust and x all present, plus their x levels and a (n, L) one-hot of level membership."""
+    if not max_accuracy_drop >= 0:
+        raise LrnoiseError(f"max_accuracy_drop={max_accuracy_drop} must be a fraction >= 0 (0.01 = 1 point)")
+    _require(frame, x, baseline, robust)
+    have = frame.dropna(subset=[x, baseline, robust])
+    levels, codes, groups = _levels(have[x].to_numpy(dtype=float))
+    onehot = np.eye(len(levels))[codes]
+    return have, levels, groups, onehot
+
+
+def _sweet_spot_codes(base: np.ndarray, robust: np.ndarray, onehot: np.ndarray, max_accuracy_drop: float) -> np.ndarray:
+    """Level index of the sweet spot of each row of base/robust (m, n): per level the mean over its runs
+    ((m, n) @ (n, L) / counts); among levels with mean baseline >= best - max_accuracy_drop, the highest mean
+    robust (ties: the smaller x). Shape (m,)."""
+    counts = onehot.sum(axis=0)
+    mean_base, mean_robust = base @ onehot / counts, robust @ onehot / counts
+    eligible = mean_base >= mean_base.max(axis=1, keepdims=True) - max_accuracy_drop - _TIE
+    return np.where(eligible, mean_robust, -np.inf).argmax(axis=1)
+
+
+def sweet_spot(frame: pd.DataFrame, baseline: str, robust: str, max_accuracy_drop: float, x: str = "lr") -> float:
+    """The x value whose mean `robust` is highest among those whose mean `baseline` is within
+    `max_accuracy_drop` (a fraction) of the best mean baseline; rows missing either column are left out.
+    NaN for an empty table."""
+    have, levels, _, onehot = _sweet_spot_table(frame, baseline, robust, max_accuracy_drop, x)
+    if len(have) == 0:
+        return float("nan")
+    base, rob = have[baseline].to_numpy(dtype=float), have[robust].to_numpy(dtype=float)
+    return float(levels[_sweet_spot_codes(base[None, :], rob[None, :], onehot, max_accuracy_drop)[0]])
+
+
+def sweet_spot_shares(frame: pd.DataFrame, baseline: str, robust: str, max_accuracy_drop: float, x: str = "lr",
+                      n_boot: int = 2000, seed: int = 0) -> dict:
+    """{x value: share of within-x bootstrap resamples in which it is the sweet spot} for every x value
+    (0.0 for one that never wins); the shares sum to 1. Empty dict for an empty table."""
+    _check_n_boot(n_boot)
+    have, levels, groups, onehot = _sweet_spot_table(frame, baseline, robust, max_accuracy_drop, x)
+    if len(have) == 0:
+        return {}
+    idx = _resample_indices(groups, n_boot, np.random.default_rng(seed))
+    base = _inflate(have[baseline].to_numpy(dtype=float), groups)
+    rob = _inflate(have[robust].to_numpy(dtype=float), groups)
+    wins = np.bincount(_sweet_spot_codes(base[idx], rob[idx], onehot, max_accuracy_drop), minlength=len(levels))
+    return {float(level): float(share) for level, share in zip(levels, wins / int(n_boot))}
+
+
+# ---------------------------------------------------------------- association between two measurements
+def association(frame: pd.DataFrame, a: str, b: str, n_boot: int = 2000, seed: int = 0) -> dict:
+    """Spearman rho between columns a and b across runs (rows with NaN in either dropped), 95 % percentile
+    bootstrap CI resampling runs with replacement. verdict: "negative" if ci_high < 0, "positive" if
+    ci_low > 0, else "no clear association"; fewer than 3 runs gives NaN and "too few runs"."""
+    _check_n_boot(n_boot)
+    _require(frame, a, b)
+    have = frame.dropna(subset=[a, b])
+    out = {"rho": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "verdict": TOO_FEW_RUNS,
+           "n_runs": len(have)}
+    if len(have) < 3:
+        return out
+    va, vb = have[a].to_numpy(dtype=float), have[b].to_numpy(dtype=float)
+    idx = _resample_indices([np.arange(len(have))], n_boot, np.random.default_rng(seed))
+    out["rho"] = spearman(va, vb)
+    out["ci_low"], out["ci_high"] = _percentile_ci(_row_spearman(va[idx], vb[idx]))
+    out["verdict"] = _verdict(out["ci_low"], out["ci_high"], "negative", "positive", "no clear association")
+    return out
+
+
+# ---------------------------------------------------------------- the paper and the claims table
+def paper_trend(dataset: str, model: str) -> float:
+    """Spearman rho of the paper's Table III row (A_avr at each of paper.LRS) against lr; NaN without that row."""
+    keys = [(dataset, model, lr) for lr in paper.LRS]
+    if not all(key in paper.AVG_NORMALIZED_ACCURACY for key in keys):
+        return float("nan")
+    return spearman(paper.LRS, [paper.AVG_NORMALIZED_ACCURACY[key] for key in keys])
+
+
+def _agrees(verdict: str, paper_rho: float) -> str:
+    """"yes" when our verdict has the paper's sign, "no" when it has the other sign or shows no clear trend,
+    "—" when there is no paper row to compare or our verdict could not be reached (too few seeds)."""
+    sign = {"falls with lr": -1, "rises with lr": 1, "no clear trend": 0}.get(verdict)
+    if np.isnan(paper_rho) or sign is None:
+        return NO_PAPER_ROW
+    return "yes" if sign == np.sign(paper_rho) else "no"
+
+
+def _learned(runs: pd.DataFrame) -> pd.Series:
+    """False only for runs marked learned == False (a bool, or the text "false" as a tracking store returns it)."""
+    if "learned" not in runs:
+        return pd.Series(True, index=runs.index)
+    return ~runs["learned"].map(lambda v: str(v).strip().lower() == "false")
+
+
+def _mechanism(cell: pd.DataFrame, column: str, prefix: str, n_boot: int, seed: int) -> dict:
+    if column not in cell or cell[column].isna().all():
+        found = {"rho": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "verdict": NOT_MEASURED}
+    else:
+        found = association(cell, column, A_AVR, n_boot=n_boot, seed=seed)
+    return {f"{prefix}_{key}": found[key] for key in ("rho", "ci_low", "ci_high", "verdict")}
+
+
+def _count_range(counts) -> str:
+    low, high = int(min(counts)), int(max(counts))
+    return str(low) if low == high else f"{low}-{high}"
+
+
+CLAIM_COLUMNS = [
+    *CELL, "n_runs", "n_lrs", "seeds_per_lr",
+    "avr_rho", "avr_ci_low", "avr_ci_high", "avr_verdict",
+    "baseline_rho", "baseline_ci_low", "baseline_ci_high", "baseline_verdict",
+    "sweet_spot_lr", "sweet_spot_share", "sweet_spot_shares",
+    "mechanism_rho", "mechanism_ci_low", "mechanism_ci_high", "mechanism_verdict",
+    "update_mechanism_rho", "update_mechanism_ci_low", "update_mechanism_ci_high", "update_mechanism_verdict",
+    "paper_avr_rho", "agrees_with_paper",
+]
+
+
+def _claim(key: tuple, cell: pd.DataFrame, max_accuracy_drop: float, n_boot: int, seed: int) -> dict:
+    """One claims row from a cell's noise-evaluated runs (one row per run, A_avr present)."""
+    dataset, model, optimizer = key
+    avr = trend(cell, A_AVR, n_boot=n_boot, seed=seed)
+    base = trend(cell, BASELINE, n_boot=n_boot, seed=seed)
+    spot = sweet_spot(cell, BASELINE, A_AVR, max_accuracy_drop)
+    shares = sweet_spot_shares(cell, BASELINE, A_AVR, max_accuracy_drop, n_boot=n_boot, seed=seed)
+    # Table III is Adam only: another optimizer has no paper row to compare with
+    paper_rho = paper_trend(dataset, model) if optimizer == "adam" else float("nan")
+    return {
+        "dataset": dataset, "model": model, "optimizer": optimizer, "n_runs": len(cell),
+        "n_lrs": avr["n_levels"], "seeds_per_lr": _count_range(cell.groupby("lr").size()),
+        **{f"avr_{k}": avr[k] for k in ("rho", "ci_low", "ci_high", "verdict")},
+        **{f"baseline_{k}": base[k] for k in ("rho", "ci_low", "ci_high", "verdict")},
+        "sweet_spot_lr": spot, "sweet_spot_share": shares.get(spot, float("nan")),
+        "sweet_spot_shares": "; ".join(f"{lr:g}:{share:.3f}" for lr, share in sorted(shares.items())),
+        **_mechanism(cell, GRAD_NOISE, "mechanism", n_boot, seed),
+        **_mechanism(cell, UPDATE_NOISE, "update_mechanism", n_boot, seed),
+        "paper_avr_rho": paper_rho, "agrees_with_paper": _agrees(avr["verdict"], paper_rho),
+    }
+
+
+def claims(runs: pd.DataFrame, max_accuracy_drop: float = 0.01, n_boot: int = 2000, seed: int = 0,
+           min_lrs: int = 3) -> pd.DataFrame:
+    """One row per (dataset, model, optimizer) with >= min_lrs distinct lrs having A_avr: the A_avr and
+    baseline trends against lr, the sweet spot and how often resamples agree with it, the grad/update
+    noise-power associations with A_avr, and the paper's Table III trend (columns: CLAIM_COLUMNS).
+
+    runs: one row per run (columns dataset, model, optimizer, lr, seed, baseline_accuracy,
+    avg_normalized_accuracy, optionally grad_noise_power_mean, update_noise_power_mean, learned). Runs with
+    learned == False are dropped; a cell's sample is its runs with A_avr. Every cell uses the same `seed`."""
+    _check_n_boot(n_boot)
+    _require(runs, *CELL, "lr", BASELINE, A_AVR)
+    kept = runs[_learned(runs)].dropna(subset=[A_AVR]).astype({"lr": float})
+    rows = [_claim(key, cell, max_accuracy_drop, n_boot, seed)
+            for key, cell in kept.groupby(CELL, sort=True) if cell["lr"].nunique() >= min_lrs]
+    return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+
+
+# ---------------------------------------------------------------- did the model learn?
+LEARNED_P_VALUE = 1e-3  # one-sided binomial test of the test accuracy against chance (1 / classes)
+
+
+def above_chance(accuracy: float, n: int, classes: int, p_value: float = LEARNED_P_VALUE) -> bool:
+    """True when `accuracy` on `n` test examples is clearly above chance 1/classes: a one-sided binomial test
+    (H0: hits ~ Binomial(n, 1/classes)) rejects at `p_value`. A model at chance has A = a / a_0 meaningless."""
+    if not np.isfinite(accuracy) or n < 1:
+        return False
+    hits = int(round(accuracy * n))
+    return bool(sps.binomtest(hits, n, 1.0 / classes, alternative="greater").pvalue < p_value)

@@ -1,0 +1,300 @@
+"""lrnoise.stats on synthetic run tables whose truth is planted: trends, within-lr resampling, sweet spots, claims."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from lrnoise import paper, stats
+from lrnoise.errors import LrnoiseError
+
+LRS = np.array(paper.LRS)
+SEEDS = 5
+
+
+def lr_table(slope: float, rng: np.random.Generator, seeds: int = SEEDS, sd: float = 0.01) -> pd.DataFrame:
+    """6 lrs x `seeds` runs: value = 0.6 + slope * (lr's position 0..5) + N(0, sd)."""
+    position = np.repeat(np.arange(len(LRS)), seeds)
+    return pd.DataFrame({"lr": LRS[position], "seed": np.tile(np.arange(seeds), len(LRS)),
+                         "value": 0.6 + slope * position + rng.normal(0, sd, len(position))})
+
+
+# ---------------------------------------------------------------- one sample, Spearman
+def test_ci95_is_the_student_t_half_width():
+    sample = np.array([0.61, 0.58, 0.66, 0.70, 0.55, 0.63])
+    expected = sps.t.ppf(0.975, 5) * sample.std(ddof=1) / math.sqrt(6)
+    assert stats.ci95(sample) == pytest.approx(expected, rel=1e-12)
+    assert stats.ci95([0.5]) == 0.0 and stats.ci95([]) == 0.0
+
+
+def test_mean_ci_drops_nan():
+    mean, half, n = stats.mean_ci([0.2, np.nan, 0.4, 0.9, np.nan])
+    assert (mean, n) == (pytest.approx(0.5), 3)
+    assert half == pytest.approx(stats.ci95([0.2, 0.4, 0.9]))
+    assert math.isnan(stats.mean_ci([np.nan])[0])
+
+
+@pytest.mark.parametrize("x, y", [
+    ([1, 2, 2, 3, 4, 4, 4, 5], [3.0, 1.0, 1.0, 2.5, 7.0, 6.0, 6.0, 2.0]),  # ties on both sides
+    (np.repeat(LRS, 3), np.random.default_rng(3).integers(0, 4, 18)),  # the shape of a run table
+    ([0.1, 0.2, 0.3], [0.9, 0.5, 0.1]),  # exactly -1
+])
+def test_spearman_equals_scipy_with_ties(x, y):
+    assert stats.spearman(x, y) == pytest.approx(sps.spearmanr(x, y).statistic, abs=1e-12)
+
+
+@pytest.mark.parametrize("x, y", [([1, 1, 1, 1], [1, 2, 3, 4]), ([1, 2, 3, 4], [0.5, 0.5, 0.5, 0.5])])
+def test_spearman_is_nan_on_constant_input(x, y):
+    assert math.isnan(stats.spearman(x, y))
+
+
+# ---------------------------------------------------------------- trend
+@pytest.mark.parametrize("slope, verdict", [(-0.03, "falls with lr"), (0.03, "rises with lr")])
+def test_trend_finds_a_planted_trend(slope, verdict):
+    found = stats.trend(lr_table(slope, np.random.default_rng(7)), "value")
+    assert found["verdict"] == verdict
+    assert (found["n_runs"], found["n_levels"]) == (30, 6)
+    # a percentile interval need not hold the estimate near +-1, but it must lie on the planted side
+    assert found["ci_low"] < found["ci_high"] and min(abs(found["ci_low"]), abs(found["ci_high"])) > 0.5
+    assert math.copysign(1, found["rho"]) == math.copysign(1, slope) and abs(found["rho"]) > 0.8
+
+
+def test_trend_sees_no_trend_in_pure_noise():
+    # 50 independent replicates (numpy's spawned streams) of A_avr independent of lr; a 95 % interval should
+    # call "no clear trend" in about 47.5 of them. Measured: 47 of 50 (5.15 % false calls over 2000 replicates).
+    streams = np.random.SeedSequence(2024).spawn(50)
+    verdicts = [stats.trend(lr_table(0.0, np.random.default_rng(s)), "value", seed=i)["verdict"]
+                for i, s in enumerate(streams)]
+    assert verdicts.count("no clear trend") >= 45
+    assert set(verdicts) <= {"no clear trend", "falls with lr", "rises with lr"}
+
+
+def test_trend_names_x_and_drops_nan():
+    frame = lr_table(-0.03, np.random.default_rng(1)).rename(columns={"lr": "depth"})
+    frame.loc[[0, 7], "value"] = np.nan
+    found = stats.trend(frame, "value", x="depth")
+    assert found["verdict"] == "falls with depth" and found["n_runs"] == 28
+
+
+def test_trend_is_reproducible_by_seed():
+    frame = lr_table(-0.002, np.random.default_rng(2))
+    assert stats.trend(frame, "value", seed=5) == stats.trend(frame, "value", seed=5)
+    assert stats.trend(frame, "value", seed=5)["ci_low"] != stats.trend(frame, "value", seed=6)["ci_low"]
+
+
+def test_trend_with_one_run_per_lr_gives_no_verdict():
+    # one seed per lr (the paper's design): the within-lr bootstrap cannot see any spread
+    found = stats.trend(lr_table(-0.03, np.random.default_rng(0), seeds=1), "value")
+    assert found["verdict"] == stats.TOO_FEW_SEEDS and found["rho"] == pytest.approx(-1.0)
+
+
+@pytest.mark.parametrize("call", [
+    lambda f: stats.trend(f, "value", n_boot=1999),
+    lambda f: stats.sweet_spot_shares(f, "value", "value", 0.01, n_boot=100),
+    lambda f: stats.association(f, "lr", "value", n_boot=0),
+    lambda f: stats.trend(f, "no_such_column"),
+    lambda f: stats.sweet_spot(f, "value", "value", -0.01),
+])
+def test_bad_arguments_raise_lrnoise_error(call):
+    with pytest.raises(LrnoiseError):
+        call(lr_table(0.0, np.random.default_rng(0)))
+
+
+# ---------------------------------------------------------------- resampling within lr
+def test_resample_indices_stay_within_each_lr():
+    codes = np.array([0, 1, 2, 1, 0, 3, 1, 0, 1, 3, 1, 3, 3])  # unequal groups: 3, 5, 1, 4 runs
+    groups = [np.flatnonzero(codes == k) for k in range(4)]
+    idx = stats._resample_indices(groups, 2000, np.random.default_rng(0))
+    assert idx.shape == (2000, len(codes))
+    assert (codes[idx] == codes).all()  # every draw comes from its own lr, so every lr keeps its count
+    assert (np.apply_along_axis(np.bincount, 1, codes[idx], minlength=4) == np.bincount(codes)).all()
+    assert (idx != np.arange(len(codes))).any(axis=1).mean() > 0.99  # real resampling, not the identity
+    with_repeats = [len(np.unique(row[groups[1]])) < len(groups[1]) for row in idx]
+    assert np.mean(with_repeats) > 0.9  # with replacement (5 from 5 repeats one with p = 1 - 5!/5^5 = 0.96)
+
+
+def test_inflate_keeps_means_and_restores_the_sample_spread():
+    values = np.array([0.1, 0.3, 0.8, 0.5, 0.2, 0.9, 0.4])
+    groups = [np.array([0, 1, 2]), np.array([3, 4, 5]), np.array([6])]
+    out = stats._inflate(values, groups)
+    for g in groups[:2]:
+        assert out[g].mean() == pytest.approx(values[g].mean())
+        assert out[g].std(ddof=0) == pytest.approx(values[g].std(ddof=1))
+    assert out[6] == values[6]
+
+
+# ---------------------------------------------------------------- sweet spot
+def spot_table(rng: np.random.Generator, baselines, robusts, seeds: int = 4, sd: float = 0.003) -> pd.DataFrame:
+    """Runs with per-lr mean baseline and mean A_avr as given (one entry per paper lr)."""
+    position = np.repeat(np.arange(len(LRS)), seeds)
+    return pd.DataFrame({"lr": LRS[position],
+                         "baseline_accuracy": np.array(baselines)[position] + rng.normal(0, sd, len(position)),
+                         "avg_normalized_accuracy": np.array(robusts)[position] + rng.normal(0, sd, len(position))})
+
+
+def test_a_clearly_best_lr_wins_nearly_every_resample():
+    frame = spot_table(np.random.default_rng(4), [0.91] * 6, [0.60, 0.65, 0.75, 0.62, 0.55, 0.50])
+    shares = stats.sweet_spot_shares(frame, "baseline_accuracy", "avg_normalized_accuracy", 0.01)
+    assert stats.sweet_spot(frame, "baseline_accuracy", "avg_normalized_accuracy", 0.01) == LRS[2]
+    assert shares[LRS[2]] >= 0.99
+    assert sorted(shares) == sorted(LRS) and sum(shares.values()) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("drop, winner", [(0.01, LRS[3]), (0.1, LRS[0])])
+def test_an_lr_too_far_below_the_best_baseline_never_wins(drop, winner):
+    # lr 0.0005 has the best A_avr but a baseline 5 points below the best: out at a 1-point drop, in at 10
+    frame = spot_table(np.random.default_rng(5), [0.87, 0.92, 0.92, 0.92, 0.92, 0.92],
+                       [0.80, 0.60, 0.62, 0.70, 0.55, 0.50])
+    shares = stats.sweet_spot_shares(frame, "baseline_accuracy", "avg_normalized_accuracy", drop)
+    assert stats.sweet_spot(frame, "baseline_accuracy", "avg_normalized_accuracy", drop) == winner
+    assert max(shares, key=shares.get) == winner
+    if drop == 0.01:
+        assert shares[LRS[0]] == 0.0
+    assert sum(shares.values()) == pytest.approx(1.0)
+
+
+def test_sweet_spot_shares_split_between_two_close_lrs():
+    frame = spot_table(np.random.default_rng(6), [0.91] * 6, [0.60, 0.70, 0.70, 0.62, 0.55, 0.50], sd=0.01)
+    shares = stats.sweet_spot_shares(frame, "baseline_accuracy", "avg_normalized_accuracy", 0.01)
+    assert 0.1 < shares[LRS[1]] < 0.9 and 0.1 < shares[LRS[2]] < 0.9
+    assert shares[LRS[1]] + shares[LRS[2]] > 0.99
+
+
+# ---------------------------------------------------------------- association
+def test_association_finds_a_planted_negative_relation_and_handles_few_runs():
+    rng = np.random.default_rng(8)
+    a = rng.uniform(1, 2, 30)
+    frame = pd.DataFrame({"a": a, "b": 1 / a + rng.normal(0, 0.02, 30)})
+    found = stats.association(frame, "a", "b")
+    assert found["verdict"] == "negative" and found["n_runs"] == 30 and found["ci_high"] < 0
+    few = stats.association(frame.iloc[:2], "a", "b")
+    assert few["verdict"] == stats.TOO_FEW_RUNS and math.isnan(few["rho"])
+    frame.loc[:27, "b"] = np.nan
+    assert stats.association(frame, "a", "b")["verdict"] == stats.TOO_FEW_RUNS  # only 2 rows without NaN
+
+
+# ---------------------------------------------------------------- paper and claims
+def test_paper_trend_is_the_spearman_of_table_iii():
+    row = [paper.AVG_NORMALIZED_ACCURACY[("cifar10", "resnet56", lr)] for lr in paper.LRS]
+    assert stats.paper_trend("cifar10", "resnet56") == pytest.approx(sps.spearmanr(paper.LRS, row).statistic)
+    assert math.isnan(stats.paper_trend("cifar10", "resnet110"))
+
+
+# (dataset, model, optimizer): A_avr slope per lr position (None = 2 lrs only)
+CELLS = {
+    ("cifar10", "resnet20", "adam"): -0.03,  # falls, like the paper
+    ("cifar100", "resnet32", "adam"): 0.03,  # rises, the paper falls
+    ("cifar10", "resnet44", "adam"): 0.0,  # flat: no clear trend
+    ("cifar10", "resnet110", "adam"): -0.03,  # not in the paper
+    ("cifar10", "resnet20", "sgd"): -0.03,  # Table III is Adam only
+    ("cifar10", "resnet56", "adam"): None,  # only 2 lrs: no claim
+}
+CLAIM_COLUMNS = [
+    "dataset", "model", "optimizer", "n_runs", "n_lrs", "seeds_per_lr",
+    "avr_rho", "avr_ci_low", "avr_ci_high", "avr_verdict",
+    "baseline_rho", "baseline_ci_low", "baseline_ci_high", "baseline_verdict",
+    "sweet_spot_lr", "sweet_spot_share", "sweet_spot_shares",
+    "mechanism_rho", "mechanism_ci_low", "mechanism_ci_high", "mechanism_verdict",
+    "update_mechanism_rho", "update_mechanism_ci_low", "update_mechanism_ci_high", "update_mechanism_verdict",
+    "paper_avr_rho", "agrees_with_paper",
+]
+
+
+@pytest.fixture
+def runs() -> pd.DataFrame:
+    """4 seeds per lr (one lr with 3) for every cell of CELLS; the grad-noise power is planted as 1 / A_avr."""
+    rng = np.random.default_rng(11)
+    rows = []
+    for (dataset, model, optimizer), slope in CELLS.items():
+        positions = range(2) if slope is None else range(len(LRS))
+        for position in positions:
+            for seed in range(3 if position == 4 else 4):
+                avr = 0.6 + (slope or 0.0) * position + rng.normal(0, 0.01)
+                rows.append({"dataset": dataset, "model": model, "optimizer": optimizer, "lr": LRS[position],
+                             "seed": seed, "baseline_accuracy": 0.9 + rng.normal(0, 0.002),
+                             "avg_normalized_accuracy": avr, "grad_noise_power_mean": 1 / avr + rng.normal(0, 0.01),
+                             "learned": True})
+    return pd.DataFrame(rows)
+
+
+def test_claims_columns_and_cells(runs):
+    table = stats.claims(runs)
+    assert list(table.columns) == CLAIM_COLUMNS
+    expected = {key for key, slope in CELLS.items() if slope is not None}
+    assert set(map(tuple, table[["dataset", "model", "optimizer"]].values)) == expected
+    row = table.set_index(["dataset", "model", "optimizer"]).loc[("cifar10", "resnet20", "adam")]
+    assert (row["n_runs"], row["n_lrs"], row["seeds_per_lr"]) == (23, 6, "3-4")
+    assert row["avr_verdict"] == "falls with lr" and row["baseline_verdict"] == "no clear trend"
+    # the text lists every lr in order with shares summing to 1, and agrees with the number columns
+    pairs = [part.split(":") for part in row["sweet_spot_shares"].split("; ")]
+    assert [float(lr) for lr, _ in pairs] == sorted(LRS)
+    assert sum(float(share) for _, share in pairs) == pytest.approx(1.0, abs=0.01)
+    assert dict((float(lr), float(s)) for lr, s in pairs)[row["sweet_spot_lr"]] == pytest.approx(
+        row["sweet_spot_share"], abs=1e-3)
+    assert row["sweet_spot_lr"] == LRS[0]  # A_avr falls and every baseline is within 1 point
+
+
+def test_claims_needs_min_lrs(runs):
+    assert len(stats.claims(runs, min_lrs=7)) == 0
+    assert ("cifar10", "resnet56", "adam") in set(
+        map(tuple, stats.claims(runs, min_lrs=2)[["dataset", "model", "optimizer"]].values))
+
+
+@pytest.mark.parametrize("learned, changes", [(False, False), ("false", False), (True, True)])
+def test_claims_excludes_runs_that_did_not_learn(runs, learned, changes):
+    broken = runs.iloc[[0]].assign(seed=99, baseline_accuracy=0.1, avg_normalized_accuracy=0.0,
+                                   grad_noise_power_mean=50.0, learned=learned)
+    with_broken = stats.claims(pd.concat([runs, broken], ignore_index=True).astype({"learned": object}))
+    same = with_broken.equals(stats.claims(runs))
+    assert same != changes
+
+
+@pytest.mark.parametrize("cell", [key for key, slope in CELLS.items() if slope is not None])
+def test_claims_paper_rho_is_the_spearman_of_its_table_iii_row(runs, cell):
+    dataset, model, optimizer = cell
+    got = stats.claims(runs).set_index(["dataset", "model", "optimizer"]).loc[cell, "paper_avr_rho"]
+    if optimizer != "adam" or (dataset, model, paper.LRS[0]) not in paper.AVG_NORMALIZED_ACCURACY:
+        assert math.isnan(got)  # Table III is Adam only, and has no resnet110
+    else:
+        row = [paper.AVG_NORMALIZED_ACCURACY[(dataset, model, lr)] for lr in paper.LRS]
+        assert got == pytest.approx(sps.spearmanr(paper.LRS, row).statistic)
+
+
+@pytest.mark.parametrize("cell, verdict, agrees", [
+    (("cifar10", "resnet20", "adam"), "falls with lr", "yes"),
+    (("cifar100", "resnet32", "adam"), "rises with lr", "no"),
+    (("cifar10", "resnet44", "adam"), "no clear trend", "no"),
+    (("cifar10", "resnet110", "adam"), "falls with lr", "—"),
+    (("cifar10", "resnet20", "sgd"), "falls with lr", "—"),
+])
+def test_claims_agrees_with_paper(runs, cell, verdict, agrees):
+    row = stats.claims(runs).set_index(["dataset", "model", "optimizer"]).loc[cell]
+    assert (row["avr_verdict"], row["agrees_with_paper"]) == (verdict, agrees)
+
+
+def test_claims_without_paper_verdict_when_one_seed_per_lr(runs):
+    one_seed = runs[runs["seed"] == 0]
+    row = stats.claims(one_seed).set_index(["dataset", "model", "optimizer"]).loc[("cifar10", "resnet20", "adam")]
+    assert (row["seeds_per_lr"], row["avr_verdict"], row["agrees_with_paper"]) == ("1", stats.TOO_FEW_SEEDS, "—")
+
+
+@pytest.mark.parametrize("grad, update, mechanism, update_mechanism", [
+    ("drop", "drop", "not measured", "not measured"),
+    ("keep", "empty", "negative", "not measured"),
+    ("keep", "copy", "negative", "negative"),
+])
+def test_claims_mechanism_columns(runs, grad, update, mechanism, update_mechanism):
+    frame = runs.copy()
+    if update == "empty":
+        frame["update_noise_power_mean"] = np.nan
+    elif update == "copy":
+        frame["update_noise_power_mean"] = frame["grad_noise_power_mean"] * 2
+    if grad == "drop":
+        frame = frame.drop(columns="grad_noise_power_mean")
+    table = stats.claims(frame)
+    row = table.set_index(["dataset", "model", "optimizer"]).loc[("cifar10", "resnet20", "adam")]
+    assert (row["mechanism_verdict"], row["update_mechanism_verdict"]) == (mechanism, update_mechanism)
+    assert math.isnan(row["mechanism_rho"]) == (mechanism == "not measured")
+    if mechanism == "negative":
+        assert row["mechanism_ci_high"] < 0 and row["mechanism_rho"] < -0.8
