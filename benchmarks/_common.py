@@ -2,6 +2,7 @@
 import json
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 
@@ -10,6 +11,12 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 RESULTS = Path(__file__).with_name("results.json")
+QUICK_ENV = "LRNOISE_BENCH_QUICK"  # =1: tiny sizes, a smoke test of the benchmark code (numbers mean nothing)
+
+
+def quick() -> bool:
+    """True when LRNOISE_BENCH_QUICK=1: benchmarks shrink their sizes and record into a temp file instead."""
+    return os.environ.get(QUICK_ENV, "") not in ("", "0")
 
 
 def cifar_like(n, seed=0, classes=10):
@@ -29,17 +36,37 @@ def best_of(fn, repeats):
     return min(times)
 
 
+def best_of_each(fns: dict, repeats: int) -> dict:
+    """{name: minimum wall time} of several callables timed in alternating rounds (after one warm-up call of
+    each), so a change in machine load during the measurement hits all of them alike."""
+    for fn in fns.values():
+        fn()
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: min(values) for name, values in times.items()}
+
+
 def machine():
     import keras
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, keras {keras.__version__} " \
            f"backend {keras.backend.backend()}"
 
 
+def results_path() -> Path:
+    """benchmarks/results.json, or a file in the temp folder in quick mode (smoke numbers never land in the repo)."""
+    return Path(tempfile.gettempdir()) / "lrnoise-benchmarks-quick.json" if quick() else RESULTS
+
+
 def record(values: dict):
-    """Merges `values` into benchmarks/results.json (with the machine) and prints them."""
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    """Merges `values` into results_path() (with the machine) and prints them."""
+    path = results_path()
+    results = json.loads(path.read_text()) if path.exists() else {}
     results.update(values)
     results["machine"] = machine()
-    RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     for key, value in values.items():
         print(f"{key:32s} {value}")

@@ -1,6 +1,11 @@
 """GPU check without TensorFlow or MLflow: ResNet20 on synthetic CIFAR-shaped data for a few epochs (NumPy
-pipeline with augmentation), then a noise evaluation, printing images/s, draws/s and the device used.
-Run through gpu_check.sh on a machine with an NVIDIA GPU and PyTorch (KERAS_BACKEND=torch) or JAX."""
+pipeline with augmentation, the per-epoch gradient-noise measurement on), then one timed noisy draw per noise
+model (additive, multiplicative, pcm; their default targets) and a complete noise evaluation with its eq. 7-9
+summary (PCM, 2 draws per level), printing images/s, seconds per draw and the device used.
+The report step is not part of it: it reads the MLflow store (and runs on the CPU anyway).
+Run through gpu_check.sh on a machine with an NVIDIA GPU and PyTorch (KERAS_BACKEND=torch) or JAX.
+Sizes: GPU_CHECK_N (training images), GPU_CHECK_EPOCHS, GPU_CHECK_BATCH, GPU_CHECK_TRIALS (draws timed per model).
+"""
 import os
 import sys
 import time
@@ -12,7 +17,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lrnoise import data, models, noise  # noqa: E402
+from lrnoise import data, gradnoise, models, noise, noise_models  # noqa: E402
+
+GRAD_NOISE_BATCHES = 8  # train.Execution's default K
+LR = 0.001
 
 
 def device_report() -> str:
@@ -28,6 +36,46 @@ def device_report() -> str:
     return f"backend {backend}"
 
 
+def synchronize() -> None:
+    """Waits for queued GPU work (torch launches asynchronously) so that wall times are complete."""
+    if keras.backend.backend() == "torch":
+        import torch
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
+
+class TimedGradNoise(gradnoise.GradNoiseCallback):
+    """The training path's gradient-noise callback, with each epoch's measurement timed."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.seconds = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        start = time.perf_counter()
+        super().on_epoch_end(epoch, logs)
+        synchronize()
+        self.seconds.append(time.perf_counter() - start)
+
+
+def middle_level(config: noise.NoiseConfig) -> float:
+    """A representative level of the configuration's defaults (eta 5 % ... ; pcm: 1 day)."""
+    return config.levels[len(config.levels) // 2]
+
+
+def time_draws(config: noise.NoiseConfig, model, evaluator, trials: int) -> float:
+    """Seconds per noisy draw (after one warm-up draw) of `config` at its middle level."""
+    injector = noise.injector_for(config, model, evaluator)
+    level = middle_level(config)
+    noise.noisy_accuracy(evaluator, injector, level, config.seed, 0)
+    synchronize()
+    start = time.perf_counter()
+    for trial in range(1, trials + 1):
+        noise.noisy_accuracy(evaluator, injector, level, config.seed, trial)
+    synchronize()
+    return (time.perf_counter() - start) / trials
+
+
 def main(n=int(os.environ.get("GPU_CHECK_N", 50_000)), epochs=int(os.environ.get("GPU_CHECK_EPOCHS", 3)),
          batch_size=int(os.environ.get("GPU_CHECK_BATCH", 256)), trials=int(os.environ.get("GPU_CHECK_TRIALS", 5))):
     print(device_report(), flush=True)
@@ -37,7 +85,7 @@ def main(n=int(os.environ.get("GPU_CHECK_N", 50_000)), epochs=int(os.environ.get
     x_test, y_test = x[:10_000], y[:10_000]
     mean, var = models.channel_stats(x)
     model = models.resnet(20, 10, (32, 32, 3), mean=mean, variance=var)
-    model.compile(keras.optimizers.Adam(0.001), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(keras.optimizers.Adam(LR), "sparse_categorical_crossentropy", metrics=["accuracy"])
     variable = model.trainable_weights[0].value
     print(f"weights live on: {getattr(variable, 'device', getattr(variable, 'devices', lambda: '?'))}", flush=True)
     stream, _ = data.training_stream(x, y, batch_size, 0, augment=(4, True))
@@ -47,26 +95,41 @@ def main(n=int(os.environ.get("GPU_CHECK_N", 50_000)), epochs=int(os.environ.get
         def on_epoch_begin(self, epoch, logs=None):
             self.start = time.perf_counter()
 
-        def on_epoch_end(self, epoch, logs=None):
+        def on_epoch_end(self, epoch, logs=None):  # after the gradient-noise callback: its time included
             times.append(time.perf_counter() - self.start)
-            print(f"epoch {epoch + 1}: {n / times[-1]:.0f} images/s  loss {logs['loss']:.3f}", flush=True)
+            print(f"epoch {epoch + 1}: {n / times[-1]:.0f} images/s  loss {logs['loss']:.3f}  "
+                  f"grad noise {grad_noise.seconds[-1]:.2f}s power {grad_noise.history[-1]['power']:.3g}",
+                  flush=True)
 
-    model.fit(stream, epochs=epochs, verbose=0, callbacks=[Timer()])
+    grad_noise = TimedGradNoise(x, y, batch_size, GRAD_NOISE_BATCHES, 0, LR, lambda metrics, step: None)
+    model.fit(stream, epochs=epochs, verbose=0, callbacks=[grad_noise, Timer()])
     steady = float(np.median(times[1:])) if len(times) > 1 else times[0]
+    steady_grad_noise = float(np.median(grad_noise.seconds[1:] or grad_noise.seconds))
+
     evaluator = models.Evaluator(model, x_test, y_test, batch_size=2500)
-    injector = noise.Injector(model)
     evaluator()
-    start = time.perf_counter()
-    for trial in range(trials):
-        noise.noisy_accuracy(evaluator, injector, 0.1, 0, trial)
-    per_draw = (time.perf_counter() - start) / trials
+    synchronize()
     start = time.perf_counter()
     for _ in range(trials):
         evaluator()
+    synchronize()
     clean = (time.perf_counter() - start) / trials
-    print(f"RESULT train_images_per_second {n / steady:.0f}")
-    print(f"RESULT noise_draws_per_second {1 / per_draw:.2f} ({len(x_test):,} images each; clean pass {clean:.3f}s, "
-          f"draw/clean {per_draw / clean:.3f})")
+    per_draw = {name: time_draws(noise.NoiseConfig(name), model, evaluator, trials) for name in noise_models.NOISE_MODELS}
+
+    start = time.perf_counter()
+    result = noise.evaluate(model, x_test, y_test, noise.NoiseConfig("pcm", trials=2), batch_size=2500)
+    evaluation = time.perf_counter() - start
+
+    print(f"RESULT train_images_per_second {n / steady:.0f} (epoch with the gradient-noise measurement; "
+          f"measurement {steady_grad_noise:.3f}s = {steady_grad_noise / steady:.1%} of the epoch)")
+    print(f"RESULT clean_pass_seconds {clean:.3f} ({len(x_test):,} images)")
+    for name, seconds in per_draw.items():
+        config = noise.NoiseConfig(name)
+        print(f"RESULT {name}_seconds_per_draw {seconds:.3f} ({config.level_name} {middle_level(config):g}, "
+              f"targets {config.targets}; draw/clean {seconds / clean:.3f}; "
+              f"draw/additive {seconds / per_draw['additive']:.3f})")
+    print(f"RESULT pcm_evaluation_seconds {evaluation:.1f} ({len(result.draws)} draws; A_avr "
+          f"{result.avg_normalized_accuracy:.4f}, {result.nonfinite_draws} non-finite)")
     print(f"RESULT {device_report()}")
 
 

@@ -209,9 +209,15 @@ def study(
     data_dir: Optional[str] = typer.Option(None, help="folder with the official CIFAR archives"),
     report: bool = typer.Option(True, help="build the report at the end"),
     report_dir: Optional[str] = typer.Option(None, help="report folder [default: reports/<experiment>]"),
+    lease_timeout: Optional[float] = typer.Option(None, help="seconds without a heartbeat after which another "
+                                                             "study's run is taken over [default: 300]"),
 ):
-    """Run the whole grid (resumable: finished runs are reused), then the report."""
+    """Run the whole grid (resumable: finished runs are reused; safe beside other studies), then the report."""
     from lrnoise import study as study_module
+    if lease_timeout is not None:
+        if not lease_timeout > 0:
+            raise LrnoiseError(f"lease timeout must be > 0 seconds, got {lease_timeout}")
+        os.environ[tracking.LEASE_TIMEOUT_ENV] = str(lease_timeout)  # for worker processes too
     spec = study_module.StudySpec(
         preset=preset, datasets=parse_list(datasets, str, "datasets"), models=parse_list(models, str, "models"),
         optimizers=parse_list(optimizers, str, "optimizers"), lrs=parse_list(lrs, float, "lrs"),

@@ -85,7 +85,7 @@ class Job:
 @dataclass
 class Outcome:
     job: Job
-    status: str  # ok | failed
+    status: str  # ok | failed | busy (another study holds it: retried later)
     train_run_id: str | None = None
     eval_run_ids: list = field(default_factory=list)
     trained: str = ""  # new | resumed | reused
@@ -161,46 +161,60 @@ def plan(spec: StudySpec) -> list[Job]:
 def run_job(job: Job, experiment: str, parent_run_id: str | None, data_dir: str | None = None) -> Outcome:
     """Trains (or reuses / resumes) and noise-evaluates (or reuses) one configuration. Never raises.
 
-    A model that did not learn is a result (its lr is too high), not a failure: it is not noise-evaluated."""
-    import keras
-
-    from lrnoise.noise_eval import noise_eval
-    from lrnoise.train import train
+    A model that did not learn is a result (its lr is too high), not a failure: it is not noise-evaluated.
+    A configuration another live study holds comes back with status "busy" (run_study retries it later)."""
     started = time.perf_counter()
     outcome = Outcome(job, "ok")
     try:
         exp_id = tracking.ensure_experiment(experiment)
-        finished, resume = tracking.existing_run(exp_id, "train", tracking.config_key(job.train.params()))
-        if finished:
-            outcome.train_run_id, outcome.trained = finished, "reused"
-        else:
-            result = train(job.train, data_dir=data_dir, experiment=experiment, resume=resume,
-                           parent_run_id=parent_run_id)
-            outcome.train_run_id, outcome.trained = result.run_id, "resumed" if resume else "new"
-            keras.backend.clear_session()
-        outcome.learned = tracking.learned(tracking.get_run(outcome.train_run_id))
-        if not outcome.learned:
-            outcome.evaluated = "skipped"
-        evaluated = []
-        for config in job.noise if outcome.learned else ():
-            done, _ = tracking.existing_run(exp_id, "noise_eval", config.run_key,
-                                            source_run_id=outcome.train_run_id, resumable=False)
-            if done:
-                outcome.eval_run_ids.append(done)
-                evaluated.append("reused")
-            else:
-                eval_run_id, _ = noise_eval(config, run_id=outcome.train_run_id, data_dir=data_dir)
-                outcome.eval_run_ids.append(eval_run_id)
-                evaluated.append("new")
-                keras.backend.clear_session()
-        if evaluated:
-            outcome.evaluated = evaluated[0] if len(set(evaluated)) == 1 else "mixed"
+        with tracking.claimed(exp_id, tracking.config_key(job.train.params())) as mine:
+            if mine:
+                _train_and_evaluate(job, outcome, exp_id, experiment, parent_run_id, data_dir)
+            else:  # another study works on it now: come back later and reuse what it made
+                outcome.status = "busy"
     except Exception as exc:  # a failed configuration is reported; the grid goes on
         outcome.status = "failed"
         outcome.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
         traceback.print_exc()
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+def _train_and_evaluate(job: Job, outcome: Outcome, exp_id: str, experiment: str, parent_run_id: str | None,
+                        data_dir: str | None) -> None:
+    """The configuration's work, under its claim: reuse / resume / train, then each noise evaluation."""
+    import keras
+
+    from lrnoise.noise_eval import noise_eval
+    from lrnoise.train import train
+    found = tracking.existing_run(exp_id, "train", tracking.config_key(job.train.params()))
+    if found.live:  # a process that lost its claim (lease timeout) but still beats: leave it
+        outcome.status = "busy"
+        return
+    if found.finished:
+        outcome.train_run_id, outcome.trained = found.finished, "reused"
+    else:
+        result = train(job.train, data_dir=data_dir, experiment=experiment, resume=found.resume,
+                       parent_run_id=parent_run_id)
+        outcome.train_run_id, outcome.trained = result.run_id, "resumed" if found.resume else "new"
+        keras.backend.clear_session()
+    outcome.learned = tracking.learned(tracking.get_run(outcome.train_run_id))
+    if not outcome.learned:
+        outcome.evaluated = "skipped"
+        return
+    evaluated = []
+    for config in job.noise:
+        done = tracking.existing_run(exp_id, "noise_eval", config.run_key, source_run_id=outcome.train_run_id,
+                                     resumable=False).finished
+        if done:
+            outcome.eval_run_ids.append(done)
+            evaluated.append("reused")
+        else:
+            eval_run_id, _ = noise_eval(config, run_id=outcome.train_run_id, data_dir=data_dir)
+            outcome.eval_run_ids.append(eval_run_id)
+            evaluated.append("new")
+            keras.backend.clear_session()
+    outcome.evaluated = evaluated[0] if len(set(evaluated)) == 1 else "mixed"
 
 
 OUTCOME_LINE = "LRNOISE_OUTCOME "
@@ -312,6 +326,7 @@ def _duration(seconds: float) -> str:
 
 
 EXECUTORS = ("local", "ray")
+BUSY_POLL = 5.0  # seconds between looks at configurations another study holds
 
 
 def run_study(spec: StudySpec, experiment: str = tracking.DEFAULT_EXPERIMENT, workers: int = 1,
@@ -337,8 +352,12 @@ def run_study(spec: StudySpec, experiment: str = tracking.DEFAULT_EXPERIMENT, wo
               f"({', '.join(c.name for c in jobs[0].noise)}), experiment {experiment!r}, study run {parent}, "
               f"executor {executor}" + (f" x{workers}" if executor == "local" else ""), flush=True)
         progress = Progress(len(jobs), workers)
+        busy: list[Job] = []
 
         def done(outcome):
+            if outcome.status == "busy":
+                busy.append(outcome.job)
+                return
             outcomes.append(outcome)
             progress(outcome)
 
@@ -351,6 +370,14 @@ def run_study(spec: StudySpec, experiment: str = tracking.DEFAULT_EXPERIMENT, wo
                     _local_workers(jobs, workers, experiment, parent, data_dir, done, logs)
             else:
                 for job in jobs:
+                    done(run_job(job, experiment, parent, data_dir))
+            while busy:  # configurations another live study holds: wait for it (or its lease) to end, then reuse
+                waiting = list(busy)
+                busy.clear()
+                print(f"[study] {len(waiting)} configurations held by another live study; checking again in "
+                      f"{BUSY_POLL:.0f}s", flush=True)
+                time.sleep(BUSY_POLL)
+                for job in waiting:
                     done(run_job(job, experiment, parent, data_dir))
             ok = not progress.failed
         finally:

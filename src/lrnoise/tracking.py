@@ -6,12 +6,16 @@ run per noise evaluation, child of its training run; a `report` run; a `study` r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
 import shlex
+import socket
 import tempfile
+import threading
 import time
+import uuid
 from importlib import metadata
 from pathlib import Path
 
@@ -64,6 +68,8 @@ EVALUATED_MODEL = "lrnoise.evaluated_model"  # on a noise-eval run: the model UR
 CONFIG_KEY = "lrnoise.config"  # hash of the configuration's canonical params, for identical-run lookups
 NOISE_CONFIG = "lrnoise.noise_config"  # on a noise-eval run: the key of what it measured (NoiseConfig.key)
 NOISE_CONFIG_NAME = "lrnoise.noise_config_name"  # ... and its readable name (additive-paper, pcm-1s-1y, ...)
+HEARTBEAT = "lrnoise.heartbeat"  # on a running train / study / claim run: unix time of its owner's last sign of life
+OWNER = "lrnoise.owner"  # ... and who holds it: host:pid:random
 LEARNED = "lrnoise.learned"  # on a training run and its registry version: "false" when a_0 is not above chance
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 MODEL_ARTIFACT = "model"
@@ -172,15 +178,21 @@ def run(experiment: str, kind: str, run_id: str | None = None, parent_run_id: st
         active = mlflow.start_run(experiment_id=ensure_experiment(experiment), run_name=run_name)
     try:
         mlflow.set_tags(all_tags)
+        hold(active.info.run_id)  # a heartbeat until the run ends: other studies leave it alone
         yield active
     except KeyboardInterrupt:
-        mlflow.end_run(RunStatus.to_string(RunStatus.KILLED))
+        _end(active.info.run_id, RunStatus.KILLED)
         raise
     except BaseException:
-        mlflow.end_run(RunStatus.to_string(RunStatus.FAILED))
+        _end(active.info.run_id, RunStatus.FAILED)
         raise
     else:
-        mlflow.end_run(RunStatus.to_string(RunStatus.FINISHED))
+        _end(active.info.run_id, RunStatus.FINISHED)
+
+
+def _end(run_id: str, status) -> None:
+    release(run_id)
+    mlflow.end_run(RunStatus.to_string(status))
 
 
 def _new_params(run_id: str, params: dict, strict: bool = True) -> dict:
@@ -237,6 +249,13 @@ def _same_value(a: str, b: str) -> bool:
             if x.strip() != y.strip():
                 return False
     return True
+
+
+def last_step(run_id: str, metric: str) -> int:
+    """The highest step of `metric` already logged on the run (0 if none): a resumed training run does not
+    log an epoch twice."""
+    history = client().get_metric_history(run_id, metric)
+    return max((m.step for m in history), default=0)
 
 
 def log_metrics(metrics: dict, step: int | None = None, run_id: str | None = None) -> None:
@@ -493,19 +512,33 @@ def runs_with_config(experiment_id: str, kind: str, key: str, source_run_id: str
     return sorted(runs, key=lambda r: r.info.start_time, reverse=True)
 
 
+@dataclasses.dataclass
+class Existing:
+    """What the store already holds of one configuration (see existing_run)."""
+    finished: str | None = None  # the newest FINISHED run: reuse it
+    resume: str | None = None  # else the newest unfinished run whose owner is gone: resume it
+    live: str | None = None  # else an unfinished run another process is still working on: leave it
+
+
 def existing_run(experiment_id: str, kind: str, key: str, source_run_id: str | None = None,
-                 resumable: bool = True) -> tuple[str | None, str | None]:
-    """The one rule for "already ran?": (the newest FINISHED run to reuse, or None; the newest unfinished
-    run to resume when there is no finished one and the kind is resumable, or None). Every other unfinished
-    run of the configuration is marked FAILED, so exactly one run of it can end FINISHED."""
+                 resumable: bool = True) -> Existing:
+    """The one rule for "already ran?": reuse the newest FINISHED run; else leave a live run (fresh heartbeat)
+    to its owner; else resume the newest unfinished run (when the kind is resumable). Every other unfinished
+    run whose owner is gone is marked FAILED, so exactly one run of a configuration can end FINISHED."""
     runs = runs_with_config(experiment_id, kind, key, source_run_id)
     finished = [r.info.run_id for r in runs if r.info.status == "FINISHED"]
-    unfinished = [r.info.run_id for r in runs if r.info.status != "FINISHED"]
-    resume = unfinished[0] if resumable and unfinished and not finished else None
-    for stale in unfinished:
-        if stale != resume:
+    unfinished = [r for r in runs if r.info.status != "FINISHED"]
+    live = [r.info.run_id for r in unfinished if is_live(r)]
+    dead = [r.info.run_id for r in unfinished if not is_live(r)]
+    found = Existing(finished[0] if finished else None)
+    if not finished and live:
+        found.live = live[0]
+    elif not finished and resumable and dead:
+        found.resume = dead[0]
+    for stale in dead:
+        if stale != found.resume:
             mark_failed(stale)
-    return (finished[0] if finished else None), resume
+    return found
 
 
 def mark_failed(run_id: str) -> None:
@@ -526,19 +559,24 @@ def start_study_run(experiment_id: str, params: dict) -> str:
     key = config_key(params)
     run_id = os.environ.pop("MLFLOW_RUN_ID", None)
     if run_id is None:
-        _, run_id = existing_run(experiment_id, "study", key)
+        run_id = existing_run(experiment_id, "study", key).resume  # a live twin study keeps its own run
     if run_id is None:
         run_id = c.create_run(experiment_id, run_name=f"study-{params['preset']}").info.run_id
     else:
         c.update_run(run_id, status="RUNNING")
+    hold(run_id)
     c.log_batch(run_id, params=[mlflow.entities.Param(k, v) for k, v in _new_params(run_id, params, strict=False).items()],
                 tags=[mlflow.entities.RunTag(KIND, "study"), mlflow.entities.RunTag(CONFIG_KEY, key)])
     return run_id
 
 
 def end_study_run(run_id: str, counts: tuple, ok: bool) -> None:
-    """Closes the study run with its counts (configurations, failed, trained, reused, did_not_learn)."""
+    """Closes the study run with its counts (configurations, failed, trained, reused, did_not_learn); a twin
+    study run whose owner died meanwhile (its configurations taken over by this one) is marked FAILED."""
     log_metrics(dict(zip(STUDY_METRICS, counts)), run_id=run_id)
+    run = get_run(run_id)
+    existing_run(run.info.experiment_id, "study", run.data.tags[CONFIG_KEY], resumable=False)
+    release(run_id)
     client().set_terminated(run_id, "FINISHED" if ok else "FAILED")
 
 
@@ -552,10 +590,103 @@ def where_to_look(experiment_id: str) -> str:
             f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs")
 
 
+# ---------------------------------------------------------------- leases: who works on what, race-free claims
+LEASE_TIMEOUT_ENV = "LRNOISE_LEASE_TIMEOUT"  # seconds without a heartbeat after which a run's owner is gone
+DEFAULT_LEASE_TIMEOUT = 300.0  # longer than an epoch of the paper's models on a GPU
+HEARTBEAT_EVERY = 60.0  # seconds between heartbeats (at most; training also beats after every epoch)
+CLAIM_SETTLE = 0.5  # seconds a new claim waits before it looks for older ones (clock skew + store latency)
+_OWNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+_held: set[str] = set()  # runs this process keeps alive
+_beating = threading.Event()
+
+
+def lease_timeout() -> float:
+    return float(os.environ.get(LEASE_TIMEOUT_ENV, DEFAULT_LEASE_TIMEOUT))
+
+
+def owner_id() -> str:
+    return _OWNER
+
+
+def is_live(run) -> bool:
+    """An unfinished run whose owner beat within the lease timeout."""
+    if run.info.status != "RUNNING":
+        return False
+    try:
+        return time.time() - float(run.data.tags.get(HEARTBEAT, "0")) < lease_timeout()
+    except ValueError:
+        return False
+
+
+def beat(run_id: str) -> None:
+    """Marks `run_id` alive and owned by this process now."""
+    client().log_batch(run_id, tags=[mlflow.entities.RunTag(HEARTBEAT, f"{time.time():.3f}"),
+                                     mlflow.entities.RunTag(OWNER, _OWNER)])
+
+
+def hold(run_id: str) -> None:
+    """Keeps `run_id` alive (a heartbeat now and every HEARTBEAT_EVERY s or lease/3) until release()."""
+    beat(run_id)
+    _held.add(run_id)
+    if not _beating.is_set():
+        _beating.set()
+        threading.Thread(target=_heartbeats, name="lrnoise-heartbeat", daemon=True).start()
+
+
+def release(run_id: str) -> None:
+    _held.discard(run_id)
+
+
+def _heartbeats() -> None:
+    while True:
+        time.sleep(min(HEARTBEAT_EVERY, lease_timeout() / 3))
+        for run_id in list(_held):
+            try:
+                beat(run_id)
+            except Exception:  # a server blip: the next beat retries; the lease timeout is several beats long
+                pass
+
+
+@contextlib.contextmanager
+def claimed(experiment_id: str, key: str):
+    """Yields True when this process won the right to work on configuration `key`, False when a live claim
+    of another process is older. Race-free between processes: every contender creates a claim run, waits
+    CLAIM_SETTLE, then looks at all live claims of the key; the oldest (start time, then run id) wins, the
+    others withdraw. A claim whose owner died stops beating and is ignored (and removed) after the lease
+    timeout. The winner's claim is removed when the block ends."""
+    c = client()
+    mine = c.create_run(experiment_id, run_name=f"claim-{key[:8]}",
+                        tags={KIND: "claim", CONFIG_KEY: key}).info.run_id
+    hold(mine)
+    won = False
+    try:
+        time.sleep(CLAIM_SETTLE)
+        claims = runs_with_config(experiment_id, "claim", key)
+        live = [r for r in claims if is_live(r)]
+        winner = min(live, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id if live else mine
+        won = winner == mine
+        if won:
+            for stale in (r.info.run_id for r in claims if not is_live(r)):
+                _drop(stale)
+        yield won
+    finally:
+        release(mine)
+        _drop(mine)
+
+
+def _drop(run_id: str) -> None:
+    """Ends and deletes a claim run (it was bookkeeping, not a result)."""
+    try:
+        client().set_terminated(run_id, "FINISHED")
+        client().delete_run(run_id)
+    except MlflowException:
+        pass
+
+
 # ---------------------------------------------------------------- servers and worker processes
 WORKER_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_DISABLE_TELEMETRY", "MLFLOW_TRACKING_USERNAME",
               "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_INSECURE_TLS",
-              "MLFLOW_TRACKING_SERVER_CERT_PATH", "KERAS_BACKEND")  # what a worker needs to reach the server
+              "MLFLOW_TRACKING_SERVER_CERT_PATH", "KERAS_BACKEND", "LRNOISE_LEASE_TIMEOUT")  # what a worker needs to reach the server
 
 
 def is_http(uri: str) -> bool:
@@ -584,7 +715,6 @@ def fail_fast_http() -> None:
 
 
 def _free_port() -> int:
-    import socket
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -160,31 +160,38 @@ class Checkpointer(keras.callbacks.Callback):
 
 
 class EpochLog(keras.callbacks.Callback):
-    """One line per epoch on stdout and the epoch's metrics in MLflow (step = epoch number)."""
+    """One line per epoch on stdout, the epoch's metrics in MLflow (step = epoch number) and a heartbeat.
+    Epochs up to `logged_through` were logged before an interruption: a resume replays them bit for bit, so
+    they are not logged twice."""
 
-    def __init__(self, epochs: int):
+    def __init__(self, epochs: int, run_id: str, logged_through: int = 0):
         super().__init__()
-        self.epochs = epochs
+        self.epochs, self.run_id, self.logged_through = epochs, run_id, logged_through
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         metrics = {k: float(logs[k]) for k in tracking.EPOCH_METRICS}
-        tracking.log_metrics(metrics, step=epoch + 1)
+        if epoch + 1 > self.logged_through:
+            tracking.log_metrics(metrics, step=epoch + 1)
+        tracking.beat(self.run_id)
         shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         print(f"epoch {epoch + 1}/{self.epochs}  {shown}  ({time.perf_counter() - self.start:.1f}s)", flush=True)
 
 
-def grad_noise_callback(config: TrainConfig, execution: Execution, ds: data.Dataset, state: dict) -> list:
+def grad_noise_callback(config: TrainConfig, execution: Execution, ds: data.Dataset, state: dict,
+                        logged_through: int = 0) -> list:
     """[the per-epoch gradient-noise measurement (eq. 1-3)] or [] when it is off. Each epoch's estimate is
-    logged (step = epoch) and kept in the checkpoint state, so the mean over training survives a resume."""
+    logged (step = epoch; not again for an epoch replayed after a resume) and kept in the checkpoint state,
+    so the mean over training survives a resume."""
     if not execution.grad_noise_batches:
         return []
 
     def log(estimate: dict, step: int) -> None:
         state.setdefault("grad_noise", []).append(estimate)
-        tracking.log_metrics(tracking.grad_noise_metrics(estimate), step=step)
+        if step > logged_through:
+            tracking.log_metrics(tracking.grad_noise_metrics(estimate), step=step)
 
     return [gradnoise.GradNoiseCallback(ds.x_train, ds.y_train, config.batch_size, execution.grad_noise_batches,
                                         config.seed, config.lr, log)]
@@ -259,10 +266,11 @@ def train(config: TrainConfig, data_dir: str | None = None, experiment: str = tr
             stream, steps = data.training_stream(ds.x_train, ds.y_train, config.batch_size, config.seed,
                                                  start_epoch=state["epoch"],
                                                  augment=data.augmentation_for(config.dataset))
-            grad_noise = grad_noise_callback(config, execution, ds, state)
+            logged_through = tracking.last_step(run_id, tracking.EPOCH_METRICS[0]) if resume else 0
+            grad_noise = grad_noise_callback(config, execution, ds, state, logged_through)
             model.fit(stream, steps_per_epoch=steps, epochs=config.epochs, initial_epoch=state["epoch"], verbose=0,
                       validation_data=data.validation_data(ds.x_val, ds.y_val, EVAL_BATCH),
-                      callbacks=[EpochLog(config.epochs), *grad_noise, Checkpointer(folder, config.patience, state),
+                      callbacks=[EpochLog(config.epochs, run_id, logged_through), *grad_noise, Checkpointer(folder, config.patience, state),
                                  *extra_callbacks])
         if state.get("nonfinite_loss_epoch"):
             print(f"stopped: the training loss became non-finite in epoch {state['nonfinite_loss_epoch']}",

@@ -1,0 +1,155 @@
+"""Where a study's time goes: a small demo-like sweep (digits, ResNet20, Adam, 3 learning rates, 4 epochs,
+additive + PCM noise, 2 draws per level) in a throwaway sqlite store, its stdout captured and parsed.
+
+Per configuration c (one training + its noise evaluations, run one after another in this process):
+  S_c   = Outcome.seconds: the whole configuration (run_job: tracking look-ups, data, model build, training,
+          gradient-noise summary, a_0, model logging and registration, every noise evaluation with its
+          artifacts and figures);
+  e_c,i = the seconds of epoch i printed by the training's epoch line `epoch i/E ... (X.Xs)` (fit's epoch with
+          validation; the per-epoch gradient-noise measurement, checkpoint and MLflow epoch logging run after
+          that line's timer stops, so they are not in e_c,i);
+  m_c   = mean(e_c,2 .. e_c,E): the steady epoch (the first epoch carries tracing and compilation);
+  D_c   = the sum of the noise-evaluation level lines' seconds `eta 0.1: 2 draws ... (X.Xs)` / `t 3600: ...`:
+          the noisy draws (draw + load + predict), every level of every noise configuration.
+Figures (means over configurations):
+  first_epoch_vs_steady_epoch            = mean_c e_c,1 / mean_c m_c;
+  study_seconds_per_configuration        = mean_c S_c;
+  study_fixed_seconds_per_configuration  = mean_c (S_c - E m_c - D_c): everything but steady-state epochs and
+      noise draws, i.e. the first epoch's excess over a steady one, the per-epoch bookkeeping above (E times),
+      and the per-configuration work (run set-up, model build, a_0, model logging, each noise evaluation's
+      model load, baseline pass and artifacts). Target <= 5 s.
+Information (no target), from the times t(line) the lines were printed:
+  study_fixed_seconds_after_first_configuration: the fixed mean without the first configuration, which also
+      pays the process's one-time costs (imports, first traces), amortised in a real study;
+  study_epoch_bookkeeping_seconds = mean over c and i < E of t(epoch line i+1) - t(epoch line i) - e_c,i+1:
+      the per-epoch work after an epoch line (gradient noise, checkpoint, logging);
+  study_before_fit_seconds = t(epoch line 1) - e_c,1 - t(previous `[study]` line): look-ups, run set-up, data,
+      model build; study_after_fit_seconds = t(first `noise-eval run` line) - t(last epoch line): the last
+      epoch's bookkeeping, gradient-noise summary, a_0, model logging and registration;
+      study_noise_eval_fixed_seconds = t(`[study] k/N done`) - t(first `noise-eval run` line) - D_c: the noise
+      evaluations' model loads, baseline passes and artifacts. Together with e_c,1 - m_c and
+      (E - 1) x bookkeeping these make up the fixed seconds.
+The study's set-up (store, study run) and report (report=False) are outside every S_c.
+`python study_overhead.py`; LRNOISE_BENCH_QUICK=1: 2 learning rates, 2 epochs, 1 draw per level.
+"""
+import contextlib
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+
+import _common
+
+EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+)\s.*\((\d+(?:\.\d+)?)s\)$")
+LEVEL_LINE = re.compile(r"^(?:eta|t) \S+: \d+ draws\s.*\((\d+(?:\.\d+)?)s\)$")  # not the indented progress lines
+DONE_LINE = re.compile(r"^\[study\] \d+/\d+ done, .*\((\d+)s\)$")
+
+
+class TimedLines:
+    """A stdout stand-in that keeps every complete line with the perf_counter time it was written, and echoes
+    the study's own `[study]` lines to `echo` (progress for whoever watches the benchmark)."""
+
+    def __init__(self, echo):
+        self.lines, self.partial, self.echo = [], "", echo
+
+    def write(self, text: str) -> int:
+        self.partial += text
+        *complete, self.partial = self.partial.split("\n")
+        now = time.perf_counter()
+        for line in complete:
+            self.lines.append((now, line))
+            if line.startswith("[study]"):
+                self.echo.write(line + "\n")
+                self.echo.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _fresh(start: float) -> dict:
+    return {"start": start, "epochs": [], "epoch_times": [], "draws": [], "noise_start": None}
+
+
+def parse(lines: list[tuple[float, str]]) -> list[dict]:
+    """Per configuration, in completion order: {epochs: [e_i], epoch_times: [t(line i)], draws: [level s],
+    start: t(previous `[study]` line), noise_start: t(first `noise-eval run` line) or None, end: t(its
+    `[study] k/N done` line), seconds: the `(Ns)` figure of that line}."""
+    configurations, current = [], _fresh(lines[0][0] if lines else 0.0)
+    for when, line in lines:
+        if match := EPOCH_LINE.match(line):
+            current["epochs"].append(float(match.group(3)))
+            current["epoch_times"].append(when)
+        elif match := LEVEL_LINE.match(line):
+            current["draws"].append(float(match.group(1)))
+        elif line.startswith("noise-eval run ") and current["noise_start"] is None:
+            current["noise_start"] = when
+        elif match := DONE_LINE.match(line):
+            configurations.append({**current, "end": when, "seconds": float(match.group(1))})
+            current = _fresh(when)
+    return configurations
+
+
+def figures(configurations: list[dict]) -> dict:
+    """The module docstring's figures from parsed configurations (each with >= 2 epochs; `seconds` = S_c)."""
+    mean = statistics.fmean
+    first = [c["epochs"][0] for c in configurations]
+    steady = [mean(c["epochs"][1:]) for c in configurations]  # m_c
+    fixed = [c["seconds"] - len(c["epochs"]) * m - sum(c["draws"]) for c, m in zip(configurations, steady)]
+    bookkeeping = [t1 - t0 - e for c in configurations
+                   for t0, t1, e in zip(c["epoch_times"], c["epoch_times"][1:], c["epochs"][1:])]
+    noise_start = [c["noise_start"] or c["end"] for c in configurations]
+    return {
+        "first_epoch_vs_steady_epoch": round(mean(first) / mean(steady), 3),
+        "study_seconds_per_configuration": round(mean(c["seconds"] for c in configurations), 2),
+        "study_fixed_seconds_per_configuration": round(mean(fixed), 2),
+        "study_fixed_seconds_after_first_configuration": round(mean(fixed[1:] or fixed), 2),
+        "study_steady_epoch_seconds": round(mean(steady), 3),
+        "study_draw_seconds_per_configuration": round(mean(sum(c["draws"]) for c in configurations), 2),
+        "study_epoch_bookkeeping_seconds": round(mean(bookkeeping), 3),
+        "study_before_fit_seconds": round(mean(c["epoch_times"][0] - c["epochs"][0] - c["start"]
+                                               for c in configurations), 2),
+        "study_after_fit_seconds": round(mean(n - c["epoch_times"][-1]
+                                              for c, n in zip(configurations, noise_start)), 2),
+        "study_noise_eval_fixed_seconds": round(mean(c["end"] - n - sum(c["draws"])
+                                                     for c, n in zip(configurations, noise_start)), 2),
+    }
+
+
+def sweep_spec(quick: bool):
+    from lrnoise import study
+    if quick:
+        return study.StudySpec(preset="demo", models=("resnet20",), optimizers=("adam",), lrs=(0.001, 0.0015),
+                               epochs=2, noise=("additive", "pcm"), trials=1)
+    return study.StudySpec(preset="demo", models=("resnet20",), optimizers=("adam",), lrs=(0.0005, 0.001, 0.0015),
+                           epochs=4, noise=("additive", "pcm"), trials=2)
+
+
+def main():
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="lrnoise-study-bench-") as tmp:
+        os.chdir(tmp)  # the store's artifacts (./mlruns) land here
+        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
+        from lrnoise import study
+        capture = TimedLines(sys.stdout)
+        try:
+            with contextlib.redirect_stdout(capture):
+                outcomes, _ = study.run_study(sweep_spec(_common.quick()), experiment="study-overhead",
+                                              report=False)
+        finally:
+            os.chdir(here)
+    failed = [o.job.name for o in outcomes if o.status != "ok"]
+    if failed:
+        raise SystemExit(f"study configurations failed: {failed}")
+    configurations = parse(capture.lines)
+    if len(configurations) != len(outcomes):
+        raise SystemExit(f"parsed {len(configurations)} configurations from the log, the study ran {len(outcomes)}")
+    for parsed, outcome in zip(configurations, outcomes):  # Outcome.seconds: unrounded S_c
+        parsed["seconds"] = outcome.seconds
+    return _common.record(figures(configurations))
+
+
+if __name__ == "__main__":
+    main()
