@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -34,8 +35,8 @@ HAS_RAY = importlib.util.find_spec("ray") is not None
 EXPERIMENT = tracking.DEFAULT_EXPERIMENT
 REGISTERED_MODEL = "lrnoise-digits-resnet20"  # what `lrnoise train --dataset digits` registers
 STUDY_ARGS = ("study", "--models", "resnet20", "--optimizers", "adam", "--lrs", "0.001,0.002", "--epochs", "1",
-              "--trials", "1", "--noise", "additive", "--etas", "0.1", "--batch-size", "128", "--workers", "2",
-              "--no-report")
+              "--trials", "1", "--noise", "additive", "--etas", "0.1", "--batch-size", "128", "--patience", "10",
+              "--workers", "2", "--no-report")  # --patience 10: train's default, so lr 0.001 reuses its run
 WRITER_COMMANDS = ("train", "noise-eval", "report", "study", "study-ray")
 DENIED_COMMANDS = ("train", "noise-eval", "study")
 WRONG_PASSWORD_COMMANDS = ("train", "noise-eval", "report", "study")
@@ -60,6 +61,7 @@ class Secured:
     reader: User
     wrong: User  # the writer's name with a password the server never saw
     outputs: list = dataclasses.field(default_factory=list)  # (what ran, stdout + stderr) of every command
+    seconds: dict = dataclasses.field(default_factory=dict)  # what ran -> wall seconds (shown with -s)
     ray_dirs: list = dataclasses.field(default_factory=list)  # RAY_TMPDIR of each Ray study
 
     @property
@@ -137,9 +139,13 @@ def lrnoise(secured: Secured, user: User, *args, extra_env: dict | None = None, 
            if not k.startswith(("MLFLOW_TRACKING_", "MLFLOW_AUTH_")) and k != "MLFLOW_RUN_ID"}
     env.update(MLFLOW_TRACKING_URI=secured.uri, MLFLOW_TRACKING_USERNAME=user.name,
                MLFLOW_TRACKING_PASSWORD=user.password, MLFLOW_DISABLE_TELEMETRY="true", **(extra_env or {}))
+    started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "lrnoise.cli", *args], capture_output=True, text=True,
                           env=env, cwd=secured.root / "work", timeout=timeout)
-    secured.outputs.append((f"{user.name}: lrnoise {' '.join(args)}", proc.stdout + proc.stderr))
+    label = f"{user.name}: lrnoise {' '.join(args)}"
+    secured.seconds[label] = time.perf_counter() - started
+    print(f"[{secured.seconds[label]:.0f}s, exit {proc.returncode}] {label}")
+    secured.outputs.append((label, proc.stdout + proc.stderr))
     return proc
 
 
@@ -176,8 +182,15 @@ def runs_by_id(secured: Secured) -> dict:
     return {r.info.run_id: r.info.status for r in runs}
 
 
+# TensorFlow 2.21's C++ start-up log (absl, before InitializeLog; TF_CPP_MIN_LOG_LEVEL does not silence it):
+# "WARNING: All log messages before absl::InitializeLog() ...", "I0000 00:00:17.. 23601 port.cc:153] ..."
+TF_NATIVE_LOG = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)"
+                           r"|[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\])")
+
+
 def error_lines(proc) -> list[str]:
-    return [line for line in proc.stderr.splitlines() if line.strip()]
+    """lrnoise's stderr lines: TensorFlow's native start-up log left out (it is not lrnoise's to silence)."""
+    return [line for line in proc.stderr.splitlines() if line.strip() and not TF_NATIVE_LOG.match(line)]
 
 
 def _tail(proc) -> str:

@@ -245,3 +245,60 @@ def test_mlflow_run_noise_eval_entry_point(train_run):
     assert evals[0].data.tags["mlflow.parentRunId"] == train_run.run_id
     assert "normalized_accuracy_eta_20" in evals[0].data.metrics
     assert set(run_statuses().values()) == {"FINISHED"}
+
+
+def test_nonfinite_outputs_count_as_wrong_never_as_class_zero(digits):
+    model = models.resnet(8, 10, digits.input_shape)
+    for v in model.weights:
+        if v.path == "classifier/kernel":
+            v.assign(np.full(v.shape, np.nan, dtype="float32"))
+    zeros = np.zeros(len(digits.x_test), dtype=int)  # argmax of a NaN row would be 0: every label "hit"
+    assert models.Evaluator(model, digits.x_test, zeros).accuracy() == (0.0, True)
+
+
+def test_nonfinite_draws_are_counted(trained, digits, monkeypatch):
+    """A draw whose outputs held NaN / inf is counted (and its accuracy counts those rows as wrong)."""
+    evaluator = models.Evaluator(trained, digits.x_test, digits.y_test)
+    real = models.Evaluator.load
+
+    def overflowing(self, values):  # stands in for a draw that overflowed the classifier
+        values = dict(values)
+        values["classifier/kernel"] = values["classifier/kernel"] * np.float32(np.inf)
+        real(self, values)
+
+    injector = noise.injector_for(noise.PAPER, trained, evaluator)
+    monkeypatch.setattr(models.Evaluator, "load", overflowing)
+    accuracy, nonfinite = noise.noisy_accuracy(evaluator, injector, 0.1, 0, 0)
+    assert nonfinite and accuracy < 0.2
+    draws = pd.DataFrame({"level": [0.1, 0.1, 0.2], "trial": [0, 1, 0], "accuracy": [0.0, 0.5, 0.4],
+                          "nonfinite": [True, False, False]})
+    assert noise.NoiseResult(0.9, draws).nonfinite_draws == 1
+
+
+@pytest.mark.parametrize("noise_name, level", [("additive", 0.1), ("multiplicative", 0.1), ("pcm", 86400.0)])
+def test_every_noise_model_and_fold_bn_through_the_evaluation(trained, digits, noise_name, level):
+    for fold_bn in (False, True):
+        config = NoiseConfig(noise_name, levels=(level,), trials=2, fold_bn=fold_bn)
+        result = noise.evaluate(trained, digits.x_test, digits.y_test, config, log=lambda s: None)
+        assert 0.0 < result.summary["normalized_accuracy"].iloc[0] <= 1.2 and result.nonfinite_draws == 0
+    evaluator = models.Evaluator(trained, digits.x_test, digits.y_test)
+    folded = noise.injector_for(NoiseConfig(noise_name, fold_bn=True), trained, evaluator)
+    assert all(p.endswith(("kernel", "bias")) for p in folded.targets)  # the folded twin's kernels (and biases)
+    assert any(p.endswith("bias") and "conv" in p for p in folded.targets) or noise_name == "pcm"
+
+
+def test_noise_config_keys_names_and_validation():
+    paper_config = NoiseConfig()
+    assert paper_config.name == "additive-paper" and paper_config.is_paper
+    assert NoiseConfig(levels=noise.PAPER_ETAS, targets="trainable") == paper_config  # defaults resolved
+    assert NoiseConfig(trials=30).key == paper_config.key != NoiseConfig(trials=30).run_key  # precision only
+    assert NoiseConfig("pcm").name == "pcm-1s-1y" and NoiseConfig("pcm").targets == "kernels"
+    other = NoiseConfig(levels=(0.1, 0.3))
+    assert other.key != paper_config.key and other.name.startswith("additive-eta10-30-")
+    assert NoiseConfig("pcm", options=(("g_max", 25.0),)).key == NoiseConfig("pcm").key
+    assert NoiseConfig("pcm", options=(("drift_compensation", False),)).key != NoiseConfig("pcm").key
+    assert NoiseConfig.from_dict(NoiseConfig("pcm", fold_bn=True).to_dict()) == NoiseConfig("pcm", fold_bn=True)
+    for bad, message in ((dict(levels=(0.1, 0.1)), "repeat"), (dict(trials=0), "trials must be"),
+                         (dict(targets="weights"), "unknown targets"), (dict(trials="auto", ci_target=5.0), "0 < ci_target")):
+        with pytest.raises(noise.LrnoiseError, match=message):
+            NoiseConfig(**bad).validate()

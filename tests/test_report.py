@@ -237,3 +237,29 @@ def test_notebook_runs_on_a_small_store(store, tmp_path):
     outputs = str([o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs])
     assert "91.00%" in outputs and "0.9187" in outputs and "image/png" in outputs
     assert not any(o.get("output_type") == "error" for cell in notebook.cells for o in cell.get("outputs", []))
+
+
+def test_report_folder_is_replaced_whole_and_configurations_never_mix(store, tmp_path):
+    fill()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "fig9_stale.png").write_bytes(b"old")  # an earlier report's file
+    built = report.build_and_write("lrnoise", out, set_alias=False, log_run=False)
+    assert not (out / "fig9_stale.png").exists() and "fig9_stale.png" not in built.files
+    runs = built.runs.set_index("run_id")
+    first = runs.iloc[0]
+    # the other configuration's evaluation of the first run (A = 0.11, 0.12) never enters the paper's numbers
+    assert first["avg_normalized_accuracy"] == pytest.approx(np.mean(RUNS[0][6]))
+    every = report.build_and_write("lrnoise", tmp_path / "all", noise_config="all", set_alias=False, log_run=False)
+    names = sorted(c.info.name for c in every.configs)
+    assert names[0] == "additive-eta10-30-e19068" or names[0].startswith("additive-eta10-30-")
+    other = next(c for c in every.configs if not c.info.is_paper)
+    assert other.runs["avg_normalized_accuracy"].dropna().tolist() == [pytest.approx(0.115)]
+    assert (tmp_path / "all" / other.info.name / "table3_avg_normalized_accuracy.md").read_text().startswith(
+        f"# Table III: average normalised accuracy A_avr ({other.info.name}")
+    assert (tmp_path / "all" / "fig5_noise_models_cifar10.png").is_file()
+    assert (tmp_path / "all" / "fig5_noise_models_cifar10.pdf").is_file()
+    single = report.build("lrnoise", noise_config=other.info.name)
+    assert [c.info.key for c in single.configs] == [other.info.key]
+    with pytest.raises(report.LrnoiseError, match="no noise evaluation with configuration 'pcm-1s-1y'"):
+        report.build("lrnoise", noise_config="pcm-1s-1y")

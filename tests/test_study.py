@@ -265,3 +265,19 @@ def test_study_survives_a_tracking_server_restart(tmp_path, monkeypatch):
         server.kill()
         server.wait()
         mlflow.set_tracking_uri(None)
+
+
+@pytest.mark.e2e
+def test_a_tracking_server_that_cannot_start_is_one_line(tmp_path):
+    import socket
+    with socket.socket() as taken:  # port taken
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(tracking.LrnoiseError) as caught:
+            with tracking.serve(f"sqlite:///{tmp_path / 'a.db'}", port=port, wait_seconds=60):
+                pass
+    assert "could not start" in str(caught.value) and "\n" not in str(caught.value)
+    with pytest.raises(tracking.LrnoiseError, match="could not start"):  # a store URI it cannot open
+        with tracking.serve("nosuchscheme://x/y", wait_seconds=60):
+            pass

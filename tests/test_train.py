@@ -141,3 +141,42 @@ def test_execution_options(store):
     assert keras.config.dtype_policy().name == "float32"  # the global policy is left as it was
     bad = CliRunner().invoke(app, ["train", "--mixed-precision", "fp8"])
     assert bad.exit_code == 2 and "none, bf16 or fp16" in bad.output
+
+
+@pytest.mark.e2e
+def test_a_model_that_did_not_learn_is_marked_refused_and_reported(store, tmp_path):
+    """sgd at lr 5 diverges: training stops at the first non-finite loss, the model is at chance, tagged
+    learned=false (run and registry version), noise-eval refuses it unless forced, the report says so."""
+    runner = CliRunner()
+    broken = runner.invoke(app, ["train", "--optimizer", "sgd", "--lr", "5", "--epochs", "3", "--batch-size", "64",
+                                 "--patience", "0"])
+    assert broken.exit_code == 0, broken.output
+    assert "did not learn" in broken.output
+    good = train(CONFIG)
+    runs = {r.info.run_id: r for r in mlflow.search_runs(experiment_names=["lrnoise"], output_format="list")}
+    (bad_id,) = [i for i in runs if i != good.run_id]
+    bad = runs[bad_id]
+    assert bad.data.tags["lrnoise.learned"] == "false" and runs[good.run_id].data.tags["lrnoise.learned"] == "true"
+    assert bad.data.metrics["baseline_accuracy"] < 0.2
+    if "nonfinite_loss_epoch" in bad.data.metrics:  # it diverged: stopped at that epoch, not after 3
+        assert bad.data.metrics["epochs_trained"] == bad.data.metrics["nonfinite_loss_epoch"]
+    client = mlflow.tracking.MlflowClient()
+    (version,) = client.search_model_versions(f"run_id = '{bad_id}'")
+    assert version.tags["lrnoise.learned"] == "false"
+
+    refused = runner.invoke(app, ["noise-eval", "--run-id", bad_id, "--trials", "1"])
+    assert refused.exit_code == 2 and len(refused.output.strip().splitlines()) == 1
+    assert "did not learn" in refused.output and "--force" in refused.output
+    forced = runner.invoke(app, ["noise-eval", "--run-id", bad_id, "--trials", "1", "--etas", "0.1", "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert runner.invoke(app, ["noise-eval", "--run-id", good.run_id, "--trials", "1"]).exit_code == 0
+
+    from lrnoise import report
+    built = report.build_and_write("lrnoise", tmp_path / "report", optimizer="sgd")
+    table3 = (tmp_path / "report" / "table3_avg_normalized_accuracy.md").read_text()
+    table2 = (tmp_path / "report" / "table2_baseline_accuracy.md").read_text()
+    assert "no learning" in table3 and "no learning" not in table2  # Table II keeps the measured accuracy
+    assert bad_id not in set(built.sweet_spots.get("run_id", []))
+    aliases = {a for v in client.search_model_versions(f"run_id = '{bad_id}'") for a in v.aliases}
+    assert "noise-robust" not in aliases
+    assert "RUNNING" not in run_statuses().values()

@@ -78,6 +78,12 @@ def one_line_errors(fn):
         except LrnoiseError as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise typer.Exit(2)
+        except Exception as exc:  # the tracking server refused or went away for longer than MLflow's retries
+            message = tracking.server_error(exc)
+            if message is None:
+                raise
+            print(f"error: {message}", file=sys.stderr)
+            raise typer.Exit(2)
     return wrapper
 
 

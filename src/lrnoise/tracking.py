@@ -140,6 +140,24 @@ def ensure_experiment(name: str) -> str:
     return exp_id
 
 
+def server_error(exc: BaseException) -> str | None:
+    """One line for an error of the tracking server (refused, unauthorised, unreachable after MLflow's
+    retries), naming the server; None for any other error. A rerun resumes what was interrupted."""
+    import requests
+    uri = tracking_uri()
+    if isinstance(exc, MlflowException):
+        code = getattr(exc, "error_code", "")
+        first = (exc.message or str(exc)).strip().splitlines()[0][:200]
+        if code in ("PERMISSION_DENIED", "UNAUTHENTICATED") or "401" in first or "403" in first:
+            return f"tracking server {uri} denied the request ({code or 'not authorised'}): {first}"
+        if "API request" in first or "Max retries" in first or code in ("TEMPORARILY_UNAVAILABLE",):
+            return f"tracking server {uri} unreachable: {first} (rerun to resume)"
+        return None
+    if isinstance(exc, requests.exceptions.RequestException):
+        return f"tracking server {uri} unreachable: {type(exc).__name__} (rerun to resume)"
+    return None
+
+
 def find_experiment(name: str):
     """The experiment called `name`, or a one-line error if there is none (or the server is unreachable)."""
     try:
