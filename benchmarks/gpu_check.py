@@ -114,7 +114,8 @@ def main(n=int(os.environ.get("GPU_CHECK_N", 50_000)), epochs=int(os.environ.get
         evaluator()
     synchronize()
     clean = (time.perf_counter() - start) / trials
-    per_draw = {name: time_draws(noise.NoiseConfig(name), model, evaluator, trials) for name in noise_models.NOISE_MODELS}
+    per_draw = {name: time_draws(noise.NoiseConfig(name), model, evaluator, trials)
+                for name in noise_models.NOISE_MODELS}  # additive, multiplicative, pcm
 
     start = time.perf_counter()
     result = noise.evaluate(model, x_test, y_test, noise.NoiseConfig("pcm", trials=2), batch_size=2500)

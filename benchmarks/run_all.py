@@ -1,4 +1,4 @@
-"""Runs every benchmark (each in its own process) and writes benchmarks/results.json; about 7 minutes on
+"""Runs every benchmark (each in its own process) and writes benchmarks/results.json; about 8 minutes on
 2 cores. `python benchmarks/run_all.py`; LRNOISE_BENCH_QUICK=1 runs every benchmark at tiny sizes (a smoke test
 of the benchmark code; results go to a temp file, the numbers mean nothing)."""
 import json

@@ -89,6 +89,8 @@ def parse(lines: list[tuple[float, str]]) -> list[dict]:
         elif match := DONE_LINE.match(line):
             configurations.append({**current, "end": when, "seconds": float(match.group(1))})
             current = _fresh(when)
+        elif line.startswith("[study]") and not current["epochs"]:  # the study's header: the first one starts
+            current["start"] = when
     return configurations
 
 

@@ -41,7 +41,7 @@ def test_train_logs_params_metrics_model_and_registry(store):
                                "batch_size": "64", "epochs": "2", "seed": "3", "init": "glorot_uniform",
                                "shortcut": "A", "patience": "0",  # the configuration
                                "mixed_precision": "none", "jit_compile": "None", "steps_per_execution": "1",
-                               "grad_noise_batches": "8"}  # how it ran and what it measured
+                               "grad_noise_batches": "8", "checkpoint_every": "60.0"}  # how it ran and measured
     client = mlflow.tracking.MlflowClient()
     for name in (*tracking.EPOCH_METRICS, "grad_noise_c", "grad_noise_power", "update_noise_power"):
         assert [m.step for m in client.get_metric_history(result.run_id, name)] == [1, 2]
@@ -67,14 +67,16 @@ def test_train_logs_params_metrics_model_and_registry(store):
 
 
 @pytest.mark.e2e
-def test_same_seed_same_weights_and_resume_continues_exactly(store):
+def test_same_seed_same_weights_and_resume_continues_exactly(store, tmp_path):
     straight = train(CONFIG)
+    every_epoch = Execution(checkpoint_every=0)  # a checkpoint after each epoch: the resume restores it
     with pytest.raises(KeyboardInterrupt):
-        train(CONFIG, extra_callbacks=(Interrupt(1),))
+        train(CONFIG, extra_callbacks=(Interrupt(1),), execution=every_epoch)
     statuses = run_statuses()
     killed = [r for r, s in statuses.items() if s == "KILLED"]
     assert len(killed) == 1 and "RUNNING" not in statuses.values()
-    resumed = train(CONFIG, resume=killed[0])
+    assert tracking.download_checkpoint(killed[0], tmp_path / "ckpt") is not None
+    resumed = train(CONFIG, resume=killed[0], execution=every_epoch)
     assert resumed.run_id == killed[0] and mlflow.get_run(killed[0]).info.status == "FINISHED"
     assert [m.step for m in mlflow.tracking.MlflowClient().get_metric_history(killed[0], "loss")] == [1, 2]
     for a, b in zip(weights(straight.model_uri), weights(resumed.model_uri)):
@@ -180,3 +182,20 @@ def test_a_model_that_did_not_learn_is_marked_refused_and_reported(store, tmp_pa
     aliases = {a for v in client.search_model_versions(f"run_id = '{bad_id}'") for a in v.aliases}
     assert "noise-robust" not in aliases
     assert "RUNNING" not in run_statuses().values()
+
+
+@pytest.mark.e2e
+def test_a_configuration_trains_bit_for_bit_alike_alone_and_inside_a_sweep(store):
+    """The sweep reuses one traced model per shape (issue 13): the science must not change."""
+    from lrnoise import train as train_module
+    target = TrainConfig(**{**CONFIG.params(), "lr": 0.001, "seed": 5})
+    train_module._COMPILED.clear()
+    alone = train(target)
+    train_module._COMPILED.clear()
+    train(TrainConfig(**{**target.params(), "lr": 0.003}))  # another lr first: its traced model is reused
+    (shell,) = train_module._COMPILED.values()
+    in_sweep = train(target)
+    assert list(train_module._COMPILED.values()) == [shell] and in_sweep.model is shell  # reused, not rebuilt
+    for a, b in zip(weights(alone.model_uri), weights(in_sweep.model_uri)):
+        np.testing.assert_array_equal(a, b)
+    assert in_sweep.baseline_accuracy == alone.baseline_accuracy

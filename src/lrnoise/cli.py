@@ -109,6 +109,8 @@ def train(
     steps_per_execution: int = typer.Option(1, help="training steps per compiled call"),
     grad_noise_batches: int = typer.Option(8, help="K minibatches per epoch for the gradient-noise estimate "
                                                    "(eq. 3); 0 turns it off"),
+    checkpoint_every: float = typer.Option(60.0, help="seconds of training between checkpoint uploads "
+                                                      "(0 = every epoch)"),
 ):
     """Train one model with MLflow tracking; the model is logged and registered."""
     from lrnoise import data
@@ -119,7 +121,8 @@ def train(
         config = TrainConfig(dataset=dataset, model=model, optimizer=optimizer, lr=lr, batch_size=batch_size,
                              epochs=epochs, seed=seed, shortcut=shortcut, patience=patience).validate()
     execution = Execution(mixed_precision=mixed_precision, jit_compile=jit_compile,
-                          steps_per_execution=steps_per_execution, grad_noise_batches=grad_noise_batches).validate()
+                          steps_per_execution=steps_per_execution, grad_noise_batches=grad_noise_batches,
+                          checkpoint_every=checkpoint_every).validate()
     data.require([config.dataset], data_dir or None)  # before any run exists
     run_train(config, data_dir=data_dir or None, experiment=experiment, registered_model=registered_model or None,
               resume=resume, execution=execution)

@@ -37,6 +37,8 @@ numpy.random.default_rng((seed, epoch, tag))), so training with the callback is 
 """
 from __future__ import annotations
 
+import weakref
+
 import keras
 import numpy as np
 
@@ -110,6 +112,16 @@ def gradient_function(model, loss_fn=None, compiled: bool = True):
         return [keras.ops.zeros(v.shape, dtype=v.dtype) if g is None else g for g, v in zip(grads, variables)]
 
     return gradients
+
+
+_COMPILED = weakref.WeakKeyDictionary()  # model -> its traced gradient function (a sweep reuses one model)
+
+
+def compiled_gradients(model):
+    """gradient_function(model), traced once per model object and kept while the model lives."""
+    if model not in _COMPILED:
+        _COMPILED[model] = gradient_function(model)
+    return _COMPILED[model]
 
 
 def batch_gradients(model, x, y, loss_fn=None) -> list:
@@ -252,7 +264,7 @@ class GradNoiseCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if not self.k or epoch < self.start_epoch:
             return
-        self.gradients = self.gradients or gradient_function(self.model)
+        self.gradients = self.gradients or compiled_gradients(self.model)
         metrics = estimate(self.model, self.x, self.y, self.batch_size, self.k, self.seed, epoch + 1, self.lr,
                            optimizer=self.model.optimizer, gradients=self.gradients)
         self.log(metrics, step=epoch + 1)

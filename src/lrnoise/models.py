@@ -158,6 +158,41 @@ class _PassThrough(keras.layers.Layer):
         return inputs
 
 
+_TWINS: dict = {}  # architecture (model JSON) -> (twin, pairs, folds, direct, twin variables)
+_TWIN_HOLDER: dict = {}  # id(twin) -> the Evaluator whose weights it holds now
+
+
+def _twin_of(model: keras.Model) -> tuple:
+    """The folded inference twin of `model`'s architecture and the plan of what load() does, built once per
+    architecture and process: a sweep's models share one twin (and its traced predict)."""
+    key = model.to_json()
+    if key in _TWINS:
+        return _TWINS[key]
+    pairs = foldable_pairs(model)
+    folded = set(pairs.values())
+
+    def twin_layer(layer):
+        if layer.name in folded:
+            return _PassThrough(name=layer.name)
+        config = layer.get_config()
+        if layer.name in pairs:
+            config["use_bias"] = True
+        return layer.__class__.from_config(config)
+
+    twin = keras.models.clone_model(model, clone_function=twin_layer)
+    twin_vars = {v.path: v for v in twin.weights}
+    # what load() does, worked out once: (conv, bn paths, eps, twin kernel, twin bias) per folded pair,
+    # and the twin variables copied straight from the original's
+    folds = [(f"{conv}/kernel", f"{conv}/bias", *(f"{bn}/{w}" for w in
+              ("gamma", "beta", "moving_mean", "moving_variance")), model.get_layer(bn).epsilon,
+              twin_vars[f"{conv}/kernel"], twin_vars[f"{conv}/bias"]) for conv, bn in pairs.items()]
+    direct = [(path, v) for path, v in twin_vars.items() if path.split("/")[0] not in pairs]
+    if len(_TWINS) >= 8:  # a few architectures (x input normalisations, which are baked into the graph)
+        _TWINS.pop(next(iter(_TWINS)))
+    _TWINS[key] = (twin, pairs, folds, direct, twin_vars)
+    return _TWINS[key]
+
+
 class Evaluator:
     """Test-set accuracy of a model: the one evaluation used for a_0 and for every noisy draw.
 
@@ -169,26 +204,8 @@ class Evaluator:
     """
 
     def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray, batch_size: int = 1000):
-        self.pairs = foldable_pairs(model)
-        folded = set(self.pairs.values())
-
-        def twin_layer(layer):
-            if layer.name in folded:
-                return _PassThrough(name=layer.name)
-            config = layer.get_config()
-            if layer.name in self.pairs:
-                config["use_bias"] = True
-            return layer.__class__.from_config(config)
-
-        self.twin = keras.models.clone_model(model, clone_function=twin_layer)
-        twin_vars = {v.path: v for v in self.twin.weights}
-        # what load() does, worked out once: (conv, bn paths, eps, twin kernel, twin bias) per folded pair,
-        # and the twin variables copied straight from the original's
-        self.folds = [(f"{conv}/kernel", f"{conv}/bias", *(f"{bn}/{w}" for w in
-                       ("gamma", "beta", "moving_mean", "moving_variance")), model.get_layer(bn).epsilon,
-                       twin_vars[f"{conv}/kernel"], twin_vars[f"{conv}/bias"]) for conv, bn in self.pairs.items()]
-        self.direct = [(path, v) for path, v in twin_vars.items() if path.split("/")[0] not in self.pairs]
-        self.twin_variables = twin_vars
+        twin = _twin_of(model)  # shared by every Evaluator of this architecture: traced once per process
+        self.twin, self.pairs, self.folds, self.direct, self.twin_variables = twin
         self.clean = weight_values(model)
         self.load(self.clean)
         # stored as given (uint8 images stay uint8 on the device), cast batch by batch when they are used
@@ -215,6 +232,8 @@ class Evaluator:
         """Writes twin weights ({twin variable path: tensor}, e.g. noisy folded kernels) into the twin."""
         for path, variable in self.twin_variables.items():
             variable.assign(twin_values[path])
+        self.loaded = twin_values
+        _TWIN_HOLDER[id(self.twin)] = self
 
     def load(self, values: dict) -> None:
         """Writes the original model's weights `values` ({variable path: tensor}) into the folded twin."""
@@ -223,6 +242,8 @@ class Evaluator:
     def accuracy(self) -> tuple[float, bool]:
         """(test accuracy, whether any output was non-finite). A non-finite output row (a noise draw that
         pushed a BN variance below zero, say) counts as a wrong prediction, never as class 0."""
+        if _TWIN_HOLDER.get(id(self.twin)) is not self:  # another Evaluator wrote the shared twin since
+            self.assign(self.loaded)
         hits, nonfinite = 0, False
         for xb, yb in zip(self.batches, self.labels):
             probs = keras.ops.convert_to_numpy(self.twin.predict_on_batch(keras.ops.cast(xb, "float32")))

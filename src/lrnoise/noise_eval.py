@@ -11,10 +11,12 @@ from lrnoise.errors import LrnoiseError
 
 def noise_eval(config: noise.NoiseConfig, run_id: str | None = None, model_uri: str | None = None,
                dataset: str | None = None, data_dir: str | None = None, experiment: str | None = None,
-               batch_size: int = 1000, force: bool = False) -> tuple[str, noise.NoiseResult]:
+               batch_size: int = 1000, force: bool = False, model=None,
+               loaded_data: data.Dataset | None = None) -> tuple[str, noise.NoiseResult]:
     """Evaluates a training run's model (or any model URI) under `config` in a noise-eval run, child of the
     training run. Returns (noise-eval run id, result). The summary is also written onto the training run.
-    A model that did not learn (tag lrnoise.learned=false) is refused unless `force`."""
+    A model that did not learn (tag lrnoise.learned=false) is refused unless `force`. `model` /
+    `loaded_data`: the run's model and data already in memory (a study right after training)."""
     config.validate()
     if bool(run_id) == bool(model_uri):
         raise LrnoiseError("give exactly one of --run-id (a training run) or --model-uri (models:/...)")
@@ -24,13 +26,15 @@ def noise_eval(config: noise.NoiseConfig, run_id: str | None = None, model_uri: 
     if source is not None and not force and not tracking.learned(source):
         raise LrnoiseError(f"training run {source.info.run_id} did not learn (test accuracy not above chance): "
                            "its noise resistance means nothing; pass --force to evaluate it anyway")
-    if dataset is None:
-        dataset = tracking.dataset_of(source) if source is not None else None
+    ds = loaded_data
+    if ds is None:
+        dataset = dataset or (tracking.dataset_of(source) if source is not None else None)
         if dataset is None:
             raise LrnoiseError(f"model {model_uri} comes from no lrnoise training run: pass --dataset")
-    data.require([dataset], data_dir)
-    ds = data.load(dataset, data_dir=data_dir)
-    model = tracking.load_model(model_uri)
+        data.require([dataset], data_dir)
+        ds = data.load(dataset, data_dir=data_dir)
+    dataset = ds.name
+    model = model if model is not None else tracking.load_model(model_uri)
     if tuple(model.input_shape[1:]) != ds.input_shape:
         raise LrnoiseError(f"model {model_uri} takes inputs {model.input_shape[1:]}, {dataset} images are "
                            f"{ds.input_shape}: pass the dataset it was trained on")

@@ -183,11 +183,10 @@ def run_job(job: Job, experiment: str, parent_run_id: str | None, data_dir: str 
 def _train_and_evaluate(job: Job, outcome: Outcome, exp_id: str, experiment: str, parent_run_id: str | None,
                         data_dir: str | None) -> None:
     """The configuration's work, under its claim: reuse / resume / train, then each noise evaluation."""
-    import keras
-
     from lrnoise.noise_eval import noise_eval
     from lrnoise.train import train
     found = tracking.existing_run(exp_id, "train", tracking.config_key(job.train.params()))
+    trained = None  # this process's own training: its model and data are reused by the evaluations
     if found.live:  # a process that lost its claim (lease timeout) but still beats: leave it
         outcome.status = "busy"
         return
@@ -197,7 +196,7 @@ def _train_and_evaluate(job: Job, outcome: Outcome, exp_id: str, experiment: str
         result = train(job.train, data_dir=data_dir, experiment=experiment, resume=found.resume,
                        parent_run_id=parent_run_id)
         outcome.train_run_id, outcome.trained = result.run_id, "resumed" if found.resume else "new"
-        keras.backend.clear_session()
+        trained = result
     outcome.learned = tracking.learned(tracking.get_run(outcome.train_run_id))
     if not outcome.learned:
         outcome.evaluated = "skipped"
@@ -210,10 +209,11 @@ def _train_and_evaluate(job: Job, outcome: Outcome, exp_id: str, experiment: str
             outcome.eval_run_ids.append(done)
             evaluated.append("reused")
         else:
-            eval_run_id, _ = noise_eval(config, run_id=outcome.train_run_id, data_dir=data_dir)
+            eval_run_id, _ = noise_eval(config, run_id=outcome.train_run_id, data_dir=data_dir,
+                                        model=trained.model if trained else None,
+                                        loaded_data=trained.dataset if trained else None)
             outcome.eval_run_ids.append(eval_run_id)
             evaluated.append("new")
-            keras.backend.clear_session()
     outcome.evaluated = evaluated[0] if len(set(evaluated)) == 1 else "mixed"
 
 

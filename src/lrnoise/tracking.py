@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -369,6 +370,14 @@ def download_checkpoint(run_id: str, dst: Path) -> Path | None:
 
 
 # ---------------------------------------------------------------- models and the registry
+@functools.lru_cache(maxsize=8)
+def _signature(input_shape: tuple, input_dtype: str, classes: int):
+    """The model signature (images in, class probabilities out), worked out once per shape: no predict call."""
+    from mlflow.models import infer_signature
+    return infer_signature(np.zeros((1, *input_shape), input_dtype), np.zeros((1, classes), np.float32))
+
+
+@functools.lru_cache(maxsize=1)
 def _pip_requirements() -> list[str]:
     """keras and the backend the model was trained with (tensorflow by default), pinned to what ran."""
     import keras
@@ -416,11 +425,10 @@ def log_model(model, input_example: np.ndarray, registered_model: str, train_par
     version_tags = {**{k: train_params[k] for k in VERSION_TAGS}, SOURCE_RUN_ID: run_id,
                     LEARNED: str(learned).lower()}
     mlflow.set_tag(LEARNED, str(learned).lower())
-    from mlflow.models import infer_signature
-    signature = infer_signature(input_example, model.predict(input_example, verbose=0))
+    signature = _signature(tuple(input_example.shape[1:]), str(input_example.dtype), int(model.output_shape[-1]))
     _patch_keras_input_example()
     info = mlflow.keras.log_model(model, name=MODEL_ARTIFACT, signature=signature, input_example=input_example,
-                                  pip_requirements=_pip_requirements(), registered_model_name=registered_model)
+                                  pip_requirements=list(_pip_requirements()), registered_model_name=registered_model)
     version = info.registered_model_version
     mlflow.set_tag(MODEL_URI, info.model_uri)
     c = client()

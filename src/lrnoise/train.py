@@ -3,9 +3,10 @@ loss with the best weights restored ("until convergence"), a checkpoint every ep
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import keras
@@ -69,12 +70,15 @@ class Execution:
     jit_compile: bool | None = None  # XLA; None lets Keras decide ("auto")
     steps_per_execution: int = 1  # training steps per compiled call (fewer Python round trips on a GPU)
     grad_noise_batches: int = 8  # K minibatches per epoch for the gradient-noise estimate (eq. 3); 0 = off
+    checkpoint_every: float = 60.0  # seconds of training between checkpoint uploads; 0 = every epoch
 
     def validate(self) -> "Execution":
         if self.mixed_precision not in PRECISION_POLICIES:
             raise LrnoiseError(f"unknown mixed precision {self.mixed_precision!r}: choose none, bf16 or fp16")
         if self.steps_per_execution < 1:
             raise LrnoiseError(f"steps_per_execution must be >= 1, got {self.steps_per_execution}")
+        if self.checkpoint_every < 0:
+            raise LrnoiseError(f"checkpoint_every must be >= 0 seconds, got {self.checkpoint_every}")
         if self.grad_noise_batches < 0 or self.grad_noise_batches == 1:
             raise LrnoiseError(f"grad_noise_batches must be 0 (off) or >= 2, got {self.grad_noise_batches}")
         return self
@@ -90,6 +94,8 @@ class TrainResult:
     model_version: str
     baseline_accuracy: float
     epochs_trained: int
+    model: keras.Model | None = field(default=None, repr=False, compare=False)  # the trained model, in memory
+    dataset: data.Dataset | None = field(default=None, repr=False, compare=False)  # and its data (no reload)
 
 
 def make_optimizer(name: str, lr: float):
@@ -103,16 +109,58 @@ def make_optimizer(name: str, lr: float):
     }[name]()
 
 
-def build_model(config: TrainConfig, ds: data.Dataset, execution: Execution = Execution()) -> keras.Model:
+def initial_model(config: TrainConfig, ds: data.Dataset, execution: Execution = Execution()) -> keras.Model:
+    """The configuration's freshly initialised model (weights from the seed set before), not compiled."""
     mean, variance = models.channel_stats(ds.x_train)  # input normalisation from the training set only
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(PRECISION_POLICIES[execution.mixed_precision])
     try:
-        model = models.resnet(models.depth_of(config.model), ds.num_classes, ds.input_shape,
-                              shortcut=config.shortcut, init=config.init, mean=mean, variance=variance)
+        return models.resnet(models.depth_of(config.model), ds.num_classes, ds.input_shape,
+                             shortcut=config.shortcut, init=config.init, mean=mean, variance=variance)
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+def build_model(config: TrainConfig, ds: data.Dataset, execution: Execution = Execution()) -> keras.Model:
+    model = initial_model(config, ds, execution)
     compile_model(model, config, execution)
+    return model
+
+
+# Compiled models kept for the next configuration of the same shape in this process: tracing the training,
+# validation and gradient-noise steps costs ~10 s on a CPU, more than a short configuration's learning. A
+# configuration with the same (architecture, input normalisation, optimizer type, execution) reuses one: its
+# weights are overwritten with the configuration's own freshly initialised ones, the optimizer's state is
+# zeroed and its learning rate (a variable read by the traced step) set, so the same seed gives bit-identical
+# weights. The input normalisation is part of the key because Keras bakes a given mean / variance into the
+# traced graph as constants (they follow the seed's validation split).
+_COMPILED: dict = {}
+COMPILED_KEPT = 6  # models kept (a seed sweep cycles through one normalisation per seed)
+
+
+def _compiled_key(config: TrainConfig, ds: data.Dataset, execution: Execution, model: keras.Model) -> tuple:
+    norm = model.get_layer(models.NORMALIZATION_LAYER).get_config()
+    stats_key = hashlib.sha1(json.dumps([norm["mean"], norm["variance"]], default=str).encode()).hexdigest()
+    return (config.model, config.shortcut, config.init, config.optimizer, ds.num_classes, ds.input_shape,
+            stats_key, execution.mixed_precision, execution.jit_compile, execution.steps_per_execution)
+
+
+def reusable_model(config: TrainConfig, ds: data.Dataset, execution: Execution) -> keras.Model:
+    """build_model's model, initialised identically, but reusing an already-traced model when one fits."""
+    fresh = initial_model(config, ds, execution)  # same seeded initialisation as build_model
+    key = _compiled_key(config, ds, execution, fresh)
+    model = _COMPILED.pop(key, None)
+    if model is None or execution.mixed_precision == "fp16":  # fp16's loss-scale state is not plain zeros
+        compile_model(fresh, config, execution)
+        model = fresh
+    else:
+        model.set_weights(fresh.get_weights())
+        for variable in model.optimizer.variables:  # iterations, moments, velocities: as a new optimizer's
+            variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
+        model.optimizer.learning_rate.assign(config.lr)
+    _COMPILED[key] = model  # most recently used last
+    while len(_COMPILED) > COMPILED_KEPT:
+        _COMPILED.pop(next(iter(_COMPILED)))
     return model
 
 
@@ -124,33 +172,44 @@ def compile_model(model: keras.Model, config: TrainConfig, execution: Execution,
 
 
 class Checkpointer(keras.callbacks.Callback):
-    """Early stopping on val_loss + per-epoch checkpoint (model with optimizer state, best weights, state).
+    """Early stopping on val_loss + checkpoints (model with optimizer state, best weights, state).
 
-    The whole state lives in the checkpoint, so `--resume` continues exactly where training stopped.
+    The best weights are kept locally every epoch (early stopping restores them); the checkpoint is uploaded
+    into the run when `every` seconds of work have passed since the last one (every epoch when `every` is 0),
+    so a short training pays nothing for protection it does not need. The whole state lives in the
+    checkpoint, so `--resume` continues exactly where it was taken (or replays from the start, bit for bit).
     """
 
-    def __init__(self, folder: Path, patience: int, state: dict):
+    def __init__(self, folder: Path, patience: int, state: dict, every: float = 0.0):
         super().__init__()
-        self.folder, self.patience, self.state = folder, patience, state
+        self.folder, self.patience, self.state, self.every = folder, patience, state, every
+        self.last_upload, self.best_changed = time.monotonic(), False
 
     def on_epoch_end(self, epoch, logs=None):
         val_loss = float(logs["val_loss"])
         if not np.isfinite(float(logs["loss"])):  # the epoch's mean loss is non-finite iff a batch's was
             self.state["nonfinite_loss_epoch"] = epoch + 1
             self.model.stop_training = True
-        changed = [self.folder / "last.keras", self.folder / "state.json"]
         if val_loss < self.state["best_val_loss"]:
             self.state.update(best_val_loss=val_loss, best_epoch=epoch + 1, wait=0)
             self.model.save_weights(self.folder / "best.weights.h5")
-            changed.append(self.folder / "best.weights.h5")
+            self.best_changed = True
         else:
             self.state["wait"] += 1
         self.state["epoch"] = epoch + 1
-        self.model.save(changed[0])
-        changed[1].write_text(json.dumps(self.state))
-        tracking.log_checkpoint(changed)
         if self.patience and self.state["wait"] >= self.patience:
             self.model.stop_training = True
+        if time.monotonic() - self.last_upload >= self.every:
+            self.upload()
+
+    def upload(self) -> None:
+        changed = [self.folder / "last.keras", self.folder / "state.json"]
+        self.model.save(changed[0])
+        changed[1].write_text(json.dumps(self.state))
+        if self.best_changed:
+            changed.append(self.folder / "best.weights.h5")
+        tracking.log_checkpoint(changed)
+        self.last_upload, self.best_changed = time.monotonic(), False
 
     @staticmethod
     def finished(state: dict, config: "TrainConfig") -> bool:
@@ -255,7 +314,7 @@ def train(config: TrainConfig, data_dir: str | None = None, experiment: str = tr
         previous = tracking.download_checkpoint(run_id, Path(tmp) / "prev") if resume else None
         model, state = _restore(previous, folder)
         if model is None:
-            model = build_model(config, ds, execution)
+            model = reusable_model(config, ds, execution)
         else:  # keep the restored optimizer state; apply this call's execution options
             compile_model(model, config, execution, optimizer=model.optimizer)
         if state["epoch"]:
@@ -270,7 +329,8 @@ def train(config: TrainConfig, data_dir: str | None = None, experiment: str = tr
             grad_noise = grad_noise_callback(config, execution, ds, state, logged_through)
             model.fit(stream, steps_per_epoch=steps, epochs=config.epochs, initial_epoch=state["epoch"], verbose=0,
                       validation_data=data.validation_data(ds.x_val, ds.y_val, EVAL_BATCH),
-                      callbacks=[EpochLog(config.epochs, run_id, logged_through), *grad_noise, Checkpointer(folder, config.patience, state),
+                      callbacks=[EpochLog(config.epochs, run_id, logged_through), *grad_noise, Checkpointer(folder, config.patience, state,
+                                                                                       execution.checkpoint_every),
                                  *extra_callbacks])
         if state.get("nonfinite_loss_epoch"):
             print(f"stopped: the training loss became non-finite in epoch {state['nonfinite_loss_epoch']}",
@@ -292,4 +352,4 @@ def train(config: TrainConfig, data_dir: str | None = None, experiment: str = tr
             print(f"did not learn: test accuracy {baseline:.2%} is not clearly above chance "
                   f"({1 / ds.num_classes:.0%}); tagged {tracking.LEARNED}=false (lr {config.lr:g} too high?)")
         print(f"run_id {run_id}", flush=True)
-    return TrainResult(run_id, model_uri, str(version), baseline, state["epoch"])
+    return TrainResult(run_id, model_uri, str(version), baseline, state["epoch"], model, ds)
