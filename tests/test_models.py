@@ -53,3 +53,12 @@ def test_evaluator_counts_hits():
     pred = np.argmax(model.predict(x, verbose=0), -1)
     assert models.Evaluator(model, x, pred, batch_size=3)() == 1.0
     assert models.Evaluator(model, x, (pred + 1) % 3, batch_size=3)() == 0.0
+
+
+def test_private_keras_graph_api_bn_folding_relies_on():
+    """BN folding reads keras' private layer graph (`_inbound_nodes`): fails loudly when an upgrade breaks it."""
+    model = models.resnet(8, 10, (8, 8, 1))
+    assert models._producer(model.get_layer("stem_bn")).name == "stem_conv"
+    assert models.foldable_pairs(model)["stem_conv"] == "stem_bn"
+    # a new keras: check foldable_pairs against it, then add its version to models.KERAS_TESTED
+    assert keras.__version__.startswith(models.KERAS_TESTED), keras.__version__

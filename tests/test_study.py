@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from conftest import ROOT, run_statuses
 from lrnoise import paper, study, tracking
 from lrnoise.cli import app
+from lrnoise.noise import NoiseConfig
 
 TINY = dict(preset="demo", models=("resnet20",), optimizers=("adam",), lrs=(0.001, 0.002), epochs=1, trials=2,
             batch_size=128, noise=("additive",))
@@ -33,6 +34,18 @@ def test_plans():
     assert all(j.noise[0].levels == paper.ETAS and j.noise[0].trials == 5 for j in demo)
     job = demo[3]
     assert study.Job.from_json(job.to_json()) == job  # the process boundary loses nothing
+
+
+def test_study_params_name_the_grid():
+    assert study.StudySpec("demo").params() == {
+        "preset": "demo", "datasets": "preset", "models": "preset", "optimizers": "preset", "lrs": "preset",
+        "seeds": "0", "epochs": 10, "noise": "additive-paper,pcm-1s-1y", "trials": 5}
+    spec = study.StudySpec("paper", lrs=(0.001, 0.002), seeds=(0, 1), noise=("pcm",), times=(1.0, 60.0),
+                           trials="auto")
+    params = spec.params()
+    assert params["lrs"] == "0.001,0.002" and params["seeds"] == "0,1" and params["trials"] == "auto"
+    assert params["noise"] == NoiseConfig("pcm", levels=(1.0, 60.0)).name
+    assert tracking.config_key(params) != tracking.config_key(study.StudySpec("paper").params())
 
 
 @pytest.mark.e2e

@@ -395,13 +395,15 @@ def mechanism(points: pd.DataFrame, title: str, x_label: str) -> Figure:
 
 
 # ---------------------------------------------------------------- files
-def save(fig: Figure, stem: Path) -> list[Path]:
-    """Writes stem.png (dpi 120) and stem.pdf (vector); returns both paths. stem has no suffix."""
+def save(fig: Figure, stem: Path, vector: bool = True) -> list[Path]:
+    """Writes stem.png (dpi 120) and, with `vector`, stem.pdf (for papers); returns the paths. stem has no
+    suffix."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.parent / f"{stem.name}.png", stem.parent / f"{stem.name}.pdf"]
+    paths = [stem.parent / f"{stem.name}.png"] + ([stem.parent / f"{stem.name}.pdf"] if vector else [])
     fig.savefig(paths[0], dpi=DPI)
-    fig.savefig(paths[1])
+    if vector:
+        fig.savefig(paths[1])
     return paths
 
 

@@ -26,6 +26,10 @@ def noise_eval(config: noise.NoiseConfig, run_id: str | None = None, model_uri: 
     if source is not None and not force and not tracking.learned(source):
         raise LrnoiseError(f"training run {source.info.run_id} did not learn (test accuracy not above chance): "
                            "its noise resistance means nothing; pass --force to evaluate it anyway")
+    source_id = source.info.run_id if source is not None else None
+    exp_name = experiment or (tracking.experiment_name(source.info.experiment_id) if source else
+                              tracking.DEFAULT_EXPERIMENT)
+    tracking.ensure_experiment(exp_name)  # a READ-only user is refused now, before data and model load
     ds = loaded_data
     if ds is None:
         dataset = dataset or (tracking.dataset_of(source) if source is not None else None)
@@ -38,9 +42,6 @@ def noise_eval(config: noise.NoiseConfig, run_id: str | None = None, model_uri: 
     if tuple(model.input_shape[1:]) != ds.input_shape:
         raise LrnoiseError(f"model {model_uri} takes inputs {model.input_shape[1:]}, {dataset} images are "
                            f"{ds.input_shape}: pass the dataset it was trained on")
-    source_id = source.info.run_id if source is not None else None
-    exp_name = experiment or (tracking.experiment_name(source.info.experiment_id) if source else
-                              tracking.DEFAULT_EXPERIMENT)
     tags = {tracking.EVALUATED_MODEL: model_uri, tracking.NOISE_CONFIG: config.key,
             tracking.NOISE_CONFIG_NAME: config.name}
     if source_id:
@@ -77,7 +78,7 @@ def log_result(result: noise.NoiseResult, config: noise.NoiseConfig, train_run_i
 
 
 def write_artifacts(result: noise.NoiseResult, config: noise.NoiseConfig, dataset: str, folder: str) -> None:
-    """draws.csv (every draw), summary.csv (per level), noise_curve.png/.pdf."""
+    """draws.csv (every draw), summary.csv (per level), noise_curve.png (the report's figures add PDFs)."""
     draws = result.draws.assign(normalized_accuracy=result.draws["accuracy"] / result.baseline_accuracy)
     draws.to_csv(f"{folder}/draws.csv", index=False)
     result.summary.to_csv(f"{folder}/summary.csv", index=False)
@@ -86,4 +87,4 @@ def write_artifacts(result: noise.NoiseResult, config: noise.NoiseConfig, datase
                                      f"(A_avr = {result.avg_normalized_accuracy:.3f}; bars: 95 % CI over draws)",
                               level_label=figures.level_axis_label(config.level_name),
                               log_x=config.level_name == "t")
-    figures.save(fig, Path(folder) / "noise_curve")
+    figures.save(fig, Path(folder) / "noise_curve", vector=False)

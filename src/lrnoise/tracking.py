@@ -131,13 +131,12 @@ def ensure_experiment(name: str) -> str:
     c = client()
     try:
         exp = c.get_experiment_by_name(name)
+        exp_id = c.create_experiment(name) if exp is None else exp.experiment_id
+        # also the write check: a user with READ permission only is refused here, before any run exists
+        c.set_experiment_tag(exp_id, *EXPERIMENT_KIND)
     except MlflowException as exc:
-        raise LrnoiseError(f"tracking server {tracking_uri()} unreachable or refused: {exc.message}") from None
-    if exp is None:
-        exp_id = c.create_experiment(name)
-    else:
-        exp_id = exp.experiment_id
-    c.set_experiment_tag(exp_id, *EXPERIMENT_KIND)
+        raise LrnoiseError(server_error(exc) or f"tracking server {tracking_uri()} refused: "
+                                                f"{exc.message.splitlines()[0][:200]}") from None
     return exp_id
 
 
@@ -175,8 +174,11 @@ def find_experiment(name: str):
 def get_run(run_id: str):
     try:
         return client().get_run(run_id)
-    except MlflowException:
-        raise LrnoiseError(f"no run {run_id!r} in {tracking_uri()}") from None
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise LrnoiseError(f"no run {run_id!r} in {tracking_uri()}") from None
+        raise LrnoiseError(server_error(exc) or f"cannot read run {run_id!r} from {tracking_uri()}: "
+                                                f"{exc.message.splitlines()[0][:200]}") from None
 
 
 # ---------------------------------------------------------------- runs
@@ -390,44 +392,17 @@ def _pip_requirements() -> list[str]:
     return reqs
 
 
-MLFLOW_TESTED = ("3.17",)  # mlflow versions whose private mlflow.keras.save._save_example the patch wraps
-
-
-def _patch_keras_input_example() -> None:
-    """mlflow 3.17's mlflow.keras.save_model writes the input example before creating the model folder
-    (FileNotFoundError .../model/input_example.json); create the folder first. Harmless once fixed upstream;
-    fails loudly if an upgrade removes the private function it wraps."""
-    import warnings
-
-    import mlflow.keras.save as keras_save
-    original = getattr(keras_save, "_save_example", None)
-    if original is None:
-        raise RuntimeError(f"mlflow {mlflow.__version__} has no mlflow.keras.save._save_example: "
-                           "lrnoise.tracking._patch_keras_input_example needs updating")
-    if getattr(original, "_lrnoise", False):
-        return
-    if not mlflow.__version__.startswith(MLFLOW_TESTED):
-        warnings.warn(f"lrnoise patches mlflow.keras.save._save_example, tested with mlflow "
-                      f"{', '.join(MLFLOW_TESTED)}; this is mlflow {mlflow.__version__}", stacklevel=2)
-
-    def save_example(mlflow_model, input_example, path, *args, **kwargs):
-        os.makedirs(path, exist_ok=True)
-        return original(mlflow_model, input_example, path, *args, **kwargs)
-
-    save_example._lrnoise = True
-    keras_save._save_example = save_example
-
-
-def log_model(model, input_example: np.ndarray, registered_model: str, train_params: dict, run_id: str,
+def log_model(model, sample_input: np.ndarray, registered_model: str, train_params: dict, run_id: str,
               learned: bool = True):
     """Logs the Keras model (mlflow.keras flavor) and registers it, the version tagged with lr, optimizer,
     dataset, model, seed, the training run and whether it learned; returns (model_uri, model_version)."""
     version_tags = {**{k: train_params[k] for k in VERSION_TAGS}, SOURCE_RUN_ID: run_id,
                     LEARNED: str(learned).lower()}
     mlflow.set_tag(LEARNED, str(learned).lower())
-    signature = _signature(tuple(input_example.shape[1:]), str(input_example.dtype), int(model.output_shape[-1]))
-    _patch_keras_input_example()
-    info = mlflow.keras.log_model(model, name=MODEL_ARTIFACT, signature=signature, input_example=input_example,
+    signature = _signature(tuple(sample_input.shape[1:]), str(sample_input.dtype), int(model.output_shape[-1]))
+    # No input example: MLflow would reload the model and predict on it to validate serving (~1.5 s a model,
+    # more than a short configuration's fixed budget); the signature documents the input.
+    info = mlflow.keras.log_model(model, name=MODEL_ARTIFACT, signature=signature,
                                   pip_requirements=list(_pip_requirements()), registered_model_name=registered_model)
     version = info.registered_model_version
     mlflow.set_tag(MODEL_URI, info.model_uri)

@@ -1,0 +1,71 @@
+"""tracking.py's pure helpers: how values are compared and keyed, how names are made, the one reuse rule."""
+import mlflow
+import pytest
+
+from conftest import run_statuses
+from lrnoise import noise, tracking
+
+
+@pytest.mark.parametrize("a, b, same", [
+    ("1e-3", "0.001", True), ("'0.1, 0.2'", "0.1,0.2", True), ("0.1,0.2", "0.1,0.3", False),
+    ("0.1,0.2", "0.1", False), ("adam", "adam", True), ("adam", "sgd", False), ("A", "'A'", True),
+    ("1", "1.0", True), ("'unbalanced", "'unbalanced", True),
+])
+def test_same_value_reads_mlflow_run_spellings(a, b, same):
+    assert tracking._same_value(a, b) is same
+
+
+@pytest.mark.parametrize("text, unquoted", [("'0.1, 0.2'", "0.1, 0.2"), ("plain", "plain"), ("a b", "a b"),
+                                            ("'open", "'open")])
+def test_unquote(text, unquoted):
+    assert tracking._unquote(text) == unquoted
+
+
+def test_config_key_is_canonical():
+    base = {"lr": 0.00075, "etas": [0.1, 0.2], "seed": 0}
+    assert tracking.config_key(base) == tracking.config_key({"seed": 0, "etas": (0.1, 0.2), "lr": 7.5e-4})
+    assert tracking.config_key(base) != tracking.config_key({**base, "lr": 0.0007})
+    assert tracking.canonical(0.00075) == "0.00075" and tracking.canonical([1, 2.5]) == "1,2.5"
+
+
+@pytest.mark.parametrize("level_name, level, label", [
+    ("eta", 0.1, "10"), ("eta", 0.025, "2.5"), ("eta", 0.01, "1"), ("t", 1.0, "1s"), ("t", 3600.0, "1h"),
+    ("t", 86400.0, "1d"), ("t", 2592000.0, "30d"), ("t", 31536000.0, "1y"), ("t", 90.0, "90s"), ("t", 0.0, "0s"),
+])
+def test_level_labels_and_metric_names(level_name, level, label):
+    assert noise.level_label(level_name, level) == label
+    assert tracking.level_metric("normalized_accuracy", level_name, label) == f"normalized_accuracy_{level_name}_{label}"
+
+
+def test_summary_prefix_keeps_the_papers_names():
+    assert tracking.summary_prefix("additive-paper", True) == ""
+    assert tracking.summary_prefix("pcm-1s-1y", False) == "pcm-1s-1y/"
+    params = tracking.noise_params({**noise.NoiseConfig("pcm").measured(), **noise.NoiseConfig("pcm").precision()})
+    assert params["noise.noise"] == "pcm" and "g_max=25.0" in params["noise.options"]
+    assert all(k.startswith("noise.") for k in params)  # never meet the entry point's own params
+
+
+def test_existing_run_is_the_one_reuse_rule(store):
+    client = mlflow.tracking.MlflowClient()
+    exp = tracking.ensure_experiment("lrnoise")
+
+    def make(status, heartbeat=None):
+        run = client.create_run(exp, tags={tracking.KIND: "train", tracking.CONFIG_KEY: "k"})
+        if heartbeat is not None:
+            client.set_tag(run.info.run_id, tracking.HEARTBEAT, str(heartbeat))
+        if status != "RUNNING":
+            client.set_terminated(run.info.run_id, status)
+        return run.info.run_id
+
+    import time
+    dead_old, dead_new = make("RUNNING", heartbeat=0), make("KILLED")
+    found = tracking.existing_run(exp, "train", "k")
+    assert (found.finished, found.resume, found.live) == (None, dead_new, None)  # resume the newest
+    assert run_statuses()[dead_old] == "FAILED"  # the rest marked FAILED
+    live = make("RUNNING", heartbeat=time.time())
+    found = tracking.existing_run(exp, "train", "k")
+    assert found.live == live and found.resume is None  # a live owner is left alone
+    done = make("FINISHED")
+    found = tracking.existing_run(exp, "train", "k")
+    assert found.finished == done and run_statuses()[live] == "RUNNING"
+    assert tracking.existing_run(exp, "train", "other").finished is None
