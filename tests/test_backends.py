@@ -48,11 +48,14 @@ def test_other_backend_without_tensorflow(store, tmp_path, backend):
 
     out = run("train", "--epochs", "2", "--batch-size", "128", "--patience", "0")
     run_id = out.strip().splitlines()[-1].split()[-1]
-    run("noise-eval", "--run-id", run_id, "--trials", "2", "--etas", "0.1,0.3")
+    run("noise-eval", "--run-id", run_id, "--trials", "2")  # the paper's configuration
+    run("noise-eval", "--run-id", run_id, "--trials", "1", "--noise", "pcm", "--levels", "1,86400")
     report = run("report", "--out", str(tmp_path / "report"))
     assert "Table III" in report
     trained = mlflow.get_run(run_id)
     assert trained.info.status == "FINISHED" and "avg_normalized_accuracy" in trained.data.metrics
+    assert any(k.startswith("pcm-") and k.endswith("/avg_normalized_accuracy") for k in trained.data.metrics)
+    assert "grad_noise_power_mean" in trained.data.metrics  # eq. 1-3 measured through torch's autodiff
     folder = mlflow.artifacts.download_artifacts(artifact_uri=tracking.model_uri_of_run(run_id))
     requirements = open(f"{folder}/requirements.txt").read()
     assert f"{backend}==" in requirements and "tensorflow" not in requirements

@@ -217,6 +217,11 @@ def test_report_over_http_tracking_server(tmp_path, monkeypatch):
                               capture_output=True, text=True, timeout=300, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert "91.00% ±12.71 (n=2)" in (tmp_path / "http" / "table2_baseline_accuracy.md").read_text()
+        claims = pd.read_csv(tmp_path / "http" / "claims.csv")  # the claims, from the server's runs
+        row = claims[(claims["dataset"] == "cifar10") & (claims["model"] == "resnet20")].iloc[0]
+        assert row["n_lrs"] == 3 and row["n_runs"] == 4 and row["avr_verdict"] == "too few seeds"
+        assert row["paper_avr_rho"] == pytest.approx(-1.0)  # the paper's row falls over these lrs
+        assert "cifar10" in (tmp_path / "http" / "claims.md").read_text()
         assert "files in" in proc.stdout
     finally:
         mlflow.set_tracking_uri(None)

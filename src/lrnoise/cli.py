@@ -134,9 +134,11 @@ NOISE_HELP = "additive (the paper's: W + N(0, (eta sigma_w)^2)) | multiplicative
 def noise_config(noise: str, levels: str | None, targets: str | None, fold_bn: bool, options: str | None,
                  trials: str | None, ci_target: float, max_trials: int, seed: int):
     """The NoiseConfig the options describe (defaults of the noise model for what is not given)."""
-    from lrnoise.noise import NoiseConfig
+    from lrnoise.noise import DEFAULT_TRIALS, NoiseConfig
+    draws = parse_trials(trials)
     return NoiseConfig(noise=noise, levels=parse_list(levels, float, "levels"), targets=targets or None,
-                       fold_bn=fold_bn, options=parse_options(options), trials=parse_trials(trials) or 10,
+                       fold_bn=fold_bn, options=parse_options(options),
+                       trials=DEFAULT_TRIALS if draws is None else draws,
                        ci_target=ci_target, max_trials=max_trials, seed=seed).validate()
 
 

@@ -48,6 +48,13 @@ PRESETS = {
         "seeds": (0,), "epochs": 200, "patience": 20, "batch_size": 128, "noise": ("additive", "pcm"),
         "trials": 10,
     },
+    # Does the lr effect hold over seeds? Digits, ResNet20, Adam, the paper's six lrs x 5 seeds, paper + PCM
+    # noise: <= 20 minutes on 2 CPU cores. `--preset paper --seeds 0,1,2` is the same question on CIFAR.
+    "seeds": {
+        "blocks": [{"datasets": ("digits",), "models": ("resnet20",), "optimizers": ("adam",), "lrs": paper.LRS}],
+        "seeds": (0, 1, 2, 3, 4), "epochs": 10, "patience": 4, "batch_size": 32, "noise": ("additive", "pcm"),
+        "trials": 5,
+    },
     # The paper's shape on the embedded digits data, sized for <= 10 minutes on 2 CPU cores.
     "demo": {
         "blocks": [
