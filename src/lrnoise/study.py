@@ -228,40 +228,54 @@ OUTCOME_LINE = "LRNOISE_OUTCOME "
 
 
 def _worker_main(argv: list[str]) -> None:
-    """`python -m lrnoise.study JOB_JSON EXPERIMENT PARENT DATA_DIR`: one configuration in a fresh process."""
-    job_json, experiment, parent, data_dir = argv
-    outcome = run_job(Job.from_json(job_json), experiment, parent or None, data_dir or None)
-    print(OUTCOME_LINE + outcome.to_json(), flush=True)
+    """`python -m lrnoise.study EXPERIMENT PARENT DATA_DIR`: a worker process. It reads one job (JSON) per line
+    on stdin, runs it and prints its outcome line; one process serves many configurations, so the traced
+    models of one configuration are reused by the next (see train.reusable_model)."""
+    experiment, parent, data_dir = argv
+    for line in sys.stdin:
+        if line.strip():
+            outcome = run_job(Job.from_json(line), experiment, parent or None, data_dir or None)
+            print(OUTCOME_LINE + outcome.to_json(), flush=True)
 
 
 # ---------------------------------------------------------------- executors
 def _local_workers(jobs, workers, experiment, parent, data_dir, on_done, log_dir):
-    """N configurations at once, each in its own process (pinned to one GPU when GPUs exist)."""
+    """N configurations at once, one long-lived worker process per slot (pinned to one GPU when GPUs exist)
+    fed one configuration at a time; a worker that dies fails its configuration and is replaced."""
     gpus = _gpu_count()
     lock = threading.Lock()
     queue = list(jobs)
 
+    def start(slot, log):
+        env = dict(os.environ)
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
+        return subprocess.Popen([sys.executable, "-m", "lrnoise.study", experiment, parent or "", data_dir or ""],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+
+    def run_one(proc, job, log) -> Outcome:
+        proc.stdin.write(job.to_json() + "\n")
+        proc.stdin.flush()
+        for row in proc.stdout:  # the worker's own output goes to its log; the outcome line ends the job
+            if row.startswith(OUTCOME_LINE):
+                return Outcome(job, **json.loads(row[len(OUTCOME_LINE):]))
+            log.write(row)
+        return Outcome(job, "failed", error=f"worker exited {proc.wait()} (log {log.name})")
+
     def worker(slot):
-        while True:
-            with lock:
-                if not queue:
-                    return
-                job = queue.pop(0)
-            env = dict(os.environ)
-            if gpus:
-                env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
-            log = os.path.join(log_dir, f"{tracking.config_key(job.train.params())[:12]}.log")
-            with open(log, "w") as out:
-                proc = subprocess.run([sys.executable, "-m", "lrnoise.study", job.to_json(), experiment,
-                                       parent or "", data_dir or ""], stdout=out, stderr=subprocess.STDOUT,
-                                      env=env)
-            with open(log) as text:
-                line = [row for row in text.read().splitlines() if row.startswith(OUTCOME_LINE)]
-            if line:
-                outcome = Outcome(job, **json.loads(line[-1][len(OUTCOME_LINE):]))
-            else:
-                outcome = Outcome(job, "failed", error=f"worker exited {proc.returncode} (log {log})")
-            on_done(outcome)
+        with open(os.path.join(log_dir, f"worker{slot}.log"), "w") as log:
+            proc = None
+            while True:
+                with lock:
+                    if not queue:
+                        break
+                    job = queue.pop(0)
+                if proc is None or proc.poll() is not None:
+                    proc = start(slot, log)
+                on_done(run_one(proc, job, log))
+            if proc is not None and proc.poll() is None:
+                proc.stdin.close()
+                proc.wait()
 
     threads = [threading.Thread(target=worker, args=(slot,)) for slot in range(workers)]
     for t in threads:
