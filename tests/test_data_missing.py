@@ -3,8 +3,12 @@
 No test touches the internet: LRNOISE_CIFAR_URL points at 127.0.0.1 (a closed port, a silent socket, or a small
 http.server thread serving archives made by make_cifar) and LRNOISE_DATA_CACHE at a fresh folder.
 """
+import contextlib
 import functools
 import hashlib
+import os
+import subprocess
+import sys
 import http.server
 import socket
 import threading
@@ -246,3 +250,33 @@ def test_missing_file_on_server_is_an_http_error(cache, serve, tmp_path, monkeyp
     assert text.startswith("dataset cifar100 unavailable (download from ")
     assert "cifar-100-python.tar.gz failed: HTTP 404" in text and "cifar10 unavailable" not in text
     assert len(requests) == 2  # a 404 is not 'unreachable': the next dataset is still tried
+
+
+# ---------------------------------------------------------------- the commands, offline
+def _cli_offline(args, tmp_path, cache_folder, url):
+    env = {**os.environ, "LRNOISE_CIFAR_URL": url, "LRNOISE_DATA_CACHE": str(cache_folder),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    return subprocess.run([sys.executable, "-m", "lrnoise.cli", *args], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=300)
+
+
+def _own_lines(text):  # TensorFlow's start-up chatter on stderr is not ours
+    return [row for row in text.splitlines() if row.strip() and not row.startswith(("I0000", "E0000", "W0000",
+                                                                                      "WARNING: All log"))]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("args, names", [
+    (["train", "--dataset", "cifar10", "--epochs", "1"], ["cifar10"]),
+    (["study", "--preset", "paper"], ["cifar10", "cifar100"]),
+])
+def test_commands_offline_say_so_in_one_line_and_create_no_run(tmp_path, cache, closed_port_url, args, names):
+    proc = _cli_offline(args, tmp_path, cache, closed_port_url)
+    lines = _own_lines(proc.stdout + proc.stderr)
+    assert proc.returncode == 2 and len(lines) <= 3, lines
+    assert "Traceback" not in proc.stderr and all(name in lines[-1] for name in names)
+    assert "--data-dir" in lines[-1] and lines[-1].count("\n") == 0
+    if (tmp_path / "mlflow.db").exists():  # the store, if it was even created, holds no run
+        import sqlite3
+        with contextlib.closing(sqlite3.connect(tmp_path / "mlflow.db")) as db:
+            assert db.execute("select count(*) from runs").fetchone()[0] == 0

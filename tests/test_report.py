@@ -121,6 +121,13 @@ def test_tables_equal_expected_pivots(store, tmp_path):
     md3 = text("table3_avg_normalized_accuracy.md")
     assert "| resnet32 | 84.67% | — | — |" in md3
     assert "additive-paper" in md3.splitlines()[0]  # every table states its configuration
+    avr = report.cells(built.runs, "avg_normalized_accuracy").set_index(["dataset", "optimizer", "model", "lr"])
+    avr = avr.loc[("cifar10", "adam")]
+    # one run: A_avr's CI over its draws (six levels, each +-0.01); several seeds: the t-interval over them
+    assert avr.loc[("resnet20", 0.0005), "ci95"] == pytest.approx(np.sqrt(6 * 0.01 ** 2) / 6)
+    two = [np.mean(RUNS[1][6]), np.mean(RUNS[2][6])]
+    assert avr.loc[("resnet20", 0.00075), "ci95"] == pytest.approx(
+        stats.t.ppf(0.975, 1) * np.std(two, ddof=1) / np.sqrt(2))
     assert r"\begin{tabular}" in (tmp_path / "out" / "table2_baseline_accuracy.tex").read_text()
     every = pd.read_csv(tmp_path / "out" / "runs.csv")
     assert len(every) == len(RUNS) and set(every["run_id"]) == set(ids)

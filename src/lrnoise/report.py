@@ -22,6 +22,7 @@ from lrnoise.errors import LrnoiseError
 CONFIG = ["dataset", "model", "optimizer", "lr"]  # what identifies a cell; seeds are averaged
 BASELINE = tracking.BASELINE_ACCURACY
 A_AVR = tracking.AVG_NORMALIZED_ACCURACY
+A_AVR_DRAW_CI = "avg_normalized_accuracy_ci95"  # one run's A_avr CI over its draws (report column, not a metric)
 LEARNED = "learned"
 GRAD_NOISE = tracking.GRAD_NOISE_POWER_MEAN
 SWEET_SPOT_ALIAS = "noise-robust"
@@ -109,6 +110,9 @@ def join(runs: pd.DataFrame, evals: pd.DataFrame, info: ConfigInfo) -> pd.DataFr
     joined = runs[own].merge(per_run, on="run_id", how="left")
     for column in columns:
         joined[column] = pd.to_numeric(joined[column], errors="coerce")
+    # A_avr's 95 % CI over one run's draws: the levels' draws are independent, A_avr their mean over L levels
+    level_cis = [ci for _, _, ci in level_columns(info)]
+    joined[A_AVR_DRAW_CI] = np.sqrt((joined[level_cis] ** 2).sum(axis=1, min_count=1)) / len(level_cis)
     return joined
 
 
@@ -119,12 +123,15 @@ def learned_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- cells and tables
 def cells(runs: pd.DataFrame, value: str) -> pd.DataFrame:
-    """Mean, std, 95 % t-CI and count of `value` per configuration (runs without the metric not counted)."""
+    """Mean, std, 95 % CI and count of `value` per configuration (runs without the metric not counted): the
+    t-interval over seeds, or for the A_avr of a single run its interval over the run's draws."""
     have = runs.dropna(subset=[value]) if value in runs else runs.iloc[0:0].assign(**{value: []})
     rows = []
     for key, group in have.groupby(CONFIG):
         values = group[value].to_numpy(dtype=float)
         mean, ci, n = stats.mean_ci(values)
+        if n == 1 and value == A_AVR and A_AVR_DRAW_CI in group:
+            ci = float(np.nan_to_num(group[A_AVR_DRAW_CI].iloc[0]))
         rows.append({**dict(zip(CONFIG, key)), "mean": mean, "std": float(np.std(values, ddof=1)) if n > 1 else 0.0,
                      "ci95": ci, "n": n})
     return pd.DataFrame(rows, columns=[*CONFIG, "mean", "std", "ci95", "n"])
