@@ -172,7 +172,7 @@ def test_more_than_1000_runs_are_all_counted(store):
     exp_id = tracking.ensure_experiment("big")
     for i in range(1003):
         add_run(client, exp_id, "digits", "resnet20", "adam", [0.001, 0.002][i % 2], i, 0.5 + (i % 7) / 100,
-                (0.9, 0.8, 0.7, 0.6, 0.5, 0.4))
+                None)  # training runs only: the paging of that search is what is tested
     runs, _, _ = report.fetch("big")
     assert len(runs) == 1003 and runs["run_id"].is_unique
     table = report.cells(runs, tracking.BASELINE_ACCURACY)

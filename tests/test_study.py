@@ -78,44 +78,6 @@ def test_mlflow_run_study_then_second_invocation_trains_nothing(store):
 
 
 @pytest.mark.e2e
-def test_killed_study_restarts_without_duplicates(store, tmp_path, monkeypatch):
-    monkeypatch.setenv(tracking.LEASE_TIMEOUT_ENV, "6")  # the killed study's lease runs out in seconds
-    cmd = [sys.executable, "-m", "lrnoise.cli", "study", "--models", "resnet20", "--optimizers", "adam",
-           "--lrs", "0.001,0.002", "--epochs", "4", "--trials", "2", "--batch-size", "128", "--patience", "0",
-           "--noise", "additive", "--no-report"]
-    proc = subprocess.Popen(cmd, stdout=open(tmp_path / "log", "w"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    client = mlflow.tracking.MlflowClient()
-    deadline = time.time() + 300
-    killed_run = None
-    while time.time() < deadline and killed_run is None:  # wait for a checkpoint in the first training
-        time.sleep(1)
-        for run in runs_of("train") if mlflow.get_experiment_by_name("lrnoise") else []:
-            if run.info.status == "RUNNING" and len(client.get_metric_history(run.info.run_id, "loss")) >= 2:
-                killed_run = run.info.run_id
-    assert killed_run, open(tmp_path / "log").read()[-2000:]
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert run_statuses()[killed_run] == "RUNNING"  # left behind by kill -9
-    (killed_study,) = [r.info.run_id for r in runs_of("study")]
-
-    outcomes, _ = study.run_study(study.StudySpec(preset="demo", models=("resnet20",), optimizers=("adam",),
-                                                  lrs=(0.001, 0.002), epochs=4, trials=2, noise=("additive",),
-                                                  batch_size=128, patience=0), report=False)
-    assert all(o.status == "ok" for o in outcomes)
-    (first,) = [o for o in outcomes if o.job.train.lr == 0.001]  # waited for the lease, so it finished last
-    assert first.trained == "resumed" and first.train_run_id == killed_run
-    trains = runs_of("train")
-    assert len(trains) == 2 and {r.info.status for r in trains} == {"FINISHED"}
-    history = client.get_metric_history(killed_run, "loss")
-    assert sorted(m.step for m in history) == [1, 2, 3, 4]  # an epoch re-run after the kill is not logged twice
-    evals = [r for r in runs_of("noise_eval") if r.info.status == "FINISHED"]
-    assert len(evals) == 2 and "RUNNING" not in run_statuses().values()
-    studies = {r.info.run_id: r.info.status for r in runs_of("study")}  # the killed study's run: resumed
-    assert sorted(studies.values()) in (["FINISHED"], ["FAILED", "FINISHED"]) and killed_study in studies  # or failed
-
-
-@pytest.mark.e2e
 def test_two_workers_through_a_tracking_server_lose_no_run(store):
     spec = study.StudySpec(**TINY)  # (the Ray executor is tested against a secured server: test_auth.py)
     outcomes, built = study.run_study(spec, workers=2)
