@@ -93,8 +93,8 @@ def level_columns(info: ConfigInfo) -> list[tuple[float, str, str]]:
     out = []
     for level in sorted(info.levels):
         label = noise.level_label(info.level_name, level)
-        out.append((level, tracking.level_metric("normalized_accuracy", info.level_name, label),
-                    tracking.level_metric("normalized_accuracy_ci95", info.level_name, label)))
+        out.append((level, tracking.level_metric(tracking.NORMALIZED_ACCURACY, info.level_name, label),
+                    tracking.level_metric(tracking.NORMALIZED_ACCURACY_CI95, info.level_name, label)))
     return out
 
 
@@ -178,15 +178,14 @@ def formatted_block(runs: pd.DataFrame, value: str, dataset: str, optimizer: str
 
 
 def table(runs: pd.DataFrame, value: str, optimizer: str, learned_only: bool) -> dict[str, pd.DataFrame]:
-    """{dataset: formatted block} for Table II (baseline) or III (A_avr)."""
-    use = learned_runs(runs) if learned_only else runs
-    use = use.assign(**{LEARNED: True}) if learned_only else use
-    return {dataset: formatted_block(runs if not learned_only else _mark_unlearned(runs, use), value, dataset,
-                                     optimizer) for dataset in sorted(runs["dataset"].unique())}
+    """{dataset: formatted block} for Table II (baseline) or III (A_avr; models that did not learn blanked,
+    a cell where no seed learned reads 'no learning')."""
+    source = _mark_unlearned(runs) if learned_only else runs
+    return {dataset: formatted_block(source, value, dataset, optimizer) for dataset in sorted(runs["dataset"].unique())}
 
 
-def _mark_unlearned(runs: pd.DataFrame, learned: pd.DataFrame) -> pd.DataFrame:
-    """Runs with A_avr blanked where the model did not learn (its cell reads 'no learning' if no seed learned)."""
+def _mark_unlearned(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs with A_avr blanked where the model did not learn."""
     out = runs.copy()
     if LEARNED in out and A_AVR in out:
         out.loc[~out[LEARNED], A_AVR] = np.nan

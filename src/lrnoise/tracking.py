@@ -45,6 +45,7 @@ BEST_EPOCH = "best_epoch"  # the epoch whose weights were kept (early stopping r
 NONFINITE_LOSS_EPOCH = "nonfinite_loss_epoch"  # the epoch whose training loss went NaN / inf (training stopped)
 AVG_NORMALIZED_ACCURACY = "avg_normalized_accuracy"  # A_avr, eq. 9
 NORMALIZED_ACCURACY = "normalized_accuracy"  # A^x, eq. 8 (per level: normalized_accuracy_<axis>_<label>)
+NORMALIZED_ACCURACY_CI95 = "normalized_accuracy_ci95"  # its 95 % CI over the draws (per level)
 # eq. 1-3 measured: per epoch (step = epoch) and on the final weights / as the mean over training
 GRAD_NOISE_C = "grad_noise_c"  # C_hat, eq. 3
 GRAD_NOISE_POWER = "grad_noise_power"  # lr^2 C_hat / B, eq. 2's bound for this step size
