@@ -61,7 +61,7 @@ def test_estimate_matches_brute_force_per_example_variance():
     grads = np.stack([gradnoise.flatten(gradients(x[idx], y[idx]))
                       for idx in gradnoise.noise_batches(n, batch, k, seed=5, epoch=1)])
     terms = batch * np.sum((grads - grads.mean(axis=0)) ** 2, axis=1) * k / (k - 1)
-    assert got[gradnoise.GRAD_NOISE_C] == pytest.approx(terms.mean(), rel=1e-9)
+    assert got[gradnoise.GRAD_NOISE_C] == pytest.approx(terms.mean(), rel=1e-5)  # float32 on the device
     expected = c_exact * (n - batch) / (n - 1)  # E||g_B - g_D||^2 = C/B (N-B)/(N-1)
     standard_error = terms.std(ddof=1) / np.sqrt(k)
     assert abs(got[gradnoise.GRAD_NOISE_C] - expected) < 4 * standard_error
@@ -137,8 +137,8 @@ def test_adam_update_noise_matches_a_numpy_recomputation():
     v_hat = (b2 * v + (1 - b2) * grads ** 2) / (1 - b2 ** t)
     steps = m_hat / (np.sqrt(v_hat) + eps / np.sqrt(1 - b2 ** t))  # Keras puts eps outside the bias correction
     expected = 0.01 ** 2 * np.sum((steps - steps.mean(axis=0)) ** 2) / 4
-    assert got[gradnoise.UPDATE_NOISE_POWER] == pytest.approx(expected, rel=1e-6)
-    assert got[gradnoise.GRAD_NOISE_POWER] == pytest.approx(0.01 ** 2 * np.var(grads, axis=0, ddof=1).sum(), rel=1e-6)
+    assert got[gradnoise.UPDATE_NOISE_POWER] == pytest.approx(expected, rel=1e-5)  # float32 vs float64
+    assert got[gradnoise.GRAD_NOISE_POWER] == pytest.approx(0.01 ** 2 * np.var(grads, axis=0, ddof=1).sum(), rel=1e-5)
 
 
 @pytest.mark.parametrize("make", [
@@ -153,7 +153,8 @@ def test_update_directions_are_the_optimizers_real_step(make):
     model.train_on_batch(x[:32], y[:32])
     model.train_on_batch(x[32:], y[32:])
     grads = gradnoise.batch_gradients(model, x[:16], y[:16])
-    direction = gradnoise.update_directions(optimizer, model.trainable_variables, gradnoise.flatten(grads)[None])[0]
+    direction = keras.ops.convert_to_numpy(
+        gradnoise.update_directions(optimizer, model.trainable_variables, gradnoise.flatten(grads)[None])[0])
     before = gradnoise.flatten(model.trainable_variables)
     optimizer.apply(grads, model.trainable_variables)  # the real step: w <- w - lr * direction
     np.testing.assert_allclose(before - gradnoise.flatten(model.trainable_variables), 0.01 * direction,
