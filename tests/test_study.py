@@ -51,6 +51,37 @@ def test_study_params_name_the_grid():
     assert tracking.config_key(params) != tracking.config_key(study.StudySpec("paper").params())
 
 
+def test_workers_keep_to_their_trace_group():
+    """Two workers on the demo: each takes the next configuration of the group it traced, a free worker the
+    largest group nobody is on, so the five single-optimizer groups and two Adam groups are traced once each."""
+    queue, working, taken = study.plan(study.StudySpec("demo")), {}, {0: [], 1: []}
+    groups = {study.trace_group(j) for j in queue}
+    slot = 0
+    while queue:
+        others = {g for s, g in working.items() if s != slot}
+        job = study.next_job(queue, working.get(slot), others)
+        working[slot] = study.trace_group(job)
+        taken[slot].append(working[slot])
+        slot = 1 - slot  # the two workers alternate finishing
+    traced = [g for worker in taken.values() for i, g in enumerate(worker) if g not in worker[:i]]
+    assert sorted(traced) == sorted(groups)  # each group traced by one worker only
+    assert len(taken[0]) + len(taken[1]) == 17 and abs(len(taken[0]) - len(taken[1])) <= 1
+    assert taken[0][0] != taken[1][0]  # the two Adam groups (six lrs each) start in parallel
+    # a lone group two workers must share: the second worker helps rather than idles
+    lone = study.plan(study.StudySpec("demo", models=("resnet20",), optimizers=("adam",)))
+    first = study.next_job(lone, None, set())
+    assert study.next_job(lone, None, {study.trace_group(first)}) in study.plan(
+        study.StudySpec("demo", models=("resnet20",), optimizers=("adam",)))
+
+
+def test_cpu_workers_share_the_cores(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert study.worker_threads(2) == {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
+                                       "OMP_NUM_THREADS": "1"}
+    assert study.worker_threads(1)["TF_NUM_INTRAOP_THREADS"] == "2"
+    assert study.worker_threads(8)["OMP_NUM_THREADS"] == "1"  # never zero
+
+
 @pytest.mark.e2e
 def test_mlflow_run_study_then_second_invocation_trains_nothing(store):
     cmd = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "study", "--env-manager", "local",

@@ -239,17 +239,51 @@ def _worker_main(argv: list[str]) -> None:
 
 
 # ---------------------------------------------------------------- executors
+def trace_group(job: Job) -> tuple:
+    """Configurations of one group share one traced model in a worker (train.reusable_model's key, less what a
+    study never varies): architecture, optimizer type, and the seed, whose validation split sets the input
+    normalisation that the traced graph bakes in."""
+    t = job.train
+    return t.dataset, t.model, t.optimizer, t.seed, t.shortcut, t.init
+
+
+def next_job(queue: list[Job], mine: tuple | None, others: set) -> Job:
+    """The job a free worker takes (and removes from `queue`): one of its own trace group `mine` if any is left
+    (no new tracing), else the first of the largest group no other worker is on, else the first left."""
+    groups: dict[tuple, list[Job]] = {}
+    for job in queue:
+        groups.setdefault(trace_group(job), []).append(job)
+    if mine in groups:
+        chosen = groups[mine][0]
+    else:
+        free = [g for g in groups if g not in others] or list(groups)
+        chosen = groups[max(free, key=lambda g: len(groups[g]))][0]  # max keeps the first of equals
+    queue.remove(chosen)
+    return chosen
+
+
+def worker_threads(workers: int) -> dict:
+    """Environment that gives each of `workers` CPU worker processes its share of the cores (TensorFlow's and
+    OpenMP's thread pools), so two workers on two cores do not each start two busy threads per pool."""
+    share = str(max(1, (os.cpu_count() or 1) // workers))
+    return {"TF_NUM_INTRAOP_THREADS": share, "TF_NUM_INTEROP_THREADS": share, "OMP_NUM_THREADS": share}
+
+
 def _local_workers(jobs, workers, experiment, parent, data_dir, on_done, log_dir):
-    """N configurations at once, one long-lived worker process per slot (pinned to one GPU when GPUs exist)
-    fed one configuration at a time; a worker that dies fails its configuration and is replaced."""
+    """N configurations at once, one long-lived worker process per slot (pinned to one GPU when GPUs exist, else
+    given its share of the CPU threads) fed one configuration at a time, preferring its own trace group; a
+    worker that dies fails its configuration and is replaced."""
     gpus = _gpu_count()
     lock = threading.Lock()
     queue = list(jobs)
+    working: dict[int, tuple] = {}  # slot -> trace group of its current job
 
     def start(slot, log):
         env = dict(os.environ)
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
+        else:
+            env.update({k: env.get(k, v) for k, v in worker_threads(workers).items()})  # the user's setting wins
         return subprocess.Popen([sys.executable, "-m", "lrnoise.study", experiment, parent or "", data_dir or ""],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
 
@@ -268,8 +302,11 @@ def _local_workers(jobs, workers, experiment, parent, data_dir, on_done, log_dir
             while True:
                 with lock:
                     if not queue:
+                        working.pop(slot, None)
                         break
-                    job = queue.pop(0)
+                    others = {g for s, g in working.items() if s != slot}
+                    job = next_job(queue, working.get(slot), others)
+                    working[slot] = trace_group(job)
                 if proc is None or proc.poll() is not None:
                     proc = start(slot, log)
                 on_done(run_one(proc, job, log))
