@@ -91,6 +91,17 @@ def test_folded_evaluator_computes_the_same_function(digits):
                                    rtol=1e-4, atol=1e-6)
 
 
+def test_models_of_one_architecture_share_one_twin_whatever_their_optimizer(digits):
+    """A sweep's models differ in learning rate (compile config) only: one twin, traced once, serves them all."""
+    x = digits.x_test[:8].astype("float32")
+    first, second = (models.resnet(8, 10, digits.input_shape) for _ in range(2))
+    first.compile(keras.optimizers.Adam(0.001), "sparse_categorical_crossentropy")
+    second.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
+    assert models.Evaluator(first, x, np.zeros(8)).twin is models.Evaluator(second, x, np.zeros(8)).twin
+    other = models.resnet(8, 10, digits.input_shape, shortcut="B")
+    assert models.Evaluator(other, x, np.zeros(8)).twin is not models.Evaluator(first, x, np.zeros(8)).twin
+
+
 def test_targets(trained):
     paths = {name: [v.path for v in noise.TARGETS[name](trained)] for name in noise.TARGETS}
     assert not any(p.startswith(models.NORMALIZATION_LAYER) for ps in paths.values() for p in ps)

@@ -5,6 +5,8 @@ model takes raw images (uint8 values as stored) and reuse from the registry need
 """
 from __future__ import annotations
 
+import json
+
 import keras
 import numpy as np
 
@@ -158,14 +160,16 @@ class _PassThrough(keras.layers.Layer):
         return inputs
 
 
-_TWINS: dict = {}  # architecture (model JSON) -> (twin, pairs, folds, direct, twin variables)
+_TWINS: dict = {}  # architecture (model config JSON) -> (twin, pairs, folds, direct, twin variables)
 _TWIN_HOLDER: dict = {}  # id(twin) -> the Evaluator whose weights it holds now
 
 
 def _twin_of(model: keras.Model) -> tuple:
     """The folded inference twin of `model`'s architecture and the plan of what load() does, built once per
     architecture and process: a sweep's models share one twin (and its traced predict)."""
-    key = model.to_json()
+    # the architecture only: to_json() would add the compile config (optimizer, learning rate), so every lr of a
+    # sweep would build and trace its own twin
+    key = json.dumps(model.get_config(), sort_keys=True, default=str)
     if key in _TWINS:
         return _TWINS[key]
     pairs = foldable_pairs(model)
