@@ -199,3 +199,24 @@ def test_a_configuration_trains_bit_for_bit_alike_alone_and_inside_a_sweep(store
     for a, b in zip(weights(alone.model_uri), weights(in_sweep.model_uri)):
         np.testing.assert_array_equal(a, b)
     assert in_sweep.baseline_accuracy == alone.baseline_accuracy
+
+
+def test_seed_everything_resets_every_generator_a_training_draws_from():
+    """Called twice with one seed (the second time without re-seeding TensorFlow, which would clear its graph
+    caches), it leaves Python's, NumPy's and Keras's generators exactly where keras.utils.set_random_seed does."""
+    import random
+
+    from lrnoise import models
+    from lrnoise.train import seed_everything
+
+    def draws():
+        weights = models.resnet(8, 3, (8, 8, 1)).get_weights()  # seed-less initialisers: Keras's global generator
+        return [random.random(), np.random.rand(), *np.array(keras.random.uniform((3,))), *weights[0].ravel()]
+
+    keras.utils.set_random_seed(7)
+    reference = draws()
+    for _ in range(2):  # the second call takes the path that leaves TensorFlow's seed alone
+        seed_everything(7)
+        assert draws() == reference
+    seed_everything(8)
+    assert draws() != reference
