@@ -74,6 +74,18 @@ def test_workers_keep_to_their_trace_group():
         study.StudySpec("demo", models=("resnet20",), optimizers=("adam",)))
 
 
+def test_default_workers_are_the_presets_measured_choice(monkeypatch):
+    monkeypatch.setattr(study, "_gpu_count", lambda: 0)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert study.default_workers(study.StudySpec("demo")) == 2 == study.default_workers(study.StudySpec("seeds"))
+    assert study.default_workers(study.StudySpec("paper")) == 1
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert study.default_workers(study.StudySpec("demo")) == 1  # never more workers than cores
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(study, "_gpu_count", lambda: 1)
+    assert study.default_workers(study.StudySpec("demo")) == 1  # on a GPU: --workers N names how many
+
+
 def test_cpu_workers_share_the_cores(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     assert study.worker_threads(2) == {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
@@ -103,7 +115,7 @@ def test_mlflow_run_study_then_second_invocation_trains_nothing(store):
     assert "#/experiments/" not in proc.stdout or "/runs" in proc.stdout
 
     outcomes, _ = study.run_study(study.StudySpec(**{**TINY, "batch_size": None, "noise": ("additive", "pcm")}),
-                                  report=False)
+                                  workers=1, report=False)
     assert [o.trained for o in outcomes] == ["reused", "reused"] and [o.evaluated for o in outcomes] == ["reused"] * 2
     assert len(runs_of("train")) == 2 and len(runs_of("noise_eval")) == 4
 
@@ -131,6 +143,8 @@ def test_two_workers_through_a_tracking_server_lose_no_run(store):
     (["--times", "-1"], "level t must be a finite number"),
     (["--executor", "slurm"], "unknown executor"),
     (["--executor", "ray", "--ray-address", "auto"], "need a tracking server they can reach"),
+    (["--workers", "two"], "--workers must be a whole number"),
+    (["--workers", "0"], "workers must be >= 1"),
 ])
 def test_bad_input_before_anything_runs(store, args, message):
     result = CliRunner().invoke(app, ["study", *args])
@@ -151,7 +165,8 @@ def test_a_failed_configuration_does_not_stop_the_grid(store, monkeypatch):
 
     monkeypatch.setattr(train_module, "train", flaky)
     result = CliRunner().invoke(app, ["study", "--models", "resnet20", "--optimizers", "adam", "--lrs",
-                                      "0.001,0.002", "--epochs", "1", "--trials", "1", "--batch-size", "128"])
+                                      "0.001,0.002", "--epochs", "1", "--trials", "1", "--batch-size", "128",
+                                      "--workers", "1"])  # in this process: the monkeypatch holds
     assert result.exit_code == 1
     assert "failed: digits/resnet20/adam/lr=0.002/seed=0: RuntimeError: disk full" in result.output
     assert len([r for r in runs_of("train") if r.info.status == "FINISHED"]) == 1
@@ -174,7 +189,8 @@ def server(tmp_path, monkeypatch):
 
 def _study_cmd(lrs, *extra):
     return [sys.executable, "-m", "lrnoise.cli", "study", "--models", "resnet20", "--optimizers", "adam", "--lrs", lrs,
-            "--trials", "1", "--etas", "0.1", "--noise", "additive", "--batch-size", "128", "--no-report", *extra]
+            "--trials", "1", "--etas", "0.1", "--noise", "additive", "--batch-size", "128", "--no-report",
+            "--workers", "1", *extra]
 
 
 def _one_finished_of_each(lrs):

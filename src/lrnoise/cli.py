@@ -30,6 +30,16 @@ def parse_list(text: str | None, cast, what: str) -> tuple | None:
     return values
 
 
+def parse_count(text: str | None, what: str) -> int | None:
+    """'2' -> 2; None or '' -> None (not given)."""
+    if not text or not text.strip():
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise LrnoiseError(f"--{what} must be a whole number, got {text!r}") from None
+
+
 def parse_trials(text: str | None):
     """'auto', an integer, or None (not given); anything else is passed on for NoiseConfig to refuse."""
     if not text:
@@ -214,7 +224,9 @@ def study(
     patience: Optional[int] = typer.Option(None, help="override early-stopping patience"),
     batch_size: Optional[int] = typer.Option(None, help="override the batch size"),
     experiment: str = typer.Option(tracking.DEFAULT_EXPERIMENT, help="MLflow experiment"),
-    workers: int = typer.Option(1, help="configurations at once (processes; one GPU each when GPUs exist)"),
+    workers: Optional[str] = typer.Option(None, help="configurations at once (processes; one GPU each when GPUs "
+                                                     "exist) [default: the preset's, 2 for demo and seeds on a "
+                                                     "CPU with >= 2 cores, else 1]"),  # str: '' = unset
     executor: str = typer.Option("local", help="local | ray"),
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster address [default: a local instance]"),
     data_dir: Optional[str] = typer.Option(None, help="folder with the official CIFAR archives"),
@@ -236,7 +248,8 @@ def study(
         noise=parse_list(noise, str, "noise"), etas=parse_list(etas, float, "etas"),
         times=parse_list(times, float, "times"), trials=parse_trials(trials), patience=patience,
         batch_size=batch_size)
-    outcomes, _ = study_module.run_study(spec, experiment=experiment, workers=workers, executor=executor,
+    outcomes, _ = study_module.run_study(spec, experiment=experiment, workers=parse_count(workers, "workers"),
+                                         executor=executor,
                                          ray_address=ray_address or None, data_dir=data_dir or None,
                                          report=report, report_dir=report_dir or None)
     failed = [o for o in outcomes if o.status != "ok"]
