@@ -88,10 +88,9 @@ def test_default_workers_are_the_presets_measured_choice(monkeypatch):
 
 def test_cpu_workers_share_the_cores(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert study.worker_threads(2) == {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1",
-                                       "OMP_NUM_THREADS": "1"}
-    assert study.worker_threads(1)["TF_NUM_INTRAOP_THREADS"] == "2"
-    assert study.worker_threads(8)["OMP_NUM_THREADS"] == "1"  # never zero
+    assert study.worker_threads(2) == {"TF_NUM_INTEROP_THREADS": "1"}  # never the intra-op pool: see its doc
+    assert study.worker_threads(1) == {"TF_NUM_INTEROP_THREADS": "2"}
+    assert study.worker_threads(8) == {"TF_NUM_INTEROP_THREADS": "1"}  # never zero
 
 
 @pytest.mark.e2e
