@@ -63,7 +63,7 @@ PRESETS = {
             {**FIGURE3_BLOCK, "datasets": ("digits",)},
         ],
         "seeds": (0,), "epochs": 10, "patience": 4, "batch_size": 32, "noise": ("additive", "pcm"), "trials": 5,
-        "workers": 2,  # digits' steps are overhead-bound: 2 at once took 264 s, 1 at a time 351 s, on 2 cores
+        "workers": 2,  # digits' steps are overhead-bound: 2 at once took 307 s, 1 at a time 351 s, on 2 cores
     },
 }
 GRID_FIELDS = ("datasets", "models", "optimizers", "lrs")
