@@ -274,8 +274,8 @@ def worker_threads(workers: int) -> dict:
 
 def _local_workers(jobs, workers, experiment, parent, data_dir, on_done, log_dir):
     """N configurations at once, one long-lived worker process per slot (pinned to one GPU when GPUs exist, else
-    given its share of TensorFlow's inter-op threads) fed one configuration at a time, preferring its own trace group; a
-    worker that dies fails its configuration and is replaced."""
+    given its share of TensorFlow's inter-op threads) fed one configuration at a time, preferring its own trace
+    group; a worker that dies fails its configuration and is replaced."""
     gpus = _gpu_count()
     lock = threading.Lock()
     queue = list(jobs)

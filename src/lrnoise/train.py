@@ -112,11 +112,15 @@ def seed_everything(seed: int) -> None:
     every time. (test_train compares a configuration alone and inside a sweep bit for bit.)
     """
     if _TF_SEED == [seed]:
-        from keras.src.backend.common import global_state
-        from keras.src.random import seed_generator
-        from keras.src.utils import rng_utils
-        global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)  # as set_random_seed does
-        global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+        try:  # keras' private global state, as keras.utils.set_random_seed writes it (tested with keras 3.15)
+            from keras.src.backend.common import global_state
+            from keras.src.random import seed_generator
+            from keras.src.utils import rng_utils
+            global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
+            global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+        except (ImportError, AttributeError):  # another keras: the public call, at the cost of the cache clear
+            keras.utils.set_random_seed(seed)
+            return
         random.seed(seed)
         np.random.seed(seed)
         if keras.backend.backend() == "torch":
