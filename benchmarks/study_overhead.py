@@ -1,6 +1,6 @@
 """Where a study's time goes: the demo preset itself (17 configurations: ResNet20 and ResNet32 x 6 lrs with Adam,
 five other optimizers; 10 epochs; additive + PCM noise, 5 draws per level), run in this process in a throwaway
-sqlite store without its report, its stdout captured and parsed. About 4 minutes on 2 cores.
+sqlite store without its report, its stdout captured and parsed. About 6 minutes on 2 cores (one worker).
 
 Per configuration c (one training + its noise evaluations, run one after another in this process):
   S_c   = Outcome.seconds: the whole configuration (run_job: tracking look-ups, data, model build, training,

@@ -69,3 +69,18 @@ def test_existing_run_is_the_one_reuse_rule(store):
     found = tracking.existing_run(exp, "train", "k")
     assert found.finished == done and run_statuses()[live] == "RUNNING"
     assert tracking.existing_run(exp, "train", "other").finished is None
+
+
+def test_ensure_experiment_survives_another_process_creating_it_first(store, monkeypatch):
+    """Two studies started at once both find no experiment; the second create fails: it must use the first's."""
+    from mlflow.tracking import MlflowClient
+
+    real_create = MlflowClient.create_experiment
+
+    def raced(self, name, *args, **kwargs):
+        real_create(self, name, *args, **kwargs)  # the other study wins the race ...
+        return real_create(self, name, *args, **kwargs)  # ... so this one's create is refused
+
+    monkeypatch.setattr(MlflowClient, "create_experiment", raced)
+    exp_id = tracking.ensure_experiment("raced")
+    assert MlflowClient().get_experiment_by_name("raced").experiment_id == exp_id

@@ -220,3 +220,23 @@ def test_seed_everything_resets_every_generator_a_training_draws_from():
         assert draws() == reference
     seed_everything(8)
     assert draws() != reference
+
+
+def test_a_checkpoint_of_an_earlier_lrnoise_keeps_its_best_weights(tmp_path):
+    """Checkpoints written before the best weights moved to .npz (best.weights.h5) resume with those weights."""
+    from lrnoise import models, train as train_module
+
+    previous, folder = tmp_path / "prev", tmp_path / "ckpt"
+    previous.mkdir(), folder.mkdir()
+    model = models.resnet(8, 3, (8, 8, 1))
+    model.save_weights(previous / train_module.LEGACY_BEST_WEIGHTS)
+    best = model.get_weights()
+    model.set_weights([w + 1 for w in best])  # training went on after the best epoch
+    model.save(previous / "last.keras")
+    (previous / "state.json").write_text('{"epoch": 3, "best_val_loss": 0.5, "best_epoch": 2, "wait": 1}')
+    restored, state = train_module._restore(previous, folder)
+    assert state["best_epoch"] == 2
+    for got, want in zip(train_module.saved_weights(folder / train_module.BEST_WEIGHTS), best):
+        np.testing.assert_array_equal(got, want)
+    for got, want in zip(restored.get_weights(), model.get_weights()):  # the model itself stays the last one
+        np.testing.assert_array_equal(got, want)

@@ -250,7 +250,7 @@ def trace_group(job: Job) -> tuple:
 
 def next_job(queue: list[Job], mine: tuple | None, others: set) -> Job:
     """The job a free worker takes (and removes from `queue`): one of its own trace group `mine` if any is left
-    (no new tracing), else the first of the largest group no other worker is on, else the first left."""
+    (no new tracing), else the first of the largest group no other worker is on, else of the largest left."""
     groups: dict[tuple, list[Job]] = {}
     for job in queue:
         groups.setdefault(trace_group(job), []).append(job)

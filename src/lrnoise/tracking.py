@@ -132,7 +132,14 @@ def ensure_experiment(name: str) -> str:
     c = client()
     try:
         exp = c.get_experiment_by_name(name)
-        exp_id = c.create_experiment(name) if exp is None else exp.experiment_id
+        if exp is None:
+            try:
+                exp = c.get_experiment(c.create_experiment(name))
+            except MlflowException:  # two studies started at once: the other one created it first
+                exp = c.get_experiment_by_name(name)
+                if exp is None:
+                    raise
+        exp_id = exp.experiment_id
         # also the write check: a user with READ permission only is refused here, before any run exists
         c.set_experiment_tag(exp_id, *EXPERIMENT_KIND)
     except MlflowException as exc:

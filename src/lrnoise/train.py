@@ -205,6 +205,7 @@ def compile_model(model: keras.Model, config: TrainConfig, execution: Execution,
 
 
 BEST_WEIGHTS = "best.weights.npz"  # the best epoch's model.get_weights(), in that order (np.savez: arr_0, ...)
+LEGACY_BEST_WEIGHTS = "best.weights.h5"  # what checkpoints held before (model.save_weights): still resumed
 
 
 class Checkpointer(keras.callbacks.Callback):
@@ -323,9 +324,15 @@ def _restore(previous: Path | None, folder: Path) -> tuple[keras.Model | None, d
     fresh = {"epoch": 0, "best_val_loss": float("inf"), "best_epoch": 0, "wait": 0}
     if previous is None or not (previous / "state.json").is_file():
         return None, fresh
+    model = keras.models.load_model(previous / "last.keras")
     if (previous / BEST_WEIGHTS).is_file():
         (folder / BEST_WEIGHTS).write_bytes((previous / BEST_WEIGHTS).read_bytes())
-    return keras.models.load_model(previous / "last.keras"), json.loads((previous / "state.json").read_text())
+    elif (previous / LEGACY_BEST_WEIGHTS).is_file():  # a checkpoint of an earlier lrnoise: convert it once
+        last = model.get_weights()
+        model.load_weights(previous / LEGACY_BEST_WEIGHTS)
+        np.savez(folder / BEST_WEIGHTS, *model.get_weights())
+        model.set_weights(last)
+    return model, json.loads((previous / "state.json").read_text())
 
 
 def resume_config(run_id: str) -> TrainConfig:
