@@ -20,6 +20,9 @@ def store(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
+    # mlflow.set_registry_uri(uri) also exports MLFLOW_REGISTRY_URI and set_registry_uri(None) leaves it: without
+    # the restore below, later subprocesses of the worker (servers, CLI runs) register models in this old store
+    registry_env = os.environ.get("MLFLOW_REGISTRY_URI")
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     yield uri
@@ -27,6 +30,10 @@ def store(tmp_path, monkeypatch):
         mlflow.end_run()
     mlflow.set_tracking_uri(None)
     mlflow.set_registry_uri(None)
+    if registry_env is None:
+        os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    else:
+        os.environ["MLFLOW_REGISTRY_URI"] = registry_env
 
 
 def run_statuses(experiment="lrnoise"):

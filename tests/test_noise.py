@@ -124,6 +124,19 @@ def test_weights_restored_bit_for_bit(trained, digits):
     assert noise.noisy_accuracy(evaluator, injector, 0.0, 0, 0)[0] == clean  # back to the clean weights
 
 
+def test_an_evaluator_shared_by_evaluations_gives_their_own_results(trained, digits):
+    """A study hands training's a_0 Evaluator to each noise evaluation (issue 13); the one before leaves its last
+    noisy draw in the twin, which must not leak into the next evaluation's a_0 or draws."""
+    quiet = dict(log=lambda s: None)
+    config = NoiseConfig(levels=(0.1, 0.3), trials=2)
+    alone = noise.evaluate(trained, digits.x_test, digits.y_test, config, **quiet)
+    shared = models.Evaluator(trained, digits.x_test, digits.y_test)
+    noise.evaluate(trained, digits.x_test, digits.y_test, NoiseConfig("pcm", trials=1), evaluator=shared, **quiet)
+    again = noise.evaluate(trained, digits.x_test, digits.y_test, config, evaluator=shared, **quiet)
+    assert again.baseline_accuracy == alone.baseline_accuracy
+    pd.testing.assert_frame_equal(again.draws, alone.draws)
+
+
 def test_eta_zero_is_exact_and_huge_eta_is_chance(trained, digits):
     result = noise.evaluate(trained, digits.x_test, digits.y_test, NoiseConfig(levels=(0.0, 1000.0), trials=3),
                             log=lambda s: None)

@@ -216,7 +216,8 @@ def test_two_studies_at_once_train_each_configuration_once(server, tmp_path):
 def test_a_killed_study_is_taken_over_after_its_lease(server, tmp_path):
     client = mlflow.tracking.MlflowClient()
     lease = ["--lease-timeout", "8"]
-    first = subprocess.Popen(_study_cmd("0.001", "--epochs", "6", "--patience", "0", *lease),
+    epochs = 20  # long enough that the first study is still training when the second one meets its claim
+    first = subprocess.Popen(_study_cmd("0.001", "--epochs", str(epochs), "--patience", "0", *lease),
                              stdout=open(tmp_path / "first", "w"), stderr=subprocess.STDOUT, start_new_session=True)
     deadline, killed = time.time() + 300, None
     while time.time() < deadline and killed is None:  # wait for an epoch of the first study's training
@@ -225,16 +226,18 @@ def test_a_killed_study_is_taken_over_after_its_lease(server, tmp_path):
             if run.info.status == "RUNNING" and client.get_metric_history(run.info.run_id, "loss"):
                 killed = run.info.run_id
     assert killed, open(tmp_path / "first").read()[-2000:]
-    second = subprocess.Popen(_study_cmd("0.001", "--epochs", "6", "--patience", "0", *lease),
+    second = subprocess.Popen(_study_cmd("0.001", "--epochs", str(epochs), "--patience", "0", *lease),
                               stdout=open(tmp_path / "second", "w"), stderr=subprocess.STDOUT)
-    time.sleep(3)  # the second study meets a live claim and waits
+    deadline = time.time() + 120
+    while time.time() < deadline and "held by another live study" not in open(tmp_path / "second").read():
+        time.sleep(0.5)  # the second study meets the first one's live claim and waits (killed before: racy)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     assert second.wait(timeout=600) == 0, open(tmp_path / "second").read()[-3000:]
     log = open(tmp_path / "second").read()
     assert "held by another live study" in log and "train resumed" in log
     assert mlflow.get_run(killed).info.status == "FINISHED"  # the same run, taken over and finished
-    assert sorted(m.step for m in client.get_metric_history(killed, "loss")) == [1, 2, 3, 4, 5, 6]
+    assert sorted(m.step for m in client.get_metric_history(killed, "loss")) == list(range(1, epochs + 1))
     _one_finished_of_each([0.001])
 
 

@@ -186,19 +186,26 @@ def test_a_model_that_did_not_learn_is_marked_refused_and_reported(store, tmp_pa
 
 @pytest.mark.e2e
 def test_a_configuration_trains_bit_for_bit_alike_alone_and_inside_a_sweep(store):
-    """The sweep reuses one traced model per shape (issue 13): the science must not change."""
+    """The sweep reuses one traced model per architecture (issue 13), recompiled for another optimizer and
+    prepared while a claim settles: the science must not change."""
     from lrnoise import train as train_module
     target = TrainConfig(**{**CONFIG.params(), "lr": 0.001, "seed": 5})
-    train_module._COMPILED.clear()
-    alone = train(target)
+    other_optimizer = TrainConfig(**{**target.params(), "optimizer": "nadam"})
+    alone = {}
+    for config in (target, other_optimizer):
+        train_module._COMPILED.clear()
+        alone[config] = train(config)
     train_module._COMPILED.clear()
     train(TrainConfig(**{**target.params(), "lr": 0.003}))  # another lr first: its traced model is reused
-    (shell,) = train_module._COMPILED.values()
-    in_sweep = train(target)
-    assert list(train_module._COMPILED.values()) == [shell] and in_sweep.model is shell  # reused, not rebuilt
-    for a, b in zip(weights(alone.model_uri), weights(in_sweep.model_uri)):
-        np.testing.assert_array_equal(a, b)
-    assert in_sweep.baseline_accuracy == alone.baseline_accuracy
+    ((shell, _),) = train_module._COMPILED.values()
+    in_sweep = {other_optimizer: train(other_optimizer)}  # the same model, recompiled with Nadam
+    train_module.prepare(target)  # what a study does while its claim on the configuration settles
+    in_sweep[target] = train(target)  # back to Adam, from the prepared model
+    for config, result in in_sweep.items():
+        assert result.model is shell, config.optimizer  # reused, not rebuilt
+        for a, b in zip(weights(alone[config].model_uri), weights(result.model_uri)):
+            np.testing.assert_array_equal(a, b)
+        assert result.baseline_accuracy == alone[config].baseline_accuracy
 
 
 def test_seed_everything_resets_every_generator_a_training_draws_from():
@@ -240,3 +247,31 @@ def test_a_checkpoint_of_an_earlier_lrnoise_keeps_its_best_weights(tmp_path):
         np.testing.assert_array_equal(got, want)
     for got, want in zip(restored.get_weights(), model.get_weights()):  # the model itself stays the last one
         np.testing.assert_array_equal(got, want)
+
+
+def test_a_training_step_is_traced_once_and_trains_as_before():
+    """build_state creates the optimizer slots and metric variables before fit: under TensorFlow the training
+    step is then traced once instead of twice (issue 13), and the weights are those of a plain Keras fit."""
+    from lrnoise import models, train as train_module
+
+    ds = data.load("digits", val_fraction=0.1, seed=0)
+    config = TrainConfig(dataset="digits", model="resnet20", optimizer="adam", batch_size=64, seed=1)
+
+    def fit(prebuilt: bool):
+        train_module.seed_everything(config.seed)
+        model = models.resnet(8, ds.num_classes, ds.input_shape)
+        train_module.compile_model(model, config, Execution())
+        if prebuilt:
+            train_module.build_state(model, ds)
+        traces, step = [], model.train_step
+        model.train_step = lambda batch: traces.append(1) or step(batch)  # runs once per trace, not per step
+        stream, steps = data.training_stream(ds.x_train, ds.y_train, config.batch_size, config.seed)
+        model.fit(stream, steps_per_epoch=steps, epochs=2, verbose=0)
+        return len(traces), model.get_weights()
+
+    traces, prebuilt = fit(True)
+    _, plain = fit(False)
+    if keras.backend.backend() == "tensorflow":
+        assert traces == 1
+    for a, b in zip(prebuilt, plain):
+        np.testing.assert_array_equal(a, b)

@@ -6,6 +6,7 @@ model takes raw images (uint8 values as stored) and reuse from the registry need
 from __future__ import annotations
 
 import json
+import weakref
 
 import keras
 import numpy as np
@@ -162,14 +163,17 @@ class _PassThrough(keras.layers.Layer):
 
 _TWINS: dict = {}  # architecture (model config JSON) -> (twin, pairs, folds, direct, twin variables)
 _TWIN_HOLDER: dict = {}  # id(twin) -> the Evaluator whose weights it holds now
+_TWIN_KEYS = weakref.WeakKeyDictionary()  # model -> its architecture key (a model never changes architecture)
 
 
 def _twin_of(model: keras.Model) -> tuple:
     """The folded inference twin of `model`'s architecture and the plan of what load() does, built once per
     architecture and process: a sweep's models share one twin (and its traced predict)."""
     # the architecture only: to_json() would add the compile config (optimizer, learning rate), so every lr of a
-    # sweep would build and trace its own twin
-    key = json.dumps(model.get_config(), sort_keys=True, default=str)
+    # sweep would build and trace its own twin. get_config() of a ResNet takes ~10 ms: once per model object
+    if model not in _TWIN_KEYS:
+        _TWIN_KEYS[model] = json.dumps(model.get_config(), sort_keys=True, default=str)
+    key = _TWIN_KEYS[model]
     if key in _TWINS:
         return _TWINS[key]
     pairs = foldable_pairs(model)
@@ -215,7 +219,7 @@ class Evaluator:
         # stored as given (uint8 images stay uint8 on the device), cast batch by batch when they are used
         self.batches = [keras.ops.convert_to_tensor(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
         self.labels = [np.asarray(y[i:i + batch_size]) for i in range(0, len(y), batch_size)]
-        self.count = len(y)
+        self.count, self.batch_size = len(y), batch_size
 
     def fold(self, values: dict) -> dict:
         """The twin's weights {twin variable path: tensor} for the original model's weights `values`."""

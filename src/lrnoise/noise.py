@@ -246,11 +246,15 @@ def summarize(draws: pd.DataFrame, baseline_accuracy: float) -> pd.DataFrame:
 
 
 def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, config: NoiseConfig = PAPER,
-             batch_size: int = 1000, log=print) -> NoiseResult:
+             batch_size: int = 1000, log=print, evaluator: models.Evaluator | None = None) -> NoiseResult:
     """Clean accuracy a_0, then `config.trials` noisy draws per level (or, with trials auto, until the CI is
-    tight). The model's weights are never modified."""
+    tight). The model's weights are never modified. `evaluator`: an Evaluator of `model` on (x, y) made
+    before, e.g. the one training measured a_0 with (a study saves setting one up per evaluation)."""
     config.validate()
-    evaluator = models.Evaluator(model, x, y, batch_size)
+    if evaluator is None or (evaluator.count, evaluator.batch_size) != (len(y), batch_size):
+        evaluator = models.Evaluator(model, x, y, batch_size)
+    else:
+        evaluator.load(evaluator.clean)  # a previous evaluation left its last noisy draw in the twin
     injector = injector_for(config, model, evaluator)
     baseline = evaluator()  # a_0, same evaluation code as every draw
     log(f"baseline_accuracy {baseline:.4f}  ({len(injector.targets)} weight tensors get {config.name} noise)")

@@ -12,11 +12,12 @@ from lrnoise.errors import LrnoiseError
 def noise_eval(config: noise.NoiseConfig, run_id: str | None = None, model_uri: str | None = None,
                dataset: str | None = None, data_dir: str | None = None, experiment: str | None = None,
                batch_size: int = 1000, force: bool = False, model=None,
-               loaded_data: data.Dataset | None = None) -> tuple[str, noise.NoiseResult]:
+               loaded_data: data.Dataset | None = None, evaluator=None) -> tuple[str, noise.NoiseResult]:
     """Evaluates a training run's model (or any model URI) under `config` in a noise-eval run, child of the
     training run. Returns (noise-eval run id, result). The summary is also written onto the training run.
     A model that did not learn (tag lrnoise.learned=false) is refused unless `force`. `model` /
-    `loaded_data`: the run's model and data already in memory (a study right after training)."""
+    `loaded_data` / `evaluator`: the run's model, data and a_0 Evaluator already in memory (a study right after
+    training)."""
     config.validate()
     if bool(run_id) == bool(model_uri):
         raise LrnoiseError("give exactly one of --run-id (a training run) or --model-uri (models:/...)")
@@ -54,7 +55,7 @@ def noise_eval(config: noise.NoiseConfig, run_id: str | None = None, model_uri: 
                             key=config.run_key)
         print(f"noise-eval run {eval_run_id} of {model_uri} on {dataset} ({len(ds.x_test)} test images), "
               f"configuration {config.name}")
-        result = noise.evaluate(model, ds.x_test, ds.y_test, config, batch_size)
+        result = noise.evaluate(model, ds.x_test, ds.y_test, config, batch_size, evaluator=evaluator)
         log_result(result, config, source_id)
         write_artifacts(result, config, dataset, tmp)
         tracking.log_artifacts(tmp)

@@ -27,7 +27,7 @@ from pathlib import Path
 from lrnoise import data, paper, tracking
 from lrnoise.errors import LrnoiseError
 from lrnoise.noise import NoiseConfig
-from lrnoise.train import OPTIMIZERS, TrainConfig
+from lrnoise.train import OPTIMIZERS, TrainConfig, prepare
 
 # Figure 3: one (dataset, model, lr) with every optimizer.
 FIGURE3_BLOCK = {"datasets": (paper.OPTIMIZER_STUDY["dataset"],), "models": (paper.OPTIMIZER_STUDY["model"],),
@@ -175,7 +175,8 @@ def run_job(job: Job, experiment: str, parent_run_id: str | None, data_dir: str 
     outcome = Outcome(job, "ok")
     try:
         exp_id = tracking.ensure_experiment(experiment)
-        with tracking.claimed(exp_id, tracking.config_key(job.train.params())) as mine:
+        key = tracking.config_key(job.train.params())
+        with tracking.claimed(exp_id, key, meanwhile=lambda: _prepare_if_new(job, exp_id, key, data_dir)) as mine:
             if mine:
                 _train_and_evaluate(job, outcome, exp_id, experiment, parent_run_id, data_dir)
             else:  # another study works on it now: come back later and reuse what it made
@@ -186,6 +187,13 @@ def run_job(job: Job, experiment: str, parent_run_id: str | None, data_dir: str 
         traceback.print_exc()
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+def _prepare_if_new(job: Job, exp_id: str, key: str, data_dir: str | None) -> None:
+    """While the claim settles: the data, seeded model and stream of a configuration that has no training run
+    yet (train.prepare; a read of the store, no write). One that ran before is reused or resumed: nothing."""
+    if not tracking.runs_with_config(exp_id, "train", key):
+        prepare(job.train, data_dir)
 
 
 def _train_and_evaluate(job: Job, outcome: Outcome, exp_id: str, experiment: str, parent_run_id: str | None,
@@ -219,7 +227,8 @@ def _train_and_evaluate(job: Job, outcome: Outcome, exp_id: str, experiment: str
         else:
             eval_run_id, _ = noise_eval(config, run_id=outcome.train_run_id, data_dir=data_dir,
                                         model=trained.model if trained else None,
-                                        loaded_data=trained.dataset if trained else None)
+                                        loaded_data=trained.dataset if trained else None,
+                                        evaluator=trained.evaluator if trained else None)
             outcome.eval_run_ids.append(eval_run_id)
             evaluated.append("new")
     outcome.evaluated = evaluated[0] if len(set(evaluated)) == 1 else "mixed"
@@ -241,9 +250,9 @@ def _worker_main(argv: list[str]) -> None:
 
 # ---------------------------------------------------------------- executors
 def trace_group(job: Job) -> tuple:
-    """Configurations of one group share one traced model in a worker (train.reusable_model's key, less what a
-    study never varies): architecture, optimizer type, and the seed, whose validation split sets the input
-    normalisation that the traced graph bakes in."""
+    """Configurations of one group share one traced training step in a worker: train.reusable_model keeps a model
+    per architecture and input normalisation (which follows the seed's validation split), and tracing its step
+    again is needed only when the optimizer type changes. So: architecture, optimizer type and seed."""
     t = job.train
     return t.dataset, t.model, t.optimizer, t.seed, t.shortcut, t.init
 

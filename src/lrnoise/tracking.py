@@ -127,8 +127,19 @@ def set_tracking_uri(uri: str) -> None:
     mlflow.set_tracking_uri(uri)
 
 
+_EXPERIMENTS: dict = {}  # (store, user, experiment name) -> id, once created / checked writable in this process
+
+
 def ensure_experiment(name: str) -> str:
-    """Id of experiment `name`, created (and tagged for the runs-table UI) if missing."""
+    """Id of experiment `name`, created (and tagged for the runs-table UI) if missing. Looked up once per
+    process, store and user (a study asks for it for every run)."""
+    key = (tracking_uri(), os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_TOKEN"), name)
+    if key not in _EXPERIMENTS:
+        _EXPERIMENTS[key] = _ensure_experiment(name)
+    return _EXPERIMENTS[key]
+
+
+def _ensure_experiment(name: str) -> str:
     c = client()
     try:
         exp = c.get_experiment_by_name(name)
@@ -627,10 +638,12 @@ def is_live(run) -> bool:
         return False
 
 
-def beat(run_id: str) -> None:
-    """Marks `run_id` alive and owned by this process now."""
-    client().log_batch(run_id, tags=[mlflow.entities.RunTag(HEARTBEAT, f"{time.time():.3f}"),
-                                     mlflow.entities.RunTag(OWNER, _OWNER)])
+def beat(run_id: str, metrics: dict | None = None, step: int = 0) -> None:
+    """Marks `run_id` alive and owned by this process now; `metrics` (at `step`) go in the same write."""
+    now = time.time()
+    client().log_batch(run_id, metrics=[mlflow.entities.Metric(k, float(v), int(now * 1000), step)
+                                        for k, v in (metrics or {}).items()],
+                       tags=[mlflow.entities.RunTag(HEARTBEAT, f"{now:.3f}"), mlflow.entities.RunTag(OWNER, _OWNER)])
 
 
 def hold(run_id: str) -> None:
@@ -657,19 +670,23 @@ def _heartbeats() -> None:
 
 
 @contextlib.contextmanager
-def claimed(experiment_id: str, key: str):
+def claimed(experiment_id: str, key: str, meanwhile=None):
     """Yields True when this process won the right to work on configuration `key`, False when a live claim
     of another process is older. Race-free between processes: every contender creates a claim run, waits
     CLAIM_SETTLE, then looks at all live claims of the key; the oldest (start time, then run id) wins, the
     others withdraw. A claim whose owner died stops beating and is ignored (and removed) after the lease
-    timeout. The winner's claim is removed when the block ends."""
+    timeout. The winner's claim is removed when the block ends. `meanwhile()`, if given, runs during the
+    wait (local preparation that writes nothing to the store); the wait is never shorter for it."""
     c = client()
     mine = c.create_run(experiment_id, run_name=f"claim-{key[:8]}",
                         tags={KIND: "claim", CONFIG_KEY: key}).info.run_id
+    settled = time.monotonic() + CLAIM_SETTLE
     hold(mine)
     won = False
     try:
-        time.sleep(CLAIM_SETTLE)
+        if meanwhile is not None:
+            meanwhile()
+        time.sleep(max(0.0, settled - time.monotonic()))
         claims = runs_with_config(experiment_id, "claim", key)
         live = [r for r in claims if is_live(r)]
         winner = min(live, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id if live else mine

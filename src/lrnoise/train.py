@@ -97,6 +97,7 @@ class TrainResult:
     epochs_trained: int
     model: keras.Model | None = field(default=None, repr=False, compare=False)  # the trained model, in memory
     dataset: data.Dataset | None = field(default=None, repr=False, compare=False)  # and its data (no reload)
+    evaluator: models.Evaluator | None = field(default=None, repr=False, compare=False)  # a_0's, on the test set
 
 
 _TF_SEED: list = []  # the seed TensorFlow's global generator was last given in this process
@@ -161,12 +162,13 @@ def build_model(config: TrainConfig, ds: data.Dataset, execution: Execution = Ex
 
 
 # Compiled models kept for the next configuration of the same shape in this process: tracing the training,
-# validation and gradient-noise steps costs ~10 s on a CPU, more than a short configuration's learning. A
-# configuration with the same (architecture, input normalisation, optimizer type, execution) reuses one: its
-# weights are overwritten with the configuration's own freshly initialised ones, the optimizer's state is
-# zeroed and its learning rate (a variable read by the traced step) set, so the same seed gives bit-identical
-# weights. The input normalisation is part of the key because Keras bakes a given mean / variance into the
-# traced graph as constants (they follow the seed's validation split).
+# validation and gradient-noise steps costs ~3-6 s on a CPU, more than a short configuration's learning. A
+# configuration with the same (architecture, input normalisation, execution) reuses one: its weights are
+# overwritten with the configuration's own freshly initialised ones and the optimizer's state zeroed, its
+# learning rate (a variable read by the traced step) set, so the same seed gives bit-identical weights. Another
+# optimizer type recompiles the model with a new optimizer (the training step is traced again, the gradient-noise
+# function and the inference twin are kept). The input normalisation is part of the key because Keras bakes a
+# given mean / variance into the traced graph as constants (they follow the seed's validation split).
 _COMPILED: dict = {}
 COMPILED_KEPT = 6  # models kept (a seed sweep cycles through one normalisation per seed)
 
@@ -174,7 +176,7 @@ COMPILED_KEPT = 6  # models kept (a seed sweep cycles through one normalisation 
 def _compiled_key(config: TrainConfig, ds: data.Dataset, execution: Execution, model: keras.Model) -> tuple:
     norm = model.get_layer(models.NORMALIZATION_LAYER).get_config()
     stats_key = hashlib.sha1(json.dumps([norm["mean"], norm["variance"]], default=str).encode()).hexdigest()
-    return (config.model, config.shortcut, config.init, config.optimizer, ds.num_classes, ds.input_shape,
+    return (config.model, config.shortcut, config.init, ds.num_classes, ds.input_shape,
             stats_key, execution.mixed_precision, execution.jit_compile, execution.steps_per_execution)
 
 
@@ -182,19 +184,58 @@ def reusable_model(config: TrainConfig, ds: data.Dataset, execution: Execution) 
     """build_model's model, initialised identically, but reusing an already-traced model when one fits."""
     fresh = initial_model(config, ds, execution)  # same seeded initialisation as build_model
     key = _compiled_key(config, ds, execution, fresh)
-    model = _COMPILED.pop(key, None)
+    model, optimizer = _COMPILED.pop(key, (None, None))  # optimizer: the name it is compiled with
     if model is None or execution.mixed_precision == "fp16":  # fp16's loss-scale state is not plain zeros
         compile_model(fresh, config, execution)
         model = fresh
     else:
         model.set_weights(fresh.get_weights())
-        for variable in model.optimizer.variables:  # iterations, moments, velocities: as a new optimizer's
-            variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
-        model.optimizer.learning_rate.assign(config.lr)
-    _COMPILED[key] = model  # most recently used last
+        if optimizer == config.optimizer:
+            for variable in model.optimizer.variables:  # iterations, moments, velocities: as a new optimizer's
+                variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
+            model.optimizer.learning_rate.assign(config.lr)
+        else:  # another optimizer: a new one (and the training step traced again)
+            compile_model(model, config, execution)
+    _COMPILED[key] = (model, config.optimizer)  # most recently used last
     while len(_COMPILED) > COMPILED_KEPT:
         _COMPILED.pop(next(iter(_COMPILED)))
     return model
+
+
+_PREPARED: dict = {}  # (config, execution, data_dir) -> (dataset, model, training stream) made by prepare()
+
+
+def prepare(config: TrainConfig, data_dir: str | None = None, execution: Execution = Execution()) -> None:
+    """Does ahead of train(config) what a new training run does first without the tracking store: load the data,
+    seed, initialise the model (reusable_model) and build its state, build the training stream. A study runs it
+    while its claim on the configuration settles (tracking.claimed). The next train() of the same configuration,
+    data folder and execution in a new run takes them over; any other train() discards them. Nothing between
+    the two draws from a random generator that training reads, so the weights are those of an unprepared
+    train() (test_train compares them bit for bit)."""
+    _PREPARED.clear()
+    ds = data.load(config.dataset, data_dir=data_dir, val_fraction=VAL_FRACTION, seed=config.seed)
+    seed_everything(config.seed)
+    model = reusable_model(config, ds, execution)
+    build_state(model, ds)
+    stream = data.training_stream(ds.x_train, ds.y_train, config.batch_size, config.seed,
+                                  augment=data.augmentation_for(config.dataset))
+    _PREPARED[(config, execution, data_dir)] = (ds, model, stream)
+
+
+def build_state(model: keras.Model, ds: data.Dataset) -> None:
+    """Creates the optimizer's slots and the compiled metrics' variables now, before fit.
+
+    Under TensorFlow, Keras creates them while tracing the first training step; tf.function then traces the
+    whole step a second time (a function that created variables is traced again without creating them): ~3 s
+    of a ResNet20's first epoch with Adam, ~4 s with ResNet32. Built here, the step is traced once. The new
+    variables start as they would in the trace (zeros), so the weights are bit-identical (test_train).
+    """
+    sample = (ds.x_train[:2].astype(np.float32), ds.y_train[:2])
+    try:  # keras' own build of every model, metric and optimizer variable from a batch's shapes
+        model._symbolic_build(data_batch=tuple(keras.ops.convert_to_tensor(a) for a in sample))
+    except AttributeError:  # another keras: the optimizer at least (public); the metrics stay lazy
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
 
 
 def compile_model(model: keras.Model, config: TrainConfig, execution: Execution, optimizer=None) -> None:
@@ -272,9 +313,8 @@ class EpochLog(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         metrics = {k: float(logs[k]) for k in tracking.EPOCH_METRICS}
-        if epoch + 1 > self.logged_through:
-            tracking.log_metrics(metrics, step=epoch + 1)
-        tracking.beat(self.run_id)
+        # the epoch's metrics and the heartbeat in one write (an epoch replayed after a resume: the beat only)
+        tracking.beat(self.run_id, metrics if epoch + 1 > self.logged_through else None, step=epoch + 1)
         shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         print(f"epoch {epoch + 1}/{self.epochs}  {shown}  ({time.perf_counter() - self.start:.1f}s)", flush=True)
 
@@ -355,30 +395,37 @@ def train(config: TrainConfig, data_dir: str | None = None, experiment: str = tr
     config.validate()
     execution.validate()
     registered_model = registered_model or f"lrnoise-{config.dataset}-{config.model}"
-    ds = dataset or data.load(config.dataset, data_dir=data_dir, val_fraction=VAL_FRACTION, seed=config.seed)
+    prepared = _PREPARED.pop((config, execution, data_dir), None) if not (resume or dataset) else None
+    _PREPARED.clear()  # another configuration's, or about to be stale (reusable_model re-initialises its model)
+    ds = prepared[0] if prepared else dataset or data.load(config.dataset, data_dir=data_dir,
+                                                           val_fraction=VAL_FRACTION, seed=config.seed)
     with tracking.run(experiment, "train", run_id=resume, parent_run_id=parent_run_id,
                       run_name=f"{config.dataset}-{config.model}-{config.optimizer}-lr{config.lr:g}-s{config.seed}"), \
             tracking.temp_dir() as tmp:
         run_id = tracking.active_run_id()
         tracking.log_params(config.params())
         tracking.log_execution(asdict(execution))
-        seed_everything(config.seed)
+        if not prepared:  # prepare() seeded before it initialised the model
+            seed_everything(config.seed)
         folder = Path(tmp) / "ckpt"
         folder.mkdir()
         previous = tracking.download_checkpoint(run_id, Path(tmp) / "prev") if resume else None
         model, state = _restore(previous, folder)
-        if model is None:
+        if prepared:
+            model = prepared[1]
+        elif model is None:
             model = reusable_model(config, ds, execution)
         else:  # keep the restored optimizer state; apply this call's execution options
             compile_model(model, config, execution, optimizer=model.optimizer)
+        build_state(model, ds)
         if state["epoch"]:
             print(f"resuming run {run_id} after epoch {state['epoch']}", flush=True)
 
         grad_noise, checkpointer = [], Checkpointer(folder, config.patience, state, execution.checkpoint_every)
         if not Checkpointer.finished(state, config):
-            stream, steps = data.training_stream(ds.x_train, ds.y_train, config.batch_size, config.seed,
-                                                 start_epoch=state["epoch"],
-                                                 augment=data.augmentation_for(config.dataset))
+            stream, steps = prepared[2] if prepared else data.training_stream(
+                ds.x_train, ds.y_train, config.batch_size, config.seed, start_epoch=state["epoch"],
+                augment=data.augmentation_for(config.dataset))
             logged_through = tracking.last_step(run_id, tracking.EPOCH_METRICS[0]) if resume else 0
             grad_noise = grad_noise_callback(config, execution, ds, state, logged_through)
             model.fit(stream, steps_per_epoch=steps, epochs=config.epochs, initial_epoch=state["epoch"], verbose=0,
@@ -395,7 +442,8 @@ def train(config: TrainConfig, data_dir: str | None = None, experiment: str = tr
 
         log_grad_noise_summary(model, config, execution, ds, state,
                                gradients=grad_noise[0].gradients if grad_noise else None)
-        baseline = models.Evaluator(model, ds.x_test, ds.y_test, EVAL_BATCH)()
+        evaluator = models.Evaluator(model, ds.x_test, ds.y_test, EVAL_BATCH)
+        baseline = evaluator()
         learned = stats.above_chance(baseline, len(ds.y_test), ds.num_classes)
         tracking.log_metrics({tracking.BASELINE_ACCURACY: baseline, tracking.EPOCHS_TRAINED: state["epoch"],
                               tracking.BEST_EPOCH: state["best_epoch"]})
@@ -406,4 +454,4 @@ def train(config: TrainConfig, data_dir: str | None = None, experiment: str = tr
             print(f"did not learn: test accuracy {baseline:.2%} is not clearly above chance "
                   f"({1 / ds.num_classes:.0%}); tagged {tracking.LEARNED}=false (lr {config.lr:g} too high?)")
         print(f"run_id {run_id}", flush=True)
-    return TrainResult(run_id, model_uri, str(version), baseline, state["epoch"], model, ds)
+    return TrainResult(run_id, model_uri, str(version), baseline, state["epoch"], model, ds, evaluator)
