@@ -133,8 +133,8 @@ def secured(tmp_path_factory):
 def lrnoise(secured: Secured, user: User, *args, extra_env: dict | None = None, timeout: float = 600):
     """`python -m lrnoise.cli ARGS` as `user` (credentials in the environment only); the output is kept for
     the leak checks."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("MLFLOW_TRACKING_", "MLFLOW_AUTH_")) and k not in ("MLFLOW_RUN_ID", "MLFLOW_REGISTRY_URI")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING_", "MLFLOW_AUTH_"))
+           and k not in ("MLFLOW_RUN_ID", "MLFLOW_REGISTRY_URI")}
     env.update(MLFLOW_TRACKING_URI=secured.uri, MLFLOW_TRACKING_USERNAME=user.name,
                MLFLOW_TRACKING_PASSWORD=user.password, MLFLOW_DISABLE_TELEMETRY="true", **(extra_env or {}))
     started = time.perf_counter()

@@ -298,14 +298,15 @@ def last_step(run_id: str, metric: str) -> int:
     return max((m.step for m in history), default=0)
 
 
+def _metric_entities(metrics: dict, step: int | None, when: float) -> list:
+    return [mlflow.entities.Metric(k, float(v), int(when * 1000), step or 0) for k, v in metrics.items()]
+
+
 def log_metrics(metrics: dict, step: int | None = None, run_id: str | None = None) -> None:
-    clean = {k: float(v) for k, v in metrics.items()}
     if run_id is None:
-        mlflow.log_metrics(clean, step=step)
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
     else:
-        client().log_batch(run_id, metrics=[
-            mlflow.entities.Metric(k, v, int(time.time() * 1000), step or 0)
-            for k, v in clean.items()])
+        client().log_batch(run_id, metrics=_metric_entities(metrics, step, time.time()))
 
 
 def log_artifacts(folder: str) -> None:
@@ -641,8 +642,7 @@ def is_live(run) -> bool:
 def beat(run_id: str, metrics: dict | None = None, step: int = 0) -> None:
     """Marks `run_id` alive and owned by this process now; `metrics` (at `step`) go in the same write."""
     now = time.time()
-    client().log_batch(run_id, metrics=[mlflow.entities.Metric(k, float(v), int(now * 1000), step)
-                                        for k, v in (metrics or {}).items()],
+    client().log_batch(run_id, metrics=_metric_entities(metrics or {}, step, now),
                        tags=[mlflow.entities.RunTag(HEARTBEAT, f"{now:.3f}"), mlflow.entities.RunTag(OWNER, _OWNER)])
 
 

@@ -202,7 +202,27 @@ def reusable_model(config: TrainConfig, ds: data.Dataset, execution: Execution) 
     return model
 
 
-_PREPARED: dict = {}  # (config, execution, data_dir) -> (dataset, model, training stream) made by prepare()
+def load_data(config: TrainConfig, data_dir: str | None = None) -> data.Dataset:
+    """The configuration's data, its validation split drawn with its seed."""
+    return data.load(config.dataset, data_dir=data_dir, val_fraction=VAL_FRACTION, seed=config.seed)
+
+
+def training_stream(config: TrainConfig, ds: data.Dataset, start_epoch: int = 0) -> tuple:
+    """(stream for model.fit, steps per epoch): the configuration's batches and augmentation from `start_epoch`."""
+    return data.training_stream(ds.x_train, ds.y_train, config.batch_size, config.seed, start_epoch=start_epoch,
+                                augment=data.augmentation_for(config.dataset))
+
+
+@dataclass
+class Prepared:
+    """What prepare() made for the next train() of `key` = (config, execution, data_dir)."""
+    key: tuple
+    dataset: data.Dataset
+    model: keras.Model  # seeded, initialised, its optimizer and metric state built
+    stream: tuple  # training_stream(config, dataset)
+
+
+_PREPARED: list[Prepared] = []  # at most one: the configuration prepared last
 
 
 def prepare(config: TrainConfig, data_dir: str | None = None, execution: Execution = Execution()) -> None:
@@ -213,13 +233,17 @@ def prepare(config: TrainConfig, data_dir: str | None = None, execution: Executi
     the two draws from a random generator that training reads, so the weights are those of an unprepared
     train() (test_train compares them bit for bit)."""
     _PREPARED.clear()
-    ds = data.load(config.dataset, data_dir=data_dir, val_fraction=VAL_FRACTION, seed=config.seed)
+    ds = load_data(config, data_dir)
     seed_everything(config.seed)
     model = reusable_model(config, ds, execution)
     build_state(model, ds)
-    stream = data.training_stream(ds.x_train, ds.y_train, config.batch_size, config.seed,
-                                  augment=data.augmentation_for(config.dataset))
-    _PREPARED[(config, execution, data_dir)] = (ds, model, stream)
+    _PREPARED.append(Prepared((config, execution, data_dir), ds, model, training_stream(config, ds)))
+
+
+def _take_prepared(key: tuple) -> Prepared | None:
+    """prepare()'s work if it was for `key`; any other is dropped (reusable_model re-initialises its model)."""
+    prepared = _PREPARED.pop() if _PREPARED else None
+    return prepared if prepared is not None and prepared.key == key else None
 
 
 def build_state(model: keras.Model, ds: data.Dataset) -> None:
@@ -395,10 +419,10 @@ def train(config: TrainConfig, data_dir: str | None = None, experiment: str = tr
     config.validate()
     execution.validate()
     registered_model = registered_model or f"lrnoise-{config.dataset}-{config.model}"
-    prepared = _PREPARED.pop((config, execution, data_dir), None) if not (resume or dataset) else None
-    _PREPARED.clear()  # another configuration's, or about to be stale (reusable_model re-initialises its model)
-    ds = prepared[0] if prepared else dataset or data.load(config.dataset, data_dir=data_dir,
-                                                           val_fraction=VAL_FRACTION, seed=config.seed)
+    prepared = _take_prepared((config, execution, data_dir))
+    if resume or dataset:  # a resumed run continues its checkpoint; given data is not the prepared data
+        prepared = None
+    ds = prepared.dataset if prepared else dataset or load_data(config, data_dir)
     with tracking.run(experiment, "train", run_id=resume, parent_run_id=parent_run_id,
                       run_name=f"{config.dataset}-{config.model}-{config.optimizer}-lr{config.lr:g}-s{config.seed}"), \
             tracking.temp_dir() as tmp:
@@ -411,21 +435,20 @@ def train(config: TrainConfig, data_dir: str | None = None, experiment: str = tr
         folder.mkdir()
         previous = tracking.download_checkpoint(run_id, Path(tmp) / "prev") if resume else None
         model, state = _restore(previous, folder)
-        if prepared:
-            model = prepared[1]
-        elif model is None:
-            model = reusable_model(config, ds, execution)
-        else:  # keep the restored optimizer state; apply this call's execution options
-            compile_model(model, config, execution, optimizer=model.optimizer)
-        build_state(model, ds)
+        if prepared:  # initialised and built by prepare()
+            model = prepared.model
+        else:
+            if model is None:
+                model = reusable_model(config, ds, execution)
+            else:  # keep the restored optimizer state; apply this call's execution options
+                compile_model(model, config, execution, optimizer=model.optimizer)
+            build_state(model, ds)
         if state["epoch"]:
             print(f"resuming run {run_id} after epoch {state['epoch']}", flush=True)
 
         grad_noise, checkpointer = [], Checkpointer(folder, config.patience, state, execution.checkpoint_every)
         if not Checkpointer.finished(state, config):
-            stream, steps = prepared[2] if prepared else data.training_stream(
-                ds.x_train, ds.y_train, config.batch_size, config.seed, start_epoch=state["epoch"],
-                augment=data.augmentation_for(config.dataset))
+            stream, steps = prepared.stream if prepared else training_stream(config, ds, state["epoch"])
             logged_through = tracking.last_step(run_id, tracking.EPOCH_METRICS[0]) if resume else 0
             grad_noise = grad_noise_callback(config, execution, ds, state, logged_through)
             model.fit(stream, steps_per_epoch=steps, epochs=config.epochs, initial_epoch=state["epoch"], verbose=0,
