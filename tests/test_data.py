@@ -163,3 +163,8 @@ def test_pipeline_is_a_function_of_seed_and_epoch():
     assert sorted(np.concatenate([b[1].numpy() for b in full[:steps]])) == list(range(20))  # a permutation
     assert not np.array_equal(full[0][1].numpy(), full[steps][1].numpy())  # reshuffled each epoch
     assert not np.array_equal(take(0, 1, seed=1)[0][1].numpy(), full[0][1].numpy())
+    ending = list(data.train_pipeline(x, y, 8, 0, start_epoch=1, augment=(1, True), end_epoch=2))
+    assert len(ending) == steps  # epochs start_epoch .. end_epoch - 1, then the stream ends
+    for a, b in zip(resumed, ending):  # the same batches as the endless stream's
+        np.testing.assert_array_equal(a[0].numpy(), b[0].numpy())
+        np.testing.assert_array_equal(a[1].numpy(), b[1].numpy())

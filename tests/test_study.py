@@ -291,6 +291,39 @@ def test_study_survives_a_tracking_server_restart(tmp_path, monkeypatch):
 
 
 @pytest.mark.e2e
+def test_the_study_server_is_gunicorn_without_the_job_runner(tmp_path, monkeypatch):
+    """tracking.serve: gunicorn (MLflow's default uvicorn took ~48 ms a kept-alive request here, gunicorn ~3 ms:
+    benchmarks/server_latency.py) and no GenAI job runner processes (huey consumers)."""
+    import pathlib
+    import requests
+
+    def job_runners():
+        """MLflow's job runner and huey consumers below this test process (other tests' servers run beside it)."""
+        parents, commands = {}, {}
+        for proc in pathlib.Path("/proc").glob("[0-9]*"):
+            try:
+                parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                commands[int(proc.name)] = (proc / "cmdline").read_bytes()
+            except (OSError, ValueError, IndexError):
+                pass
+
+        def descends_from_us(pid):
+            while pid > 1:
+                if pid == os.getpid():
+                    return True
+                pid = parents.get(pid, 0)
+            return False
+
+        return [pid for pid, command in commands.items() if b"mlflow.server.jobs" in command and descends_from_us(pid)]
+
+    monkeypatch.delenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", raising=False)  # "true" there brings the runner back
+    with tracking.serve(f"sqlite:///{tmp_path / 's.db'}") as uri:
+        assert requests.get(f"{uri}/health", timeout=10).headers.get("Server", "").startswith("gunicorn")
+        if pathlib.Path("/proc").is_dir():
+            assert job_runners() == []
+
+
+@pytest.mark.e2e
 def test_a_tracking_server_that_cannot_start_is_one_line(tmp_path):
     import socket
     with socket.socket() as taken:  # port taken

@@ -746,18 +746,31 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+SERVER_WORKERS = 2  # request handlers of a server serve() starts (a study's workers send short requests)
+# Gunicorn's sync workers, not MLflow 3.17's default uvicorn: measured on the development machine, a request on a
+# kept-alive uvicorn connection took ~48 ms (TCP delayed ACK), on gunicorn ~3 ms; a configuration of the demo
+# makes ~100 requests. The timeout only has to outlast the longest request (a model upload).
+GUNICORN_OPTS = "--timeout 600 --log-level warning"
+
+
 @contextlib.contextmanager
 def serve(store_uri: str, port: int | None = None, extra_args: tuple = (), wait_seconds: float = 120):
     """`mlflow server` over `store_uri` on 127.0.0.1 while the block runs; yields its http URI. A server that
     cannot start is one LrnoiseError naming why (its own last error line); the server is always stopped
-    (killed if it does not stop within 30 s)."""
+    (killed if it does not stop within 30 s). Served by gunicorn (GUNICORN_OPTS), without MLflow's job runner
+    (GenAI jobs: a runner and seven huey consumer processes) unless MLFLOW_SERVER_ENABLE_JOB_EXECUTION says
+    otherwise."""
     import subprocess
     import sys
     port = port or _free_port()
     log = tempfile.NamedTemporaryFile(prefix="lrnoise-server-", suffix=".log", delete=False)
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store_uri,
-                               "--host", "127.0.0.1", "--port", str(port), "--workers", "2", *extra_args],
-                              stdout=log, stderr=subprocess.STDOUT)
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store_uri, "--host", "127.0.0.1",
+               "--port", str(port), "--workers", str(SERVER_WORKERS), *extra_args]
+    if sys.platform != "win32":  # gunicorn (an MLflow dependency there); Windows keeps MLflow's uvicorn
+        command.append(f"--gunicorn-opts={GUNICORN_OPTS}")
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION",
+                                                                               "false")}
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     served = f"http://127.0.0.1:{port}"
     try:
         _wait_for(served, server, log.name, wait_seconds)

@@ -210,7 +210,7 @@ def load_data(config: TrainConfig, data_dir: str | None = None) -> data.Dataset:
 def training_stream(config: TrainConfig, ds: data.Dataset, start_epoch: int = 0) -> tuple:
     """(stream for model.fit, steps per epoch): the configuration's batches and augmentation from `start_epoch`."""
     return data.training_stream(ds.x_train, ds.y_train, config.batch_size, config.seed, start_epoch=start_epoch,
-                                augment=data.augmentation_for(config.dataset))
+                                augment=data.augmentation_for(config.dataset), end_epoch=config.epochs)
 
 
 @dataclass
