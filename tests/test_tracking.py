@@ -84,3 +84,37 @@ def test_ensure_experiment_survives_another_process_creating_it_first(store, mon
     monkeypatch.setattr(MlflowClient, "create_experiment", raced)
     exp_id = tracking.ensure_experiment("raced")
     assert MlflowClient().get_experiment_by_name("raced").experiment_id == exp_id
+
+
+def test_ensure_experiment_survives_another_study_tagging_it_at_the_same_moment(store, monkeypatch):
+    """Two studies tag a new experiment at once: the store looks the tag up, then inserts it, so the later insert
+    fails on the UNIQUE constraint (seen with gunicorn's two server processes over sqlite). The tag is then there;
+    a refusal (permissions) is not retried."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import BAD_REQUEST, PERMISSION_DENIED
+    from mlflow.tracking import MlflowClient
+
+    real_tag, calls = MlflowClient.set_experiment_tag, []
+
+    def raced(self, exp_id, key, value):
+        calls.append(key)
+        if len(calls) == 1:
+            real_tag(self, exp_id, key, value)  # the other study's insert lands first ...
+            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: experiment_tags.key, "
+                                  "experiment_tags.experiment_id", error_code=BAD_REQUEST)  # ... ours collides
+        return real_tag(self, exp_id, key, value)
+
+    monkeypatch.setattr(MlflowClient, "set_experiment_tag", raced)
+    exp_id = tracking.ensure_experiment("tag-raced")
+    assert MlflowClient().get_experiment(exp_id).tags[tracking.EXPERIMENT_KIND[0]] == tracking.EXPERIMENT_KIND[1]
+    assert len(calls) == 2
+
+    def refused(self, exp_id, key, value):
+        calls.append(key)
+        raise MlflowException("Permission denied", error_code=PERMISSION_DENIED)
+
+    monkeypatch.setattr(MlflowClient, "set_experiment_tag", refused)
+    calls.clear()
+    with pytest.raises(tracking.LrnoiseError, match="denied"):
+        tracking.ensure_experiment("tag-refused")
+    assert len(calls) == 1

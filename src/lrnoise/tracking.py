@@ -139,6 +139,18 @@ def ensure_experiment(name: str) -> str:
     return _EXPERIMENTS[key]
 
 
+def _set_experiment_kind(c, exp_id: str) -> None:
+    """Tag the experiment's kind. The store inserts a new tag after looking for it, so two studies tagging a new
+    experiment at the same moment can collide (UNIQUE constraint failed on experiment_tags, seen with two server
+    processes over sqlite); the second attempt finds the tag and updates it. Refusals (permissions) are not retried."""
+    try:
+        c.set_experiment_tag(exp_id, *EXPERIMENT_KIND)
+    except MlflowException as exc:
+        if server_error(exc) is not None:
+            raise
+        c.set_experiment_tag(exp_id, *EXPERIMENT_KIND)
+
+
 def _ensure_experiment(name: str) -> str:
     c = client()
     try:
@@ -152,7 +164,7 @@ def _ensure_experiment(name: str) -> str:
                     raise
         exp_id = exp.experiment_id
         # also the write check: a user with READ permission only is refused here, before any run exists
-        c.set_experiment_tag(exp_id, *EXPERIMENT_KIND)
+        _set_experiment_kind(c, exp_id)
     except MlflowException as exc:
         raise LrnoiseError(server_error(exc) or f"tracking server {tracking_uri()} refused: "
                                                 f"{exc.message.splitlines()[0][:200]}") from None
