@@ -8,6 +8,7 @@ Figures: server_request_ms (lrnoise's server, mean of the per-request minima), s
 server_uvicorn_vs_lrnoise (the ratio). `python server_latency.py`; LRNOISE_BENCH_QUICK=1: 3 rounds.
 """
 import contextlib
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,12 +42,13 @@ def requests_of(uri: str) -> dict:
     """{name: callable} sending one request each to the server at `uri`."""
     import mlflow
     from mlflow.entities import Metric, RunTag
+    from lrnoise import tracking
     client = mlflow.MlflowClient(uri)
     run_id = client.create_run(client.create_experiment(f"latency-{time.time_ns()}")).info.run_id
 
     def beat():
         now = int(time.time() * 1000)
-        client.log_batch(run_id, metrics=[Metric("loss", 0.5, now, 1)], tags=[RunTag("lrnoise.heartbeat", str(now))])
+        client.log_batch(run_id, metrics=[Metric("loss", 0.5, now, 1)], tags=[RunTag(tracking.HEARTBEAT, str(now))])
 
     return {"get_run": lambda: client.get_run(run_id), "set_tag": lambda: client.set_tag(run_id, "k", "v"),
             "log_batch": beat}
@@ -59,8 +61,8 @@ def main():
         calls = {**{f"ours {k}": f for k, f in requests_of(ours).items()},
                  **{f"uvicorn {k}": f for k, f in requests_of(theirs).items()}}
         best = _common.best_of_each(calls, ROUNDS)
-    ours_ms = 1000 * sum(v for k, v in best.items() if k.startswith("ours")) / 3
-    uvicorn_ms = 1000 * sum(v for k, v in best.items() if k.startswith("uvicorn")) / 3
+    ours_ms = 1000 * statistics.mean(v for k, v in best.items() if k.startswith("ours"))
+    uvicorn_ms = 1000 * statistics.mean(v for k, v in best.items() if k.startswith("uvicorn"))
     return _common.record({"server_request_ms": round(ours_ms, 1), "server_request_ms_uvicorn": round(uvicorn_ms, 1),
                            "server_uvicorn_vs_lrnoise": round(uvicorn_ms / ours_ms, 1)})
 

@@ -450,8 +450,8 @@ def train_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, sta
                    augment: tuple[int, bool] = (0, False), end_epoch: int | None = None):
     """tf.data stream of (float32 images, int labels) batches, epoch after epoch from `start_epoch` up to (not
     including) `end_epoch` (None: endless). A training passes its last epoch: an endless stream's iterator,
-    dropped by model.fit at its end with the next epoch's batches in flight, blocked a study worker 5-9 s per
-    configuration (measured with two workers on 2 cores); a stream that ends there has nothing in flight.
+    dropped by model.fit at its end with the next epoch's batches in flight, stalled a study worker 5-9 s in
+    sampled stacks (two workers on 2 cores); a stream that ends there has nothing in flight.
 
     Epoch e uses permutation stateless_shuffle(seed, e) and augmentation seeds (seed, e, batch), so the
     stream is a pure function of (seed, epoch): resuming at epoch k replays exactly what an uninterrupted
