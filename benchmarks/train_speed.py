@@ -75,7 +75,7 @@ def timed_train(config: TrainConfig, ds: data.Dataset, execution: Execution) -> 
 
 def grad_noise_seconds(model, ds: data.Dataset, config: TrainConfig, k: int, repeats: int) -> float:
     """Best-of seconds of one gradient-noise estimate, as the callback makes it after an epoch."""
-    gradients = gradnoise.gradient_function(model)
+    gradients = gradnoise.stacked_gradient_function(model)
     return _common.best_of(lambda: gradnoise.estimate(model, ds.x_train, ds.y_train, config.batch_size, k,
                                                       config.seed, config.epochs, config.lr,
                                                       optimizer=model.optimizer, gradients=gradients), repeats)

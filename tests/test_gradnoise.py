@@ -56,7 +56,8 @@ def test_estimate_matches_brute_force_per_example_variance():
     c_exact = np.mean(np.sum((per_example - full) ** 2, axis=1))  # C = mean_i ||g_i - g_D||^2
     np.testing.assert_allclose(gradnoise.flatten(gradients(x, y)), full, atol=1e-6)  # no BN: mean of g_i
 
-    got = gradnoise.estimate(model, x, y, batch, k, seed=5, epoch=1, lr=0.1, gradients=gradients)
+    got = gradnoise.estimate(model, x, y, batch, k, seed=5, epoch=1, lr=0.1,
+                             gradients=gradnoise.stacked_gradient_function(model))
     # the K terms whose mean is C_hat, for the standard error; batches drawn without replacement from N
     grads = np.stack([gradnoise.flatten(gradients(x[idx], y[idx]))
                       for idx in gradnoise.noise_batches(n, batch, k, seed=5, epoch=1)])
@@ -108,6 +109,25 @@ def test_gradients_are_in_training_mode_and_write_nothing(compiled):
     np.testing.assert_allclose(gradnoise.flatten(grads), gradnoise.flatten(reference), rtol=1e-4, atol=1e-6)
     moving = [i for i, v in enumerate(model.weights) if "moving_mean" in v.path]
     assert moving and not np.array_equal(before[moving[0]], model.weights[moving[0]].numpy())  # the stateful one did
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_stacked_gradients_are_each_minibatch_gradient_bit_for_bit(compiled):
+    """The K gradients of one estimate, computed in one traced call (tf.map_fn), equal gradient_function's one
+    minibatch at a time, exactly; nothing is written (BN statistics included)."""
+    keras.utils.set_random_seed(0)
+    model = bn_model()
+    x, y = random_data(48, (8, 8, 1), 4, seed=4)
+    xs, ys = x.reshape(3, 16, 8, 8, 1), y.reshape(3, 16)
+    before = values(model.weights)
+    rows = gradnoise.stacked_gradient_function(model, compiled=compiled)(xs, ys)
+    assert all(np.array_equal(a, b) for a, b in zip(before, values(model.weights)))
+    one_at_a_time = gradnoise.gradient_function(model, compiled=compiled)
+    expected = np.stack([gradnoise.flatten(one_at_a_time(xs[k], ys[k]), np.float32) for k in range(3)])
+    trainable = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    assert rows.dtype == np.float32 and rows.shape == (3, trainable)
+    assert np.array_equal(rows, expected)
+    assert not np.array_equal(rows[0], rows[1])  # three different minibatches
 
 
 def adam_moments(optimizer, variables, slot):

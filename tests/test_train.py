@@ -194,9 +194,10 @@ def test_a_configuration_trains_bit_for_bit_alike_alone_and_inside_a_sweep(store
     alone = {}
     for config in (target, other_optimizer):
         train_module._COMPILED.clear()
+        train_module._INITIAL.clear()  # built, not taken from the cache of initial weights
         alone[config] = train(config)
     train_module._COMPILED.clear()
-    train(TrainConfig(**{**target.params(), "lr": 0.003}))  # another lr first: its traced model is reused
+    train(TrainConfig(**{**target.params(), "lr": 0.003}))  # another lr first: its model and initial weights reused
     ((shell, _),) = train_module._COMPILED.values()
     in_sweep = {other_optimizer: train(other_optimizer)}  # the same model, recompiled with Nadam
     train_module.prepare(target)  # what a study does while its claim on the configuration settles
@@ -206,6 +207,38 @@ def test_a_configuration_trains_bit_for_bit_alike_alone_and_inside_a_sweep(store
         for a, b in zip(weights(alone[config].model_uri), weights(result.model_uri)):
             np.testing.assert_array_equal(a, b)
         assert result.baseline_accuracy == alone[config].baseline_accuracy
+
+
+def test_cached_initial_weights_are_a_new_build_and_leave_the_generators_alike():
+    """reusable_model takes a seed's initial weights from its cache (no Keras build) after the first time:
+    the weights, and Python's generator that a build draws from, are as after a new build of that seed."""
+    import random
+
+    from lrnoise import train as train_module
+    from lrnoise.train import Execution, build_model, reusable_model, seed_everything
+    ds = train_module.load_data(CONFIG)
+    config = TrainConfig(**{**CONFIG.params(), "seed": 3})
+
+    def built(make) -> tuple:
+        seed_everything(config.seed)
+        model = make()
+        return [np.array(w) for w in model.get_weights()], random.random(), np.random.rand()
+
+    fresh = built(lambda: build_model(config, ds))
+    train_module._COMPILED.clear()
+    train_module._INITIAL.clear()
+    first = built(lambda: reusable_model(config, ds, Execution()))  # a new model, its weights remembered
+    calls = []
+    original = train_module.initial_model
+    train_module.initial_model = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        again = built(lambda: reusable_model(TrainConfig(**{**config.params(), "lr": 0.01}), ds, Execution()))
+    finally:
+        train_module.initial_model = original
+    assert calls == []  # from the cache, no build
+    for got in (first, again):
+        assert all(np.array_equal(a, b) for a, b in zip(fresh[0], got[0])) and len(fresh[0]) == len(got[0])
+        assert got[1:] == fresh[1:]  # Python's and NumPy's next draws
 
 
 def test_seed_everything_resets_every_generator_a_training_draws_from():

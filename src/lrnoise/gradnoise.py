@@ -111,13 +111,51 @@ def gradient_function(model, loss_fn=None, compiled: bool = True):
     return gradients
 
 
-_COMPILED = weakref.WeakKeyDictionary()  # model -> its traced gradient function (a sweep reuses one model)
+def stacked_gradient_function(model, loss_fn=None, compiled: bool = True):
+    """(xs, ys) -> K x P float32 NumPy: row k is the flattened gradient of minibatch (xs[k], ys[k]) (K x B x ...
+    and K x B), each as gradient_function computes it (training mode, nothing written).
+
+    Under TensorFlow, `compiled` traces ONE function for all K minibatches: a tf.map_fn whose K iterations run side
+    by side (parallel_iterations=K) and whose rows are flattened in the graph. On a 2-core CPU a digits ResNet20's
+    8 gradients take ~68 ms instead of ~98 ms one call at a time; the rows are bit-identical (test_gradnoise).
+    Other backends (and `compiled=False`) call gradient_function once per minibatch.
+    """
+    if compiled and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        variables = model.trainable_variables
+        loss_fn = loss_fn or _mean_cross_entropy
+
+        def flat_gradient(batch):  # one minibatch -> its P gradient entries, in trainable-variable order
+            x, y = batch
+            trainable = [tf.convert_to_tensor(v.value) for v in variables]
+            non_trainable = [tf.convert_to_tensor(v.value) for v in model.non_trainable_variables]
+            with tf.GradientTape() as tape:
+                tape.watch(trainable)
+                probs, _ = model.stateless_call(trainable, non_trainable, x, training=True)  # updates discarded
+                value = loss_fn(y, keras.ops.cast(probs, "float32"))
+            grads = tape.gradient(value, trainable)
+            return tf.concat([tf.reshape(tf.zeros_like(t) if g is None else tf.cast(g, "float32"), [-1])
+                              for g, t in zip(grads, trainable)], axis=0)
+
+        @tf.function(reduce_retracing=True)
+        def stacked(xs, ys):
+            return tf.map_fn(flat_gradient, (xs, ys), fn_output_signature=tf.float32,
+                             parallel_iterations=int(xs.shape[0] or 8))
+
+        return lambda xs, ys: stacked(tf.convert_to_tensor(xs), tf.convert_to_tensor(ys)).numpy()
+
+    gradients = gradient_function(model, loss_fn, compiled)
+    return lambda xs, ys: np.stack([flatten(gradients(x, y), np.float32) for x, y in zip(xs, ys)])
+
+
+_COMPILED = weakref.WeakKeyDictionary()  # model -> its traced stacked-gradient function (a sweep reuses one model)
 
 
 def compiled_gradients(model):
-    """gradient_function(model), traced once per model object and kept while the model lives."""
+    """stacked_gradient_function(model), traced once per model object and kept while the model lives."""
     if model not in _COMPILED:
-        _COMPILED[model] = gradient_function(model)
+        _COMPILED[model] = stacked_gradient_function(model)
     return _COMPILED[model]
 
 
@@ -147,7 +185,8 @@ def spread(rows: np.ndarray) -> float:
     """sum_k ||r_k - mean(r)||^2 / (K - 1) for K x P rows: unbiased estimate of tr Cov(r) (Bessel's K - 1).
     Elementwise in the rows' precision, the sum accumulated in float64."""
     centred = rows - rows.mean(axis=0)
-    return float(np.sum(centred * centred, dtype=np.float64) / (len(rows) - 1))
+    centred *= centred  # in place: one K x P temporary
+    return float(np.sum(centred, dtype=np.float64) / (len(rows) - 1))
 
 
 def _unwrap(optimizer):
@@ -173,12 +212,20 @@ def _flat_slots(optimizer, variables, slot: str):
 
 # The rules below: K x P float32 gradients in, K x P directions out (elementwise, in float32 as Keras's own step).
 def _adam(opt, variables, grads, t):
+    # in place on K x P temporaries (two instead of eight: ~2x faster for a ResNet32), same float32 operations
     b1, b2, eps = opt.beta_1, opt.beta_2, opt.epsilon
-    m = b1 * _flat_slots(opt, variables, "_momentums") + (1 - b1) * grads  # K x P
-    v = b2 * _flat_slots(opt, variables, "_velocities") + (1 - b2) * np.square(grads)
+    m = np.multiply(grads, np.float32(1 - b1))  # m = b1 m + (1 - b1) g, K x P
+    m += np.float32(b1) * _flat_slots(opt, variables, "_momentums")
+    v = np.square(grads)  # v = b2 v + (1 - b2) g^2
+    v *= np.float32(1 - b2)
+    v += np.float32(b2) * _flat_slots(opt, variables, "_velocities")
     if opt.amsgrad:
-        v = np.maximum(_flat_slots(opt, variables, "_velocity_hats"), v)
-    return m * np.float32(np.sqrt(1 - b2 ** t) / (1 - b1 ** t)) / (np.sqrt(v) + np.float32(eps))
+        np.maximum(_flat_slots(opt, variables, "_velocity_hats"), v, out=v)
+    m *= np.float32(np.sqrt(1 - b2 ** t) / (1 - b1 ** t))
+    np.sqrt(v, out=v)
+    v += np.float32(eps)
+    m /= v
+    return m
 
 
 def _nadam(opt, variables, grads, t):
@@ -223,14 +270,13 @@ def estimate(model, x, y, batch_size: int, k: int, seed: int, epoch: int, lr: fl
     C_hat = B * sum_k ||g_k - g||^2 / (K - 1); update_noise_power = lr^2 * sum_k ||u_k - u||^2 / (K - 1) for an
     adaptive `optimizer` (see the module docstring). K forward + backward passes; the K x P gradients and the
     update rules in float32 NumPy, the sums accumulated in float64.
-    `gradients`: a gradient_function(model) to reuse across calls (default: a fresh eager one).
+    `gradients`: a stacked_gradient_function(model) to reuse across calls (default: a fresh eager one).
     """
     if k < 2:
         raise LrnoiseError(f"gradient noise needs k >= 2 minibatches (a variance), got {k}")
-    batches = noise_batches(len(x), batch_size, k, seed, epoch)
-    gradients = gradients or gradient_function(model, compiled=False)
-    grads = np.stack([flatten(gradients(np.asarray(x[idx], dtype=np.float32), np.asarray(y[idx])), np.float32)
-                      for idx in batches])  # K x P
+    batches = np.stack(noise_batches(len(x), batch_size, k, seed, epoch))  # K x B indices
+    gradients = gradients or stacked_gradient_function(model, compiled=False)
+    grads = gradients(np.asarray(x[batches], dtype=np.float32), np.asarray(y[batches]))  # K x P float32
     step_noise = spread(grads)  # estimates E||g_B - g_D||^2 = C/B (N-B)/(N-1)
     metrics = {GRAD_NOISE_C: batch_size * step_noise, GRAD_NOISE_POWER: lr ** 2 * step_noise}
     if optimizer is not None:

@@ -143,9 +143,11 @@ def make_optimizer(name: str, lr: float):
     }[name]()
 
 
-def initial_model(config: TrainConfig, ds: data.Dataset, execution: Execution = Execution()) -> keras.Model:
-    """The configuration's freshly initialised model (weights from the seed set before), not compiled."""
-    mean, variance = models.channel_stats(ds.x_train)  # input normalisation from the training set only
+def initial_model(config: TrainConfig, ds: data.Dataset, execution: Execution = Execution(),
+                  stats: tuple | None = None) -> keras.Model:
+    """The configuration's freshly initialised model (weights from the seed set before), not compiled.
+    `stats`: models.channel_stats(ds.x_train) when the caller has it already."""
+    mean, variance = stats or models.channel_stats(ds.x_train)  # input normalisation from the training set only
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(PRECISION_POLICIES[execution.mixed_precision])
     try:
@@ -171,25 +173,51 @@ def build_model(config: TrainConfig, ds: data.Dataset, execution: Execution = Ex
 # given mean / variance into the traced graph as constants (they follow the seed's validation split).
 _COMPILED: dict = {}
 COMPILED_KEPT = 6  # models kept (a seed sweep cycles through one normalisation per seed)
+# The initial weights of (architecture key, seed), and Python's generator as building them left it: a sweep's
+# configurations differ in lr or optimizer, not in their initial weights, and building a Keras ResNet only to
+# read them costs 0.12-0.8 s. Keras's unseeded initialisers take their seeds from Python's generator (reset by
+# seed_everything just before), the only generator a build draws from; restoring its state makes a cached
+# initialisation indistinguishable from a new build (test_train).
+_INITIAL: dict = {}
+INITIAL_KEPT = 12  # (architecture, seed) pairs; a ResNet56's weights are 3.4 MB
 
 
-def _compiled_key(config: TrainConfig, ds: data.Dataset, execution: Execution, model: keras.Model) -> tuple:
-    norm = model.get_layer(models.NORMALIZATION_LAYER).get_config()
-    stats_key = hashlib.sha1(json.dumps([norm["mean"], norm["variance"]], default=str).encode()).hexdigest()
+def _compiled_key(config: TrainConfig, ds: data.Dataset, execution: Execution, stats: tuple) -> tuple:
+    stats_key = hashlib.sha1(b"".join(np.asarray(a, np.float64).tobytes() for a in stats)).hexdigest()
     return (config.model, config.shortcut, config.init, ds.num_classes, ds.input_shape,
             stats_key, execution.mixed_precision, execution.jit_compile, execution.steps_per_execution)
 
 
+def _initial_weights(config: TrainConfig, ds: data.Dataset, execution: Execution, key: tuple, stats: tuple) -> list:
+    """initial_model(...).get_weights() right after seed_everything(config.seed), from _INITIAL when cached."""
+    cached = _INITIAL.get((key, config.seed))
+    if cached is None:
+        return _remember_initial(key, config.seed, initial_model(config, ds, execution, stats).get_weights())
+    random.setstate(cached[1])  # where the build would have left it
+    return _remember_initial(key, config.seed, cached[0])
+
+
+def _remember_initial(key: tuple, seed: int, weights: list) -> list:
+    """Caches `weights` (just built or just reused) with Python's generator state now; returns them."""
+    _INITIAL.pop((key, seed), None)
+    _INITIAL[(key, seed)] = (weights, random.getstate())  # most recently used last
+    while len(_INITIAL) > INITIAL_KEPT:
+        _INITIAL.pop(next(iter(_INITIAL)))
+    return weights
+
+
 def reusable_model(config: TrainConfig, ds: data.Dataset, execution: Execution) -> keras.Model:
-    """build_model's model, initialised identically, but reusing an already-traced model when one fits."""
-    fresh = initial_model(config, ds, execution)  # same seeded initialisation as build_model
-    key = _compiled_key(config, ds, execution, fresh)
+    """build_model's model, initialised identically, but reusing an already-traced model when one fits.
+    Like build_model, it must follow seed_everything(config.seed)."""
+    stats = models.channel_stats(ds.x_train)
+    key = _compiled_key(config, ds, execution, stats)
     model, optimizer = _COMPILED.pop(key, (None, None))  # optimizer: the name it is compiled with
     if model is None or execution.mixed_precision == "fp16":  # fp16's loss-scale state is not plain zeros
-        compile_model(fresh, config, execution)
-        model = fresh
+        model = initial_model(config, ds, execution, stats)  # same seeded initialisation as build_model
+        _remember_initial(key, config.seed, model.get_weights())
+        compile_model(model, config, execution)
     else:
-        model.set_weights(fresh.get_weights())
+        model.set_weights(_initial_weights(config, ds, execution, key, stats))
         if optimizer == config.optimizer:
             for variable in model.optimizer.variables:  # iterations, moments, velocities: as a new optimizer's
                 variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
