@@ -497,10 +497,11 @@ PREFETCH_BATCHES = 4  # batches made ahead of the step that takes them (a fixed 
 
 def _without_autotuning(ds):
     """`ds` with tf.data's autotuning off. Its optimisation thread sleeps ever longer between rounds, and deleting
-    an iterator waits for it: model.fit's return (which drops its iterator) stalled ~0.6 s in 3 to 5 of 12-16
-    short digits trainings, and a study's configuration sporadically 2-9 s between its last epoch and its noise
-    evaluation. Without it (maps then run on every core, the prefetch buffer is fixed) no fit stalled in 36, and
-    a digits epoch took as long (median 0.643-0.650 s against 0.644 s, AMD EPYC, 2 cores). Same batches."""
+    an iterator waits for it: model.fit's return (which drops its iterator) stalled 0.56-1.4 s in 9 of 35 short
+    digits trainings (three side-by-side runs), and a study's configuration sporadically 2-9 s between its last
+    epoch and its noise evaluation. Without it (maps then run on every core, the prefetch buffer is fixed) none of
+    59 stalled, and an epoch took as long (median 0.643 vs 0.644 s ResNet20, 1.350 vs 1.354 s ResNet32; AMD EPYC,
+    2 cores). Same batches."""
     import tensorflow as tf
     options = tf.data.Options()
     options.autotune.enabled = False
