@@ -111,13 +111,19 @@ def gradient_function(model, loss_fn=None, compiled: bool = True):
     return gradients
 
 
+# Gradient passes run side by side in stacked_gradient_function: on 2 cores 2 were as fast as 8 (92-93 vs 88-101 ms
+# for a digits ResNet20's K = 8; one at a time 137 ms, all measured in one process), and each pass in flight holds
+# its activations (a CIFAR ResNet56 at batch 128: hundreds of MB), so not K.
+PARALLEL_PASSES = 2
+
+
 def stacked_gradient_function(model, loss_fn=None, compiled: bool = True):
     """(xs, ys) -> K x P float32 NumPy: row k is the flattened gradient of minibatch (xs[k], ys[k]) (K x B x ...
     and K x B), each as gradient_function computes it (training mode, nothing written).
 
-    Under TensorFlow, `compiled` traces ONE function for all K minibatches: a tf.map_fn whose K iterations run side
-    by side (parallel_iterations=K) and whose rows are flattened in the graph. On a 2-core CPU a digits ResNet20's
-    8 gradients take ~68 ms instead of ~98 ms one call at a time; the rows are bit-identical (test_gradnoise).
+    Under TensorFlow, `compiled` traces ONE function for all K minibatches: a tf.map_fn running PARALLEL_PASSES
+    iterations side by side, its rows flattened in the graph. On a 2-core CPU a digits ResNet20's 8 gradients took
+    68-93 ms instead of ~98-137 ms one call at a time; the rows are bit-identical (test_gradnoise).
     Other backends (and `compiled=False`) call gradient_function once per minibatch.
     """
     if compiled and keras.backend.backend() == "tensorflow":
@@ -141,7 +147,7 @@ def stacked_gradient_function(model, loss_fn=None, compiled: bool = True):
         @tf.function(reduce_retracing=True)
         def stacked(xs, ys):
             return tf.map_fn(flat_gradient, (xs, ys), fn_output_signature=tf.float32,
-                             parallel_iterations=int(xs.shape[0] or 8))
+                             parallel_iterations=PARALLEL_PASSES)
 
         return lambda xs, ys: stacked(tf.convert_to_tensor(xs), tf.convert_to_tensor(ys)).numpy()
 

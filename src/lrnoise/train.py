@@ -391,7 +391,7 @@ def grad_noise_callback(config: TrainConfig, execution: Execution, ds: data.Data
 def log_grad_noise_summary(model, config: TrainConfig, execution: Execution, ds: data.Dataset, state: dict,
                            gradients=None) -> None:
     """The gradient noise on the weights the run registers (after any best-weights restore: `_final`) and its
-    mean over the epochs of training (`_mean`). `gradients`: the callback's compiled gradient function."""
+    mean over the epochs of training (`_mean`). `gradients`: the callback's compiled stacked-gradient function."""
     if not execution.grad_noise_batches:
         return
     final = gradnoise.estimate(model, ds.x_train, ds.y_train, config.batch_size, execution.grad_noise_batches,
