@@ -317,10 +317,16 @@ def test_the_study_server_is_gunicorn_without_the_job_runner(tmp_path, monkeypat
         return [pid for pid, command in commands.items() if b"mlflow.server.jobs" in command and descends_from_us(pid)]
 
     monkeypatch.delenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", raising=False)  # "true" there brings the runner back
-    with tracking.serve(f"sqlite:///{tmp_path / 's.db'}") as uri:
+    stopping = []  # as a study passes it: the block's end does not wait for the server to exit
+    with tracking.serve(f"sqlite:///{tmp_path / 's.db'}", stopping=stopping) as uri:
         assert requests.get(f"{uri}/health", timeout=10).headers.get("Server", "").startswith("gunicorn")
         if pathlib.Path("/proc").is_dir():
             assert job_runners() == []
+    assert len(stopping) == 1
+    stopping[0].join(timeout=60)
+    assert not stopping[0].is_alive()
+    with pytest.raises(requests.ConnectionError):  # stopped once joined
+        requests.get(f"{uri}/health", timeout=10)
 
 
 @pytest.mark.e2e

@@ -428,7 +428,10 @@ def run_study(spec: StudySpec, experiment: str = tracking.DEFAULT_EXPERIMENT, wo
     exp_id = tracking.ensure_experiment(experiment)
     parallel = executor == "ray" or workers > 1
     outcomes: list[Outcome] = []
-    with tracking.served_if_needed(parallel):
+    # the study's own server exits while the report is written (~2 s); a thread that is not joined below (an
+    # error) still ends before the process does
+    stopping: list[threading.Thread] = []
+    with tracking.served_if_needed(parallel, stopping):
         parent = tracking.start_study_run(exp_id, spec.params())
         print(f"[study] {spec.preset}: {len(jobs)} configurations x {len(jobs[0].noise)} noise configurations "
               f"({', '.join(c.name for c in jobs[0].noise)}), experiment {experiment!r}, study run {parent}, "
@@ -477,6 +480,8 @@ def run_study(spec: StudySpec, experiment: str = tracking.DEFAULT_EXPERIMENT, wo
     for failure in progress.failed:
         print(f"[study] failed: {failure.job.name}: {failure.error}", file=sys.stderr)
     print(f"[study] {tracking.where_to_look(exp_id)}" + (f"; report in {built.out}" if built else ""), flush=True)
+    for thread in stopping:
+        thread.join()
     return outcomes, built
 
 

@@ -766,12 +766,15 @@ GUNICORN_OPTS = "--timeout 600 --log-level warning"
 
 
 @contextlib.contextmanager
-def serve(store_uri: str, port: int | None = None, extra_args: tuple = (), wait_seconds: float = 120):
+def serve(store_uri: str, port: int | None = None, extra_args: tuple = (), wait_seconds: float = 120,
+          stopping: list | None = None):
     """`mlflow server` over `store_uri` on 127.0.0.1 while the block runs; yields its http URI. A server that
     cannot start is one LrnoiseError naming why (its own last error line); the server is always stopped
     (killed if it does not stop within 30 s). Served by gunicorn (GUNICORN_OPTS), without MLflow's job runner
     (GenAI jobs: a runner and seven huey consumer processes) unless MLFLOW_SERVER_ENABLE_JOB_EXECUTION says
-    otherwise."""
+    otherwise. `stopping`: the block's end does not wait the ~2 s the server takes to exit; the thread that
+    stops it is appended to this list, for the caller to join (a study writes its report from the store
+    meanwhile)."""
     import subprocess
     import sys
     port = port or _free_port()
@@ -789,13 +792,23 @@ def serve(store_uri: str, port: int | None = None, extra_args: tuple = (), wait_
         yield served
     finally:
         server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
-        os.unlink(log.name)
+        if stopping is None:
+            _reap(server, log)
+        else:
+            stopping.append(threading.Thread(target=_reap, args=(server, log), name="lrnoise-server-stop"))
+            stopping[-1].start()
+
+
+def _reap(server, log) -> None:
+    """Waits for a terminated server to exit (kills it after 30 s) and removes its log."""
+    import subprocess
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+    log.close()
+    os.unlink(log.name)
 
 
 def _last_error_line(path: str) -> str:
@@ -816,20 +829,20 @@ def _wait_for(uri: str, server, log_path: str, seconds: float) -> None:
             urllib.request.urlopen(f"{uri}/health", timeout=2)
             return
         except OSError:
-            time.sleep(0.5)
+            time.sleep(0.1)  # the study waits on this: a tenth of a second, not half
     raise LrnoiseError(f"mlflow server at {uri} did not answer within {seconds:.0f}s: {_last_error_line(log_path)}")
 
 
 @contextlib.contextmanager
-def served_if_needed(parallel: bool):
+def served_if_needed(parallel: bool, stopping: list | None = None):
     """With parallel writers and a sqlite store, serve the store over HTTP on 127.0.0.1 while the study runs
-    (sqlite takes one writer at a time); otherwise use the store as it is."""
+    (sqlite takes one writer at a time); otherwise use the store as it is. `stopping`: as for serve."""
     uri = tracking_uri()
     if not parallel or not uri.startswith("sqlite:"):
         yield uri
         return
     previous = os.environ.get("MLFLOW_TRACKING_URI")
-    with serve(uri) as served:
+    with serve(uri, stopping=stopping) as served:
         os.environ["MLFLOW_TRACKING_URI"] = served
         set_tracking_uri(served)
         print(f"[study] serving {uri} at {served} for parallel workers", flush=True)
