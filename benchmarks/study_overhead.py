@@ -30,6 +30,10 @@ Information (no target), from the times t(line) the lines were printed:
       study_noise_eval_fixed_seconds = t(`[study] k/N done`) - t(first `noise-eval run` line) - D_c: the noise
       evaluations' model loads, baseline passes and artifacts. Together with e_c,1 - m_c and
       (E - 1) x bookkeeping these make up the fixed seconds.
+  study_grad_noise_seconds_per_configuration: the seconds in gradnoise.estimate (the paper's mechanism, eq.
+      1-3: K forward and backward passes after every epoch and once on the final weights), timed around the
+      function in this process, per configuration; all of it lies in the fixed seconds (bookkeeping and
+      after-fit). study_fixed_seconds_without_grad_noise: the fixed seconds less that arithmetic.
 The study's set-up (store, study run) and report (report=False) are outside every S_c.
 `python study_overhead.py`; LRNOISE_BENCH_QUICK=1: 2 learning rates, 2 epochs, 1 draw per level.
 """
@@ -95,8 +99,9 @@ def parse(lines: list[tuple[float, str]]) -> list[dict]:
     return configurations
 
 
-def figures(configurations: list[dict]) -> dict:
-    """The module docstring's figures from parsed configurations (each with >= 2 epochs; `seconds` = S_c)."""
+def figures(configurations: list[dict], grad_noise_seconds: float) -> dict:
+    """The module docstring's figures from parsed configurations (each with >= 2 epochs; `seconds` = S_c) and
+    the seconds all of them spent in gradient-noise estimates."""
     mean = statistics.fmean
     first = [c["epochs"][0] for c in configurations]
     steady = [mean(c["epochs"][1:]) for c in configurations]  # m_c
@@ -104,6 +109,7 @@ def figures(configurations: list[dict]) -> dict:
     bookkeeping = [t1 - t0 - e for c in configurations
                    for t0, t1, e in zip(c["epoch_times"], c["epoch_times"][1:], c["epochs"][1:])]
     noise_start = [c["noise_start"] or c["end"] for c in configurations]
+    grad_noise = grad_noise_seconds / len(configurations)
     return {
         "first_epoch_vs_steady_epoch": round(mean(first) / mean(steady), 3),
         "study_seconds_per_configuration": round(mean(c["seconds"] for c in configurations), 2),
@@ -118,7 +124,24 @@ def figures(configurations: list[dict]) -> dict:
                                               for c, n in zip(configurations, noise_start)), 2),
         "study_noise_eval_fixed_seconds": round(mean(c["end"] - n - sum(c["draws"])
                                                      for c, n in zip(configurations, noise_start)), 2),
+        "study_grad_noise_seconds_per_configuration": round(grad_noise, 2),
+        "study_fixed_seconds_without_grad_noise": round(mean(fixed) - grad_noise, 2),
     }
+
+
+class Stopwatch:
+    """Wraps a module function in place, adding up the seconds spent in it (calls made in this process)."""
+
+    def __init__(self, module, name: str):
+        self.seconds, original = 0.0, getattr(module, name)
+
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started
+        setattr(module, name, timed)
 
 
 def sweep_spec(quick: bool):
@@ -134,7 +157,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="lrnoise-study-bench-") as tmp:
         os.chdir(tmp)  # the store's artifacts (./mlruns) land here
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
-        from lrnoise import study
+        from lrnoise import gradnoise, study
+        grad_noise = Stopwatch(gradnoise, "estimate")  # the callback and the final estimate both call it
         capture = TimedLines(sys.stdout)
         try:
             with contextlib.redirect_stdout(capture):
@@ -150,7 +174,7 @@ def main():
         raise SystemExit(f"parsed {len(configurations)} configurations from the log, the study ran {len(outcomes)}")
     for parsed, outcome in zip(configurations, outcomes):  # Outcome.seconds: unrounded S_c
         parsed["seconds"] = outcome.seconds
-    return _common.record(figures(configurations))
+    return _common.record(figures(configurations, grad_noise.seconds))
 
 
 if __name__ == "__main__":

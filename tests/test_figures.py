@@ -102,6 +102,37 @@ def test_noise_curves_pcm_log_axis(models):
     assert "clean model (100 %)" in legend_labels(fig)
 
 
+PCM_NAMES = dict(zip(PCM_TIMES, ("1s", "1h", "1d", "30d", "1y")))  # as noise.level_label writes them
+
+
+def level_name(seconds: float) -> str:
+    return PCM_NAMES.get(seconds, f"{seconds:g}s")
+
+
+@pytest.mark.parametrize("models", [1, 4])
+def test_a_log_level_axis_is_ticked_at_its_levels_by_name(models):
+    """pcm's times as the ticks (1s ... 1y), not seven decades of powers of ten, in the report and a single curve."""
+    many = figures.noise_curves(curves_frame(models, 3, (0,) + PCM_TIMES), LONG_TITLE, "time since programming t (s)",
+                                log_x=True, tick_text=level_name)
+    summary = curves_frame(1, 1, PCM_TIMES)[["level", "normalized_accuracy", "ci95"]].iloc[:len(PCM_TIMES)]
+    one = figures.noise_curve(summary, LONG_TITLE, "time since programming t (s)", log_x=True, tick_text=level_name)
+    for fig in (many, one):
+        assert figures.layout_problems(fig) == []
+        for ax in fig.axes:
+            assert list(ax.get_xticks()) == list(PCM_TIMES)
+            assert [t.get_text() for t in ax.get_xticklabels()] == list(PCM_NAMES.values())
+            assert list(ax.xaxis.get_minorticklocs()) == []
+
+
+def test_levels_too_close_to_name_keep_the_log_ticks():
+    times = (1.0, 2.0, 3600.0)  # 1s and 2s would collide
+    summary = curves_frame(1, 1, times)[["level", "normalized_accuracy", "ci95"]].iloc[:len(times)]
+    fig = figures.noise_curve(summary, LONG_TITLE, "t (s)", log_x=True, tick_text=level_name)
+    assert figures.layout_problems(fig) == []
+    assert list(fig.axes[0].get_xticks()) != list(times)
+    assert len(fig.axes[0].xaxis.get_minorticklocs()) > 0
+
+
 @pytest.mark.parametrize("n", [1, 5])
 @pytest.mark.parametrize("models", [1, 2, 4])
 def test_tradeoff_lays_out_cleanly(models, n):

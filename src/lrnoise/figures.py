@@ -233,6 +233,21 @@ def _level_axis(ax, log_x: bool) -> Line2D | None:
     return ax.axhline(CLEAN_PERCENT, linestyle=":", color="0.35", linewidth=1.2)
 
 
+LEVEL_TICK_RATIO = 4.0  # a log level axis is ticked at its levels only when each is >= 4x the one before
+
+
+def _level_ticks(ax, drawn, tick_text, scale: float) -> None:
+    """A log level axis ticked at the x values drawn, each named by tick_text(x / scale) (pcm: 1s, 1h, 1d, 1y),
+    without minor ticks: the reader sees the times evaluated rather than powers of ten, and a figure draws in
+    ~0.13 s rather than ~0.28 s (seven decades of log ticks; a study draws one per noise evaluation). Levels
+    closer together than LEVEL_TICK_RATIO keep the log ticks (their names would collide)."""
+    ticks = np.unique(np.asarray(drawn, dtype=float))
+    if tick_text is None or len(ticks) == 0 or np.any(ticks[1:] < LEVEL_TICK_RATIO * ticks[:-1]):
+        return
+    ax.set_xticks(ticks, [tick_text(x / scale) for x in ticks])
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
 def _default_scale(log_x: bool, level_scale: float | None) -> float:
     """Additive eta is a fraction shown in % (x100); pcm drift time is already in seconds (x1)."""
     if level_scale is not None:
@@ -242,12 +257,13 @@ def _default_scale(log_x: bool, level_scale: float | None) -> float:
 
 # ---------------------------------------------------------------- Figures 1 and 2
 def noise_curves(curves: pd.DataFrame, title: str, level_label: str, log_x: bool = False,
-                 level_scale: float | None = None) -> Figure:
+                 level_scale: float | None = None, tick_text=None) -> Figure:
     """Normalised accuracy A^eta (%) against the noise level, a panel per model, a line per lr with 95 % CI bars.
 
     curves: model, lr, level, normalized_accuracy, ci95, n (runs behind the point). Level 0 is the clean model
     (A = 100 %): drawn as a point on a linear axis, as a dotted line on a log axis (pcm drift time).
     level_scale multiplies the levels for the x axis (default: 100 on a linear axis, eta fraction -> %; 1 on log).
+    tick_text(level) names a level (e.g. noise.level_label): a log axis is then ticked at the levels drawn.
     """
     _require(curves, ["model", "lr", "level", "normalized_accuracy", "ci95", "n"], "noise_curves")
     scale = _default_scale(log_x, level_scale)
@@ -257,11 +273,15 @@ def noise_curves(curves: pd.DataFrame, title: str, level_label: str, log_x: bool
     legend = {}  # lr -> (handle, label), first seen; one legend for the whole figure, in lr order
     for ax, model in zip(axes, models):
         clean = _level_axis(ax, log_x)
+        drawn = []  # x of every point of the panel
         for lr, group in curves[curves["model"] == model].groupby("lr"):
             x, y, ci = _curve_xy(group, log_x, scale)
             label = f"lr {_plain(lr)} ({_n_text(curves.loc[curves['lr'] == lr, 'n'])})"
             handle = ax.errorbar(x, y, yerr=ci, color=colors[float(lr)], marker="o", label=label, **ERRORBAR_STYLE)
             legend.setdefault(float(lr), (handle, label))
+            drawn.extend(x)
+        if log_x:
+            _level_ticks(ax, drawn, tick_text, scale)
         if clean is not None:
             legend.setdefault(np.inf, (clean, "clean model (100 %)"))  # last entry
         _label_axes(ax, level_label, "normalised accuracy (%)", str(model))
@@ -270,16 +290,19 @@ def noise_curves(curves: pd.DataFrame, title: str, level_label: str, log_x: bool
 
 
 def noise_curve(summary: pd.DataFrame, title: str, level_label: str, log_x: bool = False,
-                level_scale: float | None = None) -> Figure:
+                level_scale: float | None = None, tick_text=None) -> Figure:
     """One evaluation's curve (what noise-eval logs): A^eta (%) against the level, 95 % CI over the draws.
 
-    summary: level, normalized_accuracy, ci95. Put A_avr in `title` if wanted.
+    summary: level, normalized_accuracy, ci95. Put A_avr in `title` if wanted. tick_text: as for noise_curves.
     """
     _require(summary, ["level", "normalized_accuracy", "ci95"], "noise_curve")
     fig, (ax,) = _panels(1, title, legend="below")
     clean = _level_axis(ax, log_x)
-    x, y, ci = _curve_xy(summary, log_x, _default_scale(log_x, level_scale))
+    scale = _default_scale(log_x, level_scale)
+    x, y, ci = _curve_xy(summary, log_x, scale)
     handle = ax.errorbar(x, y, yerr=ci, color=LR_CMAP(0), marker="o", **ERRORBAR_STYLE)
+    if log_x:
+        _level_ticks(ax, x, tick_text, scale)
     _label_axes(ax, level_label, "normalised accuracy (%)")
     handles, labels = [handle], ["mean over noise draws (bars: 95 % CI)"]
     if clean is not None:

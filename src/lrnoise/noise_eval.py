@@ -87,5 +87,6 @@ def write_artifacts(result: noise.NoiseResult, config: noise.NoiseConfig, datase
     fig = figures.noise_curve(curve, f"{dataset}: normalised accuracy under {config.name} noise "
                                      f"(A_avr = {result.avg_normalized_accuracy:.3f}; bars: 95 % CI over draws)",
                               level_label=figures.level_axis_label(config.level_name),
-                              log_x=config.level_name == "t")
+                              log_x=config.level_name == "t",
+                              tick_text=lambda level: noise.level_label(config.level_name, level))
     figures.save(fig, Path(folder) / "noise_curve", vector=False)

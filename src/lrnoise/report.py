@@ -382,7 +382,8 @@ def build_config(runs: pd.DataFrame, evals: pd.DataFrame, info: ConfigInfo, opti
         if len(curves):
             figs[f"fig1_noise_curves_{dataset}"] = figures.noise_curves(
                 curves, f"Normalised accuracy vs {level_label} ({dataset}, Adam, {info.name}; bars: 95 % CI)",
-                level_label, log_x=info.level_name == "t")
+                level_label, log_x=info.level_name == "t",
+                tick_text=lambda level: noise.level_label(info.level_name, level))
         points = tradeoff_points(joined, dataset)
         if len(points):
             figs[f"fig4_tradeoff_{dataset}"] = figures.tradeoff(
