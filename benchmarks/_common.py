@@ -51,8 +51,8 @@ def best_of_each(fns: dict, repeats: int) -> dict:
 
 
 def _cpu() -> str:
-    """The CPU model and its widest vector unit (convolutions ran ~5x slower on an AVX2-only machine than on an
-    AVX-512 one): 'AMD EPYC, AVX2 only (no AVX-512)'."""
+    """The CPU model and its widest vector unit, e.g. 'AMD EPYC, AVX2 only (no AVX-512)': two such machines with
+    the same model name ran this project's figures differently."""
     model, flags = platform.processor() or platform.machine(), set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -124,6 +124,15 @@ def test_a_log_level_axis_is_ticked_at_its_levels_by_name(models):
             assert list(ax.xaxis.get_minorticklocs()) == []
 
 
+def test_levels_just_far_enough_apart_are_named_without_collisions():
+    """The closest spacing that gets named ticks (4x), in the report's narrowest panels (four models)."""
+    times = tuple(4.0 ** i for i in range(8))  # 1 s ... 16384 s
+    fig = figures.noise_curves(curves_frame(4, 3, times), LONG_TITLE, "time since programming t (s)", log_x=True,
+                               tick_text=lambda t: f"{t:g}s")
+    assert figures.layout_problems(fig) == []
+    assert len(fig.axes) == 4 and all(list(ax.get_xticks()) == list(times) for ax in fig.axes)
+
+
 def test_levels_too_close_to_name_keep_the_log_ticks():
     times = (1.0, 2.0, 3600.0)  # 1s and 2s would collide
     summary = curves_frame(1, 1, times)[["level", "normalized_accuracy", "ci95"]].iloc[:len(times)]

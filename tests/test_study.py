@@ -3,6 +3,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import mlflow
@@ -125,6 +126,7 @@ def test_two_workers_through_a_tracking_server_lose_no_run(store):
     outcomes, built = study.run_study(spec, workers=2)
     assert [o.status for o in outcomes] == ["ok"] * 2, [o.error for o in outcomes]
     assert tracking.tracking_uri() == store  # back on the sqlite store, the server stopped
+    assert not [t for t in threading.enumerate() if t.name == "lrnoise-server-stop"]  # and waited for
     assert len(runs_of("train")) == 2 and len(runs_of("noise_eval")) == 2
     assert len(built.runs) == 2 and built.runs["avg_normalized_accuracy"].notna().all()
     assert set(run_statuses().values()) == {"FINISHED"}
