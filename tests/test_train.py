@@ -45,6 +45,10 @@ def test_train_logs_params_metrics_model_and_registry(store):
     client = mlflow.tracking.MlflowClient()
     for name in (*tracking.EPOCH_METRICS, "grad_noise_c", "grad_noise_power", "update_noise_power"):
         assert [m.step for m in client.get_metric_history(result.run_id, name)] == [1, 2]
+    # an epoch's metrics and its gradient noise went to the store in one write (one timestamp per epoch)
+    written = {name: [m.timestamp for m in client.get_metric_history(result.run_id, name)]
+               for name in (*tracking.EPOCH_METRICS, "grad_noise_power")}
+    assert len(set(map(tuple, written.values()))) == 1, written
     per_epoch = [m.value for m in client.get_metric_history(result.run_id, "grad_noise_power")]
     assert run.data.metrics["grad_noise_power_mean"] == pytest.approx(np.mean(per_epoch))
     assert run.data.metrics["grad_noise_power_final"] > 0 and "update_noise_power_final" in run.data.metrics
@@ -53,7 +57,11 @@ def test_train_logs_params_metrics_model_and_registry(store):
     assert 0.1 < run.data.metrics["baseline_accuracy"] == result.baseline_accuracy <= 1.0
 
     version = client.get_model_version("lrnoise-digits-resnet20", result.model_version)
-    assert version.tags["lr"] == "0.002" and version.tags["optimizer"] == "adam"
+    assert version.tags == {"lr": "0.002", "optimizer": "adam", "dataset": "digits", "model": "resnet20",
+                            "seed": "3", "source_run_id": result.run_id, "lrnoise.learned": "true"}
+    model_uri = tracking.model_uri_of_run(result.run_id)
+    assert model_uri == result.model_uri == run.data.tags["lrnoise.model_uri"]
+    assert (version.source, version.run_id) == (model_uri, result.run_id)  # as mlflow's own registration has them
     x = data.load("digits").x_test[:32].astype("float32")
     by_registry = mlflow.keras.load_model(f"models:/lrnoise-digits-resnet20/{result.model_version}")
     by_run = mlflow.keras.load_model(tracking.model_uri_of_run(result.run_id))
@@ -308,3 +316,57 @@ def test_a_training_step_is_traced_once_and_trains_as_before():
         assert traces == 1
     for a, b in zip(prebuilt, plain):
         np.testing.assert_array_equal(a, b)
+
+
+def test_cached_save_skipsets_save_the_same_model_and_are_found(tmp_path):
+    """cache_save_skipsets stores Keras's own skip-sets under the key Keras reads them by (keras 3.15 writes them
+    under another, so model.save rebuilt them for every object): the saved model is the same file content."""
+    import json
+    import threading
+    import zipfile
+
+    from lrnoise import models, train as train_module
+
+    ds = data.load("digits", val_fraction=0.1, seed=0)
+    config = TrainConfig(dataset="digits", model="resnet20", optimizer="nadam", batch_size=64, seed=1)
+
+    def save_in_new_thread(path, cached: bool):  # Keras's global state is per thread: each starts uncached
+        def save():
+            if cached:
+                train_module.cache_save_skipsets()
+            model.save(path)
+        thread = threading.Thread(target=save)
+        thread.start()
+        thread.join()
+
+    train_module.seed_everything(config.seed)
+    model = models.resnet(8, ds.num_classes, ds.input_shape)
+    train_module.compile_model(model, config, Execution())
+    train_module.build_state(model, ds)
+    save_in_new_thread(tmp_path / "plain.keras", cached=False)
+    save_in_new_thread(tmp_path / "cached.keras", cached=True)
+    with zipfile.ZipFile(tmp_path / "plain.keras") as plain, zipfile.ZipFile(tmp_path / "cached.keras") as cached:
+        assert plain.namelist() == cached.namelist()
+        for name in plain.namelist():
+            a, b = plain.read(name), cached.read(name)
+            if name == "metadata.json":  # carries the save time
+                a, b = ({k: v for k, v in json.loads(x).items() if k != "date_saved"} for x in (a, b))
+            assert a == b, name
+    restored = keras.models.load_model(tmp_path / "cached.keras")
+    for got, want in zip(restored.get_weights() + restored.optimizer.variables, model.get_weights()
+                         + model.optimizer.variables):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+    if keras.__version__.startswith("3.15"):  # the mismatch this works around, and the cache now found
+        from keras.src.backend.common import global_state
+        from keras.src.saving import saving_lib
+        train_module.cache_save_skipsets()
+        built = []
+        original = keras.layers.Layer.__init__
+        try:
+            keras.layers.Layer.__init__ = lambda self, *a, **k: built.append(1) or original(self, *a, **k)
+            assert saving_lib.get_attr_skipset("Layer") is global_state.get_global_attribute(
+                "saving_attr_skiplist_Layer")
+        finally:
+            keras.layers.Layer.__init__ = original
+        assert not built  # no reference Layer built: the set was found

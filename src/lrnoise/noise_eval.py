@@ -23,7 +23,7 @@ def noise_eval(config: noise.NoiseConfig, run_id: str | None = None, model_uri: 
         raise LrnoiseError("give exactly one of --run-id (a training run) or --model-uri (models:/...)")
     source = tracking.source_of(run_id=run_id, model_uri=model_uri)  # training run or None
     if run_id:
-        model_uri = tracking.model_uri_of_run(run_id)
+        model_uri = tracking.model_uri_of_run(run_id, run=source)
     if source is not None and not force and not tracking.learned(source):
         raise LrnoiseError(f"training run {source.info.run_id} did not learn (test accuracy not above chance): "
                            "its noise resistance means nothing; pass --force to evaluate it anyway")

@@ -227,7 +227,7 @@ def _train_and_evaluate(job: Job, outcome: Outcome, exp_id: str, experiment: str
             evaluated.append("reused")
         else:
             eval_run_id, _ = noise_eval(config, run_id=outcome.train_run_id, data_dir=data_dir,
-                                        model=trained.model if trained else None,
+                                        experiment=experiment, model=trained.model if trained else None,
                                         loaded_data=trained.dataset if trained else None,
                                         evaluator=trained.evaluator if trained else None)
             outcome.eval_run_ids.append(eval_run_id)

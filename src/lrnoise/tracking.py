@@ -226,10 +226,11 @@ def run(experiment: str, kind: str, run_id: str | None = None, parent_run_id: st
         all_tags[PARENT_RUN_ID] = parent_run_id
     if run_id:
         active = mlflow.start_run(run_id=run_id)
-    else:
-        active = mlflow.start_run(experiment_id=ensure_experiment(experiment), run_name=run_name)
+    else:  # created with its tags: one request
+        active = mlflow.start_run(experiment_id=ensure_experiment(experiment), run_name=run_name, tags=all_tags)
     try:
-        mlflow.set_tags(all_tags)
+        if run_id:
+            mlflow.set_tags(all_tags)
         hold(active.info.run_id)  # a heartbeat until the run ends: other studies leave it alone
         yield active
     except KeyboardInterrupt:
@@ -247,11 +248,11 @@ def _end(run_id: str, status) -> None:
     mlflow.end_run(RunStatus.to_string(status))
 
 
-def _new_params(run_id: str, params: dict, strict: bool = True) -> dict:
-    """The params not yet on the run, canonically written. With `strict`, one already there must hold the
-    same value, perhaps spelled another way by `mlflow run` ('1e-3' vs '0.001'), else it is an error; without,
-    what is there stays (a study's entry point pre-logs '' for every override it was not given)."""
-    existing = client().get_run(run_id).data.params
+def _new_params(existing: dict, params: dict, run_id: str, strict: bool = True) -> dict:
+    """The params not yet among the run's `existing` ones, canonically written. With `strict`, one already
+    there must hold the same value, perhaps spelled another way by `mlflow run` ('1e-3' vs '0.001'), else it is
+    an error; without, what is there stays (a study's entry point pre-logs '' for every override it was not
+    given)."""
     fresh = {}
     for key, value in params.items():
         text = canonical(value)
@@ -262,20 +263,15 @@ def _new_params(run_id: str, params: dict, strict: bool = True) -> dict:
     return fresh
 
 
-def log_params(params: dict, key: str | None = None) -> None:
-    """Logs a configuration's params on the active run and tags it with its configuration key
-    (`key`, or the hash of the params)."""
-    fresh = _new_params(active_run_id(), params)
-    if fresh:
-        mlflow.log_params(fresh)
-    mlflow.set_tag(CONFIG_KEY, key or config_key(params))
-
-
-def log_execution(options: dict) -> None:
-    """How a run was executed (mixed precision, XLA, steps per execution): params outside the config key."""
-    fresh = _new_params(active_run_id(), options)
-    if fresh:
-        mlflow.log_params(fresh)
+def log_params(params: dict, key: str | None = None, execution: dict | None = None) -> None:
+    """Logs a configuration's params on the active run and tags it with its configuration key (`key`, or the
+    hash of the params), in one write. `execution`: how the run was executed (mixed precision, XLA, steps per
+    execution, ...), params outside the key; one already on the run (a resume with other options) stays."""
+    run_id = active_run_id()
+    existing = client().get_run(run_id).data.params
+    fresh = {**_new_params(existing, params, run_id), **_new_params(existing, execution or {}, run_id, strict=False)}
+    client().log_batch(run_id, params=[mlflow.entities.Param(k, v) for k, v in fresh.items()],
+                       tags=[mlflow.entities.RunTag(CONFIG_KEY, key or config_key(params))])
 
 
 def _unquote(text: str) -> str:
@@ -428,20 +424,32 @@ def log_model(model, sample_input: np.ndarray, registered_model: str, train_para
               learned: bool = True):
     """Logs the Keras model (mlflow.keras flavor) and registers it, the version tagged with lr, optimizer,
     dataset, model, seed, the training run and whether it learned; returns (model_uri, model_version)."""
-    version_tags = {**{k: train_params[k] for k in VERSION_TAGS}, SOURCE_RUN_ID: run_id,
+    version_tags = {**{k: canonical(train_params[k]) for k in VERSION_TAGS}, SOURCE_RUN_ID: run_id,
                     LEARNED: str(learned).lower()}
-    mlflow.set_tag(LEARNED, str(learned).lower())
     signature = _signature(tuple(sample_input.shape[1:]), str(sample_input.dtype), int(model.output_shape[-1]))
     # No input example: MLflow would reload the model and predict on it to validate serving (~1.5 s a model,
     # more than a short configuration's fixed budget); the signature documents the input.
     info = mlflow.keras.log_model(model, name=MODEL_ARTIFACT, signature=signature,
-                                  pip_requirements=list(_pip_requirements()), registered_model_name=registered_model)
-    version = info.registered_model_version
-    mlflow.set_tag(MODEL_URI, info.model_uri)
-    c = client()
-    for key, value in version_tags.items():
-        c.set_model_version_tag(registered_model, str(version), key, canonical(value))
+                                  pip_requirements=list(_pip_requirements()))
+    version = _register(info.model_id, registered_model, run_id, version_tags)
+    client().log_batch(run_id, tags=[mlflow.entities.RunTag(LEARNED, str(learned).lower()),
+                                     mlflow.entities.RunTag(MODEL_URI, info.model_uri)])
     return info.model_uri, version
+
+
+def _register(model_id: str, name: str, run_id: str, tags: dict) -> str:
+    """A new version of registered model `name` (created if new) for logged model `model_id` of run `run_id`,
+    created with its tags; returns the version. What log_model(registered_model_name=...) registers (source
+    models:/<model_id>, run id, model id) without its look-ups of the run's artifacts and logged models, and with
+    the tags in the same request instead of one request per tag."""
+    c = client()
+    try:
+        c.create_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+    return str(c.create_model_version(name, f"models:/{model_id}", run_id=run_id, tags=tags,
+                                      model_id=model_id).version)
 
 
 def load_model(model_uri: str):
@@ -454,9 +462,10 @@ def load_model(model_uri: str):
         raise LrnoiseError(f"cannot load model {model_uri!r}: {exc}") from None
 
 
-def model_uri_of_run(run_id: str) -> str:
-    """`models:/<model_id>` of the model a training run logged, or an error if it logged none."""
-    run = get_run(run_id)
+def model_uri_of_run(run_id: str, run=None) -> str:
+    """`models:/<model_id>` of the model a training run logged, or an error if it logged none. `run`: the run
+    `run_id`, when the caller has fetched it already."""
+    run = run or get_run(run_id)
     if MODEL_URI in run.data.tags:
         return run.data.tags[MODEL_URI]
     models = client().search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'")
@@ -598,7 +607,8 @@ def start_study_run(experiment_id: str, params: dict) -> str:
     else:
         c.update_run(run_id, status="RUNNING")
     hold(run_id)
-    c.log_batch(run_id, params=[mlflow.entities.Param(k, v) for k, v in _new_params(run_id, params, strict=False).items()],
+    fresh = _new_params(c.get_run(run_id).data.params, params, run_id, strict=False)
+    c.log_batch(run_id, params=[mlflow.entities.Param(k, v) for k, v in fresh.items()],
                 tags=[mlflow.entities.RunTag(KIND, "study"), mlflow.entities.RunTag(CONFIG_KEY, key)])
     return run_id
 
