@@ -121,16 +121,18 @@ def test_ensure_experiment_survives_another_study_tagging_it_at_the_same_moment(
 
 
 def test_a_run_is_created_with_its_tags_and_its_params_go_in_one_checked_write(store):
-    """tracking.run creates a new run with its tags; log_params writes the configuration (checked against what
-    is on the run, as `mlflow run` pre-logs it), the execution params (what is there stays) and the key tag."""
+    """tracking.run creates a new run with its tags; log_params writes the configuration and the execution
+    params (each checked against what is on the run, as `mlflow run` pre-logs it) and the key tag."""
     with tracking.run("lrnoise", "train", tags={"extra": "x"}) as active:
         run_id = active.info.run_id
-        mlflow.log_params({"lr": "1e-3", "mixed_precision": ""})  # as `mlflow run` pre-logs them
-        tracking.log_params({"lr": 0.001, "seed": 2}, execution={"mixed_precision": "bf16", "jit_compile": None})
+        mlflow.log_params({"lr": "1e-3", "mixed_precision": "none"})  # as `mlflow run` pre-logs them
+        tracking.log_params({"lr": 0.001, "seed": 2}, execution={"mixed_precision": "none", "jit_compile": None})
         with pytest.raises(tracking.LrnoiseError, match="param lr is already '1e-3' on run .*cannot log '0.002'"):
             tracking.log_params({"lr": 0.002, "seed": 2})
+        with pytest.raises(tracking.LrnoiseError, match="param mixed_precision is already 'none' .*'bf16'"):
+            tracking.log_params({"lr": 0.001, "seed": 2}, execution={"mixed_precision": "bf16"})
     run = mlflow.get_run(run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.params == {"lr": "1e-3", "seed": "2", "mixed_precision": "", "jit_compile": "None"}
+    assert run.data.params == {"lr": "1e-3", "seed": "2", "mixed_precision": "none", "jit_compile": "None"}
     assert run.data.tags[tracking.KIND] == "train" and run.data.tags["extra"] == "x"
     assert run.data.tags[tracking.CONFIG_KEY] == tracking.config_key({"lr": 0.001, "seed": 2})

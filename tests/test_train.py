@@ -1,4 +1,5 @@
 """Training tracked in MLflow: params, metrics, model + registry, resume, determinism, bad input."""
+import json
 import subprocess
 import sys
 
@@ -62,6 +63,9 @@ def test_train_logs_params_metrics_model_and_registry(store):
     model_uri = tracking.model_uri_of_run(result.run_id)
     assert model_uri == result.model_uri == run.data.tags["lrnoise.model_uri"]
     assert (version.source, version.run_id) == (model_uri, result.run_id)  # as mlflow's own registration has them
+    links = json.loads(client.get_logged_model(model_uri.split("/")[-1]).tags["mlflow.modelVersions"])
+    assert [(link["name"], str(link["version"])) for link in links] == [("lrnoise-digits-resnet20",
+                                                                          result.model_version)]
     x = data.load("digits").x_test[:32].astype("float32")
     by_registry = mlflow.keras.load_model(f"models:/lrnoise-digits-resnet20/{result.model_version}")
     by_run = mlflow.keras.load_model(tracking.model_uri_of_run(result.run_id))
@@ -91,6 +95,26 @@ def test_same_seed_same_weights_and_resume_continues_exactly(store, tmp_path):
         np.testing.assert_array_equal(a, b)
     other = train(TrainConfig(**{**CONFIG.params(), "seed": 4}))
     assert any(not np.array_equal(a, b) for a, b in zip(weights(straight.model_uri), weights(other.model_uri)))
+
+
+@pytest.mark.e2e
+def test_a_resume_without_a_checkpoint_replays_logged_epochs_without_logging_them_again(store):
+    """No checkpoint was uploaded before the interruption (checkpoint_every: an hour), so the resume trains from
+    the start; the two epochs written before it (metrics and gradient noise, one write each) are not written
+    again, and the third is."""
+    config = TrainConfig(**{**CONFIG.params(), "epochs": 3})
+    hourly = Execution(checkpoint_every=3600)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, extra_callbacks=(Interrupt(2),), execution=hourly)
+    killed = [r for r, s in run_statuses().items() if s == "KILLED"]
+    client = mlflow.tracking.MlflowClient()
+    assert [m.step for m in client.get_metric_history(killed[0], "grad_noise_power")] == [1, 2]
+    before = {m.step: m.value for m in client.get_metric_history(killed[0], "grad_noise_power")}
+    train(config, resume=killed[0], execution=hourly)
+    for name in ("loss", "val_accuracy", "grad_noise_power", "update_noise_power"):
+        assert [m.step for m in client.get_metric_history(killed[0], name)] == [1, 2, 3], name
+    after = {m.step: m.value for m in client.get_metric_history(killed[0], "grad_noise_power")}
+    assert {step: after[step] for step in before} == before
 
 
 @pytest.mark.e2e

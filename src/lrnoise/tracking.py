@@ -25,6 +25,7 @@ import numpy as np
 from mlflow.entities import RunStatus, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
 from lrnoise.errors import LrnoiseError
 
@@ -265,11 +266,12 @@ def _new_params(existing: dict, params: dict, run_id: str, strict: bool = True) 
 
 def log_params(params: dict, key: str | None = None, execution: dict | None = None) -> None:
     """Logs a configuration's params on the active run and tags it with its configuration key (`key`, or the
-    hash of the params), in one write. `execution`: how the run was executed (mixed precision, XLA, steps per
-    execution, ...), params outside the key; one already on the run (a resume with other options) stays."""
+    hash of the params), in one write after one read. `execution`: how the run was executed (mixed precision,
+    XLA, steps per execution, ...), params outside the key, checked the same way (a resume must run as the run
+    ran)."""
     run_id = active_run_id()
     existing = client().get_run(run_id).data.params
-    fresh = {**_new_params(existing, params, run_id), **_new_params(existing, execution or {}, run_id, strict=False)}
+    fresh = _new_params(existing, {**params, **(execution or {})}, run_id)
     client().log_batch(run_id, params=[mlflow.entities.Param(k, v) for k, v in fresh.items()],
                        tags=[mlflow.entities.RunTag(CONFIG_KEY, key or config_key(params))])
 
@@ -426,30 +428,33 @@ def log_model(model, sample_input: np.ndarray, registered_model: str, train_para
     dataset, model, seed, the training run and whether it learned; returns (model_uri, model_version)."""
     version_tags = {**{k: canonical(train_params[k]) for k in VERSION_TAGS}, SOURCE_RUN_ID: run_id,
                     LEARNED: str(learned).lower()}
+    mlflow.set_tag(LEARNED, str(learned).lower())  # before the model: a run whose logging fails still says it
     signature = _signature(tuple(sample_input.shape[1:]), str(sample_input.dtype), int(model.output_shape[-1]))
     # No input example: MLflow would reload the model and predict on it to validate serving (~1.5 s a model,
     # more than a short configuration's fixed budget); the signature documents the input.
     info = mlflow.keras.log_model(model, name=MODEL_ARTIFACT, signature=signature,
                                   pip_requirements=list(_pip_requirements()))
     version = _register(info.model_id, registered_model, run_id, version_tags)
-    client().log_batch(run_id, tags=[mlflow.entities.RunTag(LEARNED, str(learned).lower()),
-                                     mlflow.entities.RunTag(MODEL_URI, info.model_uri)])
+    mlflow.set_tag(MODEL_URI, info.model_uri)
     return info.model_uri, version
 
 
 def _register(model_id: str, name: str, run_id: str, tags: dict) -> str:
     """A new version of registered model `name` (created if new) for logged model `model_id` of run `run_id`,
     created with its tags; returns the version. What log_model(registered_model_name=...) registers (source
-    models:/<model_id>, run id, model id) without its look-ups of the run's artifacts and logged models, and with
-    the tags in the same request instead of one request per tag."""
+    models:/<model_id>, run id, model id, and the logged model's link to its version) without its look-ups of the
+    run's artifacts and logged models, and with the tags in the same request instead of one request per tag."""
     c = client()
     try:
         c.create_registered_model(name)
     except MlflowException as exc:
         if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
             raise
-    return str(c.create_model_version(name, f"models:/{model_id}", run_id=run_id, tags=tags,
-                                      model_id=model_id).version)
+    version = c.create_model_version(name, f"models:/{model_id}", run_id=run_id, tags=tags, model_id=model_id)
+    if not is_http(tracking_uri()):  # a tracking server links the new logged model to its version itself
+        c.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(
+            [{"name": version.name, "version": version.version}])})
+    return str(version.version)
 
 
 def load_model(model_uri: str):

@@ -402,7 +402,7 @@ class EpochLog(keras.callbacks.Callback):
         self.pending.update(metrics)
 
     def write(self, epoch: int) -> None:
-        # one store write per epoch: 7.8 ms against 12.0 ms for two (sqlite store, AVX2 machine)
+        # one store write per epoch: 7.8-8.6 ms against 12.0-13.5 ms for two (sqlite store, AVX2 machine)
         tracking.beat(self.run_id, self.pending if epoch + 1 > self.logged_through else None, step=epoch + 1)
         self.pending = {}
 
