@@ -384,12 +384,11 @@ class EpochLog(keras.callbacks.Callback):
     def __init__(self, epochs: int, run_id: str, logged_through: int = 0):
         super().__init__()
         self.epochs, self.run_id, self.logged_through = epochs, run_id, logged_through
-        self.pending: dict = {}  # the current epoch's metrics, written by `writer`
+        self.pending: dict = {}  # the current epoch's metrics, written (and emptied) by `writer`
         self.writer = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: self.write(epoch))
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start = time.perf_counter()
-        self.pending = {}
 
     def on_epoch_end(self, epoch, logs=None):
         metrics = {k: float(logs[k]) for k in tracking.EPOCH_METRICS}
