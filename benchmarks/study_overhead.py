@@ -34,7 +34,9 @@ Information (no target), from the times t(line) the lines were printed:
       1-3: K forward and backward passes after every epoch and once on the final weights), timed around the
       function in this process, per configuration; all of it lies in the fixed seconds (bookkeeping and
       after-fit). study_fixed_seconds_without_grad_noise: the fixed seconds less that arithmetic.
-The study's set-up (store, study run) and report (report=False) are outside every S_c.
+The study's set-up (store, study run) and report (report=False) are outside every S_c. So is the stake of the
+claim of the configuration run next, which the study makes while the current one runs (study.Dispatcher): its
+seconds, timed in this process, are added to the fixed seconds (study_stake_seconds_per_configuration).
 `python study_overhead.py`; LRNOISE_BENCH_QUICK=1: 2 learning rates, 2 epochs, 1 draw per level.
 """
 import contextlib
@@ -99,13 +101,16 @@ def parse(lines: list[tuple[float, str]]) -> list[dict]:
     return configurations
 
 
-def figures(configurations: list[dict], grad_noise_seconds: float) -> dict:
-    """The module docstring's figures from parsed configurations (each with >= 2 epochs; `seconds` = S_c) and
-    the seconds all of them spent in gradient-noise estimates."""
+def figures(configurations: list[dict], grad_noise_seconds: float, stake_seconds: float = 0.0) -> dict:
+    """The module docstring's figures from parsed configurations (each with >= 2 epochs; `seconds` = S_c), the
+    seconds all of them spent in gradient-noise estimates, and the seconds the study spent staking their claims
+    outside S_c (spread evenly over the configurations)."""
     mean = statistics.fmean
     first = [c["epochs"][0] for c in configurations]
     steady = [mean(c["epochs"][1:]) for c in configurations]  # m_c
-    fixed = [c["seconds"] - len(c["epochs"]) * m - sum(c["draws"]) for c, m in zip(configurations, steady)]
+    stake = stake_seconds / len(configurations)
+    fixed = [c["seconds"] + stake - len(c["epochs"]) * m - sum(c["draws"])
+             for c, m in zip(configurations, steady)]
     bookkeeping = [t1 - t0 - e for c in configurations
                    for t0, t1, e in zip(c["epoch_times"], c["epoch_times"][1:], c["epochs"][1:])]
     noise_start = [c["noise_start"] or c["end"] for c in configurations]
@@ -125,6 +130,7 @@ def figures(configurations: list[dict], grad_noise_seconds: float) -> dict:
         "study_noise_eval_fixed_seconds": round(mean(c["end"] - n - sum(c["draws"])
                                                      for c, n in zip(configurations, noise_start)), 2),
         "study_grad_noise_seconds_per_configuration": round(grad_noise, 2),
+        "study_stake_seconds_per_configuration": round(stake, 3),
         "study_fixed_seconds_without_grad_noise": round(mean(fixed) - grad_noise, 2),
     }
 
@@ -159,6 +165,7 @@ def main():
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
         from lrnoise import gradnoise, study
         grad_noise = Stopwatch(gradnoise, "estimate")  # the callback and the final estimate both call it
+        staking = Stopwatch(study.Dispatcher, "_stake")  # claims staked between configurations (outside S_c)
         capture = TimedLines(sys.stdout)
         try:
             with contextlib.redirect_stdout(capture):
@@ -174,7 +181,7 @@ def main():
         raise SystemExit(f"parsed {len(configurations)} configurations from the log, the study ran {len(outcomes)}")
     for parsed, outcome in zip(configurations, outcomes):  # Outcome.seconds: unrounded S_c
         parsed["seconds"] = outcome.seconds
-    return _common.record(figures(configurations, grad_noise.seconds))
+    return _common.record(figures(configurations, grad_noise.seconds, staking.seconds))
 
 
 if __name__ == "__main__":

@@ -75,6 +75,34 @@ def test_workers_keep_to_their_trace_group():
         study.StudySpec("demo", models=("resnet20",), optimizers=("adam",)))
 
 
+def test_the_dispatcher_stakes_each_slots_next_configuration(store, monkeypatch):
+    """The claim of the configuration a slot takes next is staked while it works on the current one (its settle
+    wait passes meanwhile); any slot that takes a staked configuration gets its claim; a staked configuration is
+    held against other studies; nothing is left behind."""
+    client = mlflow.tracking.MlflowClient()
+    exp = tracking.ensure_experiment("lrnoise")
+    jobs = study.plan(study.StudySpec(**{**TINY, "lrs": (0.001, 0.002, 0.003)}))
+    dispatcher = study.Dispatcher(jobs, exp)
+    first, claim = dispatcher.take(0)
+    assert first == jobs[0] and claim is None and list(dispatcher.stakes) == [jobs[1]]  # its group's next
+    key = tracking.config_key(jobs[1].train.params())
+    with tracking.claimed(exp, key) as mine:  # another study arriving now: the stake is older
+        assert mine is False
+    second, claim = dispatcher.take(1)  # another slot takes it, with its claim
+    assert second == jobs[1] and claim.key == key and list(dispatcher.stakes) == [jobs[2]]
+    line = study._job_line(second, claim)  # what a worker process receives
+    assert study._from_job_line(line) == (second, claim)
+    monkeypatch.setattr(tracking.time, "sleep", lambda seconds: None)
+    with tracking.claimed(exp, key, staked=claim) as mine:
+        assert mine is True
+    dispatcher.finish(claim)
+    assert client.get_run(claim.run_id).info.lifecycle_stage == "deleted"
+    dispatcher.close()  # jobs[2] never ran: its stake goes too
+    assert dispatcher.take(0)[0] == jobs[2] and dispatcher.take(0) is None
+    claims = client.search_runs([exp], f"tags.`{tracking.KIND}` = 'claim'", run_view_type=3)
+    assert len(claims) == 3 and {r.info.lifecycle_stage for r in claims} == {"deleted"}
+
+
 def test_default_workers_are_the_presets_measured_choice(monkeypatch):
     monkeypatch.setattr(study, "_gpu_count", lambda: 0)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)

@@ -71,6 +71,34 @@ def test_existing_run_is_the_one_reuse_rule(store):
     assert tracking.existing_run(exp, "train", "other").finished is None
 
 
+def test_the_older_claim_wins_and_a_staked_claim_does_not_wait_again(store, monkeypatch):
+    """tracking.claimed: of two live claims on one configuration the older wins; a claim staked ahead of time
+    (tracking.stake) whose settle wait has passed resolves without sleeping, and stays until its owner unstakes
+    it; a claim made inside claimed() is removed when the block ends."""
+    client = mlflow.tracking.MlflowClient()
+    exp = tracking.ensure_experiment("lrnoise")
+    older, younger = tracking.stake(exp, "k"), tracking.stake(exp, "k")
+    slept = []
+    monkeypatch.setattr(tracking.time, "sleep", slept.append)
+    with tracking.claimed(exp, "k", staked=younger) as mine:
+        assert mine is False  # another owner's older claim is live
+    monkeypatch.setattr(tracking.time, "time", lambda: older.settled_at + 0.01)  # its settle wait is over
+    with tracking.claimed(exp, "k", staked=older) as mine:
+        assert mine is True
+    assert slept[-1] == 0.0  # no second wait
+    assert {client.get_run(c.run_id).info.status for c in (older, younger)} == {"RUNNING"}  # still staked
+    with pytest.raises(ValueError, match="not other"):
+        with tracking.claimed(exp, "other", staked=older):
+            pass
+    tracking.unstake(older)
+    tracking.unstake(younger)
+    assert {client.get_run(c.run_id).info.lifecycle_stage for c in (older, younger)} == {"deleted"}
+    with tracking.claimed(exp, "k2") as mine:  # its own claim: made, waited for, removed
+        assert mine is True and slept[-1] > 0
+    claims = client.search_runs([exp], f"tags.`{tracking.KIND}` = 'claim'", run_view_type=3)
+    assert [r.info.lifecycle_stage for r in claims] == ["deleted"] * 3
+
+
 def test_ensure_experiment_survives_another_process_creating_it_first(store, monkeypatch):
     """Two studies started at once both find no experiment; the second create fails: it must use the first's."""
     from mlflow.tracking import MlflowClient

@@ -12,6 +12,7 @@ Parallel workers need a tracking server: with a sqlite store the study starts `m
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -167,8 +168,10 @@ def plan(spec: StudySpec) -> list[Job]:
 
 
 # ---------------------------------------------------------------- one configuration (any process)
-def run_job(job: Job, experiment: str, parent_run_id: str | None, data_dir: str | None = None) -> Outcome:
+def run_job(job: Job, experiment: str, parent_run_id: str | None, data_dir: str | None = None,
+            claim: tracking.Claim | None = None) -> Outcome:
     """Trains (or reuses / resumes) and noise-evaluates (or reuses) one configuration. Never raises.
+    `claim`: the configuration's claim, staked by the study (Dispatcher); without it run_job claims it itself.
 
     A model that did not learn is a result (its lr is too high), not a failure: it is not noise-evaluated.
     A configuration another live study holds comes back with status "busy" (run_study retries it later)."""
@@ -177,7 +180,8 @@ def run_job(job: Job, experiment: str, parent_run_id: str | None, data_dir: str 
     try:
         exp_id = tracking.ensure_experiment(experiment)
         key = tracking.config_key(job.train.params())
-        with tracking.claimed(exp_id, key, meanwhile=lambda: _prepare_if_new(job, exp_id, key, data_dir)) as mine:
+        with tracking.claimed(exp_id, key, meanwhile=lambda: _prepare_if_new(job, exp_id, key, data_dir),
+                              staked=claim) as mine:
             if mine:
                 _train_and_evaluate(job, outcome, exp_id, experiment, parent_run_id, data_dir)
             else:  # another study works on it now: come back later and reuse what it made
@@ -245,8 +249,19 @@ def _worker_main(argv: list[str]) -> None:
     experiment, parent, data_dir = argv
     for line in sys.stdin:
         if line.strip():
-            outcome = run_job(Job.from_json(line), experiment, parent or None, data_dir or None)
+            job, claim = _from_job_line(line)
+            outcome = run_job(job, experiment, parent or None, data_dir or None, claim=claim)
             print(OUTCOME_LINE + outcome.to_json(), flush=True)
+
+
+def _job_line(job: Job, claim: tracking.Claim | None) -> str:
+    """What the study sends a worker process: the job and the claim the study staked for it (or null)."""
+    return json.dumps({**json.loads(job.to_json()), "claim": dataclasses.asdict(claim) if claim else None})
+
+
+def _from_job_line(line: str) -> tuple[Job, tracking.Claim | None]:
+    claim = json.loads(line).get("claim")
+    return Job.from_json(line), tracking.Claim(**claim) if claim else None
 
 
 # ---------------------------------------------------------------- executors
@@ -258,19 +273,71 @@ def trace_group(job: Job) -> tuple:
     return t.dataset, t.model, t.optimizer, t.seed, t.shortcut, t.init
 
 
-def next_job(queue: list[Job], mine: tuple | None, others: set) -> Job:
-    """The job a free worker takes (and removes from `queue`): one of its own trace group `mine` if any is left
-    (no new tracing), else the first of the largest group no other worker is on, else of the largest left."""
+def choose(queue: list[Job], mine: tuple | None, others: set) -> Job:
+    """The job a free worker takes next: one of its own trace group `mine` if any is left (no new tracing), else
+    the first of the largest group no other worker is on, else of the largest left."""
     groups: dict[tuple, list[Job]] = {}
     for job in queue:
         groups.setdefault(trace_group(job), []).append(job)
     if mine in groups:
-        chosen = groups[mine][0]
-    else:
-        free = [g for g in groups if g not in others] or list(groups)
-        chosen = groups[max(free, key=lambda g: len(groups[g]))][0]  # max keeps the first of equals
+        return groups[mine][0]
+    free = [g for g in groups if g not in others] or list(groups)
+    return groups[max(free, key=lambda g: len(groups[g]))][0]  # max keeps the first of equals
+
+
+def next_job(queue: list[Job], mine: tuple | None, others: set) -> Job:
+    """choose(...), removed from `queue`."""
+    chosen = choose(queue, mine, others)
     queue.remove(chosen)
     return chosen
+
+
+class Dispatcher:
+    """Hands the grid's configurations to the local executor's slots (next_job: a slot keeps to its trace group)
+    and, as a slot takes one, stakes the claim of the configuration that slot will take next (tracking.stake),
+    so that claim's settle wait (tracking.CLAIM_SETTLE: 0.5 s) passes while the slot still works instead of
+    before its next training. The study process owns the stakes, not a slot: any slot that takes a staked
+    configuration gets its claim (the grid's tail never waits on a reservation), a configuration's stake is
+    removed when it ends, whatever its worker did, and close() removes the stakes of configurations never run."""
+
+    def __init__(self, jobs: list[Job], experiment_id: str):
+        self.queue, self.experiment_id = list(jobs), experiment_id
+        self.working: dict[int, tuple] = {}  # slot -> trace group of its current job
+        self.stakes: dict[Job, tracking.Claim] = {}
+        self.lock = threading.Lock()
+
+    def take(self, slot: int) -> tuple[Job, tracking.Claim | None] | None:
+        """(the job slot `slot` runs now, the claim staked for it or None), or None when none is left."""
+        with self.lock:
+            if not self.queue:
+                self.working.pop(slot, None)
+                return None
+            others = {g for s, g in self.working.items() if s != slot}
+            job = next_job(self.queue, self.working.get(slot), others)
+            self.working[slot] = trace_group(job)
+            if self.queue:
+                self._stake(choose(self.queue, self.working[slot], others))
+            return job, self.stakes.pop(job, None)
+
+    def _stake(self, job: Job) -> None:
+        if job in self.stakes:
+            return
+        try:
+            self.stakes[job] = tracking.stake(self.experiment_id, tracking.config_key(job.train.params()))
+        except Exception:  # the store failed: the configuration claims for itself when it runs (and reports it)
+            pass
+
+    @staticmethod
+    def finish(claim: tracking.Claim | None) -> None:
+        """A configuration taken with `claim` has ended (done, busy, failed or its worker died)."""
+        if claim is not None:
+            tracking.unstake(claim)
+
+    def close(self) -> None:
+        with self.lock:
+            for claim in self.stakes.values():
+                tracking.unstake(claim)
+            self.stakes.clear()
 
 
 def worker_threads(workers: int) -> dict:
@@ -282,14 +349,22 @@ def worker_threads(workers: int) -> dict:
     return {"TF_NUM_INTEROP_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
 
 
-def _local_workers(jobs, workers, experiment, parent, data_dir, on_done, log_dir):
+def _sequential(dispatcher: Dispatcher, experiment, parent, data_dir, on_done):
+    """One configuration at a time in this process (the next one's claim staked meanwhile: see Dispatcher)."""
+    while (taken := dispatcher.take(0)) is not None:
+        job, claim = taken
+        try:
+            on_done(run_job(job, experiment, parent, data_dir, claim=claim))
+        finally:
+            dispatcher.finish(claim)
+
+
+def _local_workers(dispatcher: Dispatcher, workers, experiment, parent, data_dir, on_done, log_dir):
     """N configurations at once, one long-lived worker process per slot (pinned to one GPU when GPUs exist, else
-    given its share of TensorFlow's inter-op threads) fed one configuration at a time, preferring its own trace
-    group; a worker that dies fails its configuration and is replaced."""
+    given its share of TensorFlow's inter-op threads) fed one configuration at a time by the dispatcher
+    (preferring its own trace group, with the claim staked for it); a worker that dies fails its configuration
+    and is replaced."""
     gpus = _gpu_count()
-    lock = threading.Lock()
-    queue = list(jobs)
-    working: dict[int, tuple] = {}  # slot -> trace group of its current job
 
     def start(slot, log):
         env = dict(os.environ)
@@ -300,8 +375,8 @@ def _local_workers(jobs, workers, experiment, parent, data_dir, on_done, log_dir
         return subprocess.Popen([sys.executable, "-m", "lrnoise.study", experiment, parent or "", data_dir or ""],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
 
-    def run_one(proc, job, log) -> Outcome:
-        proc.stdin.write(job.to_json() + "\n")
+    def run_one(proc, job, claim, log) -> Outcome:
+        proc.stdin.write(_job_line(job, claim) + "\n")
         proc.stdin.flush()
         for row in proc.stdout:  # the worker's own output goes to its log; the outcome line ends the job
             if row.startswith(OUTCOME_LINE):
@@ -312,17 +387,15 @@ def _local_workers(jobs, workers, experiment, parent, data_dir, on_done, log_dir
     def worker(slot):
         with open(os.path.join(log_dir, f"worker{slot}.log"), "w") as log:
             proc = None
-            while True:
-                with lock:
-                    if not queue:
-                        working.pop(slot, None)
-                        break
-                    others = {g for s, g in working.items() if s != slot}
-                    job = next_job(queue, working.get(slot), others)
-                    working[slot] = trace_group(job)
-                if proc is None or proc.poll() is not None:
-                    proc = start(slot, log)
-                on_done(run_one(proc, job, log))
+            while (taken := dispatcher.take(slot)) is not None:
+                job, claim = taken
+                try:
+                    if proc is None or proc.poll() is not None:
+                        proc = start(slot, log)
+                    outcome = run_one(proc, job, claim, log)
+                finally:
+                    dispatcher.finish(claim)
+                on_done(outcome)
             if proc is not None and proc.poll() is None:
                 proc.stdin.close()
                 proc.wait()
@@ -450,12 +523,16 @@ def run_study(spec: StudySpec, experiment: str = tracking.DEFAULT_EXPERIMENT, wo
         try:
             if executor == "ray":
                 _ray(jobs, experiment, parent, data_dir, done, ray_address)
-            elif workers > 1:
-                with tempfile.TemporaryDirectory(prefix="lrnoise-workers-") as logs:
-                    _local_workers(jobs, workers, experiment, parent, data_dir, done, logs)
             else:
-                for job in jobs:
-                    done(run_job(job, experiment, parent, data_dir))
+                dispatcher = Dispatcher(jobs, exp_id)
+                try:
+                    if workers > 1:
+                        with tempfile.TemporaryDirectory(prefix="lrnoise-workers-") as logs:
+                            _local_workers(dispatcher, workers, experiment, parent, data_dir, done, logs)
+                    else:
+                        _sequential(dispatcher, experiment, parent, data_dir, done)
+                finally:
+                    dispatcher.close()
             while busy:  # configurations another live study holds: wait for it (or its lease) to end, then reuse
                 waiting = list(busy)
                 busy.clear()

@@ -696,35 +696,58 @@ def _heartbeats() -> None:
                 pass
 
 
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """A claim run on one configuration, created (and kept alive) by stake(); resolved by claimed()."""
+    run_id: str
+    key: str  # the configuration key it claims
+    settled_at: float  # time.time() after which it may look for older claims (CLAIM_SETTLE after its creation)
+
+
+def stake(experiment_id: str, key: str) -> Claim:
+    """Creates a claim on configuration `key` and keeps it alive (heartbeats) until unstake(). Staked ahead of
+    time (a study stakes the configuration it runs next while the current one still runs), its settle wait has
+    passed by the time claimed() resolves it. Whoever stakes a claim unstakes it."""
+    run_id = client().create_run(experiment_id, run_name=f"claim-{key[:8]}",
+                                 tags={KIND: "claim", CONFIG_KEY: key}).info.run_id
+    claim = Claim(run_id, key, time.time() + CLAIM_SETTLE)
+    hold(run_id)
+    return claim
+
+
+def unstake(claim: Claim) -> None:
+    """Ends and removes a claim (it was bookkeeping, not a result)."""
+    release(claim.run_id)
+    _drop(claim.run_id)
+
+
 @contextlib.contextmanager
-def claimed(experiment_id: str, key: str, meanwhile=None):
+def claimed(experiment_id: str, key: str, meanwhile=None, staked: Claim | None = None):
     """Yields True when this process won the right to work on configuration `key`, False when a live claim
     of another process is older. Race-free between processes: every contender creates a claim run, waits
     CLAIM_SETTLE, then looks at all live claims of the key; the oldest (start time, then run id) wins, the
     others withdraw. A claim whose owner died stops beating and is ignored (and removed) after the lease
-    timeout. The winner's claim is removed when the block ends. `meanwhile()`, if given, runs during the
-    wait (local preparation that writes nothing to the store); the wait is never shorter for it."""
-    c = client()
-    mine = c.create_run(experiment_id, run_name=f"claim-{key[:8]}",
-                        tags={KIND: "claim", CONFIG_KEY: key}).info.run_id
-    settled = time.monotonic() + CLAIM_SETTLE
-    hold(mine)
-    won = False
+    timeout. `staked`: a claim on `key` made earlier by stake() (its owner unstakes it); without it a claim is
+    made here and removed when the block ends. `meanwhile()`, if given, runs during the wait (local preparation
+    that writes nothing to the store); the wait is never shorter for it."""
+    if staked is not None and staked.key != key:
+        raise ValueError(f"claim {staked.run_id} is on configuration {staked.key}, not {key}")
+    claim = staked or stake(experiment_id, key)
     try:
         if meanwhile is not None:
             meanwhile()
-        time.sleep(max(0.0, settled - time.monotonic()))
+        time.sleep(max(0.0, claim.settled_at - time.time()))
         claims = runs_with_config(experiment_id, "claim", key)
         live = [r for r in claims if is_live(r)]
-        winner = min(live, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id if live else mine
-        won = winner == mine
+        winner = min(live, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id if live else claim.run_id
+        won = winner == claim.run_id
         if won:
             for stale in (r.info.run_id for r in claims if not is_live(r)):
                 _drop(stale)
         yield won
     finally:
-        release(mine)
-        _drop(mine)
+        if staked is None:
+            unstake(claim)
 
 
 def _drop(run_id: str) -> None:
