@@ -29,6 +29,11 @@ class Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
+def history(run_id, metric):
+    return [(m.step, m.value) for m in sorted(mlflow.tracking.MlflowClient().get_metric_history(run_id, metric),
+                                              key=lambda m: m.step)]
+
+
 def weights(model_uri):
     return [np.asarray(w) for w in tracking.load_model(model_uri).get_weights()]
 
@@ -218,8 +223,9 @@ def test_a_model_that_did_not_learn_is_marked_refused_and_reported(store, tmp_pa
 
 @pytest.mark.e2e
 def test_a_configuration_trains_bit_for_bit_alike_alone_and_inside_a_sweep(store):
-    """The sweep reuses one traced model per architecture (issue 13), recompiled for another optimizer and
-    prepared while a claim settles: the science must not change."""
+    """The sweep reuses one traced model per architecture (issue 13), given another optimizer (swap_optimizer:
+    its validation step and metrics kept) and prepared while a claim settles: the science must not change, nor
+    the validation metrics, nor the optimizer the logged model is restored with."""
     from lrnoise import train as train_module
     target = TrainConfig(**{**CONFIG.params(), "lr": 0.001, "seed": 5})
     other_optimizer = TrainConfig(**{**target.params(), "optimizer": "nadam"})
@@ -231,7 +237,7 @@ def test_a_configuration_trains_bit_for_bit_alike_alone_and_inside_a_sweep(store
     train_module._COMPILED.clear()
     train(TrainConfig(**{**target.params(), "lr": 0.003}))  # another lr first: its model and initial weights reused
     ((shell, _),) = train_module._COMPILED.values()
-    in_sweep = {other_optimizer: train(other_optimizer)}  # the same model, recompiled with Nadam
+    in_sweep = {other_optimizer: train(other_optimizer)}  # the same model, its optimizer swapped for Nadam
     train_module.prepare(target)  # what a study does while its claim on the configuration settles
     in_sweep[target] = train(target)  # back to Adam, from the prepared model
     for config, result in in_sweep.items():
@@ -239,6 +245,10 @@ def test_a_configuration_trains_bit_for_bit_alike_alone_and_inside_a_sweep(store
         for a, b in zip(weights(alone[config].model_uri), weights(result.model_uri)):
             np.testing.assert_array_equal(a, b)
         assert result.baseline_accuracy == alone[config].baseline_accuracy
+        for metric in ("val_loss", "val_accuracy", "loss"):
+            assert history(result.run_id, metric) == history(alone[config].run_id, metric), metric
+        restored = tracking.load_model(result.model_uri).optimizer
+        assert type(restored).__name__.lower() == config.optimizer and restored.iterations.numpy() > 0
 
 
 def test_cached_initial_weights_are_a_new_build_and_leave_the_generators_alike():
