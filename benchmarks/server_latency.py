@@ -23,18 +23,20 @@ ROUNDS = 3 if _common.quick() else 30
 def uvicorn_server(store_uri: str):
     """`mlflow server` as MLflow 3.17 starts it by default (uvicorn), job runner off like lrnoise's."""
     import os
+    import signal
     from lrnoise import tracking
     port = tracking._free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store_uri,
                                "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+                              start_new_session=True)  # with its uvicorn children: one process group
     uri = f"http://127.0.0.1:{port}"
     try:
         tracking._wait_for(uri, server, os.devnull, 120)
         yield uri
     finally:
-        server.terminate()
+        os.killpg(server.pid, signal.SIGTERM)  # `mlflow server` alone would leave uvicorn running
         server.wait(timeout=30)
 
 

@@ -1,5 +1,6 @@
 """The report from a real tracking store filled with runs whose numbers the test chooses."""
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -207,7 +208,7 @@ def test_report_over_http_tracking_server(tmp_path, monkeypatch):
                                f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",
                                str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
                                "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              cwd=tmp_path)
+                              cwd=tmp_path, start_new_session=True)  # its uvicorn and job runner: one group
     uri = f"http://127.0.0.1:{port}"
     try:
         import urllib.request
@@ -232,7 +233,8 @@ def test_report_over_http_tracking_server(tmp_path, monkeypatch):
         assert "files in" in proc.stdout
     finally:
         mlflow.set_tracking_uri(None)
-        server.terminate()
+        os.killpg(server.pid, signal.SIGKILL)  # `mlflow server` alone would leave its children running
+        server.wait()
         server.wait(timeout=30)
 
 

@@ -275,7 +275,7 @@ def test_a_killed_study_is_taken_over_after_its_lease(server, tmp_path):
 def _start_server(store, port, cwd):
     proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store, "--host",
                              "127.0.0.1", "--port", str(port), "--workers", "1"], cwd=cwd,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     import urllib.request
     for _ in range(240):
         try:
@@ -284,6 +284,12 @@ def _start_server(store, port, cwd):
         except OSError:
             time.sleep(0.5)
     raise AssertionError("mlflow server did not start")
+
+
+def _kill_server(proc):
+    """`mlflow server` with its uvicorn and job-runner children: killing `mlflow server` alone leaves them running."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 @pytest.mark.e2e
@@ -305,8 +311,7 @@ def test_study_survives_a_tracking_server_restart(tmp_path, monkeypatch):
                 if mlflow.get_experiment_by_name("lrnoise") else []
             if running and client.get_metric_history(running[0].info.run_id, "loss"):
                 break
-        server.kill()  # the server goes away for ~20 s
-        server.wait()
+        _kill_server(server)  # the server goes away for ~20 s
         time.sleep(20)
         server = _start_server(store, port, tmp_path)
         assert study_proc.wait(timeout=900) == 0, open(tmp_path / "log").read()[-3000:]
@@ -315,8 +320,7 @@ def test_study_survives_a_tracking_server_restart(tmp_path, monkeypatch):
             assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss")) == [1, 2, 3, 4, 5, 6]
         assert len(runs_of("study")) == 1
     finally:
-        server.kill()
-        server.wait()
+        _kill_server(server)
         mlflow.set_tracking_uri(None)
 
 
