@@ -233,8 +233,10 @@ def test_report_over_http_tracking_server(tmp_path, monkeypatch):
         assert "files in" in proc.stdout
     finally:
         mlflow.set_tracking_uri(None)
-        os.killpg(server.pid, signal.SIGKILL)  # `mlflow server` alone would leave its children running
-        server.wait()
+        try:
+            os.killpg(server.pid, signal.SIGKILL)  # `mlflow server` alone would leave its children running
+        except ProcessLookupError:
+            pass
         server.wait(timeout=30)
 
 

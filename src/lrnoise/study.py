@@ -305,11 +305,12 @@ class Dispatcher:
         self.working: dict[int, tuple] = {}  # slot -> trace group of its current job
         self.stakes: dict[Job, tracking.Claim] = {}
         self.lock = threading.Lock()
+        self.closed = False  # after close() nothing more is handed out (or staked)
 
     def take(self, slot: int) -> tuple[Job, tracking.Claim | None] | None:
         """(the job slot `slot` runs now, the claim staked for it or None), or None when none is left."""
         with self.lock:
-            if not self.queue:
+            if not self.queue or self.closed:
                 self.working.pop(slot, None)
                 return None
             others = {g for s, g in self.working.items() if s != slot}
@@ -327,14 +328,16 @@ class Dispatcher:
         except Exception:  # the store failed: the configuration claims for itself when it runs (and reports it)
             pass
 
-    @staticmethod
-    def finish(claim: tracking.Claim | None) -> None:
+    def finish(self, claim: tracking.Claim | None) -> None:
         """A configuration taken with `claim` has ended (done, busy, failed or its worker died)."""
         if claim is not None:
             tracking.unstake(claim)
 
     def close(self) -> None:
+        """Hands nothing out any more (a slot still running ends after its configuration) and removes the stakes of
+        configurations never taken."""
         with self.lock:
+            self.closed = True
             for claim in self.stakes.values():
                 tracking.unstake(claim)
             self.stakes.clear()
@@ -376,8 +379,11 @@ def _local_workers(dispatcher: Dispatcher, workers, experiment, parent, data_dir
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
 
     def run_one(proc, job, claim, log) -> Outcome:
-        proc.stdin.write(_job_line(job, claim) + "\n")
-        proc.stdin.flush()
+        try:
+            proc.stdin.write(_job_line(job, claim) + "\n")
+            proc.stdin.flush()
+        except OSError:  # the worker died between two configurations
+            return Outcome(job, "failed", error=f"worker exited {proc.wait()} (log {log.name})")
         for row in proc.stdout:  # the worker's own output goes to its log; the outcome line ends the job
             if row.startswith(OUTCOME_LINE):
                 return Outcome(job, **json.loads(row[len(OUTCOME_LINE):]))

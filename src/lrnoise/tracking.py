@@ -715,6 +715,11 @@ def stake(experiment_id: str, key: str) -> Claim:
     return claim
 
 
+def _settle(claim: Claim) -> None:
+    """Waits until `claim` may look for older claims (no wait for one staked long enough ago)."""
+    time.sleep(max(0.0, claim.settled_at - time.time()))
+
+
 def unstake(claim: Claim) -> None:
     """Ends and removes a claim (it was bookkeeping, not a result)."""
     release(claim.run_id)
@@ -736,7 +741,7 @@ def claimed(experiment_id: str, key: str, meanwhile=None, staked: Claim | None =
     try:
         if meanwhile is not None:
             meanwhile()
-        time.sleep(max(0.0, claim.settled_at - time.time()))
+        _settle(claim)
         claims = runs_with_config(experiment_id, "claim", key)
         live = [r for r in claims if is_live(r)]
         winner = min(live, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id if live else claim.run_id

@@ -327,7 +327,8 @@ def swap_optimizer(model: keras.Model, config: TrainConfig, execution: Execution
     the traced validation step, loss tracker and metrics, and trace and build them again (~0.6 s of the first
     epoch of a digits ResNet20 on the AVX2 machine). It sets what Keras 3.15's compile sets for an optimizer
     (model.optimizer, the compile config a saved model is restored with, no training function), untracked as
-    compile sets it; under another Keras, or fp16 (whose optimizer compile wraps), it recompiles."""
+    compile sets it. Where Keras lacks these attributes (another version), and under fp16 (whose optimizer compile
+    wraps), it recompiles."""
     try:
         from keras.src.saving.serialization_lib import SerializableDict
         from keras.src.utils.tracking import DotNotTrackScope
