@@ -269,11 +269,14 @@ def log_params(params: dict, key: str | None = None, execution: dict | None = No
     hash of the params), in one write after one read. `execution`: how the run was executed (mixed precision,
     XLA, steps per execution, ...), params outside the key, checked the same way (a resume must run as the run
     ran)."""
-    run_id = active_run_id()
-    existing = client().get_run(run_id).data.params
-    fresh = _new_params(existing, {**params, **(execution or {})}, run_id)
+    _write_params(active_run_id(), {**params, **(execution or {})}, {CONFIG_KEY: key or config_key(params)})
+
+
+def _write_params(run_id: str, params: dict, tags: dict, strict: bool = True) -> None:
+    """One read of the run's params, then one write: the params not yet there (_new_params) and `tags`."""
+    fresh = _new_params(client().get_run(run_id).data.params, params, run_id, strict)
     client().log_batch(run_id, params=[mlflow.entities.Param(k, v) for k, v in fresh.items()],
-                       tags=[mlflow.entities.RunTag(CONFIG_KEY, key or config_key(params))])
+                       tags=[mlflow.entities.RunTag(k, v) for k, v in tags.items()])
 
 
 def _unquote(text: str) -> str:
@@ -612,9 +615,7 @@ def start_study_run(experiment_id: str, params: dict) -> str:
     else:
         c.update_run(run_id, status="RUNNING")
     hold(run_id)
-    fresh = _new_params(c.get_run(run_id).data.params, params, run_id, strict=False)
-    c.log_batch(run_id, params=[mlflow.entities.Param(k, v) for k, v in fresh.items()],
-                tags=[mlflow.entities.RunTag(KIND, "study"), mlflow.entities.RunTag(CONFIG_KEY, key)])
+    _write_params(run_id, params, {KIND: "study", CONFIG_KEY: key}, strict=False)
     return run_id
 
 

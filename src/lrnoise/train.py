@@ -193,8 +193,8 @@ def build_model(config: TrainConfig, ds: data.Dataset, execution: Execution = Ex
 # overwritten with the configuration's own freshly initialised ones and the optimizer's state zeroed, its
 # learning rate (a variable read by the traced step) set, so the same seed gives bit-identical weights. Another
 # optimizer type gets a new optimizer (swap_optimizer: the training step is traced again; the validation step, the
-# gradient-noise function and the inference twin are kept). The input normalisation is part of the key because Keras bakes a
-# given mean / variance into the traced graph as constants (they follow the seed's validation split).
+# gradient-noise function and the inference twin are kept). The input normalisation is part of the key because
+# Keras bakes a given mean / variance into the traced graph as constants (they follow the seed's validation split).
 _COMPILED: dict = {}
 COMPILED_KEPT = 6  # models kept (a seed sweep cycles through one normalisation per seed)
 # The initial weights of (architecture key, seed), and Python's generator as building them left it: a sweep's
@@ -335,7 +335,7 @@ def swap_optimizer(model: keras.Model, config: TrainConfig, execution: Execution
         compiled = model._compile_config.config
     except (ImportError, AttributeError):
         compiled = None
-    if compiled is None or execution.mixed_precision == "fp16" or not hasattr(model, "train_function"):
+    if compiled is None or execution.mixed_precision == "fp16":
         compile_model(model, config, execution)
         return
     optimizer = make_optimizer(config.optimizer, config.lr)
