@@ -1,5 +1,6 @@
 """Training tracked in MLflow: params, metrics, model + registry, resume, determinism, bad input."""
 import json
+import os
 import subprocess
 import sys
 
@@ -404,3 +405,58 @@ def test_cached_save_skipsets_save_the_same_model_and_are_found(tmp_path):
         finally:
             keras.layers.Layer.__init__ = original
         assert not built  # no reference Layer built: the set was found
+
+
+TRIMMED_RUN = """
+import hashlib, json, sys
+import keras, numpy as np
+from tensorflow.python.eager import context
+from lrnoise import data, gradnoise, models, noise, train
+if sys.argv[1] == "trim":
+    train.trim_graph_rewrites()
+config = train.TrainConfig(dataset="digits", model="resnet20", optimizer="adam", batch_size=64, epochs=2)
+ds = train.load_data(config)
+train.seed_everything(config.seed)
+model = train.reusable_model(config, ds, train.Execution())
+train.build_state(model, ds)
+stream, steps = train.training_stream(config, ds)
+model.fit(stream, steps_per_epoch=steps, epochs=2, verbose=0,
+          validation_data=data.validation_data(ds.x_val, ds.y_val, train.EVAL_BATCH))
+grad_noise = gradnoise.estimate(model, ds.x_train, ds.y_train, 64, 4, config.seed, 3, config.lr,
+                                optimizer=model.optimizer, gradients=gradnoise.compiled_gradients(model))
+evaluator = models.Evaluator(model, ds.x_test, ds.y_test)
+arrays = model.get_weights()
+for name in ("additive", "pcm"):  # the twin keeps each evaluation's last noisy draw: its outputs, bit for bit
+    noise.evaluate(model, ds.x_test, ds.y_test, noise.NoiseConfig(noise=name, trials=1), evaluator=evaluator,
+                   log=lambda *_: None)
+    arrays.append(keras.ops.convert_to_numpy(evaluator.twin.predict_on_batch(ds.x_test.astype("float32"))))
+from tensorflow.core.protobuf import config_pb2
+used = config_pb2.ConfigProto.FromString(context.context().function_call_options.config_proto_serialized)
+rewrites = used.graph_options.rewrite_options  # what the functions above ran with
+print(json.dumps({"arrays": hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)).hexdigest(),
+                  "grad_noise": grad_noise, "rewrites": [rewrites.meta_optimizer_iterations,
+                                                         rewrites.memory_optimization, rewrites.layout_optimizer]}))
+"""
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's graph rewrites")
+def test_trimmed_graph_rewrites_change_no_number():
+    """trim_graph_rewrites (issue 13) skips Grappler passes that change no number in lrnoise's CPU graphs: a
+    training (Adam, digits ResNet20), a gradient-noise estimate and additive and PCM evaluations give the same
+    weights, estimates and noisy outputs bit for bit with Grappler's defaults (each in a fresh CPU-only
+    process: the setting is process-wide and applies without a GPU only)."""
+    from tensorflow.core.protobuf import rewriter_config_pb2
+
+    def run(mode: str) -> dict:
+        proc = subprocess.run([sys.executable, "-c", TRIMMED_RUN, mode], capture_output=True, text=True,
+                              timeout=600, cwd=ROOT, env={**os.environ, "CUDA_VISIBLE_DEVICES": "-1"})
+        assert proc.returncode == 0 and proc.stdout.strip(), proc.stderr[-2000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    trimmed, default = run("trim"), run("default")
+    config = rewriter_config_pb2.RewriterConfig
+    assert trimmed["rewrites"] == [config.ONE, config.NO_MEM_OPT, config.OFF]  # what its functions ran with
+    assert default["rewrites"] == [config.DEFAULT_NUM_ITERS, config.DEFAULT_MEM_OPT, config.DEFAULT]
+    assert trimmed["grad_noise"] == default["grad_noise"] and "update_power" in trimmed["grad_noise"]
+    assert trimmed["arrays"] == default["arrays"]
