@@ -166,8 +166,8 @@ def main():
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
         from lrnoise import gradnoise, study
         grad_noise = Stopwatch(gradnoise, "estimate")  # the callback and the final estimate both call it
-        staking = [Stopwatch(study.Dispatcher, name) for name in ("_stake", "finish")]  # claims staked and removed
-        # between configurations, outside S_c
+        # claims staked and removed between configurations, outside S_c
+        staking = [Stopwatch(study.Dispatcher, name) for name in ("_stake", "finish")]
         capture = TimedLines(sys.stdout)
         try:
             with contextlib.redirect_stdout(capture):

@@ -1,5 +1,9 @@
 """Shared fixtures: a throwaway sqlite tracking store per test, quiet TensorFlow, no telemetry."""
 import os
+import signal
+import subprocess
+import sys
+import time
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -43,3 +47,29 @@ def run_statuses(experiment="lrnoise"):
     if exp is None:
         return {}
     return {r.info.run_id: r.info.status for r in client.search_runs([exp.experiment_id], max_results=1000)}
+
+
+def start_server(store: str, port: int, cwd, *extra: str) -> subprocess.Popen:
+    """`mlflow server` as MLflow starts it by default (uvicorn, one worker) over `store` on 127.0.0.1:`port`, in a
+    process group of its own (see kill_server); returns once /health answers."""
+    import urllib.request
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store, *extra,
+                             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"], cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+            return proc
+        except OSError:
+            time.sleep(0.5)
+    kill_server(proc)
+    raise AssertionError("mlflow server did not start")
+
+
+def kill_server(proc: subprocess.Popen) -> None:
+    """`mlflow server` with its uvicorn and job-runner children: killing `mlflow server` alone leaves them running."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # the group is gone already
+        pass
+    proc.wait()

@@ -1,7 +1,5 @@
 """The report from a real tracking store filled with runs whose numbers the test chooses."""
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +16,7 @@ from nbclient import NotebookClient
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import ROOT
+from conftest import ROOT, kill_server, start_server
 from lrnoise import noise, paper, report, tracking
 from lrnoise.cli import app
 from lrnoise.noise import PAPER, NoiseConfig
@@ -195,29 +193,13 @@ def test_errors_one_line(store, tmp_path):
     assert proc.returncode == 2 and "unreachable" in proc.stderr.strip().splitlines()[-1]
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.e2e
 def test_report_over_http_tracking_server(tmp_path, monkeypatch):
-    port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-                               f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination",
-                               str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
-                               "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              cwd=tmp_path, start_new_session=True)  # its uvicorn and job runner: one group
+    port = tracking._free_port()
+    server = start_server(f"sqlite:///{tmp_path / 'server.db'}", port, tmp_path,
+                          "--artifacts-destination", str(tmp_path / "artifacts"))
     uri = f"http://127.0.0.1:{port}"
     try:
-        import urllib.request
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(f"{uri}/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         mlflow.set_tracking_uri(uri)
         fill()
@@ -233,11 +215,7 @@ def test_report_over_http_tracking_server(tmp_path, monkeypatch):
         assert "files in" in proc.stdout
     finally:
         mlflow.set_tracking_uri(None)
-        try:
-            os.killpg(server.pid, signal.SIGKILL)  # `mlflow server` alone would leave its children running
-        except ProcessLookupError:
-            pass
-        server.wait(timeout=30)
+        kill_server(server)
 
 
 @pytest.mark.e2e

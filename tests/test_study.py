@@ -10,7 +10,7 @@ import mlflow
 import pytest
 from typer.testing import CliRunner
 
-from conftest import ROOT, run_statuses
+from conftest import ROOT, kill_server, run_statuses, start_server
 from lrnoise import paper, study, tracking
 from lrnoise.cli import app
 from lrnoise.noise import NoiseConfig
@@ -271,29 +271,6 @@ def test_a_killed_study_is_taken_over_after_its_lease(server, tmp_path):
 
 
 # ---------------------------------------------------------------- a tracking server that goes away and comes back
-def _start_server(store, port, cwd):
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store, "--host",
-                             "127.0.0.1", "--port", str(port), "--workers", "1"], cwd=cwd,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    import urllib.request
-    for _ in range(240):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-            return proc
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError("mlflow server did not start")
-
-
-def _kill_server(proc):
-    """`mlflow server` with its uvicorn and job-runner children: killing `mlflow server` alone leaves them running."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:  # the group is gone already
-        pass
-    proc.wait()
-
-
 @pytest.mark.e2e
 def test_study_survives_a_tracking_server_restart(tmp_path, monkeypatch):
     port = tracking._free_port()
@@ -301,7 +278,7 @@ def test_study_survives_a_tracking_server_restart(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
-    server = _start_server(store, port, tmp_path)
+    server = start_server(store, port, tmp_path)
     try:
         study_proc = subprocess.Popen(_study_cmd("0.001,0.002", "--epochs", "6", "--patience", "0"),
                                       stdout=open(tmp_path / "log", "w"), stderr=subprocess.STDOUT)
@@ -313,16 +290,16 @@ def test_study_survives_a_tracking_server_restart(tmp_path, monkeypatch):
                 if mlflow.get_experiment_by_name("lrnoise") else []
             if running and client.get_metric_history(running[0].info.run_id, "loss"):
                 break
-        _kill_server(server)  # the server goes away for ~20 s
+        kill_server(server)  # the server goes away for ~20 s
         time.sleep(20)
-        server = _start_server(store, port, tmp_path)
+        server = start_server(store, port, tmp_path)
         assert study_proc.wait(timeout=900) == 0, open(tmp_path / "log").read()[-3000:]
         _one_finished_of_each([0.001, 0.002])
         for run in runs_of("train"):  # nothing lost, nothing logged twice
             assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss")) == [1, 2, 3, 4, 5, 6]
         assert len(runs_of("study")) == 1
     finally:
-        _kill_server(server)
+        kill_server(server)
         mlflow.set_tracking_uri(None)
 
 

@@ -544,7 +544,7 @@ def train(config: TrainConfig, data_dir: str | None = None, experiment: str = tr
     execution.validate()
     registered_model = registered_model or f"lrnoise-{config.dataset}-{config.model}"
     cache_save_skipsets()  # this run saves its model (checkpoints, the logged model)
-    trim_graph_rewrites()  # before this process's first trace
+    trim_graph_rewrites()  # before the process's first training traces anything
     prepared = _take_prepared((config, execution, data_dir))
     if resume or dataset:  # a resumed run continues its checkpoint; given data is not the prepared data
         prepared = None
