@@ -353,6 +353,44 @@ def test_a_training_step_is_traced_once_and_trains_as_before():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's traced training step")
+def test_an_optimizer_swap_traces_only_the_update_and_trains_as_keras_does():
+    """share_forward_backward (issue 13): after swap_optimizer the forward and backward pass is not traced again,
+    and before and after the swap the weights are those of Keras's own training step, bit for bit."""
+    from lrnoise import models, train as train_module
+
+    ds = data.load("digits", val_fraction=0.1, seed=0)
+    first = TrainConfig(dataset="digits", model="resnet20", optimizer="adam", batch_size=64, seed=1)
+    second = TrainConfig(**{**first.params(), "optimizer": "sgd"})
+
+    def fit(shared: bool):
+        train_module.seed_everything(first.seed)
+        model = models.resnet(8, ds.num_classes, ds.input_shape)
+        train_module.compile_model(model, first, Execution())
+        shared_step = vars(model).pop("train_step")  # Keras's own step unless it is put back
+        if shared:
+            object.__setattr__(model, "train_step", shared_step)
+        weights = []
+        for config in (first, second):
+            if config is second:
+                train_module.swap_optimizer(model, config, Execution())
+            train_module.build_state(model, ds)
+            stream, steps = data.training_stream(ds.x_train, ds.y_train, config.batch_size, config.seed)
+            model.fit(stream, steps_per_epoch=steps, epochs=1, verbose=0)
+            assert type(model.optimizer).__name__.lower() == config.optimizer
+            weights.append(model.get_weights())
+        assert (model.train_step is shared_step) == shared  # kept across the swap
+        return shared_step.forward_backward.experimental_get_tracing_count(), weights
+
+    traces, shared = fit(True)
+    assert traces == 1  # traced with Adam's step, called again by SGD's
+    untraced, keras_own = fit(False)
+    assert untraced == 0
+    for got, want in zip(shared, keras_own):
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_cached_save_skipsets_save_the_same_model_and_are_found(tmp_path):
     """cache_save_skipsets stores Keras's own skip-sets under the key Keras reads them by (keras 3.15 writes them
     under another, so model.save rebuilt them for every object): the saved model is the same file content."""
