@@ -362,33 +362,40 @@ def test_an_optimizer_swap_traces_only_the_update_and_trains_as_keras_does():
     ds = data.load("digits", val_fraction=0.1, seed=0)
     first = TrainConfig(dataset="digits", model="resnet20", optimizer="adam", batch_size=64, seed=1)
     second = TrainConfig(**{**first.params(), "optimizer": "sgd"})
+    execution = Execution(jit_compile=False)  # "auto" would be XLA on a GPU, which keeps Keras's own step
 
     def fit(shared: bool):
         train_module.seed_everything(first.seed)
         model = models.resnet(8, ds.num_classes, ds.input_shape)
-        train_module.compile_model(model, first, Execution())
+        train_module.compile_model(model, first, execution)
         shared_step = vars(model).pop("train_step")  # Keras's own step unless it is put back
         if shared:
             object.__setattr__(model, "train_step", shared_step)
         weights = []
         for config in (first, second):
             if config is second:
-                train_module.swap_optimizer(model, config, Execution())
+                train_module.swap_optimizer(model, config, execution)
             train_module.build_state(model, ds)
             stream, steps = data.training_stream(ds.x_train, ds.y_train, config.batch_size, config.seed)
             model.fit(stream, steps_per_epoch=steps, epochs=1, verbose=0)
             assert type(model.optimizer).__name__.lower() == config.optimizer
             weights.append(model.get_weights())
         assert (model.train_step is shared_step) == shared  # kept across the swap
-        return shared_step.forward_backward.experimental_get_tracing_count(), weights
+        return model, shared_step, weights
 
-    traces, shared = fit(True)
-    assert traces == 1  # traced with Adam's step, called again by SGD's
-    untraced, keras_own = fit(False)
-    assert untraced == 0
+    model, shared_step, shared = fit(True)
+    assert shared_step.forward_backward.experimental_get_tracing_count() == 1  # Adam's trace, called by SGD's
+    _, _, keras_own = fit(False)
     for got, want in zip(shared, keras_own):
         for a, b in zip(got, want):
             np.testing.assert_array_equal(a, b)
+
+    # compiled again outside compile_model: a new loss tracker, so Keras's own step takes over
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=False)
+    stream, steps = data.training_stream(ds.x_train, ds.y_train, second.batch_size, second.seed)
+    loss = model.fit(stream, steps_per_epoch=steps, epochs=1, verbose=0).history["loss"][0]
+    assert "train_step" not in vars(model) and shared_step.forward_backward.experimental_get_tracing_count() == 1
+    assert loss > 0.1  # counted by the new tracker, which the stale pass would not update
 
 
 def test_cached_save_skipsets_save_the_same_model_and_are_found(tmp_path):

@@ -222,14 +222,15 @@ def build_model(config: TrainConfig, ds: data.Dataset, execution: Execution = Ex
     return model
 
 
-# Compiled models kept for the next configuration of the same shape in this process: tracing the training,
-# validation and gradient-noise steps costs ~3-6 s on a CPU, more than a short configuration's learning. A
-# configuration with the same (architecture, input normalisation, execution) reuses one: its weights are
-# overwritten with the configuration's own freshly initialised ones and the optimizer's state zeroed, its
-# learning rate (a variable read by the traced step) set, so the same seed gives bit-identical weights. Another
-# optimizer type gets a new optimizer (swap_optimizer: the training step is traced again; the validation step, the
-# gradient-noise function and the inference twin are kept). The input normalisation is part of the key because
-# Keras bakes a given mean / variance into the traced graph as constants (they follow the seed's validation split).
+# Compiled models kept for the next configuration of the same shape in this process: tracing the training, validation
+# and gradient-noise steps costs ~3-6 s on a CPU, more than a short configuration's learning. A configuration with the
+# same (architecture, input normalisation, execution) reuses one: its weights are overwritten with the configuration's
+# own freshly initialised ones and the optimizer's state zeroed, its learning rate (a variable read by the traced
+# step) set, so the same seed gives bit-identical weights. Another optimizer type gets a new optimizer
+# (swap_optimizer: the training step is traced again around the kept forward and backward pass,
+# share_forward_backward; the validation step, the gradient-noise function and the inference twin are kept). The input
+# normalisation is part of the key because Keras bakes a given mean / variance into the traced graph as constants
+# (they follow the seed's validation split).
 _COMPILED: dict = {}
 COMPILED_KEPT = 6  # models kept (a seed sweep cycles through one normalisation per seed)
 # The initial weights of (architecture key, seed), and Python's generator as building them left it: a sweep's
@@ -281,7 +282,7 @@ def reusable_model(config: TrainConfig, ds: data.Dataset, execution: Execution) 
             for variable in model.optimizer.variables:  # iterations, moments, velocities: as a new optimizer's
                 variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
             model.optimizer.learning_rate.assign(config.lr)
-        else:  # another optimizer: a new one (and the training step traced again)
+        else:  # another optimizer: a new one (and the training step traced again, its update only)
             swap_optimizer(model, config, execution)
     _COMPILED[key] = (model, config.optimizer)  # most recently used last
     while len(_COMPILED) > COMPILED_KEPT:
@@ -363,41 +364,55 @@ def share_forward_backward(model: keras.Model) -> None:
     their own, which the model keeps: after swap_optimizer only the optimizer's update is traced again.
 
     Under TensorFlow, Keras traces its whole step (forward, loss, gradients, update, metrics) again for every new
-    optimizer: ~0.8 s of Python tracing for a digits ResNet20's forward and backward pass alone. Here the step
-    calls the pass's traced function (TensorFlow inlines it into the step's graph before it optimises it) and
-    applies the gradients itself, in Keras 3.15's order. The first epoch after a swap from Adam, one process each
-    (AVX2 machine): SGD 2.03 -> 1.33 s, Nadam 4.18 -> 3.46 s, Adamax 3.72 -> 2.62 s (README); the weights are
-    those of Keras's own step, bit for bit (test_train). Keras's own step is kept where this one does not apply:
-    other backends (their steps are traced or compiled otherwise), XLA, eager runs; and, step by step, sample
-    weights, a loss scale (fp16) or a model compiled again since (its loss and metrics are new)."""
-    if keras.backend.backend() != "tensorflow" or model.jit_compile or model.run_eagerly:
+    optimizer, ~0.8 s of it the Python trace of a digits ResNet20's forward and backward pass. Here the step calls
+    the pass's traced function, which TensorFlow inlines into the step's graph before optimising it, and applies the
+    gradients itself in Keras 3.15's order: the weights are those of Keras's own step, bit for bit (test_train;
+    seconds in the README). Keras's own step stays for other backends, XLA, eager runs, distribution strategies,
+    several steps per execution and a model class with its own step; and, step by step, for sample weights,
+    non-tensor inputs, a loss scale, trainable weights changed since, or a model compiled again since."""
+    if (keras.backend.backend() != "tensorflow" or model.jit_compile or model.run_eagerly
+            or model.steps_per_execution != 1):
         return
-    try:  # keras 3.15's helpers of its TensorFlow train_step
+    try:  # keras 3.15's TensorFlow train_step and its helpers
+        from keras.src.backend.common.masking import get_keras_mask, set_keras_mask
+        from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
         from keras.src.losses.loss import unscale_loss_for_distribution
         from keras.src.trainers.data_adapters.data_adapter_utils import unpack_x_y_sample_weight
-        compiled = (model._loss_tracker, model._compile_loss)
-        keras_step = type(model).train_step.__get__(model)
+        compiled_state = (model._loss_tracker, model._compile_loss)
+        if type(model).train_step is not TensorFlowTrainer.train_step:
+            return
     except (ImportError, AttributeError):
         return
     import tensorflow as tf
+    keras_step = TensorFlowTrainer.train_step.__get__(model)
+    weights = list(model.trainable_weights)  # what the pass differentiates (a step falls back if they change)
 
     @tf.function(reduce_retracing=True, autograph=False)
-    def forward_backward(x, y):  # B x H x W x C images, B labels -> (B x classes predictions, gradients)
+    def forward_backward(x, y):
+        # B x H x W x C images, B labels -> (B x classes predictions, their mask or None, a gradient per weight)
         with tf.GradientTape() as tape:
             y_pred = model(x, training=True) if model._call_has_training_arg else model(x)
             loss = model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=None, training=True)
             model._loss_tracker.update_state(unscale_loss_for_distribution(loss), sample_weight=tf.shape(x)[0])
-        return y_pred, tape.gradient(loss, model.trainable_weights)
+        return y_pred, get_keras_mask(y_pred), tape.gradient(loss, weights)  # a returned tensor loses its mask
 
     def train_step(batch):  # runs while Keras traces its step
         x, y, sample_weight = unpack_x_y_sample_weight(batch)
-        if (sample_weight is not None or not isinstance(x, tf.Tensor)
+        if model._loss_tracker is not compiled_state[0] or model._compile_loss is not compiled_state[1]:
+            # compiled again since: a new loss and new metrics
+            vars(model).pop("train_step", None)
+            return keras_step(batch)
+        if (sample_weight is not None or not isinstance(x, tf.Tensor) or tf.distribute.has_strategy()
+                or model.jit_compile or model.run_eagerly
                 or model.optimizer.loss_scale_factor is not None
                 or isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
-                or model._loss_tracker is not compiled[0] or model._compile_loss is not compiled[1]):
+                or len(model.trainable_weights) != len(weights)
+                or any(a is not b for a, b in zip(model.trainable_weights, weights))):
             return keras_step(batch)
-        y_pred, gradients = forward_backward(x, y)
-        model.optimizer.apply_gradients(zip(gradients, model.trainable_weights))
+        y_pred, mask, gradients = forward_backward(x, y)
+        if mask is not None:
+            set_keras_mask(y_pred, mask)
+        model.optimizer.apply_gradients(zip(gradients, weights))
         return model.compute_metrics(x, y, y_pred, sample_weight=None)
 
     train_step.forward_backward = forward_backward  # its traces can be counted (test_train)
@@ -405,13 +420,13 @@ def share_forward_backward(model: keras.Model) -> None:
 
 
 def swap_optimizer(model: keras.Model, config: TrainConfig, execution: Execution) -> None:
-    """compile_model(model, config, execution) for a compiled model whose loss, metrics and execution options
-    stay: only the optimizer changes, so only the training step is traced again. A recompile would also drop
-    the traced validation step, loss tracker and metrics, and trace and build them again (~0.6 s of the first
-    epoch of a digits ResNet20 on the AVX2 machine). It sets what Keras 3.15's compile sets for an optimizer
-    (model.optimizer, the compile config a saved model is restored with, no training function), untracked as
-    compile sets it. Where Keras lacks these attributes (another version), and under fp16 (whose optimizer compile
-    wraps), it recompiles."""
+    """compile_model(model, config, execution) for a compiled model whose loss, metrics and execution options stay:
+    only the optimizer changes, so only the training step's update is traced again. A recompile would drop the
+    traced validation step, loss tracker and metrics (~0.6 s of the first epoch of a digits ResNet20 on the AVX2
+    machine) and the forward and backward pass (share_forward_backward), and trace and build them again. It sets
+    what Keras 3.15's compile sets for an optimizer (model.optimizer, the compile config a saved model is restored
+    with, no training function), untracked as compile sets it. Where Keras lacks these attributes (another version),
+    and under fp16 (whose optimizer compile wraps), it recompiles."""
     try:
         from keras.src.saving.serialization_lib import SerializableDict
         from keras.src.utils.tracking import DotNotTrackScope
