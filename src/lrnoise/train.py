@@ -138,13 +138,13 @@ _TRIMMED: list = []  # [True] once trim_graph_rewrites has run in this process
 def trim_graph_rewrites() -> None:
     """Skips the Grappler passes that change no number in lrnoise's CPU graphs, once per process.
 
-    TensorFlow rewrites each traced function before its first run (~1.1 s for a digits ResNet20's training step),
-    and a sweep traces one step per architecture and optimizer type. On a CPU the layout pass (NHWC stays NHWC),
-    the memory pass (nothing is swapped to host memory) and Grappler's second round of all passes are skipped:
-    ~0.25-0.6 s less per traced training step (README). test_train compares weights, gradient noise and noisy
-    outputs with and without this, bit for bit. TensorFlow backend without a GPU only (there the layout pass
-    matters). Call it before the process's first training: a thread that already ran a tf.function keeps its
-    options. It writes the eager context's base config (private, tensorflow 2.21); a TensorFlow without it:
+    TensorFlow rewrites each traced function before its first run (~1.1 s for a digits ResNet20's training step on
+    the AVX2 machine), and a sweep traces one step per architecture and optimizer type. On a CPU the layout pass
+    (NHWC stays NHWC), the memory pass (nothing is swapped to host memory) and Grappler's second round of all passes
+    are skipped: ~0.25-0.6 s less per traced training step there (README). test_train compares weights, gradient
+    noise and noisy outputs with and without this, bit for bit. TensorFlow backend without a GPU only (there the
+    layout pass matters). Call it before the process's first training: a thread that already ran a tf.function keeps
+    its options. It writes the eager context's base config (private, tensorflow 2.21); a TensorFlow without it:
     nothing happens."""
     if _TRIMMED or keras.backend.backend() != "tensorflow":
         return
@@ -360,18 +360,18 @@ def compile_model(model: keras.Model, config: TrainConfig, execution: Execution,
 
 
 def share_forward_backward(model: keras.Model) -> None:
-    """Gives a compiled model Keras's training step with its forward and backward pass traced as a function of
-    their own, which the model keeps: after swap_optimizer only the optimizer's update is traced again.
+    """Gives a compiled model Keras's training step with its forward and backward pass traced as a function of their
+    own, which the model keeps: after swap_optimizer only the optimizer's update is traced again.
 
     Under TensorFlow, Keras traces its whole step (forward, loss, gradients, update, metrics) again for every new
-    optimizer, ~0.8 s of it the Python trace of a digits ResNet20's forward and backward pass. Here the step calls
-    the pass's traced function, which TensorFlow inlines into the step's graph before optimising it, and applies the
-    gradients itself in Keras 3.15's order: the weights are those of Keras's own step, bit for bit (test_train;
-    seconds in the README). Keras's own step stays for other backends, XLA, eager runs, distribution strategies,
-    several steps per execution and a model class with its own step; and, step by step, for sample weights,
-    non-tensor inputs, a loss scale, trainable weights changed since, or a model compiled again since."""
-    if (keras.backend.backend() != "tensorflow" or model.jit_compile or model.run_eagerly
-            or model.steps_per_execution != 1):
+    optimizer, ~0.8 s of it (AVX2 machine) the Python trace of a digits ResNet20's forward and backward pass. The
+    step calls the pass's traced function, which TensorFlow inlines into the step's graph before optimising it, and
+    applies the gradients itself in Keras 3.15's order: the weights are those of Keras's own step, bit for bit
+    (test_train; seconds in the README). Keras's own step stays for other backends and a model class with its own
+    step; and, decided each time Keras traces its step, for XLA, eager runs, distribution strategies, several steps
+    per execution, sample weights, non-tensor inputs, a loss scale, trainable weights changed since, or a model
+    compiled again since."""
+    if keras.backend.backend() != "tensorflow":
         return
     try:  # keras 3.15's TensorFlow train_step and its helpers
         from keras.src.backend.common.masking import get_keras_mask, set_keras_mask
@@ -396,14 +396,14 @@ def share_forward_backward(model: keras.Model) -> None:
             model._loss_tracker.update_state(unscale_loss_for_distribution(loss), sample_weight=tf.shape(x)[0])
         return y_pred, get_keras_mask(y_pred), tape.gradient(loss, weights)  # a returned tensor loses its mask
 
-    def train_step(batch):  # runs while Keras traces its step
+    def train_step(batch):  # runs while Keras traces its step (every step when eager: Keras's step then)
         x, y, sample_weight = unpack_x_y_sample_weight(batch)
         if model._loss_tracker is not compiled_state[0] or model._compile_loss is not compiled_state[1]:
             # compiled again since: a new loss and new metrics
             vars(model).pop("train_step", None)
             return keras_step(batch)
-        if (sample_weight is not None or not isinstance(x, tf.Tensor) or tf.distribute.has_strategy()
-                or model.jit_compile or model.run_eagerly
+        if (model.run_eagerly or model.jit_compile or model.steps_per_execution != 1 or sample_weight is not None
+                or not isinstance(x, tf.Tensor) or tf.distribute.has_strategy()
                 or model.optimizer.loss_scale_factor is not None
                 or isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
                 or len(model.trainable_weights) != len(weights)
