@@ -4,7 +4,6 @@ stopped after a few dozen steps since the peak is reached early. Target < 2 GiB:
 they reach the model (as float32 the training images alone would take 0.57 GiB).
 LRNOISE_BENCH_QUICK=1: 5,000 training images and 5 steps (a smoke test only)."""
 import os
-import resource
 import subprocess
 import sys
 import tempfile

@@ -1,9 +1,9 @@
-"""Round trip of one tracking request to the server a study starts (`tracking.serve`: gunicorn, no job runner)
+"""Round trip of one tracking request to the server a study starts (`server.serve`: gunicorn, no job runner)
 against the same `mlflow server` command with MLflow's default (uvicorn), side by side in one run.
 
 Each server serves its own sqlite store on 127.0.0.1; one run is created in each, then the same requests are
 timed in alternating rounds through MLflow's own client (kept-alive HTTP connections, as a study worker's):
-get_run, set_tag, log_batch (an epoch's metrics + heartbeat, as `tracking.beat` writes it).
+get_run, set_tag, log_batch (an epoch's metrics + heartbeat, as `leases.beat` writes it).
 Figures: server_request_ms (lrnoise's server, mean of the per-request minima), server_request_ms_uvicorn,
 server_uvicorn_vs_lrnoise (the ratio). `python server_latency.py`; LRNOISE_BENCH_QUICK=1: 3 rounds.
 """
@@ -24,8 +24,8 @@ def uvicorn_server(store_uri: str):
     """`mlflow server` as MLflow 3.17 starts it by default (uvicorn), job runner off like lrnoise's."""
     import os
     import signal
-    from lrnoise import tracking
-    port = tracking._free_port()
+    from lrnoise import server as tracking_server
+    port = tracking_server._free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store_uri,
                                "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
@@ -33,7 +33,7 @@ def uvicorn_server(store_uri: str):
                               start_new_session=True)  # with its uvicorn children: one process group
     uri = f"http://127.0.0.1:{port}"
     try:
-        tracking._wait_for(uri, server, os.devnull, 120)
+        tracking_server._wait_for(uri, server, os.devnull, 120)
         yield uri
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # `mlflow server` alone would leave uvicorn running
@@ -57,9 +57,9 @@ def requests_of(uri: str) -> dict:
 
 
 def main():
-    from lrnoise import tracking
+    from lrnoise import server as tracking_server
     with tempfile.TemporaryDirectory(prefix="lrnoise-latency-") as tmp, \
-            tracking.serve(f"sqlite:///{tmp}/a.db") as ours, uvicorn_server(f"sqlite:///{tmp}/b.db") as theirs:
+            tracking_server.serve(f"sqlite:///{tmp}/a.db") as ours, uvicorn_server(f"sqlite:///{tmp}/b.db") as theirs:
         calls = {**{f"ours {k}": f for k, f in requests_of(ours).items()},
                  **{f"uvicorn {k}": f for k, f in requests_of(theirs).items()}}
         best = _common.best_of_each(calls, ROUNDS)

@@ -24,7 +24,7 @@ from mlflow.entities import ViewType
 from mlflow.server import get_app_client
 from mlflow.tracking import MlflowClient
 
-from lrnoise import report, tracking
+from lrnoise import report, server, tracking
 
 pytestmark = pytest.mark.e2e
 
@@ -111,7 +111,7 @@ def secured(tmp_path_factory):
     server_env.setenv("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_hex(16))
     client_env = pytest.MonkeyPatch()
     try:
-        with tracking.serve(f"sqlite:///{root / 'mlflow.db'}",
+        with server.serve(f"sqlite:///{root / 'mlflow.db'}",
                             extra_args=("--app-name", "basic-auth", "--artifacts-destination",
                                         str(root / "artifacts"))) as uri:
             server_env.undo()  # the server has them; no client process inherits the admin's bootstrap password

@@ -15,7 +15,7 @@ from lrnoise import data, tracking
 def test_numpy_pipeline_matches_the_tf_pipeline_semantics():
     x = np.arange(20 * 6 * 5 * 2).reshape(20, 6, 5, 2) % 251
     y = np.arange(20)
-    stream, steps = data._numpy_stream_class()(x, y, 8, 3, 0, (2, True)), None
+    stream = data._numpy_stream_class()(x, y, 8, 3, 0, (2, True))
     assert len(stream) == data.steps_per_epoch(20, 8) == 3
     first = [stream[i] for i in range(3)]
     assert sorted(np.concatenate([b[1] for b in first])) == list(range(20))  # a permutation per epoch

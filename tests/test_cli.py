@@ -39,3 +39,62 @@ def test_noise_config_from_the_options():
     assert dict(config.options)["read_noise_scale"] == 2.0 and config.trials == "auto" and config.seed == 3
     with pytest.raises(LrnoiseError, match="trials must be"):
         cli.noise_config("additive", None, None, False, None, "many", 0.01, 20, 0)
+
+
+# ---------------------------------------------------------------- one source for defaults
+def cli_defaults(command: str) -> dict:
+    """{option name: default} of an `lrnoise` command, as Typer hands them to the function."""
+    import typer.main
+    return {p.name: p.default for p in typer.main.get_command(cli.app).commands[command].params}
+
+
+def same(a, b) -> bool:
+    """One default written two ways ("100" in MLproject, 100 in Python; "" and None both mean unset)."""
+    if a in ("", None) or b in ("", None):
+        return a in ("", None) and b in ("", None)
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
+
+
+def test_the_cli_trains_with_the_configuration_objects_defaults():
+    from dataclasses import fields
+
+    from lrnoise.config import Execution, TrainConfig
+    defaults = cli_defaults("train")
+    for config in (TrainConfig, Execution):
+        for f in fields(config):
+            if f.name in defaults:
+                assert defaults[f.name] == f.default, f"lrnoise train --{f.name}"
+    assert {f.name for f in fields(Execution)} <= set(defaults)
+
+
+def test_noise_eval_and_report_defaults_are_their_objects_defaults():
+    from lrnoise import noise, report
+    import inspect
+    defaults = cli_defaults("noise-eval")
+    for name in ("noise", "ci_target", "max_trials", "seed"):
+        assert same(defaults[name], getattr(noise.NoiseConfig, name)), f"lrnoise noise-eval --{name}"
+    assert same(defaults["trials"], noise.DEFAULT_TRIALS)
+    signature = inspect.signature(report.build_and_write).parameters
+    for name, value in cli_defaults("report").items():
+        if name in signature and name not in ("out", "dataset", "model", "optimizer"):
+            assert same(value, signature[name].default), f"lrnoise report --{name}"
+
+
+def test_mlproject_entry_points_have_the_clis_defaults():
+    import yaml
+    from conftest import ROOT
+    entry_points = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"]
+    checked = 0
+    for entry, spec in entry_points.items():
+        if entry == "main":
+            continue
+        defaults = cli_defaults(entry.replace("_", "-"))
+        for name, param in spec["parameters"].items():
+            assert name in defaults, f"MLproject {entry}.{name} is no option of lrnoise {entry}"
+            if name == "preset" or str(param.get("default", "")) != "":  # "" = not given: the CLI's own default
+                assert same(param["default"], defaults[name]), f"MLproject {entry}.{name}"
+                checked += 1
+    assert checked >= 15  # the test reads the file it means to

@@ -1,4 +1,4 @@
-"""CIFAR ResNets: exact parameter counts, the option-A shortcut, and plain-Keras reloading."""
+"""CIFAR ResNets: exact parameter counts, the option-A shortcut, plain-Keras reloading, and BN folding."""
 import keras
 import numpy as np
 import pytest
@@ -55,10 +55,95 @@ def test_evaluator_counts_hits():
     assert models.Evaluator(model, x, (pred + 1) % 3, batch_size=3)() == 0.0
 
 
-def test_private_keras_graph_api_bn_folding_relies_on():
-    """BN folding reads keras' private layer graph (`_inbound_nodes`): fails loudly when an upgrade breaks it."""
-    model = models.resnet(8, 10, (8, 8, 1))
-    assert models._producer(model.get_layer("stem_bn")).name == "stem_conv"
-    assert models.foldable_pairs(model)["stem_conv"] == "stem_bn"
-    # a new keras: check foldable_pairs against it, then add its version to models.KERAS_TESTED
-    assert keras.__version__.startswith(models.KERAS_TESTED), keras.__version__
+def resnet_pairs(depth, shortcut):
+    """{conv: its BN} read off the architecture: the stem, two convs per block, and (B) the two projections."""
+    pairs = {"stem_conv": "stem_bn"}
+    for stage in (1, 2, 3):
+        for block in range(1, (depth - 2) // 6 + 1):
+            name = f"stage{stage}_block{block}"
+            pairs.update({f"{name}_conv1": f"{name}_bn1", f"{name}_conv2": f"{name}_bn2"})
+            if shortcut == "B" and stage > 1 and block == 1:
+                pairs[f"{name}_proj"] = f"{name}_proj_bn"
+    return pairs
+
+
+@pytest.mark.parametrize("shortcut, count", [("A", 19), ("B", 21)])
+def test_bn_folding_pairs_every_resnet_conv_with_its_bn(shortcut, count):
+    model = models.resnet(20, 10, (32, 32, 3), shortcut=shortcut)
+    pairs = models.foldable_pairs(model)
+    assert pairs == resnet_pairs(20, shortcut) and len(pairs) == count
+    convs = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert sorted(pairs) == sorted(convs)  # every conv, and not the softmax classifier
+    assert all(isinstance(model.get_layer(bn), keras.layers.BatchNormalization) for bn in pairs.values())
+
+
+def test_bn_folding_reads_the_functional_config_graph():
+    config = models.resnet(8, 10, (8, 8, 1), shortcut="B").get_config()
+    layers = {layer["name"]: layer for layer in config["layers"]}
+    assert models._inputs_of(layers["stage2_block1_add"]) == ["stage2_block1_proj_bn", "stage2_block1_bn2"]
+    assert models._inputs_of(layers["image"]) == []
+    consumers = models._consumers(config)
+    assert consumers["stage1_block1_out"] == ["stage2_block1_conv1", "stage2_block1_proj"]
+    assert consumers["stem_conv"] == ["stem_bn"] and consumers["classifier"] == [models._OUTPUT]
+
+
+def mixed_model():
+    """Convs/dense before BNs, some foldable (fold_conv, dense) and some not (one reason each)."""
+    inputs = keras.Input((6, 6, 2), name="x")
+    shared = keras.layers.Conv2D(4, 3, padding="same", name="shared_conv")(inputs)
+    side = keras.layers.Activation("relu", name="side")(shared)  # a second reader of shared_conv
+    relu = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="relu_conv")(inputs)
+    uncentered = keras.layers.Conv2D(4, 1, name="uncentered_conv")(inputs)
+    unscaled = keras.layers.Conv2D(4, 1, name="unscaled_conv")(inputs)
+    rows = keras.layers.Conv2D(6, 1, name="rows_conv")(inputs)
+    folded = keras.layers.Conv2D(4, 3, padding="same", use_bias=False, name="fold_conv")(inputs)
+    branches = [keras.layers.BatchNormalization(name="shared_bn")(shared), side,
+                keras.layers.BatchNormalization(name="relu_bn")(relu),
+                keras.layers.BatchNormalization(center=False, name="uncentered_bn")(uncentered),
+                keras.layers.BatchNormalization(scale=False, name="unscaled_bn")(unscaled),
+                keras.layers.BatchNormalization(axis=1, name="rows_bn")(rows),  # not the channel axis
+                keras.layers.BatchNormalization(name="fold_bn")(folded)]
+    x = keras.layers.Concatenate(name="concat")(branches)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    x = keras.layers.Dense(5, name="dense")(x)
+    x = keras.layers.BatchNormalization(name="dense_bn")(x)
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="probs")(x))
+
+
+def test_bn_folding_only_folds_a_bn_that_alone_reads_a_linear_conv_or_dense():
+    assert models.foldable_pairs(mixed_model()) == {"fold_conv": "fold_bn", "dense": "dense_bn"}
+
+
+def test_a_conv_that_is_also_a_model_output_is_not_folded():
+    inputs = keras.Input((5, 5, 1))
+    conv = keras.layers.Conv2D(3, 3, name="conv")(inputs)
+    bn = keras.layers.BatchNormalization(name="bn")(conv)
+    assert models.foldable_pairs(keras.Model(inputs, bn)) == {"conv": "bn"}
+    assert models.foldable_pairs(keras.Model(inputs, [bn, conv])) == {}
+    assert models.foldable_pairs(keras.Model(inputs, {"normalised": bn, "raw": conv})) == {}
+
+
+def test_a_model_without_a_functional_graph_is_left_unfolded():
+    sequential = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization()])
+    assert models.foldable_pairs(sequential) == {}
+    x = np.random.RandomState(0).rand(4, 4).astype("float32")
+    evaluator = models.Evaluator(sequential, x, np.zeros(4))
+    np.testing.assert_allclose(evaluator.twin.predict(x, verbose=0), sequential.predict(x, verbose=0), rtol=1e-5)
+
+
+def test_folded_evaluator_predicts_like_the_model():
+    model = mixed_model()
+    rng = np.random.RandomState(0)
+    for v in model.weights:  # BN statistics and conv biases away from their initial values
+        if v.path.endswith(("gamma", "moving_variance")):
+            v.assign(rng.uniform(0.5, 1.5, v.shape))
+        elif v.path.endswith(("beta", "moving_mean", "bias")):
+            v.assign(rng.normal(0, 0.3, v.shape))
+    x = rng.rand(16, 6, 6, 2).astype("float32")
+    expected = model.predict(x, verbose=0)
+    evaluator = models.Evaluator(model, x, np.argmax(expected, -1), batch_size=5)
+    assert set(evaluator.pairs) == {"fold_conv", "dense"}
+    assert isinstance(evaluator.twin.get_layer("fold_bn"), models._PassThrough)
+    assert isinstance(evaluator.twin.get_layer("relu_bn"), keras.layers.BatchNormalization)
+    np.testing.assert_allclose(evaluator.twin.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-6)
+    assert evaluator() == 1.0

@@ -11,13 +11,14 @@ import pandas as pd
 import pytest
 import re
 from scipy import stats
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param
 from nbclient import NotebookClient
 from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import ROOT, kill_server, start_server
 from lrnoise import noise, paper, report, tracking
+from lrnoise import server as tracking_server
 from lrnoise.cli import app
 from lrnoise.noise import PAPER, NoiseConfig
 
@@ -195,7 +196,7 @@ def test_errors_one_line(store, tmp_path):
 
 @pytest.mark.e2e
 def test_report_over_http_tracking_server(tmp_path, monkeypatch):
-    port = tracking._free_port()
+    port = tracking_server._free_port()
     server = start_server(f"sqlite:///{tmp_path / 'server.db'}", port, tmp_path,
                           "--artifacts-destination", str(tmp_path / "artifacts"))
     uri = f"http://127.0.0.1:{port}"

@@ -11,7 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import ROOT, kill_server, run_statuses, start_server
-from lrnoise import paper, study, tracking
+from lrnoise import leases, paper, study, tracking
+from lrnoise import server as tracking_server  # `server` is the fixture below
 from lrnoise.cli import app
 from lrnoise.noise import NoiseConfig
 
@@ -86,13 +87,13 @@ def test_the_dispatcher_stakes_each_slots_next_configuration(store):
     first, claim = dispatcher.take(0)
     assert first == jobs[0] and claim is None and list(dispatcher.stakes) == [jobs[1]]  # its group's next
     key = tracking.config_key(jobs[1].train.params())
-    with tracking.claimed(exp, key) as mine:  # another study arriving now: the stake is older
+    with leases.claimed(exp, key) as mine:  # another study arriving now: the stake is older
         assert mine is False
     second, claim = dispatcher.take(1)  # another slot takes it, with its claim
     assert second == jobs[1] and claim.key == key and list(dispatcher.stakes) == [jobs[2]]
     line = study._job_line(second, claim)  # what a worker process receives
     assert study._from_job_line(line) == (second, claim)
-    with tracking.claimed(exp, key, staked=claim) as mine:
+    with leases.claimed(exp, key, staked=claim) as mine:
         assert mine is True
     dispatcher.finish(claim)
     assert client.get_run(claim.run_id).info.lifecycle_stage == "deleted"
@@ -208,7 +209,7 @@ def server(tmp_path, monkeypatch):
     """A real `mlflow server` on 127.0.0.1 over a sqlite store (several writers at once need one)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_RUN_ID", raising=False)
-    with tracking.serve(f"sqlite:///{tmp_path / 'server.db'}") as uri:
+    with tracking_server.serve(f"sqlite:///{tmp_path / 'server.db'}") as uri:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         mlflow.set_tracking_uri(uri)
         yield uri
@@ -260,6 +261,8 @@ def test_a_killed_study_is_taken_over_after_its_lease(server, tmp_path):
     deadline = time.time() + 300  # the second study's start on two busy cores (the suite's other worker) is slow
     while time.time() < deadline and "held by another live study" not in open(tmp_path / "second").read():
         time.sleep(0.5)  # the second study meets the first one's live claim and waits (killed before: racy)
+    # on this host the killed study's runs are free at once (leases.owner_is_dead), not after the lease: the
+    # second study takes them over at its next look
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     assert second.wait(timeout=600) == 0, open(tmp_path / "second").read()[-3000:]
@@ -270,10 +273,50 @@ def test_a_killed_study_is_taken_over_after_its_lease(server, tmp_path):
     _one_finished_of_each([0.001])
 
 
+@pytest.mark.e2e
+def test_a_study_killed_on_this_host_is_resumed_at_once_by_the_next(store, tmp_path):
+    """A study killed with -9 leaves its study, claim and training runs RUNNING with fresh heartbeats. The next
+    study on this host sees that their owner is gone: despite an hour's lease it waits for nothing, resumes the
+    training run in place and leaves nothing RUNNING."""
+    client = mlflow.tracking.MlflowClient()
+    tracking.ensure_experiment("lrnoise")  # the store exists before two processes open it
+    epochs = 10  # the first study is still training when an epoch shows
+    command = _study_cmd("0.001", "--epochs", str(epochs), "--patience", "0", "--lease-timeout", "3600")
+    first = subprocess.Popen(command, stdout=open(tmp_path / "first", "w"), stderr=subprocess.STDOUT,
+                             start_new_session=True)
+    killed = _training_after_an_epoch(tmp_path / "first")
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert mlflow.get_run(killed).info.status == "RUNNING"  # what the kill left behind
+    second = subprocess.run(command, stdout=open(tmp_path / "second", "w"), stderr=subprocess.STDOUT,
+                            timeout=600)  # a wait for the lease would last an hour
+    log = open(tmp_path / "second").read()
+    assert second.returncode == 0, log[-3000:]
+    assert "held by another live study" not in log and "train resumed" in log
+    assert "runs left RUNNING by dead processes on this host" in log
+    assert mlflow.get_run(killed).info.status == "FINISHED"
+    assert sorted(m.step for m in client.get_metric_history(killed, "loss")) == list(range(1, epochs + 1))
+    assert len(runs_of("study")) == 1  # the killed study's run, resumed
+    assert set(run_statuses().values()) == {"FINISHED"}  # nothing RUNNING, nothing FAILED left over
+    _one_finished_of_each([0.001])
+
+
+def _training_after_an_epoch(log) -> str:
+    """The id of the RUNNING training run once it has logged an epoch (within 300 s); `log`: its study's log."""
+    client = mlflow.tracking.MlflowClient()
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        time.sleep(1)
+        for run in runs_of("train"):
+            if run.info.status == "RUNNING" and client.get_metric_history(run.info.run_id, "loss"):
+                return run.info.run_id
+    raise AssertionError(open(log).read()[-2000:])
+
+
 # ---------------------------------------------------------------- a tracking server that goes away and comes back
 @pytest.mark.e2e
 def test_study_survives_a_tracking_server_restart(tmp_path, monkeypatch):
-    port = tracking._free_port()
+    port = tracking_server._free_port()
     store, uri = f"sqlite:///{tmp_path / 'server.db'}", f"http://127.0.0.1:{port}"
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -305,7 +348,7 @@ def test_study_survives_a_tracking_server_restart(tmp_path, monkeypatch):
 
 @pytest.mark.e2e
 def test_the_study_server_is_gunicorn_without_the_job_runner(tmp_path, monkeypatch):
-    """tracking.serve: gunicorn (MLflow's default uvicorn took ~48 ms a kept-alive request here, gunicorn ~3 ms:
+    """server.serve: gunicorn (MLflow's default uvicorn took ~48 ms a kept-alive request here, gunicorn ~3 ms:
     benchmarks/server_latency.py) and no GenAI job runner processes (huey consumers)."""
     import pathlib
     import requests
@@ -331,7 +374,7 @@ def test_the_study_server_is_gunicorn_without_the_job_runner(tmp_path, monkeypat
 
     monkeypatch.delenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", raising=False)  # "true" there brings the runner back
     stopping = []  # as a study passes it: the block's end does not wait for the server to exit
-    with tracking.serve(f"sqlite:///{tmp_path / 's.db'}", stopping=stopping) as uri:
+    with tracking_server.serve(f"sqlite:///{tmp_path / 's.db'}", stopping=stopping) as uri:
         assert requests.get(f"{uri}/health", timeout=10).headers.get("Server", "").startswith("gunicorn")
         if pathlib.Path("/proc").is_dir():
             assert job_runners() == []
@@ -350,9 +393,9 @@ def test_a_tracking_server_that_cannot_start_is_one_line(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(tracking.LrnoiseError) as caught:
-            with tracking.serve(f"sqlite:///{tmp_path / 'a.db'}", port=port, wait_seconds=60):
+            with tracking_server.serve(f"sqlite:///{tmp_path / 'a.db'}", port=port, wait_seconds=60):
                 pass
     assert "could not start" in str(caught.value) and "\n" not in str(caught.value)
     with pytest.raises(tracking.LrnoiseError, match="could not start"):  # a store URI it cannot open
-        with tracking.serve("nosuchscheme://x/y", wait_seconds=60):
+        with tracking_server.serve("nosuchscheme://x/y", wait_seconds=60):
             pass

@@ -1,7 +1,4 @@
 """tracking.py's pure helpers: how values are compared and keyed, how names are made, the one reuse rule."""
-import dataclasses
-import time
-
 import mlflow
 import pytest
 
@@ -72,36 +69,6 @@ def test_existing_run_is_the_one_reuse_rule(store):
     found = tracking.existing_run(exp, "train", "k")
     assert found.finished == done and run_statuses()[live] == "RUNNING"
     assert tracking.existing_run(exp, "train", "other").finished is None
-
-
-def test_the_older_claim_wins_and_a_staked_claim_does_not_wait_again(store, monkeypatch):
-    """tracking.claimed: of two live claims on one configuration the older wins; a claim staked ahead of time
-    (tracking.stake) whose settle wait has passed resolves without sleeping, and stays until its owner unstakes
-    it; a claim made inside claimed() is removed when the block ends."""
-    client = mlflow.tracking.MlflowClient()
-    exp = tracking.ensure_experiment("lrnoise")
-    older, younger = tracking.stake(exp, "k"), tracking.stake(exp, "k")
-    waits = []
-    settle = tracking._settle
-    monkeypatch.setattr(tracking, "_settle", lambda claim: waits.append(claim.settled_at - time.time()) or
-                        settle(claim))
-    with tracking.claimed(exp, "k", staked=younger) as mine:
-        assert mine is False  # another owner's older claim is live
-    older = dataclasses.replace(older, settled_at=time.time() - 1)  # staked long enough ago
-    with tracking.claimed(exp, "k", staked=older) as mine:
-        assert mine is True
-    assert waits[-1] < 0  # nothing left to wait
-    assert {client.get_run(c.run_id).info.status for c in (older, younger)} == {"RUNNING"}  # still staked
-    with pytest.raises(ValueError, match="not other"):
-        with tracking.claimed(exp, "other", staked=older):
-            pass
-    tracking.unstake(older)
-    tracking.unstake(younger)
-    assert {client.get_run(c.run_id).info.lifecycle_stage for c in (older, younger)} == {"deleted"}
-    with tracking.claimed(exp, "k2") as mine:  # its own claim: made, waited for, removed
-        assert mine is True and waits[-1] > 0.4
-    claims = client.search_runs([exp], f"tags.`{tracking.KIND}` = 'claim'", run_view_type=3)
-    assert [r.info.lifecycle_stage for r in claims] == ["deleted"] * 3
 
 
 def test_ensure_experiment_survives_another_process_creating_it_first(store, monkeypatch):

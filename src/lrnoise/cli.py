@@ -10,7 +10,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 
 import typer
 
-from lrnoise import tracking
+from lrnoise import leases, tracking
+from lrnoise.config import Execution, TrainConfig
 from lrnoise.errors import LrnoiseError
 
 app = typer.Typer(help="How learning rate and optimizer shape the analog-noise resistance of deep nets.",
@@ -100,31 +101,34 @@ def one_line_errors(fn):
 @app.command()
 @one_line_errors
 def train(
-    dataset: str = typer.Option("digits", help="digits | cifar10 | cifar100"),
-    model: str = typer.Option("resnet20", help="resnet20 | resnet32 | resnet44 | resnet56"),
-    optimizer: str = typer.Option("adam", help="sgd | momentum | nesterov | adam | nadam | adamax"),
-    lr: float = typer.Option(0.001, help="constant learning rate"),
-    epochs: int = typer.Option(100, help="maximum epochs (early stopping may end sooner)"),
-    batch_size: int = typer.Option(128),
-    seed: int = typer.Option(0),
-    patience: int = typer.Option(10, help="early-stopping patience on val_loss; 0 = train all epochs"),
-    shortcut: str = typer.Option("A", help="ResNet shortcut: A (zero-pad identity) or B (1x1 projection)"),
+    dataset: str = typer.Option(TrainConfig.dataset, help="digits | cifar10 | cifar100"),
+    model: str = typer.Option(TrainConfig.model, help="resnet20 | resnet32 | resnet44 | resnet56"),
+    optimizer: str = typer.Option(TrainConfig.optimizer, help="sgd | momentum | nesterov | adam | nadam | adamax"),
+    lr: float = typer.Option(TrainConfig.lr, help="constant learning rate"),
+    epochs: int = typer.Option(TrainConfig.epochs, help="maximum epochs (early stopping may end sooner)"),
+    batch_size: int = typer.Option(TrainConfig.batch_size),
+    seed: int = typer.Option(TrainConfig.seed),
+    patience: int = typer.Option(TrainConfig.patience, help="early-stopping patience on val_loss; 0 = train all "
+                                                            "epochs"),
+    shortcut: str = typer.Option(TrainConfig.shortcut, help="ResNet shortcut: A (zero-pad identity) or B (1x1 "
+                                                            "projection)"),
     data_dir: Optional[str] = typer.Option(None, help="folder with the official CIFAR archives or their folders"),
     experiment: str = typer.Option(tracking.DEFAULT_EXPERIMENT, help="MLflow experiment name"),
     registered_model: Optional[str] = typer.Option(None, help="registry name [default: lrnoise-<dataset>-<model>]"),
     resume: Optional[str] = typer.Option(None, help="RUN_ID of an interrupted training run to continue"),
-    mixed_precision: str = typer.Option("none", help="none | bf16 | fp16 (16-bit compute, float32 weights)"),
-    jit_compile: Optional[bool] = typer.Option(None, "--jit-compile/--no-jit-compile",
+    mixed_precision: str = typer.Option(Execution.mixed_precision, help="none | bf16 | fp16 (16-bit compute, "
+                                                                       "float32 weights)"),
+    jit_compile: Optional[bool] = typer.Option(Execution.jit_compile, "--jit-compile/--no-jit-compile",
                                                help="XLA-compile the training step [default: Keras decides]"),
-    steps_per_execution: int = typer.Option(1, help="training steps per compiled call"),
-    grad_noise_batches: int = typer.Option(8, help="K minibatches per epoch for the gradient-noise estimate "
-                                                   "(eq. 3); 0 turns it off"),
-    checkpoint_every: float = typer.Option(60.0, help="seconds of training between checkpoint uploads "
-                                                      "(0 = every epoch)"),
+    steps_per_execution: int = typer.Option(Execution.steps_per_execution, help="training steps per compiled call"),
+    grad_noise_batches: int = typer.Option(Execution.grad_noise_batches, help="K minibatches per epoch for the "
+                                           "gradient-noise estimate (eq. 3); 0 turns it off"),
+    checkpoint_every: float = typer.Option(Execution.checkpoint_every, help="seconds of training between "
+                                           "checkpoint uploads (0 = every epoch)"),
 ):
     """Train one model with MLflow tracking; the model is logged and registered."""
     from lrnoise import data
-    from lrnoise.train import Execution, TrainConfig, resume_config, train as run_train
+    from lrnoise.train import resume_config, train as run_train
     if resume:
         config = resume_config(resume)
     else:
@@ -233,14 +237,15 @@ def study(
     report: bool = typer.Option(True, help="build the report at the end"),
     report_dir: Optional[str] = typer.Option(None, help="report folder [default: reports/<experiment>]"),
     lease_timeout: Optional[float] = typer.Option(None, help="seconds without a heartbeat after which another "
-                                                             "study's run is taken over [default: 300]"),
+                                                             "study's run is taken over (at once when its process "
+                                                             "on this host is gone) [default: 300]"),
 ):
     """Run the whole grid (resumable: finished runs are reused; safe beside other studies), then the report."""
     from lrnoise import study as study_module
     if lease_timeout is not None:
         if not lease_timeout > 0:
             raise LrnoiseError(f"lease timeout must be > 0 seconds, got {lease_timeout}")
-        os.environ[tracking.LEASE_TIMEOUT_ENV] = str(lease_timeout)  # for worker processes too
+        os.environ[leases.LEASE_TIMEOUT_ENV] = str(lease_timeout)  # for worker processes too
     spec = study_module.StudySpec(
         preset=preset, datasets=parse_list(datasets, str, "datasets"), models=parse_list(models, str, "models"),
         optimizers=parse_list(optimizers, str, "optimizers"), lrs=parse_list(lrs, float, "lrs"),

@@ -115,43 +115,97 @@ def weight_values(model: keras.Model) -> dict:
     return {v.path: keras.ops.convert_to_tensor(np.array(v.numpy())) for v in model.weights}
 
 
-KERAS_TESTED = ("3.15",)  # keras versions whose private graph API (`_inbound_nodes`) foldable_pairs reads
+FOLDABLE = ("Conv2D", "Dense")  # class names (in a functional model's config) a BN can be folded into
+_OUTPUT = None  # consumer standing for "a model output" in _consumers
 
 
-def check_private_api() -> None:
-    """Fails loudly when a keras upgrade changes the private graph API BN folding relies on."""
-    if not keras.__version__.startswith(KERAS_TESTED):
-        import warnings
-        warnings.warn(f"lrnoise's BN folding reads keras' private layer graph, tested with keras "
-                      f"{', '.join(KERAS_TESTED)}; this is keras {keras.__version__}", stacklevel=2)
+def _tensor_sources(structure) -> list[str]:
+    """Layer names of the serialized keras tensors ({"class_name": "__keras_tensor__", "config": {"keras_history":
+    [layer, node index, tensor index], ...}}) anywhere in `structure` (an inbound node's args or kwargs)."""
+    if isinstance(structure, dict):
+        if structure.get("class_name") == "__keras_tensor__":
+            return [structure["config"]["keras_history"][0]]
+        return [name for value in structure.values() for name in _tensor_sources(value)]
+    if isinstance(structure, (list, tuple)):
+        return [name for value in structure for name in _tensor_sources(value)]
+    return []
 
 
-def _producer(layer):
-    """The layer whose output `layer` reads (keras private API: node.input_tensors[0]._keras_history)."""
-    try:
-        return layer._inbound_nodes[0].input_tensors[0]._keras_history.operation
-    except (AttributeError, IndexError) as exc:
-        raise RuntimeError(f"keras {keras.__version__} changed its private layer graph ({exc}); "
-                           "lrnoise.models._producer needs updating") from None
+def _inputs_of(layer_config: dict) -> list[str]:
+    """The layers whose outputs a functional-config layer reads, over all its calls (inbound nodes), in order,
+    one entry per tensor read."""
+    return [name for node in layer_config["inbound_nodes"]
+            for name in _tensor_sources([node.get("args", []), node.get("kwargs", {})])]
+
+
+def _output_sources(structure) -> list[str]:
+    """Layer names in a functional config's "output_layers": one [layer, node index, tensor index] or a list
+    or dict of them."""
+    if isinstance(structure, (list, tuple)) and len(structure) == 3 and isinstance(structure[0], str):
+        return [structure[0]]
+    values = structure.values() if isinstance(structure, dict) else structure
+    return [name for value in values for name in _output_sources(value)]
+
+
+def _is_functional(config: dict) -> bool:
+    """Whether a model config is a functional layer graph (each layer with its name and inbound nodes)."""
+    layers = config.get("layers")
+    return isinstance(layers, list) and all("name" in layer and "inbound_nodes" in layer for layer in layers)
+
+
+def _consumers(config: dict) -> dict[str, list]:
+    """{layer: the layers reading its output, one entry per tensor read} of a functional config; a model output
+    counts as one consumer (`_OUTPUT`)."""
+    consumers = {layer["name"]: [] for layer in config["layers"]}
+    for layer in config["layers"]:
+        for source in _inputs_of(layer):
+            consumers.setdefault(source, []).append(layer["name"])
+    for source in _output_sources(config.get("output_layers", [])):
+        consumers.setdefault(source, []).append(_OUTPUT)
+    return consumers
+
+
+def _normalises_last_axis(bn_config: dict) -> bool:
+    """A BatchNormalization layer (functional config) with gamma and beta over the last axis of its one input."""
+    options = bn_config["config"]
+    nodes = bn_config["inbound_nodes"]
+    if not (options.get("center") and options.get("scale") and len(nodes) == 1):
+        return False
+    tensors = [arg for arg in nodes[0].get("args", []) if isinstance(arg, dict)
+               and arg.get("class_name") == "__keras_tensor__"]
+    axis = options.get("axis")
+    if len(tensors) != 1 or not isinstance(axis, int):
+        return False
+    return axis in (-1, len(tensors[0]["config"]["shape"]) - 1)
+
+
+def _pairs_of_config(config: dict) -> dict[str, str]:
+    """foldable_pairs over a functional model's config dict."""
+    layers = {layer["name"]: layer for layer in config["layers"]}
+    consumers = _consumers(config)
+    pairs = {}
+    for name, layer in layers.items():
+        if layer["class_name"] != "BatchNormalization" or not _normalises_last_axis(layer):
+            continue
+        sources = _inputs_of(layer)
+        source = layers.get(sources[0]) if len(sources) == 1 else None
+        if (source is not None and source["class_name"] in FOLDABLE
+                and source["config"].get("activation") == "linear"
+                and source["config"].get("data_format", "channels_last") == "channels_last"
+                and consumers[source["name"]] == [name]):
+            pairs[source["name"]] = name
+    return pairs
 
 
 def foldable_pairs(model: keras.Model) -> dict[str, str]:
     """{conv or dense layer: the BatchNormalization that alone reads its output}, for BN folding.
 
-    A pair qualifies when the conv/dense has no activation and feeds nothing else, and the BN normalises the
-    last axis with both gamma and beta. Other BN layers (and other models) are simply left unfolded.
+    A pair qualifies when the conv/dense has no activation and feeds nothing else (a model output counts as a
+    reader), and the BN normalises the last axis with both gamma and beta. Read from the public functional
+    layer graph, `model.get_config()`; other BN layers, and models that are not functional, are left unfolded.
     """
-    check_private_api()
-    pairs = {}
-    for layer in model.layers:
-        if not (isinstance(layer, keras.layers.BatchNormalization) and layer.center and layer.scale
-                and layer.axis in (-1, len(layer.input.shape) - 1)):
-            continue
-        source = _producer(layer)
-        if (isinstance(source, (keras.layers.Conv2D, keras.layers.Dense)) and len(source._outbound_nodes) == 1
-                and source.get_config()["activation"] == "linear"):
-            pairs[source.name] = layer.name
-    return pairs
+    config = model.get_config()
+    return _pairs_of_config(config) if _is_functional(config) else {}
 
 
 class _PassThrough(keras.layers.Layer):

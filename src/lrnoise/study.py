@@ -23,12 +23,13 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from lrnoise import data, paper, tracking
+from lrnoise import data, leases, paper, server, tracking
 from lrnoise.errors import LrnoiseError
 from lrnoise.noise import NoiseConfig
-from lrnoise.train import OPTIMIZERS, TrainConfig, prepare
+from lrnoise.config import TrainConfig
+from lrnoise.paper import OPTIMIZERS
+from lrnoise.reuse import SweepCache
 
 # Figure 3: one (dataset, model, lr) with every optimizer.
 FIGURE3_BLOCK = {"datasets": (paper.OPTIMIZER_STUDY["dataset"],), "models": (paper.OPTIMIZER_STUDY["model"],),
@@ -169,9 +170,10 @@ def plan(spec: StudySpec) -> list[Job]:
 
 # ---------------------------------------------------------------- one configuration (any process)
 def run_job(job: Job, experiment: str, parent_run_id: str | None, data_dir: str | None = None,
-            claim: tracking.Claim | None = None) -> Outcome:
+            claim: leases.Claim | None = None, sweep: SweepCache | None = None) -> Outcome:
     """Trains (or reuses / resumes) and noise-evaluates (or reuses) one configuration. Never raises.
     `claim`: the configuration's claim, staked by the study (Dispatcher); without it run_job claims it itself.
+    `sweep`: the models this process keeps between configurations (reuse.SweepCache), if any.
 
     A model that did not learn is a result (its lr is too high), not a failure: it is not noise-evaluated.
     A configuration another live study holds comes back with status "busy" (run_study retries it later)."""
@@ -180,10 +182,10 @@ def run_job(job: Job, experiment: str, parent_run_id: str | None, data_dir: str 
     try:
         exp_id = tracking.ensure_experiment(experiment)
         key = tracking.config_key(job.train.params())
-        with tracking.claimed(exp_id, key, meanwhile=lambda: _prepare_if_new(job, exp_id, key, data_dir),
+        with leases.claimed(exp_id, key, meanwhile=lambda: _prepare_if_new(job, exp_id, key, data_dir, sweep),
                               staked=claim) as mine:
             if mine:
-                _train_and_evaluate(job, outcome, exp_id, experiment, parent_run_id, data_dir)
+                _train_and_evaluate(job, outcome, exp_id, experiment, parent_run_id, data_dir, sweep)
             else:  # another study works on it now: come back later and reuse what it made
                 outcome.status = "busy"
     except Exception as exc:  # a failed configuration is reported; the grid goes on
@@ -194,15 +196,15 @@ def run_job(job: Job, experiment: str, parent_run_id: str | None, data_dir: str 
     return outcome
 
 
-def _prepare_if_new(job: Job, exp_id: str, key: str, data_dir: str | None) -> None:
+def _prepare_if_new(job: Job, exp_id: str, key: str, data_dir: str | None, sweep: SweepCache | None) -> None:
     """While the claim settles: the data, seeded model and stream of a configuration that has no training run
-    yet (train.prepare; a read of the store, no write). One that ran before is reused or resumed: nothing."""
-    if not tracking.runs_with_config(exp_id, "train", key):
-        prepare(job.train, data_dir)
+    yet (SweepCache.prepare; a read of the store, no write). One that ran before is reused or resumed: nothing."""
+    if sweep is not None and not tracking.runs_with_config(exp_id, "train", key):
+        sweep.prepare(job.train, data_dir)
 
 
 def _train_and_evaluate(job: Job, outcome: Outcome, exp_id: str, experiment: str, parent_run_id: str | None,
-                        data_dir: str | None) -> None:
+                        data_dir: str | None, sweep: SweepCache | None) -> None:
     """The configuration's work, under its claim: reuse / resume / train, then each noise evaluation."""
     from lrnoise.noise_eval import noise_eval
     from lrnoise.train import train
@@ -215,7 +217,7 @@ def _train_and_evaluate(job: Job, outcome: Outcome, exp_id: str, experiment: str
         outcome.train_run_id, outcome.trained = found.finished, "reused"
     else:
         result = train(job.train, data_dir=data_dir, experiment=experiment, resume=found.resume,
-                       parent_run_id=parent_run_id)
+                       parent_run_id=parent_run_id, sweep=sweep)
         outcome.train_run_id, outcome.trained = result.run_id, "resumed" if found.resume else "new"
         trained = result
     outcome.learned = tracking.learned(tracking.get_run(outcome.train_run_id))
@@ -245,28 +247,29 @@ OUTCOME_LINE = "LRNOISE_OUTCOME "
 def _worker_main(argv: list[str]) -> None:
     """`python -m lrnoise.study EXPERIMENT PARENT DATA_DIR`: a worker process. It reads one job (JSON) per line
     on stdin, runs it and prints its outcome line; one process serves many configurations, so the traced
-    models of one configuration are reused by the next (see train.reusable_model)."""
+    models of one configuration are reused by the next (reuse.SweepCache)."""
     experiment, parent, data_dir = argv
+    sweep = SweepCache()
     for line in sys.stdin:
         if line.strip():
             job, claim = _from_job_line(line)
-            outcome = run_job(job, experiment, parent or None, data_dir or None, claim=claim)
+            outcome = run_job(job, experiment, parent or None, data_dir or None, claim=claim, sweep=sweep)
             print(OUTCOME_LINE + outcome.to_json(), flush=True)
 
 
-def _job_line(job: Job, claim: tracking.Claim | None) -> str:
+def _job_line(job: Job, claim: leases.Claim | None) -> str:
     """What the study sends a worker process: the job and the claim the study staked for it (or null)."""
     return json.dumps({**json.loads(job.to_json()), "claim": dataclasses.asdict(claim) if claim else None})
 
 
-def _from_job_line(line: str) -> tuple[Job, tracking.Claim | None]:
+def _from_job_line(line: str) -> tuple[Job, leases.Claim | None]:
     claim = json.loads(line).get("claim")
-    return Job.from_json(line), tracking.Claim(**claim) if claim else None
+    return Job.from_json(line), leases.Claim(**claim) if claim else None
 
 
 # ---------------------------------------------------------------- executors
 def trace_group(job: Job) -> tuple:
-    """Configurations of one group share one traced training step in a worker: train.reusable_model keeps a model
+    """Configurations of one group share one traced training step in a worker: reuse.SweepCache keeps a model
     per architecture and input normalisation (which follows the seed's validation split), and tracing its step
     again is needed only when the optimizer type changes. So: architecture, optimizer type and seed."""
     t = job.train
@@ -294,8 +297,8 @@ def next_job(queue: list[Job], mine: tuple | None, others: set) -> Job:
 
 class Dispatcher:
     """Hands the grid's configurations to the local executor's slots (next_job: a slot keeps to its trace group)
-    and, as a slot takes one, stakes the claim of the configuration that slot will take next (tracking.stake),
-    so that claim's settle wait (tracking.CLAIM_SETTLE: 0.5 s) passes while the slot still works instead of
+    and, as a slot takes one, stakes the claim of the configuration that slot will take next (leases.stake),
+    so that claim's settle wait (leases.CLAIM_SETTLE: 0.5 s) passes while the slot still works instead of
     before its next training. The study process owns the stakes, not a slot: any slot that takes a staked
     configuration gets its claim (the grid's tail never waits on a reservation), a configuration's stake is
     removed when it ends, whatever its worker did, and close() removes the stakes of configurations never run."""
@@ -303,11 +306,11 @@ class Dispatcher:
     def __init__(self, jobs: list[Job], experiment_id: str):
         self.queue, self.experiment_id = list(jobs), experiment_id
         self.working: dict[int, tuple] = {}  # slot -> trace group of its current job
-        self.stakes: dict[Job, tracking.Claim] = {}
+        self.stakes: dict[Job, leases.Claim] = {}
         self.lock = threading.Lock()
         self.closed = False  # after close() nothing more is handed out (or staked)
 
-    def take(self, slot: int) -> tuple[Job, tracking.Claim | None] | None:
+    def take(self, slot: int) -> tuple[Job, leases.Claim | None] | None:
         """(the job slot `slot` runs now, the claim staked for it or None), or None when none is left."""
         with self.lock:
             if not self.queue or self.closed:
@@ -324,14 +327,14 @@ class Dispatcher:
         if job in self.stakes:
             return
         try:
-            self.stakes[job] = tracking.stake(self.experiment_id, tracking.config_key(job.train.params()))
+            self.stakes[job] = leases.stake(self.experiment_id, tracking.config_key(job.train.params()))
         except Exception:  # the store failed: the configuration claims for itself when it runs (and reports it)
             pass
 
-    def finish(self, claim: tracking.Claim | None) -> None:
+    def finish(self, claim: leases.Claim | None) -> None:
         """A configuration taken with `claim` has ended (done, busy, failed or its worker died)."""
         if claim is not None:
-            tracking.unstake(claim)
+            leases.unstake(claim)
 
     def close(self) -> None:
         """Hands nothing out any more (a slot still running ends after its configuration) and removes the stakes of
@@ -339,7 +342,7 @@ class Dispatcher:
         with self.lock:
             self.closed = True
             for claim in self.stakes.values():
-                tracking.unstake(claim)
+                leases.unstake(claim)
             self.stakes.clear()
 
 
@@ -352,12 +355,12 @@ def worker_threads(workers: int) -> dict:
     return {"TF_NUM_INTEROP_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
 
 
-def _sequential(dispatcher: Dispatcher, experiment, parent, data_dir, on_done):
+def _sequential(dispatcher: Dispatcher, experiment, parent, data_dir, on_done, sweep: SweepCache):
     """One configuration at a time in this process (the next one's claim staked meanwhile: see Dispatcher)."""
     while (taken := dispatcher.take(0)) is not None:
         job, claim = taken
         try:
-            on_done(run_job(job, experiment, parent, data_dir, claim=claim))
+            on_done(run_job(job, experiment, parent, data_dir, claim=claim, sweep=sweep))
         finally:
             dispatcher.finish(claim)
 
@@ -418,7 +421,7 @@ def _ray(jobs, experiment, parent, data_dir, on_done, address):
         import ray
     except ImportError:
         raise LrnoiseError("--executor ray needs Ray: pip install 'lrnoise[ray]'") from None
-    ray.init(address=address, runtime_env={"env_vars": tracking.worker_env()}, ignore_reinit_error=True,
+    ray.init(address=address, runtime_env={"env_vars": server.worker_env()}, ignore_reinit_error=True,
              log_to_driver=False)
     try:
         gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
@@ -479,6 +482,13 @@ EXECUTORS = ("local", "ray")
 BUSY_POLL = 5.0  # seconds between looks at configurations another study holds
 
 
+def _end_dead_runs(exp_id: str) -> None:
+    """Ends what dead processes of this host left RUNNING in the experiment (leases.end_dead_runs), saying so."""
+    ended = leases.end_dead_runs(exp_id)
+    if ended:
+        print(f"[study] ended {len(ended)} runs left RUNNING by dead processes on this host", flush=True)
+
+
 def default_workers(spec: StudySpec) -> int:
     """Configurations at once when --workers is not given: the preset's measured choice (2 for the digits
     presets, whose tiny steps leave a core idle; 1 for CIFAR), at most one per CPU core, and 1 on a GPU machine
@@ -499,7 +509,7 @@ def run_study(spec: StudySpec, experiment: str = tracking.DEFAULT_EXPERIMENT, wo
         raise LrnoiseError(f"unknown executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
     if workers < 1:
         raise LrnoiseError(f"workers must be >= 1, got {workers}")
-    if executor == "ray" and ray_address and not tracking.is_http(tracking.tracking_uri()):
+    if executor == "ray" and ray_address and not server.is_http(tracking.tracking_uri()):
         raise LrnoiseError("a Ray cluster's workers need a tracking server they can reach: set MLFLOW_TRACKING_URI "
                            "to http(s)://... (a local sqlite store works only with a local Ray instance)")
     data.require([job.train.dataset for job in jobs], data_dir)  # every dataset, once, before any run
@@ -510,12 +520,14 @@ def run_study(spec: StudySpec, experiment: str = tracking.DEFAULT_EXPERIMENT, wo
     # the study's own server exits while the report is written (~2 s); a thread that is not joined below (an
     # error) still ends before the process does
     stopping: list[threading.Thread] = []
-    with tracking.served_if_needed(parallel, stopping):
+    with server.served_if_needed(parallel, stopping):
+        _end_dead_runs(exp_id)  # a study killed on this host: its runs are resumed below without a lease wait
         parent = tracking.start_study_run(exp_id, spec.params())
         print(f"[study] {spec.preset}: {len(jobs)} configurations x {len(jobs[0].noise)} noise configurations "
               f"({', '.join(c.name for c in jobs[0].noise)}), experiment {experiment!r}, study run {parent}, "
               f"executor {executor}" + (f" x{workers}" if executor == "local" else ""), flush=True)
         progress = Progress(len(jobs), workers)
+        sweep = SweepCache()  # this process's models, kept between the configurations it runs itself
         busy: list[Job] = []
 
         def done(outcome):
@@ -536,7 +548,7 @@ def run_study(spec: StudySpec, experiment: str = tracking.DEFAULT_EXPERIMENT, wo
                         with tempfile.TemporaryDirectory(prefix="lrnoise-workers-") as logs:
                             _local_workers(dispatcher, workers, experiment, parent, data_dir, done, logs)
                     else:
-                        _sequential(dispatcher, experiment, parent, data_dir, done)
+                        _sequential(dispatcher, experiment, parent, data_dir, done, sweep)
                 finally:
                     dispatcher.close()
             while busy:  # configurations another live study holds: wait for it (or its lease) to end, then reuse
@@ -546,12 +558,13 @@ def run_study(spec: StudySpec, experiment: str = tracking.DEFAULT_EXPERIMENT, wo
                       f"{BUSY_POLL:.0f}s", flush=True)
                 time.sleep(BUSY_POLL)
                 for job in waiting:
-                    done(run_job(job, experiment, parent, data_dir))
+                    done(run_job(job, experiment, parent, data_dir, sweep=sweep))
             ok = not progress.failed
         finally:
             counts = (len(jobs), len(progress.failed), sum(o.trained in ("new", "resumed") for o in outcomes),
                       sum(o.trained == "reused" for o in outcomes), sum(not o.learned for o in outcomes))
             tracking.end_study_run(parent, counts, ok)
+            _end_dead_runs(exp_id)  # e.g. a worker process that died mid-configuration
     built = None
     if report:
         from lrnoise import report as report_module

@@ -1,4 +1,8 @@
-"""Every MLflow call, and every param / metric / tag name, lives here and nowhere else.
+"""The tracking layer's core: every param / metric / tag name, runs, the registry, and "already ran?".
+
+The tracking layer (this module, leases.py, server.py) holds every MLflow call. Imports run one way:
+server <- tracking <- leases; this module reaches leases only inside the functions that keep a run alive or ask
+whether one is.
 
 Runs: a `train` run per trained model (params, per-epoch metrics, the model, checkpoints); a `noise_eval`
 run per noise evaluation, child of its training run; a `report` run; a `study` run parenting the grid.
@@ -12,13 +16,11 @@ import hashlib
 import json
 import os
 import shlex
-import socket
 import tempfile
-import threading
 import time
-import uuid
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import numpy as np
@@ -27,7 +29,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
+from lrnoise import server
 from lrnoise.errors import LrnoiseError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_EXPERIMENT = "lrnoise"
 
@@ -128,6 +134,19 @@ def set_tracking_uri(uri: str) -> None:
     mlflow.set_tracking_uri(uri)
 
 
+def quiet_loggers() -> None:
+    """MLflow's and alembic's INFO chatter (database set-up) off, so an error stays one line."""
+    import logging
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def fail_fast_http() -> None:
+    """An unreachable server fails in seconds rather than after MLflow's long default retries."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+
+
 _EXPERIMENTS: dict = {}  # (store, user, experiment name) -> id, once created / checked writable in this process
 
 
@@ -221,6 +240,7 @@ def run(experiment: str, kind: str, run_id: str | None = None, parent_run_id: st
 
     Inside `mlflow run` the entry point's run (MLFLOW_RUN_ID) is resumed, so there is no second run.
     """
+    from lrnoise import leases
     run_id = run_id or os.environ.pop("MLFLOW_RUN_ID", None)
     all_tags = {KIND: kind, **(tags or {})}
     if parent_run_id:
@@ -232,7 +252,7 @@ def run(experiment: str, kind: str, run_id: str | None = None, parent_run_id: st
     try:
         if run_id:
             mlflow.set_tags(all_tags)
-        hold(active.info.run_id)  # a heartbeat until the run ends: other studies leave it alone
+        leases.hold(active.info.run_id)  # a heartbeat until the run ends: other studies leave it alone
         yield active
     except KeyboardInterrupt:
         _end(active.info.run_id, RunStatus.KILLED)
@@ -245,7 +265,8 @@ def run(experiment: str, kind: str, run_id: str | None = None, parent_run_id: st
 
 
 def _end(run_id: str, status) -> None:
-    release(run_id)
+    from lrnoise import leases
+    leases.release(run_id)
     mlflow.end_run(RunStatus.to_string(status))
 
 
@@ -311,7 +332,8 @@ def last_step(run_id: str, metric: str) -> int:
     return max((m.step for m in history), default=0)
 
 
-def _metric_entities(metrics: dict, step: int | None, when: float) -> list:
+def metric_entities(metrics: dict, step: int | None, when: float) -> list:
+    """`metrics` as MLflow entities logged at `when` (unix time), for a log_batch write."""
     return [mlflow.entities.Metric(k, float(v), int(when * 1000), step or 0) for k, v in metrics.items()]
 
 
@@ -319,7 +341,7 @@ def log_metrics(metrics: dict, step: int | None = None, run_id: str | None = Non
     if run_id is None:
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
     else:
-        client().log_batch(run_id, metrics=_metric_entities(metrics, step, time.time()))
+        client().log_batch(run_id, metrics=metric_entities(metrics, step, time.time()))
 
 
 def log_artifacts(folder: str) -> None:
@@ -454,7 +476,7 @@ def _register(model_id: str, name: str, run_id: str, tags: dict) -> str:
         if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
             raise
     version = c.create_model_version(name, f"models:/{model_id}", run_id=run_id, tags=tags, model_id=model_id)
-    if not is_http(tracking_uri()):  # a tracking server links the new logged model to its version itself
+    if not server.is_http(tracking_uri()):  # a tracking server links the new logged model to its version itself
         c.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(
             [{"name": version.name, "version": version.version}])})
     return str(version.version)
@@ -575,11 +597,12 @@ def existing_run(experiment_id: str, kind: str, key: str, source_run_id: str | N
     """The one rule for "already ran?": reuse the newest FINISHED run; else leave a live run (fresh heartbeat)
     to its owner; else resume the newest unfinished run (when the kind is resumable). Every other unfinished
     run whose owner is gone is marked FAILED, so exactly one run of a configuration can end FINISHED."""
+    from lrnoise import leases
     runs = runs_with_config(experiment_id, kind, key, source_run_id)
     finished = [r.info.run_id for r in runs if r.info.status == "FINISHED"]
     unfinished = [r for r in runs if r.info.status != "FINISHED"]
-    live = [r.info.run_id for r in unfinished if is_live(r)]
-    dead = [r.info.run_id for r in unfinished if not is_live(r)]
+    live = [r.info.run_id for r in unfinished if leases.is_live(r)]
+    dead = [r.info.run_id for r in unfinished if not leases.is_live(r)]
     found = Existing(finished[0] if finished else None)
     if not finished and live:
         found.live = live[0]
@@ -605,6 +628,7 @@ def start_study_run(experiment_id: str, params: dict) -> str:
     """The study's parent run: `mlflow run`'s own run if inside one, else an unfinished study run with the
     same configuration (resumed after a crash), else a new one. Kept out of the fluent run stack so that
     training and noise-eval runs can start beside it."""
+    from lrnoise import leases
     c = client()
     key = config_key(params)
     run_id = os.environ.pop("MLFLOW_RUN_ID", None)
@@ -614,7 +638,7 @@ def start_study_run(experiment_id: str, params: dict) -> str:
         run_id = c.create_run(experiment_id, run_name=f"study-{params['preset']}").info.run_id
     else:
         c.update_run(run_id, status="RUNNING")
-    hold(run_id)
+    leases.hold(run_id)
     _write_params(run_id, params, {KIND: "study", CONFIG_KEY: key}, strict=False)
     return run_id
 
@@ -622,10 +646,11 @@ def start_study_run(experiment_id: str, params: dict) -> str:
 def end_study_run(run_id: str, counts: tuple, ok: bool) -> None:
     """Closes the study run with its counts (configurations, failed, trained, reused, did_not_learn); a twin
     study run whose owner died meanwhile (its configurations taken over by this one) is marked FAILED."""
+    from lrnoise import leases
     log_metrics(dict(zip(STUDY_METRICS, counts)), run_id=run_id)
     run = get_run(run_id)
     existing_run(run.info.experiment_id, "study", run.data.tags[CONFIG_KEY], resumable=False)
-    release(run_id)
+    leases.release(run_id)
     client().set_terminated(run_id, "FINISHED" if ok else "FAILED")
 
 
@@ -633,268 +658,7 @@ def where_to_look(experiment_id: str) -> str:
     """Where a person finds the runs: the UI's runs table for an HTTP server (MLflow 3.17 opens an experiment
     on a GenAI overview; the runs table is at #/experiments/<id>/runs), else how to open the UI."""
     uri = tracking_uri()
-    if is_http(uri):
+    if server.is_http(uri):
         return f"runs table: {uri.rstrip('/')}/#/experiments/{experiment_id}/runs"
     return (f"runs: `mlflow ui --backend-store-uri {uri}`, then open "
             f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs")
-
-
-# ---------------------------------------------------------------- leases: who works on what, race-free claims
-LEASE_TIMEOUT_ENV = "LRNOISE_LEASE_TIMEOUT"  # seconds without a heartbeat after which a run's owner is gone
-DEFAULT_LEASE_TIMEOUT = 300.0  # longer than an epoch of the paper's models on a GPU
-HEARTBEAT_EVERY = 60.0  # seconds between heartbeats (at most; training also beats after every epoch)
-CLAIM_SETTLE = 0.5  # seconds a new claim waits before it looks for older ones (clock skew + store latency)
-_OWNER = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-_held: set[str] = set()  # runs this process keeps alive
-_beating = threading.Event()
-
-
-def lease_timeout() -> float:
-    return float(os.environ.get(LEASE_TIMEOUT_ENV, DEFAULT_LEASE_TIMEOUT))
-
-
-def owner_id() -> str:
-    return _OWNER
-
-
-def is_live(run) -> bool:
-    """An unfinished run whose owner beat within the lease timeout."""
-    if run.info.status != "RUNNING":
-        return False
-    try:
-        return time.time() - float(run.data.tags.get(HEARTBEAT, "0")) < lease_timeout()
-    except ValueError:
-        return False
-
-
-def beat(run_id: str, metrics: dict | None = None, step: int = 0) -> None:
-    """Marks `run_id` alive and owned by this process now; `metrics` (at `step`) go in the same write."""
-    now = time.time()
-    client().log_batch(run_id, metrics=_metric_entities(metrics or {}, step, now),
-                       tags=[mlflow.entities.RunTag(HEARTBEAT, f"{now:.3f}"), mlflow.entities.RunTag(OWNER, _OWNER)])
-
-
-def hold(run_id: str) -> None:
-    """Keeps `run_id` alive (a heartbeat now and every HEARTBEAT_EVERY s or lease/3) until release()."""
-    beat(run_id)
-    _held.add(run_id)
-    if not _beating.is_set():
-        _beating.set()
-        threading.Thread(target=_heartbeats, name="lrnoise-heartbeat", daemon=True).start()
-
-
-def release(run_id: str) -> None:
-    _held.discard(run_id)
-
-
-def _heartbeats() -> None:
-    while True:
-        time.sleep(min(HEARTBEAT_EVERY, lease_timeout() / 3))
-        for run_id in list(_held):
-            try:
-                beat(run_id)
-            except Exception:  # a server blip: the next beat retries; the lease timeout is several beats long
-                pass
-
-
-@dataclasses.dataclass(frozen=True)
-class Claim:
-    """A claim run on one configuration, created (and kept alive) by stake(); resolved by claimed()."""
-    run_id: str
-    key: str  # the configuration key it claims
-    settled_at: float  # time.time() after which it may look for older claims (CLAIM_SETTLE after its creation)
-
-
-def stake(experiment_id: str, key: str) -> Claim:
-    """Creates a claim on configuration `key` and keeps it alive (heartbeats) until unstake(). Staked ahead of
-    time (a study stakes the configuration it runs next while the current one still runs), its settle wait has
-    passed by the time claimed() resolves it. Whoever stakes a claim unstakes it."""
-    run_id = client().create_run(experiment_id, run_name=f"claim-{key[:8]}",
-                                 tags={KIND: "claim", CONFIG_KEY: key}).info.run_id
-    claim = Claim(run_id, key, time.time() + CLAIM_SETTLE)
-    hold(run_id)
-    return claim
-
-
-def _settle(claim: Claim) -> None:
-    """Waits until `claim` may look for older claims (no wait for one staked long enough ago)."""
-    time.sleep(max(0.0, claim.settled_at - time.time()))
-
-
-def unstake(claim: Claim) -> None:
-    """Ends and removes a claim (it was bookkeeping, not a result)."""
-    release(claim.run_id)
-    _drop(claim.run_id)
-
-
-@contextlib.contextmanager
-def claimed(experiment_id: str, key: str, meanwhile=None, staked: Claim | None = None):
-    """Yields True when this process won the right to work on configuration `key`, False when a live claim
-    of another process is older. Race-free between processes: every contender creates a claim run, waits
-    CLAIM_SETTLE, then looks at all live claims of the key; the oldest (start time, then run id) wins, the
-    others withdraw. A claim whose owner died stops beating and is ignored (and removed) after the lease
-    timeout. `staked`: a claim on `key` made earlier by stake() (its owner unstakes it); without it a claim is
-    made here and removed when the block ends. `meanwhile()`, if given, runs during the wait (local preparation
-    that writes nothing to the store); the wait is never shorter for it."""
-    if staked is not None and staked.key != key:
-        raise ValueError(f"claim {staked.run_id} is on configuration {staked.key}, not {key}")
-    claim = staked or stake(experiment_id, key)
-    try:
-        if meanwhile is not None:
-            meanwhile()
-        _settle(claim)
-        claims = runs_with_config(experiment_id, "claim", key)
-        live = [r for r in claims if is_live(r)]
-        winner = min(live, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id if live else claim.run_id
-        won = winner == claim.run_id
-        if won:
-            for stale in (r.info.run_id for r in claims if not is_live(r)):
-                _drop(stale)
-        yield won
-    finally:
-        if staked is None:
-            unstake(claim)
-
-
-def _drop(run_id: str) -> None:
-    """Ends and deletes a claim run (it was bookkeeping, not a result)."""
-    try:
-        client().set_terminated(run_id, "FINISHED")
-        client().delete_run(run_id)
-    except MlflowException:
-        pass
-
-
-# ---------------------------------------------------------------- servers and worker processes
-WORKER_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_DISABLE_TELEMETRY", "MLFLOW_TRACKING_USERNAME",
-              "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_INSECURE_TLS",
-              "MLFLOW_TRACKING_SERVER_CERT_PATH", "KERAS_BACKEND", "LRNOISE_LEASE_TIMEOUT")  # what a worker needs to reach the server
-
-
-def is_http(uri: str) -> bool:
-    return uri.startswith(("http://", "https://"))
-
-
-def worker_env() -> dict:
-    """The environment a remote worker (Ray task) needs to log to the same server, credentials included:
-    passed as environment, never written into params, tags or logs."""
-    env = {k: os.environ[k] for k in WORKER_ENV if k in os.environ}
-    env.setdefault("MLFLOW_TRACKING_URI", tracking_uri())
-    return env
-
-
-def quiet_loggers() -> None:
-    """MLflow's and alembic's INFO chatter (database set-up) off, so an error stays one line."""
-    import logging
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def fail_fast_http() -> None:
-    """An unreachable server fails in seconds rather than after MLflow's long default retries."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-SERVER_WORKERS = 2  # request handlers of a server serve() starts (a study's workers send short requests)
-# Gunicorn's sync workers, not MLflow 3.17's default uvicorn: measured on the development machine, a request on a
-# kept-alive uvicorn connection took ~48 ms (TCP delayed ACK), on gunicorn ~3 ms; a configuration of the demo
-# makes ~100 requests. The timeout only has to outlast the longest request (a model upload).
-GUNICORN_OPTS = "--timeout 600 --log-level warning"
-
-
-@contextlib.contextmanager
-def serve(store_uri: str, port: int | None = None, extra_args: tuple = (), wait_seconds: float = 120,
-          stopping: list | None = None):
-    """`mlflow server` over `store_uri` on 127.0.0.1 while the block runs; yields its http URI. A server that
-    cannot start is one LrnoiseError naming why (its own last error line); the server is always stopped
-    (killed if it does not stop within 30 s). Served by gunicorn (GUNICORN_OPTS), without MLflow's job runner
-    (GenAI jobs: a runner and seven huey consumer processes) unless MLFLOW_SERVER_ENABLE_JOB_EXECUTION says
-    otherwise. `stopping`: the block's end does not wait the ~2 s the server takes to exit; the thread that
-    stops it is appended to this list, for the caller to join (a study writes its report from the store
-    meanwhile)."""
-    import subprocess
-    import sys
-    port = port or _free_port()
-    log = tempfile.NamedTemporaryFile(prefix="lrnoise-server-", suffix=".log", delete=False)
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store_uri, "--host", "127.0.0.1",
-               "--port", str(port), "--workers", str(SERVER_WORKERS), *extra_args]
-    if sys.platform != "win32":  # gunicorn (an MLflow dependency there); Windows keeps MLflow's uvicorn
-        command.append(f"--gunicorn-opts={GUNICORN_OPTS}")
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION",
-                                                                               "false")}
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    served = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for(served, server, log.name, wait_seconds)
-        yield served
-    finally:
-        server.terminate()
-        if stopping is None:
-            _reap(server, log)
-        else:
-            stopping.append(threading.Thread(target=_reap, args=(server, log), name="lrnoise-server-stop"))
-            stopping[-1].start()
-
-
-def _reap(server, log) -> None:
-    """Waits for a terminated server to exit (kills it after 30 s) and removes its log."""
-    import subprocess
-    try:
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
-    log.close()
-    os.unlink(log.name)
-
-
-def _last_error_line(path: str) -> str:
-    with open(path, errors="replace") as f:
-        lines = [row.strip() for row in f.read().splitlines() if row.strip()]
-    errors = [row for row in lines if "Error" in row or "error" in row]
-    return (errors or lines or ["no output"])[-1][:300]
-
-
-def _wait_for(uri: str, server, log_path: str, seconds: float) -> None:
-    import urllib.request
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if server.poll() is not None:
-            raise LrnoiseError(f"mlflow server for {uri} could not start (exit {server.returncode}): "
-                               f"{_last_error_line(log_path)}")
-        try:
-            urllib.request.urlopen(f"{uri}/health", timeout=2)
-            return
-        except OSError:
-            time.sleep(0.1)  # the study waits on this: a tenth of a second, not half
-    raise LrnoiseError(f"mlflow server at {uri} did not answer within {seconds:.0f}s: {_last_error_line(log_path)}")
-
-
-@contextlib.contextmanager
-def served_if_needed(parallel: bool, stopping: list | None = None):
-    """With parallel writers and a sqlite store, serve the store over HTTP on 127.0.0.1 while the study runs
-    (sqlite takes one writer at a time); otherwise use the store as it is. `stopping`: as for serve."""
-    uri = tracking_uri()
-    if not parallel or not uri.startswith("sqlite:"):
-        yield uri
-        return
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    with serve(uri, stopping=stopping) as served:
-        os.environ["MLFLOW_TRACKING_URI"] = served
-        set_tracking_uri(served)
-        print(f"[study] serving {uri} at {served} for parallel workers", flush=True)
-        try:
-            yield served
-        finally:
-            if previous is None:
-                os.environ.pop("MLFLOW_TRACKING_URI", None)
-            else:
-                os.environ["MLFLOW_TRACKING_URI"] = previous
-            set_tracking_uri(uri)

@@ -1,0 +1,194 @@
+"""Leases and claims: which process works on which run (heartbeats, owners known dead), and race-free claims on
+a configuration between studies. Built on tracking (its client, names and searches)."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+
+import mlflow
+from mlflow.exceptions import MlflowException
+
+from lrnoise import tracking
+
+LEASE_TIMEOUT_ENV = "LRNOISE_LEASE_TIMEOUT"  # seconds without a heartbeat after which a run's owner is gone
+DEFAULT_LEASE_TIMEOUT = 300.0  # longer than an epoch of the paper's models on a GPU
+HEARTBEAT_EVERY = 60.0  # seconds between heartbeats (at most; training also beats after every epoch)
+CLAIM_SETTLE = 0.5  # seconds a new claim waits before it looks for older ones (clock skew + store latency)
+
+
+def _this_host() -> str:
+    """This host as an owner tag names it: the host name, and the PID namespace where there is one (two
+    containers may share a host name, never a PID namespace, so neither mistakes the other's pids for its own)."""
+    try:
+        namespace = "".join(c for c in os.readlink("/proc/self/ns/pid") if c.isdigit())
+    except OSError:
+        return socket.gethostname()
+    return f"{socket.gethostname()}/pidns{namespace}"
+
+
+_HOST = _this_host()
+_OWNER = f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # the tracking.OWNER tag: host:pid:random
+_held: set[str] = set()  # runs this process keeps alive
+_beating = threading.Event()
+
+
+def lease_timeout() -> float:
+    return float(os.environ.get(LEASE_TIMEOUT_ENV, DEFAULT_LEASE_TIMEOUT))
+
+
+def owner_id() -> str:
+    return _OWNER
+
+
+def owner_is_dead(owner: str) -> bool:
+    """True when `owner` (a tracking.OWNER tag, host:pid:random) is a process of this host that no longer exists:
+    its runs need not wait out the lease. False for an existing process (another user's too), an owner on another
+    host, a tag that does not parse, and on Windows (where os.kill ends the process): those keep the lease rule."""
+    try:
+        host, pid, _ = owner.rsplit(":", 2)
+        pid = int(pid)
+    except ValueError:
+        return False
+    if pid <= 0 or host != _HOST or sys.platform == "win32":
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except (OSError, OverflowError):  # PermissionError: it exists; OverflowError: not a pid of this system
+        return False
+    return False
+
+
+def is_live(run) -> bool:
+    """An unfinished run whose owner beat within the lease timeout and is not known dead (owner_is_dead)."""
+    if run.info.status != "RUNNING" or owner_is_dead(run.data.tags.get(tracking.OWNER, "")):
+        return False
+    try:
+        return time.time() - float(run.data.tags.get(tracking.HEARTBEAT, "0")) < lease_timeout()
+    except ValueError:
+        return False
+
+
+def end_dead_runs(experiment_id: str) -> list[str]:
+    """Ends the experiment's RUNNING runs whose owner is known dead (owner_is_dead), so that nothing a killed
+    process left stays RUNNING: a claim is dropped (bookkeeping), any other run marked FAILED (a FAILED training or
+    study run is still resumed, a noise evaluation redone: tracking.existing_run). Left alone: runs of live owners,
+    of owners on other hosts (their lease decides), without an owner, and the entry point's run under `mlflow run`
+    (MLFLOW_RUN_ID: this process's). Returns the ended runs' ids."""
+    entry_point = os.environ.get("MLFLOW_RUN_ID")
+    running = tracking.search_runs([experiment_id], "attributes.status = 'RUNNING'", finished_only=False)
+    dead = [r for r in running
+            if r.info.run_id != entry_point and owner_is_dead(r.data.tags.get(tracking.OWNER, ""))]
+    for run in dead:
+        if run.data.tags.get(tracking.KIND) == "claim":
+            _drop(run.info.run_id)
+        else:
+            tracking.mark_failed(run.info.run_id)
+    return [r.info.run_id for r in dead]
+
+
+def beat(run_id: str, metrics: dict | None = None, step: int = 0) -> None:
+    """Marks `run_id` alive and owned by this process now; `metrics` (at `step`) go in the same write."""
+    now = time.time()
+    tracking.client().log_batch(run_id, metrics=tracking.metric_entities(metrics or {}, step, now),
+                                tags=[mlflow.entities.RunTag(tracking.HEARTBEAT, f"{now:.3f}"),
+                                      mlflow.entities.RunTag(tracking.OWNER, _OWNER)])
+
+
+def hold(run_id: str) -> None:
+    """Keeps `run_id` alive (a heartbeat now and every HEARTBEAT_EVERY s or lease/3) until release()."""
+    beat(run_id)
+    _held.add(run_id)
+    if not _beating.is_set():
+        _beating.set()
+        threading.Thread(target=_heartbeats, name="lrnoise-heartbeat", daemon=True).start()
+
+
+def release(run_id: str) -> None:
+    _held.discard(run_id)
+
+
+def _heartbeats() -> None:
+    while True:
+        time.sleep(min(HEARTBEAT_EVERY, lease_timeout() / 3))
+        for run_id in list(_held):
+            try:
+                beat(run_id)
+            except Exception:  # a server blip: the next beat retries; the lease timeout is several beats long
+                pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """A claim run on one configuration, created (and kept alive) by stake(); resolved by claimed()."""
+    run_id: str
+    key: str  # the configuration key it claims
+    settled_at: float  # time.time() after which it may look for older claims (CLAIM_SETTLE after its creation)
+
+
+def stake(experiment_id: str, key: str) -> Claim:
+    """Creates a claim on configuration `key` and keeps it alive (heartbeats) until unstake(). Staked ahead of
+    time (a study stakes the configuration it runs next while the current one still runs), its settle wait has
+    passed by the time claimed() resolves it. Whoever stakes a claim unstakes it."""
+    run_id = tracking.client().create_run(experiment_id, run_name=f"claim-{key[:8]}",
+                                          tags={tracking.KIND: "claim", tracking.CONFIG_KEY: key}).info.run_id
+    claim = Claim(run_id, key, time.time() + CLAIM_SETTLE)
+    hold(run_id)
+    return claim
+
+
+def _settle(claim: Claim) -> None:
+    """Waits until `claim` may look for older claims (no wait for one staked long enough ago)."""
+    time.sleep(max(0.0, claim.settled_at - time.time()))
+
+
+def unstake(claim: Claim) -> None:
+    """Ends and removes a claim (it was bookkeeping, not a result)."""
+    release(claim.run_id)
+    _drop(claim.run_id)
+
+
+@contextlib.contextmanager
+def claimed(experiment_id: str, key: str, meanwhile=None, staked: Claim | None = None):
+    """Yields True when this process won the right to work on configuration `key`, False when a live claim
+    of another process is older. Race-free between processes: every contender creates a claim run, waits
+    CLAIM_SETTLE, then looks at all live claims of the key; the oldest (start time, then run id) wins, the
+    others withdraw. A claim whose owner died is ignored (and removed): at once when the owner was on this host,
+    else after the lease timeout without a heartbeat. `staked`: a claim on `key` made earlier by stake() (its
+    owner unstakes it); without it a claim is made here and removed when the block ends. `meanwhile()`, if
+    given, runs during the wait (local preparation that writes nothing to the store); the wait is never shorter
+    for it."""
+    if staked is not None and staked.key != key:
+        raise ValueError(f"claim {staked.run_id} is on configuration {staked.key}, not {key}")
+    claim = staked or stake(experiment_id, key)
+    try:
+        if meanwhile is not None:
+            meanwhile()
+        _settle(claim)
+        claims = tracking.runs_with_config(experiment_id, "claim", key)
+        live = [r for r in claims if is_live(r)]
+        winner = min(live, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id if live else claim.run_id
+        won = winner == claim.run_id
+        if won:
+            for stale in (r.info.run_id for r in claims if not is_live(r)):
+                _drop(stale)
+        yield won
+    finally:
+        if staked is None:
+            unstake(claim)
+
+
+def _drop(run_id: str) -> None:
+    """Ends and deletes a claim run (it was bookkeeping, not a result)."""
+    try:
+        tracking.client().set_terminated(run_id, "FINISHED")
+        tracking.client().delete_run(run_id)
+    except MlflowException:
+        pass

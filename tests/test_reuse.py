@@ -1,0 +1,103 @@
+"""A sweep's reuse of traced models (reuse.SweepCache) changes no number: alone or inside a sweep, the same weights."""
+import random
+
+import keras
+import numpy as np
+import pytest
+
+from lrnoise import data, train
+from lrnoise.config import Execution, TrainConfig
+from lrnoise.paper import OPTIMIZERS
+from lrnoise.reuse import SweepCache, fresh_optimizer_state
+
+BASE = TrainConfig(dataset="digits", model="resnet20", batch_size=64, epochs=1, seed=2, patience=0)
+
+
+def fit_weights(config: TrainConfig, ds: data.Dataset, sweep: SweepCache | None) -> list:
+    """The model path train() takes for a new run (seed, model, state, fit), without the tracking store."""
+    train.seed_everything(config.seed)
+    model = sweep.model_for(config, ds, Execution()) if sweep else train.build_model(config, ds)
+    train.build_state(model, ds)
+    stream, steps = train.training_stream(config, ds)
+    model.fit(stream, steps_per_epoch=steps, epochs=config.epochs, verbose=0)
+    return [np.array(w) for w in model.get_weights()] + [np.array(v) for v in model.optimizer.variables]
+
+
+@pytest.mark.e2e
+def test_every_optimizer_trains_the_same_weights_alone_and_inside_a_sweep():
+    """One process sweeps the six optimizers over two lrs on one architecture and seed, so every configuration
+    after the first reuses the traced model: with the same optimizer type (its state made new) or another
+    (a new optimizer). Each second lr is then trained alone, from a newly built model: bit for bit alike,
+    weights and optimizer state."""
+    ds = train.load_data(BASE)
+    sweep = SweepCache()
+    in_sweep = {}
+    for optimizer in OPTIMIZERS:
+        for lr in (0.001, 0.003):
+            config = TrainConfig(**{**BASE.params(), "optimizer": optimizer, "lr": lr})
+            in_sweep[config] = fit_weights(config, ds, sweep)
+    assert len(sweep.models) == 1  # one traced model served the whole sweep
+    for config, got in in_sweep.items():
+        if config.lr == 0.003:
+            alone = fit_weights(config, ds, None)
+            assert len(alone) == len(got), config.optimizer
+            for a, b in zip(alone, got):
+                np.testing.assert_array_equal(a, b, err_msg=config.optimizer)
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_a_kept_optimizer_gets_a_new_optimizers_state(optimizer):
+    """After training steps, fresh_optimizer_state leaves every optimizer variable (iterations, learning rate,
+    slots; Nadam's u_product starts at 1, not 0) as a newly built optimizer of the kind has it."""
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    config = TrainConfig(optimizer=optimizer, lr=0.01)
+    train.compile_model(model, config, Execution())
+    x, y = np.random.default_rng(0).normal(size=(8, 3)).astype("float32"), np.arange(8) % 2
+    model.fit(x, y, epochs=2, verbose=0)
+    config = TrainConfig(optimizer=optimizer, lr=0.02)
+    fresh_optimizer_state(model, config)
+    new = train.make_optimizer(optimizer, 0.02)
+    new.build(model.trainable_variables)
+    assert len(model.optimizer.variables) == len(new.variables)
+    for kept, want in zip(model.optimizer.variables, new.variables):
+        np.testing.assert_array_equal(np.asarray(kept), np.asarray(want), err_msg=kept.path)
+
+
+def test_cached_initial_weights_are_a_new_build_and_leave_the_generators_alike():
+    """After its first build of (architecture, seed), a SweepCache takes the initial weights from memory (no
+    Keras build): the weights, and Python's generator that a build draws from, are as after a new build."""
+    config = TrainConfig(dataset="digits", model="resnet20", seed=3)
+    ds = train.load_data(config)
+
+    def built(make) -> tuple:
+        train.seed_everything(config.seed)
+        model = make()
+        return [np.array(w) for w in model.get_weights()], random.random(), np.random.rand()
+
+    fresh = built(lambda: train.build_model(config, ds))
+    sweep = SweepCache()
+    first = built(lambda: sweep.model_for(config, ds, Execution()))  # a new model, its weights remembered
+    calls = []
+    original = train.initial_model
+    import lrnoise.reuse as reuse
+    reuse.initial_model = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        again = built(lambda: sweep.model_for(TrainConfig(**{**config.params(), "lr": 0.01}), ds, Execution()))
+    finally:
+        reuse.initial_model = original
+    assert calls == []  # from memory, no build
+    for got in (first, again):
+        assert len(fresh[0]) == len(got[0]) and all(np.array_equal(a, b) for a, b in zip(fresh[0], got[0]))
+        assert got[1:] == fresh[1:]  # Python's and NumPy's next draws
+
+
+def test_a_prepared_configuration_is_taken_once_and_only_by_itself():
+    config = TrainConfig(dataset="digits", model="resnet20", seed=1)
+    sweep = SweepCache()
+    sweep.prepare(config)
+    assert sweep.take_prepared(TrainConfig(**{**config.params(), "lr": 0.01}), Execution(), None) is None
+    assert sweep.prepared is None  # another configuration drops it
+    sweep.prepare(config)
+    prepared = sweep.take_prepared(config, Execution(), None)
+    assert prepared is not None and prepared.model is sweep.models[next(iter(sweep.models))][0]
+    assert sweep.take_prepared(config, Execution(), None) is None  # taken once
