@@ -47,6 +47,14 @@ def test_an_owner_on_another_host_keeps_its_lease():
     assert not leases.is_live(running(elsewhere, heartbeat=time.time() - leases.lease_timeout() - 1))
 
 
+def test_a_machine_with_the_same_host_name_is_another_host():
+    """Cloned machines (or containers given one host name) differ in their kernel's boot id: their pids are not
+    this host's, so their owners keep the lease."""
+    name, boot, namespace = HOST.split("/")
+    twin = owner(f"{name}/{'0' * len(boot)}/{namespace}", exited_pid())
+    assert not leases.owner_is_dead(twin) and leases.is_live(running(twin))
+
+
 def test_an_existing_process_is_live():
     assert not leases.owner_is_dead(leases.owner_id())  # this process, as its own heartbeats name it
     assert leases.owner_id().startswith(f"{HOST}:{os.getpid()}:")

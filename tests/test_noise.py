@@ -125,7 +125,7 @@ def test_weights_restored_bit_for_bit(trained, digits):
 
 
 def test_an_evaluator_shared_by_evaluations_gives_their_own_results(trained, digits):
-    """A study hands training's a_0 Evaluator to each noise evaluation (issue 13); the one before leaves its last
+    """A study hands training's a_0 Evaluator to each noise evaluation; the one before leaves its last
     noisy draw in the twin, which must not leak into the next evaluation's a_0 or draws."""
     quiet = dict(log=lambda s: None)
     config = NoiseConfig(levels=(0.1, 0.3), trials=2)

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from conftest import ROOT, kill_server, start_server
 from lrnoise import noise, paper, report, tracking
 from lrnoise import server as tracking_server
+from lrnoise import stats as lrnoise_stats
 from lrnoise.cli import app
 from lrnoise.noise import PAPER, NoiseConfig
 
@@ -258,3 +259,36 @@ def test_report_folder_is_replaced_whole_and_configurations_never_mix(store, tmp
     assert [c.info.key for c in single.configs] == [other.info.key]
     with pytest.raises(report.LrnoiseError, match="no noise evaluation with configuration 'pcm-1s-1y'"):
         report.build("lrnoise", noise_config="pcm-1s-1y")
+
+
+# ---------------------------------------------------------------- claims for a person
+def claim_runs(seeds: int, slope: float = 0.02) -> pd.DataFrame:
+    """One CIFAR10 cell (ResNet20, Adam) over the paper's six lrs: A_avr rising with lr by `slope` per lr step."""
+    rng = np.random.default_rng(4)
+    position = np.repeat(np.arange(len(paper.LRS)), seeds)
+    return pd.DataFrame({"dataset": "cifar10", "model": "resnet20", "optimizer": "adam",
+                         "lr": np.array(paper.LRS)[position], "seed": np.tile(np.arange(seeds), len(paper.LRS)),
+                         "baseline_accuracy": 0.9 + rng.normal(0, 0.002, len(position)),
+                         "avg_normalized_accuracy": 0.6 + slope * position + rng.normal(0, 0.005, len(position))})
+
+
+def test_claims_read_as_sentences_with_their_numbers():
+    text = report.claims_markdown(lrnoise_stats.claims(claim_runs(seeds=4)), "additive-paper")
+    lines = text.splitlines()
+    assert "## cifar10 · resnet20 · adam" in lines
+    avr = next(line for line in lines if line.startswith("- A_avr "))
+    assert re.fullmatch(r"- A_avr rises with lr: rho \+0\.\d\d \[\+0\.\d\d, \+\d\.\d\d\], 24 runs, 4 seeds per lr",
+                        avr), avr
+    assert any(re.match(r"- sweet spot lr [\d.]+, chosen in \d+% of resamples", line) for line in lines)
+    assert any(line.startswith("- the paper's Table III row: A_avr") and line.endswith("this cell does not agree")
+               for line in lines)  # the paper's CIFAR10 ResNet20 row does not rise with lr
+    assert "|" not in text  # sentences, not a 27-column table
+
+
+def test_a_verdict_without_an_interval_prints_none():
+    claims = lrnoise_stats.claims(claim_runs(seeds=1))
+    text = report.claims_markdown(claims, "additive-paper")
+    avr = next(line for line in text.splitlines() if line.startswith("- A_avr "))
+    assert avr.startswith("- A_avr too few seeds: rho +") and ", no interval, 6 runs, 1 seeds per lr" in avr
+    assert "[" not in avr
+    assert report.claim_lines(claims.iloc[0])[0] == avr[2:]

@@ -1,5 +1,6 @@
 """The study: the grid as one resumable command; reuse, kill -9 and restart, workers, Ray, bad input."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -141,6 +142,9 @@ def test_mlflow_run_study_then_second_invocation_trains_nothing(store):
         assert os.path.isfile(f"reports/lrnoise/{name}/table3_avg_normalized_accuracy.md")
     assert os.path.isfile("reports/lrnoise/fig5_noise_models_digits.png")
     assert "#/experiments/" not in proc.stdout or "/runs" in proc.stdout
+    # a quiet console: one progress line per configuration, no MLflow "View run ... at" line per run
+    assert "View run" not in proc.stdout and "View experiment" not in proc.stdout, proc.stdout[-2000:]
+    assert len([line for line in proc.stdout.splitlines() if re.match(r"\[study\] \d+/2 done", line)]) == 2
 
     outcomes, _ = study.run_study(study.StudySpec(**{**TINY, "batch_size": None, "noise": ("additive", "pcm")}),
                                   workers=1, report=False)
@@ -243,7 +247,7 @@ def test_two_studies_at_once_train_each_configuration_once(server, tmp_path):
 
 
 @pytest.mark.e2e
-def test_a_killed_study_is_taken_over_after_its_lease(server, tmp_path):
+def test_a_study_waiting_on_a_killed_study_takes_its_configuration_over(server, tmp_path):
     client = mlflow.tracking.MlflowClient()
     lease = ["--lease-timeout", "8"]
     epochs = 20  # long enough that the first study is still training when the second one meets its claim

@@ -1,5 +1,6 @@
 """tracking.py's pure helpers: how values are compared and keyed, how names are made, the one reuse rule."""
 import mlflow
+import numpy as np
 import pytest
 
 from conftest import run_statuses
@@ -136,3 +137,27 @@ def test_a_run_is_created_with_its_tags_and_its_params_go_in_one_checked_write(s
     assert run.data.params == {"lr": "1e-3", "seed": "2", "mixed_precision": "none", "jit_compile": "None"}
     assert run.data.tags[tracking.KIND] == "train" and run.data.tags["extra"] == "x"
     assert run.data.tags[tracking.CONFIG_KEY] == tracking.config_key({"lr": 0.001, "seed": 2})
+
+
+# ---------------------------------------------------------------- dataset inputs
+def test_a_datasets_digest_reads_every_value():
+    x, y = np.zeros((30000, 2, 2, 1), np.uint8), np.arange(30000) % 10
+    digest = tracking.dataset_digest(x, y)
+    assert tracking.dataset_digest(x.copy(), y.copy()) == digest
+    changed = x.copy()
+    changed[-1, 1, 1, 0] = 1  # the last pixel: past MLflow's own 10,000-value sample
+    assert tracking.dataset_digest(changed, y) != digest
+    assert tracking.dataset_digest(x, np.roll(y, 1)) != digest
+
+
+def test_a_run_shows_its_data_as_dataset_inputs(store):
+    x, y = np.arange(2 * 8 * 8).reshape(2, 8, 8, 1).astype(np.uint8), np.array([3, 4])
+    with mlflow.start_run() as run:
+        tracking.log_datasets("digits", "sklearn.datasets.load_digits", {tracking.TRAIN_SPLIT: (x, y),
+                                                                         tracking.TEST_SPLIT: (x[:1], y[:1])})
+    inputs = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
+    seen = {(i.dataset.name, i.dataset.digest, {t.key: t.value for t in i.tags}["mlflow.data.context"])
+            for i in inputs}
+    assert seen == {("digits", tracking.dataset_digest(x, y), "train"),
+                    ("digits", tracking.dataset_digest(x[:1], y[:1]), "test")}
+    assert all("load_digits" in i.dataset.source for i in inputs)

@@ -62,6 +62,11 @@ def test_train_logs_params_metrics_model_and_registry(store):
     assert run.data.tags["lrnoise.learned"] == "true"
     assert run.data.metrics["epochs_trained"] == 2
     assert 0.1 < run.data.metrics["baseline_accuracy"] == result.baseline_accuracy <= 1.0
+    # the runs table's Dataset column: the training split this seed drew, and the test split a_0 is measured on
+    used = {i.tags[0].value: (i.dataset.name, i.dataset.digest) for i in run.inputs.dataset_inputs}
+    split = data.load("digits", val_fraction=0.1, seed=CONFIG.seed)
+    assert used == {"train": ("digits", tracking.dataset_digest(split.x_train, split.y_train)),
+                    "test": ("digits", tracking.dataset_digest(split.x_test, split.y_test))}
 
     version = client.get_model_version("lrnoise-digits-resnet20", result.model_version)
     assert version.tags == {"lr": "0.002", "optimizer": "adam", "dataset": "digits", "model": "resnet20",

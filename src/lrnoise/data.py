@@ -1,6 +1,7 @@
 """Datasets: the embedded `digits`, CIFAR10/100 (download or official archives), and the training pipeline.
 
-Everything TensorFlow-specific in lrnoise lives in this file (tf.data). Images stay uint8 NHWC in memory
+The input pipeline's TensorFlow code (tf.data) lives here; gradnoise.py has the other TensorFlow-only paths (its
+traced gradient functions, each with a backend-neutral fallback). Images stay uint8 NHWC in memory
 and are cast to float32 one batch at a time, just before they reach the model (whose first layer normalises).
 Two interchangeable training pipelines: tf.data (when TensorFlow is installed) and a NumPy `PyDataset` that
 needs no TensorFlow (any Keras backend); `LRNOISE_PIPELINE=numpy|tf` picks one explicitly.
@@ -61,6 +62,7 @@ class Dataset:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    source: str = ""  # where the images came from: an archive or folder, or scikit-learn's bundled digits
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -381,10 +383,14 @@ def require(names, data_dir: str | os.PathLike | None = None) -> dict[str, Path 
     return found
 
 
-def _load_cifar(name: str, data_dir: str | os.PathLike | None) -> tuple[np.ndarray, ...]:
+def _load_cifar(name: str, data_dir: str | os.PathLike | None) -> tuple[tuple[np.ndarray, ...], str]:
+    """(the four arrays, the archive or folder they were read from)."""
     spec = CIFAR[name]
     path = locate(name, data_dir)  # MD5 already checked there; md5sum remembers it, so it is not hashed twice
-    return read_cifar_archive(path, spec) if path.is_file() else read_cifar_folder(path, spec)
+    return (read_cifar_archive(path, spec) if path.is_file() else read_cifar_folder(path, spec)), str(path)
+
+
+DIGITS_SOURCE = "sklearn.datasets.load_digits"
 
 
 def _load_digits() -> tuple[np.ndarray, ...]:
@@ -406,15 +412,16 @@ def load(name: str, data_dir: str | os.PathLike | None = None, val_fraction: flo
     if not 0.0 <= val_fraction < 1.0:
         raise LrnoiseError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if name == "digits":
-        x_train, y_train, x_test, y_test = _load_digits()
+        (x_train, y_train, x_test, y_test), source = _load_digits(), DIGITS_SOURCE
         num_classes = 10
     else:
-        x_train, y_train, x_test, y_test = _load_cifar(name, data_dir)
+        (x_train, y_train, x_test, y_test), source = _load_cifar(name, data_dir)
         num_classes = CIFAR[name].num_classes
     order = np.random.RandomState(seed).permutation(len(x_train))
     n_val = int(round(len(x_train) * val_fraction))
     val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
-    return Dataset(name, num_classes, x_train[train], y_train[train], x_train[val], y_train[val], x_test, y_test)
+    return Dataset(name, num_classes, x_train[train], y_train[train], x_train[val], y_train[val], x_test, y_test,
+                   source)
 
 
 # ---------------------------------------------------------------- training input pipeline (tf.data)

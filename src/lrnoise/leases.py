@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import mlflow
 from mlflow.exceptions import MlflowException
@@ -22,18 +23,20 @@ HEARTBEAT_EVERY = 60.0  # seconds between heartbeats (at most; training also bea
 CLAIM_SETTLE = 0.5  # seconds a new claim waits before it looks for older ones (clock skew + store latency)
 
 
-def _this_host() -> str:
-    """This host as an owner tag names it: the host name, and the PID namespace where there is one (two
-    containers may share a host name, never a PID namespace, so neither mistakes the other's pids for its own)."""
+def _this_host() -> str | None:
+    """This host as an owner tag names it: host name, kernel boot id and PID namespace. Two machines may share a
+    host name (cloned VMs, containers given one), never a boot id; two containers may share a kernel, never a PID
+    namespace. None where the last two cannot be read: then no owner is ever known dead here (leases only)."""
     try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()[:12]
         namespace = "".join(c for c in os.readlink("/proc/self/ns/pid") if c.isdigit())
     except OSError:
-        return socket.gethostname()
-    return f"{socket.gethostname()}/pidns{namespace}"
+        return None
+    return f"{socket.gethostname()}/{boot}/pidns{namespace}"
 
 
 _HOST = _this_host()
-_OWNER = f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # the tracking.OWNER tag: host:pid:random
+_OWNER = f"{_HOST or socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # tracking.OWNER: host:pid:random
 _held: set[str] = set()  # runs this process keeps alive
 _beating = threading.Event()
 
@@ -55,7 +58,7 @@ def owner_is_dead(owner: str) -> bool:
         pid = int(pid)
     except ValueError:
         return False
-    if pid <= 0 or host != _HOST or sys.platform == "win32":
+    if pid <= 0 or _HOST is None or host != _HOST or sys.platform == "win32":
         return False
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
@@ -87,6 +90,9 @@ def end_dead_runs(experiment_id: str) -> list[str]:
     dead = [r for r in running
             if r.info.run_id != entry_point and owner_is_dead(r.data.tags.get(tracking.OWNER, ""))]
     for run in dead:
+        now = tracking.get_run(run.info.run_id)  # read again: a live process may have taken it over meanwhile
+        if now.info.status != "RUNNING" or now.data.tags.get(tracking.OWNER) != run.data.tags.get(tracking.OWNER):
+            continue
         if run.data.tags.get(tracking.KIND) == "claim":
             _drop(run.info.run_id)
         else:

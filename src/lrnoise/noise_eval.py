@@ -53,6 +53,7 @@ def noise_eval(config: noise.NoiseConfig, run_id: str | None = None, model_uri: 
         eval_run_id = tracking.active_run_id()
         tracking.log_params(tracking.noise_params({**config.measured(), **config.precision()}),
                             key=config.run_key)
+        tracking.log_datasets(ds.name, ds.source, {tracking.TEST_SPLIT: (ds.x_test, ds.y_test)})
         print(f"noise-eval run {eval_run_id} of {model_uri} on {dataset} ({len(ds.x_test)} test images), "
               f"configuration {config.name}")
         result = noise.evaluate(model, ds.x_test, ds.y_test, config, batch_size, evaluator=evaluator)

@@ -395,9 +395,7 @@ def build_config(runs: pd.DataFrame, evals: pd.DataFrame, info: ConfigInfo, opti
                 mech, f"A_avr vs gradient-noise power lr^2 C / B, mean over training ({dataset}, {info.name})",
                 "gradient-noise power (eq. 2 bound)")
     claims = stats.claims(joined, max_accuracy_drop) if A_AVR in joined else pd.DataFrame()
-    frames["claims.csv"] = claims
-    if len(claims):
-        tables["claims"] = (f"Claims of the paper, answered over seeds ({info.name})", claims)
+    frames["claims.csv"] = claims  # for machines; claims.md (claims_markdown) is for a person
     spots = sweet_spots(joined, max_accuracy_drop)
     frames["sweet_spot.csv"] = spots
     if info.is_paper:
@@ -474,6 +472,7 @@ def _write_config(config: ConfigReport, folder: Path) -> None:
             tex.append(block.to_latex() if len(block) else "% (none)")
         (folder / f"{stem}.md").write_text("\n".join(md) + "\n")
         (folder / f"{stem}.tex").write_text("\n".join(tex) + "\n")
+    (folder / "claims.md").write_text(claims_markdown(config.claims, config.info.name))
     (folder / "missing.txt").write_text("\n".join(config.missing) + ("\n" if config.missing else "none\n"))
     for stem, fig in config.figures.items():
         figures.save(fig, folder / stem)
@@ -516,6 +515,50 @@ def build_and_write(experiment: str = tracking.DEFAULT_EXPERIMENT, out: str | Pa
     return report
 
 
+def _numbers(row, prefix: str) -> str:
+    """'rho +0.84 [+0.73, +0.90]', or 'rho +0.94, no interval' when the verdict has none to give."""
+    rho, low, high = row[f"{prefix}_rho"], row[f"{prefix}_ci_low"], row[f"{prefix}_ci_high"]
+    if not np.isfinite(rho):
+        return "not computed"
+    if row[f"{prefix}_verdict"] in (stats.TOO_FEW_SEEDS, stats.TOO_FEW_RUNS) or not np.isfinite(low):
+        return f"rho {rho:+.2f}, no interval"
+    return f"rho {rho:+.2f} [{low:+.2f}, {high:+.2f}]"
+
+
+def claim_lines(row) -> list[str]:
+    """One cell's claims in words, one line each: the verdict, then its numbers (Spearman rho, 95 % bootstrap
+    interval over seeds)."""
+    runs = f"{row['n_runs']} runs, {row['seeds_per_lr']} seeds per lr"
+    lines = [f"A_avr {row['avr_verdict']}: {_numbers(row, 'avr')}, {runs}",
+             f"baseline accuracy {row['baseline_verdict']}: {_numbers(row, 'baseline')}"]
+    if np.isfinite(row["sweet_spot_lr"]):
+        share = row["sweet_spot_share"]
+        lines.append(f"sweet spot lr {row['sweet_spot_lr']:g}" + (f", chosen in {share:.0%} of resamples"
+                                                                  if np.isfinite(share) else ""))
+    for prefix, what in (("mechanism", "gradient-noise power"), ("update_mechanism", "update-noise power")):
+        if row[f"{prefix}_verdict"] != stats.NOT_MEASURED:
+            lines.append(f"{what} vs A_avr: {row[f'{prefix}_verdict']}, {_numbers(row, prefix)}")
+    if np.isfinite(row["paper_avr_rho"]):
+        paper_says = "falls" if row["paper_avr_rho"] < 0 else "rises" if row["paper_avr_rho"] > 0 else "is flat"
+        agrees = {"yes": "agrees", "no": "does not agree"}.get(row["agrees_with_paper"], "cannot be compared")
+        lines.append(f"the paper's Table III row: A_avr {paper_says} with lr (rho {row['paper_avr_rho']:+.2f}); "
+                     f"this cell {agrees}")
+    return lines
+
+
+def claims_markdown(claims: pd.DataFrame, config_name: str) -> str:
+    """claims.md: per (dataset, model, optimizer) cell, each claim of the paper in words with its numbers."""
+    parts = [f"# The paper's claims, answered over seeds ({config_name})", "",
+             "Verdicts are 95 % bootstrap intervals over seeds of Spearman's rho against the learning rate "
+             "(docs/statistics.md)."]
+    for _, row in claims.iterrows():
+        parts += ["", f"## {row['dataset']} · {row['model']} · {row['optimizer']}", ""]
+        parts += [f"- {line}" for line in claim_lines(row)]
+    if not len(claims):
+        parts += ["", "No cell has runs at three or more learning rates yet."]
+    return "\n".join(parts) + "\n"
+
+
 def summary_text(report: Report) -> str:
     """What `lrnoise report` prints: the main configuration's two tables, sweet spots, verdicts, the files."""
     main = report.main
@@ -530,9 +573,8 @@ def summary_text(report: Report) -> str:
                   for _, r in main.sweet_spots.iterrows()]
     for config in report.configs:
         for _, row in config.claims.iterrows():
-            parts.append(f"[{config.info.name}] {row['dataset']} {row['model']} {row['optimizer']}: A_avr "
-                         f"{row['avr_verdict']} (rho {row['avr_rho']:+.2f}, 95 % CI {row['avr_ci_low']:+.2f}.."
-                         f"{row['avr_ci_high']:+.2f}, {row['n_runs']} runs)")
+            parts.append(f"[{config.info.name}] {row['dataset']} {row['model']} {row['optimizer']}: "
+                         f"{claim_lines(row)[0]}")
     parts.append(f"{len(main.missing)} configurations missing" + (":" if main.missing else ""))
     parts += [f"  {line}" for line in main.missing[:20]]
     parts.append(f"files in {report.out}: " + ", ".join(report.files))

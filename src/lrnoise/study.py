@@ -65,8 +65,7 @@ PRESETS = {
             {**FIGURE3_BLOCK, "datasets": ("digits",)},
         ],
         "seeds": (0,), "epochs": 10, "patience": 4, "batch_size": 32, "noise": ("additive", "pcm"), "trials": 5,
-        "workers": 2,  # digits' steps are overhead-bound: 2 at once 307 s, 1 at a time 351 s on 2 cores; since the
-        # per-configuration costs fell (issue 13) the two are within run-to-run noise (330 s vs 321 s)
+        "workers": 2,  # digits' steps are overhead-bound: two at once leave no core idle on a 2-core CPU
     },
 }
 GRID_FIELDS = ("datasets", "models", "optimizers", "lrs")
@@ -416,6 +415,16 @@ def _local_workers(dispatcher: Dispatcher, workers, experiment, parent, data_dir
         t.join()
 
 
+_WORKER_SWEEP: list = []  # a Ray worker process's SweepCache, made by its first task
+
+
+def _run_job_in_worker(*args) -> Outcome:
+    """run_job for a Ray task, with the worker process's own SweepCache (a long-lived worker reuses its models)."""
+    if not _WORKER_SWEEP:
+        _WORKER_SWEEP.append(SweepCache())
+    return run_job(*args, sweep=_WORKER_SWEEP[0])
+
+
 def _ray(jobs, experiment, parent, data_dir, on_done, address):
     try:
         import ray
@@ -425,7 +434,7 @@ def _ray(jobs, experiment, parent, data_dir, on_done, address):
              log_to_driver=False)
     try:
         gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
-        task = ray.remote(num_gpus=gpus, max_retries=0)(run_job)
+        task = ray.remote(num_gpus=gpus, max_retries=0)(_run_job_in_worker)
         pending = {task.remote(job, experiment, parent, data_dir): job for job in jobs}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)

@@ -135,8 +135,10 @@ def set_tracking_uri(uri: str) -> None:
 
 
 def quiet_loggers() -> None:
-    """MLflow's and alembic's INFO chatter (database set-up) off, so an error stays one line."""
+    """MLflow's and alembic's INFO chatter (database set-up) off, so an error stays one line, and no "View run
+    ... at" line for every run a command ends (workers inherit the setting)."""
     import logging
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -335,6 +337,28 @@ def last_step(run_id: str, metric: str) -> int:
 def metric_entities(metrics: dict, step: int | None, when: float) -> list:
     """`metrics` as MLflow entities logged at `when` (unix time), for a log_batch write."""
     return [mlflow.entities.Metric(k, float(v), int(when * 1000), step or 0) for k, v in metrics.items()]
+
+
+TRAIN_SPLIT, TEST_SPLIT = "train", "test"  # dataset inputs' contexts: the split a run used
+
+
+def dataset_digest(x: np.ndarray, y: np.ndarray) -> str:
+    """A split's digest over every image and label (MLflow's own digest reads only the first 10,000 values)."""
+    digest = hashlib.sha256(repr((x.shape, x.dtype.str, y.shape, y.dtype.str)).encode())
+    for array in (x, y):
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()[:16]
+
+
+def log_datasets(name: str, source: str, splits: dict) -> None:
+    """Logs the active run's data as MLflow dataset inputs (the runs table's Dataset column and its filter):
+    `splits` {context: (images, labels)}, each under the dataset's `name`, its `source` and dataset_digest."""
+    import warnings
+    with warnings.catch_warnings():  # "can be interpreted in multiple ways": a local path or name, as meant
+        warnings.simplefilter("ignore", UserWarning)
+        datasets = [mlflow.data.from_numpy(x, targets=y, source=source or "unknown", name=name,
+                                           digest=dataset_digest(x, y)) for x, y in splits.values()]
+    mlflow.log_inputs(datasets=datasets, contexts=list(splits), tags_list=[None] * len(datasets))
 
 
 def log_metrics(metrics: dict, step: int | None = None, run_id: str | None = None) -> None:

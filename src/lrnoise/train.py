@@ -186,7 +186,7 @@ class EpochLog(keras.callbacks.Callback):
         self.pending.update(metrics)
 
     def write(self, epoch: int) -> None:
-        # one store write per epoch: 7.8-8.6 ms against 12.0-13.5 ms for two (sqlite store, AVX2 machine)
+        # one store write per epoch: 7.8-8.6 ms against 12.0-13.5 ms for two (sqlite store, 2-core x86-64 CPU with AVX2)
         leases.beat(self.run_id, self.pending if epoch + 1 > self.logged_through else None, step=epoch + 1)
         self.pending = {}
 
@@ -274,13 +274,17 @@ def train(config: TrainConfig, data_dir: str | None = None, experiment: str = tr
     execution.validate()
     registered_model = registered_model or f"lrnoise-{config.dataset}-{config.model}"
     fastpath.cache_save_skipsets()  # this run saves its model (checkpoints, the logged model)
-    prepared = sweep.take_prepared(config, execution, data_dir) if sweep and not (resume or dataset) else None
+    prepared = sweep.take_prepared(config, execution, data_dir) if sweep else None  # taken (or dropped) once
+    if resume or dataset:  # a resumed run continues its checkpoint; given data is not the prepared data
+        prepared = None
     ds = prepared.dataset if prepared else dataset or load_data(config, data_dir)
 
     with tracking.run(experiment, "train", run_id=resume, parent_run_id=parent_run_id, run_name=config.run_name), \
             tracking.temp_dir() as tmp:
         run_id = tracking.active_run_id()
         tracking.log_params(config.params(), execution=execution.params())
+        tracking.log_datasets(ds.name, ds.source, {tracking.TRAIN_SPLIT: (ds.x_train, ds.y_train),
+                                                   tracking.TEST_SPLIT: (ds.x_test, ds.y_test)})
         folder = Path(tmp) / "ckpt"
         folder.mkdir()
         model, state = _starting_point(config, execution, ds, folder, resume, prepared, sweep)

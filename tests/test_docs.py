@@ -1,0 +1,86 @@
+"""What the README and docs/ say is checked: every `lrnoise ...` command line parses against the CLI, and every
+`lrnoise.module.name` they mention exists."""
+import importlib
+import re
+import shlex
+
+import pytest
+import typer.main
+
+from conftest import ROOT
+from lrnoise import cli
+
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md"]
+UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")  # Typer carries its own click
+ENV_ASSIGNMENT = re.compile(r"^[A-Z_][A-Z0-9_]*=\S*$")
+
+
+def command_lines(text: str) -> list[str]:
+    """Every `lrnoise <command> ...` in fenced code blocks (continuation lines joined) and in inline code."""
+    found, fenced = [], False
+    for line in re.sub(r"\\[ \t]*\r?\n\s*", " ", text).splitlines():
+        if line.strip().startswith("```"):
+            fenced = not fenced
+            continue
+        candidates = [line.split("#")[0]] if fenced else re.findall(r"`([^`]+)`", line)
+        for candidate in candidates:
+            words = re.sub(r"^\$\s+", "", candidate.strip()).split()  # a shell prompt
+            while words and ENV_ASSIGNMENT.match(words[0]):  # KERAS_BACKEND=jax lrnoise ...
+                words.pop(0)
+            if len(words) >= 2 and words[0] == "lrnoise" and not words[1].startswith("-"):
+                found.append(" ".join(words))
+    return found
+
+
+def parse(line: str) -> None:
+    """Parses `line` as the CLI would (no command runs): an unknown command or option raises UsageError."""
+    group = typer.main.get_command(cli.app)
+    name, *args = shlex.split(line)[1:]
+    if name not in group.commands:
+        raise UsageError(f"no command {name!r}")
+    group.commands[name].make_context(name, args)
+
+
+COMMANDS = sorted({(page.name, line) for page in PAGES if page.exists() for line in command_lines(page.read_text())})
+
+
+def test_the_pages_show_commands():
+    assert len(COMMANDS) >= 10 and any(page == "README.md" for page, _ in COMMANDS)
+
+
+@pytest.mark.parametrize("page, line", COMMANDS)
+def test_every_documented_command_parses(page, line):
+    parse(line)
+
+
+def test_an_unknown_option_or_command_fails_the_check():
+    with pytest.raises(UsageError):
+        parse("lrnoise train --learning-rate 0.1")
+    with pytest.raises(UsageError):
+        parse("lrnoise fit --lr 0.1")
+    assert command_lines("```bash\nKERAS_BACKEND=jax lrnoise train \\\n  --lr 0.1\n```\nsee `lrnoise report`") == [
+        "lrnoise train --lr 0.1", "lrnoise report"]
+
+
+NAMES = sorted({(page.name, m.group(0)) for page in PAGES if page.exists()
+                for m in re.finditer(r"\blrnoise\.([a-z_]+)\.([A-Za-z_][A-Za-z0-9_]*)", page.read_text())})
+
+
+@pytest.mark.parametrize("page, name", NAMES)
+def test_every_documented_name_exists(page, name):
+    _, module, attribute = name.split(".")
+    assert hasattr(importlib.import_module(f"lrnoise.{module}"), attribute), f"{page}: {name}"
+
+
+def test_the_benchmark_table_is_the_one_generated_from_results_json():
+    import json
+    import sys
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import table
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    results = json.loads((ROOT / "benchmarks" / "results.json").read_text())
+    readme = (ROOT / "benchmarks" / "README.md").read_text()
+    assert readme == table.generated(readme, results), "run python benchmarks/table.py"
+    assert "study_fixed_seconds_per_configuration" in readme
