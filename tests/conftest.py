@@ -40,6 +40,12 @@ def store(tmp_path, monkeypatch):
         os.environ["MLFLOW_REGISTRY_URI"] = registry_env
 
 
+def runs_of(kind: str, experiment: str = "lrnoise") -> list:
+    """Every run of lrnoise kind `kind` (train, noise_eval, study, claim, ...) in `experiment`."""
+    return [r for r in mlflow.search_runs(experiment_names=[experiment], output_format="list",
+                                          filter_string=f"tags.`lrnoise.kind` = '{kind}'")]
+
+
 def run_statuses(experiment="lrnoise"):
     """{run_id: status} of every run in `experiment` (all lifecycle stages)."""
     client = mlflow.tracking.MlflowClient()
