@@ -12,8 +12,8 @@ import _common
 import table
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["noise_eval.py", "train_speed.py", "study_overhead.py", "report_speed.py", "memory.py",
-              "server_latency.py"]
+BENCHMARKS = ["noise_eval.py", "train_speed.py", "train_noise.py", "study_overhead.py", "report_speed.py",
+              "memory.py", "server_latency.py"]
 TARGETS = {key: target for key, (_, target) in table.FIGURES.items() if target}  # key: (comparison, bound)
 INFORMATION = [  # required too, shown without a target
     "train_ratio_vs_bare_fit_measured", "grad_noise_overhead_measured", "first_epoch_vs_steady_epoch",

@@ -31,6 +31,8 @@ FIGURES = {
                           None),
     "server_uvicorn_vs_lrnoise": ("the same request to MLflow's default uvicorn server / to the study's server",
                                   None),
+    "train_noise_step_vs_clean_step": ("a steady epoch with noise-injection training (eta 5 %) / the same epoch "
+                                       "trained clean, digits ResNet20, batch 32", ("<=", 1.3)),
     "report_seconds_1000": ("report from 1,000 runs (x2 noise evaluations), seconds", ("<=", 60.0)),
     "report_growth_100_to_1000": ("report time 1,000 runs / 100 runs", ("<=", 10.0)),
     "train_peak_rss_gib": ("peak RSS of training on 50,000 x 32 x 32 x 3 images, GiB", ("<", 2.0)),

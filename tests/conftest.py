@@ -14,6 +14,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from lrnoise import tracking
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -43,7 +45,7 @@ def store(tmp_path, monkeypatch):
 def runs_of(kind: str, experiment: str = "lrnoise") -> list:
     """Every run of lrnoise kind `kind` (train, noise_eval, study, claim, ...) in `experiment`."""
     return [r for r in mlflow.search_runs(experiment_names=[experiment], output_format="list",
-                                          filter_string=f"tags.`lrnoise.kind` = '{kind}'")]
+                                          filter_string=f"tags.`{tracking.KIND}` = '{kind}'")]
 
 
 def run_statuses(experiment="lrnoise"):

@@ -56,6 +56,12 @@ def test_other_backend_without_tensorflow(store, tmp_path, backend):
     assert trained.info.status == "FINISHED" and "avg_normalized_accuracy" in trained.data.metrics
     assert any(k.startswith("pcm-") and k.endswith("/avg_normalized_accuracy") for k in trained.data.metrics)
     assert "grad_noise_power_mean" in trained.data.metrics  # eq. 1-3 measured through torch's autodiff
+    # noise-injection training through the backend's own training step (torch: train_step(data); jax: the
+    # stateless train_step(state, data))
+    out = run("train", "--epochs", "2", "--batch-size", "128", "--patience", "0", "--train-noise", "0.05")
+    noisy = mlflow.get_run(out.strip().splitlines()[-1].split()[-1])
+    assert noisy.info.status == "FINISHED" and noisy.data.params["train_noise"] == "0.05"
+    assert noisy.data.metrics["baseline_accuracy"] > 0.2  # it learned (chance: 0.1)
     folder = mlflow.artifacts.download_artifacts(artifact_uri=tracking.model_uri_of_run(run_id))
     requirements = open(f"{folder}/requirements.txt").read()
     assert f"{backend}==" in requirements and "tensorflow" not in requirements

@@ -17,7 +17,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import ROOT, kill_server, start_server
-from lrnoise import noise, paper, report, tracking
+from lrnoise import figures, noise, paper, report, tracking
 from lrnoise import server as tracking_server
 from lrnoise import stats as lrnoise_stats
 from lrnoise.cli import app
@@ -40,15 +40,17 @@ RUNS = [
 
 
 def add_run(client, exp_id, dataset, model, optimizer, lr, seed, baseline, normalized, status="FINISHED",
-            config=PAPER, learned=True):
+            config=PAPER, learned=True, batch_size=128, train_noise=0.0, metrics=None):
     """A finished training run and, when `normalized` is given, a finished noise evaluation of it under
-    `config` whose A^x are `normalized` (one per level of the configuration)."""
+    `config` whose A^x are `normalized` (one per level of the configuration). `metrics`: more of the run's own."""
     run = client.create_run(exp_id, tags={tracking.KIND: "train", tracking.LEARNED: str(learned).lower()})
     params = {"dataset": dataset, "model": model, "optimizer": optimizer, "lr": tracking.canonical(lr),
-              "batch_size": "128", "epochs": "100", "seed": str(seed), "init": "glorot_uniform", "shortcut": "A",
-              "patience": "10"}
+              "batch_size": str(batch_size), "epochs": "100", "seed": str(seed), "init": "glorot_uniform",
+              "shortcut": "A", "patience": "10", **({"train_noise": tracking.canonical(train_noise)}
+                                                    if train_noise else {})}
     now = int(time.time() * 1000)
-    client.log_batch(run.info.run_id, metrics=[Metric(tracking.BASELINE_ACCURACY, baseline, now, 0)],
+    logged = {tracking.BASELINE_ACCURACY: baseline, **(metrics or {})}
+    client.log_batch(run.info.run_id, metrics=[Metric(k, v, now, 0) for k, v in logged.items()],
                      params=[Param(k, v) for k, v in params.items()])
     client.set_terminated(run.info.run_id, status)
     if normalized:
@@ -292,3 +294,54 @@ def test_a_verdict_without_an_interval_prints_none():
     assert avr.startswith("- A_avr too few seeds: rho +") and ", no interval, 6 runs, 1 seeds per lr" in avr
     assert "[" not in avr
     assert report.claim_lines(claims.iloc[0])[0] == avr[2:]
+
+
+# ---------------------------------------------------------------- the mechanism tests, from a store
+def test_batch_size_and_train_noise_runs_give_the_mechanism_tests_and_figures(store, tmp_path):
+    """A store like `--preset mechanism`'s: lr x batch size with seeds (A_avr a function of lr^2 / B, the noise
+    power lr^2 / B as eq. 2 says), and noise-injection runs at lr 0.00075 that are clearly more robust."""
+    client = mlflow.tracking.MlflowClient()
+    exp_id = tracking.ensure_experiment("lrnoise")
+    rng = np.random.default_rng(12)
+
+    def add(lr, batch_size, seed, avr, train_noise=0.0):
+        power = lr ** 2 / batch_size * np.exp(rng.normal(0, 0.05))
+        add_run(client, exp_id, "digits", "resnet20", "adam", lr, seed, 0.95 + rng.normal(0, 0.002),
+                [avr + rng.normal(0, 0.004)] * 6, batch_size=batch_size, train_noise=train_noise,
+                metrics={tracking.GRAD_NOISE_POWER_MEAN: power})
+
+    for lr in (0.0005, 0.001, 0.002):
+        for batch_size in (16, 64):
+            for seed in range(3):
+                add(lr, batch_size, seed, 0.7 - 0.05 * (np.log(lr) - 0.5 * np.log(batch_size) + 5.5))
+    for train_noise, gain in ((0.0, 0.0), (0.05, 0.06), (0.1, 0.12)):
+        for seed in range(3):
+            add(0.00075, 64, seed, 0.7 - 0.05 * (np.log(0.00075) - 0.5 * np.log(64) + 5.5) + gain, train_noise)
+    built = report.build_and_write("lrnoise", tmp_path / "out", set_alias=False, log_run=False)
+    main = built.main
+    eq2 = main.eq2.set_index("value")
+    assert eq2.loc["avg_normalized_accuracy", "verdict"] == lrnoise_stats.CONSISTENT
+    assert eq2.loc["log grad_noise_power_mean", "verdict"] == lrnoise_stats.CONSISTENT
+    assert eq2.loc["log grad_noise_power_mean", "lr_slope"] == pytest.approx(2.0, abs=0.15)
+    assert list(main.frontier["verdict"]) == ["noise-injection training dominates"]
+    assert main.frontier.iloc[0]["noise_best_train_noise"] == 0.1
+    noise_trend = main.axis_claims[main.axis_claims["axis"] == "train_noise"]
+    assert list(noise_trend["avr_verdict"]) == ["rises with train_noise"]
+    assert set(main.axis_claims[main.axis_claims["axis"] == "batch_size"]["lr"]) == {0.0005, 0.001, 0.002}
+    # the paper's tables: clean training, a row per model and batch size; the noisy runs are not in them
+    (block,) = main.tables["table2_baseline_accuracy"][1].values()
+    assert list(block.index) == ["resnet20 B=16", "resnet20 B=64"]
+    assert block.loc["resnet20 B=64", "0.00075"].endswith("(n=3)")  # the clean run at 0.00075 alone
+    out = tmp_path / "out"
+    for name in ("fig7_eq2_digits.png", "fig8_frontier_digits.png", "eq2.csv", "frontier.csv", "axis_claims.csv"):
+        assert (out / name).is_file(), name
+    claims = (out / "claims.md").read_text()
+    assert "## Eq. 2: does only lr^2 / B matter?" in claims and "## lr tuning vs noise-injection training" in claims
+    assert re.search(r"eq\. 2 on avg_normalized_accuracy: consistent with lr\^2/B: slope ratio b/a -0\.\d\d "
+                     r"\[-\d\.\d\d, -0\.\d\d\]", claims), claims
+    assert "noise-injection training dominates: best A_avr within 1% of the best baseline" in claims
+    assert "digits · resnet20 · adam · lr 0.00075 · B=64: A_avr rises with train_noise" in claims
+    assert "eq. 2 on avg_normalized_accuracy: consistent" in report.summary_text(built)
+    for stem, fig in main.figures.items():
+        if stem.startswith(("fig7", "fig8")):
+            assert figures.layout_problems(fig) == [], stem

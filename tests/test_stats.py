@@ -191,7 +191,7 @@ CELLS = {
     ("cifar10", "resnet56", "adam"): None,  # only 2 lrs: no claim
 }
 CLAIM_COLUMNS = [
-    "dataset", "model", "optimizer", "n_runs", "n_lrs", "seeds_per_lr",
+    "dataset", "model", "optimizer", "batch_size", "train_noise", "n_runs", "n_lrs", "seeds_per_lr",
     "avr_rho", "avr_ci_low", "avr_ci_high", "avr_verdict",
     "baseline_rho", "baseline_ci_low", "baseline_ci_high", "baseline_verdict",
     "sweet_spot_lr", "sweet_spot_share", "sweet_spot_shares",
@@ -298,3 +298,136 @@ def test_claims_mechanism_columns(runs, grad, update, mechanism, update_mechanis
     assert math.isnan(row["mechanism_rho"]) == (mechanism == "not measured")
     if mechanism == "negative":
         assert row["mechanism_ci_high"] < 0 and row["mechanism_rho"] < -0.8
+
+
+# ---------------------------------------------------------------- claims over batch size and train noise
+def axis_table(axis: str, slope: float, rng, seeds: int = 4, levels=(16, 32, 64, 128)) -> pd.DataFrame:
+    """A_avr = 0.6 + slope * (position of the axis value) + seed noise, the other axes fixed."""
+    rows = []
+    for position, value in enumerate(levels):
+        for seed in range(seeds):
+            row = {"dataset": "digits", "model": "resnet20", "optimizer": "adam", "lr": 0.001, "batch_size": 32,
+                   "train_noise": 0.0, "seed": seed, "baseline_accuracy": 0.9 + rng.normal(0, 0.002),
+                   "avg_normalized_accuracy": 0.6 + slope * position + rng.normal(0, 0.01)}
+            rows.append({**row, axis: value})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("axis, levels", [("batch_size", (16, 32, 64, 128)), ("train_noise", (0.0, 0.02, 0.05, 0.1))])
+def test_axis_claims_find_a_planted_trend_in_the_axis_words(axis, levels):
+    table = stats.axis_claims(axis_table(axis, -0.03, np.random.default_rng(3), levels=levels), axis)
+    assert list(table.columns) == stats.AXIS_CLAIM_COLUMNS and len(table) == 1
+    row = table.iloc[0]
+    assert row["avr_verdict"] == f"falls with {axis}" and row["n_levels"] == 4 and row["seeds_per_level"] == "4"
+    assert np.isnan(row[axis]) and row["lr"] == 0.001  # the swept axis, and what was held fixed
+
+
+def test_axis_claims_see_no_trend_in_pure_seed_noise():
+    # like test_trend_sees_no_trend_in_pure_noise: 50 replicates, about 47.5 "no clear trend" expected
+    streams = np.random.SeedSequence(77).spawn(50)
+    verdicts = [stats.axis_claims(axis_table("batch_size", 0.0, np.random.default_rng(s), seeds=5), "batch_size",
+                                  seed=i)["avr_verdict"].iloc[0] for i, s in enumerate(streams)]
+    assert verdicts.count("no clear trend") >= 45
+
+
+def test_axis_claims_keep_other_axes_apart_and_refuse_lr():
+    rng = np.random.default_rng(4)
+    two = pd.concat([axis_table("batch_size", -0.03, rng), axis_table("batch_size", 0.03, rng).assign(lr=0.002)])
+    table = stats.axis_claims(two, "batch_size")
+    assert list(table["lr"]) == [0.001, 0.002]  # two lrs, never pooled as seeds
+    assert list(table["avr_verdict"]) == ["falls with batch_size", "rises with batch_size"]
+    with pytest.raises(LrnoiseError, match="unknown axis 'lr'"):
+        stats.axis_claims(two, "lr")
+
+
+# ---------------------------------------------------------------- eq. 2
+def eq2_table(effect: float, ratio: float, rng, seeds: int = 3, noise: float = 0.01) -> pd.DataFrame:
+    """A_avr = 0.7 + effect * (log lr + ratio * log B) + seed noise: the slope ratio b / a is `ratio`."""
+    rows = []
+    for lr in (0.0005, 0.001, 0.002):
+        for batch_size in (16, 64):
+            for seed in range(seeds):
+                u = np.log(lr) + ratio * np.log(batch_size)
+                rows.append({"dataset": "digits", "model": "resnet20", "optimizer": "adam", "lr": lr,
+                             "batch_size": batch_size, "seed": seed, "baseline_accuracy": 0.9,
+                             "avg_normalized_accuracy": 0.7 + effect * u + rng.normal(0, noise)})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("ratio, verdict", [(-0.5, stats.CONSISTENT), (0.5, stats.NOT_CONSISTENT),
+                                            (-2.0, stats.NOT_CONSISTENT)])
+def test_eq2_reads_the_planted_slope_ratio(ratio, verdict):
+    found = stats.eq2_test(eq2_table(-0.05, ratio, np.random.default_rng(5), noise=0.005))
+    assert list(found.columns) == stats.EQ2_COLUMNS and len(found) == 1
+    row = found.iloc[0]
+    assert row["verdict"] == verdict and row["effect_p"] < 0.001
+    assert row["ratio"] == pytest.approx(ratio, abs=0.15) and row["ratio_ci_low"] < row["ratio"] < row["ratio_ci_high"]
+    assert row["lr_slope_ci_low"] < -0.05 < row["lr_slope_ci_high"]
+    assert (row["n_lrs"], row["n_batch_sizes"], row["seeds_per_cell"]) == (3, 2, "3")
+
+
+def test_eq2_on_pure_seed_noise_finds_no_effect_at_about_the_nominal_rate():
+    # 200 replicates, 5 seeds per (lr, B): measured 13 of 200 (6.5 %) effects found (3 seeds: 8.7 % over 300)
+    streams = np.random.SeedSequence(99).spawn(200)
+    verdicts = [stats.eq2_test(eq2_table(0.0, -0.5, np.random.default_rng(s), seeds=5), seed=i)["verdict"].iloc[0]
+                for i, s in enumerate(streams)]
+    assert verdicts.count(stats.NO_EFFECT) >= 184  # <= 8 % false effects
+    assert set(verdicts) <= {stats.NO_EFFECT, stats.CONSISTENT, stats.NOT_CONSISTENT}
+
+
+def test_eq2_reads_a_measured_noise_power_on_a_log_scale_and_needs_seeds():
+    rng = np.random.default_rng(6)
+    frame = eq2_table(-0.05, -0.5, rng)
+    frame["grad_noise_power_mean"] = [lr ** 2 / b * np.exp(rng.normal(0, 0.05))  # eq. 2: lr^2 C / B
+                                      for lr, b in zip(frame["lr"], frame["batch_size"])]
+    row = stats.eq2_test(frame, "grad_noise_power_mean", log_value=True).iloc[0]
+    assert row["value"] == "log grad_noise_power_mean" and row["verdict"] == stats.CONSISTENT
+    assert row["lr_slope"] == pytest.approx(2.0, abs=0.1) and row["b_slope"] == pytest.approx(-1.0, abs=0.1)
+    one_seed = stats.eq2_test(eq2_table(-0.05, -0.5, rng, seeds=1)).iloc[0]
+    assert one_seed["verdict"] == stats.TOO_FEW_SEEDS
+
+
+# ---------------------------------------------------------------- lr tuning vs noise-injection training
+def frontier_table(rng, noise_gain: float, seeds: int = 3) -> pd.DataFrame:
+    """An lr sweep (clean; A_avr falls with lr) and a train-noise sweep at lr 0.00075 (eta 0 is the clean run
+    there); the noise sweep's A_avr moves by noise_gain per step of eta at the same clean accuracy."""
+    rows = []
+    configs = [(lr, 0.0, 0.95, 0.70 - 200 * (lr - 0.0005)) for lr in (0.0005, 0.00075, 0.001, 0.002)]
+    configs += [(0.00075, tn, 0.95, 0.65 + noise_gain * (i + 1)) for i, tn in enumerate((0.02, 0.05, 0.1))]
+    for lr, tn, base, avr in configs:
+        for seed in range(seeds):
+            rows.append({"dataset": "digits", "model": "resnet20", "optimizer": "adam", "lr": lr, "batch_size": 64,
+                         "train_noise": tn, "seed": seed, "baseline_accuracy": base + rng.normal(0, 0.002),
+                         "avg_normalized_accuracy": avr + rng.normal(0, 0.005)})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("gain, verdict", [(0.05, "noise-injection training dominates"),
+                                           (-0.05, "lr tuning dominates")])
+def test_frontier_names_the_method_that_buys_more_robustness(gain, verdict):
+    found = stats.frontier(frontier_table(np.random.default_rng(8), gain))
+    assert list(found.columns) == stats.FRONTIER_COLUMNS and len(found) == 1
+    row = found.iloc[0]
+    assert row["verdict"] == verdict and row["noise_lr"] == 0.00075 and row["lr_best_lr"] == 0.0005
+    assert row["ci_low"] <= row["difference"] <= row["ci_high"]
+    if gain > 0:
+        assert row["noise_best_train_noise"] == 0.1 and row["difference"] == pytest.approx(0.10, abs=0.02)
+
+
+def test_frontier_leaves_out_a_configuration_below_the_accuracy_margin():
+    frame = frontier_table(np.random.default_rng(9), 0.05)
+    frame.loc[frame["train_noise"] == 0.1, "baseline_accuracy"] -= 0.05  # the most robust one costs 5 points
+    row = stats.frontier(frame, max_accuracy_drop=0.01).iloc[0]
+    assert row["noise_best_train_noise"] == 0.05
+    assert stats.frontier(frame, max_accuracy_drop=0.1).iloc[0]["noise_best_train_noise"] == 0.1
+
+
+def test_frontier_on_equal_methods_mostly_finds_no_clear_difference():
+    frames = []
+    for stream in np.random.SeedSequence(5).spawn(40):  # every configuration alike: pure seed noise
+        rng = np.random.default_rng(stream)
+        frame = frontier_table(rng, 0.0)
+        frame["avg_normalized_accuracy"] = 0.7 + rng.normal(0, 0.005, len(frame))
+        frames.append(frame)
+    verdicts = [stats.frontier(f, seed=i)["verdict"].iloc[0] for i, f in enumerate(frames)]
+    assert verdicts.count("no clear difference") >= 36

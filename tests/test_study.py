@@ -15,7 +15,7 @@ from lrnoise import server as tracking_server  # `server` is the fixture below
 from lrnoise.cli import app
 from lrnoise.noise import NoiseConfig
 
-TINY = dict(preset="demo", models=("resnet20",), optimizers=("adam",), lrs=(0.001, 0.002), epochs=1, trials=2,
+TINY = dict(preset="demo", models=("resnet20",), optimizers=("adam",), lrs=(0.001, 0.002), seeds=(0,), epochs=1, trials=2,
             batch_size=128, noise=("additive",))
 
 
@@ -25,20 +25,36 @@ def test_plans():
     assert {j.train.lr for j in paper_jobs} == set(paper.LRS) and 0.000725 not in paper.LRS
     assert len(study.plan(study.StudySpec("optimizers"))) == 6
     demo = study.plan(study.StudySpec("demo"))
-    assert {j.train.dataset for j in demo} == {"digits"} and len(demo) == 2 * 6 + 5
+    assert {j.train.dataset for j in demo} == {"digits"} and len(demo) == 6 * 3 + 5  # ResNet20: 6 lrs x 3 seeds
+    assert {(j.train.model, j.train.seed) for j in demo} == {("resnet20", 0), ("resnet20", 1), ("resnet20", 2)}
+    assert {j.train.batch_size for j in demo} == {32} and {j.train.train_noise for j in demo} == {0.0}
     assert all([c.name for c in j.noise] == ["additive-paper", "pcm-1s-1y"] for j in demo)
     assert all(j.noise[0].levels == paper.ETAS and j.noise[0].trials == 5 for j in demo)
     seeds = study.plan(study.StudySpec("seeds"))
     assert len(seeds) == 6 * 5 and {j.train.seed for j in seeds} == {0, 1, 2, 3, 4}
     assert len(study.plan(study.StudySpec("paper", seeds=(0, 1, 2)))) == 3 * (4 * 6 * 2 + 5)
-    job = demo[3]
+    mechanism = study.plan(study.StudySpec("mechanism"))
+    grid = {(j.train.optimizer, j.train.lr, j.train.batch_size, j.train.train_noise) for j in mechanism}
+    assert len(mechanism) == 3 * len(grid) == 3 * (2 * 3 * 2 + 4)  # 3 seeds of each
+    assert {("adam", 0.0005, 8, 0.0), ("adam", 0.001, 32, 0.0), ("momentum", 0.001, 8, 0.0),
+            ("momentum", 0.002, 32, 0.0)} <= grid  # equal lr^2 / B along a diagonal, for both optimizers
+    assert {tn for _, lr, b, tn in grid if (lr, b) == (0.00075, 32)} == {0.0, 0.02, 0.05, 0.1}
+    swept = study.plan(study.StudySpec("demo", models=("resnet20",), optimizers=("adam",), lrs=(0.001,), seeds=(0,),
+                                       batch_sizes=(16, 128), train_noises=(0.0, 0.05)))
+    assert [(j.train.batch_size, j.train.train_noise) for j in swept] == [(16, 0.0), (16, 0.05), (128, 0.0), (128, 0.05)]
+    assert len({tracking.config_key(j.train.params()) for j in swept}) == 4  # each its own configuration
+    assert "train_noise" not in swept[0].train.params()  # a clean training keeps the key it always had
+    with pytest.raises(study.LrnoiseError, match="--batch-size or --batch-sizes"):
+        study.StudySpec("demo", batch_size=32, batch_sizes=(16, 64))
+    job = swept[1]
     assert study.Job.from_json(job.to_json()) == job  # the process boundary loses nothing
 
 
 def test_study_params_name_the_grid():
     assert study.StudySpec("demo").params() == {
         "preset": "demo", "datasets": "preset", "models": "preset", "optimizers": "preset", "lrs": "preset",
-        "seeds": "0", "epochs": 10, "noise": "additive-paper,pcm-1s-1y", "trials": 5}
+        "batch_sizes": "preset", "train_noises": "preset", "seeds": "preset", "epochs": 10,
+        "noise": "additive-paper,pcm-1s-1y", "trials": 5}
     spec = study.StudySpec("paper", lrs=(0.001, 0.002), seeds=(0, 1), noise=("pcm",), times=(1.0, 60.0),
                            trials="auto")
     params = spec.params()
@@ -49,7 +65,8 @@ def test_study_params_name_the_grid():
 
 def test_workers_keep_to_their_trace_group():
     """Two workers on the demo: each takes the next configuration of the group it traced, a free worker the
-    largest group nobody is on, so the five single-optimizer groups and two Adam groups are traced once each."""
+    largest group nobody is on, so the five single-optimizer groups and three Adam groups (one per seed) are traced
+    once each."""
     queue, working, taken = study.plan(study.StudySpec("demo")), {}, {0: [], 1: []}
     groups = {study.trace_group(j) for j in queue}
     slot = 0
@@ -61,8 +78,8 @@ def test_workers_keep_to_their_trace_group():
         slot = 1 - slot  # the two workers alternate finishing
     traced = [g for worker in taken.values() for i, g in enumerate(worker) if g not in worker[:i]]
     assert sorted(traced) == sorted(groups)  # each group traced by one worker only
-    assert len(taken[0]) + len(taken[1]) == 17 and abs(len(taken[0]) - len(taken[1])) <= 1
-    assert taken[0][0] != taken[1][0]  # the two Adam groups (six lrs each) start in parallel
+    assert len(taken[0]) + len(taken[1]) == 23 and abs(len(taken[0]) - len(taken[1])) <= 1
+    assert taken[0][0] != taken[1][0]  # two Adam groups (six lrs each) start in parallel
     # a lone group two workers must share: the second worker helps rather than idles
     lone = study.plan(study.StudySpec("demo", models=("resnet20",), optimizers=("adam",)))
     first = study.next_job(lone, None, set())
@@ -120,7 +137,7 @@ def test_cpu_workers_share_the_cores(monkeypatch):
 def test_mlflow_run_study_then_second_invocation_trains_nothing(store):
     cmd = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "study", "--env-manager", "local",
            "--experiment-name", "lrnoise", "-P", "models=resnet20", "-P", "optimizers=adam", "-P", "lrs=0.001,0.002",
-           "-P", "epochs=1", "-P", "trials=2", "-P", "noise=additive,pcm",
+           "-P", "seeds=0", "-P", "epochs=1", "-P", "trials=2", "-P", "noise=additive,pcm",
            "-P", f"report_dir={os.getcwd()}/reports/lrnoise"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -191,10 +208,10 @@ def test_a_failed_configuration_does_not_stop_the_grid(store, monkeypatch):
 
     monkeypatch.setattr(train_module, "train", flaky)
     result = CliRunner().invoke(app, ["study", "--models", "resnet20", "--optimizers", "adam", "--lrs",
-                                      "0.001,0.002", "--epochs", "1", "--trials", "1", "--batch-size", "128",
+                                      "0.001,0.002", "--seeds", "0", "--epochs", "1", "--trials", "1", "--batch-size", "128",
                                       "--workers", "1"])  # in this process: the monkeypatch holds
     assert result.exit_code == 1
-    assert "failed: digits/resnet20/adam/lr=0.002/seed=0: RuntimeError: disk full" in result.output
+    assert "failed: digits/resnet20/adam/lr=0.002/B=128/seed=0: RuntimeError: disk full" in result.output
     assert len([r for r in runs_of("train") if r.info.status == "FINISHED"]) == 1
     assert {r.info.status for r in runs_of("study")} == {"FAILED"}
     assert "RUNNING" not in run_statuses().values()

@@ -161,3 +161,32 @@ def test_a_run_shows_its_data_as_dataset_inputs(store):
     assert seen == {("digits", tracking.dataset_digest(x, y), "train"),
                     ("digits", tracking.dataset_digest(x[:1], y[:1]), "test")}
     assert all("load_digits" in i.dataset.source for i in inputs)
+
+
+def test_two_workers_logging_the_same_dataset_at_once_lose_no_run(store, monkeypatch):
+    """The store creates a dataset in a get-or-create that is not atomic: the loser of two workers logging the
+    same split at once gets UNIQUE constraint failed (seen with two study workers on one server). Its inputs
+    are logged again, and the dataset the winner created is reused."""
+    from mlflow.exceptions import MlflowException
+    x, y = np.zeros((2, 8, 8, 1), np.uint8), np.array([1, 2])
+    with mlflow.start_run():  # the winner
+        tracking.log_datasets("digits", "src", {tracking.TEST_SPLIT: (x, y)})
+    real, calls = mlflow.log_inputs, []
+
+    def racing(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, "
+                                  "datasets.name, datasets.digest")
+        return real(**kwargs)
+
+    monkeypatch.setattr(mlflow, "log_inputs", racing)
+    with mlflow.start_run() as loser:
+        tracking.log_datasets("digits", "src", {tracking.TEST_SPLIT: (x, y)})
+    assert len(calls) == 2
+    assert [i.dataset.digest for i in mlflow.get_run(loser.info.run_id).inputs.dataset_inputs] == [
+        tracking.dataset_digest(x, y)]
+    calls.clear()
+    monkeypatch.setattr(mlflow, "log_inputs", lambda **kw: (_ for _ in ()).throw(MlflowException("refused")))
+    with pytest.raises(MlflowException, match="refused"), mlflow.start_run():  # any other error is not retried
+        tracking.log_datasets("digits", "src", {tracking.TEST_SPLIT: (x, y)})

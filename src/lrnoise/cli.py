@@ -112,6 +112,9 @@ def train(
                                                             "epochs"),
     shortcut: str = typer.Option(TrainConfig.shortcut, help="ResNet shortcut: A (zero-pad identity) or B (1x1 "
                                                             "projection)"),
+    train_noise: float = typer.Option(TrainConfig.train_noise, help="noise-injection training: eta of the additive "
+                                      "weight noise N(0, (eta sigma_w)^2) drawn in every training step (0.05 = 5 %); "
+                                      "0 = clean training"),
     data_dir: Optional[str] = typer.Option(None, help="folder with the official CIFAR archives or their folders"),
     experiment: str = typer.Option(tracking.DEFAULT_EXPERIMENT, help="MLflow experiment name"),
     registered_model: Optional[str] = typer.Option(None, help="registry name [default: lrnoise-<dataset>-<model>]"),
@@ -133,7 +136,8 @@ def train(
         config = resume_config(resume)
     else:
         config = TrainConfig(dataset=dataset, model=model, optimizer=optimizer, lr=lr, batch_size=batch_size,
-                             epochs=epochs, seed=seed, shortcut=shortcut, patience=patience).validate()
+                             epochs=epochs, seed=seed, shortcut=shortcut, patience=patience,
+                             train_noise=train_noise).validate()
     execution = Execution(mixed_precision=mixed_precision, jit_compile=jit_compile,
                           steps_per_execution=steps_per_execution, grad_noise_batches=grad_noise_batches,
                           checkpoint_every=checkpoint_every).validate()
@@ -213,12 +217,16 @@ def report(
 @app.command()
 @one_line_errors
 def study(
-    preset: str = typer.Option("demo", help="demo (digits, minutes on a CPU) | seeds (digits, 5 seeds) | paper | "
+    preset: str = typer.Option("demo", help="demo (digits, minutes on a CPU) | seeds (digits, 5 seeds) | mechanism "
+                                            "(digits: lr x batch size, noise-injection training) | paper | "
                                             "optimizers"),
     datasets: Optional[str] = typer.Option(None, help="override, e.g. cifar10,cifar100"),
     models: Optional[str] = typer.Option(None, help="override, e.g. resnet20,resnet32"),
     optimizers: Optional[str] = typer.Option(None, help="override, e.g. adam,sgd"),
     lrs: Optional[str] = typer.Option(None, help="override, e.g. 0.0005,0.001"),
+    batch_sizes: Optional[str] = typer.Option(None, help="override, e.g. 16,32,64,128 (a swept axis)"),
+    train_noises: Optional[str] = typer.Option(None, help="noise-injection training etas, e.g. 0,0.02,0.05,0.1 "
+                                                          "(0 = clean training; a swept axis)"),
     seeds: Optional[str] = typer.Option(None, help="override, e.g. 0,1,2"),
     epochs: Optional[str] = typer.Option(None, help="override the preset's maximum epochs"),  # str: '' = unset
     noise: Optional[str] = typer.Option(None, help="noise configurations, e.g. additive,pcm [preset's]"),
@@ -226,7 +234,7 @@ def study(
     times: Optional[str] = typer.Option(None, help="override the inference times (s) of pcm"),
     trials: Optional[str] = typer.Option(None, help="override draws per level (or 'auto')"),
     patience: Optional[int] = typer.Option(None, help="override early-stopping patience"),
-    batch_size: Optional[int] = typer.Option(None, help="override the batch size"),
+    batch_size: Optional[int] = typer.Option(None, help="one batch size for every configuration (= --batch-sizes N)"),
     experiment: str = typer.Option(tracking.DEFAULT_EXPERIMENT, help="MLflow experiment"),
     workers: Optional[str] = typer.Option(None, help="configurations at once (processes; one GPU each when GPUs "
                                                      "exist) [default: the preset's, 2 for demo and seeds on a "
@@ -249,7 +257,8 @@ def study(
     spec = study_module.StudySpec(
         preset=preset, datasets=parse_list(datasets, str, "datasets"), models=parse_list(models, str, "models"),
         optimizers=parse_list(optimizers, str, "optimizers"), lrs=parse_list(lrs, float, "lrs"),
-        seeds=parse_list(seeds, int, "seeds"), epochs=int(epochs) if epochs else None,
+        batch_sizes=parse_list(batch_sizes, int, "batch-sizes"),
+        train_noises=parse_list(train_noises, float, "train-noises"), seeds=parse_list(seeds, int, "seeds"), epochs=int(epochs) if epochs else None,
         noise=parse_list(noise, str, "noise"), etas=parse_list(etas, float, "etas"),
         times=parse_list(times, float, "times"), trials=parse_trials(trials), patience=patience,
         batch_size=batch_size)

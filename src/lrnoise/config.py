@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, fields
 from lrnoise.errors import LrnoiseError
 from lrnoise.paper import OPTIMIZERS  # the paper's six, in its order
 
+MAX_TRAIN_NOISE = 1.0  # train_noise is eta, a fraction of each tensor's sigma_w (1 = noise as large as the weights)
 PRECISION_POLICIES = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}  # Keras dtype policies
 
 
@@ -27,6 +28,7 @@ class TrainConfig:
     init: str = "glorot_uniform"  # the paper's initializer
     shortcut: str = "A"  # He et al.'s option A (zero-padded identity) as for their CIFAR ResNets
     patience: int = 10  # epochs without a better val_loss before stopping; 0 = run all epochs
+    train_noise: float = 0.0  # eta of the weight noise injected in every training step (noise_training.py); 0 = none
 
     def validate(self) -> "TrainConfig":
         from lrnoise import data, models  # models imports Keras: only when a configuration is checked
@@ -42,14 +44,23 @@ class TrainConfig:
         if self.patience < 0:
             raise LrnoiseError(f"patience must be >= 0, got {self.patience}")
         models.check_shortcut(self.shortcut)
+        if not 0 <= self.train_noise <= MAX_TRAIN_NOISE:
+            raise LrnoiseError(f"train_noise must be an eta between 0 (clean training) and {MAX_TRAIN_NOISE:g}, "
+                               f"got {self.train_noise}")
         return self
 
     def params(self) -> dict:
-        return asdict(self)
+        """The training run's params. train_noise is left out at 0, so a clean training keeps the params (and
+        configuration key) it had before noise-injection training existed."""
+        params = asdict(self)
+        if not self.train_noise:
+            del params["train_noise"]
+        return params
 
     @property
     def run_name(self) -> str:
-        return f"{self.dataset}-{self.model}-{self.optimizer}-lr{self.lr:g}-s{self.seed}"
+        noisy = f"-tn{self.train_noise:g}" if self.train_noise else ""
+        return f"{self.dataset}-{self.model}-{self.optimizer}-lr{self.lr:g}-b{self.batch_size}{noisy}-s{self.seed}"
 
     @classmethod
     def from_params(cls, params: dict) -> "TrainConfig":

@@ -417,6 +417,84 @@ def mechanism(points: pd.DataFrame, title: str, x_label: str) -> Figure:
     return fig
 
 
+# ---------------------------------------------------------------- Figure 7: eq. 2's collapse
+BATCH_CMAP = colormaps["plasma"]  # batch sizes, by log2 value (cut before plasma's pale yellow end)
+
+
+def batch_colors(batch_sizes) -> dict[int, str]:
+    """One colour per batch size from its log2 value alone (8 ... 1024 across the map)."""
+    return {int(b): to_hex(BATCH_CMAP(0.85 * float(np.clip((np.log2(b) - 3) / 7, 0, 1))))
+            for b in sorted(set(map(int, batch_sizes)))}
+
+
+def eq2_collapse(points: pd.DataFrame, title: str) -> Figure:
+    """A_avr (%) against lr^2 / B (log x), a panel per optimizer; each (lr, B) configuration is its mean over
+    seeds with a 95 % CI bar, coloured by batch size, its seeds as small dots. If the gradient-noise power of
+    eq. 2 (lr^2 C / B) is what sets A_avr, the colours fall onto one curve.
+
+    points: optimizer, lr, batch_size, avr (one row per run).
+    """
+    _require(points, ["optimizer", "lr", "batch_size", "avr"], "eq2_collapse")
+    optimizers = [o for o in paper.OPTIMIZERS if o in set(points["optimizer"])] + sorted(
+        set(points["optimizer"]) - set(paper.OPTIMIZERS))
+    colors = batch_colors(points["batch_size"])
+    fig, axes = _panels(len(optimizers), title, legend="right")
+    legend = {}
+    for ax, optimizer in zip(axes, optimizers):
+        mine = points[points["optimizer"] == optimizer].assign(
+            u=lambda f: f["lr"].astype(float) ** 2 / f["batch_size"].astype(float))
+        for batch_size, group in mine.groupby("batch_size"):
+            color = colors[int(batch_size)]
+            ax.scatter(group["u"], _percent(group["avr"]), color=color, s=8, alpha=0.45)
+            means = group.groupby("u")["avr"].agg(["mean", "std", "count"]).reset_index()
+            half = [_t_half(row["std"], row["count"]) for _, row in means.iterrows()]
+            label = f"B = {int(batch_size)} ({_n_text(group.groupby('u').size())})"
+            handle = ax.errorbar(means["u"], _percent(means["mean"]), yerr=_percent(half), color=color,
+                                 marker="o", label=label, **ERRORBAR_STYLE)
+            legend.setdefault(int(batch_size), (handle, label))
+        ax.set_xscale("log")
+        _label_axes(ax, r"$\mathrm{lr}^2 / B$ (eq. 2's noise power, up to C)",
+                    r"average normalised accuracy $A_\mathrm{avr}$ (%)", str(optimizer))
+    _sorted_legend(fig, legend, "right")
+    return fig
+
+
+def _t_half(std: float, n: int) -> float:
+    """95 % t half-width of a mean of n values with sample sd `std` (0 for n < 2)."""
+    from scipy import stats as sps
+    return float(sps.t.ppf(0.975, n - 1) * std / np.sqrt(n)) if n > 1 and np.isfinite(std) else 0.0
+
+
+# ---------------------------------------------------------------- Figure 8: lr tuning vs noise-injection training
+def frontier(points: pd.DataFrame, title: str) -> Figure:
+    """The accuracy-robustness frontier: A_avr (%) against baseline accuracy a_0 (%), both with 95 % CI bars,
+    one line through the lr sweep (clean training, points named by lr) and one through the train-noise sweep
+    (at one lr, points named by eta; its eta 0 is the lr sweep's point there, setting ""); a panel per model.
+
+    points: model, method ("lr tuning" | "noise-injection training"), setting (the point's name), baseline,
+    baseline_ci95, avr, avr_ci95, n.
+    """
+    _require(points, ["model", "method", "setting", "baseline", "baseline_ci95", "avr", "avr_ci95", "n"], "frontier")
+    models = _models(points)
+    fig, axes = _panels(len(models), title, legend="below")
+    styles = {"lr tuning": ("tab:blue", "o", "-"), "noise-injection training": ("tab:red", "s", "--")}
+    legend = {}
+    for ax, model in zip(axes, models):
+        for method, group in points[points["model"] == model].groupby("method", sort=True):
+            color, marker, line = styles.get(method, ("tab:gray", "^", ":"))  # in sweep order, as given
+            label = f"{method} ({_n_text(group['n'])})"
+            handle = ax.errorbar(_percent(group["baseline"]), _percent(group["avr"]),
+                                 xerr=_percent(group["baseline_ci95"]), yerr=_percent(group["avr_ci95"]),
+                                 color=color, marker=marker, linestyle=line, label=label, **ERRORBAR_STYLE)
+            for _, row in group[group["setting"] != ""].iterrows():
+                ax.annotate(str(row["setting"]), (row["baseline"] * 100, row["avr"] * 100), fontsize=7,
+                            color=color, xytext=(3, 3), textcoords="offset points")
+            legend.setdefault(method, (handle, label))
+        _label_axes(ax, "baseline accuracy $a_0$ (%)", r"average normalised accuracy $A_\mathrm{avr}$ (%)", str(model))
+    _sorted_legend(fig, legend, "below")
+    return fig
+
+
 # ---------------------------------------------------------------- files
 def save(fig: Figure, stem: Path, vector: bool = True) -> list[Path]:
     """Writes stem.png (dpi 120) and, with `vector`, stem.pdf (for papers); returns the paths. stem has no

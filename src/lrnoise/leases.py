@@ -179,12 +179,13 @@ def claimed(experiment_id: str, key: str, meanwhile=None, staked: Claim | None =
             meanwhile()
         _settle(claim)
         claims = tracking.runs_with_config(experiment_id, "claim", key)
-        live = [r for r in claims if is_live(r)]
+        live = [r for r in claims if is_live(r)]  # each owner looked at once (a pid check for this host's)
+        stale = [r.info.run_id for r in claims if r not in live]
         winner = min(live, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id if live else claim.run_id
         won = winner == claim.run_id
         if won:
-            for stale in (r.info.run_id for r in claims if not is_live(r)):
-                _drop(stale)
+            for run_id in stale:
+                _drop(run_id)
         yield won
     finally:
         if staked is None:

@@ -19,7 +19,9 @@ import pandas as pd
 from lrnoise import figures, noise, noise_models, paper, stats, tracking
 from lrnoise.errors import LrnoiseError
 
-CONFIG = ["dataset", "model", "optimizer", "lr"]  # what identifies a cell; seeds are averaged
+# What identifies a cell; its runs are seeds and are averaged. `label` names a row of a table or a line of a
+# figure: the model, with its batch size when the experiment has several (row_labels).
+CONFIG = ["dataset", "model", "optimizer", "batch_size", "train_noise", "label", "lr"]
 BASELINE = tracking.BASELINE_ACCURACY
 A_AVR = tracking.AVG_NORMALIZED_ACCURACY
 A_AVR_DRAW_CI = "avg_normalized_accuracy_ci95"  # one run's A_avr CI over its draws (report column, not a metric)
@@ -53,7 +55,7 @@ def fetch(experiment: str, dataset=None, model=None, optimizer=None) -> tuple[pd
     if runs.empty:
         raise LrnoiseError(f"experiment {experiment!r} has no finished training runs"
                            + (" matching the filters" if filters else ""))
-    runs["lr"] = runs["lr"].astype(float)
+    runs = row_labels(stats.with_axes(runs))
     runs["seed"] = runs["seed"].astype(int)
     runs = runs.sort_values(CONFIG + ["seed"]).reset_index(drop=True)
     return runs, tracking.noise_runs_frame(exp.experiment_id), exp.experiment_id
@@ -116,6 +118,21 @@ def join(runs: pd.DataFrame, evals: pd.DataFrame, info: ConfigInfo) -> pd.DataFr
     return joined
 
 
+def row_labels(runs: pd.DataFrame) -> pd.DataFrame:
+    """runs with `label`: the model, plus " B=<batch size>" when the runs have several batch sizes."""
+    several = runs["batch_size"].nunique(dropna=False) > 1
+    return runs.assign(label=[_label(m, b, several) for m, b in zip(runs["model"], runs["batch_size"])])
+
+
+def _label(model: str, batch_size, several: bool) -> str:
+    return f"{model} B={int(batch_size)}" if several and pd.notna(batch_size) else model
+
+
+def clean_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs trained without noise injection: the paper's tables and figures are about these."""
+    return runs[runs["train_noise"] == 0] if "train_noise" in runs else runs
+
+
 def learned_runs(runs: pd.DataFrame) -> pd.DataFrame:
     """Runs whose model learned: the only ones that enter noise figures, sweet spots, trends and claims."""
     return runs[runs[LEARNED]] if LEARNED in runs else runs
@@ -127,7 +144,7 @@ def cells(runs: pd.DataFrame, value: str) -> pd.DataFrame:
     t-interval over seeds, or for the A_avr of a single run its interval over the run's draws."""
     have = runs.dropna(subset=[value]) if value in runs else runs.iloc[0:0].assign(**{value: []})
     rows = []
-    for key, group in have.groupby(CONFIG):
+    for key, group in have.groupby(CONFIG, dropna=False):
         values = group[value].to_numpy(dtype=float)
         mean, ci, n = stats.mean_ci(values)
         if n == 1 and value == A_AVR and A_AVR_DRAW_CI in group:
@@ -142,12 +159,18 @@ def pivot(runs: pd.DataFrame, value: str, dataset: str, optimizer: str = "adam")
     c = cells(runs, value)
     c = c[(c["dataset"] == dataset) & (c["optimizer"] == optimizer)]
     block = runs[(runs["dataset"] == dataset) & (runs["optimizer"] == optimizer)]
-    table = c.pivot(index="model", columns="lr", values="mean")
-    return table.reindex(index=sorted(block["model"].unique(), key=_depth), columns=sorted(block["lr"].unique()))
+    table = c.pivot(index="label", columns="lr", values="mean")
+    return table.reindex(index=_row_order(block), columns=sorted(block["lr"].unique()))
 
 
 def _depth(model: str) -> int:
     return int("".join(ch for ch in model if ch.isdigit()) or 0)
+
+
+def _row_order(block: pd.DataFrame) -> list:
+    """A block's row labels, by depth, then batch size."""
+    rows = block.drop_duplicates("label")
+    return [r.label for r in sorted(rows.itertuples(), key=lambda r: (_depth(r.model), np.nan_to_num(r.batch_size)))]
 
 
 def _pct(mean, ci=np.nan, n=1) -> str:
@@ -161,25 +184,26 @@ def _pct(mean, ci=np.nan, n=1) -> str:
 def formatted_block(runs: pd.DataFrame, value: str, dataset: str, optimizer: str) -> pd.DataFrame:
     """A Table II/III block as text: mean ±CI (n), — for a hole, 'no learning' for a model at chance
     (Table III only: Table II keeps the measured accuracy)."""
-    c = cells(runs, value).set_index(CONFIG)
+    c = cells(runs, value).set_index(["dataset", "optimizer", "label", "lr"])
     block = runs[(runs["dataset"] == dataset) & (runs["optimizer"] == optimizer)]
-    models_ = sorted(block["model"].unique(), key=_depth)
+    labels = _row_order(block)
     lrs = sorted(block["lr"].unique())
-    text = pd.DataFrame(MISSING, index=pd.Index(models_, name="model"), columns=[f"{lr:g}" for lr in lrs])
-    for model in models_:
+    text = pd.DataFrame(MISSING, index=pd.Index(labels, name="model"), columns=[f"{lr:g}" for lr in lrs])
+    for label in labels:
         for lr in lrs:
-            key = (dataset, model, optimizer, lr)
-            cell = block[(block["model"] == model) & (block["lr"] == lr)]
+            key = (dataset, optimizer, label, lr)
+            cell = block[(block["label"] == label) & (block["lr"] == lr)]
             if value != BASELINE and len(cell) and LEARNED in cell and not cell[LEARNED].any():
-                text.loc[model, f"{lr:g}"] = NO_LEARNING
+                text.loc[label, f"{lr:g}"] = NO_LEARNING
             elif key in c.index:
-                text.loc[model, f"{lr:g}"] = _pct(*c.loc[key, ["mean", "ci95", "n"]])
+                text.loc[label, f"{lr:g}"] = _pct(*c.loc[[key], ["mean", "ci95", "n"]].iloc[0])
     return text
 
 
 def table(runs: pd.DataFrame, value: str, optimizer: str, learned_only: bool) -> dict[str, pd.DataFrame]:
     """{dataset: formatted block} for Table II (baseline) or III (A_avr; models that did not learn blanked,
     a cell where no seed learned reads 'no learning')."""
+    runs = clean_runs(runs)
     source = _mark_unlearned(runs) if learned_only else runs
     return {dataset: formatted_block(source, value, dataset, optimizer) for dataset in sorted(runs["dataset"].unique())}
 
@@ -195,11 +219,13 @@ def _mark_unlearned(runs: pd.DataFrame) -> pd.DataFrame:
 def optimizer_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Baseline accuracy and A_avr (mean, CI, n) per optimizer at the (dataset, model, lr) with the most
     optimizers: Figure 3's data."""
-    counts = runs.groupby(["dataset", "model", "lr"])["optimizer"].nunique()
+    runs = clean_runs(runs)
+    counts = runs.groupby(["dataset", "model", "batch_size", "lr"], dropna=False)["optimizer"].nunique()
     if counts.empty:
         return pd.DataFrame()
-    dataset, model, lr = counts.idxmax()
-    subset = runs[(runs["dataset"] == dataset) & (runs["model"] == model) & (runs["lr"] == lr)]
+    dataset, model, batch_size, lr = counts.idxmax()
+    subset = runs[(runs["dataset"] == dataset) & (runs["model"] == model) & (runs["lr"] == lr)
+                  & ((runs["batch_size"] == batch_size) | pd.isna(batch_size))]
     base = cells(subset, BASELINE).set_index("optimizer")
     avr = cells(learned_runs(subset), A_AVR).set_index("optimizer") if A_AVR in subset else pd.DataFrame()
     order = [o for o in paper.OPTIMIZERS if o in set(subset["optimizer"])]
@@ -207,7 +233,7 @@ def optimizer_table(runs: pd.DataFrame) -> pd.DataFrame:
     def get(frame, column, o, default=np.nan):
         return frame[column].get(o, default) if column in frame else default
 
-    return pd.DataFrame({"dataset": dataset, "model": model, "lr": lr, "optimizer": order,
+    return pd.DataFrame({"dataset": dataset, "model": model, "batch_size": batch_size, "lr": lr, "optimizer": order,
                          BASELINE: [get(base, "mean", o) for o in order],
                          "baseline_ci95": [get(base, "ci95", o) for o in order],
                          A_AVR: [get(avr, "mean", o) for o in order],
@@ -217,14 +243,16 @@ def optimizer_table(runs: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- paper comparison, sweet spot, missing cells
 def paper_comparison(runs: pd.DataFrame) -> pd.DataFrame:
-    """Ours beside the paper's Table II / III and Figure 3 values (the paper's configuration only)."""
+    """Ours beside the paper's Table II / III and Figure 3 values (the paper's configuration only; runs trained
+    clean)."""
+    runs = clean_runs(runs)
     rows = []
     for value, published in ((BASELINE, paper.BASELINE_ACCURACY), (A_AVR, paper.AVG_NORMALIZED_ACCURACY)):
         for row in cells(runs, value).itertuples():
             key = (row.dataset, row.model, row.lr)
             if row.optimizer == "adam" and key in published:
                 rows.append({"table": "II" if value == BASELINE else "III", "dataset": row.dataset,
-                             "model": row.model, "optimizer": "adam", "lr": row.lr, "metric": value,
+                             "model": row.label, "optimizer": "adam", "lr": row.lr, "metric": value,
                              "ours": row.mean, "paper": published[key], "difference": row.mean - published[key]})
     study = paper.OPTIMIZER_STUDY
     for value, published in ((BASELINE, paper.OPTIMIZER_BASELINE_ACCURACY),
@@ -232,7 +260,7 @@ def paper_comparison(runs: pd.DataFrame) -> pd.DataFrame:
         for row in cells(runs, value).itertuples():
             if (row.dataset, row.model, row.lr) == (study["dataset"], study["model"], study["lr"]) \
                     and row.optimizer != "adam" and row.optimizer in published:
-                rows.append({"table": "Fig. 3", "dataset": row.dataset, "model": row.model,
+                rows.append({"table": "Fig. 3", "dataset": row.dataset, "model": row.label,
                              "optimizer": row.optimizer, "lr": row.lr, "metric": value, "ours": row.mean,
                              "paper": published[row.optimizer], "difference": row.mean - published[row.optimizer]})
     return pd.DataFrame(rows, columns=["table", "dataset", "model", "optimizer", "lr", "metric", "ours", "paper",
@@ -240,13 +268,13 @@ def paper_comparison(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def sweet_spots(runs: pd.DataFrame, max_accuracy_drop: float = 0.01) -> pd.DataFrame:
-    """Per dataset and model (Adam, models that learned): among lrs whose mean baseline is within
-    `max_accuracy_drop` (a fraction) of the best, the one with the highest mean A_avr; `run_id` is that
-    configuration's run with the highest A_avr."""
-    adam = learned_runs(runs)
+    """Per dataset and model (and batch size; Adam, trained clean, models that learned): among lrs whose mean
+    baseline is within `max_accuracy_drop` (a fraction) of the best, the one with the highest mean A_avr;
+    `run_id` is that configuration's run with the highest A_avr."""
+    adam = clean_runs(learned_runs(runs))
     adam = adam[adam["optimizer"] == "adam"].dropna(subset=[A_AVR]) if A_AVR in adam else adam.iloc[0:0]
     rows = []
-    for (dataset, model), group in adam.groupby(["dataset", "model"]):
+    for (dataset, model), group in adam.groupby(["dataset", "label"]):
         lr = stats.sweet_spot(group, BASELINE, A_AVR, max_accuracy_drop)
         at = group[group["lr"] == lr]
         rows.append({"dataset": dataset, "model": model, "lr": lr, BASELINE: at[BASELINE].mean(),
@@ -256,20 +284,24 @@ def sweet_spots(runs: pd.DataFrame, max_accuracy_drop: float = 0.01) -> pd.DataF
 
 
 def missing_configurations(runs: pd.DataFrame) -> list[str]:
-    """Cells of the grid spanned by the finished Adam runs that have no run, or no noise evaluation."""
-    adam = runs[runs["optimizer"] == "adam"]
-    have = set(map(tuple, adam[["dataset", "model", "lr"]].values))
-    evaluated = set(map(tuple, adam.dropna(subset=[A_AVR])[["dataset", "model", "lr"]].values)) \
-        if A_AVR in adam else set()
-    unlearned = set(map(tuple, adam[~adam[LEARNED]][["dataset", "model", "lr"]].values)) if LEARNED in adam else set()
+    """Cells of the grid spanned by the finished clean Adam runs (per dataset and batch size: the models and lrs
+    run at it) that have no run, or no noise evaluation."""
+    adam = clean_runs(runs)
+    adam = adam[adam["optimizer"] == "adam"]
+    key = ["dataset", "label", "lr"]
+    have = set(map(tuple, adam[key].values))
+    evaluated = set(map(tuple, adam.dropna(subset=[A_AVR])[key].values)) if A_AVR in adam else set()
+    unlearned = set(map(tuple, adam[~adam[LEARNED]][key].values)) if LEARNED in adam else set()
+    several = runs["batch_size"].nunique(dropna=False) > 1
     lines = []
-    for dataset in sorted(adam["dataset"].unique()):
-        for model in sorted(adam["model"].unique(), key=_depth):
-            for lr in sorted(adam["lr"].unique()):
-                if (dataset, model, lr) not in have:
-                    lines.append(f"{dataset} {model} adam lr={lr:g}: no finished training run")
-                elif (dataset, model, lr) not in evaluated and (dataset, model, lr) not in unlearned:
-                    lines.append(f"{dataset} {model} adam lr={lr:g}: no noise evaluation")
+    for (dataset, batch_size), block in adam.groupby(["dataset", "batch_size"], dropna=False, sort=True):
+        for model in sorted(set(adam[adam["dataset"] == dataset]["model"]), key=_depth):
+            label = _label(model, batch_size, several)
+            for lr in sorted(block["lr"].unique()):
+                if (dataset, label, lr) not in have:
+                    lines.append(f"{dataset} {label} adam lr={lr:g}: no finished training run")
+                elif (dataset, label, lr) not in evaluated and (dataset, label, lr) not in unlearned:
+                    lines.append(f"{dataset} {label} adam lr={lr:g}: no noise evaluation")
     return lines
 
 
@@ -277,10 +309,10 @@ def missing_configurations(runs: pd.DataFrame) -> list[str]:
 def curve_points(runs: pd.DataFrame, info: ConfigInfo, dataset: str) -> pd.DataFrame:
     """Figure 1/2's data: per model, lr and level, the normalised accuracy (mean over runs), its 95 % CI (over
     the runs when several, over the draws of the one run otherwise) and the number of runs."""
-    adam = learned_runs(runs)
+    adam = clean_runs(learned_runs(runs))
     adam = adam[(adam["dataset"] == dataset) & (adam["optimizer"] == "adam")]
     rows = []
-    for (model, lr), group in adam.groupby(["model", "lr"]):
+    for (model, lr), group in adam.groupby(["label", "lr"]):
         for level, column, ci_column in level_columns(info):
             have = group.dropna(subset=[column]) if column in group else group.iloc[0:0]
             if have.empty:
@@ -295,23 +327,56 @@ def curve_points(runs: pd.DataFrame, info: ConfigInfo, dataset: str) -> pd.DataF
 
 def tradeoff_points(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Figure 4's data: baseline accuracy and A_avr (mean, 95 % CI, n) per model and lr, Adam."""
-    adam = learned_runs(runs)
+    adam = clean_runs(learned_runs(runs))
     adam = adam[(adam["dataset"] == dataset) & (adam["optimizer"] == "adam")]
     base, robust = cells(adam, BASELINE), cells(adam, A_AVR)
     merged = base.merge(robust, on=CONFIG, suffixes=("_b", "_r"))
-    return pd.DataFrame({"model": merged["model"], "lr": merged["lr"], "baseline": merged["mean_b"],
+    return pd.DataFrame({"model": merged["label"], "lr": merged["lr"], "baseline": merged["mean_b"],
                          "baseline_ci95": merged["ci95_b"], "robust": merged["mean_r"],
                          "robust_ci95": merged["ci95_r"], "n": merged["n_r"]})
 
 
 def mechanism_points(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Figure 6's data: A_avr against the mean gradient-noise power of training, one point per run."""
-    use = learned_runs(runs)
+    use = clean_runs(learned_runs(runs))
     use = use[use["dataset"] == dataset]
     if GRAD_NOISE not in use or A_AVR not in use:
         return pd.DataFrame(columns=["model", "lr", "x", "avr"])
     use = use.dropna(subset=[GRAD_NOISE, A_AVR])
-    return pd.DataFrame({"model": use["model"], "lr": use["lr"], "x": use[GRAD_NOISE], "avr": use[A_AVR]})
+    return pd.DataFrame({"model": use["label"], "lr": use["lr"], "x": use[GRAD_NOISE], "avr": use[A_AVR]})
+
+
+def eq2_points(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Figure 7's data: one row per clean run of an (optimizer) grid the eq. 2 test covers (>= 2 lrs, >= 2 batch
+    sizes): optimizer, lr, batch_size, avr."""
+    use = clean_runs(learned_runs(runs))
+    use = use[use["dataset"] == dataset].dropna(subset=[A_AVR, "batch_size"]) if A_AVR in use else use.iloc[0:0]
+    tested = [o for o, g in use.groupby("optimizer") if g["lr"].nunique() > 1 and g["batch_size"].nunique() > 1]
+    use = use[use["optimizer"].isin(tested)]
+    return pd.DataFrame({"optimizer": use["optimizer"], "lr": use["lr"], "batch_size": use["batch_size"],
+                         "avr": use[A_AVR]})
+
+
+def frontier_points(runs: pd.DataFrame, frontier: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Figure 8's data: per frontier row of `dataset` (stats.frontier), each configuration of its lr sweep and
+    of its train-noise sweep as mean baseline and A_avr with 95 % CIs."""
+    use = learned_runs(runs)
+    rows = []
+    for f in frontier[frontier["dataset"] == dataset].itertuples():
+        mine = use[(use["dataset"] == dataset) & (use["model"] == f.model) & (use["optimizer"] == f.optimizer)
+                   & ((use["batch_size"] == f.batch_size) | pd.isna(f.batch_size))].dropna(subset=[A_AVR])
+        panel = f"{f.model} {f.optimizer}" + (f" B={int(f.batch_size)}" if pd.notna(f.batch_size) else "")
+        sweeps = ((stats.LR_TUNING, mine[mine["train_noise"] == 0], "lr", lambda v: f"lr {v:g}"),
+                  (stats.NOISE_TRAINING, mine[mine["lr"] == f.noise_lr], "train_noise",
+                   lambda v: f"eta {v:g}" if v else ""))  # eta 0 is the lr sweep's point at that lr: named once
+        for method, sweep, axis, name in sweeps:
+            for value, group in sweep.groupby(axis):
+                base, base_ci, n = stats.mean_ci(group[BASELINE])
+                avr, avr_ci, _ = stats.mean_ci(group[A_AVR])
+                rows.append({"model": panel, "method": method, "setting": name(value), "baseline": base,
+                             "baseline_ci95": base_ci, "avr": avr, "avr_ci95": avr_ci, "n": n})
+    return pd.DataFrame(rows, columns=["model", "method", "setting", "baseline", "baseline_ci95", "avr", "avr_ci95",
+                                       "n"])
 
 
 # ---------------------------------------------------------------- building (data) and writing (files)
@@ -326,6 +391,10 @@ class ConfigReport:
     sweet_spots: pd.DataFrame
     missing: list
     claims: pd.DataFrame
+    axis_claims: pd.DataFrame = field(default_factory=pd.DataFrame)  # trends over batch size and train noise
+    eq2: pd.DataFrame = field(default_factory=pd.DataFrame)  # does only lr^2 / B matter? (stats.eq2_test)
+    frontier: pd.DataFrame = field(default_factory=pd.DataFrame)  # lr tuning vs noise-injection training
+    max_accuracy_drop: float = 0.01  # the accuracy margin of the sweet spots and the frontier
 
 
 @dataclass
@@ -396,6 +465,19 @@ def build_config(runs: pd.DataFrame, evals: pd.DataFrame, info: ConfigInfo, opti
                 "gradient-noise power (eq. 2 bound)")
     claims = stats.claims(joined, max_accuracy_drop) if A_AVR in joined else pd.DataFrame()
     frames["claims.csv"] = claims  # for machines; claims.md (claims_markdown) is for a person
+    mechanism = _mechanism_tests(joined, max_accuracy_drop)
+    frames.update({"axis_claims.csv": mechanism[0], "eq2.csv": mechanism[1], "frontier.csv": mechanism[2]})
+    for dataset in sorted(joined["dataset"].unique()):
+        points = eq2_points(joined, dataset)
+        if len(points):
+            figs[f"fig7_eq2_{dataset}"] = figures.eq2_collapse(
+                points, f"A_avr vs lr^2 / B, coloured by batch size: one curve if eq. 2's noise is the mechanism "
+                        f"({dataset}, {info.name}; bars: 95 % CI over seeds)")
+        points = frontier_points(joined, mechanism[2], dataset)
+        if len(points):
+            figs[f"fig8_frontier_{dataset}"] = figures.frontier(
+                points, f"Accuracy-robustness frontier: lr tuning vs noise-injection training ({dataset}, "
+                        f"{info.name}; bars: 95 % CI over seeds)")
     spots = sweet_spots(joined, max_accuracy_drop)
     frames["sweet_spot.csv"] = spots
     if info.is_paper:
@@ -403,7 +485,20 @@ def build_config(runs: pd.DataFrame, evals: pd.DataFrame, info: ConfigInfo, opti
         frames["paper_comparison.csv"] = comparison
         tables["paper_comparison"] = ("Ours vs the paper (matching dataset, model, optimizer, lr; additive-paper)",
                                       _comparison_text(comparison))
-    return ConfigReport(info, joined, tables, frames, figs, spots, missing_configurations(joined), claims)
+    return ConfigReport(info, joined, tables, frames, figs, spots, missing_configurations(joined), claims,
+                        *mechanism, max_accuracy_drop)
+
+
+def _mechanism_tests(joined: pd.DataFrame, max_accuracy_drop: float) -> tuple:
+    """(claims over batch size and train noise, eq. 2 tests on A_avr and on the measured noise powers, the
+    lr-tuning vs noise-injection frontier), each an empty frame where the runs do not span it."""
+    if A_AVR not in joined:
+        return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
+    axis = pd.concat([stats.axis_claims(joined, a) for a in stats.AXES[1:]], ignore_index=True)
+    eq2 = [stats.eq2_test(joined, A_AVR)] + [stats.eq2_test(joined, power, log_value=True)
+                                             for power in (GRAD_NOISE, tracking.UPDATE_NOISE_POWER_MEAN)
+                                             if power in joined]
+    return axis, pd.concat(eq2, ignore_index=True), stats.frontier(joined, max_accuracy_drop)
 
 
 def _comparison_text(comparison: pd.DataFrame) -> pd.DataFrame:
@@ -416,10 +511,10 @@ def noise_model_lines(configs: list[ConfigReport]) -> dict[str, pd.DataFrame]:
     """Figure 5's data per dataset: A_avr (mean, CI, n) against lr, a line per configuration, Adam."""
     frames = {}
     for report in configs:
-        adam = learned_runs(report.runs)
+        adam = clean_runs(learned_runs(report.runs))
         adam = adam[adam["optimizer"] == "adam"]
         for row in cells(adam, A_AVR).itertuples():
-            frames.setdefault(row.dataset, []).append({"config": report.info.name, "model": row.model, "lr": row.lr,
+            frames.setdefault(row.dataset, []).append({"config": report.info.name, "model": row.label, "lr": row.lr,
                                                        "avr": row.mean, "avr_ci95": row.ci95, "n": row.n})
     return {dataset: pd.DataFrame(rows) for dataset, rows in frames.items()}
 
@@ -472,7 +567,8 @@ def _write_config(config: ConfigReport, folder: Path) -> None:
             tex.append(block.to_latex() if len(block) else "% (none)")
         (folder / f"{stem}.md").write_text("\n".join(md) + "\n")
         (folder / f"{stem}.tex").write_text("\n".join(tex) + "\n")
-    (folder / "claims.md").write_text(claims_markdown(config.claims, config.info.name))
+    (folder / "claims.md").write_text(claims_markdown(config.claims, config.info.name, config.axis_claims,
+                                                      config.eq2, config.frontier, config.max_accuracy_drop))
     (folder / "missing.txt").write_text("\n".join(config.missing) + ("\n" if config.missing else "none\n"))
     for stem, fig in config.figures.items():
         figures.save(fig, folder / stem)
@@ -546,16 +642,76 @@ def claim_lines(row) -> list[str]:
     return lines
 
 
-def claims_markdown(claims: pd.DataFrame, config_name: str) -> str:
-    """claims.md: per (dataset, model, optimizer) cell, each claim of the paper in words with its numbers."""
+def _cell_name(row) -> str:
+    """'digits · resnet20 · adam', with ' · B=64' and ' · train noise 5 %' where the row has them."""
+    name = f"{row['dataset']} · {row['model']} · {row['optimizer']}"
+    if "lr" in row and pd.notna(row.get("lr")):
+        name += f" · lr {row['lr']:g}"
+    if pd.notna(row.get("batch_size")):
+        name += f" · B={int(row['batch_size'])}"
+    if pd.notna(row.get("train_noise")) and row.get("train_noise"):
+        name += f" · train noise {row['train_noise']:g}"
+    return name
+
+
+def axis_claim_line(row) -> str:
+    """A claim over batch size or train noise in words: 'A_avr falls with batch_size: rho ... [..], ...'."""
+    return (f"A_avr {row['avr_verdict']}: {_numbers(row, 'avr')}, {row['n_runs']} runs, {row['seeds_per_level']} "
+            f"seeds per {row['axis']}; baseline accuracy {row['baseline_verdict']}: {_numbers(row, 'baseline')}")
+
+
+def _interval(low: float, high: float, fmt: str) -> str:
+    return "unbounded" if not (np.isfinite(low) and np.isfinite(high)) else f"[{low:{fmt}}, {high:{fmt}}]"
+
+
+def eq2_line(row) -> str:
+    """The eq. 2 test of one value in words: its verdict, the ratio b / a with its interval, both slopes."""
+    if row["verdict"] == stats.TOO_FEW_SEEDS:
+        return f"eq. 2 on {row['value']}: {stats.TOO_FEW_SEEDS} ({row['n_runs']} runs)"
+    return (f"eq. 2 on {row['value']}: {row['verdict']}: slope ratio b/a {row['ratio']:+.2f} "
+            f"{_interval(row['ratio_ci_low'], row['ratio_ci_high'], '+.2f')} (eq. 2: {stats.EQ2_RATIO:+.2f}); "
+            f"per log lr {row['lr_slope']:+.3g} {_interval(row['lr_slope_ci_low'], row['lr_slope_ci_high'], '+.3g')}, "
+            f"per log B {row['b_slope']:+.3g} {_interval(row['b_slope_ci_low'], row['b_slope_ci_high'], '+.3g')}, "
+            f"joint effect p = {row['effect_p']:.3f}; {row['n_runs']} runs, {row['seeds_per_cell']} seeds per (lr, B)")
+
+
+def frontier_line(row, max_accuracy_drop: float) -> str:
+    """The lr-tuning vs noise-injection comparison in words."""
+    def best(avr, at):
+        return "none within the margin" if avr == stats._NOT_REACHED else f"{avr:.1%} ({at})"
+    difference = (f"difference {row['difference'] * 100:+.1f} pp "
+                  f"{_interval(row['ci_low'] * 100, row['ci_high'] * 100, '+.1f')}"
+                  if np.isfinite(row["difference"]) else "no A_avr difference to state")
+    if row["both_reach_share"] < 0.975:  # the verdict also weighs resamples in which a method falls short
+        difference += (f"; in {1 - row['both_reach_share']:.0%} of resamples one method has no configuration "
+                       "within the margin")
+    return (f"{row['verdict']}: best A_avr within {max_accuracy_drop:.0%} of the best baseline "
+            f"({row['reference_baseline']:.1%}): {stats.NOISE_TRAINING} "
+            f"{best(row['noise_best_avr'], f'eta {row.noise_best_train_noise:g} at lr {row.noise_lr:g}')}, "
+            f"{stats.LR_TUNING} {best(row['lr_best_avr'], f'lr {row.lr_best_lr:g}')}; {difference}")
+
+
+def claims_markdown(claims: pd.DataFrame, config_name: str, axis_claims: pd.DataFrame | None = None,
+                    eq2: pd.DataFrame | None = None, frontier: pd.DataFrame | None = None,
+                    max_accuracy_drop: float = 0.01) -> str:
+    """claims.md: per cell, each claim of the paper in words with its numbers; then the mechanism tests (claims
+    over batch size and train noise, eq. 2, lr tuning vs noise-injection training) where the runs span them."""
     parts = [f"# The paper's claims, answered over seeds ({config_name})", "",
              "Verdicts are 95 % bootstrap intervals over seeds of Spearman's rho against the learning rate "
              "(docs/statistics.md)."]
     for _, row in claims.iterrows():
-        parts += ["", f"## {row['dataset']} · {row['model']} · {row['optimizer']}", ""]
+        parts += ["", f"## {_cell_name(row)}", ""]
         parts += [f"- {line}" for line in claim_lines(row)]
     if not len(claims):
         parts += ["", "No cell has runs at three or more learning rates yet."]
+    sections = (("Over batch size and train noise (the other axes fixed)", axis_claims,
+                 lambda r: f"{_cell_name(r)}: {axis_claim_line(r)}"),
+                ("Eq. 2: does only lr^2 / B matter?", eq2, lambda r: f"{_cell_name(r)}: {eq2_line(r)}"),
+                ("lr tuning vs noise-injection training", frontier,
+                 lambda r: f"{_cell_name(r)}: {frontier_line(r, max_accuracy_drop)}"))
+    for title, frame, line in sections:
+        if frame is not None and len(frame):
+            parts += ["", f"## {title}", ""] + [f"- {line(row)}" for _, row in frame.iterrows()]
     return "\n".join(parts) + "\n"
 
 
@@ -572,9 +728,12 @@ def summary_text(report: Report) -> str:
         parts += [f"  {r['dataset']} {r['model']}: lr {r['lr']:g}  a_0 {r[BASELINE]:.2%}  A_avr {r[A_AVR]:.2%}"
                   for _, r in main.sweet_spots.iterrows()]
     for config in report.configs:
-        for _, row in config.claims.iterrows():
-            parts.append(f"[{config.info.name}] {row['dataset']} {row['model']} {row['optimizer']}: "
-                         f"{claim_lines(row)[0]}")
+        tag = f"[{config.info.name}]"
+        parts += [f"{tag} {_cell_name(row)}: {claim_lines(row)[0]}" for _, row in config.claims.iterrows()]
+        parts += [f"{tag} {_cell_name(row)}: {axis_claim_line(row)}" for _, row in config.axis_claims.iterrows()]
+        parts += [f"{tag} {_cell_name(row)}: {eq2_line(row)}" for _, row in config.eq2.iterrows()]
+        parts += [f"{tag} {_cell_name(row)}: {frontier_line(row, config.max_accuracy_drop)}"
+                  for _, row in config.frontier.iterrows()]
     parts.append(f"{len(main.missing)} configurations missing" + (":" if main.missing else ""))
     parts += [f"  {line}" for line in main.missing[:20]]
     parts.append(f"files in {report.out}: " + ", ".join(report.files))

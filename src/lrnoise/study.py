@@ -34,41 +34,60 @@ from lrnoise.reuse import SweepCache
 # Figure 3: one (dataset, model, lr) with every optimizer.
 FIGURE3_BLOCK = {"datasets": (paper.OPTIMIZER_STUDY["dataset"],), "models": (paper.OPTIMIZER_STUDY["model"],),
                  "optimizers": OPTIMIZERS, "lrs": (paper.OPTIMIZER_STUDY["lr"],)}
-# Each preset is a list of blocks; a block's grid is the product of its lists. Overrides replace a field in
-# every block; identical configurations from two blocks run once.
+# Each preset is a list of blocks; a block's grid is the product of its lists (GRID_FIELDS), a field a block does
+# not name takes the preset's own (batch_sizes, train_noises, seeds). Overrides replace a field in every block;
+# identical configurations from two blocks run once.
 PRESETS = {
     "paper": {
         "blocks": [
             {"datasets": paper.DATASETS, "models": paper.MODELS, "optimizers": ("adam",), "lrs": paper.LRS},
             FIGURE3_BLOCK,
         ],
-        "seeds": (0,), "epochs": 200, "patience": 20, "batch_size": 128,  # "trained to convergence"
+        "seeds": (0,), "epochs": 200, "patience": 20, "batch_sizes": (128,),  # "trained to convergence"
         "noise": ("additive", "pcm"), "trials": 10,
     },
     "optimizers": {
         "blocks": [FIGURE3_BLOCK],
-        "seeds": (0,), "epochs": 200, "patience": 20, "batch_size": 128, "noise": ("additive", "pcm"),
+        "seeds": (0,), "epochs": 200, "patience": 20, "batch_sizes": (128,), "noise": ("additive", "pcm"),
         "trials": 10,
     },
     # Does the lr effect hold over seeds? Digits, ResNet20, Adam, the paper's six lrs x 5 seeds, paper + PCM
     # noise: <= 20 minutes on 2 CPU cores. `--preset paper --seeds 0,1,2` is the same question on CIFAR.
     "seeds": {
         "blocks": [{"datasets": ("digits",), "models": ("resnet20",), "optimizers": ("adam",), "lrs": paper.LRS}],
-        "seeds": (0, 1, 2, 3, 4), "epochs": 10, "patience": 4, "batch_size": 32, "noise": ("additive", "pcm"),
+        "seeds": (0, 1, 2, 3, 4), "epochs": 10, "patience": 4, "batch_sizes": (32,), "noise": ("additive", "pcm"),
         "trials": 5, "workers": 2,
     },
-    # The paper's shape on the embedded digits data, sized for <= 10 minutes on 2 CPU cores.
+    # The paper's shape on the embedded digits data, sized for minutes on 2 CPU cores: ResNet20 at the six lrs
+    # with 3 seeds each (so the lr claim gets a verdict with its interval), plus the five other optimizers at
+    # lr 0.00075 with one seed (Figure 3).
     "demo": {
         "blocks": [
-            {"datasets": ("digits",), "models": ("resnet20", "resnet32"), "optimizers": ("adam",),
-             "lrs": paper.LRS},
+            {"datasets": ("digits",), "models": ("resnet20",), "optimizers": ("adam",), "lrs": paper.LRS,
+             "seeds": (0, 1, 2)},
             {**FIGURE3_BLOCK, "datasets": ("digits",)},
         ],
-        "seeds": (0,), "epochs": 10, "patience": 4, "batch_size": 32, "noise": ("additive", "pcm"), "trials": 5,
+        "seeds": (0,), "epochs": 10, "patience": 4, "batch_sizes": (32,), "noise": ("additive", "pcm"), "trials": 5,
         "workers": 2,  # digits' steps are overhead-bound: two at once leave no core idle on a 2-core CPU
     },
+    # Is the gradient noise of eq. 2 the mechanism, and does a tuned lr buy what noise-injection training buys?
+    # Digits, ResNet20, 3 seeds. (1) lr x batch size for Adam and SGD with momentum; (0.0005, 8) ~ (0.001, 32)
+    # and (0.001, 8) ~ (0.002, 32) have equal lr^2 / B. (2) Noise-injection training at the paper's lr beside
+    # the lr sweep at the same batch size (the accuracy-robustness frontier of each). Batch 32 is the largest
+    # that converges within 10 digits epochs at these lrs (batch 64 left lr 0.0005 at 67 % clean accuracy).
+    "mechanism": {
+        "blocks": [
+            {"datasets": ("digits",), "models": ("resnet20",), "optimizers": ("adam", "momentum"),
+             "lrs": (0.0005, 0.001, 0.002), "batch_sizes": (8, 32)},
+            {"datasets": ("digits",), "models": ("resnet20",), "optimizers": ("adam",),
+             "lrs": (paper.OPTIMIZER_STUDY["lr"],), "batch_sizes": (32,), "train_noises": (0.0, 0.02, 0.05, 0.1)},
+        ],
+        "seeds": (0, 1, 2), "epochs": 10, "patience": 4, "batch_sizes": (32,), "noise": ("additive",), "trials": 5,
+        "workers": 2,
+    },
 }
-GRID_FIELDS = ("datasets", "models", "optimizers", "lrs")
+GRID_FIELDS = ("datasets", "models", "optimizers", "lrs", "batch_sizes", "train_noises", "seeds")
+PRESET_DEFAULTS = {"train_noises": (0.0,)}  # what a preset that does not name a grid field sweeps
 
 
 @dataclass(frozen=True)
@@ -80,7 +99,8 @@ class Job:
     @property
     def name(self) -> str:
         t = self.train
-        return f"{t.dataset}/{t.model}/{t.optimizer}/lr={t.lr:g}/seed={t.seed}"
+        noisy = f"/train_noise={t.train_noise:g}" if t.train_noise else ""
+        return f"{t.dataset}/{t.model}/{t.optimizer}/lr={t.lr:g}/B={t.batch_size}{noisy}/seed={t.seed}"
 
     def to_json(self) -> str:
         """For a process boundary (a worker process's argv)."""
@@ -116,6 +136,8 @@ class StudySpec:
     models: tuple | None = None
     optimizers: tuple | None = None
     lrs: tuple | None = None
+    batch_sizes: tuple | None = None
+    train_noises: tuple | None = None  # etas of noise-injection training (0 = clean)
     seeds: tuple | None = None
     epochs: int | None = None
     noise: tuple | None = None  # noise configuration names: additive (the paper's), multiplicative, pcm
@@ -123,19 +145,30 @@ class StudySpec:
     times: tuple | None = None  # levels of the time-axis configurations (pcm), seconds
     trials: int | str | None = None
     patience: int | None = None
-    batch_size: int | None = None
+    batch_size: int | None = None  # one batch size: the same as batch_sizes=(batch_size,)
+
+    def __post_init__(self):
+        if self.batch_size is not None:
+            if self.batch_sizes is not None and tuple(self.batch_sizes) != (self.batch_size,):
+                raise LrnoiseError("give either --batch-size or --batch-sizes, not both")
+            self.batch_sizes = (self.batch_size,)
 
     def setting(self, name: str):
         """The override if given, else the preset's value."""
         value = getattr(self, name)
-        return value if value is not None else PRESETS[self.preset][name]
+        return value if value is not None else PRESETS[self.preset].get(name, PRESET_DEFAULTS.get(name))
+
+    def grid(self, block: dict) -> dict:
+        """A block's lists: the override, else the block's own, else the preset's."""
+        return {f: getattr(self, f) or block.get(f) or self.setting(f) for f in GRID_FIELDS}
 
     def params(self) -> dict:
         """The study run's params (grid fields not overridden read 'preset')."""
-        grid = [tracking.canonical(list(getattr(self, f))) if getattr(self, f) else "preset" for f in GRID_FIELDS]
-        values = (self.preset, *grid, tracking.canonical(list(self.setting("seeds"))), self.setting("epochs"),
-                  tracking.canonical([c.name for c in self.noise_configs()]), self.setting("trials"))
-        return dict(zip(tracking.STUDY_PARAMS, values))
+        grid = {f: tracking.canonical(list(getattr(self, f))) if getattr(self, f) else "preset" for f in GRID_FIELDS}
+        values = {"preset": self.preset, **grid, "epochs": self.setting("epochs"),
+                  "noise": tracking.canonical([c.name for c in self.noise_configs()]),
+                  "trials": self.setting("trials")}
+        return {name: values[name] for name in tracking.STUDY_PARAMS}
 
     def noise_configs(self) -> tuple[NoiseConfig, ...]:
         """One NoiseConfig per noise model named, with the overridden levels and precision."""
@@ -155,12 +188,12 @@ def plan(spec: StudySpec) -> list[Job]:
     noise_configs = spec.noise_configs()
     jobs, seen = [], set()
     for block in PRESETS[spec.preset]["blocks"]:
-        grid = {f: getattr(spec, f) or block[f] for f in GRID_FIELDS}
-        for dataset, model, optimizer, lr, seed in itertools.product(
-                grid["datasets"], grid["models"], grid["optimizers"], grid["lrs"], spec.setting("seeds")):
-            config = TrainConfig(dataset=dataset, model=model, optimizer=optimizer, lr=float(lr), seed=int(seed),
-                                 epochs=spec.setting("epochs"), patience=spec.setting("patience"),
-                                 batch_size=spec.setting("batch_size")).validate()
+        grid = spec.grid(block)
+        for dataset, model, optimizer, lr, batch_size, train_noise, seed in itertools.product(
+                *(grid[f] for f in GRID_FIELDS)):
+            config = TrainConfig(dataset=dataset, model=model, optimizer=optimizer, lr=float(lr),
+                                 batch_size=int(batch_size), train_noise=float(train_noise), seed=int(seed),
+                                 epochs=spec.setting("epochs"), patience=spec.setting("patience")).validate()
             if config not in seen:
                 seen.add(config)
                 jobs.append(Job(config, noise_configs))
@@ -270,9 +303,10 @@ def _from_job_line(line: str) -> tuple[Job, leases.Claim | None]:
 def trace_group(job: Job) -> tuple:
     """Configurations of one group share one traced training step in a worker: reuse.SweepCache keeps a model
     per architecture and input normalisation (which follows the seed's validation split), and tracing its step
-    again is needed only when the optimizer type changes. So: architecture, optimizer type and seed."""
+    again is needed when the optimizer type, the batch shape or the injected training noise changes. So:
+    architecture, optimizer type, seed, batch size and train noise."""
     t = job.train
-    return t.dataset, t.model, t.optimizer, t.seed, t.shortcut, t.init
+    return t.dataset, t.model, t.optimizer, t.seed, t.shortcut, t.init, t.batch_size, t.train_noise
 
 
 def choose(queue: list[Job], mine: tuple | None, others: set) -> Job:

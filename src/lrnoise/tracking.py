@@ -39,7 +39,7 @@ DEFAULT_EXPERIMENT = "lrnoise"
 
 # ---- names: params
 TRAIN_PARAMS = ("dataset", "model", "optimizer", "lr", "batch_size", "epochs", "seed", "init", "shortcut",
-                "patience")
+                "patience", "train_noise")  # train_noise: logged only when > 0 (a clean run has none)
 # A noise evaluation's params: its NoiseConfig fields, prefixed so they never meet the `mlflow run` entry point's
 # own (pre-logged, unprefixed) inputs. Measured: model, levels, targets, fold_bn, options; precision: the rest.
 NOISE_PARAM_PREFIX = "noise."
@@ -358,7 +358,14 @@ def log_datasets(name: str, source: str, splits: dict) -> None:
         warnings.simplefilter("ignore", UserWarning)
         datasets = [mlflow.data.from_numpy(x, targets=y, source=source or "unknown", name=name,
                                            digest=dataset_digest(x, y)) for x, y in splits.values()]
-    mlflow.log_inputs(datasets=datasets, contexts=list(splits), tags_list=[None] * len(datasets))
+    for attempt in (1, 2):
+        try:
+            mlflow.log_inputs(datasets=datasets, contexts=list(splits), tags_list=[None] * len(datasets))
+            return
+        except MlflowException as exc:  # two workers creating the same dataset at once: the store's
+            if attempt == 2 or "UNIQUE constraint failed" not in str(exc):  # get-or-create is not atomic, so
+                raise  # the loser's transaction is rolled back; again, the dataset exists and is reused
+            time.sleep(0.2)
 
 
 def log_metrics(metrics: dict, step: int | None = None, run_id: str | None = None) -> None:
@@ -595,7 +602,8 @@ def log_report(experiment_id: str, folder: Path) -> str:
 
 
 # ---------------------------------------------------------------- the study: "already ran?", parent run, stale runs
-STUDY_PARAMS = ("preset", "datasets", "models", "optimizers", "lrs", "seeds", "epochs", "noise", "trials")
+STUDY_PARAMS = ("preset", "datasets", "models", "optimizers", "lrs", "batch_sizes", "train_noises", "seeds", "epochs",
+                "noise", "trials")
 STUDY_METRICS = ("configurations", "failed", "trained", "reused", "did_not_learn")
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import keras
 import numpy as np
 
-from lrnoise import data, fastpath, gradnoise, leases, models, stats, tracking
+from lrnoise import data, fastpath, gradnoise, leases, models, noise_training, stats, tracking
 from lrnoise.config import PRECISION_POLICIES, Execution, TrainConfig
 from lrnoise.errors import LrnoiseError
 
@@ -288,6 +288,7 @@ def train(config: TrainConfig, data_dir: str | None = None, experiment: str = tr
         folder = Path(tmp) / "ckpt"
         folder.mkdir()
         model, state = _starting_point(config, execution, ds, folder, resume, prepared, sweep)
+        noise_training.configure(model, config.train_noise, config.seed)  # 0: the model's own clean step
         checkpointer = Checkpointer(folder, config.patience, state, execution.checkpoint_every)
 
         grad_noise = []  # the per-epoch gradient-noise callback, when on: its traced function serves the summary
