@@ -35,8 +35,8 @@ HAS_RAY = importlib.util.find_spec("ray") is not None
 EXPERIMENT = tracking.DEFAULT_EXPERIMENT
 REGISTERED_MODEL = "lrnoise-digits-resnet20"  # what `lrnoise train --dataset digits` registers
 STUDY_ARGS = ("study", "--models", "resnet20", "--optimizers", "adam", "--lrs", "0.001,0.002", "--epochs", "1",
-              "--seeds", "0", "--trials", "1", "--noise", "additive", "--batch-size", "128", "--patience", "10", "--workers", "2",
-              "--no-report")  # train's --patience and noise-eval's levels: lr 0.001 reuses both of their runs
+              "--seeds", "0", "--trials", "1", "--noise", "additive", "--batch-size", "128", "--patience", "10",
+              "--workers", "2", "--no-report")  # train's --patience and noise-eval's levels: lr 0.001 reuses both of their runs
 WRITER_COMMANDS = ("train", "noise-eval", "report", "study", "study-ray")
 DENIED_COMMANDS = ("train", "noise-eval", "study")
 WRONG_PASSWORD_COMMANDS = ("train", "noise-eval", "report")  # study: the same first request as train

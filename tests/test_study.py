@@ -15,8 +15,8 @@ from lrnoise import server as tracking_server  # `server` is the fixture below
 from lrnoise.cli import app
 from lrnoise.noise import NoiseConfig
 
-TINY = dict(preset="demo", models=("resnet20",), optimizers=("adam",), lrs=(0.001, 0.002), seeds=(0,), epochs=1, trials=2,
-            batch_size=128, noise=("additive",))
+TINY = dict(preset="demo", models=("resnet20",), optimizers=("adam",), lrs=(0.001, 0.002), seeds=(0,), epochs=1,
+            trials=2, batch_size=128, noise=("additive",))
 
 
 def test_plans():
@@ -41,7 +41,8 @@ def test_plans():
     assert {tn for _, lr, b, tn in grid if (lr, b) == (0.00075, 32)} == {0.0, 0.02, 0.05, 0.1}
     swept = study.plan(study.StudySpec("demo", models=("resnet20",), optimizers=("adam",), lrs=(0.001,), seeds=(0,),
                                        batch_sizes=(16, 128), train_noises=(0.0, 0.05)))
-    assert [(j.train.batch_size, j.train.train_noise) for j in swept] == [(16, 0.0), (16, 0.05), (128, 0.0), (128, 0.05)]
+    assert [(j.train.batch_size, j.train.train_noise) for j in swept] == [(16, 0.0), (16, 0.05), (128, 0.0),
+                                                                          (128, 0.05)]
     assert len({tracking.config_key(j.train.params()) for j in swept}) == 4  # each its own configuration
     assert "train_noise" not in swept[0].train.params()  # a clean training keeps the key it always had
     with pytest.raises(study.LrnoiseError, match="--batch-size or --batch-sizes"):
@@ -208,7 +209,8 @@ def test_a_failed_configuration_does_not_stop_the_grid(store, monkeypatch):
 
     monkeypatch.setattr(train_module, "train", flaky)
     result = CliRunner().invoke(app, ["study", "--models", "resnet20", "--optimizers", "adam", "--lrs",
-                                      "0.001,0.002", "--seeds", "0", "--epochs", "1", "--trials", "1", "--batch-size", "128",
+                                      "0.001,0.002", "--seeds", "0", "--epochs", "1", "--trials", "1",
+                                      "--batch-size", "128",
                                       "--workers", "1"])  # in this process: the monkeypatch holds
     assert result.exit_code == 1
     assert "failed: digits/resnet20/adam/lr=0.002/B=128/seed=0: RuntimeError: disk full" in result.output

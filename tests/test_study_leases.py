@@ -28,7 +28,8 @@ def server(tmp_path, monkeypatch):
 
 def _study_cmd(lrs, *extra):
     return [sys.executable, "-m", "lrnoise.cli", "study", "--models", "resnet20", "--optimizers", "adam", "--lrs", lrs,
-            "--seeds", "0", "--trials", "1", "--etas", "0.1", "--noise", "additive", "--batch-size", "128", "--no-report",
+            "--seeds", "0", "--trials", "1", "--etas", "0.1", "--noise", "additive", "--batch-size", "128",
+            "--no-report",
             "--workers", "1", *extra]
 
 

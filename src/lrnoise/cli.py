@@ -258,7 +258,8 @@ def study(
         preset=preset, datasets=parse_list(datasets, str, "datasets"), models=parse_list(models, str, "models"),
         optimizers=parse_list(optimizers, str, "optimizers"), lrs=parse_list(lrs, float, "lrs"),
         batch_sizes=parse_list(batch_sizes, int, "batch-sizes"),
-        train_noises=parse_list(train_noises, float, "train-noises"), seeds=parse_list(seeds, int, "seeds"), epochs=int(epochs) if epochs else None,
+        train_noises=parse_list(train_noises, float, "train-noises"), seeds=parse_list(seeds, int, "seeds"),
+        epochs=int(epochs) if epochs else None,
         noise=parse_list(noise, str, "noise"), etas=parse_list(etas, float, "etas"),
         times=parse_list(times, float, "times"), trials=parse_trials(trials), patience=patience,
         batch_size=batch_size)

@@ -12,8 +12,8 @@ Keras's public route. What each saves, measured on a 2-core x86-64 CPU with AVX2
 - swap_optimizer: a traced model takes an optimizer of another type without model.compile, keeping its traced
   validation step and metrics (~0.9 s of the first epoch after a swap);
 - cache_save_skipsets: lets model.save find Keras's per-type skip sets (276 -> 148 ms per ResNet20 save).
-Together, on the main job (the demo study from fresh clones, one after another on the same machine): 561 s with
-the gate closed against 422 s and 475 s open.
+Together, on a 17-training demo grid run as the main job (fresh clones, one after another on the same machine):
+561 s with the gate closed against 422 s and 475 s open.
 """
 from __future__ import annotations
 

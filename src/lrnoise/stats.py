@@ -9,7 +9,7 @@ Within-x resampling of n_g runs gives each x value's mean a bootstrap variance o
 sampling variance, so plain percentile intervals are too narrow with a few seeds (measured false "trend"
 rate on pure noise, 6 lrs: 25 % with 2 seeds, 13 % with 3, 7-8 % with 5). Before resampling, each run's
 deviation from its x value's mean is therefore scaled by sqrt(n_g / (n_g - 1)) (Davison & Hinkley 1997,
-stratified bootstrap with adjusted residuals), which brings 5 seeds to the nominal 5 % (14 % / 9 % with 2 / 3).
+stratified bootstrap with adjusted residuals), which brings 5 seeds to the nominal 5 % (14 % / 8 % with 2 / 3).
 
 Spearman's rho (ties get average ranks) is Pearson's r of the ranks:
     rho = sum_i (r_i - mean r)(s_i - mean s) / sqrt(sum_i (r_i - mean r)^2 * sum_i (s_i - mean s)^2).
