@@ -24,7 +24,7 @@ from matplotlib.text import Text
 from matplotlib.textpath import text_to_path
 from matplotlib.ticker import NullLocator
 
-from lrnoise import paper
+from lrnoise import paper, stats
 from lrnoise.errors import LrnoiseError
 
 # One colour per paper learning rate, in sorted lr order (0.0005 ... 0.0015): tab10's first six hues.
@@ -446,10 +446,9 @@ def eq2_collapse(points: pd.DataFrame, title: str) -> Figure:
         for batch_size, group in mine.groupby("batch_size"):
             color = colors[int(batch_size)]
             ax.scatter(group["u"], _percent(group["avr"]), color=color, s=8, alpha=0.45)
-            means = group.groupby("u")["avr"].agg(["mean", "std", "count"]).reset_index()
-            half = [_t_half(row["std"], row["count"]) for _, row in means.iterrows()]
+            means = group.groupby("u")["avr"].agg(["mean", stats.ci95]).reset_index()  # 95 % t over seeds
             label = f"B = {int(batch_size)} ({_n_text(group.groupby('u').size())})"
-            handle = ax.errorbar(means["u"], _percent(means["mean"]), yerr=_percent(half), color=color,
+            handle = ax.errorbar(means["u"], _percent(means["mean"]), yerr=_percent(means["ci95"]), color=color,
                                  marker="o", label=label, **ERRORBAR_STYLE)
             legend.setdefault(int(batch_size), (handle, label))
         ax.set_xscale("log")
@@ -457,12 +456,6 @@ def eq2_collapse(points: pd.DataFrame, title: str) -> Figure:
                     r"average normalised accuracy $A_\mathrm{avr}$ (%)", str(optimizer))
     _sorted_legend(fig, legend, "right")
     return fig
-
-
-def _t_half(std: float, n: int) -> float:
-    """95 % t half-width of a mean of n values with sample sd `std` (0 for n < 2)."""
-    from scipy import stats as sps
-    return float(sps.t.ppf(0.975, n - 1) * std / np.sqrt(n)) if n > 1 and np.isfinite(std) else 0.0
 
 
 # ---------------------------------------------------------------- Figure 8: lr tuning vs noise-injection training

@@ -533,7 +533,7 @@ def frontier(runs: pd.DataFrame, max_accuracy_drop: float = 0.01, n_boot: int = 
         boot_difference = boot_noise - boot_lr
         reached = (boot_noise != _NOT_REACHED) & (boot_lr != _NOT_REACHED)
         low, high = _percentile_ci(boot_difference)
-        means = pd.DataFrame({"b": base @ onehot / onehot.sum(axis=0)}, index=[c for c, _ in configs])
+        mean_base = base @ onehot / onehot.sum(axis=0)  # (L,): each configuration's mean baseline
         verdict = (TOO_FEW_SEEDS if min(len(g) for g in groups) < 2 else
                    _verdict(low, high, f"{LR_TUNING} dominates", f"{NOISE_TRAINING} dominates", "no clear difference"))
         lr_config, noise_config = configs[lr_at[0]][0], configs[noise_at[0]][0]
@@ -545,9 +545,9 @@ def frontier(runs: pd.DataFrame, max_accuracy_drop: float = 0.01, n_boot: int = 
         rows.append({"dataset": dataset, "model": model, "optimizer": optimizer, "batch_size": batch_size,
                      "noise_lr": noise_lr, "n_runs": len(use), "reference_baseline": reference[0],
                      "lr_best_lr": lr_config[0], "lr_best_avr": lr_best[0],
-                     "lr_best_baseline": means.loc[[lr_config], "b"].iloc[0],
+                     "lr_best_baseline": mean_base[lr_at[0]],
                      "noise_best_train_noise": noise_config[1], "noise_best_avr": noise_best[0],
-                     "noise_best_baseline": means.loc[[noise_config], "b"].iloc[0],
+                     "noise_best_baseline": mean_base[noise_at[0]],
                      "difference": noise_best[0] - lr_best[0] if np.isfinite(shown_low) else float("nan"),
                      "ci_low": shown_low, "ci_high": shown_high, "both_reach_share": float(reached.mean()),
                      "verdict": verdict})
