@@ -35,7 +35,7 @@ Information (no target), from the times t(line) the lines were printed:
       function in this process, per configuration; all of it lies in the fixed seconds (bookkeeping and
       after-fit). study_fixed_seconds_without_grad_noise: the fixed seconds less that arithmetic.
 The study's set-up (store, study run) and report (report=False) are outside every S_c. So are the stake of the
-claim of the configuration run next, which the study makes while the current one runs (study.Dispatcher), and the
+claim of the configuration run next, which the study makes while the current one runs (executors.Dispatcher), and the
 claim's removal after its configuration: their seconds, timed in this process, are added to the fixed seconds
 (study_stake_seconds_per_configuration).
 `python study_overhead.py`; LRNOISE_BENCH_QUICK=1: 2 learning rates, 2 epochs, 1 draw per level.
@@ -152,11 +152,11 @@ class Stopwatch:
 
 
 def sweep_spec(quick: bool):
-    from lrnoise import study
+    from lrnoise.config import StudySpec
     if quick:
-        return study.StudySpec(preset="demo", models=("resnet20",), optimizers=("adam",), lrs=(0.001, 0.0015),
-                               seeds=(0,), epochs=2, noise=("additive", "pcm"), trials=1)
-    return study.StudySpec(preset="demo")  # the main job's grid, as `mlflow run .` runs it
+        return StudySpec(preset="demo", models=("resnet20",), optimizers=("adam",), lrs=(0.001, 0.0015),
+                         seeds=(0,), epochs=2, noise=("additive", "pcm"), trials=1)
+    return StudySpec(preset="demo")  # the main job's grid, as `mlflow run .` runs it
 
 
 def main():
@@ -164,10 +164,10 @@ def main():
     with tempfile.TemporaryDirectory(prefix="lrnoise-study-bench-") as tmp:
         os.chdir(tmp)  # the store's artifacts (./mlruns) land here
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
-        from lrnoise import gradnoise, study
+        from lrnoise import executors, gradnoise, study
         grad_noise = Stopwatch(gradnoise, "estimate")  # the callback and the final estimate both call it
         # claims staked and removed between configurations, outside S_c
-        staking = [Stopwatch(study.Dispatcher, name) for name in ("_stake", "finish")]
+        staking = [Stopwatch(executors.Dispatcher, name) for name in ("_stake", "finish")]
         capture = TimedLines(sys.stdout)
         try:
             with contextlib.redirect_stdout(capture):

@@ -6,24 +6,24 @@ import time
 
 import _common  # noqa: F401  (environment defaults)
 
-from lrnoise import noise_training, train
+from lrnoise import build, noise_training
 from lrnoise.config import TrainConfig
 
 ROUNDS = 2 if _common.quick() else 6  # alternated epoch pairs; the minimum of each side is kept
 
 
 def model_and_stream(config: TrainConfig, ds):
-    train.seed_everything(config.seed)
-    model = train.build_model(config, ds)
-    train.build_state(model, ds)
+    build.seed_everything(config.seed)
+    model = build.build_model(config, ds)
+    build.build_state(model, ds)
     noise_training.configure(model, config.train_noise, config.seed)
-    stream, steps = train.training_stream(config, ds)
+    stream, steps = build.training_stream(config, ds)
     return model, stream, steps
 
 
 def main():
     clean_config = TrainConfig(dataset="digits", model="resnet20", batch_size=32, epochs=ROUNDS + 1, seed=0)
-    ds = train.load_data(clean_config)
+    ds = build.load_data(clean_config)
     if _common.quick():
         ds.x_train, ds.y_train = ds.x_train[:256], ds.y_train[:256]
     runs = {name: model_and_stream(TrainConfig(**{**clean_config.params(), "train_noise": eta}), ds)

@@ -33,9 +33,11 @@ import keras
 import numpy as np
 
 from lrnoise import data, gradnoise, tracking
-from lrnoise.train import Execution, TrainConfig, build_model, train
+from lrnoise.build import build_model
+from lrnoise.config import Execution, TrainConfig
+from lrnoise.train import train
 
-CIFAR10_TRAIN_IMAGES = 45_000  # 50,000 less the 10 % validation split (train.VAL_FRACTION)
+CIFAR10_TRAIN_IMAGES = 45_000  # 50,000 less the 10 % validation split (build.VAL_FRACTION)
 
 
 class EpochTimer(keras.callbacks.Callback):

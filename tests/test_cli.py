@@ -98,3 +98,13 @@ def test_mlproject_entry_points_have_the_clis_defaults():
                 assert same(param["default"], defaults[name]), f"MLproject {entry}.{name}"
                 checked += 1
     assert checked >= 15  # the test reads the file it means to
+
+
+def test_study_runs_with_the_execution_objects_defaults():
+    """`lrnoise study` carries every Execution option, with its default, to each training of the grid."""
+    from dataclasses import fields
+
+    from lrnoise.config import Execution
+    defaults = cli_defaults("study")
+    for f in fields(Execution):
+        assert defaults[f.name] == f.default, f"lrnoise study --{f.name}"

@@ -8,11 +8,11 @@ import keras
 import numpy as np
 import pytest
 
-from lrnoise import data, fastpath, models, train
+from lrnoise import build, data, fastpath, models
 from lrnoise.config import Execution, TrainConfig
-from lrnoise.reuse import SweepCache
+from lrnoise.build import SweepCache
 
-CONFIG = TrainConfig(dataset="digits", model="resnet20", optimizer="adam", batch_size=64, epochs=1, seed=1)
+CONFIG = TrainConfig(dataset="digits", model="resnet8", optimizer="adam", batch_size=64, epochs=1, seed=1)
 
 
 def test_the_gate_is_open_only_on_the_checked_keras_and_closes_with_the_variable(monkeypatch):
@@ -30,14 +30,14 @@ def sweep_then_save(tmp_path, name: str) -> tuple[list, dict]:
     """A small sweep (Adam at two lrs on one traced model, then Nadam: same type, then another) and a save of
     the last model in a new thread (Keras's save state is per thread): (weights after each, (the saved config,
     the restored weights and optimizer state))."""
-    ds = train.load_data(CONFIG)
+    ds = build.load_data(CONFIG)
     sweep, weights = SweepCache(), []
     for optimizer, lr in (("adam", 0.001), ("adam", 0.003), ("nadam", 0.002)):
         config = TrainConfig(**{**CONFIG.params(), "optimizer": optimizer, "lr": lr})
-        train.seed_everything(config.seed)
+        build.seed_everything(config.seed)
         model = sweep.model_for(config, ds, Execution())
-        train.build_state(model, ds)
-        stream, steps = train.training_stream(config, ds)
+        build.build_state(model, ds)
+        stream, steps = build.training_stream(config, ds)
         model.fit(stream, steps_per_epoch=steps, epochs=1, verbose=0)
         weights.append([np.array(w) for w in model.get_weights() + list(model.optimizer.variables)])
 
@@ -95,8 +95,8 @@ def test_a_training_step_built_ahead_is_traced_once_and_trains_as_plain_keras(mo
     def fit():
         fastpath.seed_everything(CONFIG.seed)
         model = models.resnet(8, ds.num_classes, ds.input_shape)
-        train.compile_model(model, CONFIG, Execution())
-        train.build_state(model, ds)
+        build.compile_model(model, CONFIG, Execution())
+        build.build_state(model, ds)
         traces, step = [], model.train_step
         model.train_step = lambda batch: traces.append(1) or step(batch)  # runs once per trace, not per step
         stream, steps = data.training_stream(ds.x_train, ds.y_train, CONFIG.batch_size, CONFIG.seed)

@@ -106,9 +106,9 @@ def test_end_dead_runs_ends_only_what_dead_owners_of_this_host_left_running(stor
     assert [statuses[r] for r in (train, evaluation, study_run)] == ["FAILED"] * 3
     assert client.get_run(claim).info.lifecycle_stage == "deleted"
     assert leases.end_dead_runs(exp) == []  # nothing dead is left RUNNING
-    assert tracking.existing_run(exp, "train", "k").resume == train
+    assert leases.existing_run(exp, "train", "k").resume == train
     monkeypatch.delenv("MLFLOW_RUN_ID")
-    assert tracking.start_study_run(exp, study_params) == study_run  # resumed, RUNNING again
+    assert leases.start_study_run(exp, study_params) == study_run  # resumed, RUNNING again
     leases.release(study_run)
     assert client.get_run(study_run).info.status == "RUNNING"
 

@@ -14,7 +14,8 @@ from lrnoise import data, models, noise, tracking
 from lrnoise.cli import app
 from lrnoise.noise import NoiseConfig
 from lrnoise.noise_eval import noise_eval
-from lrnoise.train import TrainConfig, train
+from lrnoise.config import Execution, TrainConfig
+from lrnoise.train import train
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +185,8 @@ def test_summary_statistics_follow_equations():
 
 @pytest.fixture
 def train_run(store):
-    return train(TrainConfig(dataset="digits", lr=0.003, epochs=1, batch_size=64, patience=0))
+    return train(TrainConfig(dataset="digits", model="resnet8", lr=0.003, epochs=1, batch_size=64, patience=0),
+                 execution=Execution(grad_noise_batches=0))
 
 
 @pytest.mark.e2e
@@ -220,8 +222,8 @@ def test_tracked_noise_eval_metrics_match_logged_draws(train_run):
 @pytest.mark.e2e
 def test_model_uri_inputs_find_the_training_run(train_run):
     client = mlflow.tracking.MlflowClient()
-    client.set_registered_model_alias("lrnoise-digits-resnet20", "champion", train_run.model_version)
-    for uri in ("models:/lrnoise-digits-resnet20/1", "models:/lrnoise-digits-resnet20@champion",
+    client.set_registered_model_alias("lrnoise-digits-resnet8", "champion", train_run.model_version)
+    for uri in ("models:/lrnoise-digits-resnet8/1", "models:/lrnoise-digits-resnet8@champion",
                 train_run.model_uri):
         eval_id, _ = noise_eval(NoiseConfig(levels=(0.1,), trials=1), model_uri=uri)
         assert mlflow.get_run(eval_id).data.tags["source_run_id"] == train_run.run_id
@@ -328,3 +330,11 @@ def test_noise_config_keys_names_and_validation():
                          (dict(targets="weights"), "unknown targets"), (dict(trials="auto", ci_target=5.0), "0 < ci_target")):
         with pytest.raises(noise.LrnoiseError, match=message):
             NoiseConfig(**bad).validate()
+
+
+def test_a_model_at_zero_clean_accuracy_normalises_to_nan_not_an_error():
+    """A model evaluated with --force although it learned nothing (a_0 = 0): eq. 8 has nothing to divide by."""
+    draws = pd.DataFrame({"level": [0.1, 0.1], "trial": [0, 1], "accuracy": [0.0, 0.1]})
+    summary = noise.summarize(draws, 0.0)
+    assert summary["normalized_accuracy"].isna().all() and summary["accuracy"].iloc[0] == pytest.approx(0.05)
+    assert noise.summarize(draws, 0.5)["normalized_accuracy"].iloc[0] == pytest.approx(0.1)

@@ -6,25 +6,25 @@ import keras
 import numpy as np
 import pytest
 
-from lrnoise import models, noise, noise_training, train
+from lrnoise import build, models, noise, noise_training
 from lrnoise.config import Execution, TrainConfig
 from lrnoise.errors import LrnoiseError
 
-CONFIG = TrainConfig(dataset="digits", model="resnet20", optimizer="sgd", lr=0.05, batch_size=64, epochs=1, seed=3,
+CONFIG = TrainConfig(dataset="digits", model="resnet8", optimizer="sgd", lr=0.05, batch_size=64, epochs=1, seed=3,
                      patience=0, train_noise=0.1)
 
 
 @pytest.fixture(scope="module")
 def ds():
-    return train.load_data(CONFIG)
+    return build.load_data(CONFIG)
 
 
 def small_model(ds, optimizer="sgd"):
     """A depth-8 ResNet on digits, seeded and compiled: the same initial weights every call."""
-    train.seed_everything(CONFIG.seed)
+    build.seed_everything(CONFIG.seed)
     mean, variance = models.channel_stats(ds.x_train)
     model = models.resnet(8, ds.num_classes, ds.input_shape, mean=mean, variance=variance)
-    train.compile_model(model, TrainConfig(**{**CONFIG.params(), "optimizer": optimizer}), Execution())
+    build.compile_model(model, TrainConfig(**{**CONFIG.params(), "optimizer": optimizer}), Execution())
     return model
 
 

@@ -16,11 +16,12 @@ from nbclient import NotebookClient
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import ROOT, kill_server, start_server
-from lrnoise import figures, noise, paper, report, tracking
+from conftest import ROOT, kill_server, new_store, start_server
+from lrnoise import claims_text, figures, noise, paper, report, results, tracking
 from lrnoise import server as tracking_server
 from lrnoise import stats as lrnoise_stats
 from lrnoise.cli import app
+from lrnoise.errors import LrnoiseError
 from lrnoise.noise import PAPER, NoiseConfig
 
 ETAS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4)
@@ -169,17 +170,22 @@ def test_tables_equal_expected_pivots(store, tmp_path):
         reports[0].info.run_id)]
 
 
-@pytest.mark.e2e
-def test_more_than_1000_runs_are_all_counted(store):
+def test_runs_beyond_one_search_page_are_all_counted(store, monkeypatch):
+    """The store returns at most SEARCH_PAGE runs a request (1000); with pages of 10, 23 runs take three."""
+    monkeypatch.setattr(tracking, "SEARCH_PAGE", 10)
     client = mlflow.tracking.MlflowClient()
     exp_id = tracking.ensure_experiment("big")
-    for i in range(1003):
+    for i in range(23):
         add_run(client, exp_id, "digits", "resnet20", "adam", [0.001, 0.002][i % 2], i, 0.5 + (i % 7) / 100,
                 None)  # training runs only: the paging of that search is what is tested
-    runs, _, _ = report.fetch("big")
-    assert len(runs) == 1003 and runs["run_id"].is_unique
+    pages = []
+    search = client.search_runs
+    monkeypatch.setattr(mlflow.tracking.MlflowClient, "search_runs",
+                        lambda self, *a, **k: pages.append(k["max_results"]) or search(*a, **k))
+    runs, _, _ = results.fetch("big")
+    assert len(runs) == 23 and runs["run_id"].is_unique and pages[:3] == [10, 10, 10]
     table = report.cells(runs, tracking.BASELINE_ACCURACY)
-    assert table["n"].sum() == 1003
+    assert table["n"].sum() == 23
 
 
 def test_errors_one_line(store, tmp_path):
@@ -195,12 +201,15 @@ def test_errors_one_line(store, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "lrnoise.cli", "report"], capture_output=True, text=True,
                           env={**os.environ, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}, timeout=300)
     assert proc.returncode == 2 and "unreachable" in proc.stderr.strip().splitlines()[-1]
+    # its fail-fast HTTP settings ended with the command: a study started next from this process (a notebook) rides
+    # out a server outage with MLflow's own retries (environment_unchanged checks the rest of the environment)
+    assert not {"MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT"} & set(os.environ)
 
 
 @pytest.mark.e2e
-def test_report_over_http_tracking_server(tmp_path, monkeypatch):
+def test_report_over_http_tracking_server(tmp_path, monkeypatch, migrated_store):
     port = tracking_server._free_port()
-    server = start_server(f"sqlite:///{tmp_path / 'server.db'}", port, tmp_path,
+    server = start_server(new_store(migrated_store, tmp_path / "server.db"), port, tmp_path,
                           "--artifacts-destination", str(tmp_path / "artifacts"))
     uri = f"http://127.0.0.1:{port}"
     try:
@@ -259,7 +268,7 @@ def test_report_folder_is_replaced_whole_and_configurations_never_mix(store, tmp
     assert (tmp_path / "all" / "fig5_noise_models_cifar10.pdf").is_file()
     single = report.build("lrnoise", noise_config=other.info.name)
     assert [c.info.key for c in single.configs] == [other.info.key]
-    with pytest.raises(report.LrnoiseError, match="no noise evaluation with configuration 'pcm-1s-1y'"):
+    with pytest.raises(LrnoiseError, match="no noise evaluation with configuration 'pcm-1s-1y'"):
         report.build("lrnoise", noise_config="pcm-1s-1y")
 
 
@@ -275,7 +284,7 @@ def claim_runs(seeds: int, slope: float = 0.02) -> pd.DataFrame:
 
 
 def test_claims_read_as_sentences_with_their_numbers():
-    text = report.claims_markdown(lrnoise_stats.claims(claim_runs(seeds=4)), "additive-paper")
+    text = claims_text.claims_markdown(lrnoise_stats.claims(claim_runs(seeds=4)), "additive-paper")
     lines = text.splitlines()
     assert "## cifar10 · resnet20 · adam" in lines
     avr = next(line for line in lines if line.startswith("- A_avr "))
@@ -289,11 +298,11 @@ def test_claims_read_as_sentences_with_their_numbers():
 
 def test_a_verdict_without_an_interval_prints_none():
     claims = lrnoise_stats.claims(claim_runs(seeds=1))
-    text = report.claims_markdown(claims, "additive-paper")
+    text = claims_text.claims_markdown(claims, "additive-paper")
     avr = next(line for line in text.splitlines() if line.startswith("- A_avr "))
     assert avr.startswith("- A_avr too few seeds: rho +") and ", no interval, 6 runs, 1 seeds per lr" in avr
     assert "[" not in avr
-    assert report.claim_lines(claims.iloc[0])[0] == avr[2:]
+    assert claims_text.claim_lines(claims.iloc[0])[0] == avr[2:]
 
 
 # ---------------------------------------------------------------- the mechanism tests, from a store

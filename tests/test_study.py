@@ -9,72 +9,75 @@ import mlflow
 import pytest
 from typer.testing import CliRunner
 
-from conftest import ROOT, run_statuses, runs_of
-from lrnoise import leases, paper, study, tracking
+from conftest import ROOT, new_store, run_statuses, runs_of
+from lrnoise import executors, leases, paper, study, tracking
+from lrnoise.config import Execution, StudySpec
+from lrnoise.errors import LrnoiseError
 from lrnoise import server as tracking_server  # `server` is the fixture below
 from lrnoise.cli import app
 from lrnoise.noise import NoiseConfig
 
-TINY = dict(preset="demo", models=("resnet20",), optimizers=("adam",), lrs=(0.001, 0.002), seeds=(0,), epochs=1,
-            trials=2, batch_size=128, noise=("additive",))
+TINY = dict(preset="demo", models=("resnet8",), optimizers=("adam",), lrs=(0.001, 0.002), seeds=(0,), epochs=1,
+            trials=2, batch_size=128, noise=("additive",))  # ResNet8s: the study is tested, not depth
+QUICK = Execution(grad_noise_batches=0)  # nor the gradient-noise measurement
 
 
 def test_plans():
-    paper_jobs = study.plan(study.StudySpec("paper"))
+    paper_jobs = study.plan(StudySpec("paper"))
     assert len(paper_jobs) == 4 * 6 * 2 + 5  # Adam grid + five other optimizers (Adam's run is shared)
     assert {j.train.lr for j in paper_jobs} == set(paper.LRS) and 0.000725 not in paper.LRS
-    assert len(study.plan(study.StudySpec("optimizers"))) == 6
-    demo = study.plan(study.StudySpec("demo"))
+    assert len(study.plan(StudySpec("optimizers"))) == 6
+    demo = study.plan(StudySpec("demo"))
     assert {j.train.dataset for j in demo} == {"digits"} and len(demo) == 6 * 3 + 5  # ResNet20: 6 lrs x 3 seeds
     assert {(j.train.model, j.train.seed) for j in demo} == {("resnet20", 0), ("resnet20", 1), ("resnet20", 2)}
     assert {j.train.batch_size for j in demo} == {32} and {j.train.train_noise for j in demo} == {0.0}
     assert all([c.name for c in j.noise] == ["additive-paper", "pcm-1s-1y"] for j in demo)
     assert all(j.noise[0].levels == paper.ETAS and j.noise[0].trials == 5 for j in demo)
-    seeds = study.plan(study.StudySpec("seeds"))
+    seeds = study.plan(StudySpec("seeds"))
     assert len(seeds) == 6 * 5 and {j.train.seed for j in seeds} == {0, 1, 2, 3, 4}
-    assert len(study.plan(study.StudySpec("paper", seeds=(0, 1, 2)))) == 3 * (4 * 6 * 2 + 5)
-    mechanism = study.plan(study.StudySpec("mechanism"))
+    assert len(study.plan(StudySpec("paper", seeds=(0, 1, 2)))) == 3 * (4 * 6 * 2 + 5)
+    mechanism = study.plan(StudySpec("mechanism"))
     grid = {(j.train.optimizer, j.train.lr, j.train.batch_size, j.train.train_noise) for j in mechanism}
     assert len(mechanism) == 3 * len(grid) == 3 * (2 * 3 * 2 + 4)  # 3 seeds of each
     assert {("adam", 0.0005, 8, 0.0), ("adam", 0.001, 32, 0.0), ("momentum", 0.001, 8, 0.0),
             ("momentum", 0.002, 32, 0.0)} <= grid  # equal lr^2 / B along a diagonal, for both optimizers
     assert {tn for _, lr, b, tn in grid if (lr, b) == (0.00075, 32)} == {0.0, 0.02, 0.05, 0.1}
-    swept = study.plan(study.StudySpec("demo", models=("resnet20",), optimizers=("adam",), lrs=(0.001,), seeds=(0,),
+    swept = study.plan(StudySpec("demo", models=("resnet20",), optimizers=("adam",), lrs=(0.001,), seeds=(0,),
                                        batch_sizes=(16, 128), train_noises=(0.0, 0.05)))
     assert [(j.train.batch_size, j.train.train_noise) for j in swept] == [(16, 0.0), (16, 0.05), (128, 0.0),
                                                                           (128, 0.05)]
     assert len({tracking.config_key(j.train.params()) for j in swept}) == 4  # each its own configuration
     assert "train_noise" not in swept[0].train.params()  # a clean training keeps the key it always had
-    with pytest.raises(study.LrnoiseError, match="--batch-size or --batch-sizes"):
-        study.StudySpec("demo", batch_size=32, batch_sizes=(16, 64))
+    with pytest.raises(LrnoiseError, match="--batch-size or --batch-sizes"):
+        StudySpec("demo", batch_size=32, batch_sizes=(16, 64))
     job = swept[1]
-    assert study.Job.from_json(job.to_json()) == job  # the process boundary loses nothing
+    assert executors.Job.from_json(job.to_json()) == job  # the process boundary loses nothing
 
 
 def test_study_params_name_the_grid():
-    assert study.StudySpec("demo").params() == {
+    assert study.study_params(StudySpec("demo")) == {
         "preset": "demo", "datasets": "preset", "models": "preset", "optimizers": "preset", "lrs": "preset",
-        "batch_sizes": "preset", "train_noises": "preset", "seeds": "preset", "epochs": 10,
-        "noise": "additive-paper,pcm-1s-1y", "trials": 5}
-    spec = study.StudySpec("paper", lrs=(0.001, 0.002), seeds=(0, 1), noise=("pcm",), times=(1.0, 60.0),
+        "batch_sizes": "preset", "train_noises": "preset", "seeds": "preset", "epochs": "10",
+        "noise": "additive-paper,pcm-1s-1y", "etas": "preset", "times": "preset", "trials": "5", "patience": "4"}
+    spec = StudySpec("paper", lrs=(0.001, 0.002), seeds=(0, 1), noise=("pcm",), times=(1.0, 60.0),
                            trials="auto")
-    params = spec.params()
+    params = study.study_params(spec)
     assert params["lrs"] == "0.001,0.002" and params["seeds"] == "0,1" and params["trials"] == "auto"
     assert params["noise"] == NoiseConfig("pcm", levels=(1.0, 60.0)).name
-    assert tracking.config_key(params) != tracking.config_key(study.StudySpec("paper").params())
+    assert tracking.config_key(params) != tracking.config_key(study.study_params(StudySpec("paper")))
 
 
 def test_workers_keep_to_their_trace_group():
     """Two workers on the demo: each takes the next configuration of the group it traced, a free worker the
     largest group nobody is on, so the five single-optimizer groups and three Adam groups (one per seed) are traced
     once each."""
-    queue, working, taken = study.plan(study.StudySpec("demo")), {}, {0: [], 1: []}
-    groups = {study.trace_group(j) for j in queue}
+    queue, working, taken = study.plan(StudySpec("demo")), {}, {0: [], 1: []}
+    groups = {executors.trace_group(j) for j in queue}
     slot = 0
     while queue:
         others = {g for s, g in working.items() if s != slot}
-        job = study.next_job(queue, working.get(slot), others)
-        working[slot] = study.trace_group(job)
+        job = executors.next_job(queue, working.get(slot), others)
+        working[slot] = executors.trace_group(job)
         taken[slot].append(working[slot])
         slot = 1 - slot  # the two workers alternate finishing
     traced = [g for worker in taken.values() for i, g in enumerate(worker) if g not in worker[:i]]
@@ -82,10 +85,10 @@ def test_workers_keep_to_their_trace_group():
     assert len(taken[0]) + len(taken[1]) == 23 and abs(len(taken[0]) - len(taken[1])) <= 1
     assert taken[0][0] != taken[1][0]  # two Adam groups (six lrs each) start in parallel
     # a lone group two workers must share: the second worker helps rather than idles
-    lone = study.plan(study.StudySpec("demo", models=("resnet20",), optimizers=("adam",)))
-    first = study.next_job(lone, None, set())
-    assert study.next_job(lone, None, {study.trace_group(first)}) in study.plan(
-        study.StudySpec("demo", models=("resnet20",), optimizers=("adam",)))
+    lone = study.plan(StudySpec("demo", models=("resnet20",), optimizers=("adam",)))
+    first = executors.next_job(lone, None, set())
+    assert executors.next_job(lone, None, {executors.trace_group(first)}) in study.plan(
+        StudySpec("demo", models=("resnet20",), optimizers=("adam",)))
 
 
 def test_the_dispatcher_stakes_each_slots_next_configuration(store):
@@ -94,8 +97,8 @@ def test_the_dispatcher_stakes_each_slots_next_configuration(store):
     held against other studies; nothing is left behind."""
     client = mlflow.tracking.MlflowClient()
     exp = tracking.ensure_experiment("lrnoise")
-    jobs = study.plan(study.StudySpec(**{**TINY, "lrs": (0.001, 0.002, 0.003)}))
-    dispatcher = study.Dispatcher(jobs, exp)
+    jobs = study.plan(StudySpec(**{**TINY, "lrs": (0.001, 0.002, 0.003)}))
+    dispatcher = executors.Dispatcher(jobs, exp)
     first, claim = dispatcher.take(0)
     assert first == jobs[0] and claim is None and list(dispatcher.stakes) == [jobs[1]]  # its group's next
     key = tracking.config_key(jobs[1].train.params())
@@ -103,8 +106,8 @@ def test_the_dispatcher_stakes_each_slots_next_configuration(store):
         assert mine is False
     second, claim = dispatcher.take(1)  # another slot takes it, with its claim
     assert second == jobs[1] and claim.key == key and list(dispatcher.stakes) == [jobs[2]]
-    line = study._job_line(second, claim)  # what a worker process receives
-    assert study._from_job_line(line) == (second, claim)
+    line = executors._job_line(second, claim)  # what a worker process receives
+    assert executors._from_job_line(line) == (second, claim)
     with leases.claimed(exp, key, staked=claim) as mine:
         assert mine is True
     dispatcher.finish(claim)
@@ -116,28 +119,29 @@ def test_the_dispatcher_stakes_each_slots_next_configuration(store):
 
 
 def test_default_workers_are_the_presets_measured_choice(monkeypatch):
-    monkeypatch.setattr(study, "_gpu_count", lambda: 0)
+    monkeypatch.setattr(executors, "gpu_count", lambda: 0)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert study.default_workers(study.StudySpec("demo")) == 2 == study.default_workers(study.StudySpec("seeds"))
-    assert study.default_workers(study.StudySpec("paper")) == 1
+    assert study.default_workers(StudySpec("demo")) == 2 == study.default_workers(StudySpec("seeds"))
+    assert study.default_workers(StudySpec("paper")) == 1
     monkeypatch.setattr(os, "cpu_count", lambda: 1)
-    assert study.default_workers(study.StudySpec("demo")) == 1  # never more workers than cores
+    assert study.default_workers(StudySpec("demo")) == 1  # never more workers than cores
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(study, "_gpu_count", lambda: 1)
-    assert study.default_workers(study.StudySpec("demo")) == 1  # on a GPU: --workers N names how many
+    monkeypatch.setattr(executors, "gpu_count", lambda: 1)
+    assert study.default_workers(StudySpec("demo")) == 1  # on a GPU: --workers N names how many
 
 
 def test_cpu_workers_share_the_cores(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert study.worker_threads(2) == {"TF_NUM_INTEROP_THREADS": "1"}  # never the intra-op pool: see its doc
-    assert study.worker_threads(1) == {"TF_NUM_INTEROP_THREADS": "2"}
-    assert study.worker_threads(8) == {"TF_NUM_INTEROP_THREADS": "1"}  # never zero
+    assert executors.worker_threads(2) == {"TF_NUM_INTEROP_THREADS": "1"}  # never the intra-op pool: see its doc
+    assert executors.worker_threads(1) == {"TF_NUM_INTEROP_THREADS": "2"}
+    assert executors.worker_threads(8) == {"TF_NUM_INTEROP_THREADS": "1"}  # never zero
 
 
 @pytest.mark.e2e
 def test_mlflow_run_study_then_second_invocation_trains_nothing(store):
     cmd = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "study", "--env-manager", "local",
-           "--experiment-name", "lrnoise", "-P", "models=resnet20", "-P", "optimizers=adam", "-P", "lrs=0.001,0.002",
+           "--experiment-name", "lrnoise", "-P", "models=resnet8", "-P", "grad_noise_batches=0",
+           "-P", "optimizers=adam", "-P", "lrs=0.001,0.002", "-P", "workers=1",
            "-P", "seeds=0", "-P", "epochs=1", "-P", "trials=2", "-P", "noise=additive,pcm",
            "-P", f"report_dir={os.getcwd()}/reports/lrnoise"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
@@ -157,16 +161,16 @@ def test_mlflow_run_study_then_second_invocation_trains_nothing(store):
     assert "View run" not in proc.stdout and "View experiment" not in proc.stdout, proc.stdout[-2000:]
     assert len([line for line in proc.stdout.splitlines() if re.match(r"\[study\] \d+/2 done", line)]) == 2
 
-    outcomes, _ = study.run_study(study.StudySpec(**{**TINY, "batch_size": None, "noise": ("additive", "pcm")}),
-                                  workers=1, report=False)
+    outcomes, _ = study.run_study(StudySpec(**{**TINY, "batch_size": None, "noise": ("additive", "pcm")}),
+                                  workers=1, report=False, execution=QUICK)
     assert [o.trained for o in outcomes] == ["reused", "reused"] and [o.evaluated for o in outcomes] == ["reused"] * 2
     assert len(runs_of("train")) == 2 and len(runs_of("noise_eval")) == 4
 
 
 @pytest.mark.e2e
 def test_two_workers_through_a_tracking_server_lose_no_run(store):
-    spec = study.StudySpec(**TINY)  # (the Ray executor is tested against a secured server: test_auth.py)
-    outcomes, built = study.run_study(spec, workers=2)
+    spec = StudySpec(**TINY)  # (the Ray executor is tested against a secured server: test_auth.py)
+    outcomes, built = study.run_study(spec, workers=2, execution=QUICK)
     assert [o.status for o in outcomes] == ["ok"] * 2, [o.error for o in outcomes]
     assert tracking.tracking_uri() == store  # back on the sqlite store, the server stopped
     assert not [t for t in threading.enumerate() if t.name == "lrnoise-server-stop"]  # and waited for
@@ -199,21 +203,21 @@ def test_bad_input_before_anything_runs(store, args, message):
 
 @pytest.mark.e2e
 def test_a_failed_configuration_does_not_stop_the_grid(store, monkeypatch):
-    from lrnoise import train as train_module
-    real = train_module.train
+    real = executors.train
 
     def flaky(config, **kwargs):
         if config.lr == 0.002:
             raise RuntimeError("disk full")
         return real(config, **kwargs)
 
-    monkeypatch.setattr(train_module, "train", flaky)
-    result = CliRunner().invoke(app, ["study", "--models", "resnet20", "--optimizers", "adam", "--lrs",
+    monkeypatch.setattr(executors, "train", flaky)
+    result = CliRunner().invoke(app, ["study", "--models", "resnet8", "--grad-noise-batches", "0",
+                                      "--optimizers", "adam", "--lrs",
                                       "0.001,0.002", "--seeds", "0", "--epochs", "1", "--trials", "1",
                                       "--batch-size", "128",
                                       "--workers", "1"])  # in this process: the monkeypatch holds
     assert result.exit_code == 1
-    assert "failed: digits/resnet20/adam/lr=0.002/B=128/seed=0: RuntimeError: disk full" in result.output
+    assert "failed: digits/resnet8/adam/lr=0.002/B=128/seed=0: RuntimeError: disk full" in result.output
     assert len([r for r in runs_of("train") if r.info.status == "FINISHED"]) == 1
     assert {r.info.status for r in runs_of("study")} == {"FAILED"}
     assert "RUNNING" not in run_statuses().values()
@@ -221,7 +225,7 @@ def test_a_failed_configuration_does_not_stop_the_grid(store, monkeypatch):
 
 # ---------------------------------------------------------------- the study's own tracking server
 @pytest.mark.e2e
-def test_the_study_server_is_gunicorn_without_the_job_runner(tmp_path, monkeypatch):
+def test_the_study_server_is_gunicorn_without_the_job_runner(tmp_path, monkeypatch, migrated_store):
     """server.serve: gunicorn (MLflow's default uvicorn took ~48 ms a kept-alive request here, gunicorn ~3 ms:
     benchmarks/server_latency.py) and no GenAI job runner processes (huey consumers)."""
     import pathlib
@@ -248,7 +252,7 @@ def test_the_study_server_is_gunicorn_without_the_job_runner(tmp_path, monkeypat
 
     monkeypatch.delenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", raising=False)  # "true" there brings the runner back
     stopping = []  # as a study passes it: the block's end does not wait for the server to exit
-    with tracking_server.serve(f"sqlite:///{tmp_path / 's.db'}", stopping=stopping) as uri:
+    with tracking_server.serve(new_store(migrated_store, tmp_path / "s.db"), stopping=stopping) as uri:
         assert requests.get(f"{uri}/health", timeout=10).headers.get("Server", "").startswith("gunicorn")
         if pathlib.Path("/proc").is_dir():
             assert job_runners() == []

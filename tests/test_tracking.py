@@ -1,10 +1,12 @@
 """tracking.py's pure helpers: how values are compared and keyed, how names are made, the one reuse rule."""
+import os
+
 import mlflow
 import numpy as np
 import pytest
 
 from conftest import run_statuses
-from lrnoise import noise, tracking
+from lrnoise import leases, noise, tracking
 
 
 @pytest.mark.parametrize("a, b, same", [
@@ -60,16 +62,16 @@ def test_existing_run_is_the_one_reuse_rule(store):
 
     import time
     dead_old, dead_new = make("RUNNING", heartbeat=0), make("KILLED")
-    found = tracking.existing_run(exp, "train", "k")
+    found = leases.existing_run(exp, "train", "k")
     assert (found.finished, found.resume, found.live) == (None, dead_new, None)  # resume the newest
     assert run_statuses()[dead_old] == "FAILED"  # the rest marked FAILED
     live = make("RUNNING", heartbeat=time.time())
-    found = tracking.existing_run(exp, "train", "k")
+    found = leases.existing_run(exp, "train", "k")
     assert found.live == live and found.resume is None  # a live owner is left alone
     done = make("FINISHED")
-    found = tracking.existing_run(exp, "train", "k")
+    found = leases.existing_run(exp, "train", "k")
     assert found.finished == done and run_statuses()[live] == "RUNNING"
-    assert tracking.existing_run(exp, "train", "other").finished is None
+    assert leases.existing_run(exp, "train", "other").finished is None
 
 
 def test_ensure_experiment_survives_another_process_creating_it_first(store, monkeypatch):
@@ -122,9 +124,9 @@ def test_ensure_experiment_survives_another_study_tagging_it_at_the_same_moment(
 
 
 def test_a_run_is_created_with_its_tags_and_its_params_go_in_one_checked_write(store):
-    """tracking.run creates a new run with its tags; log_params writes the configuration and the execution
+    """leases.run creates a new run with its tags; log_params writes the configuration and the execution
     params (each checked against what is on the run, as `mlflow run` pre-logs it) and the key tag."""
-    with tracking.run("lrnoise", "train", tags={"extra": "x"}) as active:
+    with leases.run("lrnoise", "train", tags={"extra": "x"}) as active:
         run_id = active.info.run_id
         mlflow.log_params({"lr": "1e-3", "mixed_precision": "none"})  # as `mlflow run` pre-logs them
         tracking.log_params({"lr": 0.001, "seed": 2}, execution={"mixed_precision": "none", "jit_compile": None})
@@ -190,3 +192,19 @@ def test_two_workers_logging_the_same_dataset_at_once_lose_no_run(store, monkeyp
     monkeypatch.setattr(mlflow, "log_inputs", lambda **kw: (_ for _ in ()).throw(MlflowException("refused")))
     with pytest.raises(MlflowException, match="refused"), mlflow.start_run():  # any other error is not retried
         tracking.log_datasets("digits", "src", {tracking.TEST_SPLIT: (x, y)})
+
+
+def test_a_commands_environment_and_log_levels_end_with_it(monkeypatch):
+    """What one command sets for itself (fail-fast HTTP, quiet loggers) is gone after it; a user's own setting of
+    the same variable is kept throughout."""
+    import logging
+    monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "99")
+    with tracking.fail_fast_http():
+        assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "1"
+        assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "99"  # the user's
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ and os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "99"
+    level = logging.getLogger("mlflow").level
+    with tracking.quiet_loggers():
+        assert logging.getLogger("mlflow").getEffectiveLevel() >= logging.WARNING
+    assert logging.getLogger("mlflow").level == level

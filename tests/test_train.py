@@ -15,7 +15,7 @@ from lrnoise.cli import app
 from lrnoise.config import Execution, TrainConfig
 from lrnoise.train import train
 
-CONFIG = TrainConfig(dataset="digits", model="resnet20", lr=0.002, epochs=2, batch_size=64, seed=3, patience=0)
+CONFIG = TrainConfig(dataset="digits", model="resnet8", lr=0.002, epochs=2, batch_size=64, seed=3, patience=0)
 
 
 class Interrupt(keras.callbacks.Callback):
@@ -44,7 +44,7 @@ def test_train_logs_params_metrics_model_and_registry(store):
     result = train(CONFIG)
     run = mlflow.get_run(result.run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.params == {"dataset": "digits", "model": "resnet20", "optimizer": "adam", "lr": "0.002",
+    assert run.data.params == {"dataset": "digits", "model": "resnet8", "optimizer": "adam", "lr": "0.002",
                                "batch_size": "64", "epochs": "2", "seed": "3", "init": "glorot_uniform",
                                "shortcut": "A", "patience": "0",  # the configuration
                                "mixed_precision": "none", "jit_compile": "None", "steps_per_execution": "1",
@@ -68,20 +68,21 @@ def test_train_logs_params_metrics_model_and_registry(store):
     assert used == {"train": ("digits", tracking.dataset_digest(split.x_train, split.y_train)),
                     "test": ("digits", tracking.dataset_digest(split.x_test, split.y_test))}
 
-    version = client.get_model_version("lrnoise-digits-resnet20", result.model_version)
-    assert version.tags == {"lr": "0.002", "optimizer": "adam", "dataset": "digits", "model": "resnet20",
-                            "seed": "3", "source_run_id": result.run_id, "lrnoise.learned": "true"}
+    version = client.get_model_version("lrnoise-digits-resnet8", result.model_version)
+    assert version.tags == {"lr": "0.002", "optimizer": "adam", "dataset": "digits", "model": "resnet8",
+                            "batch_size": "64", "train_noise": "0.0", "seed": "3",  # every field a study sweeps
+                            "source_run_id": result.run_id, "lrnoise.learned": "true"}
     model_uri = tracking.model_uri_of_run(result.run_id)
     assert model_uri == result.model_uri == run.data.tags["lrnoise.model_uri"]
     assert (version.source, version.run_id) == (model_uri, result.run_id)  # as mlflow's own registration has them
     links = json.loads(client.get_logged_model(model_uri.split("/")[-1]).tags["mlflow.modelVersions"])
-    assert [(link["name"], str(link["version"])) for link in links] == [("lrnoise-digits-resnet20",
+    assert [(link["name"], str(link["version"])) for link in links] == [("lrnoise-digits-resnet8",
                                                                           result.model_version)]
     x = data.load("digits").x_test[:32].astype("float32")
-    by_registry = mlflow.keras.load_model(f"models:/lrnoise-digits-resnet20/{result.model_version}")
+    by_registry = mlflow.keras.load_model(f"models:/lrnoise-digits-resnet8/{result.model_version}")
     by_run = mlflow.keras.load_model(tracking.model_uri_of_run(result.run_id))
     np.testing.assert_array_equal(by_registry.predict(x, verbose=0), by_run.predict(x, verbose=0))
-    pyfunc = mlflow.pyfunc.load_model(f"models:/lrnoise-digits-resnet20/{result.model_version}")
+    pyfunc = mlflow.pyfunc.load_model(f"models:/lrnoise-digits-resnet8/{result.model_version}")
     np.testing.assert_allclose(pyfunc.predict(x), by_run.predict(x, verbose=0), rtol=1e-6)
     # a model that takes raw pixel values: its accuracy from the registry matches the logged a_0
     test = data.load("digits")
@@ -130,7 +131,7 @@ def test_a_resume_without_a_checkpoint_replays_logged_epochs_without_logging_the
 
 @pytest.mark.e2e
 def test_early_stopping_restores_best_weights(store):
-    result = train(TrainConfig(dataset="digits", model="resnet20", lr=0.05, epochs=6, batch_size=64, patience=1))
+    result = train(TrainConfig(dataset="digits", model="resnet8", lr=0.05, epochs=6, batch_size=64, patience=1))
     run = mlflow.get_run(result.run_id)
     history = [m.value for m in mlflow.tracking.MlflowClient().get_metric_history(result.run_id, "val_loss")]
     best = int(np.argmin(history)) + 1
@@ -140,7 +141,7 @@ def test_early_stopping_restores_best_weights(store):
 
 @pytest.mark.parametrize("args, message", [
     (["--dataset", "mnist"], "digits, cifar10, cifar100"),
-    (["--model", "resnet18"], "resnet20, resnet32, resnet44, resnet56"),
+    (["--model", "resnet18"], "resnet8, resnet20, resnet32, resnet44, resnet56"),
     (["--optimizer", "rmsprop"], "sgd, momentum, nesterov, adam, nadam, adamax"),
     (["--lr", "0"], "lr must be > 0"),
     (["--dataset", "cifar10", "--data-dir", "/no/such/dir"], "does not exist"),
@@ -163,7 +164,8 @@ def test_bad_checksum_cli(store, tmp_path):
 @pytest.mark.e2e
 def test_mlflow_run_train_entry_point(store):
     cmd = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "train", "--env-manager", "local",
-           "--experiment-name", "lrnoise", "-P", "epochs=1", "-P", "lr=1e-3", "-P", "batch_size=256"]
+           "--experiment-name", "lrnoise", "-P", "epochs=1", "-P", "lr=1e-3", "-P", "batch_size=256",
+           "-P", "model=resnet8", "-P", "grad_noise_batches=0"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     statuses = run_statuses()
@@ -176,7 +178,7 @@ def test_mlflow_run_train_entry_point(store):
 
 @pytest.mark.e2e
 def test_execution_options(store):
-    result = train(TrainConfig(dataset="digits", lr=0.002, epochs=1, batch_size=64, patience=0),
+    result = train(TrainConfig(dataset="digits", model="resnet8", lr=0.002, epochs=1, batch_size=64, patience=0),
                    execution=Execution("bf16", False, 4))
     run = mlflow.get_run(result.run_id)
     assert run.data.params["mixed_precision"] == "bf16" and run.data.params["steps_per_execution"] == "4"
@@ -190,10 +192,11 @@ def test_execution_options(store):
 
 @pytest.mark.e2e
 def test_a_model_that_did_not_learn_is_marked_refused_and_reported(store, tmp_path):
-    """sgd at lr 5 diverges: training stops at the first non-finite loss, the model is at chance, tagged
+    """sgd at lr 50 diverges: training stops at the first non-finite loss, the model is at chance, tagged
     learned=false (run and registry version), noise-eval refuses it unless forced, the report says so."""
     runner = CliRunner()
-    broken = runner.invoke(app, ["train", "--optimizer", "sgd", "--lr", "5", "--epochs", "3", "--batch-size", "64",
+    broken = runner.invoke(app, ["train", "--model", "resnet8", "--optimizer", "sgd", "--lr", "50", "--epochs", "3",
+                                 "--batch-size", "64", "--grad-noise-batches", "0",
                                  "--patience", "0"])
     assert broken.exit_code == 0, broken.output
     assert "did not learn" in broken.output
@@ -229,11 +232,11 @@ def test_a_model_that_did_not_learn_is_marked_refused_and_reported(store, tmp_pa
 
 @pytest.mark.e2e
 def test_a_configuration_trains_bit_for_bit_alike_alone_and_inside_a_sweep(store):
-    """Inside a sweep a configuration starts from the process's traced model (reuse.SweepCache), with another
+    """Inside a sweep a configuration starts from the process's traced model (build.SweepCache), with another
     optimizer or prepared while a claim settles: the science must not change, nor the validation metrics, nor
-    the optimizer the logged model is restored with. tests/test_reuse.py covers each optimizer's state."""
-    from lrnoise.reuse import SweepCache
-    target = TrainConfig(**{**CONFIG.params(), "lr": 0.001, "seed": 5})
+    the optimizer the logged model is restored with. tests/test_build.py covers each optimizer's state."""
+    from lrnoise.build import SweepCache
+    target = TrainConfig(**{**CONFIG.params(), "lr": 0.001, "seed": 5, "epochs": 1})
     other_optimizer = TrainConfig(**{**target.params(), "optimizer": "nadam"})
     alone = {config: train(config) for config in (target, other_optimizer)}  # no sweep: new models
     sweep = SweepCache()

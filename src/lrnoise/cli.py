@@ -10,8 +10,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 
 import typer
 
-from lrnoise import leases, tracking
-from lrnoise.config import Execution, TrainConfig
+from lrnoise import data, leases, tracking
+from lrnoise.config import EXECUTORS, Execution, StudySpec, TrainConfig, check_choice
 from lrnoise.errors import LrnoiseError
 
 app = typer.Typer(help="How learning rate and optimizer shape the analog-noise resistance of deep nets.",
@@ -83,9 +83,9 @@ def one_line_errors(fn):
     Bad input: one line on stderr naming what was wrong and what is allowed, exit status 2."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        tracking.quiet_loggers()
         try:
-            return fn(*args, **kwargs)
+            with tracking.quiet_loggers():
+                return fn(*args, **kwargs)
         except LrnoiseError as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise typer.Exit(2)
@@ -96,6 +96,17 @@ def one_line_errors(fn):
             print(f"error: {message}", file=sys.stderr)
             raise typer.Exit(2)
     return wrapper
+
+
+# How a training runs (config.Execution): the same options on `train` and `study`
+MIXED_PRECISION = typer.Option(Execution.mixed_precision, help="none | bf16 | fp16 (16-bit compute, float32 weights)")
+JIT_COMPILE = typer.Option(Execution.jit_compile, "--jit-compile/--no-jit-compile",
+                           help="XLA-compile the training step [default: Keras decides]")
+STEPS_PER_EXECUTION = typer.Option(Execution.steps_per_execution, help="training steps per compiled call")
+GRAD_NOISE_BATCHES = typer.Option(Execution.grad_noise_batches, help="K minibatches per epoch for the gradient-noise "
+                                  "estimate (eq. 3); 0 turns it off")
+CHECKPOINT_EVERY = typer.Option(Execution.checkpoint_every, help="seconds of training between checkpoint uploads "
+                                "(0 = every epoch)")
 
 
 @app.command()
@@ -119,29 +130,26 @@ def train(
     experiment: str = typer.Option(tracking.DEFAULT_EXPERIMENT, help="MLflow experiment name"),
     registered_model: Optional[str] = typer.Option(None, help="registry name [default: lrnoise-<dataset>-<model>]"),
     resume: Optional[str] = typer.Option(None, help="RUN_ID of an interrupted training run to continue"),
-    mixed_precision: str = typer.Option(Execution.mixed_precision, help="none | bf16 | fp16 (16-bit compute, "
-                                                                       "float32 weights)"),
-    jit_compile: Optional[bool] = typer.Option(Execution.jit_compile, "--jit-compile/--no-jit-compile",
-                                               help="XLA-compile the training step [default: Keras decides]"),
-    steps_per_execution: int = typer.Option(Execution.steps_per_execution, help="training steps per compiled call"),
-    grad_noise_batches: int = typer.Option(Execution.grad_noise_batches, help="K minibatches per epoch for the "
-                                           "gradient-noise estimate (eq. 3); 0 turns it off"),
-    checkpoint_every: float = typer.Option(Execution.checkpoint_every, help="seconds of training between "
-                                           "checkpoint uploads (0 = every epoch)"),
+    mixed_precision: str = MIXED_PRECISION,
+    jit_compile: Optional[bool] = JIT_COMPILE,
+    steps_per_execution: int = STEPS_PER_EXECUTION,
+    grad_noise_batches: int = GRAD_NOISE_BATCHES,
+    checkpoint_every: float = CHECKPOINT_EVERY,
 ):
     """Train one model with MLflow tracking; the model is logged and registered."""
-    from lrnoise import data
-    from lrnoise.train import resume_config, train as run_train
+    execution = Execution(mixed_precision=mixed_precision, jit_compile=jit_compile,
+                          steps_per_execution=steps_per_execution, grad_noise_batches=grad_noise_batches,
+                          checkpoint_every=checkpoint_every).validate()
     if resume:
-        config = resume_config(resume)
+        config = TrainConfig.from_params(tracking.resumable_training(resume).data.params)
     else:
         config = TrainConfig(dataset=dataset, model=model, optimizer=optimizer, lr=lr, batch_size=batch_size,
                              epochs=epochs, seed=seed, shortcut=shortcut, patience=patience,
                              train_noise=train_noise).validate()
-    execution = Execution(mixed_precision=mixed_precision, jit_compile=jit_compile,
-                          steps_per_execution=steps_per_execution, grad_noise_batches=grad_noise_batches,
-                          checkpoint_every=checkpoint_every).validate()
     data.require([config.dataset], data_dir or None)  # before any run exists
+    if not resume:  # the user's right to write the experiment, too, is checked before TensorFlow is imported
+        tracking.writable_experiment(experiment)
+    from lrnoise.train import train as run_train
     run_train(config, data_dir=data_dir or None, experiment=experiment, registered_model=registered_model or None,
               resume=resume, execution=execution)
 
@@ -206,11 +214,12 @@ def report(
                                                        "(0.01 = 1 point)"),
 ):
     """Tables II-III, Figures 1-6, claims, the paper comparison and the sweet spot, from the tracking server."""
-    tracking.fail_fast_http()
-    from lrnoise import report as report_module
-    built = report_module.build_and_write(experiment, out=out or None, dataset=dataset or None, model=model or None,
-                                          optimizer=optimizer or None, noise_config=noise_config,
-                                          max_accuracy_drop=max_accuracy_drop)
+    with tracking.fail_fast_http():  # this command only
+        tracking.find_experiment(experiment)  # a missing experiment or a refused user: before the heavy imports
+        from lrnoise import report as report_module
+        built = report_module.build_and_write(experiment, out=out or None, dataset=dataset or None,
+                                              model=model or None, optimizer=optimizer or None,
+                                              noise_config=noise_config, max_accuracy_drop=max_accuracy_drop)
     print(report_module.summary_text(built))
 
 
@@ -244,29 +253,42 @@ def study(
     data_dir: Optional[str] = typer.Option(None, help="folder with the official CIFAR archives"),
     report: bool = typer.Option(True, help="build the report at the end"),
     report_dir: Optional[str] = typer.Option(None, help="report folder [default: reports/<experiment>]"),
-    lease_timeout: Optional[float] = typer.Option(None, help="seconds without a heartbeat after which another "
-                                                             "study's run is taken over (at once when its process "
-                                                             "on this host is gone) [default: 300]"),
+    lease_timeout: float = typer.Option(leases.DEFAULT_LEASE_TIMEOUT, help="seconds without a heartbeat after "
+                                        "which another study's run is taken over (at once when its process on this "
+                                        "host is gone)"),
+    mixed_precision: str = MIXED_PRECISION,
+    jit_compile: Optional[bool] = JIT_COMPILE,
+    steps_per_execution: int = STEPS_PER_EXECUTION,
+    grad_noise_batches: int = GRAD_NOISE_BATCHES,
+    checkpoint_every: float = CHECKPOINT_EVERY,
 ):
     """Run the whole grid (resumable: finished runs are reused; safe beside other studies), then the report."""
-    from lrnoise import study as study_module
-    if lease_timeout is not None:
-        if not lease_timeout > 0:
-            raise LrnoiseError(f"lease timeout must be > 0 seconds, got {lease_timeout}")
-        os.environ[leases.LEASE_TIMEOUT_ENV] = str(lease_timeout)  # for worker processes too
-    spec = study_module.StudySpec(
+    if not lease_timeout > 0:
+        raise LrnoiseError(f"lease timeout must be > 0 seconds, got {lease_timeout}")
+    execution = Execution(mixed_precision=mixed_precision, jit_compile=jit_compile,
+                          steps_per_execution=steps_per_execution, grad_noise_batches=grad_noise_batches,
+                          checkpoint_every=checkpoint_every).validate()
+    spec = StudySpec(
         preset=preset, datasets=parse_list(datasets, str, "datasets"), models=parse_list(models, str, "models"),
         optimizers=parse_list(optimizers, str, "optimizers"), lrs=parse_list(lrs, float, "lrs"),
         batch_sizes=parse_list(batch_sizes, int, "batch-sizes"),
         train_noises=parse_list(train_noises, float, "train-noises"), seeds=parse_list(seeds, int, "seeds"),
-        epochs=int(epochs) if epochs else None,
+        epochs=parse_count(epochs, "epochs"),
         noise=parse_list(noise, str, "noise"), etas=parse_list(etas, float, "etas"),
         times=parse_list(times, float, "times"), trials=parse_trials(trials), patience=patience,
-        batch_size=batch_size)
-    outcomes, _ = study_module.run_study(spec, experiment=experiment, workers=parse_count(workers, "workers"),
-                                         executor=executor,
-                                         ray_address=ray_address or None, data_dir=data_dir or None,
-                                         report=report, report_dir=report_dir or None)
+        batch_size=batch_size).validate()  # the grid's names and values, before TensorFlow is imported
+    check_choice("executor", executor, EXECUTORS)
+    count = parse_count(workers, "workers")
+    if count is not None and count < 1:
+        raise LrnoiseError(f"workers must be >= 1, got {count}")
+    data.require(sorted({c.dataset for c in spec.train_configs()}), data_dir or None)  # before any run exists
+    if not (executor == "ray" and ray_address):  # (a Ray cluster's study checks its server first)
+        tracking.writable_experiment(experiment)  # before TensorFlow is imported
+    from lrnoise import study as study_module
+    outcomes, _ = study_module.run_study(spec, experiment=experiment, workers=count,
+                                         executor=executor, ray_address=ray_address or None,
+                                         data_dir=data_dir or None, report=report, report_dir=report_dir or None,
+                                         execution=execution, lease_timeout=lease_timeout)
     failed = [o for o in outcomes if o.status != "ok"]
     if failed:
         print(f"error: {len(failed)} of {len(outcomes)} configurations failed", file=sys.stderr)

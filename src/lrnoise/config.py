@@ -1,16 +1,26 @@
-"""What to train and how to run it: the two validated objects that flow from the CLI (or a study's grid) through
-training into the tracking store. Every default is written here once; the CLI's options and `MLproject` read
-the same values (tests/test_cli.py fails when they differ).
+"""What to train, how to run it and which grid a study sweeps: the validated objects that flow from the CLI
+through training into the tracking store and back (tracking.train_runs_frame reads runs into typed frames by
+these fields), and every list of allowed names. Every default is written here once; the CLI's options and
+`MLproject` read the same values (tests/test_cli.py fails when they differ).
 
-Imports nothing heavy (no Keras, no MLflow), so the command line can read the defaults cheaply.
+Imports nothing heavy (no Keras, no MLflow), so a refused command never pays for TensorFlow's import.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass, fields
 
 from lrnoise.errors import LrnoiseError
+from lrnoise import paper
 from lrnoise.paper import OPTIMIZERS  # the paper's six, in its order
 
+# ---- allowed names
+DATASETS = ("digits", "cifar10", "cifar100")  # digits: scikit-learn's bundled 8x8 images (no download)
+# He et al.'s CIFAR ResNets are the 6n+2 family; resnet8 (n = 1) is the smallest, for quick checks and tests
+MODEL_DEPTHS = {"resnet8": 8, "resnet20": 20, "resnet32": 32, "resnet44": 44, "resnet56": 56}
+SHORTCUTS = ("A", "B")  # A: zero-padded identity (He et al.'s CIFAR choice); B: 1x1 projection
+NOISE_MODELS = ("additive", "multiplicative", "pcm")  # noise_models.py has one class per name
+EXECUTORS = ("local", "ray")  # where a study's configurations run
 MAX_TRAIN_NOISE = 1.0  # train_noise is eta, a fraction of each tensor's sigma_w (1 = noise as large as the weights)
 PRECISION_POLICIES = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}  # Keras dtype policies
 
@@ -31,11 +41,9 @@ class TrainConfig:
     train_noise: float = 0.0  # eta of the weight noise injected in every training step (noise_training.py); 0 = none
 
     def validate(self) -> "TrainConfig":
-        from lrnoise import data, models  # models imports Keras: only when a configuration is checked
-        data.check_dataset(self.dataset)
-        models.depth_of(self.model)
-        if self.optimizer not in OPTIMIZERS:
-            raise LrnoiseError(f"unknown optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+        check_choice("dataset", self.dataset, DATASETS)
+        check_choice("model", self.model, MODEL_DEPTHS)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
         if not self.lr > 0:
             raise LrnoiseError(f"lr must be > 0, got {self.lr}")
         for name in ("batch_size", "epochs"):
@@ -43,7 +51,7 @@ class TrainConfig:
                 raise LrnoiseError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.patience < 0:
             raise LrnoiseError(f"patience must be >= 0, got {self.patience}")
-        models.check_shortcut(self.shortcut)
+        check_choice("shortcut", self.shortcut, SHORTCUTS)
         if not 0 <= self.train_noise <= MAX_TRAIN_NOISE:
             raise LrnoiseError(f"train_noise must be an eta between 0 (clean training) and {MAX_TRAIN_NOISE:g}, "
                                f"got {self.train_noise}")
@@ -64,12 +72,8 @@ class TrainConfig:
 
     @classmethod
     def from_params(cls, params: dict) -> "TrainConfig":
-        """Rebuilds the config from a run's (string) params."""
-        kwargs = {}
-        for f in fields(cls):
-            if f.name in params:
-                kwargs[f.name] = {"int": int, "float": float}.get(f.type, str)(params[f.name])
-        return cls(**kwargs)
+        """Rebuilds the config from a run's (string) params; a field not logged takes its default."""
+        return cls(**typed(cls, params))
 
 
 @dataclass(frozen=True)
@@ -88,9 +92,158 @@ class Execution:
             raise LrnoiseError(f"steps_per_execution must be >= 1, got {self.steps_per_execution}")
         if self.checkpoint_every < 0:
             raise LrnoiseError(f"checkpoint_every must be >= 0 seconds, got {self.checkpoint_every}")
+        if self.jit_compile not in (None, True, False):
+            raise LrnoiseError(f"jit_compile must be true, false or unset (Keras decides), got {self.jit_compile!r}")
         if self.grad_noise_batches < 0 or self.grad_noise_batches == 1:
             raise LrnoiseError(f"grad_noise_batches must be 0 (off) or >= 2, got {self.grad_noise_batches}")
         return self
 
     def params(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_params(cls, params: dict) -> "Execution":
+        return cls(**typed(cls, params))
+
+
+def check_choice(what: str, value, allowed) -> None:
+    """One line naming the bad value and what is allowed."""
+    if value not in allowed:
+        raise LrnoiseError(f"unknown {what} {value!r}: choose one of {', '.join(map(str, allowed))}")
+
+
+_CASTS = {"int": int, "float": float, "str": str, "bool | None": lambda v: None if v in ("None", "") else v == "True"}
+
+
+def typed(cls, params: dict) -> dict:
+    """A dataclass's fields from string params (as a tracking store holds them): {field: typed value} for the
+    fields present."""
+    return {f.name: _CASTS[f.type](params[f.name]) for f in fields(cls) if f.name in params}
+
+
+# ---------------------------------------------------------------- studies
+# Figure 3: one (dataset, model, lr) with every optimizer.
+FIGURE3_BLOCK = {"datasets": (paper.OPTIMIZER_STUDY["dataset"],), "models": (paper.OPTIMIZER_STUDY["model"],),
+                 "optimizers": OPTIMIZERS, "lrs": (paper.OPTIMIZER_STUDY["lr"],)}
+# Each preset is a list of blocks; a block's grid is the product of its lists (GRID_FIELDS), a field a block does
+# not name takes the preset's own (batch_sizes, train_noises, seeds). Overrides replace a field in every block;
+# identical configurations from two blocks run once.
+PRESETS = {
+    "paper": {
+        "blocks": [
+            {"datasets": paper.DATASETS, "models": paper.MODELS, "optimizers": ("adam",), "lrs": paper.LRS},
+            FIGURE3_BLOCK,
+        ],
+        "seeds": (0,), "epochs": 200, "patience": 20, "batch_sizes": (128,),  # "trained to convergence"
+        "noise": ("additive", "pcm"), "trials": 10,
+    },
+    "optimizers": {
+        "blocks": [FIGURE3_BLOCK],
+        "seeds": (0,), "epochs": 200, "patience": 20, "batch_sizes": (128,), "noise": ("additive", "pcm"),
+        "trials": 10,
+    },
+    # Does the lr effect hold over seeds? Digits, ResNet20, Adam, the paper's six lrs x 5 seeds, paper + PCM
+    # noise: <= 20 minutes on 2 CPU cores. `--preset paper --seeds 0,1,2` is the same question on CIFAR.
+    "seeds": {
+        "blocks": [{"datasets": ("digits",), "models": ("resnet20",), "optimizers": ("adam",), "lrs": paper.LRS}],
+        "seeds": (0, 1, 2, 3, 4), "epochs": 10, "patience": 4, "batch_sizes": (32,), "noise": ("additive", "pcm"),
+        "trials": 5, "workers": 2,
+    },
+    # The paper's shape on the embedded digits data, sized for minutes on 2 CPU cores: ResNet20 at the six lrs
+    # with 3 seeds each (so the lr claim gets a verdict with its interval), plus the five other optimizers at
+    # lr 0.00075 with one seed (Figure 3).
+    "demo": {
+        "blocks": [
+            {"datasets": ("digits",), "models": ("resnet20",), "optimizers": ("adam",), "lrs": paper.LRS,
+             "seeds": (0, 1, 2)},
+            {**FIGURE3_BLOCK, "datasets": ("digits",)},
+        ],
+        "seeds": (0,), "epochs": 10, "patience": 4, "batch_sizes": (32,), "noise": ("additive", "pcm"), "trials": 5,
+        "workers": 2,  # digits' steps are overhead-bound: two at once leave no core idle on a 2-core CPU
+    },
+    # Is the gradient noise of eq. 2 the mechanism, and does a tuned lr buy what noise-injection training buys?
+    # Digits, ResNet20, 3 seeds. (1) lr x batch size for Adam and SGD with momentum; (0.0005, 8) ~ (0.001, 32)
+    # and (0.001, 8) ~ (0.002, 32) have equal lr^2 / B. (2) Noise-injection training at the paper's lr beside
+    # the lr sweep at the same batch size (the accuracy-robustness frontier of each). Batch 32 is the largest
+    # that converges within 10 digits epochs at these lrs (batch 64 left lr 0.0005 at 67 % clean accuracy).
+    "mechanism": {
+        "blocks": [
+            {"datasets": ("digits",), "models": ("resnet20",), "optimizers": ("adam", "momentum"),
+             "lrs": (0.0005, 0.001, 0.002), "batch_sizes": (8, 32)},
+            {"datasets": ("digits",), "models": ("resnet20",), "optimizers": ("adam",),
+             "lrs": (paper.OPTIMIZER_STUDY["lr"],), "batch_sizes": (32,), "train_noises": (0.0, 0.02, 0.05, 0.1)},
+        ],
+        "seeds": (0, 1, 2), "epochs": 10, "patience": 4, "batch_sizes": (32,), "noise": ("additive",), "trials": 5,
+        "workers": 2,
+    },
+}
+# A study's grid: StudySpec's list field -> the TrainConfig field it sweeps. The swept fields are what tells two
+# configurations of one study apart: registry version tags, report rows and cells (AXES, CELL) follow from them.
+GRID = {"datasets": "dataset", "models": "model", "optimizers": "optimizer", "lrs": "lr", "batch_sizes": "batch_size",
+        "train_noises": "train_noise", "seeds": "seed"}
+GRID_FIELDS = tuple(GRID)
+SWEPT = tuple(GRID.values())
+AXES = ("lr", "batch_size", "train_noise")  # the training axes a claim is made over, holding the others fixed
+CELL = tuple(f for f in SWEPT if f not in ("lr", "seed"))  # an lr claim's cell: its runs over lr and seed
+PRESET_DEFAULTS = {"train_noises": (0.0,)}  # what a preset that does not name a grid field sweeps
+
+
+@dataclass
+class StudySpec:
+    """What a study sweeps: a preset, and the lists and settings that override it (None: the preset's)."""
+    preset: str = "demo"
+    datasets: tuple | None = None
+    models: tuple | None = None
+    optimizers: tuple | None = None
+    lrs: tuple | None = None
+    batch_sizes: tuple | None = None
+    train_noises: tuple | None = None  # etas of noise-injection training (0 = clean)
+    seeds: tuple | None = None
+    epochs: int | None = None
+    noise: tuple | None = None  # noise configuration names: additive (the paper's), multiplicative, pcm
+    etas: tuple | None = None  # levels of the eta-axis configurations (additive, multiplicative)
+    times: tuple | None = None  # levels of the time-axis configurations (pcm), seconds
+    trials: int | str | None = None
+    patience: int | None = None
+    batch_size: int | None = None  # one batch size: the same as batch_sizes=(batch_size,)
+
+    def __post_init__(self):
+        check_choice("preset", self.preset, PRESETS)
+        if self.batch_size is not None:
+            if self.batch_sizes is not None and tuple(self.batch_sizes) != (self.batch_size,):
+                raise LrnoiseError("give either --batch-size or --batch-sizes, not both")
+            self.batch_sizes = (self.batch_size,)
+
+    def setting(self, name: str):
+        """The override if given, else the preset's value."""
+        value = getattr(self, name)
+        return value if value is not None else PRESETS[self.preset].get(name, PRESET_DEFAULTS.get(name))
+
+    def grid(self, block: dict) -> dict:
+        """A block's lists: the override, else the block's own, else the preset's."""
+        return {f: getattr(self, f) or block.get(f) or self.setting(f) for f in GRID_FIELDS}
+
+    def train_configs(self) -> list[TrainConfig]:
+        """Every training configuration of the grid, validated, in block order, each once (two blocks may name
+        the same one)."""
+        configs = []
+        for block in PRESETS[self.preset]["blocks"]:
+            grid = self.grid(block)
+            for values in itertools.product(*(grid[f] for f in GRID_FIELDS)):
+                axes = dict(zip(SWEPT, values))
+                config = TrainConfig(**{k: _CASTS[TRAIN_TYPES[k]](v) for k, v in axes.items()},
+                                     epochs=self.setting("epochs"), patience=self.setting("patience")).validate()
+                if config not in configs:
+                    configs.append(config)
+        return configs
+
+    def validate(self) -> "StudySpec":
+        """Every configuration of the grid and every noise model name checked (the noise levels are checked by
+        the noise models themselves when the study plans its noise configurations)."""
+        for name in self.setting("noise"):
+            check_choice("noise", name, NOISE_MODELS)
+        self.train_configs()
+        return self
+
+
+TRAIN_TYPES = {f.name: f.type for f in fields(TrainConfig)}

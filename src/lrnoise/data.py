@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from lrnoise import config
 from lrnoise.errors import LrnoiseError
 
-DATASETS = ("digits", "cifar10", "cifar100")
 
 
 @dataclass(frozen=True)
@@ -326,8 +326,7 @@ def _from_cache(spec: CifarSpec, download: bool, offline: str | None) -> Path:
 
 
 def check_dataset(name: str) -> str:
-    if name not in DATASETS:
-        raise LrnoiseError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    config.check_choice("dataset", name, config.DATASETS)
     return name
 
 

@@ -1,5 +1,7 @@
-"""Leases and claims: which process works on which run (heartbeats, owners known dead), and race-free claims on
-a configuration between studies. Built on tracking (its client, names and searches)."""
+"""A run's lifecycle and "already ran?": runs started, kept alive and ended (heartbeats, owners known dead), the
+one rule that decides whether a configuration is reused, resumed or left to its owner, the study's parent run,
+and race-free claims on a configuration between studies. Built on tracking (its client, names and searches);
+tracking never imports this module."""
 from __future__ import annotations
 
 import contextlib
@@ -13,12 +15,13 @@ import uuid
 from pathlib import Path
 
 import mlflow
+from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 
 from lrnoise import tracking
+from lrnoise.errors import LrnoiseError
 
-LEASE_TIMEOUT_ENV = "LRNOISE_LEASE_TIMEOUT"  # seconds without a heartbeat after which a run's owner is gone
-DEFAULT_LEASE_TIMEOUT = 300.0  # longer than an epoch of the paper's models on a GPU
+DEFAULT_LEASE_TIMEOUT = 300.0  # seconds without a heartbeat after which a run's owner is gone: > a GPU epoch
 HEARTBEAT_EVERY = 60.0  # seconds between heartbeats (at most; training also beats after every epoch)
 CLAIM_SETTLE = 0.5  # seconds a new claim waits before it looks for older ones (clock skew + store latency)
 
@@ -41,8 +44,25 @@ _held: set[str] = set()  # runs this process keeps alive
 _beating = threading.Event()
 
 
+_lease_timeout = DEFAULT_LEASE_TIMEOUT  # this process's, set for a block by lease_timeout_of
+
+
 def lease_timeout() -> float:
-    return float(os.environ.get(LEASE_TIMEOUT_ENV, DEFAULT_LEASE_TIMEOUT))
+    return _lease_timeout
+
+
+@contextlib.contextmanager
+def lease_timeout_of(seconds: float):
+    """Leases judged (and heartbeats paced) with `seconds` inside the block, the previous value after it: a
+    study's --lease-timeout holds for that study only."""
+    global _lease_timeout
+    if not seconds > 0:
+        raise LrnoiseError(f"lease timeout must be > 0 seconds, got {seconds}")
+    previous, _lease_timeout = _lease_timeout, float(seconds)
+    try:
+        yield
+    finally:
+        _lease_timeout = previous
 
 
 def owner_id() -> str:
@@ -82,7 +102,7 @@ def is_live(run) -> bool:
 def end_dead_runs(experiment_id: str) -> list[str]:
     """Ends the experiment's RUNNING runs whose owner is known dead (owner_is_dead), so that nothing a killed
     process left stays RUNNING: a claim is dropped (bookkeeping), any other run marked FAILED (a FAILED training or
-    study run is still resumed, a noise evaluation redone: tracking.existing_run). Left alone: runs of live owners,
+    study run is still resumed, a noise evaluation redone: existing_run). Left alone: runs of live owners,
     of owners on other hosts (their lease decides), without an owner, and the entry point's run under `mlflow run`
     (MLFLOW_RUN_ID: this process's). Returns the ended runs' ids."""
     entry_point = os.environ.get("MLFLOW_RUN_ID")
@@ -131,6 +151,105 @@ def _heartbeats() -> None:
                 pass
 
 
+# ---------------------------------------------------------------- runs: start, keep alive, end; already ran?
+@contextlib.contextmanager
+def run(experiment: str, kind: str, run_id: str | None = None, parent_run_id: str | None = None,
+        tags: dict | None = None, run_name: str | None = None):
+    """Starts (or resumes) a run and always ends it: FINISHED, FAILED on error, KILLED on Ctrl-C.
+
+    Inside `mlflow run` the entry point's run (MLFLOW_RUN_ID) is resumed, so there is no second run.
+    """
+    from lrnoise import leases
+    run_id = run_id or os.environ.pop("MLFLOW_RUN_ID", None)
+    all_tags = {tracking.KIND: kind, **(tags or {})}
+    if parent_run_id:
+        all_tags[tracking.PARENT_RUN_ID] = parent_run_id
+    if run_id:
+        active = mlflow.start_run(run_id=run_id)
+    else:  # created with its tags: one request
+        active = mlflow.start_run(experiment_id=tracking.ensure_experiment(experiment), run_name=run_name, tags=all_tags)
+    try:
+        if run_id:
+            mlflow.set_tags(all_tags)
+        leases.hold(active.info.run_id)  # a heartbeat until the run ends: other studies leave it alone
+        yield active
+    except KeyboardInterrupt:
+        _end(active.info.run_id, RunStatus.KILLED)
+        raise
+    except BaseException:
+        _end(active.info.run_id, RunStatus.FAILED)
+        raise
+    else:
+        _end(active.info.run_id, RunStatus.FINISHED)
+
+
+def _end(run_id: str, status) -> None:
+    from lrnoise import leases
+    leases.release(run_id)
+    mlflow.end_run(RunStatus.to_string(status))
+
+
+@dataclasses.dataclass
+class Existing:
+    """What the store already holds of one configuration (see existing_run)."""
+    finished: str | None = None  # the newest FINISHED run: reuse it
+    resume: str | None = None  # else the newest unfinished run whose owner is gone: resume it
+    live: str | None = None  # else an unfinished run another process is still working on: leave it
+
+
+def existing_run(experiment_id: str, kind: str, key: str, source_run_id: str | None = None,
+                 resumable: bool = True) -> Existing:
+    """The one rule for "already ran?": reuse the newest FINISHED run; else leave a live run (fresh heartbeat)
+    to its owner; else resume the newest unfinished run (when the kind is resumable). Every other unfinished
+    run whose owner is gone is marked FAILED, so exactly one run of a configuration can end FINISHED."""
+    from lrnoise import leases
+    runs = tracking.runs_with_config(experiment_id, kind, key, source_run_id)
+    finished = [r.info.run_id for r in runs if r.info.status == "FINISHED"]
+    unfinished = [r for r in runs if r.info.status != "FINISHED"]
+    live = [r.info.run_id for r in unfinished if leases.is_live(r)]
+    dead = [r.info.run_id for r in unfinished if not leases.is_live(r)]
+    found = Existing(finished[0] if finished else None)
+    if not finished and live:
+        found.live = live[0]
+    elif not finished and resumable and dead:
+        found.resume = dead[0]
+    for stale in dead:
+        if stale != found.resume:
+            tracking.mark_failed(stale)
+    return found
+
+
+def start_study_run(experiment_id: str, params: dict) -> str:
+    """The study's parent run: `mlflow run`'s own run if inside one, else an unfinished study run with the
+    same configuration (resumed after a crash), else a new one. Kept out of the fluent run stack so that
+    training and noise-eval runs can start beside it."""
+    from lrnoise import leases
+    c = tracking.client()
+    key = tracking.config_key(params)
+    run_id = os.environ.pop("MLFLOW_RUN_ID", None)
+    if run_id is None:
+        run_id = existing_run(experiment_id, "study", key).resume  # a live twin study keeps its own run
+    if run_id is None:
+        run_id = c.create_run(experiment_id, run_name=f"study-{params['preset']}").info.run_id
+    else:
+        c.update_run(run_id, status="RUNNING")
+    leases.hold(run_id)
+    tracking.write_params(run_id, params, {tracking.KIND: "study", tracking.CONFIG_KEY: key}, strict=False)
+    return run_id
+
+
+def end_study_run(run_id: str, counts: tuple, ok: bool) -> None:
+    """Closes the study run with its counts (configurations, failed, trained, reused, did_not_learn); a twin
+    study run whose owner died meanwhile (its configurations taken over by this one) is marked FAILED."""
+    from lrnoise import leases
+    tracking.log_metrics(dict(zip(tracking.STUDY_METRICS, counts)), run_id=run_id)
+    run = tracking.get_run(run_id)
+    existing_run(run.info.experiment_id, "study", run.data.tags[tracking.CONFIG_KEY], resumable=False)
+    leases.release(run_id)
+    tracking.client().set_terminated(run_id, "FINISHED" if ok else "FAILED")
+
+
+# ---------------------------------------------------------------- claims
 @dataclasses.dataclass(frozen=True)
 class Claim:
     """A claim run on one configuration, created (and kept alive) by stake(); resolved by claimed()."""

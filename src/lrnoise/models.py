@@ -11,10 +11,9 @@ import weakref
 import keras
 import numpy as np
 
+from lrnoise import config
 from lrnoise.errors import LrnoiseError
 
-MODELS = {"resnet20": 20, "resnet32": 32, "resnet44": 44, "resnet56": 56}
-SHORTCUTS = ("A", "B")
 NORMALIZATION_LAYER = "input_normalization"  # left clean by noise injection (it is preprocessing)
 
 
@@ -25,15 +24,13 @@ def check_depth(depth: int) -> int:
 
 
 def check_shortcut(shortcut: str) -> str:
-    if shortcut not in SHORTCUTS:
-        raise LrnoiseError(f"unknown shortcut {shortcut!r}: choose one of {', '.join(SHORTCUTS)}")
+    config.check_choice("shortcut", shortcut, config.SHORTCUTS)
     return shortcut
 
 
 def depth_of(model_name: str) -> int:
-    if model_name not in MODELS:
-        raise LrnoiseError(f"unknown model {model_name!r}: choose one of {', '.join(MODELS)}")
-    return MODELS[model_name]
+    config.check_choice("model", model_name, config.MODEL_DEPTHS)
+    return config.MODEL_DEPTHS[model_name]
 
 
 def _conv(filters, kernel, strides, init, name):

@@ -231,6 +231,11 @@ LOGGED_LEVEL_COLUMNS = ("accuracy", "accuracy_std", "accuracy_ci95", "normalized
                         "normalized_accuracy_ci95", "trials")  # what is recorded per level
 
 
+def normalized(accuracy: float, baseline_accuracy: float) -> float:
+    """Eq. 8's A = a / a_0; NaN for a model at 0 % clean accuracy (evaluated with --force: nothing to normalise)."""
+    return accuracy / baseline_accuracy if baseline_accuracy > 0 else float("nan")
+
+
 def summarize(draws: pd.DataFrame, baseline_accuracy: float) -> pd.DataFrame:
     """Eq. 7-8 per level from the per-draw accuracies, with spread: std (ddof=1) and 95 % CI half-width."""
     rows = []
@@ -239,9 +244,9 @@ def summarize(draws: pd.DataFrame, baseline_accuracy: float) -> pd.DataFrame:
         mean, ci, _ = stats.mean_ci(acc)  # eq. 7
         std = float(acc.std(ddof=1)) if len(acc) > 1 else 0.0
         rows.append({"level": level, "trials": len(acc), "accuracy": mean, "accuracy_std": std,
-                     "accuracy_ci95": ci, "normalized_accuracy": mean / baseline_accuracy,  # eq. 8
-                     "normalized_accuracy_std": std / baseline_accuracy,
-                     "normalized_accuracy_ci95": ci / baseline_accuracy})
+                     "accuracy_ci95": ci, "normalized_accuracy": normalized(mean, baseline_accuracy),  # eq. 8
+                     "normalized_accuracy_std": normalized(std, baseline_accuracy),
+                     "normalized_accuracy_ci95": normalized(ci, baseline_accuracy)})
     return pd.DataFrame(rows)
 
 
@@ -270,7 +275,7 @@ def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, config: NoiseConf
                 shown = time.perf_counter()
                 log(f"  {config.level_name} {level:g}: {len(accs)} draws, running mean accuracy {np.mean(accs):.4f}")
         log(f"{config.level_name} {level:g}: {len(accs)} draws  accuracy {np.mean(accs):.4f} +- "
-            f"{stats.ci95(accs):.4f}  normalized {np.mean(accs) / baseline:.4f}  "
+            f"{stats.ci95(accs):.4f}  normalized {normalized(float(np.mean(accs)), baseline):.4f}  "
             f"({time.perf_counter() - started:.1f}s)")
     return NoiseResult(baseline, pd.DataFrame(rows, columns=["level", "trial", "accuracy", "nonfinite"]))
 

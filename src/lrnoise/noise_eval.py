@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lrnoise import data, figures, noise, tracking
+from lrnoise import data, figures, leases, noise, tracking
 from lrnoise.errors import LrnoiseError
 
 
@@ -48,7 +48,7 @@ def noise_eval(config: noise.NoiseConfig, run_id: str | None = None, model_uri: 
     if source_id:
         tags[tracking.SOURCE_RUN_ID] = source_id
     run_name = f"{config.name}-{source.info.run_name if source else dataset}"
-    with tracking.run(exp_name, "noise_eval", parent_run_id=source_id, tags=tags, run_name=run_name), \
+    with leases.run(exp_name, "noise_eval", parent_run_id=source_id, tags=tags, run_name=run_name), \
             tracking.temp_dir() as tmp:
         eval_run_id = tracking.active_run_id()
         tracking.log_params(tracking.noise_params({**config.measured(), **config.precision()}),

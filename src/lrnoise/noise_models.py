@@ -14,7 +14,7 @@ from typing import ClassVar
 import keras
 import numpy as np
 
-from lrnoise import paper
+from lrnoise import config, paper
 from lrnoise.errors import LrnoiseError
 
 ops = keras.ops
@@ -266,7 +266,7 @@ def compensation_factor(layout: Layout, w_prog, w_final):
     return ops.where(actual > 0, target / ops.where(actual > 0, actual, 1.0), 1.0)
 
 
-NOISE_MODELS = {"additive": Additive, "multiplicative": Multiplicative, "pcm": PCM}
+NOISE_MODELS = dict(zip(config.NOISE_MODELS, (Additive, Multiplicative, PCM)))  # the names are config's
 
 
 def make(name: str, **options) -> NoiseModel:

@@ -16,116 +16,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lrnoise import figures, noise, noise_models, paper, stats, tracking
-from lrnoise.errors import LrnoiseError
+from lrnoise import figures, noise, paper, stats, tracking
+from lrnoise.claims_text import axis_claim_line, cell_name, claim_lines, claims_markdown, eq2_line, frontier_line
+from lrnoise.results import (A_AVR, A_AVR_DRAW_CI, CONFIG, ConfigInfo, choose, configurations, fetch, join,
+                             level_columns, row_label)
 
-# What identifies a cell; its runs are seeds and are averaged. `label` names a row of a table or a line of a
-# figure: the model, with its batch size when the experiment has several (row_labels).
-CONFIG = ["dataset", "model", "optimizer", "batch_size", "train_noise", "label", "lr"]
 BASELINE = tracking.BASELINE_ACCURACY
-A_AVR = tracking.AVG_NORMALIZED_ACCURACY
-A_AVR_DRAW_CI = "avg_normalized_accuracy_ci95"  # one run's A_avr CI over its draws (report column, not a metric)
 LEARNED = "learned"
 GRAD_NOISE = tracking.GRAD_NOISE_POWER_MEAN
 SWEET_SPOT_ALIAS = "noise-robust"
 MISSING = "—"
 NO_LEARNING = "no learning"
-ALL = "all"
-
-
-# ---------------------------------------------------------------- fetching and joining
-@dataclass(frozen=True)
-class ConfigInfo:
-    """A noise configuration as found in the store: key, name, level axis and levels."""
-    key: str
-    name: str
-    level_name: str  # eta | t
-    levels: tuple
-
-    @property
-    def is_paper(self) -> bool:
-        return self.name == noise.PAPER.name
-
-
-def fetch(experiment: str, dataset=None, model=None, optimizer=None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """(finished training runs, finished noise evaluations, experiment id): two paged searches."""
-    exp = tracking.find_experiment(experiment)
-    filters = {k: v for k, v in {"dataset": dataset, "model": model, "optimizer": optimizer}.items() if v}
-    runs = tracking.train_runs_frame(exp.experiment_id, filters)
-    if runs.empty:
-        raise LrnoiseError(f"experiment {experiment!r} has no finished training runs"
-                           + (" matching the filters" if filters else ""))
-    runs = row_labels(stats.with_axes(runs))
-    runs["seed"] = runs["seed"].astype(int)
-    runs = runs.sort_values(CONFIG + ["seed"]).reset_index(drop=True)
-    return runs, tracking.noise_runs_frame(exp.experiment_id), exp.experiment_id
-
-
-def configurations(evals: pd.DataFrame) -> list[ConfigInfo]:
-    """Every noise configuration evaluated in the store, the paper's first."""
-    found = {}
-    for row in evals.drop_duplicates("noise_config").itertuples() if not evals.empty else ():
-        fields = row.config_fields
-        model = noise_models.NOISE_MODELS.get(fields.get("noise"))
-        if model is None:
-            continue
-        levels = tuple(float(x) for x in fields.get("levels", "").split(",") if x)
-        found[row.noise_config] = ConfigInfo(row.noise_config, row.noise_config_name, model.level_name, levels)
-    return sorted(found.values(), key=lambda c: (not c.is_paper, c.name))
-
-
-def choose(found: list[ConfigInfo], wanted: str) -> list[ConfigInfo]:
-    """The configurations `wanted` names: a name, a key (or its first 6+ characters), or 'all'. The paper's
-    configuration is always available (its Table II stands even before any evaluation)."""
-    paper_info = ConfigInfo(noise.PAPER.key, noise.PAPER.name, "eta", noise.PAPER.levels)
-    if wanted == ALL:
-        return found or [paper_info]
-    match = [c for c in found if wanted in (c.name, c.key) or (len(wanted) >= 6 and c.key.startswith(wanted))]
-    if match:
-        return match[:1]
-    if wanted in (paper_info.name, paper_info.key):
-        return [paper_info]
-    names = ", ".join(c.name for c in found) or "none"
-    raise LrnoiseError(f"no noise evaluation with configuration {wanted!r} in this experiment: found {names} "
-                       f"(or pass --noise-config all)")
-
-
-def level_columns(info: ConfigInfo) -> list[tuple[float, str, str]]:
-    """(level, A^x metric, its CI metric) of a configuration, in level order."""
-    out = []
-    for level in sorted(info.levels):
-        label = noise.level_label(info.level_name, level)
-        out.append((level, tracking.level_metric(tracking.NORMALIZED_ACCURACY, info.level_name, label),
-                    tracking.level_metric(tracking.NORMALIZED_ACCURACY_CI95, info.level_name, label)))
-    return out
-
-
-def join(runs: pd.DataFrame, evals: pd.DataFrame, info: ConfigInfo) -> pd.DataFrame:
-    """One row per training run with this configuration's A_avr and A^x (NaN where not evaluated). A model
-    evaluated several times under the configuration (other trials or seeds) gets the mean of its evaluations."""
-    columns = [c for _, a, ci in level_columns(info) for c in (a, ci)] + [A_AVR, tracking.NONFINITE_DRAWS]
-    mine = evals[evals["noise_config"] == info.key] if not evals.empty else pd.DataFrame(columns=["run_id"])
-    mine = mine.reindex(columns=["run_id", *columns])
-    per_run = mine.groupby("run_id")[columns].mean(numeric_only=False).reset_index() if len(mine) else \
-        pd.DataFrame(columns=["run_id", *columns])
-    own = [c for c in runs.columns if c not in columns or c == "run_id"]  # the paper's names also sit on runs
-    joined = runs[own].merge(per_run, on="run_id", how="left")
-    for column in columns:
-        joined[column] = pd.to_numeric(joined[column], errors="coerce")
-    # A_avr's 95 % CI over one run's draws: the levels' draws are independent, A_avr their mean over L levels
-    level_cis = [ci for _, _, ci in level_columns(info)]
-    joined[A_AVR_DRAW_CI] = np.sqrt((joined[level_cis] ** 2).sum(axis=1, min_count=1)) / len(level_cis)
-    return joined
-
-
-def row_labels(runs: pd.DataFrame) -> pd.DataFrame:
-    """runs with `label`: the model, plus " B=<batch size>" when the runs have several batch sizes."""
-    several = runs["batch_size"].nunique(dropna=False) > 1
-    return runs.assign(label=[_label(m, b, several) for m, b in zip(runs["model"], runs["batch_size"])])
-
-
-def _label(model: str, batch_size, several: bool) -> str:
-    return f"{model} B={int(batch_size)}" if several and pd.notna(batch_size) else model
 
 
 def clean_runs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -296,7 +197,7 @@ def missing_configurations(runs: pd.DataFrame) -> list[str]:
     lines = []
     for (dataset, batch_size), block in adam.groupby(["dataset", "batch_size"], dropna=False, sort=True):
         for model in sorted(set(adam[adam["dataset"] == dataset]["model"]), key=_depth):
-            label = _label(model, batch_size, several)
+            label = row_label(model, batch_size, several)
             for lr in sorted(block["lr"].unique()):
                 if (dataset, label, lr) not in have:
                     lines.append(f"{dataset} {label} adam lr={lr:g}: no finished training run")
@@ -611,110 +512,7 @@ def build_and_write(experiment: str = tracking.DEFAULT_EXPERIMENT, out: str | Pa
     return report
 
 
-def _numbers(row, prefix: str) -> str:
-    """'rho +0.84 [+0.73, +0.90]', or 'rho +0.94, no interval' when the verdict has none to give."""
-    rho, low, high = row[f"{prefix}_rho"], row[f"{prefix}_ci_low"], row[f"{prefix}_ci_high"]
-    if not np.isfinite(rho):
-        return "not computed"
-    if row[f"{prefix}_verdict"] in (stats.TOO_FEW_SEEDS, stats.TOO_FEW_RUNS) or not np.isfinite(low):
-        return f"rho {rho:+.2f}, no interval"
-    return f"rho {rho:+.2f} [{low:+.2f}, {high:+.2f}]"
-
-
-def claim_lines(row) -> list[str]:
-    """One cell's claims in words, one line each: the verdict, then its numbers (Spearman rho, 95 % bootstrap
-    interval over seeds)."""
-    runs = f"{row['n_runs']} runs, {row['seeds_per_lr']} seeds per lr"
-    lines = [f"A_avr {row['avr_verdict']}: {_numbers(row, 'avr')}, {runs}",
-             f"baseline accuracy {row['baseline_verdict']}: {_numbers(row, 'baseline')}"]
-    if np.isfinite(row["sweet_spot_lr"]):
-        share = row["sweet_spot_share"]
-        lines.append(f"sweet spot lr {row['sweet_spot_lr']:g}" + (f", chosen in {share:.0%} of resamples"
-                                                                  if np.isfinite(share) else ""))
-    for prefix, what in (("mechanism", "gradient-noise power"), ("update_mechanism", "update-noise power")):
-        if row[f"{prefix}_verdict"] != stats.NOT_MEASURED:
-            lines.append(f"{what} vs A_avr: {row[f'{prefix}_verdict']}, {_numbers(row, prefix)}")
-    if np.isfinite(row["paper_avr_rho"]):
-        paper_says = "falls" if row["paper_avr_rho"] < 0 else "rises" if row["paper_avr_rho"] > 0 else "is flat"
-        agrees = {"yes": "agrees", "no": "does not agree"}.get(row["agrees_with_paper"], "cannot be compared")
-        lines.append(f"the paper's Table III row: A_avr {paper_says} with lr (rho {row['paper_avr_rho']:+.2f}); "
-                     f"this cell {agrees}")
-    return lines
-
-
-def _cell_name(row) -> str:
-    """'digits · resnet20 · adam', with ' · B=64' and ' · train noise 5 %' where the row has them."""
-    name = f"{row['dataset']} · {row['model']} · {row['optimizer']}"
-    if "lr" in row and pd.notna(row.get("lr")):
-        name += f" · lr {row['lr']:g}"
-    if pd.notna(row.get("batch_size")):
-        name += f" · B={int(row['batch_size'])}"
-    if pd.notna(row.get("train_noise")) and row.get("train_noise"):
-        name += f" · train noise {row['train_noise']:g}"
-    return name
-
-
-def axis_claim_line(row) -> str:
-    """A claim over batch size or train noise in words: 'A_avr falls with batch_size: rho ... [..], ...'."""
-    return (f"A_avr {row['avr_verdict']}: {_numbers(row, 'avr')}, {row['n_runs']} runs, {row['seeds_per_level']} "
-            f"seeds per {row['axis']}; baseline accuracy {row['baseline_verdict']}: {_numbers(row, 'baseline')}")
-
-
-def _interval(low: float, high: float, fmt: str) -> str:
-    return "unbounded" if not (np.isfinite(low) and np.isfinite(high)) else f"[{low:{fmt}}, {high:{fmt}}]"
-
-
-def eq2_line(row) -> str:
-    """The eq. 2 test of one value in words: its verdict, the ratio b / a with its interval, both slopes."""
-    if row["verdict"] == stats.TOO_FEW_SEEDS:
-        return f"eq. 2 on {row['value']}: {stats.TOO_FEW_SEEDS} ({row['n_runs']} runs)"
-    return (f"eq. 2 on {row['value']}: {row['verdict']}: slope ratio b/a {row['ratio']:+.2f} "
-            f"{_interval(row['ratio_ci_low'], row['ratio_ci_high'], '+.2f')} (eq. 2: {stats.EQ2_RATIO:+.2f}); "
-            f"per log lr {row['lr_slope']:+.3g} {_interval(row['lr_slope_ci_low'], row['lr_slope_ci_high'], '+.3g')}, "
-            f"per log B {row['b_slope']:+.3g} {_interval(row['b_slope_ci_low'], row['b_slope_ci_high'], '+.3g')}, "
-            f"joint effect p = {row['effect_p']:.3f}; {row['n_runs']} runs, {row['seeds_per_cell']} seeds per (lr, B)")
-
-
-def frontier_line(row, max_accuracy_drop: float) -> str:
-    """The lr-tuning vs noise-injection comparison in words."""
-    def best(avr, at):
-        return "none within the margin" if avr == stats._NOT_REACHED else f"{avr:.1%} ({at})"
-    difference = (f"difference {row['difference'] * 100:+.1f} pp "
-                  f"{_interval(row['ci_low'] * 100, row['ci_high'] * 100, '+.1f')}"
-                  if np.isfinite(row["difference"]) else "no A_avr difference to state")
-    if row["both_reach_share"] < 0.975:  # the verdict also weighs resamples in which a method falls short
-        difference += (f"; in {1 - row['both_reach_share']:.0%} of resamples one method has no configuration "
-                       "within the margin")
-    return (f"{row['verdict']}: best A_avr within {max_accuracy_drop:.0%} of the best baseline "
-            f"({row['reference_baseline']:.1%}): {stats.NOISE_TRAINING} "
-            f"{best(row['noise_best_avr'], f'eta {row.noise_best_train_noise:g} at lr {row.noise_lr:g}')}, "
-            f"{stats.LR_TUNING} {best(row['lr_best_avr'], f'lr {row.lr_best_lr:g}')}; {difference}")
-
-
-def claims_markdown(claims: pd.DataFrame, config_name: str, axis_claims: pd.DataFrame | None = None,
-                    eq2: pd.DataFrame | None = None, frontier: pd.DataFrame | None = None,
-                    max_accuracy_drop: float = 0.01) -> str:
-    """claims.md: per cell, each claim of the paper in words with its numbers; then the mechanism tests (claims
-    over batch size and train noise, eq. 2, lr tuning vs noise-injection training) where the runs span them."""
-    parts = [f"# The paper's claims, answered over seeds ({config_name})", "",
-             "Verdicts are 95 % bootstrap intervals over seeds of Spearman's rho against the learning rate "
-             "(docs/statistics.md)."]
-    for _, row in claims.iterrows():
-        parts += ["", f"## {_cell_name(row)}", ""]
-        parts += [f"- {line}" for line in claim_lines(row)]
-    if not len(claims):
-        parts += ["", "No cell has runs at three or more learning rates yet."]
-    sections = (("Over batch size and train noise (the other axes fixed)", axis_claims,
-                 lambda r: f"{_cell_name(r)}: {axis_claim_line(r)}"),
-                ("Eq. 2: does only lr^2 / B matter?", eq2, lambda r: f"{_cell_name(r)}: {eq2_line(r)}"),
-                ("lr tuning vs noise-injection training", frontier,
-                 lambda r: f"{_cell_name(r)}: {frontier_line(r, max_accuracy_drop)}"))
-    for title, frame, line in sections:
-        if frame is not None and len(frame):
-            parts += ["", f"## {title}", ""] + [f"- {line(row)}" for _, row in frame.iterrows()]
-    return "\n".join(parts) + "\n"
-
-
+# ---------------------------------------------------------------- the console summary
 def summary_text(report: Report) -> str:
     """What `lrnoise report` prints: the main configuration's two tables, sweet spots, verdicts, the files."""
     main = report.main
@@ -729,10 +527,10 @@ def summary_text(report: Report) -> str:
                   for _, r in main.sweet_spots.iterrows()]
     for config in report.configs:
         tag = f"[{config.info.name}]"
-        parts += [f"{tag} {_cell_name(row)}: {claim_lines(row)[0]}" for _, row in config.claims.iterrows()]
-        parts += [f"{tag} {_cell_name(row)}: {axis_claim_line(row)}" for _, row in config.axis_claims.iterrows()]
-        parts += [f"{tag} {_cell_name(row)}: {eq2_line(row)}" for _, row in config.eq2.iterrows()]
-        parts += [f"{tag} {_cell_name(row)}: {frontier_line(row, config.max_accuracy_drop)}"
+        parts += [f"{tag} {cell_name(row)}: {claim_lines(row)[0]}" for _, row in config.claims.iterrows()]
+        parts += [f"{tag} {cell_name(row)}: {axis_claim_line(row)}" for _, row in config.axis_claims.iterrows()]
+        parts += [f"{tag} {cell_name(row)}: {eq2_line(row)}" for _, row in config.eq2.iterrows()]
+        parts += [f"{tag} {cell_name(row)}: {frontier_line(row, config.max_accuracy_drop)}"
                   for _, row in config.frontier.iterrows()]
     parts.append(f"{len(main.missing)} configurations missing" + (":" if main.missing else ""))
     parts += [f"  {line}" for line in main.missing[:20]]

@@ -14,7 +14,7 @@ from lrnoise.errors import LrnoiseError
 
 WORKER_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_DISABLE_TELEMETRY", "MLFLOW_TRACKING_USERNAME",
               "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_INSECURE_TLS",
-              "MLFLOW_TRACKING_SERVER_CERT_PATH", "KERAS_BACKEND", "LRNOISE_LEASE_TIMEOUT")  # what a worker needs to reach the server
+              "MLFLOW_TRACKING_SERVER_CERT_PATH", "KERAS_BACKEND")  # what a worker needs to reach the server
 
 
 def is_http(uri: str) -> bool:

@@ -22,15 +22,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from lrnoise import paper
+from lrnoise import config, paper
 from lrnoise.errors import LrnoiseError
 
 BASELINE = "baseline_accuracy"  # a_0, the same name as lrnoise.tracking.BASELINE_ACCURACY
 A_AVR = "avg_normalized_accuracy"  # A_avr, eq. 9; lrnoise.tracking.AVG_NORMALIZED_ACCURACY
 GRAD_NOISE = "grad_noise_power_mean"
 UPDATE_NOISE = "update_noise_power_mean"
-AXES = ("lr", "batch_size", "train_noise")  # the swept training axes; a claim over one holds the others fixed
-CELL = ["dataset", "model", "optimizer", "batch_size", "train_noise"]  # an lr claim's cell: runs of it are seeds
+AXES = config.AXES  # the swept training axes; a claim over one holds the others fixed
+CELL = list(config.CELL)  # an lr claim's cell: runs of it are seeds
 MIN_BOOT = 2000
 NOT_MEASURED = "not measured"
 TOO_FEW_RUNS = "too few runs"

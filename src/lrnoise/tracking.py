@@ -1,8 +1,7 @@
 """The tracking layer's core: every param / metric / tag name, runs, the registry, and "already ran?".
 
 The tracking layer (this module, leases.py, server.py) holds every MLflow call. Imports run one way:
-server <- tracking <- leases; this module reaches leases only inside the functions that keep a run alive or ask
-whether one is.
+server <- tracking <- leases; a run's lifecycle (start, heartbeat, end) and "already ran?" live in leases.py.
 
 Runs: a `train` run per trained model (params, per-epoch metrics, the model, checkpoints); a `noise_eval`
 run per noise evaluation, child of its training run; a `report` run; a `study` run parenting the grid.
@@ -24,12 +23,13 @@ from typing import TYPE_CHECKING
 
 import mlflow
 import numpy as np
-from mlflow.entities import RunStatus, ViewType
+from mlflow.entities import ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
 from lrnoise import server
+from lrnoise.config import SWEPT, StudySpec, TrainConfig
 from lrnoise.errors import LrnoiseError
 
 if TYPE_CHECKING:
@@ -38,12 +38,11 @@ if TYPE_CHECKING:
 DEFAULT_EXPERIMENT = "lrnoise"
 
 # ---- names: params
-TRAIN_PARAMS = ("dataset", "model", "optimizer", "lr", "batch_size", "epochs", "seed", "init", "shortcut",
-                "patience", "train_noise")  # train_noise: logged only when > 0 (a clean run has none)
+TRAIN_PARAMS = tuple(f.name for f in dataclasses.fields(TrainConfig))  # train_noise: logged only when > 0
 # A noise evaluation's params: its NoiseConfig fields, prefixed so they never meet the `mlflow run` entry point's
 # own (pre-logged, unprefixed) inputs. Measured: model, levels, targets, fold_bn, options; precision: the rest.
 NOISE_PARAM_PREFIX = "noise."
-VERSION_TAGS = ("lr", "optimizer", "dataset", "model", "seed")  # registry version tags, from the train params
+VERSION_TAGS = SWEPT  # registry version tags: the fields a study sweeps
 # ---- names: metrics
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 BASELINE_ACCURACY = "baseline_accuracy"  # a_0: clean test accuracy
@@ -134,19 +133,48 @@ def set_tracking_uri(uri: str) -> None:
     mlflow.set_tracking_uri(uri)
 
 
-def quiet_loggers() -> None:
-    """MLflow's and alembic's INFO chatter (database set-up) off, so an error stays one line, and no "View run
-    ... at" line for every run a command ends (workers inherit the setting)."""
+@contextlib.contextmanager
+def environment_defaults(values: dict):
+    """Inside the block, each of `values` is in the environment unless the user set it (processes started in
+    the block inherit it); after the block the environment is exactly as before, so a setting made for one
+    command never reaches what runs later in the same process (a notebook, a test)."""
+    saved = {k: os.environ.get(k) for k in values}
+    for key, value in values.items():
+        os.environ.setdefault(key, value)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def quiet_loggers():
+    """Inside the block: MLflow's and alembic's INFO chatter (database set-up) off, so an error stays one line,
+    and no "View run ... at" line for every run a command ends (its worker processes inherit that)."""
     import logging
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    loggers = [logging.getLogger(name) for name in ("mlflow", "alembic")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    try:
+        with environment_defaults({"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}):
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
-def fail_fast_http() -> None:
-    """An unreachable server fails in seconds rather than after MLflow's long default retries."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+# An unreachable server fails in seconds rather than after MLflow's long default retries (report: it only reads)
+FAIL_FAST_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
+
+
+def fail_fast_http():
+    """A block in which an unreachable server fails in seconds (FAIL_FAST_HTTP, unless the user set them)."""
+    return environment_defaults(FAIL_FAST_HTTP)
 
 
 _EXPERIMENTS: dict = {}  # (store, user, experiment name) -> id, once created / checked writable in this process
@@ -159,6 +187,12 @@ def ensure_experiment(name: str) -> str:
     if key not in _EXPERIMENTS:
         _EXPERIMENTS[key] = _ensure_experiment(name)
     return _EXPERIMENTS[key]
+
+
+def writable_experiment(name: str) -> str:
+    """Id of the experiment a command writes into (under `mlflow run`, the entry point's, else `name`), created
+    if missing; a user who may not write it is refused here, before anything heavy is imported."""
+    return ensure_experiment(entry_point_experiment() or name)
 
 
 def _set_experiment_kind(c, exp_id: str) -> None:
@@ -235,43 +269,6 @@ def get_run(run_id: str):
 
 
 # ---------------------------------------------------------------- runs
-@contextlib.contextmanager
-def run(experiment: str, kind: str, run_id: str | None = None, parent_run_id: str | None = None,
-        tags: dict | None = None, run_name: str | None = None):
-    """Starts (or resumes) a run and always ends it: FINISHED, FAILED on error, KILLED on Ctrl-C.
-
-    Inside `mlflow run` the entry point's run (MLFLOW_RUN_ID) is resumed, so there is no second run.
-    """
-    from lrnoise import leases
-    run_id = run_id or os.environ.pop("MLFLOW_RUN_ID", None)
-    all_tags = {KIND: kind, **(tags or {})}
-    if parent_run_id:
-        all_tags[PARENT_RUN_ID] = parent_run_id
-    if run_id:
-        active = mlflow.start_run(run_id=run_id)
-    else:  # created with its tags: one request
-        active = mlflow.start_run(experiment_id=ensure_experiment(experiment), run_name=run_name, tags=all_tags)
-    try:
-        if run_id:
-            mlflow.set_tags(all_tags)
-        leases.hold(active.info.run_id)  # a heartbeat until the run ends: other studies leave it alone
-        yield active
-    except KeyboardInterrupt:
-        _end(active.info.run_id, RunStatus.KILLED)
-        raise
-    except BaseException:
-        _end(active.info.run_id, RunStatus.FAILED)
-        raise
-    else:
-        _end(active.info.run_id, RunStatus.FINISHED)
-
-
-def _end(run_id: str, status) -> None:
-    from lrnoise import leases
-    leases.release(run_id)
-    mlflow.end_run(RunStatus.to_string(status))
-
-
 def _new_params(existing: dict, params: dict, run_id: str, strict: bool = True) -> dict:
     """The params not yet among the run's `existing` ones, canonically written. With `strict`, one already
     there must hold the same value, perhaps spelled another way by `mlflow run` ('1e-3' vs '0.001'), else it is
@@ -292,10 +289,10 @@ def log_params(params: dict, key: str | None = None, execution: dict | None = No
     hash of the params), in one write after one read. `execution`: how the run was executed (mixed precision,
     XLA, steps per execution, ...), params outside the key, checked the same way (a resume must run as the run
     ran)."""
-    _write_params(active_run_id(), {**params, **(execution or {})}, {CONFIG_KEY: key or config_key(params)})
+    write_params(active_run_id(), {**params, **(execution or {})}, {CONFIG_KEY: key or config_key(params)})
 
 
-def _write_params(run_id: str, params: dict, tags: dict, strict: bool = True) -> None:
+def write_params(run_id: str, params: dict, tags: dict, strict: bool = True) -> None:
     """One read of the run's params, then one write: the params not yet there (_new_params) and `tags`."""
     fresh = _new_params(client().get_run(run_id).data.params, params, run_id, strict)
     client().log_batch(run_id, params=[mlflow.entities.Param(k, v) for k, v in fresh.items()],
@@ -402,6 +399,16 @@ def log_noise_result(run_metrics: dict, per_level: list[tuple[str, str, dict]], 
         log_metrics(summary, run_id=train_run_id)
 
 
+def resumable_training(run_id: str):
+    """Training run `run_id`, or a one-line error if it is not an unfinished lrnoise training run."""
+    run = get_run(run_id)
+    if run.info.status == "FINISHED":
+        raise LrnoiseError(f"run {run_id} already finished: nothing to resume")
+    if run.data.tags.get(KIND) != "train":
+        raise LrnoiseError(f"run {run_id} is not a training run of lrnoise")
+    return run
+
+
 def dataset_of(train_run) -> str | None:
     """The dataset a training run trained on (its `dataset` param)."""
     return train_run.data.params.get(TRAIN_PARAMS[0])
@@ -478,11 +485,12 @@ def _pip_requirements() -> list[str]:
     return reqs
 
 
-def log_model(model, sample_input: np.ndarray, registered_model: str, train_params: dict, run_id: str,
+def log_model(model, sample_input: np.ndarray, registered_model: str, config: TrainConfig, run_id: str,
               learned: bool = True):
-    """Logs the Keras model (mlflow.keras flavor) and registers it, the version tagged with lr, optimizer,
-    dataset, model, seed, the training run and whether it learned; returns (model_uri, model_version)."""
-    version_tags = {**{k: canonical(train_params[k]) for k in VERSION_TAGS}, SOURCE_RUN_ID: run_id,
+    """Logs the Keras model (mlflow.keras flavor) and registers it, the version tagged with every swept field
+    (dataset, model, optimizer, lr, batch size, train noise, seed), the training run and whether it learned;
+    returns (model_uri, model_version)."""
+    version_tags = {**{k: canonical(getattr(config, k)) for k in VERSION_TAGS}, SOURCE_RUN_ID: run_id,
                     LEARNED: str(learned).lower()}
     mlflow.set_tag(LEARNED, str(learned).lower())  # before the model: a run whose logging fails still says it
     signature = _signature(tuple(sample_input.shape[1:]), str(sample_input.dtype), int(model.output_shape[-1]))
@@ -540,15 +548,18 @@ def temp_dir():
 
 
 # ---------------------------------------------------------------- searches
+SEARCH_PAGE = 1000  # runs per search request: the most a tracking store returns at once
+
+
 def search_runs(experiment_ids: list[str], filter_string: str = "", finished_only: bool = True) -> list:
-    """All matching runs, every page (the store pages at 1000)."""
+    """All matching runs, every page (SEARCH_PAGE runs a request)."""
     if finished_only:
         status = "attributes.status = 'FINISHED'"
         filter_string = f"{filter_string} and {status}" if filter_string else status
     c, runs, token = client(), [], None
     while True:
         page = c.search_runs(experiment_ids, filter_string=filter_string, run_view_type=ViewType.ACTIVE_ONLY,
-                             max_results=1000, page_token=token)
+                             max_results=SEARCH_PAGE, page_token=token)
         runs.extend(page)
         token = page.token
         if not token:
@@ -556,14 +567,17 @@ def search_runs(experiment_ids: list[str], filter_string: str = "", finished_onl
 
 
 def train_runs_frame(experiment_id: str, param_filters: dict) -> "pd.DataFrame":
-    """Every finished training run of the experiment (all pages, one search): run_id, params, metrics, tags."""
+    """Every finished training run of the experiment (all pages, one search), one typed row each: run_id, the
+    TrainConfig's fields as their types (a field the run did not log takes its default: train_noise 0 for a
+    clean run), `learned`, and its metrics. The one way runs come back from the store as values; report,
+    stats, figures and the notebook read this frame."""
     import pandas as pd
     clauses = [f"tags.`{KIND}` = 'train'"] + [f"params.{k} = '{v}'" for k, v in param_filters.items()]
     rows = []
     for run in search_runs([experiment_id], " and ".join(clauses)):
-        rows.append({"run_id": run.info.run_id, **{k: run.data.params.get(k) for k in TRAIN_PARAMS},
+        rows.append({"run_id": run.info.run_id, **dataclasses.asdict(TrainConfig.from_params(run.data.params)),
                      "learned": run.data.tags.get(LEARNED, "true") != "false", **run.data.metrics})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["run_id", *TRAIN_PARAMS, "learned"] if not rows else None)
 
 
 def noise_runs_frame(experiment_id: str) -> "pd.DataFrame":
@@ -602,8 +616,7 @@ def log_report(experiment_id: str, folder: Path) -> str:
 
 
 # ---------------------------------------------------------------- the study: "already ran?", parent run, stale runs
-STUDY_PARAMS = ("preset", "datasets", "models", "optimizers", "lrs", "batch_sizes", "train_noises", "seeds", "epochs",
-                "noise", "trials")
+STUDY_PARAMS = tuple(f.name for f in dataclasses.fields(StudySpec) if f.name != "batch_size")  # = batch_sizes
 STUDY_METRICS = ("configurations", "failed", "trained", "reused", "did_not_learn")
 
 
@@ -616,36 +629,6 @@ def runs_with_config(experiment_id: str, kind: str, key: str, source_run_id: str
     return sorted(runs, key=lambda r: r.info.start_time, reverse=True)
 
 
-@dataclasses.dataclass
-class Existing:
-    """What the store already holds of one configuration (see existing_run)."""
-    finished: str | None = None  # the newest FINISHED run: reuse it
-    resume: str | None = None  # else the newest unfinished run whose owner is gone: resume it
-    live: str | None = None  # else an unfinished run another process is still working on: leave it
-
-
-def existing_run(experiment_id: str, kind: str, key: str, source_run_id: str | None = None,
-                 resumable: bool = True) -> Existing:
-    """The one rule for "already ran?": reuse the newest FINISHED run; else leave a live run (fresh heartbeat)
-    to its owner; else resume the newest unfinished run (when the kind is resumable). Every other unfinished
-    run whose owner is gone is marked FAILED, so exactly one run of a configuration can end FINISHED."""
-    from lrnoise import leases
-    runs = runs_with_config(experiment_id, kind, key, source_run_id)
-    finished = [r.info.run_id for r in runs if r.info.status == "FINISHED"]
-    unfinished = [r for r in runs if r.info.status != "FINISHED"]
-    live = [r.info.run_id for r in unfinished if leases.is_live(r)]
-    dead = [r.info.run_id for r in unfinished if not leases.is_live(r)]
-    found = Existing(finished[0] if finished else None)
-    if not finished and live:
-        found.live = live[0]
-    elif not finished and resumable and dead:
-        found.resume = dead[0]
-    for stale in dead:
-        if stale != found.resume:
-            mark_failed(stale)
-    return found
-
-
 def mark_failed(run_id: str) -> None:
     client().set_terminated(run_id, "FAILED")
 
@@ -654,36 +637,6 @@ def entry_point_experiment() -> str | None:
     """Inside `mlflow run`, the name of the experiment holding the entry point's run (else None)."""
     run_id = os.environ.get("MLFLOW_RUN_ID")
     return experiment_name(get_run(run_id).info.experiment_id) if run_id else None
-
-
-def start_study_run(experiment_id: str, params: dict) -> str:
-    """The study's parent run: `mlflow run`'s own run if inside one, else an unfinished study run with the
-    same configuration (resumed after a crash), else a new one. Kept out of the fluent run stack so that
-    training and noise-eval runs can start beside it."""
-    from lrnoise import leases
-    c = client()
-    key = config_key(params)
-    run_id = os.environ.pop("MLFLOW_RUN_ID", None)
-    if run_id is None:
-        run_id = existing_run(experiment_id, "study", key).resume  # a live twin study keeps its own run
-    if run_id is None:
-        run_id = c.create_run(experiment_id, run_name=f"study-{params['preset']}").info.run_id
-    else:
-        c.update_run(run_id, status="RUNNING")
-    leases.hold(run_id)
-    _write_params(run_id, params, {KIND: "study", CONFIG_KEY: key}, strict=False)
-    return run_id
-
-
-def end_study_run(run_id: str, counts: tuple, ok: bool) -> None:
-    """Closes the study run with its counts (configurations, failed, trained, reused, did_not_learn); a twin
-    study run whose owner died meanwhile (its configurations taken over by this one) is marked FAILED."""
-    from lrnoise import leases
-    log_metrics(dict(zip(STUDY_METRICS, counts)), run_id=run_id)
-    run = get_run(run_id)
-    existing_run(run.info.experiment_id, "study", run.data.tags[CONFIG_KEY], resumable=False)
-    leases.release(run_id)
-    client().set_terminated(run_id, "FINISHED" if ok else "FAILED")
 
 
 def where_to_look(experiment_id: str) -> str:

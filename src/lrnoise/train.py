@@ -3,9 +3,9 @@ with the best weights restored ("until convergence"), a checkpoint every `checkp
 all tracked in MLflow. train() reads top to bottom: data, run, starting model, fit, best weights, evaluation,
 logged model.
 
-A sweep trains many configurations in one process; `sweep` (a reuse.SweepCache) lets a configuration start
-from a model already traced for its architecture. Without one, every model is built afresh; both give the
-same weights (tests/test_reuse.py).
+How a configuration becomes a compiled model is build.py's; a sweep trains many configurations in one process,
+and `sweep` (a build.SweepCache) lets a configuration start from a model already traced for its architecture.
+Without one, every model is built afresh; both give the same weights (tests/test_build.py).
 """
 from __future__ import annotations
 
@@ -13,20 +13,15 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 
 from lrnoise import data, fastpath, gradnoise, leases, models, noise_training, stats, tracking
-from lrnoise.config import PRECISION_POLICIES, Execution, TrainConfig
-from lrnoise.errors import LrnoiseError
+from lrnoise.build import (Prepared, SweepCache, build_model, build_state, compile_model, load_data,
+                           seed_everything, training_stream)
+from lrnoise.config import Execution, TrainConfig
 
-if TYPE_CHECKING:
-    from lrnoise.reuse import Prepared, SweepCache
-
-MOMENTUM = 0.9  # for the momentum / nesterov SGD variants (the paper does not say; 0.9 is the usual value)
-VAL_FRACTION = 0.1  # validation split taken from the training set (model selection never sees the test set)
 EVAL_BATCH = 1000  # batch size for clean test accuracy
 
 
@@ -40,69 +35,6 @@ class TrainResult:
     model: keras.Model | None = field(default=None, repr=False, compare=False)  # the trained model, in memory
     dataset: data.Dataset | None = field(default=None, repr=False, compare=False)  # and its data (no reload)
     evaluator: models.Evaluator | None = field(default=None, repr=False, compare=False)  # a_0's, on the test set
-
-
-# ---------------------------------------------------------------- the model and its optimizer
-def make_optimizer(name: str, lr: float) -> keras.optimizers.Optimizer:
-    """A new optimizer of the paper's kind `name` with constant learning rate `lr` (no schedule)."""
-    return {
-        "sgd": lambda: keras.optimizers.SGD(lr),
-        "momentum": lambda: keras.optimizers.SGD(lr, momentum=MOMENTUM),
-        "nesterov": lambda: keras.optimizers.SGD(lr, momentum=MOMENTUM, nesterov=True),
-        "adam": lambda: keras.optimizers.Adam(lr),
-        "nadam": lambda: keras.optimizers.Nadam(lr),
-        "adamax": lambda: keras.optimizers.Adamax(lr),
-    }[name]()
-
-
-def initial_model(config: TrainConfig, ds: data.Dataset, execution: Execution = Execution(),
-                  stats: tuple | None = None) -> keras.Model:
-    """The configuration's freshly initialised model (weights from the seed set before), not compiled.
-    `stats`: models.channel_stats(ds.x_train) when the caller has it already."""
-    mean, variance = stats or models.channel_stats(ds.x_train)  # input normalisation from the training set only
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(PRECISION_POLICIES[execution.mixed_precision])
-    try:
-        return models.resnet(models.depth_of(config.model), ds.num_classes, ds.input_shape,
-                             shortcut=config.shortcut, init=config.init, mean=mean, variance=variance)
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
-def compile_model(model: keras.Model, config: TrainConfig, execution: Execution, optimizer=None) -> None:
-    model.compile(optimizer=optimizer or make_optimizer(config.optimizer, config.lr),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                  jit_compile="auto" if execution.jit_compile is None else execution.jit_compile,
-                  steps_per_execution=execution.steps_per_execution)
-
-
-def build_model(config: TrainConfig, ds: data.Dataset, execution: Execution = Execution()) -> keras.Model:
-    """The configuration's new compiled model; like any model, it must follow seed_everything(config.seed)."""
-    model = initial_model(config, ds, execution)
-    compile_model(model, config, execution)
-    return model
-
-
-def build_state(model: keras.Model, ds: data.Dataset) -> None:
-    """The optimizer's slots and the metrics' variables, built before fit when the fast paths allow."""
-    fastpath.build_state(model, (ds.x_train[:2].astype(np.float32), ds.y_train[:2]))
-
-
-def seed_everything(seed: int) -> None:
-    """Every generator a training draws from, set to `seed` (keras.utils.set_random_seed)."""
-    fastpath.seed_everything(seed)
-
-
-# ---------------------------------------------------------------- the data
-def load_data(config: TrainConfig, data_dir: str | None = None) -> data.Dataset:
-    """The configuration's data, its validation split drawn with its seed."""
-    return data.load(config.dataset, data_dir=data_dir, val_fraction=VAL_FRACTION, seed=config.seed)
-
-
-def training_stream(config: TrainConfig, ds: data.Dataset, start_epoch: int = 0) -> tuple:
-    """(stream for model.fit, steps per epoch): the configuration's batches and augmentation from `start_epoch`."""
-    return data.training_stream(ds.x_train, ds.y_train, config.batch_size, config.seed, start_epoch=start_epoch,
-                                augment=data.augmentation_for(config.dataset), end_epoch=config.epochs)
 
 
 # ---------------------------------------------------------------- checkpoints, per-epoch logging, gradient noise
@@ -251,24 +183,15 @@ def _restore(previous: Path | None, folder: Path) -> tuple[keras.Model | None, d
     return model, json.loads((previous / "state.json").read_text())
 
 
-def resume_config(run_id: str) -> TrainConfig:
-    run = tracking.get_run(run_id)
-    if run.info.status == "FINISHED":
-        raise LrnoiseError(f"run {run_id} already finished: nothing to resume")
-    if run.data.tags.get(tracking.KIND) != "train":
-        raise LrnoiseError(f"run {run_id} is not a training run of lrnoise")
-    return TrainConfig.from_params(run.data.params)
-
-
 # ---------------------------------------------------------------- one training run, top to bottom
 def train(config: TrainConfig, data_dir: str | None = None, experiment: str = tracking.DEFAULT_EXPERIMENT,
           registered_model: str | None = None, resume: str | None = None, parent_run_id: str | None = None,
           extra_callbacks: tuple = (), execution: Execution = Execution(), dataset: data.Dataset | None = None,
-          sweep: "SweepCache | None" = None) -> TrainResult:
+          sweep: SweepCache | None = None) -> TrainResult:
     """Trains `config` in a new MLflow run (or continues run `resume` from its last checkpoint).
 
     `dataset` replaces data.load (benchmarks train on synthetic CIFAR-shaped data this way). `sweep`: the
-    process's models kept between configurations, and what it prepared for this one (reuse.SweepCache).
+    process's models kept between configurations, and what it prepared for this one (build.SweepCache).
     """
     config.validate()
     execution.validate()
@@ -279,7 +202,7 @@ def train(config: TrainConfig, data_dir: str | None = None, experiment: str = tr
         prepared = None
     ds = prepared.dataset if prepared else dataset or load_data(config, data_dir)
 
-    with tracking.run(experiment, "train", run_id=resume, parent_run_id=parent_run_id, run_name=config.run_name), \
+    with leases.run(experiment, "train", run_id=resume, parent_run_id=parent_run_id, run_name=config.run_name), \
             tracking.temp_dir() as tmp:
         run_id = tracking.active_run_id()
         tracking.log_params(config.params(), execution=execution.params())
@@ -316,7 +239,7 @@ def train(config: TrainConfig, data_dir: str | None = None, experiment: str = tr
         tracking.log_metrics({**summary, tracking.BASELINE_ACCURACY: baseline,
                               tracking.EPOCHS_TRAINED: state["epoch"], tracking.BEST_EPOCH: state["best_epoch"]})
         model_uri, version = tracking.log_model(model, ds.x_test[:4].astype(np.float32), registered_model,
-                                                config.params(), run_id, learned=learned)
+                                                config, run_id, learned=learned)
         print(f"baseline_accuracy {baseline:.4f}  model {model_uri}  registered {registered_model} v{version}")
         if not learned:
             print(f"did not learn: test accuracy {baseline:.2%} is not clearly above chance "
@@ -326,7 +249,7 @@ def train(config: TrainConfig, data_dir: str | None = None, experiment: str = tr
 
 
 def _starting_point(config: TrainConfig, execution: Execution, ds: data.Dataset, folder: Path,
-                    resume: str | None, prepared: "Prepared | None", sweep: "SweepCache | None") -> tuple:
+                    resume: str | None, prepared: Prepared | None, sweep: SweepCache | None) -> tuple:
     """(the model fit starts from, its early-stopping state): a resumed run's last checkpoint (its optimizer
     state kept, this call's execution options applied), else the model prepare() made, else a freshly
     initialised one (the sweep's traced model of the architecture when it has one)."""

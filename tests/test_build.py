@@ -1,25 +1,26 @@
-"""A sweep's reuse of traced models (reuse.SweepCache) changes no number: alone or inside a sweep, the same weights."""
+"""A sweep's reuse of traced models (build.SweepCache) changes no number: alone or inside a sweep, the same weights."""
 import random
 
 import keras
 import numpy as np
 import pytest
 
-from lrnoise import data, train
+from lrnoise import build, data
 from lrnoise.config import Execution, TrainConfig
 from lrnoise.paper import OPTIMIZERS
-from lrnoise.reuse import SweepCache, fresh_optimizer_state
+from lrnoise.build import SweepCache, fresh_optimizer_state
 
-BASE = TrainConfig(dataset="digits", model="resnet20", batch_size=64, epochs=1, seed=2, patience=0)
+BASE = TrainConfig(dataset="digits", model="resnet8", batch_size=64, epochs=1, seed=2, patience=0)
+FIT_STEPS = 4  # optimizer steps per fit: any difference in weights or optimizer state shows after the first
 
 
 def fit_weights(config: TrainConfig, ds: data.Dataset, sweep: SweepCache | None) -> list:
     """The model path train() takes for a new run (seed, model, state, fit), without the tracking store."""
-    train.seed_everything(config.seed)
-    model = sweep.model_for(config, ds, Execution()) if sweep else train.build_model(config, ds)
-    train.build_state(model, ds)
-    stream, steps = train.training_stream(config, ds)
-    model.fit(stream, steps_per_epoch=steps, epochs=config.epochs, verbose=0)
+    build.seed_everything(config.seed)
+    model = sweep.model_for(config, ds, Execution()) if sweep else build.build_model(config, ds)
+    build.build_state(model, ds)
+    stream, _ = build.training_stream(config, ds)
+    model.fit(stream, steps_per_epoch=FIT_STEPS, epochs=config.epochs, verbose=0)
     return [np.array(w) for w in model.get_weights()] + [np.array(v) for v in model.optimizer.variables]
 
 
@@ -29,7 +30,7 @@ def test_every_optimizer_trains_the_same_weights_alone_and_inside_a_sweep():
     after the first reuses the traced model: with the same optimizer type (its state made new) or another
     (a new optimizer). Each second lr is then trained alone, from a newly built model: bit for bit alike,
     weights and optimizer state."""
-    ds = train.load_data(BASE)
+    ds = build.load_data(BASE)
     sweep = SweepCache()
     in_sweep = {}
     for optimizer in OPTIMIZERS:
@@ -51,12 +52,12 @@ def test_a_kept_optimizer_gets_a_new_optimizers_state(optimizer):
     slots; Nadam's u_product starts at 1, not 0) as a newly built optimizer of the kind has it."""
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     config = TrainConfig(optimizer=optimizer, lr=0.01)
-    train.compile_model(model, config, Execution())
+    build.compile_model(model, config, Execution())
     x, y = np.random.default_rng(0).normal(size=(8, 3)).astype("float32"), np.arange(8) % 2
     model.fit(x, y, epochs=2, verbose=0)
     config = TrainConfig(optimizer=optimizer, lr=0.02)
     fresh_optimizer_state(model, config)
-    new = train.make_optimizer(optimizer, 0.02)
+    new = build.make_optimizer(optimizer, 0.02)
     new.build(model.trainable_variables)
     assert len(model.optimizer.variables) == len(new.variables)
     for kept, want in zip(model.optimizer.variables, new.variables):
@@ -66,25 +67,24 @@ def test_a_kept_optimizer_gets_a_new_optimizers_state(optimizer):
 def test_cached_initial_weights_are_a_new_build_and_leave_the_generators_alike():
     """After its first build of (architecture, seed), a SweepCache takes the initial weights from memory (no
     Keras build): the weights, and Python's generator that a build draws from, are as after a new build."""
-    config = TrainConfig(dataset="digits", model="resnet20", seed=3)
-    ds = train.load_data(config)
+    config = TrainConfig(dataset="digits", model="resnet8", seed=3)
+    ds = build.load_data(config)
 
     def built(make) -> tuple:
-        train.seed_everything(config.seed)
+        build.seed_everything(config.seed)
         model = make()
         return [np.array(w) for w in model.get_weights()], random.random(), np.random.rand()
 
-    fresh = built(lambda: train.build_model(config, ds))
+    fresh = built(lambda: build.build_model(config, ds))
     sweep = SweepCache()
     first = built(lambda: sweep.model_for(config, ds, Execution()))  # a new model, its weights remembered
     calls = []
-    original = train.initial_model
-    import lrnoise.reuse as reuse
-    reuse.initial_model = lambda *a, **k: calls.append(1) or original(*a, **k)
+    original = build.initial_model
+    build.initial_model = lambda *a, **k: calls.append(1) or original(*a, **k)
     try:
         again = built(lambda: sweep.model_for(TrainConfig(**{**config.params(), "lr": 0.01}), ds, Execution()))
     finally:
-        reuse.initial_model = original
+        build.initial_model = original
     assert calls == []  # from memory, no build
     for got in (first, again):
         assert len(fresh[0]) == len(got[0]) and all(np.array_equal(a, b) for a, b in zip(fresh[0], got[0]))
@@ -92,7 +92,7 @@ def test_cached_initial_weights_are_a_new_build_and_leave_the_generators_alike()
 
 
 def test_a_prepared_configuration_is_taken_once_and_only_by_itself():
-    config = TrainConfig(dataset="digits", model="resnet20", seed=1)
+    config = TrainConfig(dataset="digits", model="resnet8", seed=1)
     sweep = SweepCache()
     sweep.prepare(config)
     assert sweep.take_prepared(TrainConfig(**{**config.params(), "lr": 0.01}), Execution(), None) is None

@@ -1,14 +1,16 @@
-"""What one process keeps between the configurations of a sweep, in one explicit object (SweepCache).
+"""How a configuration becomes a compiled model and its training stream, and what one process keeps between
+the configurations of a sweep (SweepCache).
 
-Tracing a model's training, validation and gradient-noise steps costs ~3-6 s on a CPU, more than a short
-configuration's learning, and a sweep's configurations mostly share an architecture. A configuration with the
-same architecture, input normalisation and execution options as an earlier one therefore starts from that
-earlier model: its weights become the configuration's own freshly initialised ones, and its optimizer gets
-the state of a newly built optimizer of its kind (the same type: the new optimizer's values are copied into
-the traced one, whose variables the traced step reads; another type: the new optimizer itself, so the step is
-traced again). The same seed gives bit-identical weights alone and inside a sweep, for every optimizer
-(tests/test_reuse.py). The input normalisation is part of the key because Keras bakes its mean and variance
-into the traced graph as constants.
+The building functions (make_optimizer, initial_model, compile_model, build_model, build_state, load_data,
+training_stream) are what a new training run does before fit. Tracing a model's training, validation and
+gradient-noise steps costs ~3-6 s on a CPU, more than a short configuration's learning, and a sweep's
+configurations mostly share an architecture. A configuration with the same architecture, input normalisation and
+execution options as an earlier one therefore starts from that earlier model: its weights become the
+configuration's own freshly initialised ones, and its optimizer gets the state of a newly built optimizer of its
+kind (the same type: the new optimizer's values are copied into the traced one, whose variables the traced step
+reads; another type: the new optimizer itself, so the step is traced again). The same seed gives bit-identical
+weights alone and inside a sweep, for every optimizer (tests/test_build.py). The input normalisation is part of
+the key because Keras bakes its mean and variance into the traced graph as constants.
 """
 from __future__ import annotations
 
@@ -21,12 +23,76 @@ import keras
 import numpy as np
 
 from lrnoise import data, fastpath, models
-from lrnoise.config import Execution, TrainConfig
-from lrnoise.train import (build_state, compile_model, initial_model, load_data, make_optimizer, seed_everything,
-                           training_stream)
+from lrnoise.config import PRECISION_POLICIES, Execution, TrainConfig
 
+MOMENTUM = 0.9  # for the momentum / nesterov SGD variants (the paper does not say; 0.9 is the usual value)
+VAL_FRACTION = 0.1  # validation split taken from the training set (model selection never sees the test set)
 MODELS_KEPT = 6  # traced models kept (a seed sweep cycles through one input normalisation per seed)
 INITIAL_KEPT = 12  # (architecture, seed) initial weights kept; a ResNet56's weights are 3.4 MB
+
+
+
+# ---------------------------------------------------------------- the model and its optimizer
+def make_optimizer(name: str, lr: float) -> keras.optimizers.Optimizer:
+    """A new optimizer of the paper's kind `name` with constant learning rate `lr` (no schedule)."""
+    return {
+        "sgd": lambda: keras.optimizers.SGD(lr),
+        "momentum": lambda: keras.optimizers.SGD(lr, momentum=MOMENTUM),
+        "nesterov": lambda: keras.optimizers.SGD(lr, momentum=MOMENTUM, nesterov=True),
+        "adam": lambda: keras.optimizers.Adam(lr),
+        "nadam": lambda: keras.optimizers.Nadam(lr),
+        "adamax": lambda: keras.optimizers.Adamax(lr),
+    }[name]()
+
+
+def initial_model(config: TrainConfig, ds: data.Dataset, execution: Execution = Execution(),
+                  stats: tuple | None = None) -> keras.Model:
+    """The configuration's freshly initialised model (weights from the seed set before), not compiled.
+    `stats`: models.channel_stats(ds.x_train) when the caller has it already."""
+    mean, variance = stats or models.channel_stats(ds.x_train)  # input normalisation from the training set only
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(PRECISION_POLICIES[execution.mixed_precision])
+    try:
+        return models.resnet(models.depth_of(config.model), ds.num_classes, ds.input_shape,
+                             shortcut=config.shortcut, init=config.init, mean=mean, variance=variance)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def compile_model(model: keras.Model, config: TrainConfig, execution: Execution, optimizer=None) -> None:
+    model.compile(optimizer=optimizer or make_optimizer(config.optimizer, config.lr),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  jit_compile="auto" if execution.jit_compile is None else execution.jit_compile,
+                  steps_per_execution=execution.steps_per_execution)
+
+
+def build_model(config: TrainConfig, ds: data.Dataset, execution: Execution = Execution()) -> keras.Model:
+    """The configuration's new compiled model; like any model, it must follow seed_everything(config.seed)."""
+    model = initial_model(config, ds, execution)
+    compile_model(model, config, execution)
+    return model
+
+
+def build_state(model: keras.Model, ds: data.Dataset) -> None:
+    """The optimizer's slots and the metrics' variables, built before fit when the fast paths allow."""
+    fastpath.build_state(model, (ds.x_train[:2].astype(np.float32), ds.y_train[:2]))
+
+
+def seed_everything(seed: int) -> None:
+    """Every generator a training draws from, set to `seed` (keras.utils.set_random_seed)."""
+    fastpath.seed_everything(seed)
+
+
+# ---------------------------------------------------------------- the data
+def load_data(config: TrainConfig, data_dir: str | None = None) -> data.Dataset:
+    """The configuration's data, its validation split drawn with its seed."""
+    return data.load(config.dataset, data_dir=data_dir, val_fraction=VAL_FRACTION, seed=config.seed)
+
+
+def training_stream(config: TrainConfig, ds: data.Dataset, start_epoch: int = 0) -> tuple:
+    """(stream for model.fit, steps per epoch): the configuration's batches and augmentation from `start_epoch`."""
+    return data.training_stream(ds.x_train, ds.y_train, config.batch_size, config.seed, start_epoch=start_epoch,
+                                augment=data.augmentation_for(config.dataset), end_epoch=config.epochs)
 
 
 @dataclass
@@ -81,7 +147,7 @@ class SweepCache:
         self.prepared: Prepared | None = None
 
     def model_for(self, config: TrainConfig, ds: data.Dataset, execution: Execution) -> keras.Model:
-        """train.build_model's model, initialised identically, but the kept traced model when one fits.
+        """build_model's model, initialised identically, but the kept traced model when one fits.
         Like build_model, it must follow seed_everything(config.seed)."""
         stats = models.channel_stats(ds.x_train)
         key = architecture_key(config, ds, execution, stats)

@@ -1,0 +1,112 @@
+"""The tracking store's runs as the report's frames: every finished training run (one typed row each, read by
+tracking.train_runs_frame) and noise evaluation, the noise configurations found among them, and one
+configuration's evaluations joined onto its training runs. Reads the store; writes nothing."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from lrnoise import noise, noise_models, tracking
+from lrnoise.config import CELL
+from lrnoise.errors import LrnoiseError
+
+# What identifies a cell; its runs are seeds and are averaged. `label` names a row of a table or a line of a
+# figure: the model, with its batch size when the experiment has several (row_labels).
+CONFIG = [*CELL, "label", "lr"]
+A_AVR = tracking.AVG_NORMALIZED_ACCURACY
+A_AVR_DRAW_CI = "avg_normalized_accuracy_ci95"  # one run's A_avr CI over its draws (report column, not a metric)
+ALL = "all"  # every noise configuration found
+
+
+@dataclass(frozen=True)
+class ConfigInfo:
+    """A noise configuration as found in the store: key, name, level axis and levels."""
+    key: str
+    name: str
+    level_name: str  # eta | t
+    levels: tuple
+
+    @property
+    def is_paper(self) -> bool:
+        return self.name == noise.PAPER.name
+
+
+def fetch(experiment: str, dataset=None, model=None, optimizer=None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """(finished training runs, finished noise evaluations, experiment id): two paged searches."""
+    exp = tracking.find_experiment(experiment)
+    filters = {k: v for k, v in {"dataset": dataset, "model": model, "optimizer": optimizer}.items() if v}
+    runs = tracking.train_runs_frame(exp.experiment_id, filters)
+    if runs.empty:
+        raise LrnoiseError(f"experiment {experiment!r} has no finished training runs"
+                           + (" matching the filters" if filters else ""))
+    runs = row_labels(runs).sort_values(CONFIG + ["seed"]).reset_index(drop=True)
+    return runs, tracking.noise_runs_frame(exp.experiment_id), exp.experiment_id
+
+
+def configurations(evals: pd.DataFrame) -> list[ConfigInfo]:
+    """Every noise configuration evaluated in the store, the paper's first."""
+    found = {}
+    for row in evals.drop_duplicates("noise_config").itertuples() if not evals.empty else ():
+        fields = row.config_fields
+        model = noise_models.NOISE_MODELS.get(fields.get("noise"))
+        if model is None:
+            continue
+        levels = tuple(float(x) for x in fields.get("levels", "").split(",") if x)
+        found[row.noise_config] = ConfigInfo(row.noise_config, row.noise_config_name, model.level_name, levels)
+    return sorted(found.values(), key=lambda c: (not c.is_paper, c.name))
+
+
+def choose(found: list[ConfigInfo], wanted: str) -> list[ConfigInfo]:
+    """The configurations `wanted` names: a name, a key (or its first 6+ characters), or 'all'. The paper's
+    configuration is always available (its Table II stands even before any evaluation)."""
+    paper_info = ConfigInfo(noise.PAPER.key, noise.PAPER.name, "eta", noise.PAPER.levels)
+    if wanted == ALL:
+        return found or [paper_info]
+    match = [c for c in found if wanted in (c.name, c.key) or (len(wanted) >= 6 and c.key.startswith(wanted))]
+    if match:
+        return match[:1]
+    if wanted in (paper_info.name, paper_info.key):
+        return [paper_info]
+    names = ", ".join(c.name for c in found) or "none"
+    raise LrnoiseError(f"no noise evaluation with configuration {wanted!r} in this experiment: found {names} "
+                       f"(or pass --noise-config all)")
+
+
+def level_columns(info: ConfigInfo) -> list[tuple[float, str, str]]:
+    """(level, A^x metric, its CI metric) of a configuration, in level order."""
+    out = []
+    for level in sorted(info.levels):
+        label = noise.level_label(info.level_name, level)
+        out.append((level, tracking.level_metric(tracking.NORMALIZED_ACCURACY, info.level_name, label),
+                    tracking.level_metric(tracking.NORMALIZED_ACCURACY_CI95, info.level_name, label)))
+    return out
+
+
+def join(runs: pd.DataFrame, evals: pd.DataFrame, info: ConfigInfo) -> pd.DataFrame:
+    """One row per training run with this configuration's A_avr and A^x (NaN where not evaluated). A model
+    evaluated several times under the configuration (other trials or seeds) gets the mean of its evaluations."""
+    columns = [c for _, a, ci in level_columns(info) for c in (a, ci)] + [A_AVR, tracking.NONFINITE_DRAWS]
+    mine = evals[evals["noise_config"] == info.key] if not evals.empty else pd.DataFrame(columns=["run_id"])
+    mine = mine.reindex(columns=["run_id", *columns])
+    per_run = mine.groupby("run_id")[columns].mean(numeric_only=False).reset_index() if len(mine) else \
+        pd.DataFrame(columns=["run_id", *columns])
+    own = [c for c in runs.columns if c not in columns or c == "run_id"]  # the paper's names also sit on runs
+    joined = runs[own].merge(per_run, on="run_id", how="left")
+    for column in columns:
+        joined[column] = pd.to_numeric(joined[column], errors="coerce")
+    # A_avr's 95 % CI over one run's draws: the levels' draws are independent, A_avr their mean over L levels
+    level_cis = [ci for _, _, ci in level_columns(info)]
+    joined[A_AVR_DRAW_CI] = np.sqrt((joined[level_cis] ** 2).sum(axis=1, min_count=1)) / len(level_cis)
+    return joined
+
+
+def row_labels(runs: pd.DataFrame) -> pd.DataFrame:
+    """runs with `label`: the model, plus " B=<batch size>" when the runs have several batch sizes."""
+    several = runs["batch_size"].nunique(dropna=False) > 1
+    return runs.assign(label=[row_label(m, b, several) for m, b in zip(runs["model"], runs["batch_size"])])
+
+
+def row_label(model: str, batch_size, several: bool) -> str:
+    return f"{model} B={int(batch_size)}" if several and pd.notna(batch_size) else model
