@@ -1,4 +1,5 @@
 """Shared benchmark helpers: CIFAR-shaped synthetic data, timing, and the results file."""
+
 import json
 import os
 import platform
@@ -70,6 +71,7 @@ def _cpu() -> str:
 
 def machine():
     import keras
+
     return f"{_cpu()}, {os.cpu_count()} cores, keras {keras.__version__} backend {keras.backend.backend()}"
 
 

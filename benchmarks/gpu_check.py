@@ -6,6 +6,7 @@ The report step is not part of it: it reads the MLflow store (and runs on the CP
 Run through gpu_check.sh on a machine with an NVIDIA GPU and PyTorch (KERAS_BACKEND=torch) or JAX.
 Sizes: GPU_CHECK_N (training images), GPU_CHECK_EPOCHS, GPU_CHECK_BATCH, GPU_CHECK_TRIALS (draws timed per model).
 """
+
 import os
 import sys
 import time
@@ -27,11 +28,14 @@ def device_report() -> str:
     backend = keras.backend.backend()
     if backend == "torch":
         import torch
+
         used = torch.cuda.is_available()
         return f"torch {torch.__version__}, cuda available: {used}" + (
-            f", device {torch.cuda.get_device_name(0)}" if used else "")
+            f", device {torch.cuda.get_device_name(0)}" if used else ""
+        )
     if backend == "jax":
         import jax
+
         return f"jax {jax.__version__}, devices: {jax.devices()}"
     return f"backend {backend}"
 
@@ -40,6 +44,7 @@ def synchronize() -> None:
     """Waits for queued GPU work (torch launches asynchronously) so that wall times are complete."""
     if keras.backend.backend() == "torch":
         import torch
+
         if torch.cuda.is_available():
             torch.cuda.synchronize()
 
@@ -76,8 +81,12 @@ def time_draws(config: noise.NoiseConfig, model, evaluator, trials: int) -> floa
     return (time.perf_counter() - start) / trials
 
 
-def main(n=int(os.environ.get("GPU_CHECK_N", 50_000)), epochs=int(os.environ.get("GPU_CHECK_EPOCHS", 3)),
-         batch_size=int(os.environ.get("GPU_CHECK_BATCH", 256)), trials=int(os.environ.get("GPU_CHECK_TRIALS", 5))):
+def main(
+    n=int(os.environ.get("GPU_CHECK_N", 50_000)),
+    epochs=int(os.environ.get("GPU_CHECK_EPOCHS", 3)),
+    batch_size=int(os.environ.get("GPU_CHECK_BATCH", 256)),
+    trials=int(os.environ.get("GPU_CHECK_TRIALS", 5)),
+):
     print(device_report(), flush=True)
     rng = np.random.RandomState(0)
     x = rng.randint(0, 256, (n, 32, 32, 3), dtype=np.uint8)
@@ -97,9 +106,11 @@ def main(n=int(os.environ.get("GPU_CHECK_N", 50_000)), epochs=int(os.environ.get
 
         def on_epoch_end(self, epoch, logs=None):  # after the gradient-noise callback: its time included
             times.append(time.perf_counter() - self.start)
-            print(f"epoch {epoch + 1}: {n / times[-1]:.0f} images/s  loss {logs['loss']:.3f}  "
-                  f"grad noise {grad_noise.seconds[-1]:.2f}s power {grad_noise.history[-1]['power']:.3g}",
-                  flush=True)
+            print(
+                f"epoch {epoch + 1}: {n / times[-1]:.0f} images/s  loss {logs['loss']:.3f}  "
+                f"grad noise {grad_noise.seconds[-1]:.2f}s power {grad_noise.history[-1]['power']:.3g}",
+                flush=True,
+            )
 
     grad_noise = TimedGradNoise(x, y, batch_size, GRAD_NOISE_BATCHES, 0, LR, lambda metrics, step: None)
     model.fit(stream, epochs=epochs, verbose=0, callbacks=[grad_noise, Timer()])
@@ -114,23 +125,30 @@ def main(n=int(os.environ.get("GPU_CHECK_N", 50_000)), epochs=int(os.environ.get
         evaluator()
     synchronize()
     clean = (time.perf_counter() - start) / trials
-    per_draw = {name: time_draws(noise.NoiseConfig(name), model, evaluator, trials)
-                for name in noise_models.NOISE_MODELS}  # additive, multiplicative, pcm
+    per_draw = {
+        name: time_draws(noise.NoiseConfig(name), model, evaluator, trials) for name in noise_models.NOISE_MODELS
+    }  # additive, multiplicative, pcm
 
     start = time.perf_counter()
     result = noise.evaluate(model, x_test, y_test, noise.NoiseConfig("pcm", trials=2), batch_size=2500)
     evaluation = time.perf_counter() - start
 
-    print(f"RESULT train_images_per_second {n / steady:.0f} (epoch with the gradient-noise measurement; "
-          f"measurement {steady_grad_noise:.3f}s = {steady_grad_noise / steady:.1%} of the epoch)")
+    print(
+        f"RESULT train_images_per_second {n / steady:.0f} (epoch with the gradient-noise measurement; "
+        f"measurement {steady_grad_noise:.3f}s = {steady_grad_noise / steady:.1%} of the epoch)"
+    )
     print(f"RESULT clean_pass_seconds {clean:.3f} ({len(x_test):,} images)")
     for name, seconds in per_draw.items():
         config = noise.NoiseConfig(name)
-        print(f"RESULT {name}_seconds_per_draw {seconds:.3f} ({config.level_name} {middle_level(config):g}, "
-              f"targets {config.targets}; draw/clean {seconds / clean:.3f}; "
-              f"draw/additive {seconds / per_draw['additive']:.3f})")
-    print(f"RESULT pcm_evaluation_seconds {evaluation:.1f} ({len(result.draws)} draws; A_avr "
-          f"{result.avg_normalized_accuracy:.4f}, {result.nonfinite_draws} non-finite)")
+        print(
+            f"RESULT {name}_seconds_per_draw {seconds:.3f} ({config.level_name} {middle_level(config):g}, "
+            f"targets {config.targets}; draw/clean {seconds / clean:.3f}; "
+            f"draw/additive {seconds / per_draw['additive']:.3f})"
+        )
+    print(
+        f"RESULT pcm_evaluation_seconds {evaluation:.1f} ({len(result.draws)} draws; A_avr "
+        f"{result.avg_normalized_accuracy:.4f}, {result.nonfinite_draws} non-finite)"
+    )
     print(f"RESULT {device_report()}")
 
 

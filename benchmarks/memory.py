@@ -3,6 +3,7 @@ the whole `lrnoise.train` path (pipeline, validation, checkpoint, logging, test 
 stopped after a few dozen steps since the peak is reached early. Target < 2 GiB: images stay uint8 until
 they reach the model (as float32 the training images alone would take 0.57 GiB).
 LRNOISE_BENCH_QUICK=1: 5,000 training images and 5 steps (a smoke test only)."""
+
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import tempfile
 
 import _common
 
-CHILD = r'''
+CHILD = r"""
 import os, resource, sys
 sys.path.insert(0, {bench!r})
 import _common, keras
@@ -30,7 +31,7 @@ xt, yt = _common.cifar_like({n} // 5, seed=2)
 ds = data.Dataset("cifar10", 10, x, y, xv, yv, xt, yt)
 train(TrainConfig(dataset="cifar10", epochs=1, patience=0), dataset=ds, extra_callbacks=(StopAfter(),))
 print("PEAK_KIB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-'''
+"""
 
 
 def main():
@@ -39,7 +40,7 @@ def main():
         code = CHILD.format(bench=os.path.dirname(os.path.abspath(__file__)), tmp=tmp, n=n, steps=steps)
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     peak_kib = int([line for line in out.splitlines() if line.startswith("PEAK_KIB")][-1].split()[1])
-    return _common.record({"train_peak_rss_gib": round(peak_kib / 2 ** 20, 3)})
+    return _common.record({"train_peak_rss_gib": round(peak_kib / 2**20, 3)})
 
 
 if __name__ == "__main__":

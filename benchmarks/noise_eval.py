@@ -10,13 +10,15 @@
 Targets: draw <= 1.10x a clean pass; PCM draw <= 1.25x an additive draw; >= 1.4x faster than naive with
 10,000 inputs, >= 3x with 1,000. `python noise_eval.py [repeats]`; LRNOISE_BENCH_QUICK=1: tiny sizes.
 """
+
 import sys
 
-import _common  # noqa: F401  (environment first)
 import keras
 import numpy as np
 
 from lrnoise import models, noise
+
+import _common  # noqa: F401  (environment first)
 
 PAPER_ETA = 0.1  # the additive level timed (10 %)
 PCM_T = 86400.0  # the PCM level timed: one day after programming (s)
@@ -25,8 +27,9 @@ PCM_T = 86400.0  # the PCM level timed: one day after programming (s)
 def naive_draw(model, x, y, eta, rng):
     """The pile-of-scripts way: a fresh copy per draw, noise from numpy on every weight, compile, evaluate."""
     clone = keras.models.clone_model(model)
-    clone.set_weights([w + rng.normal(0, eta * w.std(), w.shape).astype(w.dtype) if w.ndim else w
-                       for w in model.get_weights()])
+    clone.set_weights(
+        [w + rng.normal(0, eta * w.std(), w.shape).astype(w.dtype) if w.ndim else w for w in model.get_weights()]
+    )
     clone.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return clone.evaluate(x, y, batch_size=1000, verbose=0)[1]
 
@@ -34,9 +37,8 @@ def naive_draw(model, x, y, eta, rng):
 def draw_function(config: noise.NoiseConfig, model, evaluator, level: float):
     """() -> (accuracy, nonfinite): one draw of `config` at `level`, a new trial (new noise) per call."""
     injector = noise.injector_for(config, model, evaluator)
-    trials = iter(range(10 ** 9))
-    return lambda: noise.noisy_accuracy(evaluator, injector, level, config.seed, next(trials),
-                                        folded=config.fold_bn)
+    trials = iter(range(10**9))
+    return lambda: noise.noisy_accuracy(evaluator, injector, level, config.seed, next(trials), folded=config.fold_bn)
 
 
 def measure(n, repeats, with_pcm):

@@ -4,15 +4,17 @@ store holding 100 and 1,000 finished training runs, each with the two noise eval
 the two. Filling the store (3,300 runs) takes most of this benchmark's ~2.5 minutes; only the report is timed.
 Targets: 1,000 runs in under 60 s on 2 cores; growth no worse than linear (ratio <= 10).
 LRNOISE_BENCH_QUICK=1: 10 and 100 runs (still recorded under the 100 / 1000 keys: a smoke test only)."""
+
 import os
 import tempfile
 import time
 
-import _common
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
 
 from lrnoise import noise, paper, report, tracking
+
+import _common
 
 NOISE_CONFIGS = (noise.PAPER, noise.NoiseConfig("pcm"))  # a study's default noise configurations
 
@@ -27,8 +29,14 @@ def noise_metrics(config: noise.NoiseConfig, index: int) -> tuple[dict, dict]:
     for k, level in enumerate(config.levels):
         label = noise.level_label(config.level_name, level)
         normalized = 1 - k / (2 * len(config.levels))
-        values = {"accuracy": 0.9 * normalized, "accuracy_std": 0.01, "accuracy_ci95": 0.01,
-                  "normalized_accuracy": normalized, "normalized_accuracy_ci95": 0.01, "trials": 10}
+        values = {
+            "accuracy": 0.9 * normalized,
+            "accuracy_std": 0.01,
+            "accuracy_ci95": 0.01,
+            "normalized_accuracy": normalized,
+            "normalized_accuracy_ci95": 0.01,
+            "trials": 10,
+        }
         for column, value in values.items():
             name = tracking.level_metric(column, config.level_name, label)
             run[name] = value
@@ -46,23 +54,43 @@ def fill(experiment: str, count: int) -> None:
     for i in range(count):
         dataset, model, lr = grid[i % len(grid)]
         run_id = client.create_run(exp_id, tags={tracking.KIND: "train"}).info.run_id
-        params = {"dataset": dataset, "model": model, "optimizer": "adam", "lr": tracking.canonical(lr),
-                  "seed": str(i // len(grid)), "batch_size": "128", "epochs": "200", "init": "glorot_uniform",
-                  "shortcut": "A", "patience": "20"}
+        params = {
+            "dataset": dataset,
+            "model": model,
+            "optimizer": "adam",
+            "lr": tracking.canonical(lr),
+            "seed": str(i // len(grid)),
+            "batch_size": "128",
+            "epochs": "200",
+            "init": "glorot_uniform",
+            "shortcut": "A",
+            "patience": "20",
+        }
         metrics = {tracking.BASELINE_ACCURACY: 0.9 - i % 7 / 100, tracking.GRAD_NOISE_POWER_MEAN: 1e-6 * (1 + i % 3)}
         for config in NOISE_CONFIGS:
             eval_metrics, summary = noise_metrics(config, i)
             metrics.update(summary)
-            tags = {tracking.KIND: "noise_eval", tracking.SOURCE_RUN_ID: run_id, "mlflow.parentRunId": run_id,
-                    tracking.NOISE_CONFIG: config.key, tracking.NOISE_CONFIG_NAME: config.name}
+            tags = {
+                tracking.KIND: "noise_eval",
+                tracking.SOURCE_RUN_ID: run_id,
+                "mlflow.parentRunId": run_id,
+                tracking.NOISE_CONFIG: config.key,
+                tracking.NOISE_CONFIG_NAME: config.name,
+            }
             eval_id = client.create_run(exp_id, tags=tags).info.run_id
             eval_params = tracking.noise_params({**config.measured(), **config.precision()})
-            client.log_batch(eval_id, metrics=[Metric(k, float(v), now, 0) for k, v in eval_metrics.items()],
-                             params=[Param(k, tracking.canonical(v)) for k, v in eval_params.items()],
-                             tags=[RunTag(tracking.CONFIG_KEY, config.run_key)])
+            client.log_batch(
+                eval_id,
+                metrics=[Metric(k, float(v), now, 0) for k, v in eval_metrics.items()],
+                params=[Param(k, tracking.canonical(v)) for k, v in eval_params.items()],
+                tags=[RunTag(tracking.CONFIG_KEY, config.run_key)],
+            )
             client.set_terminated(eval_id)
-        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
-                         params=[Param(k, v) for k, v in params.items()])
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+            params=[Param(k, v) for k, v in params.items()],
+        )
         client.set_terminated(run_id)
 
 
@@ -82,8 +110,13 @@ def main():
         timed_report("runs100", "warm-up")  # imports, font cache
         t100 = timed_report("runs100", "r100")
         t1000 = timed_report("runs1000", "r1000")
-    return _common.record({"report_seconds_100": round(t100, 2), "report_seconds_1000": round(t1000, 2),
-                           "report_growth_100_to_1000": round(t1000 / t100, 2)})
+    return _common.record(
+        {
+            "report_seconds_100": round(t100, 2),
+            "report_seconds_1000": round(t1000, 2),
+            "report_growth_100_to_1000": round(t1000 / t100, 2),
+        }
+    )
 
 
 if __name__ == "__main__":

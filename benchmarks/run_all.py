@@ -2,23 +2,36 @@
 table of benchmarks/README.md; about 15 minutes on 2 cores. `python benchmarks/run_all.py`;
 LRNOISE_BENCH_QUICK=1 runs every benchmark at tiny sizes (a smoke test of the benchmark code; results go to a
 temp file, the numbers mean nothing)."""
+
 import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import _common
 import table
 
+import _common
+
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["noise_eval.py", "train_speed.py", "train_noise.py", "study_overhead.py", "report_speed.py",
-              "memory.py", "server_latency.py"]
+BENCHMARKS = [
+    "noise_eval.py",
+    "train_speed.py",
+    "train_noise.py",
+    "study_overhead.py",
+    "report_speed.py",
+    "memory.py",
+    "server_latency.py",
+]
 TARGETS = {key: target for key, (_, target) in table.FIGURES.items() if target}  # key: (comparison, bound)
 INFORMATION = [  # required too, shown without a target
-    "train_ratio_vs_bare_fit_measured", "grad_noise_overhead_measured", "first_epoch_vs_steady_epoch",
-    "study_seconds_per_configuration", "study_fixed_seconds_after_first_configuration",
-    "server_request_ms", "server_uvicorn_vs_lrnoise",
+    "train_ratio_vs_bare_fit_measured",
+    "grad_noise_overhead_measured",
+    "first_epoch_vs_steady_epoch",
+    "study_seconds_per_configuration",
+    "study_fixed_seconds_after_first_configuration",
+    "server_request_ms",
+    "server_uvicorn_vs_lrnoise",
 ]
 REQUIRED = [*TARGETS, *INFORMATION]
 

@@ -40,6 +40,7 @@ claim's removal after its configuration: their seconds, timed in this process, a
 (study_stake_seconds_per_configuration).
 `python study_overhead.py`; LRNOISE_BENCH_QUICK=1: 2 learning rates, 2 epochs, 1 draw per level.
 """
+
 import contextlib
 import os
 import re
@@ -110,10 +111,12 @@ def figures(configurations: list[dict], grad_noise_seconds: float, stake_seconds
     first = [c["epochs"][0] for c in configurations]
     steady = [mean(c["epochs"][1:]) for c in configurations]  # m_c
     stake = stake_seconds / len(configurations)
-    fixed = [c["seconds"] + stake - len(c["epochs"]) * m - sum(c["draws"])
-             for c, m in zip(configurations, steady)]
-    bookkeeping = [t1 - t0 - e for c in configurations
-                   for t0, t1, e in zip(c["epoch_times"], c["epoch_times"][1:], c["epochs"][1:])]
+    fixed = [c["seconds"] + stake - len(c["epochs"]) * m - sum(c["draws"]) for c, m in zip(configurations, steady)]
+    bookkeeping = [
+        t1 - t0 - e
+        for c in configurations
+        for t0, t1, e in zip(c["epoch_times"], c["epoch_times"][1:], c["epochs"][1:])
+    ]
     noise_start = [c["noise_start"] or c["end"] for c in configurations]
     grad_noise = grad_noise_seconds / len(configurations)
     return {
@@ -124,12 +127,15 @@ def figures(configurations: list[dict], grad_noise_seconds: float, stake_seconds
         "study_steady_epoch_seconds": round(mean(steady), 3),
         "study_draw_seconds_per_configuration": round(mean(sum(c["draws"]) for c in configurations), 2),
         "study_epoch_bookkeeping_seconds": round(mean(bookkeeping), 3),
-        "study_before_fit_seconds": round(mean(c["epoch_times"][0] - c["epochs"][0] - c["start"]
-                                               for c in configurations), 2),
-        "study_after_fit_seconds": round(mean(n - c["epoch_times"][-1]
-                                              for c, n in zip(configurations, noise_start)), 2),
-        "study_noise_eval_fixed_seconds": round(mean(c["end"] - n - sum(c["draws"])
-                                                     for c, n in zip(configurations, noise_start)), 2),
+        "study_before_fit_seconds": round(
+            mean(c["epoch_times"][0] - c["epochs"][0] - c["start"] for c in configurations), 2
+        ),
+        "study_after_fit_seconds": round(
+            mean(n - c["epoch_times"][-1] for c, n in zip(configurations, noise_start)), 2
+        ),
+        "study_noise_eval_fixed_seconds": round(
+            mean(c["end"] - n - sum(c["draws"]) for c, n in zip(configurations, noise_start)), 2
+        ),
         "study_grad_noise_seconds_per_configuration": round(grad_noise, 2),
         "study_stake_seconds_per_configuration": round(stake, 3),
         "study_fixed_seconds_without_grad_noise": round(mean(fixed) - grad_noise, 2),
@@ -148,14 +154,24 @@ class Stopwatch:
                 return original(*args, **kwargs)
             finally:
                 self.seconds += time.perf_counter() - started
+
         setattr(module, name, timed)
 
 
 def sweep_spec(quick: bool):
     from lrnoise.config import StudySpec
+
     if quick:
-        return StudySpec(preset="demo", models=("resnet20",), optimizers=("adam",), lrs=(0.001, 0.0015),
-                         seeds=(0,), epochs=2, noise=("additive", "pcm"), trials=1)
+        return StudySpec(
+            preset="demo",
+            models=("resnet20",),
+            optimizers=("adam",),
+            lrs=(0.001, 0.0015),
+            seeds=(0,),
+            epochs=2,
+            noise=("additive", "pcm"),
+            trials=1,
+        )
     return StudySpec(preset="demo")  # the main job's grid, as `mlflow run .` runs it
 
 
@@ -165,14 +181,16 @@ def main():
         os.chdir(tmp)  # the store's artifacts (./mlruns) land here
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
         from lrnoise import executors, gradnoise, study
+
         grad_noise = Stopwatch(gradnoise, "estimate")  # the callback and the final estimate both call it
         # claims staked and removed between configurations, outside S_c
         staking = [Stopwatch(executors.Dispatcher, name) for name in ("_stake", "finish")]
         capture = TimedLines(sys.stdout)
         try:
             with contextlib.redirect_stdout(capture):
-                outcomes, _ = study.run_study(sweep_spec(_common.quick()), experiment="study-overhead",
-                                              workers=1, report=False)  # in this process: its stdout is parsed
+                outcomes, _ = study.run_study(
+                    sweep_spec(_common.quick()), experiment="study-overhead", workers=1, report=False
+                )  # in this process: its stdout is parsed
         finally:
             os.chdir(here)
     failed = [o.job.name for o in outcomes if o.status != "ok"]

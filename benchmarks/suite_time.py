@@ -3,9 +3,11 @@
 `python benchmarks/suite_time.py BASELINE_REF [--rounds N]`: checks BASELINE_REF out into a temporary git
 worktree, then runs the README's test command (pytest -n 2 --dist loadfile) alternately on the baseline and on
 this tree, N rounds (default 1), each in a fresh process with the tree's own `src` first on the path (the
-baseline in its files' order, as it ran before pytest-randomly), and this tree's unit part (`-m "not e2e"`). Records the minimum wall seconds of each and their ratio. The suite needs the
-machine to itself: run it with nothing else busy. ~15 minutes a round on 2 cores (not part of run_all.py).
+baseline in its files' order, as it ran before pytest-randomly), then this tree's unit part (`-m "not e2e"`).
+Records the minimum wall seconds of each and their ratio. The suite needs the machine to itself: run it with
+nothing else busy. ~15 minutes a round on 2 cores (not part of run_all.py).
 """
+
 import argparse
 import os
 import re
@@ -37,12 +39,14 @@ def main():
     parser.add_argument("baseline", help="the git commit or ref to compare with")
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", args.baseline], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", args.baseline], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="lrnoise-suite-") as tmp:
         baseline = Path(tmp) / f"baseline-{commit}"
-        subprocess.run(["git", "worktree", "add", "--detach", str(baseline), commit], cwd=ROOT, check=True,
-                       capture_output=True)
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(baseline), commit], cwd=ROOT, check=True, capture_output=True
+        )
         try:
             times = {"baseline": [], "this tree": []}
             for _ in range(args.rounds):
@@ -52,9 +56,15 @@ def main():
             subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=ROOT, check=False)
     unit, _ = run_suite(ROOT, "-m", "not e2e")
     base, new = min(times["baseline"]), min(times["this tree"])
-    _common.record({"suite_seconds": round(new, 1), "suite_seconds_baseline": round(base, 1),
-                    "suite_baseline_commit": commit, "suite_vs_baseline": round(new / base, 3),
-                    "suite_unit_seconds": round(unit, 1)})
+    _common.record(
+        {
+            "suite_seconds": round(new, 1),
+            "suite_seconds_baseline": round(base, 1),
+            "suite_baseline_commit": commit,
+            "suite_vs_baseline": round(new / base, 3),
+            "suite_unit_seconds": round(unit, 1),
+        }
+    )
 
 
 if __name__ == "__main__":

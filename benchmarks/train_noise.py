@@ -2,12 +2,13 @@
 step (noise_training.configure, eta = 0.05) against the same epoch trained clean, digits ResNet20 at batch 32
 (the digits presets' step, the most overhead-bound), epochs of the two alternated so load drift hits both.
 Target: train_noise_step_vs_clean_step <= 1.3."""
-import time
 
-import _common  # noqa: F401  (environment defaults)
+import time
 
 from lrnoise import build, noise_training
 from lrnoise.config import TrainConfig
+
+import _common  # noqa: F401  (environment defaults)
 
 ROUNDS = 2 if _common.quick() else 6  # alternated epoch pairs; the minimum of each side is kept
 
@@ -26,8 +27,10 @@ def main():
     ds = build.load_data(clean_config)
     if _common.quick():
         ds.x_train, ds.y_train = ds.x_train[:256], ds.y_train[:256]
-    runs = {name: model_and_stream(TrainConfig(**{**clean_config.params(), "train_noise": eta}), ds)
-            for name, eta in (("clean", 0.0), ("noisy", 0.05))}
+    runs = {
+        name: model_and_stream(TrainConfig(**{**clean_config.params(), "train_noise": eta}), ds)
+        for name, eta in (("clean", 0.0), ("noisy", 0.05))
+    }
     times = {name: [] for name in runs}
     for epoch in range(ROUNDS + 1):  # epoch 0 traces the step: not timed
         for name, (model, stream, steps) in runs.items():
@@ -36,9 +39,13 @@ def main():
             if epoch:
                 times[name].append(time.perf_counter() - start)
     clean, noisy = min(times["clean"]), min(times["noisy"])
-    _common.record({"train_noise_clean_epoch_seconds": round(clean, 3),
-                    "train_noise_noisy_epoch_seconds": round(noisy, 3),
-                    "train_noise_step_vs_clean_step": round(noisy / clean, 3)})
+    _common.record(
+        {
+            "train_noise_clean_epoch_seconds": round(clean, 3),
+            "train_noise_noisy_epoch_seconds": round(noisy, 3),
+            "train_noise_step_vs_clean_step": round(noisy / clean, 3),
+        }
+    )
 
 
 if __name__ == "__main__":

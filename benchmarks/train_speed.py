@@ -23,12 +23,12 @@ seconds: with s = 45,000 / n and the measurement's extra seconds per epoch d = T
 
 `python train_speed.py [n batch_size epochs]`; LRNOISE_BENCH_QUICK=1 shrinks everything for a smoke test.
 """
+
 import os
 import sys
 import tempfile
 import time
 
-import _common
 import keras
 import numpy as np
 
@@ -36,6 +36,8 @@ from lrnoise import data, gradnoise, tracking
 from lrnoise.build import build_model
 from lrnoise.config import Execution, TrainConfig
 from lrnoise.train import train
+
+import _common
 
 CIFAR10_TRAIN_IMAGES = 45_000  # 50,000 less the 10 % validation split (build.VAL_FRACTION)
 
@@ -78,9 +80,21 @@ def timed_train(config: TrainConfig, ds: data.Dataset, execution: Execution) -> 
 def grad_noise_seconds(model, ds: data.Dataset, config: TrainConfig, k: int, repeats: int) -> float:
     """Best-of seconds of one gradient-noise estimate, as the callback makes it after an epoch."""
     gradients = gradnoise.stacked_gradient_function(model)
-    return _common.best_of(lambda: gradnoise.estimate(model, ds.x_train, ds.y_train, config.batch_size, k,
-                                                      config.seed, config.epochs, config.lr,
-                                                      optimizer=model.optimizer, gradients=gradients), repeats)
+    return _common.best_of(
+        lambda: gradnoise.estimate(
+            model,
+            ds.x_train,
+            ds.y_train,
+            config.batch_size,
+            k,
+            config.seed,
+            config.epochs,
+            config.lr,
+            optimizer=model.optimizer,
+            gradients=gradients,
+        ),
+        repeats,
+    )
 
 
 def bare_fit(config: TrainConfig, ds: data.Dataset) -> EpochTimer:
@@ -94,10 +108,11 @@ def bare_fit(config: TrainConfig, ds: data.Dataset) -> EpochTimer:
 
 
 def pipeline_batches_per_second(ds: data.Dataset, batch_size: int) -> float:
-    stream, tf_steps = data.training_stream(ds.x_train, ds.y_train, batch_size, 0,
-                                            augment=data.augmentation_for("cifar10"))
+    stream, tf_steps = data.training_stream(
+        ds.x_train, ds.y_train, batch_size, 0, augment=data.augmentation_for("cifar10")
+    )
     # tf.data streams are iterated; the NumPy PyDataset is indexed batch by batch
-    iterator = iter(stream) if tf_steps else (stream[i % len(stream)] for i in range(10 ** 9))
+    iterator = iter(stream) if tf_steps else (stream[i % len(stream)] for i in range(10**9))
     steps = data.steps_per_epoch(len(ds.x_train), batch_size)
     for _i in range(steps):  # warm-up: one epoch
         next(iterator)
@@ -109,8 +124,9 @@ def pipeline_batches_per_second(ds: data.Dataset, batch_size: int) -> float:
 
 def main(n=4096, batch_size=128, epochs=3):
     ds = synthetic(n)
-    config = TrainConfig(dataset="cifar10", model="resnet20", lr=0.001, epochs=epochs, batch_size=batch_size,
-                         patience=0)
+    config = TrainConfig(
+        dataset="cifar10", model="resnet20", lr=0.001, epochs=epochs, batch_size=batch_size, patience=0
+    )
     with_noise = Execution()  # the default: gradient noise measured after every epoch
     without_noise = Execution(grad_noise_batches=0)
     here = os.getcwd()
@@ -128,21 +144,23 @@ def main(n=4096, batch_size=128, epochs=3):
     extra = t_gn - t_0  # seconds the measurement adds to one epoch
     step_rate = n / t_bare / batch_size  # batches/s the step consumes
     pipeline_rate = pipeline_batches_per_second(ds, batch_size)
-    return _common.record({
-        "train_images_per_second": round(n / t_gn, 1),
-        "train_images_per_second_no_grad_noise": round(n / t_0, 1),
-        "bare_fit_images_per_second": round(n / t_bare, 1),
-        "train_ratio_vs_bare_fit": round(scale * t_bare / (scale * t_0 + extra), 3),
-        "train_ratio_vs_bare_fit_measured": round(t_bare / t_gn, 3),
-        "grad_noise_overhead": round((scale * t_0 + extra) / (scale * t_0), 3),
-        "grad_noise_overhead_measured": round(t_gn / t_0, 3),
-        "grad_noise_seconds_per_epoch": round(measurement, 3),
-        "grad_noise_extra_epoch_seconds": round(extra, 3),
-        "pipeline_batches_per_second": round(pipeline_rate, 1),
-        "train_steps_per_second": round(step_rate, 2),
-        "pipeline_ratio": round(pipeline_rate / step_rate, 1),
-        "pipeline": data.pipeline_kind(),
-    })
+    return _common.record(
+        {
+            "train_images_per_second": round(n / t_gn, 1),
+            "train_images_per_second_no_grad_noise": round(n / t_0, 1),
+            "bare_fit_images_per_second": round(n / t_bare, 1),
+            "train_ratio_vs_bare_fit": round(scale * t_bare / (scale * t_0 + extra), 3),
+            "train_ratio_vs_bare_fit_measured": round(t_bare / t_gn, 3),
+            "grad_noise_overhead": round((scale * t_0 + extra) / (scale * t_0), 3),
+            "grad_noise_overhead_measured": round(t_gn / t_0, 3),
+            "grad_noise_seconds_per_epoch": round(measurement, 3),
+            "grad_noise_extra_epoch_seconds": round(extra, 3),
+            "pipeline_batches_per_second": round(pipeline_rate, 1),
+            "train_steps_per_second": round(step_rate, 2),
+            "pipeline_ratio": round(pipeline_rate / step_rate, 1),
+            "pipeline": data.pipeline_kind(),
+        }
+    )
 
 
 if __name__ == "__main__":

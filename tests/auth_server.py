@@ -4,6 +4,7 @@ them, and the places a credential could leak into.
 
 The models are ResNet8s without the gradient-noise measurement: what is tested is access, not training.
 """
+
 import base64
 import contextlib
 import dataclasses
@@ -23,17 +24,52 @@ from mlflow.server import get_app_client
 from mlflow.tracking import MlflowClient
 from werkzeug.security import generate_password_hash
 
-from conftest import new_store
 from lrnoise import server, tracking
+
+from conftest import new_store
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 EXPERIMENT = tracking.DEFAULT_EXPERIMENT
 REGISTERED_MODEL = "lrnoise-digits-resnet8"  # what TRAIN_ARGS register
-TRAIN_ARGS = ("train", "--dataset", "digits", "--model", "resnet8", "--epochs", "1", "--batch-size", "128",
-              "--grad-noise-batches", "0")
-STUDY_ARGS = ("study", "--models", "resnet8", "--optimizers", "adam", "--lrs", "0.001,0.002", "--epochs", "1",
-              "--seeds", "0", "--trials", "1", "--noise", "additive", "--batch-size", "128", "--patience", "10",
-              "--grad-noise-batches", "0", "--workers", "2", "--no-report")  # lr 0.001 reuses TRAIN_ARGS' runs
+TRAIN_ARGS = (
+    "train",
+    "--dataset",
+    "digits",
+    "--model",
+    "resnet8",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "128",
+    "--grad-noise-batches",
+    "0",
+)
+STUDY_ARGS = (
+    "study",
+    "--models",
+    "resnet8",
+    "--optimizers",
+    "adam",
+    "--lrs",
+    "0.001,0.002",
+    "--epochs",
+    "1",
+    "--seeds",
+    "0",
+    "--trials",
+    "1",
+    "--noise",
+    "additive",
+    "--batch-size",
+    "128",
+    "--patience",
+    "10",
+    "--grad-noise-batches",
+    "0",
+    "--workers",
+    "2",
+    "--no-report",
+)  # lr 0.001 reuses TRAIN_ARGS' runs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,11 +114,13 @@ def _password(role: str) -> str:
 def _auth_ini(root: Path) -> Path:
     """basic_auth.ini: the admin's password comes from MLFLOW_AUTH_ADMIN_PASSWORD, never from a file."""
     path = root / "basic_auth.ini"
-    path.write_text("[mlflow]\n"
-                    "default_permission = READ\n"
-                    f"database_uri = sqlite:///{root / 'auth.db'}\n"
-                    "admin_username = admin\n"
-                    "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+    path.write_text(
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = sqlite:///{root / 'auth.db'}\n"
+        "admin_username = admin\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
     return path
 
 
@@ -92,8 +130,10 @@ def cheap_password_checks(auth_db: Path, users) -> None:
     who may do what and that no password leaks, not the hash's strength (as Django's tests use a fast hasher)."""
     with contextlib.closing(sqlite3.connect(auth_db)) as db, db:
         for user in users:
-            db.execute("UPDATE users SET password_hash = ? WHERE username = ?",
-                       (generate_password_hash(user.password, method="pbkdf2:sha256:1"), user.name))
+            db.execute(
+                "UPDATE users SET password_hash = ? WHERE username = ?",
+                (generate_password_hash(user.password, method="pbkdf2:sha256:1"), user.name),
+            )
 
 
 def admin_client(secured: Secured) -> MlflowClient:
@@ -115,9 +155,10 @@ def secured(tmp_path_factory, migrated_store):
     server_env.setenv("MLFLOW_FLASK_SERVER_SECRET_KEY", secrets.token_hex(16))
     client_env = pytest.MonkeyPatch()
     try:
-        with server.serve(new_store(migrated_store, root / "mlflow.db"),
-                            extra_args=("--app-name", "basic-auth", "--artifacts-destination",
-                                        str(root / "artifacts"))) as uri:
+        with server.serve(
+            new_store(migrated_store, root / "mlflow.db"),
+            extra_args=("--app-name", "basic-auth", "--artifacts-destination", str(root / "artifacts")),
+        ) as uri:
             server_env.undo()  # the server has them; no client process inherits the admin's bootstrap password
             client_env.setenv("MLFLOW_TRACKING_USERNAME", "admin")
             client_env.setenv("MLFLOW_TRACKING_PASSWORD", users["admin"].password)
@@ -138,13 +179,27 @@ def secured(tmp_path_factory, migrated_store):
 def lrnoise(secured: Secured, user: User, *args, extra_env: dict | None = None, timeout: float = 600):
     """`python -m lrnoise.cli ARGS` as `user` (credentials in the environment only); the output is kept for
     the leak checks."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING_", "MLFLOW_AUTH_"))
-           and k not in ("MLFLOW_RUN_ID", "MLFLOW_REGISTRY_URI")}
-    env.update(MLFLOW_TRACKING_URI=secured.uri, MLFLOW_TRACKING_USERNAME=user.name,
-               MLFLOW_TRACKING_PASSWORD=user.password, MLFLOW_DISABLE_TELEMETRY="true", **(extra_env or {}))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MLFLOW_TRACKING_", "MLFLOW_AUTH_")) and k not in ("MLFLOW_RUN_ID", "MLFLOW_REGISTRY_URI")
+    }
+    env.update(
+        MLFLOW_TRACKING_URI=secured.uri,
+        MLFLOW_TRACKING_USERNAME=user.name,
+        MLFLOW_TRACKING_PASSWORD=user.password,
+        MLFLOW_DISABLE_TELEMETRY="true",
+        **(extra_env or {}),
+    )
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "lrnoise.cli", *args], capture_output=True, text=True,
-                          env=env, cwd=secured.root / "work", timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lrnoise.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=secured.root / "work",
+        timeout=timeout,
+    )
     label = f"{user.name}: lrnoise {' '.join(args)}"
     secured.seconds[label] = time.perf_counter() - started
     print(f"[{secured.seconds[label]:.0f}s, exit {proc.returncode}] {label}")
@@ -161,6 +216,7 @@ def run_id_printed(proc) -> str | None:
 @dataclasses.dataclass
 class Refused:
     """A command of a user who may not write: what it printed and the runs it created (run id -> status)."""
+
     proc: subprocess.CompletedProcess
     new_runs: dict
 
@@ -181,8 +237,10 @@ def runs_by_id(secured: Secured) -> dict:
 
 # TensorFlow 2.21's C++ start-up log (absl, before InitializeLog; TF_CPP_MIN_LOG_LEVEL does not silence it):
 # "WARNING: All log messages before absl::InitializeLog() ...", "I0000 00:00:17.. 23601 port.cc:153] ..."
-TF_NATIVE_LOG = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)"
-                           r"|[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\])")
+TF_NATIVE_LOG = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\)"
+    r"|[IWEF]\d{4} [\d:.]+ +\d+ \S+:\d+\])"
+)
 
 
 def error_lines(proc) -> list[str]:
@@ -194,12 +252,12 @@ def tail(proc) -> str:
     return f"exit {proc.returncode}\nstdout: ...{proc.stdout[-1500:]}\nstderr: ...{proc.stderr[-3000:]}"
 
 
-
 def denied_args(name: str, train_run_id: str) -> tuple:
-    return {"train": TRAIN_ARGS,
-            "noise-eval": ("noise-eval", "--run-id", train_run_id, "--levels", "0.1", "--trials", "1"),
-            "study": STUDY_ARGS}[name]
-
+    return {
+        "train": TRAIN_ARGS,
+        "noise-eval": ("noise-eval", "--run-id", train_run_id, "--levels", "0.1", "--trials", "1"),
+        "study": STUDY_ARGS,
+    }[name]
 
 
 def _files(folder: Path) -> list[Path]:
@@ -233,11 +291,14 @@ def _api_texts(secured: Secured, where: str) -> list[tuple[str, str]]:
     experiments = client.search_experiments(view_type=ViewType.ALL)
     if where == "experiments, runs: params and tags":
         texts = [(f"experiment {e.name}", repr(e.tags)) for e in experiments]
-        for run in client.search_runs([e.experiment_id for e in experiments], run_view_type=ViewType.ALL,
-                                      max_results=5000):
-            texts += [(f"run {run.info.run_id} params", repr(run.data.params)),
-                      (f"run {run.info.run_id} tags", repr(run.data.tags)),
-                      (f"run {run.info.run_id} info", repr(run.info))]
+        for run in client.search_runs(
+            [e.experiment_id for e in experiments], run_view_type=ViewType.ALL, max_results=5000
+        ):
+            texts += [
+                (f"run {run.info.run_id} params", repr(run.data.params)),
+                (f"run {run.info.run_id} tags", repr(run.data.tags)),
+                (f"run {run.info.run_id} info", repr(run.info)),
+            ]
         return texts
     assert where == "registry and logged models"
     texts = []
@@ -250,18 +311,27 @@ def _api_texts(secured: Secured, where: str) -> list[tuple[str, str]]:
     return texts
 
 
-LEAK_PLACES = ("server store", "auth store", "artifacts", "command output", "experiments, runs: params and tags",
-               "registry and logged models", "ray session files")
-
-
+LEAK_PLACES = (
+    "server store",
+    "auth store",
+    "artifacts",
+    "command output",
+    "experiments, runs: params and tags",
+    "registry and logged models",
+    "ray session files",
+)
 
 
 def credential_leaks(secured: Secured, where: str) -> list[str]:
     """'<which secret> in <where exactly>' for every password or Authorization header value found in `where`."""
     contents = _stored(secured, where)
     assert contents and any(contents.values()), f"nothing found to search in {where}"
-    return [f"{what} in {label}" for label, content in contents.items()
-            for what, secret in secured.secrets().items() if secret.encode() in content]
+    return [
+        f"{what} in {label}"
+        for label, content in contents.items()
+        for what, secret in secured.secrets().items()
+        if secret.encode() in content
+    ]
 
 
 def credential_keys(secured: Secured) -> list[str]:

@@ -1,4 +1,5 @@
 """Shared fixtures: a throwaway sqlite tracking store per test, quiet TensorFlow, no telemetry."""
+
 import contextlib
 import os
 import shutil
@@ -29,8 +30,11 @@ def environment_unchanged():
     """No test leaves the environment changed for the tests after it (a command's settings must end with it)."""
     before = dict(os.environ)
     yield
-    changed = {k for k in before.keys() | os.environ.keys()
-               if before.get(k) != os.environ.get(k) and k != "PYTEST_CURRENT_TEST"}  # pytest's own
+    changed = {
+        k
+        for k in before.keys() | os.environ.keys()
+        if before.get(k) != os.environ.get(k) and k != "PYTEST_CURRENT_TEST"
+    }  # pytest's own
     for key in changed:
         if key in before:
             os.environ[key] = before[key]
@@ -53,8 +57,9 @@ def new_store(migrated: Path, path: Path) -> str:
     (as a store made there would have them); returns its URI."""
     shutil.copyfile(migrated, path)
     with contextlib.closing(sqlite3.connect(path)) as db, db:
-        db.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
-                   (str(path.parent / "mlruns" / "0"),))
+        db.execute(
+            "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0", (str(path.parent / "mlruns" / "0"),)
+        )
     return f"sqlite:///{path}"
 
 
@@ -83,8 +88,12 @@ def store(tmp_path, monkeypatch, migrated_store):
 
 def runs_of(kind: str, experiment: str = "lrnoise") -> list:
     """Every run of lrnoise kind `kind` (train, noise_eval, study, claim, ...) in `experiment`."""
-    return [r for r in mlflow.search_runs(experiment_names=[experiment], output_format="list",
-                                          filter_string=f"tags.`{tracking.KIND}` = '{kind}'")]
+    return [
+        r
+        for r in mlflow.search_runs(
+            experiment_names=[experiment], output_format="list", filter_string=f"tags.`{tracking.KIND}` = '{kind}'"
+        )
+    ]
 
 
 def run_statuses(experiment="lrnoise"):
@@ -100,9 +109,28 @@ def start_server(store: str, port: int, cwd, *extra: str) -> subprocess.Popen:
     """`mlflow server` as MLflow starts it by default (uvicorn, one worker) over `store` on 127.0.0.1:`port`, in a
     process group of its own (see kill_server); returns once /health answers."""
     import urllib.request
-    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store, *extra,
-                             "--host", "127.0.0.1", "--port", str(port), "--workers", "1"], cwd=cwd,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            store,
+            *extra,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     for _ in range(240):
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)

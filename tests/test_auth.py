@@ -6,6 +6,7 @@ One server for the module, and one module fixture, `ran`, that runs every comman
 read-only user's and the wrong password's on the writer's training run, each between two reads of the server's
 runs. The tests only read what `ran` recorded, so they pass in any order.
 """
+
 import dataclasses
 import importlib.util
 import re
@@ -17,9 +18,23 @@ pytestmark = pytest.mark.e2e
 if importlib.util.find_spec("flask_wtf") is None:  # mlflow[auth]: the basic-auth app needs Flask-WTF
     pytest.skip("mlflow[auth] is not installed (pip install 'mlflow[auth]')", allow_module_level=True)
 
-from auth_server import (LEAK_PLACES, REGISTERED_MODEL, TRAIN_ARGS, Refused, admin_client, credential_keys,  # noqa: E402
-                         credential_leaks, denied_args, error_lines, lrnoise, refused, run_id_printed, runs_by_id,
-                         tail)
+from auth_server import (  # noqa: E402
+    LEAK_PLACES,
+    REGISTERED_MODEL,
+    TRAIN_ARGS,
+    Refused,
+    admin_client,
+    credential_keys,
+    credential_leaks,
+    denied_args,
+    error_lines,
+    lrnoise,
+    refused,
+    run_id_printed,
+    runs_by_id,
+    tail,
+)
+
 from lrnoise import report  # noqa: E402
 
 WRITER_COMMANDS = ("train", "noise-eval", "report")
@@ -41,8 +56,7 @@ def ran(secured) -> Ran:
     done = {"train": lrnoise(secured, secured.writer, *TRAIN_ARGS)}
     train_run_id = run_id_printed(done["train"])
     if train_run_id:  # the paper's six etas: `report` moves the `noise-robust` alias for them; digits is small
-        done["noise-eval"] = lrnoise(secured, secured.writer, "noise-eval", "--run-id", train_run_id,
-                                     "--trials", "1")
+        done["noise-eval"] = lrnoise(secured, secured.writer, "noise-eval", "--run-id", train_run_id, "--trials", "1")
     done["report"] = lrnoise(secured, secured.writer, "report", "--out", str(secured.root / "report"))
     denied: dict[str, Refused] = {}
     wrong: dict[str, Refused] = {}
@@ -50,8 +64,11 @@ def ran(secured) -> Ran:
         for name in DENIED_COMMANDS:
             denied[name] = refused(secured, secured.reader, *denied_args(name, train_run_id))
         for name in WRONG_PASSWORD_COMMANDS:
-            args = ("report", "--out", str(secured.root / "never")) if name == "report" else \
-                denied_args(name, train_run_id)
+            args = (
+                ("report", "--out", str(secured.root / "never"))
+                if name == "report"
+                else denied_args(name, train_run_id)
+            )
             wrong[name] = refused(secured, secured.wrong, *args)
     return Ran(done, train_run_id, denied, wrong)
 

@@ -2,6 +2,7 @@
 with local worker processes and on Ray: it works for a user allowed to write, its workers get the credentials
 without any being stored, logged or printed, and a read-only user's study fails in one line (exit 2) without
 leaving a run behind. (Single commands: test_auth.py.) One module fixture, `ran`, runs each study once."""
+
 import dataclasses
 import importlib.util
 import re
@@ -16,10 +17,22 @@ pytestmark = pytest.mark.e2e
 if importlib.util.find_spec("flask_wtf") is None:  # mlflow[auth]: the basic-auth app needs Flask-WTF
     pytest.skip("mlflow[auth] is not installed (pip install 'mlflow[auth]')", allow_module_level=True)
 
-from auth_server import (HAS_RAY, LEAK_PLACES, STUDY_ARGS, Refused, admin_client, credential_keys,  # noqa: E402
-                         credential_leaks, error_lines, lrnoise, refused, runs_by_id, tail)
-from lrnoise import tracking  # noqa: E402
+from auth_server import (  # noqa: E402
+    HAS_RAY,
+    LEAK_PLACES,
+    STUDY_ARGS,
+    Refused,
+    admin_client,
+    credential_keys,
+    credential_leaks,
+    error_lines,
+    lrnoise,
+    refused,
+    runs_by_id,
+    tail,
+)
 
+from lrnoise import tracking  # noqa: E402
 
 
 @dataclasses.dataclass
@@ -34,8 +47,9 @@ def ran(secured) -> Ran:
     if HAS_RAY:  # short: Ray's socket paths must stay under ~107 characters
         ray_dir = tempfile.mkdtemp(prefix="lrnoise-ray-", dir="/tmp")
         secured.ray_dirs.append(Path(ray_dir))
-        done["study-ray"] = lrnoise(secured, secured.writer, *STUDY_ARGS, "--executor", "ray",
-                                    extra_env={"RAY_TMPDIR": ray_dir})
+        done["study-ray"] = lrnoise(
+            secured, secured.writer, *STUDY_ARGS, "--executor", "ray", extra_env={"RAY_TMPDIR": ray_dir}
+        )
     yield Ran(done, refused(secured, secured.reader, *STUDY_ARGS))
     for folder in secured.ray_dirs:  # outside tmp_path: removed here
         shutil.rmtree(folder, ignore_errors=True)
@@ -51,8 +65,9 @@ def test_writer_study_succeeds(ran, name):
 def test_writer_studies_train_each_configuration_once_and_leave_nothing_running(secured, ran):
     statuses = runs_by_id(secured)
     assert statuses and set(statuses.values()) == {"FINISHED"}, statuses
-    trainings = admin_client(secured).search_runs([e.experiment_id for e in admin_client(secured).search_experiments()],
-                                                  f"tags.`{tracking.KIND}` = 'train'")
+    trainings = admin_client(secured).search_runs(
+        [e.experiment_id for e in admin_client(secured).search_experiments()], f"tags.`{tracking.KIND}` = 'train'"
+    )
     assert sorted(r.data.params["lr"] for r in trainings) == ["0.001", "0.002"]  # the Ray study reused both
 
 

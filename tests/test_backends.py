@@ -1,5 +1,6 @@
 """Train, noise-eval and report under KERAS_BACKEND=torch with TensorFlow hidden (CI's backend smoke test),
 and the NumPy training pipeline that makes it possible."""
+
 import os
 import subprocess
 import sys
@@ -8,8 +9,9 @@ import mlflow
 import numpy as np
 import pytest
 
-from conftest import ROOT, runs_of
 from lrnoise import data, tracking
+
+from conftest import ROOT, runs_of
 
 
 def test_numpy_pipeline_matches_the_tf_pipeline_semantics():
@@ -23,7 +25,7 @@ def test_numpy_pipeline_matches_the_tf_pipeline_semantics():
     padded = np.pad(x, [(0, 0), (2, 2), (2, 2), (0, 0)])
     for xb, yb in first:  # every image is a window of its padded self, possibly mirrored
         for img, label in zip(xb, yb):
-            windows = [padded[label, r:r + 6, c:c + 5] for r in range(5) for c in range(5)]
+            windows = [padded[label, r : r + 6, c : c + 5] for r in range(5) for c in range(5)]
             assert any(np.array_equal(img, w) or np.array_equal(img, w[:, ::-1]) for w in windows)
     again = data._numpy_stream_class()(x, y, 8, 3, 0, (2, True))
     np.testing.assert_array_equal(again[1][0], first[1][0])  # a pure function of (seed, epoch, step)
@@ -42,12 +44,43 @@ def test_other_backend_without_tensorflow(store, tmp_path, backend):
     the backend, not depth (a clean training takes the same path less the injected noise)."""
     pytest.importorskip(backend)
     env = {**os.environ, "KERAS_BACKEND": backend}
-    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "without_tensorflow.py"), "study",
-                           "--models", "resnet8", "--optimizers", "adam", "--lrs", "0.002", "--seeds", "0",
-                           "--epochs", "2", "--patience", "0", "--batch-sizes", "128", "--train-noises", "0.05",
-                           "--noise", "additive,pcm", "--times", "1,86400", "--trials", "1", "--workers", "1",
-                           "--report-dir", str(tmp_path / "report")],
-                          capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "without_tensorflow.py"),
+            "study",
+            "--models",
+            "resnet8",
+            "--optimizers",
+            "adam",
+            "--lrs",
+            "0.002",
+            "--seeds",
+            "0",
+            "--epochs",
+            "2",
+            "--patience",
+            "0",
+            "--batch-sizes",
+            "128",
+            "--train-noises",
+            "0.05",
+            "--noise",
+            "additive,pcm",
+            "--times",
+            "1,86400",
+            "--trials",
+            "1",
+            "--workers",
+            "1",
+            "--report-dir",
+            str(tmp_path / "report"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "tensorflow imported: False" in proc.stderr
     assert (tmp_path / "report" / "additive-paper" / "table3_avg_normalized_accuracy.md").is_file()

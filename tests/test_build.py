@@ -1,4 +1,5 @@
 """A sweep's reuse of traced models (build.SweepCache) changes no number: alone or inside a sweep, the same weights."""
+
 import random
 
 import keras
@@ -6,9 +7,9 @@ import numpy as np
 import pytest
 
 from lrnoise import build, data
+from lrnoise.build import SweepCache, fresh_optimizer_state
 from lrnoise.config import Execution, TrainConfig
 from lrnoise.paper import OPTIMIZERS
-from lrnoise.build import SweepCache, fresh_optimizer_state
 
 BASE = TrainConfig(dataset="digits", model="resnet8", batch_size=64, epochs=1, seed=2, patience=0)
 FIT_STEPS = 4  # optimizer steps per fit: any difference in weights or optimizer state shows after the first

@@ -1,14 +1,21 @@
 """The CLI's parsing of lists, trials and noise options (the one place text becomes values)."""
+
 import pytest
 
 from lrnoise import cli
 from lrnoise.errors import LrnoiseError
 
 
-@pytest.mark.parametrize("text, cast, expected", [
-    ("0.1, 0.2", float, (0.1, 0.2)), ("", float, None), (None, int, None), ("1,2,", int, (1, 2)),
-    ("a,b", str, ("a", "b")),
-])
+@pytest.mark.parametrize(
+    "text, cast, expected",
+    [
+        ("0.1, 0.2", float, (0.1, 0.2)),
+        ("", float, None),
+        (None, int, None),
+        ("1,2,", int, (1, 2)),
+        ("a,b", str, ("a", "b")),
+    ],
+)
 def test_parse_list(text, cast, expected):
     assert cli.parse_list(text, cast, "x") == expected
 
@@ -25,8 +32,7 @@ def test_parse_trials(text, expected):
 
 
 def test_parse_options():
-    assert cli.parse_options("g_max=10, drift_compensation=FALSE") == (("drift_compensation", False),
-                                                                      ("g_max", 10.0))
+    assert cli.parse_options("g_max=10, drift_compensation=FALSE") == (("drift_compensation", False), ("g_max", 10.0))
     assert cli.parse_options(None) == ()
     for bad in ("g_max", "g_max=lots"):
         with pytest.raises(LrnoiseError, match="noise-option"):
@@ -45,6 +51,7 @@ def test_noise_config_from_the_options():
 def cli_defaults(command: str) -> dict:
     """{option name: default} of an `lrnoise` command, as Typer hands them to the function."""
     import typer.main
+
     return {p.name: p.default for p in typer.main.get_command(cli.app).commands[command].params}
 
 
@@ -62,6 +69,7 @@ def test_the_cli_trains_with_the_configuration_objects_defaults():
     from dataclasses import fields
 
     from lrnoise.config import Execution, TrainConfig
+
     defaults = cli_defaults("train")
     for config in (TrainConfig, Execution):
         for f in fields(config):
@@ -71,8 +79,10 @@ def test_the_cli_trains_with_the_configuration_objects_defaults():
 
 
 def test_noise_eval_and_report_defaults_are_their_objects_defaults():
-    from lrnoise import noise, report
     import inspect
+
+    from lrnoise import noise, report
+
     defaults = cli_defaults("noise-eval")
     for name in ("noise", "ci_target", "max_trials", "seed"):
         assert same(defaults[name], getattr(noise.NoiseConfig, name)), f"lrnoise noise-eval --{name}"
@@ -85,7 +95,9 @@ def test_noise_eval_and_report_defaults_are_their_objects_defaults():
 
 def test_mlproject_entry_points_have_the_clis_defaults():
     import yaml
+
     from conftest import ROOT
+
     entry_points = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"]
     checked = 0
     for entry, spec in entry_points.items():
@@ -105,6 +117,7 @@ def test_study_runs_with_the_execution_objects_defaults():
     from dataclasses import fields
 
     from lrnoise.config import Execution
+
     defaults = cli_defaults("study")
     for f in fields(Execution):
         assert defaults[f.name] == f.default, f"lrnoise study --{f.name}"

@@ -1,4 +1,5 @@
 """Datasets: official-format CIFAR archives made here, checksums, the restricted unpickler, augmentation."""
+
 import hashlib
 import io
 import os
@@ -16,12 +17,14 @@ from lrnoise.errors import LrnoiseError
 def _batch_bytes(images, labels, label_key):
     """A batch as the official files store it: dict of bytes keys, N x 3072 channel-major uint8, protocol 2."""
     flat = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
-    return pickle.dumps({b"batch_label": b"made by a test", label_key: list(map(int, labels)), b"data": flat},
-                        protocol=2)
+    return pickle.dumps(
+        {b"batch_label": b"made by a test", label_key: list(map(int, labels)), b"data": flat}, protocol=2
+    )
 
 
 def make_cifar(tmp_path, name, n_per_file=3, extracted=False):
-    """Writes a small official-format archive (or extracted folder); returns (path, x_train, y_train, x_test, y_test)."""
+    """Writes a small official-format archive (or extracted folder); returns (path, x_train, y_train, x_test,
+    y_test)."""
     spec = data.CIFAR[name]
     rng = np.random.RandomState(1)
     files, xs, ys = {}, [], []
@@ -138,8 +141,15 @@ def test_augment_crops_each_image_on_its_own():
     padded = np.pad(x, [(0, 0), (2, 2), (2, 2), (0, 0)])
     found = set()
     for i in range(len(x)):  # each output is one window of its padded image, possibly mirrored
-        hits = [(r, c, f) for r in range(5) for c in range(5) for f in (0, 1)
-                if np.array_equal(out[i], (padded[i, r:r + 6, c:c + 5][:, ::-1] if f else padded[i, r:r + 6, c:c + 5]))]
+        hits = [
+            (r, c, f)
+            for r in range(5)
+            for c in range(5)
+            for f in (0, 1)
+            if np.array_equal(
+                out[i], (padded[i, r : r + 6, c : c + 5][:, ::-1] if f else padded[i, r : r + 6, c : c + 5])
+            )
+        ]
         assert hits, f"image {i} is not a crop of its padded self"
         found.add(hits[0])
     assert len(found) > 10  # offsets and flips differ between images of one batch

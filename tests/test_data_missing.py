@@ -3,23 +3,24 @@
 No test touches the internet: LRNOISE_CIFAR_URL points at 127.0.0.1 (a closed port, a silent socket, or a small
 http.server thread serving archives made by make_cifar) and LRNOISE_DATA_CACHE at a fresh folder.
 """
+
 import contextlib
 import functools
 import hashlib
+import http.server
 import os
+import socket
 import subprocess
 import sys
-import http.server
-import socket
 import threading
 import time
 
 import numpy as np
 import pytest
+from test_data import _trust, make_cifar
 
 from lrnoise import data
 from lrnoise.errors import LrnoiseError
-from test_data import _trust, make_cifar
 
 
 @pytest.fixture
@@ -98,8 +99,9 @@ def test_offline_names_every_missing_dataset_at_once(cache, closed_port_url):
     assert "connection refused" in text
     assert " and dataset cifar100 unavailable (" in text
     assert text.count("dataset cifar10 unavailable") == 1 and "digits" not in text
-    assert text.endswith(f": download cifar-10-python.tar.gz, cifar-100-python.tar.gz from {closed_port_url} "
-                         "and pass --data-dir DIR")
+    assert text.endswith(
+        f": download cifar-10-python.tar.gz, cifar-100-python.tar.gz from {closed_port_url} and pass --data-dir DIR"
+    )
     assert not cache.exists() or not any(cache.iterdir()), "a failed download left files in the cache"
 
 
@@ -148,8 +150,10 @@ def test_truncated_archive_names_the_checksum_mismatch(tmp_path, monkeypatch, cl
     with pytest.raises(LrnoiseError) as excinfo:
         data.require(["cifar10"], data_dir=tmp_path)
     text = _message(excinfo)
-    assert f"checksum mismatch for {path}: md5 {actual}, the official cifar-10-python.tar.gz has " \
-           f"{data.CIFAR['cifar10'].md5}" in text
+    assert (
+        f"checksum mismatch for {path}: md5 {actual}, the official cifar-10-python.tar.gz has "
+        f"{data.CIFAR['cifar10'].md5}" in text
+    )
     assert "download cifar-10-python.tar.gz from" in text
 
 
@@ -224,9 +228,11 @@ def test_corrupted_download_leaves_nothing_in_cache(cache, serve, tmp_path, monk
     with pytest.raises(LrnoiseError) as excinfo:
         data.require(["cifar10"])
     text = _message(excinfo)
-    assert (f"checksum mismatch for the download from {data.cifar_url()}cifar-10-python.tar.gz: "
-            f"md5 {hashlib.md5(raw).hexdigest()}, the official cifar-10-python.tar.gz has "
-            f"{data.CIFAR['cifar10'].md5}") in text
+    assert (
+        f"checksum mismatch for the download from {data.cifar_url()}cifar-10-python.tar.gz: "
+        f"md5 {hashlib.md5(raw).hexdigest()}, the official cifar-10-python.tar.gz has "
+        f"{data.CIFAR['cifar10'].md5}"
+    ) in text
     assert list(cache.iterdir()) == []
 
 
@@ -254,22 +260,34 @@ def test_missing_file_on_server_is_an_http_error(cache, serve, tmp_path, monkeyp
 
 # ---------------------------------------------------------------- the commands, offline
 def _cli_offline(args, tmp_path, cache_folder, url):
-    env = {**os.environ, "LRNOISE_CIFAR_URL": url, "LRNOISE_DATA_CACHE": str(cache_folder),
-           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    return subprocess.run([sys.executable, "-m", "lrnoise.cli", *args], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=300)
+    env = {
+        **os.environ,
+        "LRNOISE_CIFAR_URL": url,
+        "LRNOISE_DATA_CACHE": str(cache_folder),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "lrnoise.cli", *args], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300
+    )
 
 
 def _own_lines(text):  # TensorFlow's start-up chatter on stderr is not ours
-    return [row for row in text.splitlines() if row.strip() and not row.startswith(("I0000", "E0000", "W0000",
-                                                                                      "WARNING: All log"))]
+    return [
+        row
+        for row in text.splitlines()
+        if row.strip() and not row.startswith(("I0000", "E0000", "W0000", "WARNING: All log"))
+    ]
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("args, names", [
-    (["train", "--dataset", "cifar10", "--epochs", "1"], ["cifar10"]),
-    (["study", "--preset", "paper"], ["cifar10", "cifar100"]),
-])
+@pytest.mark.parametrize(
+    "args, names",
+    [
+        (["train", "--dataset", "cifar10", "--epochs", "1"], ["cifar10"]),
+        (["study", "--preset", "paper"], ["cifar10", "cifar100"]),
+    ],
+)
 def test_commands_offline_say_so_in_one_line_and_create_no_run(tmp_path, cache, closed_port_url, args, names):
     proc = _cli_offline(args, tmp_path, cache, closed_port_url)
     lines = _own_lines(proc.stdout + proc.stderr)
@@ -278,5 +296,6 @@ def test_commands_offline_say_so_in_one_line_and_create_no_run(tmp_path, cache, 
     assert "--data-dir" in lines[-1] and lines[-1].count("\n") == 0
     if (tmp_path / "mlflow.db").exists():  # the store, if it was even created, holds no run
         import sqlite3
+
         with contextlib.closing(sqlite3.connect(tmp_path / "mlflow.db")) as db:
             assert db.execute("select count(*) from runs").fetchone()[0] == 0

@@ -1,5 +1,6 @@
 """What the README and docs/ say is checked: every `lrnoise ...` command line parses against the CLI, and every
 `lrnoise.module.name` they mention exists."""
+
 import importlib
 import re
 import shlex
@@ -7,8 +8,9 @@ import shlex
 import pytest
 import typer.main
 
-from conftest import ROOT
 from lrnoise import cli
+
+from conftest import ROOT
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md"]
 UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")  # Typer carries its own click
@@ -59,11 +61,19 @@ def test_an_unknown_option_or_command_fails_the_check():
     with pytest.raises(UsageError):
         parse("lrnoise fit --lr 0.1")
     assert command_lines("```bash\nKERAS_BACKEND=jax lrnoise train \\\n  --lr 0.1\n```\nsee `lrnoise report`") == [
-        "lrnoise train --lr 0.1", "lrnoise report"]
+        "lrnoise train --lr 0.1",
+        "lrnoise report",
+    ]
 
 
-NAMES = sorted({(page.name, m.group(0)) for page in PAGES if page.exists()
-                for m in re.finditer(r"\blrnoise\.([a-z_]+)\.([A-Za-z_][A-Za-z0-9_]*)", page.read_text())})
+NAMES = sorted(
+    {
+        (page.name, m.group(0))
+        for page in PAGES
+        if page.exists()
+        for m in re.finditer(r"\blrnoise\.([a-z_]+)\.([A-Za-z_][A-Za-z0-9_]*)", page.read_text())
+    }
+)
 
 
 @pytest.mark.parametrize("page, name", NAMES)
@@ -75,6 +85,7 @@ def test_every_documented_name_exists(page, name):
 def test_the_benchmark_table_is_the_one_generated_from_results_json():
     import json
     import sys
+
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
         import table

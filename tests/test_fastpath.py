@@ -1,4 +1,5 @@
 """The fast paths (lrnoise.fastpath) change no number, and one gate turns them all off."""
+
 import random
 import re
 import threading
@@ -9,8 +10,8 @@ import numpy as np
 import pytest
 
 from lrnoise import build, data, fastpath, models
-from lrnoise.config import Execution, TrainConfig
 from lrnoise.build import SweepCache
+from lrnoise.config import Execution, TrainConfig
 
 CONFIG = TrainConfig(dataset="digits", model="resnet8", optimizer="adam", batch_size=64, epochs=1, seed=1)
 
@@ -44,6 +45,7 @@ def sweep_then_save(tmp_path, name: str) -> tuple[list, dict]:
     def save():
         fastpath.cache_save_skipsets()
         model.save(tmp_path / f"{name}.keras")
+
     thread = threading.Thread(target=save)
     thread.start()
     thread.join()
@@ -117,6 +119,7 @@ def test_cached_save_skipsets_are_found_by_keras():
     lookup finds the stored set and builds no reference Layer."""
     from keras.src.backend.common import global_state
     from keras.src.saving import saving_lib
+
     fastpath.cache_save_skipsets()
     built = []
     original = keras.layers.Layer.__init__

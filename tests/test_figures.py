@@ -1,5 +1,6 @@
 """lrnoise.figures: every figure lays out cleanly (long titles, 1-4 panels), draws its error bars, keeps lr
 colours stable, writes PNG + PDF, and never touches the user's matplotlib backend."""
+
 import os
 import struct
 import subprocess
@@ -30,36 +31,76 @@ def model_names(count: int) -> list[str]:
 def curves_frame(models: int, n: int, levels=ETAS) -> pd.DataFrame:
     """Tidy curves: a point per (model, lr, level); accuracy falls with the level, faster for larger lrs."""
     rank = np.log(np.asarray(levels, dtype=float) + 1) / np.log(max(levels) + 1)  # 0..1 per level
-    return pd.DataFrame([{"model": model, "lr": lr, "level": level, "normalized_accuracy": 1 - (0.3 + 0.1 * i) * r,
-                          "ci95": 0.005 + 0.02 * r, "n": n}
-                         for model in model_names(models) for i, lr in enumerate(paper.LRS)
-                         for level, r in zip(levels, rank)])
+    return pd.DataFrame(
+        [
+            {
+                "model": model,
+                "lr": lr,
+                "level": level,
+                "normalized_accuracy": 1 - (0.3 + 0.1 * i) * r,
+                "ci95": 0.005 + 0.02 * r,
+                "n": n,
+            }
+            for model in model_names(models)
+            for i, lr in enumerate(paper.LRS)
+            for level, r in zip(levels, rank)
+        ]
+    )
 
 
 def tradeoff_frame(models: int, n: int) -> pd.DataFrame:
-    return pd.DataFrame([{"model": model, "lr": lr, "baseline": 0.92 - 0.01 * i, "baseline_ci95": 0.004,
-                          "robust": 0.6 + 0.03 * i, "robust_ci95": 0.02, "n": n}
-                         for model in model_names(models) for i, lr in enumerate(paper.LRS)])
+    return pd.DataFrame(
+        [
+            {
+                "model": model,
+                "lr": lr,
+                "baseline": 0.92 - 0.01 * i,
+                "baseline_ci95": 0.004,
+                "robust": 0.6 + 0.03 * i,
+                "robust_ci95": 0.02,
+                "n": n,
+            }
+            for model in model_names(models)
+            for i, lr in enumerate(paper.LRS)
+        ]
+    )
 
 
 def noise_models_frame(models: int, n: int) -> pd.DataFrame:
-    return pd.DataFrame([{"config": config, "model": model, "lr": lr, "avr": 0.75 - 0.1 * j + 0.01 * i,
-                          "avr_ci95": 0.015, "n": n}
-                         for j, config in enumerate(CONFIGS) for model in model_names(models)
-                         for i, lr in enumerate(paper.LRS)])
+    return pd.DataFrame(
+        [
+            {"config": config, "model": model, "lr": lr, "avr": 0.75 - 0.1 * j + 0.01 * i, "avr_ci95": 0.015, "n": n}
+            for j, config in enumerate(CONFIGS)
+            for model in model_names(models)
+            for i, lr in enumerate(paper.LRS)
+        ]
+    )
 
 
 def mechanism_frame(models: int, runs: int) -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    return pd.DataFrame([{"model": model, "lr": lr, "x": 10 ** rng.uniform(-6, -3), "avr": rng.uniform(0.4, 0.8)}
-                         for model in model_names(models) for lr in paper.LRS for _ in range(runs)])
+    return pd.DataFrame(
+        [
+            {"model": model, "lr": lr, "x": 10 ** rng.uniform(-6, -3), "avr": rng.uniform(0.4, 0.8)}
+            for model in model_names(models)
+            for lr in paper.LRS
+            for _ in range(runs)
+        ]
+    )
 
 
 def optimizer_frame(count: int, n: int) -> pd.DataFrame:
     names = list(paper.OPTIMIZERS[:count])
-    return pd.DataFrame({"optimizer": names, "baseline": [paper.OPTIMIZER_BASELINE_ACCURACY[o] for o in names],
-                         "baseline_ci95": 0.01, "avr": [paper.OPTIMIZER_AVG_NORMALIZED_ACCURACY[o] for o in names],
-                         "avr_ci95": 0.02, "n": n})
+    return pd.DataFrame(
+        {
+            "optimizer": names,
+            "baseline": [paper.OPTIMIZER_BASELINE_ACCURACY[o] for o in names],
+            "baseline_ci95": 0.01,
+            "avr": [paper.OPTIMIZER_AVG_NORMALIZED_ACCURACY[o] for o in names],
+            "avr_ci95": 0.02,
+            "n": n,
+        }
+    )
 
 
 def errorbars(fig: Figure) -> list[ErrorbarContainer]:
@@ -90,8 +131,9 @@ def test_noise_curves_lay_out_cleanly(models, n):
 
 @pytest.mark.parametrize("models", [1, 2, 4])
 def test_noise_curves_pcm_log_axis(models):
-    fig = figures.noise_curves(curves_frame(models, 3, (0,) + PCM_TIMES), LONG_TITLE, "time since programming t (s)",
-                               log_x=True)
+    fig = figures.noise_curves(
+        curves_frame(models, 3, (0,) + PCM_TIMES), LONG_TITLE, "time since programming t (s)", log_x=True
+    )
     assert figures.layout_problems(fig) == []
     for ax in fig.axes:
         assert ax.get_xscale() == "log"
@@ -112,9 +154,14 @@ def level_name(seconds: float) -> str:
 @pytest.mark.parametrize("models", [1, 4])
 def test_a_log_level_axis_is_ticked_at_its_levels_by_name(models):
     """pcm's times as the ticks (1s ... 1y), not seven decades of powers of ten, in the report and a single curve."""
-    many = figures.noise_curves(curves_frame(models, 3, (0,) + PCM_TIMES), LONG_TITLE, "time since programming t (s)",
-                                log_x=True, tick_text=level_name)
-    summary = curves_frame(1, 1, PCM_TIMES)[["level", "normalized_accuracy", "ci95"]].iloc[:len(PCM_TIMES)]
+    many = figures.noise_curves(
+        curves_frame(models, 3, (0,) + PCM_TIMES),
+        LONG_TITLE,
+        "time since programming t (s)",
+        log_x=True,
+        tick_text=level_name,
+    )
+    summary = curves_frame(1, 1, PCM_TIMES)[["level", "normalized_accuracy", "ci95"]].iloc[: len(PCM_TIMES)]
     one = figures.noise_curve(summary, LONG_TITLE, "time since programming t (s)", log_x=True, tick_text=level_name)
     for fig in (many, one):
         assert figures.layout_problems(fig) == []
@@ -126,16 +173,17 @@ def test_a_log_level_axis_is_ticked_at_its_levels_by_name(models):
 
 def test_levels_just_far_enough_apart_are_named_without_collisions():
     """The closest spacing that gets named ticks (4x), in the report's narrowest panels (four models)."""
-    times = tuple(4.0 ** i for i in range(8))  # 1 s ... 16384 s
-    fig = figures.noise_curves(curves_frame(4, 3, times), LONG_TITLE, "time since programming t (s)", log_x=True,
-                               tick_text=lambda t: f"{t:g}s")
+    times = tuple(4.0**i for i in range(8))  # 1 s ... 16384 s
+    fig = figures.noise_curves(
+        curves_frame(4, 3, times), LONG_TITLE, "time since programming t (s)", log_x=True, tick_text=lambda t: f"{t:g}s"
+    )
     assert figures.layout_problems(fig) == []
     assert len(fig.axes) == 4 and all(list(ax.get_xticks()) == list(times) for ax in fig.axes)
 
 
 def test_levels_too_close_to_name_keep_the_log_ticks():
     times = (1.0, 2.0, 3600.0)  # 1s and 2s would collide
-    summary = curves_frame(1, 1, times)[["level", "normalized_accuracy", "ci95"]].iloc[:len(times)]
+    summary = curves_frame(1, 1, times)[["level", "normalized_accuracy", "ci95"]].iloc[: len(times)]
     fig = figures.noise_curve(summary, LONG_TITLE, "t (s)", log_x=True, tick_text=level_name)
     assert figures.layout_problems(fig) == []
     assert list(fig.axes[0].get_xticks()) != list(times)
@@ -189,7 +237,7 @@ def test_optimizers_lays_out_cleanly(count, n):
 
 @pytest.mark.parametrize("log_x, levels", [(False, ETAS), (True, PCM_TIMES)])
 def test_single_noise_curve_lays_out_cleanly(log_x, levels):
-    summary = curves_frame(1, 1, levels)[["level", "normalized_accuracy", "ci95"]].iloc[:len(levels)]
+    summary = curves_frame(1, 1, levels)[["level", "normalized_accuracy", "ci95"]].iloc[: len(levels)]
     fig = figures.noise_curve(summary, LONG_TITLE + " A_avr = 0.781", "noise level", log_x=log_x)
     assert figures.layout_problems(fig) == []
     (container,) = errorbars(fig)
@@ -302,12 +350,15 @@ def test_save_writes_png_and_pdf(tmp_path):
         assert handle.read(4) == b"%PDF"
 
 
-@pytest.mark.parametrize("call", [
-    lambda: figures.noise_curves(curves_frame(1, 1).drop(columns="ci95"), "t", "eta"),
-    lambda: figures.tradeoff(tradeoff_frame(1, 1).iloc[0:0], "t", "r"),
-    lambda: figures.mechanism([1, 2], "t", "x"),
-    lambda: figures.lr_colors([0.001, 0.0]),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: figures.noise_curves(curves_frame(1, 1).drop(columns="ci95"), "t", "eta"),
+        lambda: figures.tradeoff(tradeoff_frame(1, 1).iloc[0:0], "t", "r"),
+        lambda: figures.mechanism([1, 2], "t", "x"),
+        lambda: figures.lr_colors([0.001, 0.0]),
+    ],
+)
 def test_bad_inputs_raise_one_line_errors(call):
     with pytest.raises(LrnoiseError) as error:
         call()
@@ -315,9 +366,12 @@ def test_bad_inputs_raise_one_line_errors(call):
 
 
 def test_import_leaves_the_backend_alone():
-    code = ("import sys, matplotlib; before = matplotlib.get_backend(); import lrnoise.figures; "
-            "print(before, matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)")
+    code = (
+        "import sys, matplotlib; before = matplotlib.get_backend(); import lrnoise.figures; "
+        "print(before, matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)"
+    )
     env = {**os.environ, "MPLBACKEND": "svg"}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
-                          check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True
+    )
     assert done.stdout.split() == ["svg", "svg", "False"]

@@ -4,6 +4,7 @@ the training callback, and the same numbers under the torch (and jax) backends.
 Run as a script (`python tests/test_gradnoise.py WEIGHTS DATA`) it prints estimate(...) as JSON under whatever
 KERAS_BACKEND is set: the cross-backend test uses that.
 """
+
 import json
 import os
 import random
@@ -51,23 +52,25 @@ def test_estimate_matches_brute_force_per_example_variance():
     model = dense_model()
     x, y = random_data(n, (6,), 3, seed=1)
     gradients = gradnoise.gradient_function(model)
-    per_example = np.stack([gradnoise.flatten(gradients(x[i:i + 1], y[i:i + 1])) for i in range(n)])  # N x P
+    per_example = np.stack([gradnoise.flatten(gradients(x[i : i + 1], y[i : i + 1])) for i in range(n)])  # N x P
     full = per_example.mean(axis=0)  # g_D
     c_exact = np.mean(np.sum((per_example - full) ** 2, axis=1))  # C = mean_i ||g_i - g_D||^2
     np.testing.assert_allclose(gradnoise.flatten(gradients(x, y)), full, atol=1e-6)  # no BN: mean of g_i
 
-    got = gradnoise.estimate(model, x, y, batch, k, seed=5, epoch=1, lr=0.1,
-                             gradients=gradnoise.stacked_gradient_function(model))
+    got = gradnoise.estimate(
+        model, x, y, batch, k, seed=5, epoch=1, lr=0.1, gradients=gradnoise.stacked_gradient_function(model)
+    )
     # the K terms whose mean is C_hat, for the standard error; batches drawn without replacement from N
-    grads = np.stack([gradnoise.flatten(gradients(x[idx], y[idx]))
-                      for idx in gradnoise.noise_batches(n, batch, k, seed=5, epoch=1)])
+    grads = np.stack(
+        [gradnoise.flatten(gradients(x[idx], y[idx])) for idx in gradnoise.noise_batches(n, batch, k, seed=5, epoch=1)]
+    )
     terms = batch * np.sum((grads - grads.mean(axis=0)) ** 2, axis=1) * k / (k - 1)
     assert got[gradnoise.GRAD_NOISE_C] == pytest.approx(terms.mean(), rel=1e-5)  # float32 on the device
     expected = c_exact * (n - batch) / (n - 1)  # E||g_B - g_D||^2 = C/B (N-B)/(N-1)
     standard_error = terms.std(ddof=1) / np.sqrt(k)
     assert abs(got[gradnoise.GRAD_NOISE_C] - expected) < 4 * standard_error
     assert 4 * standard_error < 0.25 * expected  # tight enough to tell the (N-B)/(N-1) = 0.75 factor apart
-    assert got[gradnoise.GRAD_NOISE_POWER] == pytest.approx(0.1 ** 2 * got[gradnoise.GRAD_NOISE_C] / batch, rel=1e-12)
+    assert got[gradnoise.GRAD_NOISE_POWER] == pytest.approx(0.1**2 * got[gradnoise.GRAD_NOISE_C] / batch, rel=1e-12)
     assert gradnoise.UPDATE_NOISE_POWER not in got  # no optimizer given
 
 
@@ -146,25 +149,36 @@ def test_adam_update_noise_matches_a_numpy_recomputation():
     got = gradnoise.estimate(model, x, y, 16, 5, seed=1, epoch=4, lr=0.01, optimizer=optimizer)
     assert all(np.array_equal(a, b) for a, b in zip(before, values(model.weights + optimizer.variables)))
 
-    grads = np.stack([np.concatenate([np.asarray(g, np.float64).ravel() for g in
-                                      gradnoise.batch_gradients(model, x[idx], y[idx])])
-                      for idx in gradnoise.noise_batches(96, 16, 5, seed=1, epoch=4)])
+    grads = np.stack(
+        [
+            np.concatenate(
+                [np.asarray(g, np.float64).ravel() for g in gradnoise.batch_gradients(model, x[idx], y[idx])]
+            )
+            for idx in gradnoise.noise_batches(96, 16, 5, seed=1, epoch=4)
+        ]
+    )
     m = adam_moments(optimizer, model.trainable_variables, "momentum")
     v = adam_moments(optimizer, model.trainable_variables, "velocity")
     assert np.abs(m).max() > 0 and int(optimizer.iterations.numpy()) == 1
     t, b1, b2, eps = 2, 0.9, 0.999, 1e-7
-    m_hat = (b1 * m + (1 - b1) * grads) / (1 - b1 ** t)
-    v_hat = (b2 * v + (1 - b2) * grads ** 2) / (1 - b2 ** t)
-    steps = m_hat / (np.sqrt(v_hat) + eps / np.sqrt(1 - b2 ** t))  # Keras puts eps outside the bias correction
-    expected = 0.01 ** 2 * np.sum((steps - steps.mean(axis=0)) ** 2) / 4
+    m_hat = (b1 * m + (1 - b1) * grads) / (1 - b1**t)
+    v_hat = (b2 * v + (1 - b2) * grads**2) / (1 - b2**t)
+    steps = m_hat / (np.sqrt(v_hat) + eps / np.sqrt(1 - b2**t))  # Keras puts eps outside the bias correction
+    expected = 0.01**2 * np.sum((steps - steps.mean(axis=0)) ** 2) / 4
     assert got[gradnoise.UPDATE_NOISE_POWER] == pytest.approx(expected, rel=1e-5)  # float32 vs float64
-    assert got[gradnoise.GRAD_NOISE_POWER] == pytest.approx(0.01 ** 2 * np.var(grads, axis=0, ddof=1).sum(), rel=1e-5)
+    assert got[gradnoise.GRAD_NOISE_POWER] == pytest.approx(0.01**2 * np.var(grads, axis=0, ddof=1).sum(), rel=1e-5)
 
 
-@pytest.mark.parametrize("make", [
-    lambda: keras.optimizers.Adam(0.01), lambda: keras.optimizers.Adam(0.01, amsgrad=True),
-    lambda: keras.optimizers.Nadam(0.01), lambda: keras.optimizers.Adamax(0.01),
-], ids=["adam", "amsgrad", "nadam", "adamax"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: keras.optimizers.Adam(0.01),
+        lambda: keras.optimizers.Adam(0.01, amsgrad=True),
+        lambda: keras.optimizers.Nadam(0.01),
+        lambda: keras.optimizers.Adamax(0.01),
+    ],
+    ids=["adam", "amsgrad", "nadam", "adamax"],
+)
 def test_update_directions_are_the_optimizers_real_step(make):
     keras.utils.set_random_seed(0)
     model, optimizer = dense_model(), make()
@@ -175,15 +189,23 @@ def test_update_directions_are_the_optimizers_real_step(make):
     for batch in (slice(0, 16), slice(16, 32)):  # twice: the second reads the moments the first step wrote
         grads = gradnoise.batch_gradients(model, x[batch], y[batch])
         direction = keras.ops.convert_to_numpy(
-            gradnoise.update_directions(optimizer, model.trainable_variables, gradnoise.flatten(grads)[None])[0])
+            gradnoise.update_directions(optimizer, model.trainable_variables, gradnoise.flatten(grads)[None])[0]
+        )
         before = gradnoise.flatten(model.trainable_variables)
         optimizer.apply(grads, model.trainable_variables)  # the real step: w <- w - lr * direction
-        np.testing.assert_allclose(before - gradnoise.flatten(model.trainable_variables), 0.01 * direction,
-                                   rtol=1e-4, atol=1e-7)
+        np.testing.assert_allclose(
+            before - gradnoise.flatten(model.trainable_variables), 0.01 * direction, rtol=1e-4, atol=1e-7
+        )
 
 
-@pytest.mark.parametrize("optimizer", [keras.optimizers.SGD(0.1), keras.optimizers.SGD(0.1, momentum=0.9),
-                                       keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True)])
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        keras.optimizers.SGD(0.1),
+        keras.optimizers.SGD(0.1, momentum=0.9),
+        keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True),
+    ],
+)
 def test_sgd_has_no_update_noise_key(optimizer):
     model = dense_model()
     x, y = random_data(32, (6,), 3, seed=5)
@@ -191,14 +213,19 @@ def test_sgd_has_no_update_noise_key(optimizer):
     assert set(got) == {gradnoise.GRAD_NOISE_C, gradnoise.GRAD_NOISE_POWER} and got[gradnoise.GRAD_NOISE_C] > 0
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda m, x, y: gradnoise.estimate(m, x, y, 8, 1, 0, 1, 0.1), "k >= 2"),
-    (lambda m, x, y: gradnoise.estimate(m, x, y, 64, 2, 0, 1, 0.1), "batch size"),
-    (lambda m, x, y: gradnoise.estimate(m, x, y, 8, 2, 0, 1, 0.1, optimizer=keras.optimizers.RMSprop()), "RMSprop"),
-    (lambda m, x, y: gradnoise.estimate(m, x, y, 8, 2, 0, 1, 0.1, optimizer=keras.optimizers.Adam(clipnorm=1.0)),
-     "clipping"),
-    (lambda m, x, y: gradnoise.GradNoiseCallback(x, y, 8, 1, 0, 0.1, print), "0 \\(off\\) or >= 2"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda m, x, y: gradnoise.estimate(m, x, y, 8, 1, 0, 1, 0.1), "k >= 2"),
+        (lambda m, x, y: gradnoise.estimate(m, x, y, 64, 2, 0, 1, 0.1), "batch size"),
+        (lambda m, x, y: gradnoise.estimate(m, x, y, 8, 2, 0, 1, 0.1, optimizer=keras.optimizers.RMSprop()), "RMSprop"),
+        (
+            lambda m, x, y: gradnoise.estimate(m, x, y, 8, 2, 0, 1, 0.1, optimizer=keras.optimizers.Adam(clipnorm=1.0)),
+            "clipping",
+        ),
+        (lambda m, x, y: gradnoise.GradNoiseCallback(x, y, 8, 1, 0, 0.1, print), "0 \\(off\\) or >= 2"),
+    ],
+)
 def test_bad_arguments_raise_one_line_errors(call, message):
     x, y = random_data(32, (6,), 3, seed=6)
     with pytest.raises(LrnoiseError, match=message):
@@ -211,8 +238,7 @@ def fit_weights(callbacks, epochs=2) -> list[np.ndarray]:
     x, y = random_data(64, (8, 8, 1), 4, seed=8)
     model = bn_model()
     model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy")
-    model.fit(x, y, batch_size=16, epochs=epochs, shuffle=True, verbose=0,
-              callbacks=[cb(x, y) for cb in callbacks])
+    model.fit(x, y, batch_size=16, epochs=epochs, shuffle=True, verbose=0, callbacks=[cb(x, y) for cb in callbacks])
     return values(model.weights + model.optimizer.variables) + [np.array(global_draws())]
 
 
@@ -221,8 +247,11 @@ def test_callback_logs_every_epoch_and_leaves_training_bit_identical():
     logged, made = [], []
 
     def with_noise(x, y):
-        made.append(gradnoise.GradNoiseCallback(x, y, 16, 3, seed=2, lr=0.01,
-                                                log=lambda metrics, step: logged.append((step, metrics))))
+        made.append(
+            gradnoise.GradNoiseCallback(
+                x, y, 16, 3, seed=2, lr=0.01, log=lambda metrics, step: logged.append((step, metrics))
+            )
+        )
         return made[0]
 
     plain = fit_weights([])
@@ -231,8 +260,9 @@ def test_callback_logs_every_epoch_and_leaves_training_bit_identical():
     assert [step for step, _ in logged] == [1, 2] == made[0].epochs
     assert [metrics for _, metrics in logged] == made[0].history
     assert set(made[0].history[0]) == {gradnoise.GRAD_NOISE_C, gradnoise.GRAD_NOISE_POWER, gradnoise.UPDATE_NOISE_POWER}
-    assert made[0].mean()[gradnoise.GRAD_NOISE_C] == pytest.approx((logged[0][1][gradnoise.GRAD_NOISE_C]
-                                                            + logged[1][1][gradnoise.GRAD_NOISE_C]) / 2)
+    assert made[0].mean()[gradnoise.GRAD_NOISE_C] == pytest.approx(
+        (logged[0][1][gradnoise.GRAD_NOISE_C] + logged[1][1][gradnoise.GRAD_NOISE_C]) / 2
+    )
 
 
 def test_callback_with_k_zero_does_nothing():
@@ -260,9 +290,13 @@ def test_other_backends_give_the_same_estimate(tmp_path, backend):
     model = bn_model()
     model.save_weights(tmp_path / "model.weights.h5")
     np.savez(tmp_path / "data.npz", x=x, y=y)
-    proc = subprocess.run([sys.executable, __file__, str(tmp_path / "model.weights.h5"), str(tmp_path / "data.npz")],
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    proc = subprocess.run(
+        [sys.executable, __file__, str(tmp_path / "model.weights.h5"), str(tmp_path / "data.npz")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     theirs = json.loads(proc.stdout.strip().splitlines()[-1])
     ours = estimate_from_files(str(tmp_path / "model.weights.h5"), str(tmp_path / "data.npz"))

@@ -1,5 +1,6 @@
 """leases.py: who owns a run (heartbeats; owners on this host known dead at once), claims, and the ending of
 what dead processes left RUNNING."""
+
 import dataclasses
 import os
 import subprocess
@@ -10,8 +11,9 @@ from types import SimpleNamespace
 import mlflow
 import pytest
 
-from conftest import run_statuses
 from lrnoise import leases, tracking
+
+from conftest import run_statuses
 
 HOST = leases._HOST  # this host as an owner tag names it
 
@@ -62,8 +64,9 @@ def test_an_existing_process_is_live():
     assert leases.is_live(running(owner(HOST, os.getpid())))
 
 
-@pytest.mark.parametrize("tag", ["", HOST, f"{HOST}:x:0123abcd", f"{HOST}:0:0123abcd", f"{HOST}:-1:0123abcd",
-                                 f"{HOST}:{2 ** 70}:0123abcd"])
+@pytest.mark.parametrize(
+    "tag", ["", HOST, f"{HOST}:x:0123abcd", f"{HOST}:0:0123abcd", f"{HOST}:-1:0123abcd", f"{HOST}:{2**70}:0123abcd"]
+)
 def test_a_malformed_owner_keeps_the_lease_rule(tag):
     assert not leases.owner_is_dead(tag)
     assert leases.is_live(running(tag))
@@ -92,8 +95,12 @@ def test_end_dead_runs_ends_only_what_dead_owners_of_this_host_left_running(stor
     study_run = make("study", dead, key=tracking.config_key(study_params))
     held = make("train", key="held")
     leases.hold(held)  # owned by this process
-    kept = {held: "RUNNING", make("train", owner(f"not-{HOST}", exited_pid()), key="k2"): "RUNNING",
-            make("train", key="k3"): "RUNNING", make("train", dead, key="k4", status="FINISHED"): "FINISHED"}
+    kept = {
+        held: "RUNNING",
+        make("train", owner(f"not-{HOST}", exited_pid()), key="k2"): "RUNNING",
+        make("train", key="k3"): "RUNNING",
+        make("train", dead, key="k4", status="FINISHED"): "FINISHED",
+    }
     entry_point = make("study", dead, key="entry")
     monkeypatch.setenv("MLFLOW_RUN_ID", entry_point)
     kept[entry_point] = "RUNNING"
@@ -122,8 +129,7 @@ def test_the_older_claim_wins_and_a_staked_claim_does_not_wait_again(store, monk
     older, younger = leases.stake(exp, "k"), leases.stake(exp, "k")
     waits = []
     settle = leases._settle
-    monkeypatch.setattr(leases, "_settle", lambda claim: waits.append(claim.settled_at - time.time()) or
-                        settle(claim))
+    monkeypatch.setattr(leases, "_settle", lambda claim: waits.append(claim.settled_at - time.time()) or settle(claim))
     with leases.claimed(exp, "k", staked=younger) as mine:
         assert mine is False  # another owner's older claim is live
     older = dataclasses.replace(older, settled_at=time.time() - 1)  # staked long enough ago

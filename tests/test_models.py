@@ -1,4 +1,5 @@
 """CIFAR ResNets: exact parameter counts, the option-A shortcut, plain-Keras reloading, and BN folding."""
+
 import keras
 import numpy as np
 import pytest
@@ -43,8 +44,9 @@ def test_normalisation_inside_and_reload_in_safe_mode(tmp_path):
     model = models.resnet(20, 10, (32, 32, 3), mean=mean, variance=var)
     model.save(tmp_path / "m.keras")
     again = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
-    np.testing.assert_array_equal(model.predict(x.astype("float32"), verbose=0),
-                                  again.predict(x.astype("float32"), verbose=0))
+    np.testing.assert_array_equal(
+        model.predict(x.astype("float32"), verbose=0), again.predict(x.astype("float32"), verbose=0)
+    )
 
 
 def test_evaluator_counts_hits():
@@ -97,12 +99,15 @@ def mixed_model():
     unscaled = keras.layers.Conv2D(4, 1, name="unscaled_conv")(inputs)
     rows = keras.layers.Conv2D(6, 1, name="rows_conv")(inputs)
     folded = keras.layers.Conv2D(4, 3, padding="same", use_bias=False, name="fold_conv")(inputs)
-    branches = [keras.layers.BatchNormalization(name="shared_bn")(shared), side,
-                keras.layers.BatchNormalization(name="relu_bn")(relu),
-                keras.layers.BatchNormalization(center=False, name="uncentered_bn")(uncentered),
-                keras.layers.BatchNormalization(scale=False, name="unscaled_bn")(unscaled),
-                keras.layers.BatchNormalization(axis=1, name="rows_bn")(rows),  # not the channel axis
-                keras.layers.BatchNormalization(name="fold_bn")(folded)]
+    branches = [
+        keras.layers.BatchNormalization(name="shared_bn")(shared),
+        side,
+        keras.layers.BatchNormalization(name="relu_bn")(relu),
+        keras.layers.BatchNormalization(center=False, name="uncentered_bn")(uncentered),
+        keras.layers.BatchNormalization(scale=False, name="unscaled_bn")(unscaled),
+        keras.layers.BatchNormalization(axis=1, name="rows_bn")(rows),  # not the channel axis
+        keras.layers.BatchNormalization(name="fold_bn")(folded),
+    ]
     x = keras.layers.Concatenate(name="concat")(branches)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dense(5, name="dense")(x)

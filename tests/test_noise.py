@@ -1,4 +1,5 @@
 """Noise injection and the paper's eq. 7-9: exactness, statistics, reproducibility, tracking, bad input."""
+
 import subprocess
 import sys
 
@@ -9,13 +10,14 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from conftest import ROOT, run_statuses
 from lrnoise import data, models, noise, tracking
 from lrnoise.cli import app
+from lrnoise.config import Execution, TrainConfig
 from lrnoise.noise import NoiseConfig
 from lrnoise.noise_eval import noise_eval
-from lrnoise.config import Execution, TrainConfig
 from lrnoise.train import train
+
+from conftest import ROOT, run_statuses
 
 
 @pytest.fixture(scope="module")
@@ -81,15 +83,17 @@ def test_folded_evaluator_computes_the_same_function(digits):
         x = digits.x_test[:64].astype("float32")
         evaluator = models.Evaluator(model, x, np.zeros(64))
         assert len(evaluator.pairs) == (7 if shortcut == "A" else 9)
-        np.testing.assert_allclose(evaluator.twin.predict(x, verbose=0), model.predict(x, verbose=0),
-                                   rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            evaluator.twin.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-4, atol=1e-6
+        )
         noisy = noise.injector_for(NoiseConfig(targets="all"), model).draw(0.2, 3)
         evaluator.load(noisy)
         copy = keras.models.clone_model(model)
         for v in copy.weights:
             v.assign(noisy[v.path])
-        np.testing.assert_allclose(evaluator.twin.predict(x, verbose=0), copy.predict(x, verbose=0),
-                                   rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(
+            evaluator.twin.predict(x, verbose=0), copy.predict(x, verbose=0), rtol=1e-4, atol=1e-6
+        )
 
 
 def test_models_of_one_architecture_share_one_twin_whatever_their_optimizer(digits):
@@ -114,8 +118,13 @@ def test_targets(trained):
 
 def test_weights_restored_bit_for_bit(trained, digits):
     before = snapshot(trained)
-    noise.evaluate(trained, digits.x_test, digits.y_test, NoiseConfig(levels=(0.1, 0.4), trials=2, targets="all"),
-                   log=lambda s: None)
+    noise.evaluate(
+        trained,
+        digits.x_test,
+        digits.y_test,
+        NoiseConfig(levels=(0.1, 0.4), trials=2, targets="all"),
+        log=lambda s: None,
+    )
     for a, b in zip(before, snapshot(trained)):
         np.testing.assert_array_equal(a, b)
     evaluator = models.Evaluator(trained, digits.x_test, digits.y_test)
@@ -139,8 +148,9 @@ def test_an_evaluator_shared_by_evaluations_gives_their_own_results(trained, dig
 
 
 def test_eta_zero_is_exact_and_huge_eta_is_chance(trained, digits):
-    result = noise.evaluate(trained, digits.x_test, digits.y_test, NoiseConfig(levels=(0.0, 1000.0), trials=3),
-                            log=lambda s: None)
+    result = noise.evaluate(
+        trained, digits.x_test, digits.y_test, NoiseConfig(levels=(0.0, 1000.0), trials=3), log=lambda s: None
+    )
     by_eta = result.summary.set_index("level")
     assert by_eta.loc[0.0, "normalized_accuracy"] == 1.0
     assert by_eta.loc[1000.0, "accuracy"] < 0.25  # chance is 0.1
@@ -149,8 +159,18 @@ def test_eta_zero_is_exact_and_huge_eta_is_chance(trained, digits):
 
 def test_same_seed_same_draws_other_seed_other_draws(trained, digits):
     def draws(seed):
-        return noise.evaluate(trained, digits.x_test, digits.y_test, NoiseConfig(levels=(0.3,), trials=4, seed=seed),
-                              log=lambda s: None).draws["accuracy"].to_numpy()
+        return (
+            noise.evaluate(
+                trained,
+                digits.x_test,
+                digits.y_test,
+                NoiseConfig(levels=(0.3,), trials=4, seed=seed),
+                log=lambda s: None,
+            )
+            .draws["accuracy"]
+            .to_numpy()
+        )
+
     np.testing.assert_array_equal(draws(1), draws(1))
     assert not np.array_equal(draws(1), draws(2))
     injector = noise.injector_for(noise.PAPER, trained)
@@ -162,17 +182,28 @@ def test_same_seed_same_draws_other_seed_other_draws(trained, digits):
 
 
 def test_trials_auto_stops_on_ci_or_cap(trained, digits):
-    loose = noise.evaluate(trained, digits.x_test, digits.y_test,
-                           NoiseConfig(levels=(0.2,), trials="auto", ci_target=0.99), log=lambda s: None)
+    loose = noise.evaluate(
+        trained,
+        digits.x_test,
+        digits.y_test,
+        NoiseConfig(levels=(0.2,), trials="auto", ci_target=0.99),
+        log=lambda s: None,
+    )
     assert len(loose.draws) == noise.MIN_AUTO_TRIALS
-    tight = noise.evaluate(trained, digits.x_test, digits.y_test,
-                           NoiseConfig(levels=(0.3,), trials="auto", ci_target=1e-9, max_trials=6), log=lambda s: None)
+    tight = noise.evaluate(
+        trained,
+        digits.x_test,
+        digits.y_test,
+        NoiseConfig(levels=(0.3,), trials="auto", ci_target=1e-9, max_trials=6),
+        log=lambda s: None,
+    )
     assert len(tight.draws) == 6
 
 
 def test_summary_statistics_follow_equations():
-    draws = pd.DataFrame({"level": [0.1, 0.1, 0.1, 0.2, 0.2], "trial": [0, 1, 2, 0, 1],
-                          "accuracy": [0.8, 0.7, 0.9, 0.5, 0.3]})
+    draws = pd.DataFrame(
+        {"level": [0.1, 0.1, 0.1, 0.2, 0.2], "trial": [0, 1, 2, 0, 1], "accuracy": [0.8, 0.7, 0.9, 0.5, 0.3]}
+    )
     result = noise.NoiseResult(0.9, draws)
     s = result.summary.set_index("level")
     assert s.loc[0.1, "accuracy"] == pytest.approx(0.8) and s.loc[0.2, "accuracy"] == pytest.approx(0.4)
@@ -185,8 +216,10 @@ def test_summary_statistics_follow_equations():
 
 @pytest.fixture
 def train_run(store):
-    return train(TrainConfig(dataset="digits", model="resnet8", lr=0.003, epochs=1, batch_size=64, patience=0),
-                 execution=Execution(grad_noise_batches=0))
+    return train(
+        TrainConfig(dataset="digits", model="resnet8", lr=0.003, epochs=1, batch_size=64, patience=0),
+        execution=Execution(grad_noise_batches=0),
+    )
 
 
 @pytest.mark.e2e
@@ -196,9 +229,15 @@ def test_tracked_noise_eval_metrics_match_logged_draws(train_run):
     run = mlflow.get_run(eval_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags["mlflow.parentRunId"] == train_run.run_id == run.data.tags["source_run_id"]
-    assert run.data.params == {"noise.noise": "additive", "noise.levels": "0.05,0.1,0.3", "noise.targets": "trainable",
-                               "noise.fold_bn": "False", "noise.options": "none", "noise.trials": "3",
-                               "noise.seed": "7"}
+    assert run.data.params == {
+        "noise.noise": "additive",
+        "noise.levels": "0.05,0.1,0.3",
+        "noise.targets": "trainable",
+        "noise.fold_bn": "False",
+        "noise.options": "none",
+        "noise.trials": "3",
+        "noise.seed": "7",
+    }
     assert run.data.tags["lrnoise.noise_config"] == config.key and run.data.tags["lrnoise.config"] == config.run_key
     folder = mlflow.artifacts.download_artifacts(run_id=eval_id)
     draws = pd.read_csv(f"{folder}/draws.csv")
@@ -223,8 +262,7 @@ def test_tracked_noise_eval_metrics_match_logged_draws(train_run):
 def test_model_uri_inputs_find_the_training_run(train_run):
     client = mlflow.tracking.MlflowClient()
     client.set_registered_model_alias("lrnoise-digits-resnet8", "champion", train_run.model_version)
-    for uri in ("models:/lrnoise-digits-resnet8/1", "models:/lrnoise-digits-resnet8@champion",
-                train_run.model_uri):
+    for uri in ("models:/lrnoise-digits-resnet8/1", "models:/lrnoise-digits-resnet8@champion", train_run.model_uri):
         eval_id, _ = noise_eval(NoiseConfig(levels=(0.1,), trials=1), model_uri=uri)
         assert mlflow.get_run(eval_id).data.tags["source_run_id"] == train_run.run_id
 
@@ -262,13 +300,32 @@ def test_bad_input(train_run):
 
 @pytest.mark.e2e
 def test_mlflow_run_noise_eval_entry_point(train_run):
-    cmd = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "noise_eval", "--env-manager", "local",
-           "--experiment-name", "lrnoise", "-P", f"run_id={train_run.run_id}", "-P", "levels=0.1, 0.2",
-           "-P", "trials=2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "run",
+        str(ROOT),
+        "-e",
+        "noise_eval",
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        "lrnoise",
+        "-P",
+        f"run_id={train_run.run_id}",
+        "-P",
+        "levels=0.1, 0.2",
+        "-P",
+        "trials=2",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    evals = [r for r in mlflow.search_runs(experiment_names=["lrnoise"], output_format="list")
-             if r.data.tags.get(tracking.KIND) == "noise_eval"]
+    evals = [
+        r
+        for r in mlflow.search_runs(experiment_names=["lrnoise"], output_format="list")
+        if r.data.tags.get(tracking.KIND) == "noise_eval"
+    ]
     assert len(evals) == 1 and evals[0].info.status == "FINISHED"
     assert evals[0].data.tags["mlflow.parentRunId"] == train_run.run_id
     assert "normalized_accuracy_eta_20" in evals[0].data.metrics
@@ -298,8 +355,9 @@ def test_nonfinite_draws_are_counted(trained, digits, monkeypatch):
     monkeypatch.setattr(models.Evaluator, "load", overflowing)
     accuracy, nonfinite = noise.noisy_accuracy(evaluator, injector, 0.1, 0, 0)
     assert nonfinite and accuracy < 0.2
-    draws = pd.DataFrame({"level": [0.1, 0.1, 0.2], "trial": [0, 1, 0], "accuracy": [0.0, 0.5, 0.4],
-                          "nonfinite": [True, False, False]})
+    draws = pd.DataFrame(
+        {"level": [0.1, 0.1, 0.2], "trial": [0, 1, 0], "accuracy": [0.0, 0.5, 0.4], "nonfinite": [True, False, False]}
+    )
     assert noise.NoiseResult(0.9, draws).nonfinite_draws == 1
 
 
@@ -326,8 +384,12 @@ def test_noise_config_keys_names_and_validation():
     assert NoiseConfig("pcm", options=(("g_max", 25.0),)).key == NoiseConfig("pcm").key
     assert NoiseConfig("pcm", options=(("drift_compensation", False),)).key != NoiseConfig("pcm").key
     assert NoiseConfig.from_dict(NoiseConfig("pcm", fold_bn=True).to_dict()) == NoiseConfig("pcm", fold_bn=True)
-    for bad, message in ((dict(levels=(0.1, 0.1)), "repeat"), (dict(trials=0), "trials must be"),
-                         (dict(targets="weights"), "unknown targets"), (dict(trials="auto", ci_target=5.0), "0 < ci_target")):
+    for bad, message in (
+        (dict(levels=(0.1, 0.1)), "repeat"),
+        (dict(trials=0), "trials must be"),
+        (dict(targets="weights"), "unknown targets"),
+        (dict(trials="auto", ci_target=5.0), "0 < ci_target"),
+    ):
         with pytest.raises(noise.LrnoiseError, match=message):
             NoiseConfig(**bad).validate()
 

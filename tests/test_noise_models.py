@@ -1,5 +1,6 @@
 """Noise models: the old additive/multiplicative numbers, the Layout, PCM statistics against an independent
 NumPy sampler of the same formulas, drift compensation, bad input, and another Keras backend."""
+
 import os
 import subprocess
 import sys
@@ -112,15 +113,23 @@ def test_perturb_keeps_the_dtype():
 
 
 # ---------------------------------------------------------------- PCM against an independent NumPy sampler
-def numpy_pcm(w: np.ndarray, t: float, seed: int, drift_compensation: bool, prog_noise_scale=1.0,
-              read_noise_scale=1.0, drift_scale=1.0, g_max=25.0) -> np.ndarray:
+def numpy_pcm(
+    w: np.ndarray,
+    t: float,
+    seed: int,
+    drift_compensation: bool,
+    prog_noise_scale=1.0,
+    read_noise_scale=1.0,
+    drift_scale=1.0,
+    g_max=25.0,
+) -> np.ndarray:
     """Nandakumar et al. 2019 / aihwkit PCMLikeNoiseModel written out plainly in float64 NumPy."""
     rng = np.random.default_rng(seed)
     w = w.astype(np.float64)
     s = g_max / np.abs(w).max()
     g_target = np.stack([np.clip(s * w, 0, g_max), np.clip(-s * w, 0, g_max)])  # g+ and g-
     x = g_target / g_max
-    sigma_prog = (0.26348 + 1.9650 * x - 1.1731 * x ** 2) * (g_max / 25.0) * prog_noise_scale
+    sigma_prog = (0.26348 + 1.9650 * x - 1.1731 * x**2) * (g_max / 25.0) * prog_noise_scale
     g_prog = np.maximum(g_target + rng.normal(0.0, sigma_prog), 0.0)
     log_g = np.log(np.maximum(x, 1e-7))
     mu = np.clip(-0.0155 * log_g + 0.0244, 0.049, 0.1)
@@ -159,7 +168,7 @@ def decile_z(w: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _mean_sd_se(x: np.ndarray):
     n, mean, sd = len(x), x.mean(), x.std()
     m4 = np.mean((x - mean) ** 4)
-    return mean, sd, sd / np.sqrt(n), np.sqrt(max(m4 - sd ** 4, 0.0)) / (2 * sd * np.sqrt(n))
+    return mean, sd, sd / np.sqrt(n), np.sqrt(max(m4 - sd**4, 0.0)) / (2 * sd * np.sqrt(n))
 
 
 @pytest.mark.parametrize("dist", ["uniform", "normal"])
@@ -173,11 +182,14 @@ def test_pcm_matches_the_numpy_sampler_per_decile(dist, t, compensation):
     assert np.abs(z).max() < Z_LIMIT, z
 
 
-@pytest.mark.parametrize("t, changed", [
-    (1.0, {"prog_noise_scale": 1.1}),  # 10 % more programming noise
-    (YEAR, {"drift_scale": 1.2}),  # 20 % faster drift
-    (YEAR, {"read_noise_scale": 1.25}),  # 25 % more read noise
-])
+@pytest.mark.parametrize(
+    "t, changed",
+    [
+        (1.0, {"prog_noise_scale": 1.1}),  # 10 % more programming noise
+        (YEAR, {"drift_scale": 1.2}),  # 20 % faster drift
+        (YEAR, {"read_noise_scale": 1.25}),  # 25 % more read noise
+    ],
+)
 def test_the_decile_comparison_sees_a_wrong_model(t, changed):
     """Negative control: the same comparison against a sampler with one constant changed must fail."""
     w = weights("uniform")
@@ -194,8 +206,11 @@ def pcm_draw(parts: list, t: float, seed: int, **options) -> list:
 def test_drift_compensation_restores_the_programmed_mean_abs_per_tensor():
     """Same seed, same normals: drift_scale = read_noise_scale = 0 gives W_p (programming noise only)."""
     rng = np.random.default_rng(3)
-    parts = [(rng.normal(size=(3, 3, 16, 32)) * 0.05).astype(np.float32),
-             rng.uniform(-2, 2, (64, 10)).astype(np.float32), (rng.normal(size=(300,)) * 0.5).astype(np.float32)]
+    parts = [
+        (rng.normal(size=(3, 3, 16, 32)) * 0.05).astype(np.float32),
+        rng.uniform(-2, 2, (64, 10)).astype(np.float32),
+        (rng.normal(size=(300,)) * 0.5).astype(np.float32),
+    ]
     programmed = pcm_draw(parts, YEAR, 9, drift_scale=0.0, read_noise_scale=0.0, drift_compensation=False)
     compensated = pcm_draw(parts, YEAR, 9)
     drifted = pcm_draw(parts, YEAR, 9, drift_compensation=False)
@@ -232,26 +247,34 @@ def test_model_table_and_defaults():
     pcm = nm.make("pcm", drift_scale=2.0)
     assert (pcm.name, pcm.level_name, pcm.level_unit, pcm.default_targets) == ("pcm", "t", "s", "kernels")
     assert pcm.default_levels == (1.0, 3600.0, 86400.0, 2592000.0, 31536000.0)
-    assert pcm.options == {"g_max": 25.0, "drift_compensation": True, "prog_noise_scale": 1.0,
-                           "read_noise_scale": 1.0, "drift_scale": 2.0}
+    assert pcm.options == {
+        "g_max": 25.0,
+        "drift_compensation": True,
+        "prog_noise_scale": 1.0,
+        "read_noise_scale": 1.0,
+        "drift_scale": 2.0,
+    }
 
 
 W_SMALL = np.ones((3, 4), np.float32)
 
 
-@pytest.mark.parametrize("call, words", [
-    (lambda: nm.make("gaussian"), ["'gaussian'", "additive, multiplicative, pcm"]),
-    (lambda: nm.make("additive", g_max=25.0), ["'g_max'", "additive", "allowed options: none"]),
-    (lambda: nm.make("pcm", gmax=25.0), ["'gmax'", "g_max, drift_compensation, prog_noise_scale"]),
-    (lambda: nm.make("pcm", drift_scale=-1.0), ["drift_scale", ">= 0", "-1.0"]),
-    (lambda: nm.make("pcm", read_noise_scale=float("nan")), ["read_noise_scale", "finite"]),
-    (lambda: nm.make("pcm", g_max=0.0), ["g_max", "> 0"]),
-    (lambda: nm.make("pcm", drift_compensation="yes"), ["drift_compensation", "true or false"]),
-    (lambda: nm.perturb(W_SMALL, "additive", -0.1, 0), ["eta", ">= 0", "-0.1"]),
-    (lambda: nm.perturb(W_SMALL, "multiplicative", float("inf"), 0), ["eta", "finite"]),
-    (lambda: nm.perturb(W_SMALL, "pcm", -1.0, 0), ["t", "seconds >= 0"]),
-    (lambda: nm.perturb(W_SMALL, "pcm", float("nan"), 0), ["t", "finite"]),
-])
+@pytest.mark.parametrize(
+    "call, words",
+    [
+        (lambda: nm.make("gaussian"), ["'gaussian'", "additive, multiplicative, pcm"]),
+        (lambda: nm.make("additive", g_max=25.0), ["'g_max'", "additive", "allowed options: none"]),
+        (lambda: nm.make("pcm", gmax=25.0), ["'gmax'", "g_max, drift_compensation, prog_noise_scale"]),
+        (lambda: nm.make("pcm", drift_scale=-1.0), ["drift_scale", ">= 0", "-1.0"]),
+        (lambda: nm.make("pcm", read_noise_scale=float("nan")), ["read_noise_scale", "finite"]),
+        (lambda: nm.make("pcm", g_max=0.0), ["g_max", "> 0"]),
+        (lambda: nm.make("pcm", drift_compensation="yes"), ["drift_compensation", "true or false"]),
+        (lambda: nm.perturb(W_SMALL, "additive", -0.1, 0), ["eta", ">= 0", "-0.1"]),
+        (lambda: nm.perturb(W_SMALL, "multiplicative", float("inf"), 0), ["eta", "finite"]),
+        (lambda: nm.perturb(W_SMALL, "pcm", -1.0, 0), ["t", "seconds >= 0"]),
+        (lambda: nm.perturb(W_SMALL, "pcm", float("nan"), 0), ["t", "finite"]),
+    ],
+)
 def test_bad_input_is_one_line_naming_what_is_allowed(call, words):
     with pytest.raises(LrnoiseError) as raised:
         call()
@@ -281,5 +304,20 @@ def test_pcm_runs_under_torch():
     env = {**os.environ, "KERAS_BACKEND": "torch"}
     proc = subprocess.run([sys.executable, "-c", TORCH_SCRIPT], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.split() == ["torch", "(3,", "3,", "4,", "5)", "float32", "True", "True",
-                                   "[(3,", "3,", "4,", "5),", "(4,", "5)]", "True"]
+    assert proc.stdout.split() == [
+        "torch",
+        "(3,",
+        "3,",
+        "4,",
+        "5)",
+        "float32",
+        "True",
+        "True",
+        "[(3,",
+        "3,",
+        "4,",
+        "5),",
+        "(4,",
+        "5)]",
+        "True",
+    ]

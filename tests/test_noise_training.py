@@ -1,4 +1,5 @@
 """Noise-injection training: the paper's weight noise in every training step, the update on the clean weights."""
+
 import subprocess
 import sys
 
@@ -10,8 +11,17 @@ from lrnoise import build, models, noise, noise_training
 from lrnoise.config import Execution, TrainConfig
 from lrnoise.errors import LrnoiseError
 
-CONFIG = TrainConfig(dataset="digits", model="resnet8", optimizer="sgd", lr=0.05, batch_size=64, epochs=1, seed=3,
-                     patience=0, train_noise=0.1)
+CONFIG = TrainConfig(
+    dataset="digits",
+    model="resnet8",
+    optimizer="sgd",
+    lr=0.05,
+    batch_size=64,
+    epochs=1,
+    seed=3,
+    patience=0,
+    train_noise=0.1,
+)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +81,7 @@ def test_a_noisy_step_is_the_plain_step_at_the_noisy_weights_applied_to_the_clea
 
 
 def test_train_noise_zero_is_the_models_own_step_bit_for_bit(ds):
-    x, y = ds.x_train[:128].astype("float32"), ds.y_train[:128]
+    x, y = ds.x_train[:64].astype("float32"), ds.y_train[:64]  # two steps
     plain = small_model(ds, "adam")
     plain.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)
     switched = small_model(ds, "adam")
@@ -80,19 +90,17 @@ def test_train_noise_zero_is_the_models_own_step_bit_for_bit(ds):
     assert "train_step" not in vars(switched)
     switched.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)
     for a, b in zip(plain.get_weights(), switched.get_weights()):
-        np.testing.assert_array_equal(a, b)
-    noisy = small_model(ds, "adam")
-    noise_training.configure(noisy, 0.05, seed=3)
-    noisy.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False)
-    assert any(not np.array_equal(a, b) for a, b in zip(plain.get_weights(), noisy.get_weights()))
+        np.testing.assert_array_equal(a, b)  # (that eta > 0 changes the step: the noisy-step test above)
 
 
 def test_train_noise_is_a_param_and_part_of_the_key_only_when_on():
     clean = TrainConfig()
     assert "train_noise" not in clean.params()  # every clean run keeps the params (and key) it always had
     noisy = TrainConfig(train_noise=0.05)
-    assert noisy.params()["train_noise"] == 0.05 and TrainConfig.from_params(
-        {k: str(v) for k, v in noisy.params().items()}) == noisy
+    assert (
+        noisy.params()["train_noise"] == 0.05
+        and TrainConfig.from_params({k: str(v) for k, v in noisy.params().items()}) == noisy
+    )
     assert TrainConfig.from_params({k: str(v) for k, v in clean.params().items()}) == clean
     assert "-tn0.05-" in noisy.run_name and "-tn" not in clean.run_name
 
@@ -104,9 +112,14 @@ def test_a_bad_train_noise_is_refused_in_one_line(eta):
 
 
 def test_the_cli_refuses_a_bad_train_noise_before_any_run(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "lrnoise.cli", "train", "--train-noise", "-0.1"],
-                          capture_output=True, text=True, cwd=tmp_path, timeout=300,
-                          env={**__import__("os").environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "lrnoise.cli", "train", "--train-noise", "-0.1"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+        env={**__import__("os").environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/m.db"},
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: train_noise must be an eta between 0")
     assert not (tmp_path / "mlruns").exists()

@@ -1,5 +1,7 @@
 """The report from a real tracking store filled with runs whose numbers the test chooses."""
+
 import os
+import re
 import subprocess
 import sys
 import time
@@ -9,20 +11,20 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-import re
-from scipy import stats
 from mlflow.entities import Metric, Param
 from nbclient import NotebookClient
 from PIL import Image
+from scipy import stats
 from typer.testing import CliRunner
 
-from conftest import ROOT, kill_server, new_store, start_server
 from lrnoise import claims_text, figures, noise, paper, report, results, tracking
 from lrnoise import server as tracking_server
 from lrnoise import stats as lrnoise_stats
 from lrnoise.cli import app
 from lrnoise.errors import LrnoiseError
 from lrnoise.noise import PAPER, NoiseConfig
+
+from conftest import ROOT, kill_server, new_store, start_server
 
 ETAS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4)
 # (dataset, model, optimizer, lr, seed, baseline, A^eta at each eta or None for "not evaluated")
@@ -40,19 +42,46 @@ RUNS = [
 ]
 
 
-def add_run(client, exp_id, dataset, model, optimizer, lr, seed, baseline, normalized, status="FINISHED",
-            config=PAPER, learned=True, batch_size=128, train_noise=0.0, metrics=None):
+def add_run(
+    client,
+    exp_id,
+    dataset,
+    model,
+    optimizer,
+    lr,
+    seed,
+    baseline,
+    normalized,
+    status="FINISHED",
+    config=PAPER,
+    learned=True,
+    batch_size=128,
+    train_noise=0.0,
+    metrics=None,
+):
     """A finished training run and, when `normalized` is given, a finished noise evaluation of it under
     `config` whose A^x are `normalized` (one per level of the configuration). `metrics`: more of the run's own."""
     run = client.create_run(exp_id, tags={tracking.KIND: "train", tracking.LEARNED: str(learned).lower()})
-    params = {"dataset": dataset, "model": model, "optimizer": optimizer, "lr": tracking.canonical(lr),
-              "batch_size": str(batch_size), "epochs": "100", "seed": str(seed), "init": "glorot_uniform",
-              "shortcut": "A", "patience": "10", **({"train_noise": tracking.canonical(train_noise)}
-                                                    if train_noise else {})}
+    params = {
+        "dataset": dataset,
+        "model": model,
+        "optimizer": optimizer,
+        "lr": tracking.canonical(lr),
+        "batch_size": str(batch_size),
+        "epochs": "100",
+        "seed": str(seed),
+        "init": "glorot_uniform",
+        "shortcut": "A",
+        "patience": "10",
+        **({"train_noise": tracking.canonical(train_noise)} if train_noise else {}),
+    }
     now = int(time.time() * 1000)
     logged = {tracking.BASELINE_ACCURACY: baseline, **(metrics or {})}
-    client.log_batch(run.info.run_id, metrics=[Metric(k, v, now, 0) for k, v in logged.items()],
-                     params=[Param(k, v) for k, v in params.items()])
+    client.log_batch(
+        run.info.run_id,
+        metrics=[Metric(k, v, now, 0) for k, v in logged.items()],
+        params=[Param(k, v) for k, v in params.items()],
+    )
     client.set_terminated(run.info.run_id, status)
     if normalized:
         add_eval(client, exp_id, run.info.run_id, config, normalized)
@@ -60,8 +89,13 @@ def add_run(client, exp_id, dataset, model, optimizer, lr, seed, baseline, norma
 
 
 def add_eval(client, exp_id, run_id, config, normalized):
-    tags = {tracking.KIND: "noise_eval", tracking.SOURCE_RUN_ID: run_id, tracking.NOISE_CONFIG: config.key,
-            tracking.NOISE_CONFIG_NAME: config.name, "mlflow.parentRunId": run_id}
+    tags = {
+        tracking.KIND: "noise_eval",
+        tracking.SOURCE_RUN_ID: run_id,
+        tracking.NOISE_CONFIG: config.key,
+        tracking.NOISE_CONFIG_NAME: config.name,
+        "mlflow.parentRunId": run_id,
+    }
     evaluation = client.create_run(exp_id, tags=tags)
     metrics = {tracking.AVG_NORMALIZED_ACCURACY: float(np.mean(normalized))}
     for level, value in zip(config.levels, normalized):
@@ -70,8 +104,11 @@ def add_eval(client, exp_id, run_id, config, normalized):
         metrics[tracking.level_metric("normalized_accuracy_ci95", config.level_name, label)] = 0.01
     params = tracking.noise_params({**config.measured(), **config.precision()})
     now = int(time.time() * 1000)
-    client.log_batch(evaluation.info.run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
-                     params=[Param(k, tracking.canonical(v)) for k, v in params.items()])
+    client.log_batch(
+        evaluation.info.run_id,
+        metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
+        params=[Param(k, tracking.canonical(v)) for k, v in params.items()],
+    )
     client.set_terminated(evaluation.info.run_id)
     return evaluation.info.run_id
 
@@ -90,8 +127,10 @@ def fill(experiment="lrnoise"):
 
 
 def expected_pivot(dataset, value_index):
-    frame = pd.DataFrame([r for r in RUNS if r[0] == dataset and r[2] == "adam"],
-                         columns=["dataset", "model", "optimizer", "lr", "seed", "baseline", "normalized"])
+    frame = pd.DataFrame(
+        [r for r in RUNS if r[0] == dataset and r[2] == "adam"],
+        columns=["dataset", "model", "optimizer", "lr", "seed", "baseline", "normalized"],
+    )
     if value_index == "baseline":
         frame["value"] = frame["baseline"]
     else:
@@ -115,6 +154,7 @@ def test_tables_equal_expected_pivots(store, tmp_path):
             want = expected_pivot(dataset, value)
             want = want.reindex(index=got.index, columns=got.columns)
             pd.testing.assert_frame_equal(got, want, check_names=False, check_exact=False, rtol=1e-12)
+
     def text(name):
         return re.sub(r" +", " ", (tmp_path / "out" / name).read_text())
 
@@ -128,10 +168,11 @@ def test_tables_equal_expected_pivots(store, tmp_path):
     avr = report.cells(built.runs, "avg_normalized_accuracy").set_index(["dataset", "optimizer", "model", "lr"])
     avr = avr.loc[("cifar10", "adam")]
     # one run: A_avr's CI over its draws (six levels, each +-0.01); several seeds: the t-interval over them
-    assert avr.loc[("resnet20", 0.0005), "ci95"] == pytest.approx(np.sqrt(6 * 0.01 ** 2) / 6)
+    assert avr.loc[("resnet20", 0.0005), "ci95"] == pytest.approx(np.sqrt(6 * 0.01**2) / 6)
     two = [np.mean(RUNS[1][6]), np.mean(RUNS[2][6])]
     assert avr.loc[("resnet20", 0.00075), "ci95"] == pytest.approx(
-        stats.t.ppf(0.975, 1) * np.std(two, ddof=1) / np.sqrt(2))
+        stats.t.ppf(0.975, 1) * np.std(two, ddof=1) / np.sqrt(2)
+    )
     assert r"\begin{tabular}" in (tmp_path / "out" / "table2_baseline_accuracy.tex").read_text()
     every = pd.read_csv(tmp_path / "out" / "runs.csv")
     assert len(every) == len(RUNS) and set(every["run_id"]) == set(ids)
@@ -143,8 +184,9 @@ def test_tables_equal_expected_pivots(store, tmp_path):
     assert optimizers.set_index("optimizer").loc["adam", "baseline_accuracy"] == pytest.approx(0.91)
 
     comparison = pd.read_csv(tmp_path / "out" / "paper_comparison.csv")
-    cell = comparison[(comparison["table"] == "II") & (comparison["model"] == "resnet20")
-                      & (comparison["lr"] == 0.00075)].iloc[0]
+    cell = comparison[
+        (comparison["table"] == "II") & (comparison["model"] == "resnet20") & (comparison["lr"] == 0.00075)
+    ].iloc[0]
     assert cell["paper"] == paper.BASELINE_ACCURACY[("cifar10", "resnet20", 0.00075)] == 0.9187
     assert cell["ours"] == pytest.approx(0.91) and cell["difference"] == pytest.approx(0.91 - 0.9187)
     sgd = comparison[(comparison["optimizer"] == "sgd") & (comparison["metric"] == "baseline_accuracy")].iloc[0]
@@ -158,16 +200,22 @@ def test_tables_equal_expected_pivots(store, tmp_path):
     version = mlflow.tracking.MlflowClient().get_model_version_by_alias("lrnoise-cifar10-resnet20", "noise-robust")
     assert version.run_id == ids[1]
 
-    for name in ("fig1_noise_curves_cifar10.png", "fig4_tradeoff_cifar10.png", "fig3_optimizers.png",
-                 "fig1_noise_curves_cifar100.png"):
+    for name in (
+        "fig1_noise_curves_cifar10.png",
+        "fig4_tradeoff_cifar10.png",
+        "fig3_optimizers.png",
+        "fig1_noise_curves_cifar100.png",
+    ):
         with Image.open(tmp_path / "out" / name) as image:
             assert image.format == "PNG" and image.width >= 500 and image.height >= 300
             assert len(set(image.convert("L").getdata())) > 20  # something was drawn
-    reports = mlflow.search_runs(experiment_names=["lrnoise"], filter_string=f"tags.`{tracking.KIND}` = 'report'",
-                                 output_format="list")
+    reports = mlflow.search_runs(
+        experiment_names=["lrnoise"], filter_string=f"tags.`{tracking.KIND}` = 'report'", output_format="list"
+    )
     assert len(reports) == 1
-    assert "table3_avg_normalized_accuracy.md" in [a.path for a in mlflow.tracking.MlflowClient().list_artifacts(
-        reports[0].info.run_id)]
+    assert "table3_avg_normalized_accuracy.md" in [
+        a.path for a in mlflow.tracking.MlflowClient().list_artifacts(reports[0].info.run_id)
+    ]
 
 
 def test_runs_beyond_one_search_page_are_all_counted(store, monkeypatch):
@@ -176,12 +224,16 @@ def test_runs_beyond_one_search_page_are_all_counted(store, monkeypatch):
     client = mlflow.tracking.MlflowClient()
     exp_id = tracking.ensure_experiment("big")
     for i in range(23):
-        add_run(client, exp_id, "digits", "resnet20", "adam", [0.001, 0.002][i % 2], i, 0.5 + (i % 7) / 100,
-                None)  # training runs only: the paging of that search is what is tested
+        add_run(
+            client, exp_id, "digits", "resnet20", "adam", [0.001, 0.002][i % 2], i, 0.5 + (i % 7) / 100, None
+        )  # training runs only: the paging of that search is what is tested
     pages = []
     search = client.search_runs
-    monkeypatch.setattr(mlflow.tracking.MlflowClient, "search_runs",
-                        lambda self, *a, **k: pages.append(k["max_results"]) or search(*a, **k))
+    monkeypatch.setattr(
+        mlflow.tracking.MlflowClient,
+        "search_runs",
+        lambda self, *a, **k: pages.append(k["max_results"]) or search(*a, **k),
+    )
     runs, _, _ = results.fetch("big")
     assert len(runs) == 23 and runs["run_id"].is_unique and pages[:3] == [10, 10, 10]
     table = report.cells(runs, tracking.BASELINE_ACCURACY)
@@ -198,8 +250,13 @@ def test_errors_one_line(store, tmp_path):
     result = cli("--experiment", "empty")
     assert result.exit_code == 2 and "no finished training runs" in result.output
     assert len(result.output.strip().splitlines()) == 1
-    proc = subprocess.run([sys.executable, "-m", "lrnoise.cli", "report"], capture_output=True, text=True,
-                          env={**os.environ, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lrnoise.cli", "report"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MLFLOW_TRACKING_URI": "http://127.0.0.1:9"},
+        timeout=300,
+    )
     assert proc.returncode == 2 and "unreachable" in proc.stderr.strip().splitlines()[-1]
     # its fail-fast HTTP settings ended with the command: a study started next from this process (a notebook) rides
     # out a server outage with MLflow's own retries (environment_unchanged checks the rest of the environment)
@@ -209,15 +266,25 @@ def test_errors_one_line(store, tmp_path):
 @pytest.mark.e2e
 def test_report_over_http_tracking_server(tmp_path, monkeypatch, migrated_store):
     port = tracking_server._free_port()
-    server = start_server(new_store(migrated_store, tmp_path / "server.db"), port, tmp_path,
-                          "--artifacts-destination", str(tmp_path / "artifacts"))
+    server = start_server(
+        new_store(migrated_store, tmp_path / "server.db"),
+        port,
+        tmp_path,
+        "--artifacts-destination",
+        str(tmp_path / "artifacts"),
+    )
     uri = f"http://127.0.0.1:{port}"
     try:
         monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
         mlflow.set_tracking_uri(uri)
         fill()
-        proc = subprocess.run([sys.executable, "-m", "lrnoise.cli", "report", "--out", str(tmp_path / "http")],
-                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        proc = subprocess.run(
+            [sys.executable, "-m", "lrnoise.cli", "report", "--out", str(tmp_path / "http")],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert "91.00% ±12.71 (n=2)" in (tmp_path / "http" / "table2_baseline_accuracy.md").read_text()
         claims = pd.read_csv(tmp_path / "http" / "claims.csv")  # the claims, from the server's runs
@@ -237,8 +304,9 @@ def test_notebook_runs_on_a_small_store(store, tmp_path):
     notebook = nbformat.read(ROOT / "notebooks" / "analysis.ipynb", as_version=4)
     os.environ["LRNOISE_EXPERIMENT"] = "lrnoise"
     try:
-        NotebookClient(notebook, timeout=300, kernel_name="python3",
-                       resources={"metadata": {"path": str(tmp_path)}}).execute()
+        NotebookClient(
+            notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+        ).execute()
     finally:
         del os.environ["LRNOISE_EXPERIMENT"]
     outputs = str([o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs])
@@ -262,8 +330,11 @@ def test_report_folder_is_replaced_whole_and_configurations_never_mix(store, tmp
     assert names[0] == "additive-eta10-30-e19068" or names[0].startswith("additive-eta10-30-")
     other = next(c for c in every.configs if not c.info.is_paper)
     assert other.runs["avg_normalized_accuracy"].dropna().tolist() == [pytest.approx(0.115)]
-    assert (tmp_path / "all" / other.info.name / "table3_avg_normalized_accuracy.md").read_text().startswith(
-        f"# Table III: average normalised accuracy A_avr ({other.info.name}")
+    assert (
+        (tmp_path / "all" / other.info.name / "table3_avg_normalized_accuracy.md")
+        .read_text()
+        .startswith(f"# Table III: average normalised accuracy A_avr ({other.info.name}")
+    )
     assert (tmp_path / "all" / "fig5_noise_models_cifar10.png").is_file()
     assert (tmp_path / "all" / "fig5_noise_models_cifar10.pdf").is_file()
     single = report.build("lrnoise", noise_config=other.info.name)
@@ -277,10 +348,17 @@ def claim_runs(seeds: int, slope: float = 0.02) -> pd.DataFrame:
     """One CIFAR10 cell (ResNet20, Adam) over the paper's six lrs: A_avr rising with lr by `slope` per lr step."""
     rng = np.random.default_rng(4)
     position = np.repeat(np.arange(len(paper.LRS)), seeds)
-    return pd.DataFrame({"dataset": "cifar10", "model": "resnet20", "optimizer": "adam",
-                         "lr": np.array(paper.LRS)[position], "seed": np.tile(np.arange(seeds), len(paper.LRS)),
-                         "baseline_accuracy": 0.9 + rng.normal(0, 0.002, len(position)),
-                         "avg_normalized_accuracy": 0.6 + slope * position + rng.normal(0, 0.005, len(position))})
+    return pd.DataFrame(
+        {
+            "dataset": "cifar10",
+            "model": "resnet20",
+            "optimizer": "adam",
+            "lr": np.array(paper.LRS)[position],
+            "seed": np.tile(np.arange(seeds), len(paper.LRS)),
+            "baseline_accuracy": 0.9 + rng.normal(0, 0.002, len(position)),
+            "avg_normalized_accuracy": 0.6 + slope * position + rng.normal(0, 0.005, len(position)),
+        }
+    )
 
 
 def test_claims_read_as_sentences_with_their_numbers():
@@ -288,11 +366,14 @@ def test_claims_read_as_sentences_with_their_numbers():
     lines = text.splitlines()
     assert "## cifar10 · resnet20 · adam" in lines
     avr = next(line for line in lines if line.startswith("- A_avr "))
-    assert re.fullmatch(r"- A_avr rises with lr: rho \+0\.\d\d \[\+0\.\d\d, \+\d\.\d\d\], 24 runs, 4 seeds per lr",
-                        avr), avr
+    assert re.fullmatch(
+        r"- A_avr rises with lr: rho \+0\.\d\d \[\+0\.\d\d, \+\d\.\d\d\], 24 runs, 4 seeds per lr", avr
+    ), avr
     assert any(re.match(r"- sweet spot lr [\d.]+, chosen in \d+% of resamples", line) for line in lines)
-    assert any(line.startswith("- the paper's Table III row: A_avr") and line.endswith("this cell does not agree")
-               for line in lines)  # the paper's CIFAR10 ResNet20 row does not rise with lr
+    assert any(
+        line.startswith("- the paper's Table III row: A_avr") and line.endswith("this cell does not agree")
+        for line in lines
+    )  # the paper's CIFAR10 ResNet20 row does not rise with lr
     assert "|" not in text  # sentences, not a 27-column table
 
 
@@ -314,10 +395,21 @@ def test_batch_size_and_train_noise_runs_give_the_mechanism_tests_and_figures(st
     rng = np.random.default_rng(12)
 
     def add(lr, batch_size, seed, avr, train_noise=0.0):
-        power = lr ** 2 / batch_size * np.exp(rng.normal(0, 0.05))
-        add_run(client, exp_id, "digits", "resnet20", "adam", lr, seed, 0.95 + rng.normal(0, 0.002),
-                [avr + rng.normal(0, 0.004)] * 6, batch_size=batch_size, train_noise=train_noise,
-                metrics={tracking.GRAD_NOISE_POWER_MEAN: power})
+        power = lr**2 / batch_size * np.exp(rng.normal(0, 0.05))
+        add_run(
+            client,
+            exp_id,
+            "digits",
+            "resnet20",
+            "adam",
+            lr,
+            seed,
+            0.95 + rng.normal(0, 0.002),
+            [avr + rng.normal(0, 0.004)] * 6,
+            batch_size=batch_size,
+            train_noise=train_noise,
+            metrics={tracking.GRAD_NOISE_POWER_MEAN: power},
+        )
 
     for lr in (0.0005, 0.001, 0.002):
         for batch_size in (16, 64):
@@ -346,8 +438,11 @@ def test_batch_size_and_train_noise_runs_give_the_mechanism_tests_and_figures(st
         assert (out / name).is_file(), name
     claims = (out / "claims.md").read_text()
     assert "## Eq. 2: does only lr^2 / B matter?" in claims and "## lr tuning vs noise-injection training" in claims
-    assert re.search(r"eq\. 2 on avg_normalized_accuracy: consistent with lr\^2/B: slope ratio b/a -0\.\d\d "
-                     r"\[-\d\.\d\d, -0\.\d\d\]", claims), claims
+    assert re.search(
+        r"eq\. 2 on avg_normalized_accuracy: consistent with lr\^2/B: slope ratio b/a -0\.\d\d "
+        r"\[-\d\.\d\d, -0\.\d\d\]",
+        claims,
+    ), claims
     assert "noise-injection training dominates: best A_avr within 1% of the best baseline" in claims
     assert "digits · resnet20 · adam · lr 0.00075 · B=64: A_avr rises with train_noise" in claims
     assert "eq. 2 on avg_normalized_accuracy: consistent" in report.summary_text(built)

@@ -1,4 +1,5 @@
 """lrnoise.stats on synthetic run tables whose truth is planted: trends, within-lr resampling, sweet spots, claims."""
+
 import math
 
 import numpy as np
@@ -16,8 +17,13 @@ SEEDS = 5
 def lr_table(slope: float, rng: np.random.Generator, seeds: int = SEEDS, sd: float = 0.01) -> pd.DataFrame:
     """6 lrs x `seeds` runs: value = 0.6 + slope * (lr's position 0..5) + N(0, sd)."""
     position = np.repeat(np.arange(len(LRS)), seeds)
-    return pd.DataFrame({"lr": LRS[position], "seed": np.tile(np.arange(seeds), len(LRS)),
-                         "value": 0.6 + slope * position + rng.normal(0, sd, len(position))})
+    return pd.DataFrame(
+        {
+            "lr": LRS[position],
+            "seed": np.tile(np.arange(seeds), len(LRS)),
+            "value": 0.6 + slope * position + rng.normal(0, sd, len(position)),
+        }
+    )
 
 
 # ---------------------------------------------------------------- one sample, Spearman
@@ -35,11 +41,14 @@ def test_mean_ci_drops_nan():
     assert math.isnan(stats.mean_ci([np.nan])[0])
 
 
-@pytest.mark.parametrize("x, y", [
-    ([1, 2, 2, 3, 4, 4, 4, 5], [3.0, 1.0, 1.0, 2.5, 7.0, 6.0, 6.0, 2.0]),  # ties on both sides
-    (np.repeat(LRS, 3), np.random.default_rng(3).integers(0, 4, 18)),  # the shape of a run table
-    ([0.1, 0.2, 0.3], [0.9, 0.5, 0.1]),  # exactly -1
-])
+@pytest.mark.parametrize(
+    "x, y",
+    [
+        ([1, 2, 2, 3, 4, 4, 4, 5], [3.0, 1.0, 1.0, 2.5, 7.0, 6.0, 6.0, 2.0]),  # ties on both sides
+        (np.repeat(LRS, 3), np.random.default_rng(3).integers(0, 4, 18)),  # the shape of a run table
+        ([0.1, 0.2, 0.3], [0.9, 0.5, 0.1]),  # exactly -1
+    ],
+)
 def test_spearman_equals_scipy_with_ties(x, y):
     assert stats.spearman(x, y) == pytest.approx(sps.spearmanr(x, y).statistic, abs=1e-12)
 
@@ -64,8 +73,9 @@ def test_trend_sees_no_trend_in_pure_noise():
     # 50 independent replicates (numpy's spawned streams) of A_avr independent of lr; a 95 % interval should
     # call "no clear trend" in about 47.5 of them. Measured: 47 of 50 (5.15 % false calls over 2000 replicates).
     streams = np.random.SeedSequence(2024).spawn(50)
-    verdicts = [stats.trend(lr_table(0.0, np.random.default_rng(s)), "value", seed=i)["verdict"]
-                for i, s in enumerate(streams)]
+    verdicts = [
+        stats.trend(lr_table(0.0, np.random.default_rng(s)), "value", seed=i)["verdict"] for i, s in enumerate(streams)
+    ]
     assert verdicts.count("no clear trend") >= 45
     assert set(verdicts) <= {"no clear trend", "falls with lr", "rises with lr"}
 
@@ -89,13 +99,16 @@ def test_trend_with_one_run_per_lr_gives_no_verdict():
     assert found["verdict"] == stats.TOO_FEW_SEEDS and found["rho"] == pytest.approx(-1.0)
 
 
-@pytest.mark.parametrize("call", [
-    lambda f: stats.trend(f, "value", n_boot=1999),
-    lambda f: stats.sweet_spot_shares(f, "value", "value", 0.01, n_boot=100),
-    lambda f: stats.association(f, "lr", "value", n_boot=0),
-    lambda f: stats.trend(f, "no_such_column"),
-    lambda f: stats.sweet_spot(f, "value", "value", -0.01),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda f: stats.trend(f, "value", n_boot=1999),
+        lambda f: stats.sweet_spot_shares(f, "value", "value", 0.01, n_boot=100),
+        lambda f: stats.association(f, "lr", "value", n_boot=0),
+        lambda f: stats.trend(f, "no_such_column"),
+        lambda f: stats.sweet_spot(f, "value", "value", -0.01),
+    ],
+)
 def test_bad_arguments_raise_lrnoise_error(call):
     with pytest.raises(LrnoiseError):
         call(lr_table(0.0, np.random.default_rng(0)))
@@ -128,9 +141,13 @@ def test_inflate_keeps_means_and_restores_the_sample_spread():
 def spot_table(rng: np.random.Generator, baselines, robusts, seeds: int = 4, sd: float = 0.003) -> pd.DataFrame:
     """Runs with per-lr mean baseline and mean A_avr as given (one entry per paper lr)."""
     position = np.repeat(np.arange(len(LRS)), seeds)
-    return pd.DataFrame({"lr": LRS[position],
-                         "baseline_accuracy": np.array(baselines)[position] + rng.normal(0, sd, len(position)),
-                         "avg_normalized_accuracy": np.array(robusts)[position] + rng.normal(0, sd, len(position))})
+    return pd.DataFrame(
+        {
+            "lr": LRS[position],
+            "baseline_accuracy": np.array(baselines)[position] + rng.normal(0, sd, len(position)),
+            "avg_normalized_accuracy": np.array(robusts)[position] + rng.normal(0, sd, len(position)),
+        }
+    )
 
 
 def test_a_clearly_best_lr_wins_nearly_every_resample():
@@ -144,8 +161,9 @@ def test_a_clearly_best_lr_wins_nearly_every_resample():
 @pytest.mark.parametrize("drop, winner", [(0.01, LRS[3]), (0.1, LRS[0])])
 def test_an_lr_too_far_below_the_best_baseline_never_wins(drop, winner):
     # lr 0.0005 has the best A_avr but a baseline 5 points below the best: out at a 1-point drop, in at 10
-    frame = spot_table(np.random.default_rng(5), [0.87, 0.92, 0.92, 0.92, 0.92, 0.92],
-                       [0.80, 0.60, 0.62, 0.70, 0.55, 0.50])
+    frame = spot_table(
+        np.random.default_rng(5), [0.87, 0.92, 0.92, 0.92, 0.92, 0.92], [0.80, 0.60, 0.62, 0.70, 0.55, 0.50]
+    )
     shares = stats.sweet_spot_shares(frame, "baseline_accuracy", "avg_normalized_accuracy", drop)
     assert stats.sweet_spot(frame, "baseline_accuracy", "avg_normalized_accuracy", drop) == winner
     assert max(shares, key=shares.get) == winner
@@ -191,13 +209,35 @@ CELLS = {
     ("cifar10", "resnet56", "adam"): None,  # only 2 lrs: no claim
 }
 CLAIM_COLUMNS = [
-    "dataset", "model", "optimizer", "batch_size", "train_noise", "n_runs", "n_lrs", "seeds_per_lr",
-    "avr_rho", "avr_ci_low", "avr_ci_high", "avr_verdict",
-    "baseline_rho", "baseline_ci_low", "baseline_ci_high", "baseline_verdict",
-    "sweet_spot_lr", "sweet_spot_share", "sweet_spot_shares",
-    "mechanism_rho", "mechanism_ci_low", "mechanism_ci_high", "mechanism_verdict",
-    "update_mechanism_rho", "update_mechanism_ci_low", "update_mechanism_ci_high", "update_mechanism_verdict",
-    "paper_avr_rho", "agrees_with_paper",
+    "dataset",
+    "model",
+    "optimizer",
+    "batch_size",
+    "train_noise",
+    "n_runs",
+    "n_lrs",
+    "seeds_per_lr",
+    "avr_rho",
+    "avr_ci_low",
+    "avr_ci_high",
+    "avr_verdict",
+    "baseline_rho",
+    "baseline_ci_low",
+    "baseline_ci_high",
+    "baseline_verdict",
+    "sweet_spot_lr",
+    "sweet_spot_share",
+    "sweet_spot_shares",
+    "mechanism_rho",
+    "mechanism_ci_low",
+    "mechanism_ci_high",
+    "mechanism_verdict",
+    "update_mechanism_rho",
+    "update_mechanism_ci_low",
+    "update_mechanism_ci_high",
+    "update_mechanism_verdict",
+    "paper_avr_rho",
+    "agrees_with_paper",
 ]
 
 
@@ -211,10 +251,19 @@ def runs() -> pd.DataFrame:
         for position in positions:
             for seed in range(3 if position == 4 else 4):
                 avr = 0.6 + (slope or 0.0) * position + rng.normal(0, 0.01)
-                rows.append({"dataset": dataset, "model": model, "optimizer": optimizer, "lr": LRS[position],
-                             "seed": seed, "baseline_accuracy": 0.9 + rng.normal(0, 0.002),
-                             "avg_normalized_accuracy": avr, "grad_noise_power_mean": 1 / avr + rng.normal(0, 0.01),
-                             "learned": True})
+                rows.append(
+                    {
+                        "dataset": dataset,
+                        "model": model,
+                        "optimizer": optimizer,
+                        "lr": LRS[position],
+                        "seed": seed,
+                        "baseline_accuracy": 0.9 + rng.normal(0, 0.002),
+                        "avg_normalized_accuracy": avr,
+                        "grad_noise_power_mean": 1 / avr + rng.normal(0, 0.01),
+                        "learned": True,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -231,20 +280,23 @@ def test_claims_columns_and_cells(runs):
     assert [float(lr) for lr, _ in pairs] == sorted(LRS)
     assert sum(float(share) for _, share in pairs) == pytest.approx(1.0, abs=0.01)
     assert dict((float(lr), float(s)) for lr, s in pairs)[row["sweet_spot_lr"]] == pytest.approx(
-        row["sweet_spot_share"], abs=1e-3)
+        row["sweet_spot_share"], abs=1e-3
+    )
     assert row["sweet_spot_lr"] == LRS[0]  # A_avr falls and every baseline is within 1 point
 
 
 def test_claims_needs_min_lrs(runs):
     assert len(stats.claims(runs, min_lrs=7)) == 0
     assert ("cifar10", "resnet56", "adam") in set(
-        map(tuple, stats.claims(runs, min_lrs=2)[["dataset", "model", "optimizer"]].values))
+        map(tuple, stats.claims(runs, min_lrs=2)[["dataset", "model", "optimizer"]].values)
+    )
 
 
 @pytest.mark.parametrize("learned, changes", [(False, False), ("false", False), (True, True)])
 def test_claims_excludes_runs_that_did_not_learn(runs, learned, changes):
-    broken = runs.iloc[[0]].assign(seed=99, baseline_accuracy=0.1, avg_normalized_accuracy=0.0,
-                                   grad_noise_power_mean=50.0, learned=learned)
+    broken = runs.iloc[[0]].assign(
+        seed=99, baseline_accuracy=0.1, avg_normalized_accuracy=0.0, grad_noise_power_mean=50.0, learned=learned
+    )
     with_broken = stats.claims(pd.concat([runs, broken], ignore_index=True).astype({"learned": object}))
     same = with_broken.equals(stats.claims(runs))
     assert same != changes
@@ -261,13 +313,16 @@ def test_claims_paper_rho_is_the_spearman_of_its_table_iii_row(runs, cell):
         assert got == pytest.approx(sps.spearmanr(paper.LRS, row).statistic)
 
 
-@pytest.mark.parametrize("cell, verdict, agrees", [
-    (("cifar10", "resnet20", "adam"), "falls with lr", "yes"),
-    (("cifar100", "resnet32", "adam"), "rises with lr", "no"),
-    (("cifar10", "resnet44", "adam"), "no clear trend", "no"),
-    (("cifar10", "resnet110", "adam"), "falls with lr", "—"),
-    (("cifar10", "resnet20", "sgd"), "falls with lr", "—"),
-])
+@pytest.mark.parametrize(
+    "cell, verdict, agrees",
+    [
+        (("cifar10", "resnet20", "adam"), "falls with lr", "yes"),
+        (("cifar100", "resnet32", "adam"), "rises with lr", "no"),
+        (("cifar10", "resnet44", "adam"), "no clear trend", "no"),
+        (("cifar10", "resnet110", "adam"), "falls with lr", "—"),
+        (("cifar10", "resnet20", "sgd"), "falls with lr", "—"),
+    ],
+)
 def test_claims_agrees_with_paper(runs, cell, verdict, agrees):
     row = stats.claims(runs).set_index(["dataset", "model", "optimizer"]).loc[cell]
     assert (row["avr_verdict"], row["agrees_with_paper"]) == (verdict, agrees)
@@ -279,11 +334,14 @@ def test_claims_without_paper_verdict_when_one_seed_per_lr(runs):
     assert (row["seeds_per_lr"], row["avr_verdict"], row["agrees_with_paper"]) == ("1", stats.TOO_FEW_SEEDS, "—")
 
 
-@pytest.mark.parametrize("grad, update, mechanism, update_mechanism", [
-    ("drop", "drop", "not measured", "not measured"),
-    ("keep", "empty", "negative", "not measured"),
-    ("keep", "copy", "negative", "negative"),
-])
+@pytest.mark.parametrize(
+    "grad, update, mechanism, update_mechanism",
+    [
+        ("drop", "drop", "not measured", "not measured"),
+        ("keep", "empty", "negative", "not measured"),
+        ("keep", "copy", "negative", "negative"),
+    ],
+)
 def test_claims_mechanism_columns(runs, grad, update, mechanism, update_mechanism):
     frame = runs.copy()
     if update == "empty":
@@ -306,9 +364,17 @@ def axis_table(axis: str, slope: float, rng, seeds: int = 4, levels=(16, 32, 64,
     rows = []
     for position, value in enumerate(levels):
         for seed in range(seeds):
-            row = {"dataset": "digits", "model": "resnet20", "optimizer": "adam", "lr": 0.001, "batch_size": 32,
-                   "train_noise": 0.0, "seed": seed, "baseline_accuracy": 0.9 + rng.normal(0, 0.002),
-                   "avg_normalized_accuracy": 0.6 + slope * position + rng.normal(0, 0.01)}
+            row = {
+                "dataset": "digits",
+                "model": "resnet20",
+                "optimizer": "adam",
+                "lr": 0.001,
+                "batch_size": 32,
+                "train_noise": 0.0,
+                "seed": seed,
+                "baseline_accuracy": 0.9 + rng.normal(0, 0.002),
+                "avg_normalized_accuracy": 0.6 + slope * position + rng.normal(0, 0.01),
+            }
             rows.append({**row, axis: value})
     return pd.DataFrame(rows)
 
@@ -325,8 +391,12 @@ def test_axis_claims_find_a_planted_trend_in_the_axis_words(axis, levels):
 def test_axis_claims_see_no_trend_in_pure_seed_noise():
     # like test_trend_sees_no_trend_in_pure_noise: 50 replicates, about 47.5 "no clear trend" expected
     streams = np.random.SeedSequence(77).spawn(50)
-    verdicts = [stats.axis_claims(axis_table("batch_size", 0.0, np.random.default_rng(s), seeds=5), "batch_size",
-                                  seed=i)["avr_verdict"].iloc[0] for i, s in enumerate(streams)]
+    verdicts = [
+        stats.axis_claims(axis_table("batch_size", 0.0, np.random.default_rng(s), seeds=5), "batch_size", seed=i)[
+            "avr_verdict"
+        ].iloc[0]
+        for i, s in enumerate(streams)
+    ]
     assert verdicts.count("no clear trend") >= 45
 
 
@@ -348,14 +418,24 @@ def eq2_table(effect: float, ratio: float, rng, seeds: int = 3, noise: float = 0
         for batch_size in (16, 64):
             for seed in range(seeds):
                 u = np.log(lr) + ratio * np.log(batch_size)
-                rows.append({"dataset": "digits", "model": "resnet20", "optimizer": "adam", "lr": lr,
-                             "batch_size": batch_size, "seed": seed, "baseline_accuracy": 0.9,
-                             "avg_normalized_accuracy": 0.7 + effect * u + rng.normal(0, noise)})
+                rows.append(
+                    {
+                        "dataset": "digits",
+                        "model": "resnet20",
+                        "optimizer": "adam",
+                        "lr": lr,
+                        "batch_size": batch_size,
+                        "seed": seed,
+                        "baseline_accuracy": 0.9,
+                        "avg_normalized_accuracy": 0.7 + effect * u + rng.normal(0, noise),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize("ratio, verdict", [(-0.5, stats.CONSISTENT), (0.5, stats.NOT_CONSISTENT),
-                                            (-2.0, stats.NOT_CONSISTENT)])
+@pytest.mark.parametrize(
+    "ratio, verdict", [(-0.5, stats.CONSISTENT), (0.5, stats.NOT_CONSISTENT), (-2.0, stats.NOT_CONSISTENT)]
+)
 def test_eq2_reads_the_planted_slope_ratio(ratio, verdict):
     found = stats.eq2_test(eq2_table(-0.05, ratio, np.random.default_rng(5), noise=0.005))
     assert list(found.columns) == stats.EQ2_COLUMNS and len(found) == 1
@@ -369,8 +449,10 @@ def test_eq2_reads_the_planted_slope_ratio(ratio, verdict):
 def test_eq2_on_pure_seed_noise_finds_no_effect_at_about_the_nominal_rate():
     # 200 replicates, 5 seeds per (lr, B): measured 13 of 200 (6.5 %) effects found (3 seeds: 8.7 % over 300)
     streams = np.random.SeedSequence(99).spawn(200)
-    verdicts = [stats.eq2_test(eq2_table(0.0, -0.5, np.random.default_rng(s), seeds=5), seed=i)["verdict"].iloc[0]
-                for i, s in enumerate(streams)]
+    verdicts = [
+        stats.eq2_test(eq2_table(0.0, -0.5, np.random.default_rng(s), seeds=5), seed=i)["verdict"].iloc[0]
+        for i, s in enumerate(streams)
+    ]
     assert verdicts.count(stats.NO_EFFECT) >= 184  # <= 8 % false effects
     assert set(verdicts) <= {stats.NO_EFFECT, stats.CONSISTENT, stats.NOT_CONSISTENT}
 
@@ -378,8 +460,10 @@ def test_eq2_on_pure_seed_noise_finds_no_effect_at_about_the_nominal_rate():
 def test_eq2_reads_a_measured_noise_power_on_a_log_scale_and_needs_seeds():
     rng = np.random.default_rng(6)
     frame = eq2_table(-0.05, -0.5, rng)
-    frame["grad_noise_power_mean"] = [lr ** 2 / b * np.exp(rng.normal(0, 0.05))  # eq. 2: lr^2 C / B
-                                      for lr, b in zip(frame["lr"], frame["batch_size"])]
+    frame["grad_noise_power_mean"] = [
+        lr**2 / b * np.exp(rng.normal(0, 0.05))  # eq. 2: lr^2 C / B
+        for lr, b in zip(frame["lr"], frame["batch_size"])
+    ]
     row = stats.eq2_test(frame, "grad_noise_power_mean", log_value=True).iloc[0]
     assert row["value"] == "log grad_noise_power_mean" and row["verdict"] == stats.CONSISTENT
     assert row["lr_slope"] == pytest.approx(2.0, abs=0.1) and row["b_slope"] == pytest.approx(-1.0, abs=0.1)
@@ -396,14 +480,25 @@ def frontier_table(rng, noise_gain: float, seeds: int = 3) -> pd.DataFrame:
     configs += [(0.00075, tn, 0.95, 0.65 + noise_gain * (i + 1)) for i, tn in enumerate((0.02, 0.05, 0.1))]
     for lr, tn, base, avr in configs:
         for seed in range(seeds):
-            rows.append({"dataset": "digits", "model": "resnet20", "optimizer": "adam", "lr": lr, "batch_size": 64,
-                         "train_noise": tn, "seed": seed, "baseline_accuracy": base + rng.normal(0, 0.002),
-                         "avg_normalized_accuracy": avr + rng.normal(0, 0.005)})
+            rows.append(
+                {
+                    "dataset": "digits",
+                    "model": "resnet20",
+                    "optimizer": "adam",
+                    "lr": lr,
+                    "batch_size": 64,
+                    "train_noise": tn,
+                    "seed": seed,
+                    "baseline_accuracy": base + rng.normal(0, 0.002),
+                    "avg_normalized_accuracy": avr + rng.normal(0, 0.005),
+                }
+            )
     return pd.DataFrame(rows)
 
 
-@pytest.mark.parametrize("gain, verdict", [(0.05, "noise-injection training dominates"),
-                                           (-0.05, "lr tuning dominates")])
+@pytest.mark.parametrize(
+    "gain, verdict", [(0.05, "noise-injection training dominates"), (-0.05, "lr tuning dominates")]
+)
 def test_frontier_names_the_method_that_buys_more_robustness(gain, verdict):
     found = stats.frontier(frontier_table(np.random.default_rng(8), gain))
     assert list(found.columns) == stats.FRONTIER_COLUMNS and len(found) == 1

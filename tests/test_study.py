@@ -1,4 +1,5 @@
 """The study: the grid as one resumable command; reuse, workers, Ray, its own tracking server, bad input."""
+
 import os
 import re
 import subprocess
@@ -9,16 +10,26 @@ import mlflow
 import pytest
 from typer.testing import CliRunner
 
-from conftest import ROOT, new_store, run_statuses, runs_of
 from lrnoise import executors, leases, paper, study, tracking
-from lrnoise.config import Execution, StudySpec
-from lrnoise.errors import LrnoiseError
 from lrnoise import server as tracking_server  # `server` is the fixture below
 from lrnoise.cli import app
+from lrnoise.config import Execution, StudySpec
+from lrnoise.errors import LrnoiseError
 from lrnoise.noise import NoiseConfig
 
-TINY = dict(preset="demo", models=("resnet8",), optimizers=("adam",), lrs=(0.001, 0.002), seeds=(0,), epochs=1,
-            trials=2, batch_size=128, noise=("additive",))  # ResNet8s: the study is tested, not depth
+from conftest import ROOT, new_store, run_statuses, runs_of
+
+TINY = dict(
+    preset="demo",
+    models=("resnet8",),
+    optimizers=("adam",),
+    lrs=(0.001, 0.002),
+    seeds=(0,),
+    epochs=1,
+    trials=2,
+    batch_size=128,
+    noise=("additive",),
+)  # ResNet8s: the study is tested, not depth
 QUICK = Execution(grad_noise_batches=0)  # nor the gradient-noise measurement
 
 
@@ -39,13 +50,30 @@ def test_plans():
     mechanism = study.plan(StudySpec("mechanism"))
     grid = {(j.train.optimizer, j.train.lr, j.train.batch_size, j.train.train_noise) for j in mechanism}
     assert len(mechanism) == 3 * len(grid) == 3 * (2 * 3 * 2 + 4)  # 3 seeds of each
-    assert {("adam", 0.0005, 8, 0.0), ("adam", 0.001, 32, 0.0), ("momentum", 0.001, 8, 0.0),
-            ("momentum", 0.002, 32, 0.0)} <= grid  # equal lr^2 / B along a diagonal, for both optimizers
+    assert {
+        ("adam", 0.0005, 8, 0.0),
+        ("adam", 0.001, 32, 0.0),
+        ("momentum", 0.001, 8, 0.0),
+        ("momentum", 0.002, 32, 0.0),
+    } <= grid  # equal lr^2 / B along a diagonal, for both optimizers
     assert {tn for _, lr, b, tn in grid if (lr, b) == (0.00075, 32)} == {0.0, 0.02, 0.05, 0.1}
-    swept = study.plan(StudySpec("demo", models=("resnet20",), optimizers=("adam",), lrs=(0.001,), seeds=(0,),
-                                       batch_sizes=(16, 128), train_noises=(0.0, 0.05)))
-    assert [(j.train.batch_size, j.train.train_noise) for j in swept] == [(16, 0.0), (16, 0.05), (128, 0.0),
-                                                                          (128, 0.05)]
+    swept = study.plan(
+        StudySpec(
+            "demo",
+            models=("resnet20",),
+            optimizers=("adam",),
+            lrs=(0.001,),
+            seeds=(0,),
+            batch_sizes=(16, 128),
+            train_noises=(0.0, 0.05),
+        )
+    )
+    assert [(j.train.batch_size, j.train.train_noise) for j in swept] == [
+        (16, 0.0),
+        (16, 0.05),
+        (128, 0.0),
+        (128, 0.05),
+    ]
     assert len({tracking.config_key(j.train.params()) for j in swept}) == 4  # each its own configuration
     assert "train_noise" not in swept[0].train.params()  # a clean training keeps the key it always had
     with pytest.raises(LrnoiseError, match="--batch-size or --batch-sizes"):
@@ -56,11 +84,22 @@ def test_plans():
 
 def test_study_params_name_the_grid():
     assert study.study_params(StudySpec("demo")) == {
-        "preset": "demo", "datasets": "preset", "models": "preset", "optimizers": "preset", "lrs": "preset",
-        "batch_sizes": "preset", "train_noises": "preset", "seeds": "preset", "epochs": "10",
-        "noise": "additive-paper,pcm-1s-1y", "etas": "preset", "times": "preset", "trials": "5", "patience": "4"}
-    spec = StudySpec("paper", lrs=(0.001, 0.002), seeds=(0, 1), noise=("pcm",), times=(1.0, 60.0),
-                           trials="auto")
+        "preset": "demo",
+        "datasets": "preset",
+        "models": "preset",
+        "optimizers": "preset",
+        "lrs": "preset",
+        "batch_sizes": "preset",
+        "train_noises": "preset",
+        "seeds": "preset",
+        "epochs": "10",
+        "noise": "additive-paper,pcm-1s-1y",
+        "etas": "preset",
+        "times": "preset",
+        "trials": "5",
+        "patience": "4",
+    }
+    spec = StudySpec("paper", lrs=(0.001, 0.002), seeds=(0, 1), noise=("pcm",), times=(1.0, 60.0), trials="auto")
     params = study.study_params(spec)
     assert params["lrs"] == "0.001,0.002" and params["seeds"] == "0,1" and params["trials"] == "auto"
     assert params["noise"] == NoiseConfig("pcm", levels=(1.0, 60.0)).name
@@ -88,7 +127,8 @@ def test_workers_keep_to_their_trace_group():
     lone = study.plan(StudySpec("demo", models=("resnet20",), optimizers=("adam",)))
     first = executors.next_job(lone, None, set())
     assert executors.next_job(lone, None, {executors.trace_group(first)}) in study.plan(
-        StudySpec("demo", models=("resnet20",), optimizers=("adam",)))
+        StudySpec("demo", models=("resnet20",), optimizers=("adam",))
+    )
 
 
 def test_the_dispatcher_stakes_each_slots_next_configuration(store):
@@ -139,11 +179,39 @@ def test_cpu_workers_share_the_cores(monkeypatch):
 
 @pytest.mark.e2e
 def test_mlflow_run_study_then_second_invocation_trains_nothing(store):
-    cmd = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "study", "--env-manager", "local",
-           "--experiment-name", "lrnoise", "-P", "models=resnet8", "-P", "grad_noise_batches=0",
-           "-P", "optimizers=adam", "-P", "lrs=0.001,0.002", "-P", "workers=1",
-           "-P", "seeds=0", "-P", "epochs=1", "-P", "trials=2", "-P", "noise=additive,pcm",
-           "-P", f"report_dir={os.getcwd()}/reports/lrnoise"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "run",
+        str(ROOT),
+        "-e",
+        "study",
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        "lrnoise",
+        "-P",
+        "models=resnet8",
+        "-P",
+        "grad_noise_batches=0",
+        "-P",
+        "optimizers=adam",
+        "-P",
+        "lrs=0.001,0.002",
+        "-P",
+        "workers=1",
+        "-P",
+        "seeds=0",
+        "-P",
+        "epochs=1",
+        "-P",
+        "trials=2",
+        "-P",
+        "noise=additive,pcm",
+        "-P",
+        f"report_dir={os.getcwd()}/reports/lrnoise",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Table II" in proc.stdout and "fig1_noise_curves_digits.png" in proc.stdout
@@ -161,8 +229,12 @@ def test_mlflow_run_study_then_second_invocation_trains_nothing(store):
     assert "View run" not in proc.stdout and "View experiment" not in proc.stdout, proc.stdout[-2000:]
     assert len([line for line in proc.stdout.splitlines() if re.match(r"\[study\] \d+/2 done", line)]) == 2
 
-    outcomes, _ = study.run_study(StudySpec(**{**TINY, "batch_size": None, "noise": ("additive", "pcm")}),
-                                  workers=1, report=False, execution=QUICK)
+    outcomes, _ = study.run_study(
+        StudySpec(**{**TINY, "batch_size": None, "noise": ("additive", "pcm")}),
+        workers=1,
+        report=False,
+        execution=QUICK,
+    )
     assert [o.trained for o in outcomes] == ["reused", "reused"] and [o.evaluated for o in outcomes] == ["reused"] * 2
     assert len(runs_of("train")) == 2 and len(runs_of("noise_eval")) == 4
 
@@ -179,21 +251,24 @@ def test_two_workers_through_a_tracking_server_lose_no_run(store):
     assert set(run_statuses().values()) == {"FINISHED"}
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--preset", "huge"], "unknown preset 'huge'"),
-    (["--datasets", "mnist"], "unknown dataset 'mnist'"),
-    (["--models", "resnet18"], "unknown model 'resnet18'"),
-    (["--optimizers", "rmsprop"], "unknown optimizer 'rmsprop'"),
-    (["--lrs", "0.1,fast"], "--lrs must be a comma-separated list"),
-    (["--lrs", "-1"], "lr must be > 0"),
-    (["--etas", "0.1,-0.2"], "level eta must be a finite number >= 0"),
-    (["--noise", "additive,thermal"], "unknown noise 'thermal'"),
-    (["--times", "-1"], "level t must be a finite number"),
-    (["--executor", "slurm"], "unknown executor"),
-    (["--executor", "ray", "--ray-address", "auto"], "need a tracking server they can reach"),
-    (["--workers", "two"], "--workers must be a whole number"),
-    (["--workers", "0"], "workers must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--preset", "huge"], "unknown preset 'huge'"),
+        (["--datasets", "mnist"], "unknown dataset 'mnist'"),
+        (["--models", "resnet18"], "unknown model 'resnet18'"),
+        (["--optimizers", "rmsprop"], "unknown optimizer 'rmsprop'"),
+        (["--lrs", "0.1,fast"], "--lrs must be a comma-separated list"),
+        (["--lrs", "-1"], "lr must be > 0"),
+        (["--etas", "0.1,-0.2"], "level eta must be a finite number >= 0"),
+        (["--noise", "additive,thermal"], "unknown noise 'thermal'"),
+        (["--times", "-1"], "level t must be a finite number"),
+        (["--executor", "slurm"], "unknown executor"),
+        (["--executor", "ray", "--ray-address", "auto"], "need a tracking server they can reach"),
+        (["--workers", "two"], "--workers must be a whole number"),
+        (["--workers", "0"], "workers must be >= 1"),
+    ],
+)
 def test_bad_input_before_anything_runs(store, args, message):
     result = CliRunner().invoke(app, ["study", *args])
     lines = result.output.strip().splitlines()
@@ -211,11 +286,30 @@ def test_a_failed_configuration_does_not_stop_the_grid(store, monkeypatch):
         return real(config, **kwargs)
 
     monkeypatch.setattr(executors, "train", flaky)
-    result = CliRunner().invoke(app, ["study", "--models", "resnet8", "--grad-noise-batches", "0",
-                                      "--optimizers", "adam", "--lrs",
-                                      "0.001,0.002", "--seeds", "0", "--epochs", "1", "--trials", "1",
-                                      "--batch-size", "128",
-                                      "--workers", "1"])  # in this process: the monkeypatch holds
+    result = CliRunner().invoke(
+        app,
+        [
+            "study",
+            "--models",
+            "resnet8",
+            "--grad-noise-batches",
+            "0",
+            "--optimizers",
+            "adam",
+            "--lrs",
+            "0.001,0.002",
+            "--seeds",
+            "0",
+            "--epochs",
+            "1",
+            "--trials",
+            "1",
+            "--batch-size",
+            "128",
+            "--workers",
+            "1",
+        ],
+    )  # in this process: the monkeypatch holds
     assert result.exit_code == 1
     assert "failed: digits/resnet8/adam/lr=0.002/B=128/seed=0: RuntimeError: disk full" in result.output
     assert len([r for r in runs_of("train") if r.info.status == "FINISHED"]) == 1
@@ -229,6 +323,7 @@ def test_the_study_server_is_gunicorn_without_the_job_runner(tmp_path, monkeypat
     """server.serve: gunicorn (MLflow's default uvicorn took ~48 ms a kept-alive request here, gunicorn ~3 ms:
     benchmarks/server_latency.py) and no GenAI job runner processes (huey consumers)."""
     import pathlib
+
     import requests
 
     def job_runners():
@@ -266,6 +361,7 @@ def test_the_study_server_is_gunicorn_without_the_job_runner(tmp_path, monkeypat
 @pytest.mark.e2e
 def test_a_tracking_server_that_cannot_start_is_one_line(tmp_path):
     import socket
+
     with socket.socket() as taken:  # port taken
         taken.bind(("127.0.0.1", 0))
         taken.listen()

@@ -1,5 +1,6 @@
 """Studies that must not lose or duplicate a run: several at once (claims, leases), a study killed and started
 again, a tracking server that goes away and comes back."""
+
 import os
 import signal
 import subprocess
@@ -9,8 +10,10 @@ import time
 import mlflow
 import pytest
 
+from lrnoise import server as tracking_server  # `server` is the fixture below
+from lrnoise import tracking
+
 from conftest import kill_server, new_store, run_statuses, runs_of, start_server
-from lrnoise import server as tracking_server, tracking  # `server` is the fixture below
 
 
 # ---------------------------------------------------------------- two studies at once (leases and claims)
@@ -29,9 +32,34 @@ def server(tmp_path, monkeypatch, migrated_store):
 def _study_cmd(lrs, *extra):
     """A small study in its own process: ResNet8s without the gradient-noise measurement (what is tested is who
     runs which configuration, not training)."""
-    return [sys.executable, "-m", "lrnoise.cli", "study", "--models", "resnet8", "--optimizers", "adam", "--lrs", lrs,
-            "--seeds", "0", "--trials", "1", "--etas", "0.1", "--noise", "additive", "--batch-size", "128",
-            "--grad-noise-batches", "0", "--no-report", "--workers", "1", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "lrnoise.cli",
+        "study",
+        "--models",
+        "resnet8",
+        "--optimizers",
+        "adam",
+        "--lrs",
+        lrs,
+        "--seeds",
+        "0",
+        "--trials",
+        "1",
+        "--etas",
+        "0.1",
+        "--noise",
+        "additive",
+        "--batch-size",
+        "128",
+        "--grad-noise-batches",
+        "0",
+        "--no-report",
+        "--workers",
+        "1",
+        *extra,
+    ]
 
 
 def _one_finished_of_each(lrs):
@@ -46,8 +74,12 @@ def _one_finished_of_each(lrs):
 def test_two_studies_at_once_train_each_configuration_once(server, tmp_path):
     # two grids started at the same moment, the second the first and one more: both start on the same
     # configuration, share every one of the first grid's, and the second has one of its own
-    procs = [subprocess.Popen(_study_cmd(lrs, "--epochs", "2"), stdout=open(tmp_path / f"log{i}", "w"),
-                              stderr=subprocess.STDOUT) for i, lrs in enumerate(("0.001,0.002", "0.001,0.002,0.003"))]
+    procs = [
+        subprocess.Popen(
+            _study_cmd(lrs, "--epochs", "2"), stdout=open(tmp_path / f"log{i}", "w"), stderr=subprocess.STDOUT
+        )
+        for i, lrs in enumerate(("0.001,0.002", "0.001,0.002,0.003"))
+    ]
     codes = [p.wait(timeout=900) for p in procs]
     assert codes == [0, 0], [open(tmp_path / f"log{i}").read()[-2000:] for i in range(2)]
     _one_finished_of_each([0.001, 0.002, 0.003])
@@ -87,8 +119,9 @@ def test_a_study_killed_on_this_host_is_resumed_at_once_by_the_next(store, tmp_p
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     assert mlflow.get_run(killed).info.status == "RUNNING"  # what the kill left behind
-    second = subprocess.run(TAKEOVER, stdout=open(tmp_path / "second", "w"), stderr=subprocess.STDOUT,
-                            timeout=600)  # a wait for the lease would last an hour
+    second = subprocess.run(
+        TAKEOVER, stdout=open(tmp_path / "second", "w"), stderr=subprocess.STDOUT, timeout=600
+    )  # a wait for the lease would last an hour
     log = open(tmp_path / "second").read()
     assert second.returncode == 0, log[-3000:]
     assert "held by another live study" not in log and "train resumed" in log
@@ -107,8 +140,9 @@ TAKEOVER = _study_cmd("0.001", "--epochs", str(EPOCHS), "--patience", "0", "--le
 def _first_study_mid_training(tmp_path) -> tuple[subprocess.Popen, str]:
     """TAKEOVER's study started in a process group of its own (log: tmp_path / "first"), returned once its
     training run has logged an epoch: (the process, the training run's id)."""
-    first = subprocess.Popen(TAKEOVER, stdout=open(tmp_path / "first", "w"), stderr=subprocess.STDOUT,
-                             start_new_session=True)
+    first = subprocess.Popen(
+        TAKEOVER, stdout=open(tmp_path / "first", "w"), stderr=subprocess.STDOUT, start_new_session=True
+    )
     return first, _training_after_an_epoch(tmp_path / "first")
 
 
@@ -134,15 +168,21 @@ def test_study_survives_a_tracking_server_restart(tmp_path, monkeypatch, migrate
     mlflow.set_tracking_uri(uri)
     server = start_server(store, port, tmp_path)
     try:
-        study_proc = subprocess.Popen(_study_cmd("0.001,0.002", "--epochs", "10", "--patience", "0"),
-                                      stdout=open(tmp_path / "log", "w"), stderr=subprocess.STDOUT,
-                                      env={**os.environ, "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"})  # retry sooner
+        study_proc = subprocess.Popen(
+            _study_cmd("0.001,0.002", "--epochs", "10", "--patience", "0"),
+            stdout=open(tmp_path / "log", "w"),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"},
+        )  # retry sooner
         client = mlflow.tracking.MlflowClient()
         deadline = time.time() + 300
         while time.time() < deadline and study_proc.poll() is None:  # mid-training: an epoch logged
             time.sleep(0.5)
-            running = [r for r in runs_of("train") if r.info.status == "RUNNING"] \
-                if mlflow.get_experiment_by_name("lrnoise") else []
+            running = (
+                [r for r in runs_of("train") if r.info.status == "RUNNING"]
+                if mlflow.get_experiment_by_name("lrnoise")
+                else []
+            )
             if running and client.get_metric_history(running[0].info.run_id, "loss"):
                 break
         assert study_proc.poll() is None, open(tmp_path / "log").read()[-3000:]  # still training

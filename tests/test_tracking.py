@@ -1,25 +1,37 @@
 """tracking.py's pure helpers: how values are compared and keyed, how names are made, the one reuse rule."""
+
 import os
 
 import mlflow
 import numpy as np
 import pytest
 
-from conftest import run_statuses
 from lrnoise import leases, noise, tracking
 
+from conftest import run_statuses
 
-@pytest.mark.parametrize("a, b, same", [
-    ("1e-3", "0.001", True), ("'0.1, 0.2'", "0.1,0.2", True), ("0.1,0.2", "0.1,0.3", False),
-    ("0.1,0.2", "0.1", False), ("adam", "adam", True), ("adam", "sgd", False), ("A", "'A'", True),
-    ("1", "1.0", True), ("'unbalanced", "'unbalanced", True),
-])
+
+@pytest.mark.parametrize(
+    "a, b, same",
+    [
+        ("1e-3", "0.001", True),
+        ("'0.1, 0.2'", "0.1,0.2", True),
+        ("0.1,0.2", "0.1,0.3", False),
+        ("0.1,0.2", "0.1", False),
+        ("adam", "adam", True),
+        ("adam", "sgd", False),
+        ("A", "'A'", True),
+        ("1", "1.0", True),
+        ("'unbalanced", "'unbalanced", True),
+    ],
+)
 def test_same_value_reads_mlflow_run_spellings(a, b, same):
     assert tracking._same_value(a, b) is same
 
 
-@pytest.mark.parametrize("text, unquoted", [("'0.1, 0.2'", "0.1, 0.2"), ("plain", "plain"), ("a b", "a b"),
-                                            ("'open", "'open")])
+@pytest.mark.parametrize(
+    "text, unquoted", [("'0.1, 0.2'", "0.1, 0.2"), ("plain", "plain"), ("a b", "a b"), ("'open", "'open")]
+)
 def test_unquote(text, unquoted):
     assert tracking._unquote(text) == unquoted
 
@@ -31,13 +43,25 @@ def test_config_key_is_canonical():
     assert tracking.canonical(0.00075) == "0.00075" and tracking.canonical([1, 2.5]) == "1,2.5"
 
 
-@pytest.mark.parametrize("level_name, level, label", [
-    ("eta", 0.1, "10"), ("eta", 0.025, "2.5"), ("eta", 0.01, "1"), ("t", 1.0, "1s"), ("t", 3600.0, "1h"),
-    ("t", 86400.0, "1d"), ("t", 2592000.0, "30d"), ("t", 31536000.0, "1y"), ("t", 90.0, "90s"), ("t", 0.0, "0s"),
-])
+@pytest.mark.parametrize(
+    "level_name, level, label",
+    [
+        ("eta", 0.1, "10"),
+        ("eta", 0.025, "2.5"),
+        ("eta", 0.01, "1"),
+        ("t", 1.0, "1s"),
+        ("t", 3600.0, "1h"),
+        ("t", 86400.0, "1d"),
+        ("t", 2592000.0, "30d"),
+        ("t", 31536000.0, "1y"),
+        ("t", 90.0, "90s"),
+        ("t", 0.0, "0s"),
+    ],
+)
 def test_level_labels_and_metric_names(level_name, level, label):
     assert noise.level_label(level_name, level) == label
-    assert tracking.level_metric("normalized_accuracy", level_name, label) == f"normalized_accuracy_{level_name}_{label}"
+    metric = tracking.level_metric("normalized_accuracy", level_name, label)
+    assert metric == f"normalized_accuracy_{level_name}_{label}"
 
 
 def test_summary_prefix_keeps_the_papers_names():
@@ -61,6 +85,7 @@ def test_existing_run_is_the_one_reuse_rule(store):
         return run.info.run_id
 
     import time
+
     dead_old, dead_new = make("RUNNING", heartbeat=0), make("KILLED")
     found = leases.existing_run(exp, "train", "k")
     assert (found.finished, found.resume, found.live) == (None, dead_new, None)  # resume the newest
@@ -103,8 +128,10 @@ def test_ensure_experiment_survives_another_study_tagging_it_at_the_same_moment(
         calls.append(key)
         if len(calls) == 1:
             real_tag(self, exp_id, key, value)  # the other study's insert lands first ...
-            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: experiment_tags.key, "
-                                  "experiment_tags.experiment_id", error_code=BAD_REQUEST)  # ... ours collides
+            raise MlflowException(
+                "(sqlite3.IntegrityError) UNIQUE constraint failed: experiment_tags.key, experiment_tags.experiment_id",
+                error_code=BAD_REQUEST,
+            )  # ... ours collides
         return real_tag(self, exp_id, key, value)
 
     monkeypatch.setattr(MlflowClient, "set_experiment_tag", raced)
@@ -155,13 +182,17 @@ def test_a_datasets_digest_reads_every_value():
 def test_a_run_shows_its_data_as_dataset_inputs(store):
     x, y = np.arange(2 * 8 * 8).reshape(2, 8, 8, 1).astype(np.uint8), np.array([3, 4])
     with mlflow.start_run() as run:
-        tracking.log_datasets("digits", "sklearn.datasets.load_digits", {tracking.TRAIN_SPLIT: (x, y),
-                                                                         tracking.TEST_SPLIT: (x[:1], y[:1])})
+        tracking.log_datasets(
+            "digits",
+            "sklearn.datasets.load_digits",
+            {tracking.TRAIN_SPLIT: (x, y), tracking.TEST_SPLIT: (x[:1], y[:1])},
+        )
     inputs = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
-    seen = {(i.dataset.name, i.dataset.digest, {t.key: t.value for t in i.tags}["mlflow.data.context"])
-            for i in inputs}
-    assert seen == {("digits", tracking.dataset_digest(x, y), "train"),
-                    ("digits", tracking.dataset_digest(x[:1], y[:1]), "test")}
+    seen = {(i.dataset.name, i.dataset.digest, {t.key: t.value for t in i.tags}["mlflow.data.context"]) for i in inputs}
+    assert seen == {
+        ("digits", tracking.dataset_digest(x, y), "train"),
+        ("digits", tracking.dataset_digest(x[:1], y[:1]), "test"),
+    }
     assert all("load_digits" in i.dataset.source for i in inputs)
 
 
@@ -170,6 +201,7 @@ def test_two_workers_logging_the_same_dataset_at_once_lose_no_run(store, monkeyp
     same split at once gets UNIQUE constraint failed (seen with two study workers on one server). Its inputs
     are logged again, and the dataset the winner created is reused."""
     from mlflow.exceptions import MlflowException
+
     x, y = np.zeros((2, 8, 8, 1), np.uint8), np.array([1, 2])
     with mlflow.start_run():  # the winner
         tracking.log_datasets("digits", "src", {tracking.TEST_SPLIT: (x, y)})
@@ -178,8 +210,10 @@ def test_two_workers_logging_the_same_dataset_at_once_lose_no_run(store, monkeyp
     def racing(**kwargs):
         calls.append(kwargs)
         if len(calls) == 1:
-            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, "
-                                  "datasets.name, datasets.digest")
+            raise MlflowException(
+                "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, "
+                "datasets.name, datasets.digest"
+            )
         return real(**kwargs)
 
     monkeypatch.setattr(mlflow, "log_inputs", racing)
@@ -187,7 +221,8 @@ def test_two_workers_logging_the_same_dataset_at_once_lose_no_run(store, monkeyp
         tracking.log_datasets("digits", "src", {tracking.TEST_SPLIT: (x, y)})
     assert len(calls) == 2
     assert [i.dataset.digest for i in mlflow.get_run(loser.info.run_id).inputs.dataset_inputs] == [
-        tracking.dataset_digest(x, y)]
+        tracking.dataset_digest(x, y)
+    ]
     calls.clear()
     monkeypatch.setattr(mlflow, "log_inputs", lambda **kw: (_ for _ in ()).throw(MlflowException("refused")))
     with pytest.raises(MlflowException, match="refused"), mlflow.start_run():  # any other error is not retried
@@ -198,6 +233,7 @@ def test_a_commands_environment_and_log_levels_end_with_it(monkeypatch):
     """What one command sets for itself (fail-fast HTTP, quiet loggers) is gone after it; a user's own setting of
     the same variable is kept throughout."""
     import logging
+
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "99")
     with tracking.fail_fast_http():

@@ -1,4 +1,5 @@
 """Training tracked in MLflow: params, metrics, model + registry, resume, determinism, bad input."""
+
 import json
 import subprocess
 import sys
@@ -9,11 +10,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import ROOT, run_statuses
 from lrnoise import data, tracking
 from lrnoise.cli import app
 from lrnoise.config import Execution, TrainConfig
 from lrnoise.train import train
+
+from conftest import ROOT, run_statuses
 
 CONFIG = TrainConfig(dataset="digits", model="resnet8", lr=0.002, epochs=2, batch_size=64, seed=3, patience=0)
 
@@ -31,8 +33,10 @@ class Interrupt(keras.callbacks.Callback):
 
 
 def history(run_id, metric):
-    return [(m.step, m.value) for m in sorted(mlflow.tracking.MlflowClient().get_metric_history(run_id, metric),
-                                              key=lambda m: m.step)]
+    return [
+        (m.step, m.value)
+        for m in sorted(mlflow.tracking.MlflowClient().get_metric_history(run_id, metric), key=lambda m: m.step)
+    ]
 
 
 def weights(model_uri):
@@ -44,17 +48,31 @@ def test_train_logs_params_metrics_model_and_registry(store):
     result = train(CONFIG)
     run = mlflow.get_run(result.run_id)
     assert run.info.status == "FINISHED"
-    assert run.data.params == {"dataset": "digits", "model": "resnet8", "optimizer": "adam", "lr": "0.002",
-                               "batch_size": "64", "epochs": "2", "seed": "3", "init": "glorot_uniform",
-                               "shortcut": "A", "patience": "0",  # the configuration
-                               "mixed_precision": "none", "jit_compile": "None", "steps_per_execution": "1",
-                               "grad_noise_batches": "8", "checkpoint_every": "60.0"}  # how it ran and measured
+    assert run.data.params == {
+        "dataset": "digits",
+        "model": "resnet8",
+        "optimizer": "adam",
+        "lr": "0.002",
+        "batch_size": "64",
+        "epochs": "2",
+        "seed": "3",
+        "init": "glorot_uniform",
+        "shortcut": "A",
+        "patience": "0",  # the configuration
+        "mixed_precision": "none",
+        "jit_compile": "None",
+        "steps_per_execution": "1",
+        "grad_noise_batches": "8",
+        "checkpoint_every": "60.0",
+    }  # how it ran and measured
     client = mlflow.tracking.MlflowClient()
     for name in (*tracking.EPOCH_METRICS, "grad_noise_c", "grad_noise_power", "update_noise_power"):
         assert [m.step for m in client.get_metric_history(result.run_id, name)] == [1, 2]
     # an epoch's metrics and its gradient noise went to the store in one write (one timestamp per epoch)
-    written = {name: [m.timestamp for m in client.get_metric_history(result.run_id, name)]
-               for name in (*tracking.EPOCH_METRICS, "grad_noise_power")}
+    written = {
+        name: [m.timestamp for m in client.get_metric_history(result.run_id, name)]
+        for name in (*tracking.EPOCH_METRICS, "grad_noise_power")
+    }
     assert len(set(map(tuple, written.values()))) == 1, written
     per_epoch = [m.value for m in client.get_metric_history(result.run_id, "grad_noise_power")]
     assert run.data.metrics["grad_noise_power_mean"] == pytest.approx(np.mean(per_epoch))
@@ -65,19 +83,30 @@ def test_train_logs_params_metrics_model_and_registry(store):
     # the runs table's Dataset column: the training split this seed drew, and the test split a_0 is measured on
     used = {i.tags[0].value: (i.dataset.name, i.dataset.digest) for i in run.inputs.dataset_inputs}
     split = data.load("digits", val_fraction=0.1, seed=CONFIG.seed)
-    assert used == {"train": ("digits", tracking.dataset_digest(split.x_train, split.y_train)),
-                    "test": ("digits", tracking.dataset_digest(split.x_test, split.y_test))}
+    assert used == {
+        "train": ("digits", tracking.dataset_digest(split.x_train, split.y_train)),
+        "test": ("digits", tracking.dataset_digest(split.x_test, split.y_test)),
+    }
 
     version = client.get_model_version("lrnoise-digits-resnet8", result.model_version)
-    assert version.tags == {"lr": "0.002", "optimizer": "adam", "dataset": "digits", "model": "resnet8",
-                            "batch_size": "64", "train_noise": "0.0", "seed": "3",  # every field a study sweeps
-                            "source_run_id": result.run_id, "lrnoise.learned": "true"}
+    assert version.tags == {
+        "lr": "0.002",
+        "optimizer": "adam",
+        "dataset": "digits",
+        "model": "resnet8",
+        "batch_size": "64",
+        "train_noise": "0.0",
+        "seed": "3",  # every field a study sweeps
+        "source_run_id": result.run_id,
+        "lrnoise.learned": "true",
+    }
     model_uri = tracking.model_uri_of_run(result.run_id)
     assert model_uri == result.model_uri == run.data.tags["lrnoise.model_uri"]
     assert (version.source, version.run_id) == (model_uri, result.run_id)  # as mlflow's own registration has them
     links = json.loads(client.get_logged_model(model_uri.split("/")[-1]).tags["mlflow.modelVersions"])
-    assert [(link["name"], str(link["version"])) for link in links] == [("lrnoise-digits-resnet8",
-                                                                          result.model_version)]
+    assert [(link["name"], str(link["version"])) for link in links] == [
+        ("lrnoise-digits-resnet8", result.model_version)
+    ]
     x = data.load("digits").x_test[:32].astype("float32")
     by_registry = mlflow.keras.load_model(f"models:/lrnoise-digits-resnet8/{result.model_version}")
     by_run = mlflow.keras.load_model(tracking.model_uri_of_run(result.run_id))
@@ -139,14 +168,17 @@ def test_early_stopping_restores_best_weights(store):
     assert run.data.metrics["epochs_trained"] == min(6, best + 1) == len(history)
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--dataset", "mnist"], "digits, cifar10, cifar100"),
-    (["--model", "resnet18"], "resnet8, resnet20, resnet32, resnet44, resnet56"),
-    (["--optimizer", "rmsprop"], "sgd, momentum, nesterov, adam, nadam, adamax"),
-    (["--lr", "0"], "lr must be > 0"),
-    (["--dataset", "cifar10", "--data-dir", "/no/such/dir"], "does not exist"),
-    (["--resume", "0123456789abcdef0123456789abcdef"], "no run"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dataset", "mnist"], "digits, cifar10, cifar100"),
+        (["--model", "resnet18"], "resnet8, resnet20, resnet32, resnet44, resnet56"),
+        (["--optimizer", "rmsprop"], "sgd, momentum, nesterov, adam, nadam, adamax"),
+        (["--lr", "0"], "lr must be > 0"),
+        (["--dataset", "cifar10", "--data-dir", "/no/such/dir"], "does not exist"),
+        (["--resume", "0123456789abcdef0123456789abcdef"], "no run"),
+    ],
+)
 def test_bad_input_one_line_error_no_run_left(store, args, message):
     result = CliRunner().invoke(app, ["train", "--epochs", "1", *args])
     assert result.exit_code == 2
@@ -163,9 +195,29 @@ def test_bad_checksum_cli(store, tmp_path):
 
 @pytest.mark.e2e
 def test_mlflow_run_train_entry_point(store):
-    cmd = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", "train", "--env-manager", "local",
-           "--experiment-name", "lrnoise", "-P", "epochs=1", "-P", "lr=1e-3", "-P", "batch_size=256",
-           "-P", "model=resnet8", "-P", "grad_noise_batches=0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "run",
+        str(ROOT),
+        "-e",
+        "train",
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        "lrnoise",
+        "-P",
+        "epochs=1",
+        "-P",
+        "lr=1e-3",
+        "-P",
+        "batch_size=256",
+        "-P",
+        "model=resnet8",
+        "-P",
+        "grad_noise_batches=0",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     statuses = run_statuses()
@@ -178,8 +230,10 @@ def test_mlflow_run_train_entry_point(store):
 
 @pytest.mark.e2e
 def test_execution_options(store):
-    result = train(TrainConfig(dataset="digits", model="resnet8", lr=0.002, epochs=1, batch_size=64, patience=0),
-                   execution=Execution("bf16", False, 4))
+    result = train(
+        TrainConfig(dataset="digits", model="resnet8", lr=0.002, epochs=1, batch_size=64, patience=0),
+        execution=Execution("bf16", False, 4),
+    )
     run = mlflow.get_run(result.run_id)
     assert run.data.params["mixed_precision"] == "bf16" and run.data.params["steps_per_execution"] == "4"
     model = tracking.load_model(result.model_uri)
@@ -195,9 +249,26 @@ def test_a_model_that_did_not_learn_is_marked_refused_and_reported(store, tmp_pa
     """sgd at lr 50 diverges: training stops at the first non-finite loss, the model is at chance, tagged
     learned=false (run and registry version), noise-eval refuses it unless forced, the report says so."""
     runner = CliRunner()
-    broken = runner.invoke(app, ["train", "--model", "resnet8", "--optimizer", "sgd", "--lr", "50", "--epochs", "3",
-                                 "--batch-size", "64", "--grad-noise-batches", "0",
-                                 "--patience", "0"])
+    broken = runner.invoke(
+        app,
+        [
+            "train",
+            "--model",
+            "resnet8",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "50",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "64",
+            "--grad-noise-batches",
+            "0",
+            "--patience",
+            "0",
+        ],
+    )
     assert broken.exit_code == 0, broken.output
     assert "did not learn" in broken.output
     good = train(CONFIG)
@@ -220,6 +291,7 @@ def test_a_model_that_did_not_learn_is_marked_refused_and_reported(store, tmp_pa
     assert runner.invoke(app, ["noise-eval", "--run-id", good.run_id, "--trials", "1"]).exit_code == 0
 
     from lrnoise import report
+
     built = report.build_and_write("lrnoise", tmp_path / "report", optimizer="sgd")
     table3 = (tmp_path / "report" / "table3_avg_normalized_accuracy.md").read_text()
     table2 = (tmp_path / "report" / "table2_baseline_accuracy.md").read_text()
@@ -236,6 +308,7 @@ def test_a_configuration_trains_bit_for_bit_alike_alone_and_inside_a_sweep(store
     optimizer or prepared while a claim settles: the science must not change, nor the validation metrics, nor
     the optimizer the logged model is restored with. tests/test_build.py covers each optimizer's state."""
     from lrnoise.build import SweepCache
+
     target = TrainConfig(**{**CONFIG.params(), "lr": 0.001, "seed": 5, "epochs": 1})
     other_optimizer = TrainConfig(**{**target.params(), "optimizer": "nadam"})
     alone = {config: train(config) for config in (target, other_optimizer)}  # no sweep: new models
@@ -258,7 +331,8 @@ def test_a_configuration_trains_bit_for_bit_alike_alone_and_inside_a_sweep(store
 
 def test_a_checkpoint_of_an_earlier_lrnoise_keeps_its_best_weights(tmp_path):
     """Checkpoints written before the best weights moved to .npz (best.weights.h5) resume with those weights."""
-    from lrnoise import models, train as train_module
+    from lrnoise import models
+    from lrnoise import train as train_module
 
     previous, folder = tmp_path / "prev", tmp_path / "ckpt"
     previous.mkdir(), folder.mkdir()

@@ -2,6 +2,7 @@
 
 Used by the backend tests with KERAS_BACKEND=torch: the whole pipeline must work with no TensorFlow.
 """
+
 import importlib.machinery
 import sys
 
@@ -16,6 +17,7 @@ importlib.machinery.PathFinder.find_spec = classmethod(_hide_tensorflow)
 
 if __name__ == "__main__":
     from lrnoise.cli import main
+
     sys.argv[0] = "lrnoise"
     try:
         main()

@@ -12,6 +12,7 @@ reads; another type: the new optimizer itself, so the step is traced again). The
 weights alone and inside a sweep, for every optimizer (tests/test_build.py). The input normalisation is part of
 the key because Keras bakes its mean and variance into the traced graph as constants.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,7 +32,6 @@ MODELS_KEPT = 6  # traced models kept (a seed sweep cycles through one input nor
 INITIAL_KEPT = 12  # (architecture, seed) initial weights kept; a ResNet56's weights are 3.4 MB
 
 
-
 # ---------------------------------------------------------------- the model and its optimizer
 def make_optimizer(name: str, lr: float) -> keras.optimizers.Optimizer:
     """A new optimizer of the paper's kind `name` with constant learning rate `lr` (no schedule)."""
@@ -45,25 +45,36 @@ def make_optimizer(name: str, lr: float) -> keras.optimizers.Optimizer:
     }[name]()
 
 
-def initial_model(config: TrainConfig, ds: data.Dataset, execution: Execution = Execution(),
-                  stats: tuple | None = None) -> keras.Model:
+def initial_model(
+    config: TrainConfig, ds: data.Dataset, execution: Execution = Execution(), stats: tuple | None = None
+) -> keras.Model:
     """The configuration's freshly initialised model (weights from the seed set before), not compiled.
     `stats`: models.channel_stats(ds.x_train) when the caller has it already."""
     mean, variance = stats or models.channel_stats(ds.x_train)  # input normalisation from the training set only
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(PRECISION_POLICIES[execution.mixed_precision])
     try:
-        return models.resnet(models.depth_of(config.model), ds.num_classes, ds.input_shape,
-                             shortcut=config.shortcut, init=config.init, mean=mean, variance=variance)
+        return models.resnet(
+            models.depth_of(config.model),
+            ds.num_classes,
+            ds.input_shape,
+            shortcut=config.shortcut,
+            init=config.init,
+            mean=mean,
+            variance=variance,
+        )
     finally:
         keras.config.set_dtype_policy(previous)
 
 
 def compile_model(model: keras.Model, config: TrainConfig, execution: Execution, optimizer=None) -> None:
-    model.compile(optimizer=optimizer or make_optimizer(config.optimizer, config.lr),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                  jit_compile="auto" if execution.jit_compile is None else execution.jit_compile,
-                  steps_per_execution=execution.steps_per_execution)
+    model.compile(
+        optimizer=optimizer or make_optimizer(config.optimizer, config.lr),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile="auto" if execution.jit_compile is None else execution.jit_compile,
+        steps_per_execution=execution.steps_per_execution,
+    )
 
 
 def build_model(config: TrainConfig, ds: data.Dataset, execution: Execution = Execution()) -> keras.Model:
@@ -91,13 +102,21 @@ def load_data(config: TrainConfig, data_dir: str | None = None) -> data.Dataset:
 
 def training_stream(config: TrainConfig, ds: data.Dataset, start_epoch: int = 0) -> tuple:
     """(stream for model.fit, steps per epoch): the configuration's batches and augmentation from `start_epoch`."""
-    return data.training_stream(ds.x_train, ds.y_train, config.batch_size, config.seed, start_epoch=start_epoch,
-                                augment=data.augmentation_for(config.dataset), end_epoch=config.epochs)
+    return data.training_stream(
+        ds.x_train,
+        ds.y_train,
+        config.batch_size,
+        config.seed,
+        start_epoch=start_epoch,
+        augment=data.augmentation_for(config.dataset),
+        end_epoch=config.epochs,
+    )
 
 
 @dataclass
 class Prepared:
     """What prepare() made ahead of the next train() of `key` = (config, execution, data_dir)."""
+
     key: tuple
     dataset: data.Dataset
     model: keras.Model  # seeded, initialised, its optimizer and metric state built
@@ -107,8 +126,17 @@ class Prepared:
 def architecture_key(config: TrainConfig, ds: data.Dataset, execution: Execution, stats: tuple) -> tuple:
     """What a traced model is specific to: architecture, input shape and normalisation, execution options."""
     stats_key = hashlib.sha1(b"".join(np.asarray(a, np.float64).tobytes() for a in stats)).hexdigest()
-    return (config.model, config.shortcut, config.init, ds.num_classes, ds.input_shape,
-            stats_key, execution.mixed_precision, execution.jit_compile, execution.steps_per_execution)
+    return (
+        config.model,
+        config.shortcut,
+        config.init,
+        ds.num_classes,
+        ds.input_shape,
+        stats_key,
+        execution.mixed_precision,
+        execution.jit_compile,
+        execution.steps_per_execution,
+    )
 
 
 def fresh_optimizer_state(model: keras.Model, config: TrainConfig) -> None:

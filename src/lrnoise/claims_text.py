@@ -1,5 +1,6 @@
 """The claims in words: one sentence per verdict of lrnoise.stats (the lr trend, the sweet spot, the mechanism,
 an axis effect, eq. 2, the frontier), and claims.md. Pure functions of the stats' rows; no MLflow, no files."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,20 +23,26 @@ def claim_lines(row) -> list[str]:
     """One cell's claims in words, one line each: the verdict, then its numbers (Spearman rho, 95 % bootstrap
     interval over seeds)."""
     runs = f"{row['n_runs']} runs, {row['seeds_per_lr']} seeds per lr"
-    lines = [f"A_avr {row['avr_verdict']}: {_numbers(row, 'avr')}, {runs}",
-             f"baseline accuracy {row['baseline_verdict']}: {_numbers(row, 'baseline')}"]
+    lines = [
+        f"A_avr {row['avr_verdict']}: {_numbers(row, 'avr')}, {runs}",
+        f"baseline accuracy {row['baseline_verdict']}: {_numbers(row, 'baseline')}",
+    ]
     if np.isfinite(row["sweet_spot_lr"]):
         share = row["sweet_spot_share"]
-        lines.append(f"sweet spot lr {row['sweet_spot_lr']:g}" + (f", chosen in {share:.0%} of resamples"
-                                                                  if np.isfinite(share) else ""))
+        lines.append(
+            f"sweet spot lr {row['sweet_spot_lr']:g}"
+            + (f", chosen in {share:.0%} of resamples" if np.isfinite(share) else "")
+        )
     for prefix, what in (("mechanism", "gradient-noise power"), ("update_mechanism", "update-noise power")):
         if row[f"{prefix}_verdict"] != stats.NOT_MEASURED:
             lines.append(f"{what} vs A_avr: {row[f'{prefix}_verdict']}, {_numbers(row, prefix)}")
     if np.isfinite(row["paper_avr_rho"]):
         paper_says = "falls" if row["paper_avr_rho"] < 0 else "rises" if row["paper_avr_rho"] > 0 else "is flat"
         agrees = {"yes": "agrees", "no": "does not agree"}.get(row["agrees_with_paper"], "cannot be compared")
-        lines.append(f"the paper's Table III row: A_avr {paper_says} with lr (rho {row['paper_avr_rho']:+.2f}); "
-                     f"this cell {agrees}")
+        lines.append(
+            f"the paper's Table III row: A_avr {paper_says} with lr (rho {row['paper_avr_rho']:+.2f}); "
+            f"this cell {agrees}"
+        )
     return lines
 
 
@@ -53,8 +60,10 @@ def cell_name(row) -> str:
 
 def axis_claim_line(row) -> str:
     """A claim over batch size or train noise in words: 'A_avr falls with batch_size: rho ... [..], ...'."""
-    return (f"A_avr {row['avr_verdict']}: {_numbers(row, 'avr')}, {row['n_runs']} runs, {row['seeds_per_level']} "
-            f"seeds per {row['axis']}; baseline accuracy {row['baseline_verdict']}: {_numbers(row, 'baseline')}")
+    return (
+        f"A_avr {row['avr_verdict']}: {_numbers(row, 'avr')}, {row['n_runs']} runs, {row['seeds_per_level']} "
+        f"seeds per {row['axis']}; baseline accuracy {row['baseline_verdict']}: {_numbers(row, 'baseline')}"
+    )
 
 
 def _interval(low: float, high: float, fmt: str) -> str:
@@ -65,47 +74,72 @@ def eq2_line(row) -> str:
     """The eq. 2 test of one value in words: its verdict, the ratio b / a with its interval, both slopes."""
     if row["verdict"] == stats.TOO_FEW_SEEDS:
         return f"eq. 2 on {row['value']}: {stats.TOO_FEW_SEEDS} ({row['n_runs']} runs)"
-    return (f"eq. 2 on {row['value']}: {row['verdict']}: slope ratio b/a {row['ratio']:+.2f} "
-            f"{_interval(row['ratio_ci_low'], row['ratio_ci_high'], '+.2f')} (eq. 2: {stats.EQ2_RATIO:+.2f}); "
-            f"per log lr {row['lr_slope']:+.3g} {_interval(row['lr_slope_ci_low'], row['lr_slope_ci_high'], '+.3g')}, "
-            f"per log B {row['b_slope']:+.3g} {_interval(row['b_slope_ci_low'], row['b_slope_ci_high'], '+.3g')}, "
-            f"joint effect p = {row['effect_p']:.3f}; {row['n_runs']} runs, {row['seeds_per_cell']} seeds per (lr, B)")
+    return (
+        f"eq. 2 on {row['value']}: {row['verdict']}: slope ratio b/a {row['ratio']:+.2f} "
+        f"{_interval(row['ratio_ci_low'], row['ratio_ci_high'], '+.2f')} (eq. 2: {stats.EQ2_RATIO:+.2f}); "
+        f"per log lr {row['lr_slope']:+.3g} {_interval(row['lr_slope_ci_low'], row['lr_slope_ci_high'], '+.3g')}, "
+        f"per log B {row['b_slope']:+.3g} {_interval(row['b_slope_ci_low'], row['b_slope_ci_high'], '+.3g')}, "
+        f"joint effect p = {row['effect_p']:.3f}; {row['n_runs']} runs, {row['seeds_per_cell']} seeds per (lr, B)"
+    )
 
 
 def frontier_line(row, max_accuracy_drop: float) -> str:
     """The lr-tuning vs noise-injection comparison in words."""
+
     def best(avr, at):
         return "none within the margin" if avr == stats._NOT_REACHED else f"{avr:.1%} ({at})"
-    difference = (f"difference {row['difference'] * 100:+.1f} pp "
-                  f"{_interval(row['ci_low'] * 100, row['ci_high'] * 100, '+.1f')}"
-                  if np.isfinite(row["difference"]) else "no A_avr difference to state")
+
+    difference = (
+        f"difference {row['difference'] * 100:+.1f} pp {_interval(row['ci_low'] * 100, row['ci_high'] * 100, '+.1f')}"
+        if np.isfinite(row["difference"])
+        else "no A_avr difference to state"
+    )
     if row["both_reach_share"] < 0.975:  # the verdict also weighs resamples in which a method falls short
-        difference += (f"; in {1 - row['both_reach_share']:.0%} of resamples one method has no configuration "
-                       "within the margin")
-    return (f"{row['verdict']}: best A_avr within {max_accuracy_drop:.0%} of the best baseline "
-            f"({row['reference_baseline']:.1%}): {stats.NOISE_TRAINING} "
-            f"{best(row['noise_best_avr'], f'eta {row.noise_best_train_noise:g} at lr {row.noise_lr:g}')}, "
-            f"{stats.LR_TUNING} {best(row['lr_best_avr'], f'lr {row.lr_best_lr:g}')}; {difference}")
+        difference += (
+            f"; in {1 - row['both_reach_share']:.0%} of resamples one method has no configuration within the margin"
+        )
+    return (
+        f"{row['verdict']}: best A_avr within {max_accuracy_drop:.0%} of the best baseline "
+        f"({row['reference_baseline']:.1%}): {stats.NOISE_TRAINING} "
+        f"{best(row['noise_best_avr'], f'eta {row.noise_best_train_noise:g} at lr {row.noise_lr:g}')}, "
+        f"{stats.LR_TUNING} {best(row['lr_best_avr'], f'lr {row.lr_best_lr:g}')}; {difference}"
+    )
 
 
-def claims_markdown(claims: pd.DataFrame, config_name: str, axis_claims: pd.DataFrame | None = None,
-                    eq2: pd.DataFrame | None = None, frontier: pd.DataFrame | None = None,
-                    max_accuracy_drop: float = 0.01) -> str:
+def claims_markdown(
+    claims: pd.DataFrame,
+    config_name: str,
+    axis_claims: pd.DataFrame | None = None,
+    eq2: pd.DataFrame | None = None,
+    frontier: pd.DataFrame | None = None,
+    max_accuracy_drop: float = 0.01,
+) -> str:
     """claims.md: per cell, each claim of the paper in words with its numbers; then the mechanism tests (claims
     over batch size and train noise, eq. 2, lr tuning vs noise-injection training) where the runs span them."""
-    parts = [f"# The paper's claims, answered over seeds ({config_name})", "",
-             "Verdicts are 95 % bootstrap intervals over seeds of Spearman's rho against the learning rate "
-             "(docs/statistics.md)."]
+    parts = [
+        f"# The paper's claims, answered over seeds ({config_name})",
+        "",
+        "Verdicts are 95 % bootstrap intervals over seeds of Spearman's rho against the learning rate "
+        "(docs/statistics.md).",
+    ]
     for _, row in claims.iterrows():
         parts += ["", f"## {cell_name(row)}", ""]
         parts += [f"- {line}" for line in claim_lines(row)]
     if not len(claims):
         parts += ["", "No cell has runs at three or more learning rates yet."]
-    sections = (("Over batch size and train noise (the other axes fixed)", axis_claims,
-                 lambda r: f"{cell_name(r)}: {axis_claim_line(r)}"),
-                ("Eq. 2: does only lr^2 / B matter?", eq2, lambda r: f"{cell_name(r)}: {eq2_line(r)}"),
-                ("lr tuning vs noise-injection training", frontier,
-                 lambda r: f"{cell_name(r)}: {frontier_line(r, max_accuracy_drop)}"))
+    sections = (
+        (
+            "Over batch size and train noise (the other axes fixed)",
+            axis_claims,
+            lambda r: f"{cell_name(r)}: {axis_claim_line(r)}",
+        ),
+        ("Eq. 2: does only lr^2 / B matter?", eq2, lambda r: f"{cell_name(r)}: {eq2_line(r)}"),
+        (
+            "lr tuning vs noise-injection training",
+            frontier,
+            lambda r: f"{cell_name(r)}: {frontier_line(r, max_accuracy_drop)}",
+        ),
+    )
     for title, frame, line in sections:
         if frame is not None and len(frame):
             parts += ["", f"## {title}", ""] + [f"- {line(row)}" for _, row in frame.iterrows()]

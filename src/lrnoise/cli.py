@@ -1,10 +1,10 @@
 """`lrnoise` command line: a thin Typer layer over train / noise / report / study."""
+
 from __future__ import annotations
 
 import functools
 import os
 import sys
-from typing import Optional
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the terminal
 
@@ -14,8 +14,12 @@ from lrnoise import data, leases, tracking
 from lrnoise.config import EXECUTORS, Execution, StudySpec, TrainConfig, check_choice
 from lrnoise.errors import LrnoiseError
 
-app = typer.Typer(help="How learning rate and optimizer shape the analog-noise resistance of deep nets.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="How learning rate and optimizer shape the analog-noise resistance of deep nets.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 
 
 def parse_list(text: str | None, cast, what: str) -> tuple | None:
@@ -81,6 +85,7 @@ def one_line_errors(fn):
     """Also quiets MLflow's and alembic's INFO chatter (database set-up) so an error stays one line.
 
     Bad input: one line on stderr naming what was wrong and what is allowed, exit status 2."""
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
@@ -88,176 +93,260 @@ def one_line_errors(fn):
                 return fn(*args, **kwargs)
         except LrnoiseError as exc:
             print(f"error: {exc}", file=sys.stderr)
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
         except Exception as exc:  # the tracking server refused or went away for longer than MLflow's retries
             message = tracking.server_error(exc)
             if message is None:
                 raise
             print(f"error: {message}", file=sys.stderr)
-            raise typer.Exit(2)
+            raise typer.Exit(2) from None
+
     return wrapper
 
 
 # How a training runs (config.Execution): the same options on `train` and `study`
 MIXED_PRECISION = typer.Option(Execution.mixed_precision, help="none | bf16 | fp16 (16-bit compute, float32 weights)")
-JIT_COMPILE = typer.Option(Execution.jit_compile, "--jit-compile/--no-jit-compile",
-                           help="XLA-compile the training step [default: Keras decides]")
+JIT_COMPILE = typer.Option(
+    Execution.jit_compile,
+    "--jit-compile/--no-jit-compile",
+    help="XLA-compile the training step [default: Keras decides]",
+)
 STEPS_PER_EXECUTION = typer.Option(Execution.steps_per_execution, help="training steps per compiled call")
-GRAD_NOISE_BATCHES = typer.Option(Execution.grad_noise_batches, help="K minibatches per epoch for the gradient-noise "
-                                  "estimate (eq. 3); 0 turns it off")
-CHECKPOINT_EVERY = typer.Option(Execution.checkpoint_every, help="seconds of training between checkpoint uploads "
-                                "(0 = every epoch)")
+GRAD_NOISE_BATCHES = typer.Option(
+    Execution.grad_noise_batches, help="K minibatches per epoch for the gradient-noise estimate (eq. 3); 0 turns it off"
+)
+CHECKPOINT_EVERY = typer.Option(
+    Execution.checkpoint_every, help="seconds of training between checkpoint uploads (0 = every epoch)"
+)
 
 
 @app.command()
 @one_line_errors
 def train(
     dataset: str = typer.Option(TrainConfig.dataset, help="digits | cifar10 | cifar100"),
-    model: str = typer.Option(TrainConfig.model, help="resnet20 | resnet32 | resnet44 | resnet56"),
+    model: str = typer.Option(TrainConfig.model, help="resnet8 | resnet20 | resnet32 | resnet44 | resnet56"),
     optimizer: str = typer.Option(TrainConfig.optimizer, help="sgd | momentum | nesterov | adam | nadam | adamax"),
     lr: float = typer.Option(TrainConfig.lr, help="constant learning rate"),
     epochs: int = typer.Option(TrainConfig.epochs, help="maximum epochs (early stopping may end sooner)"),
     batch_size: int = typer.Option(TrainConfig.batch_size),
     seed: int = typer.Option(TrainConfig.seed),
-    patience: int = typer.Option(TrainConfig.patience, help="early-stopping patience on val_loss; 0 = train all "
-                                                            "epochs"),
-    shortcut: str = typer.Option(TrainConfig.shortcut, help="ResNet shortcut: A (zero-pad identity) or B (1x1 "
-                                                            "projection)"),
-    train_noise: float = typer.Option(TrainConfig.train_noise, help="noise-injection training: eta of the additive "
-                                      "weight noise N(0, (eta sigma_w)^2) drawn in every training step (0.05 = 5 %); "
-                                      "0 = clean training"),
-    data_dir: Optional[str] = typer.Option(None, help="folder with the official CIFAR archives or their folders"),
+    patience: int = typer.Option(
+        TrainConfig.patience, help="early-stopping patience on val_loss; 0 = train all epochs"
+    ),
+    shortcut: str = typer.Option(
+        TrainConfig.shortcut, help="ResNet shortcut: A (zero-pad identity) or B (1x1 projection)"
+    ),
+    train_noise: float = typer.Option(
+        TrainConfig.train_noise,
+        help="noise-injection training: eta of the additive "
+        "weight noise N(0, (eta sigma_w)^2) drawn in every training step (0.05 = 5 %); "
+        "0 = clean training",
+    ),
+    data_dir: str | None = typer.Option(None, help="folder with the official CIFAR archives or their folders"),
     experiment: str = typer.Option(tracking.DEFAULT_EXPERIMENT, help="MLflow experiment name"),
-    registered_model: Optional[str] = typer.Option(None, help="registry name [default: lrnoise-<dataset>-<model>]"),
-    resume: Optional[str] = typer.Option(None, help="RUN_ID of an interrupted training run to continue"),
+    registered_model: str | None = typer.Option(None, help="registry name [default: lrnoise-<dataset>-<model>]"),
+    resume: str | None = typer.Option(None, help="RUN_ID of an interrupted training run to continue"),
     mixed_precision: str = MIXED_PRECISION,
-    jit_compile: Optional[bool] = JIT_COMPILE,
+    jit_compile: bool | None = JIT_COMPILE,
     steps_per_execution: int = STEPS_PER_EXECUTION,
     grad_noise_batches: int = GRAD_NOISE_BATCHES,
     checkpoint_every: float = CHECKPOINT_EVERY,
 ):
     """Train one model with MLflow tracking; the model is logged and registered."""
-    execution = Execution(mixed_precision=mixed_precision, jit_compile=jit_compile,
-                          steps_per_execution=steps_per_execution, grad_noise_batches=grad_noise_batches,
-                          checkpoint_every=checkpoint_every).validate()
+    execution = Execution(
+        mixed_precision=mixed_precision,
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
+        grad_noise_batches=grad_noise_batches,
+        checkpoint_every=checkpoint_every,
+    ).validate()
     if resume:
         config = TrainConfig.from_params(tracking.resumable_training(resume).data.params)
     else:
-        config = TrainConfig(dataset=dataset, model=model, optimizer=optimizer, lr=lr, batch_size=batch_size,
-                             epochs=epochs, seed=seed, shortcut=shortcut, patience=patience,
-                             train_noise=train_noise).validate()
+        config = TrainConfig(
+            dataset=dataset,
+            model=model,
+            optimizer=optimizer,
+            lr=lr,
+            batch_size=batch_size,
+            epochs=epochs,
+            seed=seed,
+            shortcut=shortcut,
+            patience=patience,
+            train_noise=train_noise,
+        ).validate()
     data.require([config.dataset], data_dir or None)  # before any run exists
     if not resume:  # the user's right to write the experiment, too, is checked before TensorFlow is imported
         tracking.writable_experiment(experiment)
     from lrnoise.train import train as run_train
-    run_train(config, data_dir=data_dir or None, experiment=experiment, registered_model=registered_model or None,
-              resume=resume, execution=execution)
+
+    run_train(
+        config,
+        data_dir=data_dir or None,
+        experiment=experiment,
+        registered_model=registered_model or None,
+        resume=resume,
+        execution=execution,
+    )
 
 
 NOISE_HELP = "additive (the paper's: W + N(0, (eta sigma_w)^2)) | multiplicative | pcm (phase-change memory)"
 
 
-def noise_config(noise: str, levels: str | None, targets: str | None, fold_bn: bool, options: str | None,
-                 trials: str | None, ci_target: float, max_trials: int, seed: int):
+def noise_config(
+    noise: str,
+    levels: str | None,
+    targets: str | None,
+    fold_bn: bool,
+    options: str | None,
+    trials: str | None,
+    ci_target: float,
+    max_trials: int,
+    seed: int,
+):
     """The NoiseConfig the options describe (defaults of the noise model for what is not given)."""
     from lrnoise.noise import DEFAULT_TRIALS, NoiseConfig
+
     draws = parse_trials(trials)
-    return NoiseConfig(noise=noise, levels=parse_list(levels, float, "levels"), targets=targets or None,
-                       fold_bn=fold_bn, options=parse_options(options),
-                       trials=DEFAULT_TRIALS if draws is None else draws,
-                       ci_target=ci_target, max_trials=max_trials, seed=seed).validate()
+    return NoiseConfig(
+        noise=noise,
+        levels=parse_list(levels, float, "levels"),
+        targets=targets or None,
+        fold_bn=fold_bn,
+        options=parse_options(options),
+        trials=DEFAULT_TRIALS if draws is None else draws,
+        ci_target=ci_target,
+        max_trials=max_trials,
+        seed=seed,
+    ).validate()
 
 
 @app.command("noise-eval")
 @one_line_errors
 def noise_eval(
-    run_id: Optional[str] = typer.Option(None, help="a finished lrnoise training run"),
-    model_uri: Optional[str] = typer.Option(None, help="models:/<name>/<version>, models:/<name>@<alias> or "
-                                                       "models:/<model_id>"),
-    dataset: Optional[str] = typer.Option(None, help="override the training run's dataset (needed for a bare URI)"),
-    data_dir: Optional[str] = typer.Option(None, help="folder with the official CIFAR archives"),
+    run_id: str | None = typer.Option(None, help="a finished lrnoise training run"),
+    model_uri: str | None = typer.Option(
+        None, help="models:/<name>/<version>, models:/<name>@<alias> or models:/<model_id>"
+    ),
+    dataset: str | None = typer.Option(None, help="override the training run's dataset (needed for a bare URI)"),
+    data_dir: str | None = typer.Option(None, help="folder with the official CIFAR archives"),
     noise: str = typer.Option("additive", help=NOISE_HELP),
-    levels: Optional[str] = typer.Option(None, "--levels", "--etas",
-                                         help="noise levels: eta (0.1 = 10 %) for additive/multiplicative, "
-                                              "inference time in seconds for pcm [the model's defaults]"),
-    targets: Optional[str] = typer.Option(None, help="trainable | kernels | all [additive: trainable; pcm: kernels]"),
+    levels: str | None = typer.Option(
+        None,
+        "--levels",
+        "--etas",
+        help="noise levels: eta (0.1 = 10 %) for additive/multiplicative, "
+        "inference time in seconds for pcm [the model's defaults]",
+    ),
+    targets: str | None = typer.Option(None, help="trainable | kernels | all [additive: trainable; pcm: kernels]"),
     fold_bn: bool = typer.Option(False, "--fold-bn/--no-fold-bn", help="noise onto the BN-folded kernels/biases"),
-    noise_option: Optional[str] = typer.Option(None, help="the noise model's options, e.g. pcm: "
-                                                          "g_max=25,drift_compensation=false,read_noise_scale=2"),
+    noise_option: str | None = typer.Option(
+        None, help="the noise model's options, e.g. pcm: g_max=25,drift_compensation=false,read_noise_scale=2"
+    ),
     trials: str = typer.Option("10", help="draws per level, or 'auto' (until the 95 % CI is below --ci-target)"),
-    ci_target: float = typer.Option(0.005, help="--trials auto: target 95 % CI half-width of a^x, a fraction "
-                                                "(0.005 = 0.5 points)"),
+    ci_target: float = typer.Option(
+        0.005, help="--trials auto: target 95 % CI half-width of a^x, a fraction (0.005 = 0.5 points)"
+    ),
     max_trials: int = typer.Option(100, help="--trials auto: most draws per level"),
     seed: int = typer.Option(0, help="the same seed reproduces every draw"),
     batch_size: int = typer.Option(1000, help="evaluation batch size"),
-    experiment: Optional[str] = typer.Option(None, help="[default: the training run's experiment]"),
+    experiment: str | None = typer.Option(None, help="[default: the training run's experiment]"),
     force: bool = typer.Option(False, help="evaluate even a model that did not learn"),
 ):
     """Inject analog weight noise into a trained model and log the paper's eq. 7-9 statistics."""
     from lrnoise.noise_eval import noise_eval as run_noise_eval
+
     config = noise_config(noise, levels, targets, fold_bn, noise_option, trials, ci_target, max_trials, seed)
-    run_noise_eval(config, run_id=run_id or None, model_uri=model_uri or None, dataset=dataset or None,
-                   data_dir=data_dir or None, experiment=experiment or None, batch_size=batch_size, force=force)
+    run_noise_eval(
+        config,
+        run_id=run_id or None,
+        model_uri=model_uri or None,
+        dataset=dataset or None,
+        data_dir=data_dir or None,
+        experiment=experiment or None,
+        batch_size=batch_size,
+        force=force,
+    )
 
 
 @app.command()
 @one_line_errors
 def report(
     experiment: str = typer.Option(tracking.DEFAULT_EXPERIMENT, help="MLflow experiment to report on"),
-    out: Optional[str] = typer.Option(None, help="output folder [default: reports/<experiment>]"),
-    dataset: Optional[str] = typer.Option(None, help="only this dataset"),
-    model: Optional[str] = typer.Option(None, help="only this model"),
-    optimizer: Optional[str] = typer.Option(None, help="only this optimizer (tables use adam by default)"),
-    noise_config: str = typer.Option("additive-paper", help="the noise configuration to report, by name or key "
-                                                            "(e.g. additive-paper, pcm-1s-1y), or 'all'"),
-    max_accuracy_drop: float = typer.Option(0.01, help="sweet spot: baseline within this fraction of the best "
-                                                       "(0.01 = 1 point)"),
+    out: str | None = typer.Option(None, help="output folder [default: reports/<experiment>]"),
+    dataset: str | None = typer.Option(None, help="only this dataset"),
+    model: str | None = typer.Option(None, help="only this model"),
+    optimizer: str | None = typer.Option(None, help="only this optimizer (tables use adam by default)"),
+    noise_config: str = typer.Option(
+        "additive-paper",
+        help="the noise configuration to report, by name or key (e.g. additive-paper, pcm-1s-1y), or 'all'",
+    ),
+    max_accuracy_drop: float = typer.Option(
+        0.01, help="sweet spot: baseline within this fraction of the best (0.01 = 1 point)"
+    ),
 ):
     """Tables II-III, Figures 1-6, claims, the paper comparison and the sweet spot, from the tracking server."""
     with tracking.fail_fast_http():  # this command only
         tracking.find_experiment(experiment)  # a missing experiment or a refused user: before the heavy imports
         from lrnoise import report as report_module
-        built = report_module.build_and_write(experiment, out=out or None, dataset=dataset or None,
-                                              model=model or None, optimizer=optimizer or None,
-                                              noise_config=noise_config, max_accuracy_drop=max_accuracy_drop)
+
+        built = report_module.build_and_write(
+            experiment,
+            out=out or None,
+            dataset=dataset or None,
+            model=model or None,
+            optimizer=optimizer or None,
+            noise_config=noise_config,
+            max_accuracy_drop=max_accuracy_drop,
+        )
     print(report_module.summary_text(built))
 
 
 @app.command()
 @one_line_errors
 def study(
-    preset: str = typer.Option("demo", help="demo (digits, minutes on a CPU) | seeds (digits, 5 seeds) | mechanism "
-                                            "(digits: lr x batch size, noise-injection training) | paper | "
-                                            "optimizers"),
-    datasets: Optional[str] = typer.Option(None, help="override, e.g. cifar10,cifar100"),
-    models: Optional[str] = typer.Option(None, help="override, e.g. resnet20,resnet32"),
-    optimizers: Optional[str] = typer.Option(None, help="override, e.g. adam,sgd"),
-    lrs: Optional[str] = typer.Option(None, help="override, e.g. 0.0005,0.001"),
-    batch_sizes: Optional[str] = typer.Option(None, help="override, e.g. 16,32,64,128 (a swept axis)"),
-    train_noises: Optional[str] = typer.Option(None, help="noise-injection training etas, e.g. 0,0.02,0.05,0.1 "
-                                                          "(0 = clean training; a swept axis)"),
-    seeds: Optional[str] = typer.Option(None, help="override, e.g. 0,1,2"),
-    epochs: Optional[str] = typer.Option(None, help="override the preset's maximum epochs"),  # str: '' = unset
-    noise: Optional[str] = typer.Option(None, help="noise configurations, e.g. additive,pcm [preset's]"),
-    etas: Optional[str] = typer.Option(None, help="override the eta levels of additive/multiplicative"),
-    times: Optional[str] = typer.Option(None, help="override the inference times (s) of pcm"),
-    trials: Optional[str] = typer.Option(None, help="override draws per level (or 'auto')"),
-    patience: Optional[int] = typer.Option(None, help="override early-stopping patience"),
-    batch_size: Optional[int] = typer.Option(None, help="one batch size for every configuration (= --batch-sizes N)"),
+    preset: str = typer.Option(
+        "demo",
+        help="demo (digits, minutes on a CPU) | seeds (digits, 5 seeds) | mechanism "
+        "(digits: lr x batch size, noise-injection training) | paper | "
+        "optimizers",
+    ),
+    datasets: str | None = typer.Option(None, help="override, e.g. cifar10,cifar100"),
+    models: str | None = typer.Option(None, help="override, e.g. resnet20,resnet32"),
+    optimizers: str | None = typer.Option(None, help="override, e.g. adam,sgd"),
+    lrs: str | None = typer.Option(None, help="override, e.g. 0.0005,0.001"),
+    batch_sizes: str | None = typer.Option(None, help="override, e.g. 16,32,64,128 (a swept axis)"),
+    train_noises: str | None = typer.Option(
+        None, help="noise-injection training etas, e.g. 0,0.02,0.05,0.1 (0 = clean training; a swept axis)"
+    ),
+    seeds: str | None = typer.Option(None, help="override, e.g. 0,1,2"),
+    epochs: str | None = typer.Option(None, help="override the preset's maximum epochs"),  # str: '' = unset
+    noise: str | None = typer.Option(None, help="noise configurations, e.g. additive,pcm [preset's]"),
+    etas: str | None = typer.Option(None, help="override the eta levels of additive/multiplicative"),
+    times: str | None = typer.Option(None, help="override the inference times (s) of pcm"),
+    trials: str | None = typer.Option(None, help="override draws per level (or 'auto')"),
+    patience: int | None = typer.Option(None, help="override early-stopping patience"),
+    batch_size: int | None = typer.Option(None, help="one batch size for every configuration (= --batch-sizes N)"),
     experiment: str = typer.Option(tracking.DEFAULT_EXPERIMENT, help="MLflow experiment"),
-    workers: Optional[str] = typer.Option(None, help="configurations at once (processes; one GPU each when GPUs "
-                                                     "exist) [default: the preset's, 2 for demo and seeds on a "
-                                                     "CPU with >= 2 cores, else 1]"),  # str: '' = unset
+    workers: str | None = typer.Option(
+        None,
+        help="configurations at once (processes; one GPU each when GPUs "
+        "exist) [default: the preset's, 2 for demo and seeds on a "
+        "CPU with >= 2 cores, else 1]",
+    ),  # str: '' = unset
     executor: str = typer.Option("local", help="local | ray"),
-    ray_address: Optional[str] = typer.Option(None, help="Ray cluster address [default: a local instance]"),
-    data_dir: Optional[str] = typer.Option(None, help="folder with the official CIFAR archives"),
+    ray_address: str | None = typer.Option(None, help="Ray cluster address [default: a local instance]"),
+    data_dir: str | None = typer.Option(None, help="folder with the official CIFAR archives"),
     report: bool = typer.Option(True, help="build the report at the end"),
-    report_dir: Optional[str] = typer.Option(None, help="report folder [default: reports/<experiment>]"),
-    lease_timeout: float = typer.Option(leases.DEFAULT_LEASE_TIMEOUT, help="seconds without a heartbeat after "
-                                        "which another study's run is taken over (at once when its process on this "
-                                        "host is gone)"),
+    report_dir: str | None = typer.Option(None, help="report folder [default: reports/<experiment>]"),
+    lease_timeout: float = typer.Option(
+        leases.DEFAULT_LEASE_TIMEOUT,
+        help="seconds without a heartbeat after "
+        "which another study's run is taken over (at once when its process on this "
+        "host is gone)",
+    ),
     mixed_precision: str = MIXED_PRECISION,
-    jit_compile: Optional[bool] = JIT_COMPILE,
+    jit_compile: bool | None = JIT_COMPILE,
     steps_per_execution: int = STEPS_PER_EXECUTION,
     grad_noise_batches: int = GRAD_NOISE_BATCHES,
     checkpoint_every: float = CHECKPOINT_EVERY,
@@ -265,18 +354,30 @@ def study(
     """Run the whole grid (resumable: finished runs are reused; safe beside other studies), then the report."""
     if not lease_timeout > 0:
         raise LrnoiseError(f"lease timeout must be > 0 seconds, got {lease_timeout}")
-    execution = Execution(mixed_precision=mixed_precision, jit_compile=jit_compile,
-                          steps_per_execution=steps_per_execution, grad_noise_batches=grad_noise_batches,
-                          checkpoint_every=checkpoint_every).validate()
+    execution = Execution(
+        mixed_precision=mixed_precision,
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
+        grad_noise_batches=grad_noise_batches,
+        checkpoint_every=checkpoint_every,
+    ).validate()
     spec = StudySpec(
-        preset=preset, datasets=parse_list(datasets, str, "datasets"), models=parse_list(models, str, "models"),
-        optimizers=parse_list(optimizers, str, "optimizers"), lrs=parse_list(lrs, float, "lrs"),
+        preset=preset,
+        datasets=parse_list(datasets, str, "datasets"),
+        models=parse_list(models, str, "models"),
+        optimizers=parse_list(optimizers, str, "optimizers"),
+        lrs=parse_list(lrs, float, "lrs"),
         batch_sizes=parse_list(batch_sizes, int, "batch-sizes"),
-        train_noises=parse_list(train_noises, float, "train-noises"), seeds=parse_list(seeds, int, "seeds"),
+        train_noises=parse_list(train_noises, float, "train-noises"),
+        seeds=parse_list(seeds, int, "seeds"),
         epochs=parse_count(epochs, "epochs"),
-        noise=parse_list(noise, str, "noise"), etas=parse_list(etas, float, "etas"),
-        times=parse_list(times, float, "times"), trials=parse_trials(trials), patience=patience,
-        batch_size=batch_size).validate()  # the grid's names and values, before TensorFlow is imported
+        noise=parse_list(noise, str, "noise"),
+        etas=parse_list(etas, float, "etas"),
+        times=parse_list(times, float, "times"),
+        trials=parse_trials(trials),
+        patience=patience,
+        batch_size=batch_size,
+    ).validate()  # the grid's names and values, before TensorFlow is imported
     check_choice("executor", executor, EXECUTORS)
     count = parse_count(workers, "workers")
     if count is not None and count < 1:
@@ -285,10 +386,19 @@ def study(
     if not (executor == "ray" and ray_address):  # (a Ray cluster's study checks its server first)
         tracking.writable_experiment(experiment)  # before TensorFlow is imported
     from lrnoise import study as study_module
-    outcomes, _ = study_module.run_study(spec, experiment=experiment, workers=count,
-                                         executor=executor, ray_address=ray_address or None,
-                                         data_dir=data_dir or None, report=report, report_dir=report_dir or None,
-                                         execution=execution, lease_timeout=lease_timeout)
+
+    outcomes, _ = study_module.run_study(
+        spec,
+        experiment=experiment,
+        workers=count,
+        executor=executor,
+        ray_address=ray_address or None,
+        data_dir=data_dir or None,
+        report=report,
+        report_dir=report_dir or None,
+        execution=execution,
+        lease_timeout=lease_timeout,
+    )
     failed = [o for o in outcomes if o.status != "ok"]
     if failed:
         print(f"error: {len(failed)} of {len(outcomes)} configurations failed", file=sys.stderr)

@@ -5,13 +5,14 @@ these fields), and every list of allowed names. Every default is written here on
 
 Imports nothing heavy (no Keras, no MLflow), so a refused command never pays for TensorFlow's import.
 """
+
 from __future__ import annotations
 
 import itertools
 from dataclasses import asdict, dataclass, fields
 
-from lrnoise.errors import LrnoiseError
 from lrnoise import paper
+from lrnoise.errors import LrnoiseError
 from lrnoise.paper import OPTIMIZERS  # the paper's six, in its order
 
 # ---- allowed names
@@ -28,8 +29,9 @@ PRECISION_POLICIES = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixe
 @dataclass(frozen=True)
 class TrainConfig:
     """One training configuration; its fields are exactly the training run's MLflow params."""
+
     dataset: str = "digits"  # digits | cifar10 | cifar100
-    model: str = "resnet20"  # resnet20 | resnet32 | resnet44 | resnet56
+    model: str = "resnet20"  # resnet8 | resnet20 | resnet32 | resnet44 | resnet56 (MODEL_DEPTHS)
     optimizer: str = "adam"  # the paper trains with Adam; Figure 3 compares the six OPTIMIZERS
     lr: float = 0.001  # constant learning rate: the variable under study, no schedule
     batch_size: int = 128  # examples per step
@@ -40,7 +42,7 @@ class TrainConfig:
     patience: int = 10  # epochs without a better val_loss before stopping; 0 = run all epochs
     train_noise: float = 0.0  # eta of the weight noise injected in every training step (noise_training.py); 0 = none
 
-    def validate(self) -> "TrainConfig":
+    def validate(self) -> TrainConfig:
         check_choice("dataset", self.dataset, DATASETS)
         check_choice("model", self.model, MODEL_DEPTHS)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -53,8 +55,9 @@ class TrainConfig:
             raise LrnoiseError(f"patience must be >= 0, got {self.patience}")
         check_choice("shortcut", self.shortcut, SHORTCUTS)
         if not 0 <= self.train_noise <= MAX_TRAIN_NOISE:
-            raise LrnoiseError(f"train_noise must be an eta between 0 (clean training) and {MAX_TRAIN_NOISE:g}, "
-                               f"got {self.train_noise}")
+            raise LrnoiseError(
+                f"train_noise must be an eta between 0 (clean training) and {MAX_TRAIN_NOISE:g}, got {self.train_noise}"
+            )
         return self
 
     def params(self) -> dict:
@@ -71,7 +74,7 @@ class TrainConfig:
         return f"{self.dataset}-{self.model}-{self.optimizer}-lr{self.lr:g}-b{self.batch_size}{noisy}-s{self.seed}"
 
     @classmethod
-    def from_params(cls, params: dict) -> "TrainConfig":
+    def from_params(cls, params: dict) -> TrainConfig:
         """Rebuilds the config from a run's (string) params; a field not logged takes its default."""
         return cls(**typed(cls, params))
 
@@ -79,13 +82,14 @@ class TrainConfig:
 @dataclass(frozen=True)
 class Execution:
     """How to run, not what to train: logged as params but not part of the configuration key."""
+
     mixed_precision: str = "none"  # none | bf16 | fp16: compute in 16 bits, weights stay float32
     jit_compile: bool | None = None  # XLA; None lets Keras decide ("auto")
     steps_per_execution: int = 1  # training steps per compiled call (fewer Python round trips on a GPU)
     grad_noise_batches: int = 8  # K minibatches per epoch for the gradient-noise estimate (eq. 3); 0 = off
     checkpoint_every: float = 60.0  # seconds of training between checkpoint uploads; 0 = every epoch
 
-    def validate(self) -> "Execution":
+    def validate(self) -> Execution:
         if self.mixed_precision not in PRECISION_POLICIES:
             raise LrnoiseError(f"unknown mixed precision {self.mixed_precision!r}: choose none, bf16 or fp16")
         if self.steps_per_execution < 1:
@@ -102,7 +106,7 @@ class Execution:
         return asdict(self)
 
     @classmethod
-    def from_params(cls, params: dict) -> "Execution":
+    def from_params(cls, params: dict) -> Execution:
         return cls(**typed(cls, params))
 
 
@@ -123,8 +127,12 @@ def typed(cls, params: dict) -> dict:
 
 # ---------------------------------------------------------------- studies
 # Figure 3: one (dataset, model, lr) with every optimizer.
-FIGURE3_BLOCK = {"datasets": (paper.OPTIMIZER_STUDY["dataset"],), "models": (paper.OPTIMIZER_STUDY["model"],),
-                 "optimizers": OPTIMIZERS, "lrs": (paper.OPTIMIZER_STUDY["lr"],)}
+FIGURE3_BLOCK = {
+    "datasets": (paper.OPTIMIZER_STUDY["dataset"],),
+    "models": (paper.OPTIMIZER_STUDY["model"],),
+    "optimizers": OPTIMIZERS,
+    "lrs": (paper.OPTIMIZER_STUDY["lr"],),
+}
 # Each preset is a list of blocks; a block's grid is the product of its lists (GRID_FIELDS), a field a block does
 # not name takes the preset's own (batch_sizes, train_noises, seeds). Overrides replace a field in every block;
 # identical configurations from two blocks run once.
@@ -134,31 +142,54 @@ PRESETS = {
             {"datasets": paper.DATASETS, "models": paper.MODELS, "optimizers": ("adam",), "lrs": paper.LRS},
             FIGURE3_BLOCK,
         ],
-        "seeds": (0,), "epochs": 200, "patience": 20, "batch_sizes": (128,),  # "trained to convergence"
-        "noise": ("additive", "pcm"), "trials": 10,
+        "seeds": (0,),
+        "epochs": 200,
+        "patience": 20,
+        "batch_sizes": (128,),  # "trained to convergence"
+        "noise": ("additive", "pcm"),
+        "trials": 10,
     },
     "optimizers": {
         "blocks": [FIGURE3_BLOCK],
-        "seeds": (0,), "epochs": 200, "patience": 20, "batch_sizes": (128,), "noise": ("additive", "pcm"),
+        "seeds": (0,),
+        "epochs": 200,
+        "patience": 20,
+        "batch_sizes": (128,),
+        "noise": ("additive", "pcm"),
         "trials": 10,
     },
     # Does the lr effect hold over seeds? Digits, ResNet20, Adam, the paper's six lrs x 5 seeds, paper + PCM
     # noise: <= 20 minutes on 2 CPU cores. `--preset paper --seeds 0,1,2` is the same question on CIFAR.
     "seeds": {
         "blocks": [{"datasets": ("digits",), "models": ("resnet20",), "optimizers": ("adam",), "lrs": paper.LRS}],
-        "seeds": (0, 1, 2, 3, 4), "epochs": 10, "patience": 4, "batch_sizes": (32,), "noise": ("additive", "pcm"),
-        "trials": 5, "workers": 2,
+        "seeds": (0, 1, 2, 3, 4),
+        "epochs": 10,
+        "patience": 4,
+        "batch_sizes": (32,),
+        "noise": ("additive", "pcm"),
+        "trials": 5,
+        "workers": 2,
     },
     # The paper's shape on the embedded digits data, sized for minutes on 2 CPU cores: ResNet20 at the six lrs
     # with 3 seeds each (so the lr claim gets a verdict with its interval), plus the five other optimizers at
     # lr 0.00075 with one seed (Figure 3).
     "demo": {
         "blocks": [
-            {"datasets": ("digits",), "models": ("resnet20",), "optimizers": ("adam",), "lrs": paper.LRS,
-             "seeds": (0, 1, 2)},
+            {
+                "datasets": ("digits",),
+                "models": ("resnet20",),
+                "optimizers": ("adam",),
+                "lrs": paper.LRS,
+                "seeds": (0, 1, 2),
+            },
             {**FIGURE3_BLOCK, "datasets": ("digits",)},
         ],
-        "seeds": (0,), "epochs": 10, "patience": 4, "batch_sizes": (32,), "noise": ("additive", "pcm"), "trials": 5,
+        "seeds": (0,),
+        "epochs": 10,
+        "patience": 4,
+        "batch_sizes": (32,),
+        "noise": ("additive", "pcm"),
+        "trials": 5,
         "workers": 2,  # digits' steps are overhead-bound: two at once leave no core idle on a 2-core CPU
     },
     # Is the gradient noise of eq. 2 the mechanism, and does a tuned lr buy what noise-injection training buys?
@@ -168,19 +199,42 @@ PRESETS = {
     # that converges within 10 digits epochs at these lrs (batch 64 left lr 0.0005 at 67 % clean accuracy).
     "mechanism": {
         "blocks": [
-            {"datasets": ("digits",), "models": ("resnet20",), "optimizers": ("adam", "momentum"),
-             "lrs": (0.0005, 0.001, 0.002), "batch_sizes": (8, 32)},
-            {"datasets": ("digits",), "models": ("resnet20",), "optimizers": ("adam",),
-             "lrs": (paper.OPTIMIZER_STUDY["lr"],), "batch_sizes": (32,), "train_noises": (0.0, 0.02, 0.05, 0.1)},
+            {
+                "datasets": ("digits",),
+                "models": ("resnet20",),
+                "optimizers": ("adam", "momentum"),
+                "lrs": (0.0005, 0.001, 0.002),
+                "batch_sizes": (8, 32),
+            },
+            {
+                "datasets": ("digits",),
+                "models": ("resnet20",),
+                "optimizers": ("adam",),
+                "lrs": (paper.OPTIMIZER_STUDY["lr"],),
+                "batch_sizes": (32,),
+                "train_noises": (0.0, 0.02, 0.05, 0.1),
+            },
         ],
-        "seeds": (0, 1, 2), "epochs": 10, "patience": 4, "batch_sizes": (32,), "noise": ("additive",), "trials": 5,
+        "seeds": (0, 1, 2),
+        "epochs": 10,
+        "patience": 4,
+        "batch_sizes": (32,),
+        "noise": ("additive",),
+        "trials": 5,
         "workers": 2,
     },
 }
 # A study's grid: StudySpec's list field -> the TrainConfig field it sweeps. The swept fields are what tells two
 # configurations of one study apart: registry version tags, report rows and cells (AXES, CELL) follow from them.
-GRID = {"datasets": "dataset", "models": "model", "optimizers": "optimizer", "lrs": "lr", "batch_sizes": "batch_size",
-        "train_noises": "train_noise", "seeds": "seed"}
+GRID = {
+    "datasets": "dataset",
+    "models": "model",
+    "optimizers": "optimizer",
+    "lrs": "lr",
+    "batch_sizes": "batch_size",
+    "train_noises": "train_noise",
+    "seeds": "seed",
+}
 GRID_FIELDS = tuple(GRID)
 SWEPT = tuple(GRID.values())
 AXES = ("lr", "batch_size", "train_noise")  # the training axes a claim is made over, holding the others fixed
@@ -191,6 +245,7 @@ PRESET_DEFAULTS = {"train_noises": (0.0,)}  # what a preset that does not name a
 @dataclass
 class StudySpec:
     """What a study sweeps: a preset, and the lists and settings that override it (None: the preset's)."""
+
     preset: str = "demo"
     datasets: tuple | None = None
     models: tuple | None = None
@@ -231,13 +286,16 @@ class StudySpec:
             grid = self.grid(block)
             for values in itertools.product(*(grid[f] for f in GRID_FIELDS)):
                 axes = dict(zip(SWEPT, values))
-                config = TrainConfig(**{k: _CASTS[TRAIN_TYPES[k]](v) for k, v in axes.items()},
-                                     epochs=self.setting("epochs"), patience=self.setting("patience")).validate()
+                config = TrainConfig(
+                    **{k: _CASTS[TRAIN_TYPES[k]](v) for k, v in axes.items()},
+                    epochs=self.setting("epochs"),
+                    patience=self.setting("patience"),
+                ).validate()
                 if config not in configs:
                     configs.append(config)
         return configs
 
-    def validate(self) -> "StudySpec":
+    def validate(self) -> StudySpec:
         """Every configuration of the grid and every noise model name checked (the noise levels are checked by
         the noise models themselves when the study plans its noise configurations)."""
         for name in self.setting("noise"):

@@ -6,6 +6,7 @@ and are cast to float32 one batch at a time, just before they reach the model (w
 Two interchangeable training pipelines: tf.data (when TensorFlow is installed) and a NumPy `PyDataset` that
 needs no TensorFlow (any Keras backend); `LRNOISE_PIPELINE=numpy|tf` picks one explicitly.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,7 +29,6 @@ from lrnoise import config
 from lrnoise.errors import LrnoiseError
 
 
-
 @dataclass(frozen=True)
 class CifarSpec:
     archive: str  # official file name
@@ -42,11 +42,23 @@ class CifarSpec:
 
 CIFAR = {
     "cifar10": CifarSpec(
-        "cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a", "cifar-10-batches-py",
-        tuple(f"data_batch_{i}" for i in range(1, 6)), "test_batch", b"labels", 10),
+        "cifar-10-python.tar.gz",
+        "c58f30108f718f92721af3b95e74349a",
+        "cifar-10-batches-py",
+        tuple(f"data_batch_{i}" for i in range(1, 6)),
+        "test_batch",
+        b"labels",
+        10,
+    ),
     "cifar100": CifarSpec(
-        "cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85", "cifar-100-python",
-        ("train",), "test", b"fine_labels", 100),
+        "cifar-100-python.tar.gz",
+        "eb9058c3a382ffc7106e4002c42a8d85",
+        "cifar-100-python",
+        ("train",),
+        "test",
+        b"fine_labels",
+        100,
+    ),
 }
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/"
 
@@ -54,6 +66,7 @@ CIFAR_URL = "https://www.cs.toronto.edu/~kriz/"
 @dataclass
 class Dataset:
     """Raw images NHWC as stored (uint8 for CIFAR and digits) and integer labels."""
+
     name: str
     num_classes: int
     x_train: np.ndarray
@@ -76,9 +89,12 @@ class _BatchUnpickler(pickle.Unpickler):
     Builtin containers need no globals; the only globals a pickled ndarray needs are these three.
     Anything else (os.system, builtins.eval, ...) is refused before it can run.
     """
+
     ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
     }
 
     def find_class(self, module, name):
@@ -86,8 +102,9 @@ class _BatchUnpickler(pickle.Unpickler):
             return _latin1_encode
         if (module, name) in self.ALLOWED:
             return super().find_class(module, name)
-        raise LrnoiseError(f"refusing to unpickle {module}.{name}: CIFAR batches only hold dicts, lists, "
-                           "bytes, ints and numpy arrays")
+        raise LrnoiseError(
+            f"refusing to unpickle {module}.{name}: CIFAR batches only hold dicts, lists, bytes, ints and numpy arrays"
+        )
 
 
 def _latin1_encode(text, encoding="latin1"):
@@ -255,8 +272,11 @@ class _Progress:
 
     def _draw(self) -> None:
         done = self.done / 1e6
-        text = (f"downloading {self.label}  {100 * self.done // self.total:3d}% {done:.1f}/{self.total / 1e6:.1f} MB"
-                if self.total else f"downloading {self.label}  {done:.1f} MB")
+        text = (
+            f"downloading {self.label}  {100 * self.done // self.total:3d}% {done:.1f}/{self.total / 1e6:.1f} MB"
+            if self.total
+            else f"downloading {self.label}  {done:.1f} MB"
+        )
         sys.stderr.write("\r" + text if self.tty else text + "\n")
         sys.stderr.flush()
 
@@ -280,8 +300,9 @@ def _stream(url: str, out, label: str) -> str:
             finally:
                 progress.close()
     except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError and socket errors are OSErrors
-        raise _Missing(f"download from {url} failed: {_why(exc)}",
-                       offline=_why(exc) if _unreachable(exc) else None) from None
+        raise _Missing(
+            f"download from {url} failed: {_why(exc)}", offline=_why(exc) if _unreachable(exc) else None
+        ) from None
     return digest.hexdigest()
 
 
@@ -343,8 +364,11 @@ def _unavailable_message(missing: dict[str, str], data_dir) -> str:
     """One line: every missing dataset with its reason, then what to do."""
     clauses = " and ".join(f"dataset {name} unavailable ({why})" for name, why in missing.items())
     files = ", ".join(CIFAR[name].archive for name in missing)
-    todo = (f"download {files} from {cifar_url()} into {data_dir}" if data_dir is not None
-            else f"download {files} from {cifar_url()} and pass --data-dir DIR")
+    todo = (
+        f"download {files} from {cifar_url()} into {data_dir}"
+        if data_dir is not None
+        else f"download {files} from {cifar_url()} and pass --data-dir DIR"
+    )
     return f"{clauses}: {todo}"
 
 
@@ -395,6 +419,7 @@ DIGITS_SOURCE = "sklearn.datasets.load_digits"
 def _load_digits() -> tuple[np.ndarray, ...]:
     """scikit-learn's bundled 8x8 digits (1797 images, values 0..16), with a fixed 20 % test split."""
     from sklearn.datasets import load_digits
+
     bunch = load_digits()
     x = bunch.images.astype(np.uint8)[..., None]  # N x 8 x 8 x 1
     y = bunch.target.astype(np.int64)
@@ -404,8 +429,7 @@ def _load_digits() -> tuple[np.ndarray, ...]:
     return x[train], y[train], x[test], y[test]
 
 
-def load(name: str, data_dir: str | os.PathLike | None = None, val_fraction: float = 0.1,
-         seed: int = 0) -> Dataset:
+def load(name: str, data_dir: str | os.PathLike | None = None, val_fraction: float = 0.1, seed: int = 0) -> Dataset:
     """Loads `name`; the validation split is drawn from the training set with `seed` (the test set is fixed)."""
     check_dataset(name)
     if not 0.0 <= val_fraction < 1.0:
@@ -419,8 +443,9 @@ def load(name: str, data_dir: str | os.PathLike | None = None, val_fraction: flo
     order = np.random.RandomState(seed).permutation(len(x_train))
     n_val = int(round(len(x_train) * val_fraction))
     val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
-    return Dataset(name, num_classes, x_train[train], y_train[train], x_train[val], y_train[val], x_test, y_test,
-                   source)
+    return Dataset(
+        name, num_classes, x_train[train], y_train[train], x_train[val], y_train[val], x_test, y_test, source
+    )
 
 
 # ---------------------------------------------------------------- training input pipeline (tf.data)
@@ -432,6 +457,7 @@ def augment_batch(images, seed, pad: int, flip: bool):
     Returns B x H x W x C of the same dtype. Pure function: same images and seed, same output.
     """
     import tensorflow as tf
+
     shape = tf.shape(images)
     b, h, w = shape[0], shape[1], shape[2]
     if pad:
@@ -452,8 +478,15 @@ def augmentation_for(name: str) -> tuple[int, bool]:
     return (4, True) if name.startswith("cifar") else (1, False)
 
 
-def train_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, start_epoch: int = 0,
-                   augment: tuple[int, bool] = (0, False), end_epoch: int | None = None):
+def train_pipeline(
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    seed: int,
+    start_epoch: int = 0,
+    augment: tuple[int, bool] = (0, False),
+    end_epoch: int | None = None,
+):
     """tf.data stream of (float32 images, int labels) batches, epoch after epoch from `start_epoch` up to (not
     including) `end_epoch` (None: endless). A training passes its last epoch: an endless stream's iterator,
     dropped by model.fit at its end with the next epoch's batches in flight, stalled a study worker 5-9 s in
@@ -464,6 +497,7 @@ def train_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, sta
     run would have seen. Use with steps_per_epoch = steps_per_epoch(len(x), batch_size).
     """
     import tensorflow as tf
+
     n = len(x)
     images = tf.constant(x)  # uint8 stays uint8 in memory
     labels = tf.constant(y)
@@ -474,7 +508,8 @@ def train_pipeline(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, sta
         order = tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=[seed, epoch])
         batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
         return tf.data.Dataset.zip(batches, tf.data.Dataset.range(steps)).map(
-            lambda idx, step: (idx, tf.stack([tf.cast(seed, tf.int64), epoch * steps + step])))
+            lambda idx, step: (idx, tf.stack([tf.cast(seed, tf.int64), epoch * steps + step]))
+        )
 
     def make_batch(idx, batch_seed):
         xb = tf.gather(images, idx)
@@ -494,6 +529,7 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 def eval_dataset(x: np.ndarray, y: np.ndarray, batch_size: int):
     """Batches of (float32 images, labels) in order, for validation; uint8 until the batch is cut."""
     import tensorflow as tf
+
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size)
     return _without_autotuning(ds.map(lambda xb, yb: (tf.cast(xb, tf.float32), yb)).prefetch(PREFETCH_BATCHES))
 
@@ -509,6 +545,7 @@ def _without_autotuning(ds):
     59 stalled, and an epoch took as long (median 0.643 vs 0.644 s ResNet20, 1.350 vs 1.354 s ResNet32; AMD EPYC,
     2 cores). Same batches."""
     import tensorflow as tf
+
     options = tf.data.Options()
     options.autotune.enabled = False
     return ds.with_options(options)
@@ -553,7 +590,7 @@ def _numpy_stream_class():
             return self._order[1]
 
         def __getitem__(self, step):
-            idx = np.sort(self._epoch_order()[step * self.batch_size:(step + 1) * self.batch_size])
+            idx = np.sort(self._epoch_order()[step * self.batch_size : (step + 1) * self.batch_size])
             xb = self.x[idx]
             pad, flip = self.augment
             if pad or flip:
@@ -572,16 +609,20 @@ def pipeline_kind() -> str:
     if chosen in ("tf", "numpy"):
         return chosen
     import keras
+
     return "tf" if keras.backend.backend() == "tensorflow" else "numpy"
 
 
-def training_stream(x, y, batch_size: int, seed: int, start_epoch: int = 0, augment=(0, False),
-                    end_epoch: int | None = None):
+def training_stream(
+    x, y, batch_size: int, seed: int, start_epoch: int = 0, augment=(0, False), end_epoch: int | None = None
+):
     """(stream for model.fit, steps_per_epoch to pass or None) from whichever pipeline is in use; epochs
     start_epoch .. end_epoch - 1 (the NumPy stream serves whatever epochs fit asks for)."""
     if pipeline_kind() == "tf":
-        return (train_pipeline(x, y, batch_size, seed, start_epoch, augment, end_epoch),
-                steps_per_epoch(len(x), batch_size))
+        return (
+            train_pipeline(x, y, batch_size, seed, start_epoch, augment, end_epoch),
+            steps_per_epoch(len(x), batch_size),
+        )
     return _numpy_stream_class()(x, y, batch_size, seed, start_epoch, augment), None
 
 

@@ -6,6 +6,7 @@ trains it, then evaluates it under each noise configuration; it never raises. Ex
 configuration at a time in this process; `local_workers` N at once in long-lived worker processes (each pinned
 to a GPU when there are GPUs) fed by a Dispatcher; `ray_tasks` each configuration as a Ray task.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,6 +31,7 @@ from lrnoise.train import train
 @dataclass(frozen=True)
 class Job:
     """One configuration: a training and its noise evaluations (one per noise configuration)."""
+
     train: TrainConfig
     noise: tuple[NoiseConfig, ...]
 
@@ -44,7 +46,7 @@ class Job:
         return json.dumps({"train": self.train.params(), "noise": [c.to_dict() for c in self.noise]})
 
     @classmethod
-    def from_json(cls, text: str) -> "Job":
+    def from_json(cls, text: str) -> Job:
         spec = json.loads(text)
         return cls(TrainConfig(**spec["train"]), tuple(NoiseConfig.from_dict(c) for c in spec["noise"]))
 
@@ -62,13 +64,28 @@ class Outcome:
     error: str = ""
 
     def to_json(self) -> str:
-        return json.dumps({k: getattr(self, k) for k in ("status", "train_run_id", "eval_run_ids", "trained",
-                                                         "evaluated", "learned", "seconds", "error")})
+        return json.dumps(
+            {
+                k: getattr(self, k)
+                for k in (
+                    "status",
+                    "train_run_id",
+                    "eval_run_ids",
+                    "trained",
+                    "evaluated",
+                    "learned",
+                    "seconds",
+                    "error",
+                )
+            }
+        )
+
 
 @dataclass(frozen=True)
 class Context:
     """What every configuration of one study shares: the experiment and the study run its runs go under, the
     data folder, how each training runs (Execution) and the lease timeout. Crosses process boundaries as JSON."""
+
     experiment: str
     parent_run_id: str | None = None
     data_dir: str | None = None
@@ -79,7 +96,7 @@ class Context:
         return json.dumps({**dataclasses.asdict(self), "execution": self.execution.params()})
 
     @classmethod
-    def from_json(cls, text: str) -> "Context":
+    def from_json(cls, text: str) -> Context:
         values = json.loads(text)
         return cls(**{**values, "execution": Execution(**values["execution"])})
 
@@ -97,8 +114,9 @@ def run_job(job: Job, ctx: Context, claim: leases.Claim | None = None, sweep: Sw
     try:
         exp_id = tracking.ensure_experiment(ctx.experiment)
         key = tracking.config_key(job.train.params())
-        with leases.claimed(exp_id, key, meanwhile=lambda: _prepare_if_new(job, ctx, exp_id, key, sweep),
-                            staked=claim) as mine:
+        with leases.claimed(
+            exp_id, key, meanwhile=lambda: _prepare_if_new(job, ctx, exp_id, key, sweep), staked=claim
+        ) as mine:
             if mine:
                 _train_and_evaluate(job, ctx, outcome, exp_id, sweep)
             else:  # another study works on it now: come back later and reuse what it made
@@ -128,8 +146,15 @@ def _train_and_evaluate(job: Job, ctx: Context, outcome: Outcome, exp_id: str, s
     if found.finished:
         outcome.train_run_id, outcome.trained = found.finished, "reused"
     else:
-        result = train(job.train, data_dir=ctx.data_dir, experiment=ctx.experiment, resume=found.resume,
-                       parent_run_id=ctx.parent_run_id, execution=ctx.execution, sweep=sweep)
+        result = train(
+            job.train,
+            data_dir=ctx.data_dir,
+            experiment=ctx.experiment,
+            resume=found.resume,
+            parent_run_id=ctx.parent_run_id,
+            execution=ctx.execution,
+            sweep=sweep,
+        )
         outcome.train_run_id, outcome.trained = result.run_id, "resumed" if found.resume else "new"
         trained = result
     outcome.learned = tracking.learned(tracking.get_run(outcome.train_run_id))
@@ -138,16 +163,22 @@ def _train_and_evaluate(job: Job, ctx: Context, outcome: Outcome, exp_id: str, s
         return
     evaluated = []
     for config in job.noise:
-        done = leases.existing_run(exp_id, "noise_eval", config.run_key, source_run_id=outcome.train_run_id,
-                                   resumable=False).finished
+        done = leases.existing_run(
+            exp_id, "noise_eval", config.run_key, source_run_id=outcome.train_run_id, resumable=False
+        ).finished
         if done:
             outcome.eval_run_ids.append(done)
             evaluated.append("reused")
         else:
-            eval_run_id, _ = noise_eval(config, run_id=outcome.train_run_id, data_dir=ctx.data_dir,
-                                        experiment=ctx.experiment, model=trained.model if trained else None,
-                                        loaded_data=trained.dataset if trained else None,
-                                        evaluator=trained.evaluator if trained else None)
+            eval_run_id, _ = noise_eval(
+                config,
+                run_id=outcome.train_run_id,
+                data_dir=ctx.data_dir,
+                experiment=ctx.experiment,
+                model=trained.model if trained else None,
+                loaded_data=trained.dataset if trained else None,
+                evaluator=trained.evaluator if trained else None,
+            )
             outcome.eval_run_ids.append(eval_run_id)
             evaluated.append("new")
     outcome.evaluated = evaluated[0] if len(set(evaluated)) == 1 else "mixed"
@@ -291,8 +322,14 @@ def local_workers(dispatcher: Dispatcher, workers: int, ctx: Context, on_done, l
             env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
         else:
             env.update({k: env.get(k, v) for k, v in worker_threads(workers).items()})  # the user's setting wins
-        return subprocess.Popen([sys.executable, "-m", "lrnoise.executors", ctx.to_json()],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+        return subprocess.Popen(
+            [sys.executable, "-m", "lrnoise.executors", ctx.to_json()],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env=env,
+        )
 
     def run_one(proc, job, claim, log) -> Outcome:
         try:
@@ -302,7 +339,7 @@ def local_workers(dispatcher: Dispatcher, workers: int, ctx: Context, on_done, l
             return Outcome(job, "failed", error=f"worker exited {proc.wait()} (log {log.name})")
         for row in proc.stdout:  # the worker's own output goes to its log; the outcome line ends the job
             if row.startswith(OUTCOME_LINE):
-                return Outcome(job, **json.loads(row[len(OUTCOME_LINE):]))
+                return Outcome(job, **json.loads(row[len(OUTCOME_LINE) :]))
             log.write(row)
         return Outcome(job, "failed", error=f"worker exited {proc.wait()} (log {log.name})")
 
@@ -345,8 +382,9 @@ def ray_tasks(jobs: list[Job], ctx: Context, on_done, address: str | None) -> No
         import ray
     except ImportError:
         raise LrnoiseError("--executor ray needs Ray: pip install 'lrnoise[ray]'") from None
-    ray.init(address=address, runtime_env={"env_vars": server.worker_env()}, ignore_reinit_error=True,
-             log_to_driver=False)
+    ray.init(
+        address=address, runtime_env={"env_vars": server.worker_env()}, ignore_reinit_error=True, log_to_driver=False
+    )
     try:
         gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
         task = ray.remote(num_gpus=gpus, max_retries=0)(_run_job_in_worker)

@@ -15,6 +15,7 @@ Keras's public route. What each saves, measured on a 2-core x86-64 CPU with AVX2
 Together, on a 17-training demo grid run as the main job (fresh clones, one after another on the same machine):
 561 s with the gate closed against 422 s and 475 s open.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,12 +50,14 @@ def seed_everything(seed: int) -> None:
     from keras.src.backend.common import global_state
     from keras.src.random import seed_generator
     from keras.src.utils import rng_utils
+
     global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
     global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
     random.seed(seed)
     np.random.seed(seed)
     if keras.backend.backend() == "torch":
         import torch
+
         torch.manual_seed(seed)
 
 
@@ -79,6 +82,7 @@ def swap_optimizer(model: keras.Model, optimizer) -> bool:
         return False
     from keras.src.saving.serialization_lib import SerializableDict
     from keras.src.utils.tracking import DotNotTrackScope
+
     compiled = model._compile_config.config
     with DotNotTrackScope():
         model.optimizer = optimizer
@@ -102,6 +106,7 @@ def cache_save_skipsets() -> None:
         return
     from keras.src.backend.common import global_state
     from keras.src.saving import saving_lib
+
     for obj_type in SAVEABLE_TYPES:
         key = f"saving_attr_skiplist_{obj_type}"
         if global_state.get_global_attribute(key) is None:

@@ -5,6 +5,7 @@ figure is only rendered by `save` (or by whoever displays it). Every figure uses
 long titles and labels to the space they have, keeps legends outside the panels, and draws 95 % CI error
 bars; fractions are plotted in %. `layout_problems` checks a figure from matplotlib's own layout.
 """
+
 from __future__ import annotations
 
 import re
@@ -150,8 +151,9 @@ def _figure(width: float, height: float, title: str, legend: str | None) -> Figu
     on the right the title keeps out of the legend's column (constrained layout puts both at the top)."""
     fig = Figure(figsize=(width, height), layout="constrained")
     panel_width = width - (LEGEND_WIDTH if legend == "right" else 0.0)
-    fig.suptitle(_wrap(title, 0.94 * panel_width * 72, TITLE_FONTSIZE), fontsize=TITLE_FONTSIZE,
-                 x=0.5 * panel_width / width)
+    fig.suptitle(
+        _wrap(title, 0.94 * panel_width * 72, TITLE_FONTSIZE), fontsize=TITLE_FONTSIZE, x=0.5 * panel_width / width
+    )
     return fig
 
 
@@ -184,8 +186,14 @@ def _lr_axis(ax, lrs) -> None:
     """Log x axis with one tick per lr, labelled as plain numbers and turned 45 degrees so they never touch."""
     lrs = sorted(set(map(float, lrs)))
     ax.set_xscale("log")
-    ax.set_xticks(lrs, labels=[_plain(lr) for lr in lrs], rotation=45, ha="right", rotation_mode="anchor",
-                  fontsize=LR_TICK_FONTSIZE)
+    ax.set_xticks(
+        lrs,
+        labels=[_plain(lr) for lr in lrs],
+        rotation=45,
+        ha="right",
+        rotation_mode="anchor",
+        fontsize=LR_TICK_FONTSIZE,
+    )
     ax.xaxis.set_minor_locator(NullLocator())  # a log axis spanning < 1 decade would label minor ticks 6x10^-4
 
 
@@ -196,8 +204,7 @@ def _outside_legend(fig: Figure, handles, labels, where: str) -> Legend:
         labels = [_wrap(label, LEGEND_WIDTH * 72 - 40, LEGEND_FONTSIZE) for label in labels]
         return fig.legend(handles, labels, loc="outside right upper", fontsize=LEGEND_FONTSIZE)
     labels = [_wrap(label, PANEL_SIZE[0] * 72 / 2 - 40, LEGEND_FONTSIZE) for label in labels]
-    return fig.legend(handles, labels, loc="outside lower center", fontsize=LEGEND_FONTSIZE,
-                      ncols=min(len(labels), 3))
+    return fig.legend(handles, labels, loc="outside lower center", fontsize=LEGEND_FONTSIZE, ncols=min(len(labels), 3))
 
 
 def _sorted_legend(fig: Figure, entries: dict, where: str) -> Legend:
@@ -256,8 +263,14 @@ def _default_scale(log_x: bool, level_scale: float | None) -> float:
 
 
 # ---------------------------------------------------------------- Figures 1 and 2
-def noise_curves(curves: pd.DataFrame, title: str, level_label: str, log_x: bool = False,
-                 level_scale: float | None = None, tick_text=None) -> Figure:
+def noise_curves(
+    curves: pd.DataFrame,
+    title: str,
+    level_label: str,
+    log_x: bool = False,
+    level_scale: float | None = None,
+    tick_text=None,
+) -> Figure:
     """Normalised accuracy A^eta (%) against the noise level, a panel per model, a line per lr with 95 % CI bars.
 
     curves: model, lr, level, normalized_accuracy, ci95, n (runs behind the point). Level 0 is the clean model
@@ -289,8 +302,14 @@ def noise_curves(curves: pd.DataFrame, title: str, level_label: str, log_x: bool
     return fig
 
 
-def noise_curve(summary: pd.DataFrame, title: str, level_label: str, log_x: bool = False,
-                level_scale: float | None = None, tick_text=None) -> Figure:
+def noise_curve(
+    summary: pd.DataFrame,
+    title: str,
+    level_label: str,
+    log_x: bool = False,
+    level_scale: float | None = None,
+    tick_text=None,
+) -> Figure:
     """One evaluation's curve (what noise-eval logs): A^eta (%) against the level, 95 % CI over the draws.
 
     summary: level, normalized_accuracy, ci95. Put A_avr in `title` if wanted. tick_text: as for noise_curves.
@@ -322,14 +341,27 @@ def optimizers(table: pd.DataFrame, title: str) -> Figure:
     fig = _figure(width, PANEL_SIZE[1] + 0.6, title, legend="right")
     ax = fig.subplots()
     x = np.arange(len(table))
-    series = ((-0.2, "baseline", LR_CMAP(0), "baseline accuracy $a_0$"),
-              (0.2, "avr", LR_CMAP(1), r"average normalised accuracy $A_\mathrm{avr}$"))
-    bars = [ax.bar(x + offset, _percent(table[value]), 0.38, yerr=_percent(table[f"{value}_ci95"]),
-                   capsize=4, color=color, label=label)
-            for offset, value, color, label in series]
+    series = (
+        (-0.2, "baseline", LR_CMAP(0), "baseline accuracy $a_0$"),
+        (0.2, "avr", LR_CMAP(1), r"average normalised accuracy $A_\mathrm{avr}$"),
+    )
+    bars = [
+        ax.bar(
+            x + offset,
+            _percent(table[value]),
+            0.38,
+            yerr=_percent(table[f"{value}_ci95"]),
+            capsize=4,
+            color=color,
+            label=label,
+        )
+        for offset, value, color, label in series
+    ]
     ax.set_xticks(x, labels=[f"{name}\n(n={int(n)})" for name, n in zip(table["optimizer"], table["n"])])
-    tops = np.r_[_percent(table["baseline"]) + np.nan_to_num(_percent(table["baseline_ci95"])),
-                 _percent(table["avr"]) + np.nan_to_num(_percent(table["avr_ci95"]))]
+    tops = np.r_[
+        _percent(table["baseline"]) + np.nan_to_num(_percent(table["baseline_ci95"])),
+        _percent(table["avr"]) + np.nan_to_num(_percent(table["avr_ci95"])),
+    ]
     ax.set_ylim(0, max(105.0, float(np.nanmax(tops, initial=0.0)) + 3))
     _label_axes(ax, "optimizer", "accuracy (%)")
     ax.grid(axis="x", visible=False)
@@ -353,16 +385,30 @@ def tradeoff(points: pd.DataFrame, title: str, robust_label: str) -> Figure:
     for ax, model in zip(axes, models):
         group = points[points["model"] == model].sort_values("lr")
         lr = group["lr"].to_numpy(dtype=float)
-        base = ax.errorbar(lr, _percent(group["baseline"]), yerr=_percent(group["baseline_ci95"]), color=base_color,
-                           marker="o", **ERRORBAR_STYLE)
+        base = ax.errorbar(
+            lr,
+            _percent(group["baseline"]),
+            yerr=_percent(group["baseline_ci95"]),
+            color=base_color,
+            marker="o",
+            **ERRORBAR_STYLE,
+        )
         twin = ax.twinx()
-        robust = twin.errorbar(lr, _percent(group["robust"]), yerr=_percent(group["robust_ci95"]),
-                               color=robust_color, marker="s", linestyle="--", **ERRORBAR_STYLE)
+        robust = twin.errorbar(
+            lr,
+            _percent(group["robust"]),
+            yerr=_percent(group["robust_ci95"]),
+            color=robust_color,
+            marker="s",
+            linestyle="--",
+            **ERRORBAR_STYLE,
+        )
         handles = handles or [base, robust]
         _label_axes(ax, "learning rate", "baseline accuracy $a_0$ (%)", str(model))
         ax.yaxis.label.set_color(base_color)
-        twin.set_ylabel(_wrap(robust_label, 0.8 * PANEL_SIZE[1] * 72, LABEL_FONTSIZE), fontsize=LABEL_FONTSIZE,
-                        color=robust_color)
+        twin.set_ylabel(
+            _wrap(robust_label, 0.8 * PANEL_SIZE[1] * 72, LABEL_FONTSIZE), fontsize=LABEL_FONTSIZE, color=robust_color
+        )
         _lr_axis(ax, points["lr"])
     _outside_legend(fig, handles, [f"baseline accuracy $a_0$ ({n})", f"{robust_label} ({n})"], "below")
     return fig
@@ -383,9 +429,15 @@ def noise_models(lines: pd.DataFrame, title: str) -> Figure:
         for config, group in lines[lines["model"] == model].groupby("config"):
             group = group.sort_values("lr")
             label = f"{config} ({_n_text(lines.loc[lines['config'] == config, 'n'])})"
-            handle = ax.errorbar(group["lr"].to_numpy(dtype=float), _percent(group["avr"]),
-                                 yerr=_percent(group["avr_ci95"]), color=colors[config], marker="o", label=label,
-                                 **ERRORBAR_STYLE)
+            handle = ax.errorbar(
+                group["lr"].to_numpy(dtype=float),
+                _percent(group["avr"]),
+                yerr=_percent(group["avr_ci95"]),
+                color=colors[config],
+                marker="o",
+                label=label,
+                **ERRORBAR_STYLE,
+            )
             legend.setdefault(config, (handle, label))
         _label_axes(ax, "learning rate", r"average normalised accuracy $A_\mathrm{avr}$ (%)", str(model))
         _lr_axis(ax, lines["lr"])
@@ -408,8 +460,9 @@ def mechanism(points: pd.DataFrame, title: str, x_label: str) -> Figure:
     for ax, model in zip(axes, models):
         for lr, group in points[points["model"] == model].groupby("lr"):
             label = f"lr {_plain(lr)} ({_n_text(runs.loc[runs['lr'] == lr, 'n'])})"
-            handle = ax.scatter(group["x"].to_numpy(dtype=float), _percent(group["avr"]), color=colors[float(lr)],
-                                s=22, label=label)
+            handle = ax.scatter(
+                group["x"].to_numpy(dtype=float), _percent(group["avr"]), color=colors[float(lr)], s=22, label=label
+            )
             legend.setdefault(float(lr), (handle, label))
         ax.set_xscale("log")
         _label_axes(ax, x_label, r"average normalised accuracy $A_\mathrm{avr}$ (%)", str(model))
@@ -423,8 +476,10 @@ BATCH_CMAP = colormaps["plasma"]  # batch sizes, by log2 value (cut before plasm
 
 def batch_colors(batch_sizes) -> dict[int, str]:
     """One colour per batch size from its log2 value alone (8 ... 1024 across the map)."""
-    return {int(b): to_hex(BATCH_CMAP(0.85 * float(np.clip((np.log2(b) - 3) / 7, 0, 1))))
-            for b in sorted(set(map(int, batch_sizes)))}
+    return {
+        int(b): to_hex(BATCH_CMAP(0.85 * float(np.clip((np.log2(b) - 3) / 7, 0, 1))))
+        for b in sorted(set(map(int, batch_sizes)))
+    }
 
 
 def eq2_collapse(points: pd.DataFrame, title: str) -> Figure:
@@ -436,24 +491,37 @@ def eq2_collapse(points: pd.DataFrame, title: str) -> Figure:
     """
     _require(points, ["optimizer", "lr", "batch_size", "avr"], "eq2_collapse")
     optimizers = [o for o in paper.OPTIMIZERS if o in set(points["optimizer"])] + sorted(
-        set(points["optimizer"]) - set(paper.OPTIMIZERS))
+        set(points["optimizer"]) - set(paper.OPTIMIZERS)
+    )
     colors = batch_colors(points["batch_size"])
     fig, axes = _panels(len(optimizers), title, legend="right")
     legend = {}
     for ax, optimizer in zip(axes, optimizers):
         mine = points[points["optimizer"] == optimizer].assign(
-            u=lambda f: f["lr"].astype(float) ** 2 / f["batch_size"].astype(float))
+            u=lambda f: f["lr"].astype(float) ** 2 / f["batch_size"].astype(float)
+        )
         for batch_size, group in mine.groupby("batch_size"):
             color = colors[int(batch_size)]
             ax.scatter(group["u"], _percent(group["avr"]), color=color, s=8, alpha=0.45)
             means = group.groupby("u")["avr"].agg(["mean", stats.ci95]).reset_index()  # 95 % t over seeds
             label = f"B = {int(batch_size)} ({_n_text(group.groupby('u').size())})"
-            handle = ax.errorbar(means["u"], _percent(means["mean"]), yerr=_percent(means["ci95"]), color=color,
-                                 marker="o", label=label, **ERRORBAR_STYLE)
+            handle = ax.errorbar(
+                means["u"],
+                _percent(means["mean"]),
+                yerr=_percent(means["ci95"]),
+                color=color,
+                marker="o",
+                label=label,
+                **ERRORBAR_STYLE,
+            )
             legend.setdefault(int(batch_size), (handle, label))
         ax.set_xscale("log")
-        _label_axes(ax, r"$\mathrm{lr}^2 / B$ (eq. 2's noise power, up to C)",
-                    r"average normalised accuracy $A_\mathrm{avr}$ (%)", str(optimizer))
+        _label_axes(
+            ax,
+            r"$\mathrm{lr}^2 / B$ (eq. 2's noise power, up to C)",
+            r"average normalised accuracy $A_\mathrm{avr}$ (%)",
+            str(optimizer),
+        )
     _sorted_legend(fig, legend, "right")
     return fig
 
@@ -476,12 +544,26 @@ def frontier(points: pd.DataFrame, title: str) -> Figure:
         for method, group in points[points["model"] == model].groupby("method", sort=True):
             color, marker, line = styles.get(method, ("tab:gray", "^", ":"))  # in sweep order, as given
             label = f"{method} ({_n_text(group['n'])})"
-            handle = ax.errorbar(_percent(group["baseline"]), _percent(group["avr"]),
-                                 xerr=_percent(group["baseline_ci95"]), yerr=_percent(group["avr_ci95"]),
-                                 color=color, marker=marker, linestyle=line, label=label, **ERRORBAR_STYLE)
+            handle = ax.errorbar(
+                _percent(group["baseline"]),
+                _percent(group["avr"]),
+                xerr=_percent(group["baseline_ci95"]),
+                yerr=_percent(group["avr_ci95"]),
+                color=color,
+                marker=marker,
+                linestyle=line,
+                label=label,
+                **ERRORBAR_STYLE,
+            )
             for _, row in group[group["setting"] != ""].iterrows():
-                ax.annotate(str(row["setting"]), (row["baseline"] * 100, row["avr"] * 100), fontsize=7,
-                            color=color, xytext=(3, 3), textcoords="offset points")
+                ax.annotate(
+                    str(row["setting"]),
+                    (row["baseline"] * 100, row["avr"] * 100),
+                    fontsize=7,
+                    color=color,
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                )
             legend.setdefault(method, (handle, label))
         _label_axes(ax, "baseline accuracy $a_0$ (%)", r"average normalised accuracy $A_\mathrm{avr}$ (%)", str(model))
     _sorted_legend(fig, legend, "below")
@@ -506,6 +588,7 @@ def _renderer(fig: Figure):
     """Draws the figure (running the constrained layout) and returns its renderer; Agg when it has no canvas."""
     if not hasattr(fig.canvas, "get_renderer"):
         from matplotlib.backends.backend_agg import FigureCanvasAgg
+
         FigureCanvasAgg(fig)
     fig.canvas.draw()
     return fig.canvas.get_renderer()
@@ -548,8 +631,12 @@ def _describe(text: Text, panel: str | None) -> str:
 
 
 def _inside(inner, outer, tol: float = 0.5) -> bool:
-    return (inner.x0 >= outer.x0 - tol and inner.y0 >= outer.y0 - tol
-            and inner.x1 <= outer.x1 + tol and inner.y1 <= outer.y1 + tol)
+    return (
+        inner.x0 >= outer.x0 - tol
+        and inner.y0 >= outer.y0 - tol
+        and inner.x1 <= outer.x1 + tol
+        and inner.y1 <= outer.y1 + tol
+    )
 
 
 def _overlap(a, b, tol: float = 0.5) -> bool:
@@ -558,8 +645,11 @@ def _overlap(a, b, tol: float = 0.5) -> bool:
 
 def _points_in(points: np.ndarray, box) -> bool:
     points = points[np.all(np.isfinite(points), axis=1)] if len(points) else points
-    return bool(len(points)) and bool(np.any((points[:, 0] >= box.x0) & (points[:, 0] <= box.x1)
-                                             & (points[:, 1] >= box.y0) & (points[:, 1] <= box.y1)))
+    return bool(len(points)) and bool(
+        np.any(
+            (points[:, 0] >= box.x0) & (points[:, 0] <= box.x1) & (points[:, 1] >= box.y0) & (points[:, 1] <= box.y1)
+        )
+    )
 
 
 def _hits(artist, box, renderer) -> bool:
@@ -571,9 +661,12 @@ def _hits(artist, box, renderer) -> bool:
         return _points_in(path.vertices, box) or path.intersects_bbox(box, filled=False)
     if isinstance(artist, LineCollection):
         transform = artist.get_transform()
-        return any(_points_in(transform.transform(seg), box)
-                   or transform.transform_path(path).intersects_bbox(box, filled=False)
-                   for seg, path in zip(artist.get_segments(), artist.get_paths()) if len(seg))
+        return any(
+            _points_in(transform.transform(seg), box)
+            or transform.transform_path(path).intersects_bbox(box, filled=False)
+            for seg, path in zip(artist.get_segments(), artist.get_paths())
+            if len(seg)
+        )
     if isinstance(artist, PathCollection):
         return _points_in(artist.get_offset_transform().transform(artist.get_offsets()), box)
     if isinstance(artist, Rectangle):
@@ -591,9 +684,12 @@ def _legends(fig: Figure) -> list[Legend]:
 
 
 def _outside_figure(texts, boxes, figure_box) -> list[str]:
-    return [f"{_describe(*found)} extends outside the figure: text box x {box.x0:.0f}..{box.x1:.0f}, "
-            f"y {box.y0:.0f}..{box.y1:.0f} px; figure {figure_box.width:.0f}x{figure_box.height:.0f} px"
-            for found, box in zip(texts, boxes) if not _inside(box, figure_box)]
+    return [
+        f"{_describe(*found)} extends outside the figure: text box x {box.x0:.0f}..{box.x1:.0f}, "
+        f"y {box.y0:.0f}..{box.y1:.0f} px; figure {figure_box.width:.0f}x{figure_box.height:.0f} px"
+        for found, box in zip(texts, boxes)
+        if not _inside(box, figure_box)
+    ]
 
 
 def _legend_collisions(fig: Figure, texts, boxes, renderer) -> list[str]:
@@ -609,8 +705,11 @@ def _legend_collisions(fig: Figure, texts, boxes, renderer) -> list[str]:
             if hit is not None:
                 problems.append(f"legend ({names}) covers a {type(hit).__name__} in panel {_panel_name(ax)!r}")
         own = {id(text) for text, _ in _drawn_texts(legend)}
-        problems += [f"legend ({names}) covers {_describe(*found)}" for found, box in zip(texts, boxes)
-                     if id(found[0]) not in own and _overlap(box, legend_box)]
+        problems += [
+            f"legend ({names}) covers {_describe(*found)}"
+            for found, box in zip(texts, boxes)
+            if id(found[0]) not in own and _overlap(box, legend_box)
+        ]
     return problems
 
 
@@ -619,8 +718,12 @@ def _text_collisions(fig: Figure, texts, boxes) -> list[str]:
     legend texts are left to `_legend_collisions`."""
     in_legend = {id(text) for legend in _legends(fig) for text, _ in _drawn_texts(legend)}
     kept = [i for i, (text, _) in enumerate(texts) if id(text) not in in_legend]
-    return [f"{_describe(*texts[a])} overlaps {_describe(*texts[b])}"
-            for i, a in enumerate(kept) for b in kept[i + 1:] if _overlap(boxes[a], boxes[b])]
+    return [
+        f"{_describe(*texts[a])} overlaps {_describe(*texts[b])}"
+        for i, a in enumerate(kept)
+        for b in kept[i + 1 :]
+        if _overlap(boxes[a], boxes[b])
+    ]
 
 
 def layout_problems(fig: Figure) -> list[str]:
@@ -634,12 +737,26 @@ def layout_problems(fig: Figure) -> list[str]:
     renderer = _renderer(fig)
     texts = _drawn_texts(fig)
     boxes = [text.get_window_extent(renderer) for text, _ in texts]
-    return (_outside_figure(texts, boxes, fig.bbox) + _legend_collisions(fig, texts, boxes, renderer)
-            + _text_collisions(fig, texts, boxes))
+    return (
+        _outside_figure(texts, boxes, fig.bbox)
+        + _legend_collisions(fig, texts, boxes, renderer)
+        + _text_collisions(fig, texts, boxes)
+    )
 
 
-__all__ = ["LR_CMAP", "lr_color", "lr_colors", "noise_curves", "noise_curve", "optimizers", "tradeoff",
-           "noise_models", "mechanism", "save", "layout_problems"]
+__all__ = [
+    "LR_CMAP",
+    "lr_color",
+    "lr_colors",
+    "noise_curves",
+    "noise_curve",
+    "optimizers",
+    "tradeoff",
+    "noise_models",
+    "mechanism",
+    "save",
+    "layout_problems",
+]
 
 
 LEVEL_AXIS_LABELS = {"eta": "noise form factor eta (%)", "t": "time since programming t (s)"}

@@ -26,8 +26,9 @@ momentum-averaged direction u; eq. 2's bound on lr^2 * C / B then describes the 
 weights. update_noise_power applies the optimizer's actual update rule, from its CURRENT moments and iteration,
 to each minibatch gradient (e.g. Adam: m_k = b1 m + (1-b1) g_k, v_k = b2 v + (1-b2) g_k^2,
 u_k = m_k sqrt(1 - b2^t) / (1 - b1^t) / (sqrt(v_k) + eps) at t = iteration + 1, i.e. Keras's
-m_hat / (sqrt(v_hat) + eps / sqrt(1 - b2^t))) and reports the same estimator on the step: lr^2 * sum_k ||u_k - u||^2 / (K - 1),
-i.e. the power of the noise in the next actual weight update (the C_hat estimator on u, times lr^2 / B * B).
+m_hat / (sqrt(v_hat) + eps / sqrt(1 - b2^t))) and reports the same estimator on the step:
+lr^2 * sum_k ||u_k - u||^2 / (K - 1), i.e. the power of the noise in the next actual weight update (the C_hat
+estimator on u, times lr^2 / B * B).
 SGD, momentum and Nesterov get no such key: given the optimizer state, the only random part of their next step
 is lr * g_B (plain SGD and Keras's momentum, whose velocity term is fixed) or (1 + momentum) * lr * g_B
 (Nesterov), so their update noise is grad_noise_power itself (times (1 + momentum)^2 for Nesterov).
@@ -35,6 +36,7 @@ is lr * g_B (plain SGD and Keras's momentum, whose velocity term is fixed) or (1
 Nothing here writes a model or optimizer variable or draws from a global RNG (batches come from
 numpy.random.default_rng((seed, epoch, tag))), so training with the callback is bit-identical to training without.
 """
+
 from __future__ import annotations
 
 import weakref
@@ -141,13 +143,19 @@ def stacked_gradient_function(model, loss_fn=None, compiled: bool = True):
                 probs, _ = model.stateless_call(trainable, non_trainable, x, training=True)  # updates discarded
                 value = loss_fn(y, keras.ops.cast(probs, "float32"))
             grads = tape.gradient(value, trainable)
-            return tf.concat([tf.reshape(tf.zeros_like(t) if g is None else tf.cast(g, "float32"), [-1])
-                              for g, t in zip(grads, trainable)], axis=0)
+            return tf.concat(
+                [
+                    tf.reshape(tf.zeros_like(t) if g is None else tf.cast(g, "float32"), [-1])
+                    for g, t in zip(grads, trainable)
+                ],
+                axis=0,
+            )
 
         @tf.function(reduce_retracing=True)
         def stacked(xs, ys):
-            return tf.map_fn(flat_gradient, (xs, ys), fn_output_signature=tf.float32,
-                             parallel_iterations=PARALLEL_PASSES)
+            return tf.map_fn(
+                flat_gradient, (xs, ys), fn_output_signature=tf.float32, parallel_iterations=PARALLEL_PASSES
+            )
 
         return lambda xs, ys: stacked(tf.convert_to_tensor(xs), tf.convert_to_tensor(ys)).numpy()
 
@@ -208,8 +216,10 @@ def _flat_slots(optimizer, variables, slot: str):
         return np.zeros(sum(int(np.prod(v.shape)) for v in variables), np.float32)
     slots = getattr(optimizer, slot, None)
     if slots is None:
-        raise LrnoiseError(f"{type(optimizer).__name__} has no {slot} (unknown Keras optimizer layout): "
-                           f"update noise supports Keras 3.15's Adam, Nadam and Adamax")
+        raise LrnoiseError(
+            f"{type(optimizer).__name__} has no {slot} (unknown Keras optimizer layout): "
+            f"update noise supports Keras 3.15's Adam, Nadam and Adamax"
+        )
     readers = _SLOT_READERS.setdefault(optimizer, {})
     key = (slot, tuple(id(v) for v in variables))
     if key not in readers:
@@ -249,7 +259,7 @@ def _adam(opt, variables, grads, t):
     v += np.float32(b2) * _flat_slots(opt, variables, "_velocities")
     if opt.amsgrad:
         np.maximum(_flat_slots(opt, variables, "_velocity_hats"), v, out=v)
-    m *= np.float32(np.sqrt(1 - b2 ** t) / (1 - b1 ** t))
+    m *= np.float32(np.sqrt(1 - b2**t) / (1 - b1**t))
     np.sqrt(v, out=v)
     v += np.float32(eps)
     m /= v
@@ -258,20 +268,20 @@ def _adam(opt, variables, grads, t):
 
 def _nadam(opt, variables, grads, t):
     b1, b2, eps = opt.beta_1, opt.beta_2, opt.epsilon
-    u_t = b1 * (1 - 0.5 * 0.96 ** t)  # Dozat's momentum schedule, as keras.optimizers.Nadam
+    u_t = b1 * (1 - 0.5 * 0.96**t)  # Dozat's momentum schedule, as keras.optimizers.Nadam
     u_next = b1 * (1 - 0.5 * 0.96 ** (t + 1))
     product = float(opt._u_product.numpy()) * u_t if opt.built else u_t  # the step multiplies it in first
     m = b1 * _flat_slots(opt, variables, "_momentums") + (1 - b1) * grads
     v = b2 * _flat_slots(opt, variables, "_velocities") + (1 - b2) * np.square(grads)
     m_hat = u_next * m / (1 - product * u_next) + (1 - u_t) * grads / (1 - product)
-    return m_hat / (np.sqrt(v / (1 - b2 ** t)) + eps)
+    return m_hat / (np.sqrt(v / (1 - b2**t)) + eps)
 
 
 def _adamax(opt, variables, grads, t):
     b1, b2, eps = opt.beta_1, opt.beta_2, opt.epsilon
     m = b1 * _flat_slots(opt, variables, "_m") + (1 - b1) * grads
     u = np.maximum(b2 * _flat_slots(opt, variables, "_u"), np.abs(grads))
-    return m / ((1 - b1 ** t) * (u + eps))
+    return m / ((1 - b1**t) * (u + eps))
 
 
 def update_directions(optimizer, variables, grads):
@@ -291,8 +301,9 @@ def update_directions(optimizer, variables, grads):
     return rule(optimizer, variables, np.asarray(grads, dtype=np.float32), t)
 
 
-def estimate(model, x, y, batch_size: int, k: int, seed: int, epoch: int, lr: float, optimizer=None,
-             gradients=None) -> dict:
+def estimate(
+    model, x, y, batch_size: int, k: int, seed: int, epoch: int, lr: float, optimizer=None, gradients=None
+) -> dict:
     """{c: C_hat, power: lr^2 C_hat / B[, update_power]} from K minibatches of x, y.
 
     C_hat = B * sum_k ||g_k - g||^2 / (K - 1); update_noise_power = lr^2 * sum_k ||u_k - u||^2 / (K - 1) for an
@@ -306,11 +317,11 @@ def estimate(model, x, y, batch_size: int, k: int, seed: int, epoch: int, lr: fl
     gradients = gradients or stacked_gradient_function(model, compiled=False)
     grads = gradients(np.asarray(x[batches], dtype=np.float32), np.asarray(y[batches]))  # K x P float32
     step_noise = spread(grads)  # estimates E||g_B - g_D||^2 = C/B (N-B)/(N-1)
-    metrics = {GRAD_NOISE_C: batch_size * step_noise, GRAD_NOISE_POWER: lr ** 2 * step_noise}
+    metrics = {GRAD_NOISE_C: batch_size * step_noise, GRAD_NOISE_POWER: lr**2 * step_noise}
     if optimizer is not None:
         directions = update_directions(optimizer, model.trainable_variables, grads)
         if directions is not None:
-            metrics[UPDATE_NOISE_POWER] = lr ** 2 * spread(directions)
+            metrics[UPDATE_NOISE_POWER] = lr**2 * spread(directions)
     return metrics
 
 
@@ -340,8 +351,18 @@ class GradNoiseCallback(keras.callbacks.Callback):
         if not self.k or epoch < self.start_epoch:
             return
         self.gradients = self.gradients or compiled_gradients(self.model)
-        metrics = estimate(self.model, self.x, self.y, self.batch_size, self.k, self.seed, epoch + 1, self.lr,
-                           optimizer=self.model.optimizer, gradients=self.gradients)
+        metrics = estimate(
+            self.model,
+            self.x,
+            self.y,
+            self.batch_size,
+            self.k,
+            self.seed,
+            epoch + 1,
+            self.lr,
+            optimizer=self.model.optimizer,
+            gradients=self.gradients,
+        )
         self.log(metrics, step=epoch + 1)
         self.history.append(metrics)
         self.epochs.append(epoch + 1)

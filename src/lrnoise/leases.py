@@ -2,6 +2,7 @@
 one rule that decides whether a configuration is reused, resumed or left to its owner, the study's parent run,
 and race-free claims on a configuration between studies. Built on tracking (its client, names and searches);
 tracking never imports this module."""
+
 from __future__ import annotations
 
 import contextlib
@@ -107,8 +108,7 @@ def end_dead_runs(experiment_id: str) -> list[str]:
     (MLFLOW_RUN_ID: this process's). Returns the ended runs' ids."""
     entry_point = os.environ.get("MLFLOW_RUN_ID")
     running = tracking.search_runs([experiment_id], "attributes.status = 'RUNNING'", finished_only=False)
-    dead = [r for r in running
-            if r.info.run_id != entry_point and owner_is_dead(r.data.tags.get(tracking.OWNER, ""))]
+    dead = [r for r in running if r.info.run_id != entry_point and owner_is_dead(r.data.tags.get(tracking.OWNER, ""))]
     for run in dead:
         now = tracking.get_run(run.info.run_id)  # read again: a live process may have taken it over meanwhile
         if now.info.status != "RUNNING" or now.data.tags.get(tracking.OWNER) != run.data.tags.get(tracking.OWNER):
@@ -123,9 +123,11 @@ def end_dead_runs(experiment_id: str) -> list[str]:
 def beat(run_id: str, metrics: dict | None = None, step: int = 0) -> None:
     """Marks `run_id` alive and owned by this process now; `metrics` (at `step`) go in the same write."""
     now = time.time()
-    tracking.client().log_batch(run_id, metrics=tracking.metric_entities(metrics or {}, step, now),
-                                tags=[mlflow.entities.RunTag(tracking.HEARTBEAT, f"{now:.3f}"),
-                                      mlflow.entities.RunTag(tracking.OWNER, _OWNER)])
+    tracking.client().log_batch(
+        run_id,
+        metrics=tracking.metric_entities(metrics or {}, step, now),
+        tags=[mlflow.entities.RunTag(tracking.HEARTBEAT, f"{now:.3f}"), mlflow.entities.RunTag(tracking.OWNER, _OWNER)],
+    )
 
 
 def hold(run_id: str) -> None:
@@ -153,13 +155,20 @@ def _heartbeats() -> None:
 
 # ---------------------------------------------------------------- runs: start, keep alive, end; already ran?
 @contextlib.contextmanager
-def run(experiment: str, kind: str, run_id: str | None = None, parent_run_id: str | None = None,
-        tags: dict | None = None, run_name: str | None = None):
+def run(
+    experiment: str,
+    kind: str,
+    run_id: str | None = None,
+    parent_run_id: str | None = None,
+    tags: dict | None = None,
+    run_name: str | None = None,
+):
     """Starts (or resumes) a run and always ends it: FINISHED, FAILED on error, KILLED on Ctrl-C.
 
     Inside `mlflow run` the entry point's run (MLFLOW_RUN_ID) is resumed, so there is no second run.
     """
     from lrnoise import leases
+
     run_id = run_id or os.environ.pop("MLFLOW_RUN_ID", None)
     all_tags = {tracking.KIND: kind, **(tags or {})}
     if parent_run_id:
@@ -167,7 +176,9 @@ def run(experiment: str, kind: str, run_id: str | None = None, parent_run_id: st
     if run_id:
         active = mlflow.start_run(run_id=run_id)
     else:  # created with its tags: one request
-        active = mlflow.start_run(experiment_id=tracking.ensure_experiment(experiment), run_name=run_name, tags=all_tags)
+        active = mlflow.start_run(
+            experiment_id=tracking.ensure_experiment(experiment), run_name=run_name, tags=all_tags
+        )
     try:
         if run_id:
             mlflow.set_tags(all_tags)
@@ -185,6 +196,7 @@ def run(experiment: str, kind: str, run_id: str | None = None, parent_run_id: st
 
 def _end(run_id: str, status) -> None:
     from lrnoise import leases
+
     leases.release(run_id)
     mlflow.end_run(RunStatus.to_string(status))
 
@@ -192,17 +204,20 @@ def _end(run_id: str, status) -> None:
 @dataclasses.dataclass
 class Existing:
     """What the store already holds of one configuration (see existing_run)."""
+
     finished: str | None = None  # the newest FINISHED run: reuse it
     resume: str | None = None  # else the newest unfinished run whose owner is gone: resume it
     live: str | None = None  # else an unfinished run another process is still working on: leave it
 
 
-def existing_run(experiment_id: str, kind: str, key: str, source_run_id: str | None = None,
-                 resumable: bool = True) -> Existing:
+def existing_run(
+    experiment_id: str, kind: str, key: str, source_run_id: str | None = None, resumable: bool = True
+) -> Existing:
     """The one rule for "already ran?": reuse the newest FINISHED run; else leave a live run (fresh heartbeat)
     to its owner; else resume the newest unfinished run (when the kind is resumable). Every other unfinished
     run whose owner is gone is marked FAILED, so exactly one run of a configuration can end FINISHED."""
     from lrnoise import leases
+
     runs = tracking.runs_with_config(experiment_id, kind, key, source_run_id)
     finished = [r.info.run_id for r in runs if r.info.status == "FINISHED"]
     unfinished = [r for r in runs if r.info.status != "FINISHED"]
@@ -224,6 +239,7 @@ def start_study_run(experiment_id: str, params: dict) -> str:
     same configuration (resumed after a crash), else a new one. Kept out of the fluent run stack so that
     training and noise-eval runs can start beside it."""
     from lrnoise import leases
+
     c = tracking.client()
     key = tracking.config_key(params)
     run_id = os.environ.pop("MLFLOW_RUN_ID", None)
@@ -242,6 +258,7 @@ def end_study_run(run_id: str, counts: tuple, ok: bool) -> None:
     """Closes the study run with its counts (configurations, failed, trained, reused, did_not_learn); a twin
     study run whose owner died meanwhile (its configurations taken over by this one) is marked FAILED."""
     from lrnoise import leases
+
     tracking.log_metrics(dict(zip(tracking.STUDY_METRICS, counts)), run_id=run_id)
     run = tracking.get_run(run_id)
     existing_run(run.info.experiment_id, "study", run.data.tags[tracking.CONFIG_KEY], resumable=False)
@@ -253,6 +270,7 @@ def end_study_run(run_id: str, counts: tuple, ok: bool) -> None:
 @dataclasses.dataclass(frozen=True)
 class Claim:
     """A claim run on one configuration, created (and kept alive) by stake(); resolved by claimed()."""
+
     run_id: str
     key: str  # the configuration key it claims
     settled_at: float  # time.time() after which it may look for older claims (CLAIM_SETTLE after its creation)
@@ -262,8 +280,11 @@ def stake(experiment_id: str, key: str) -> Claim:
     """Creates a claim on configuration `key` and keeps it alive (heartbeats) until unstake(). Staked ahead of
     time (a study stakes the configuration it runs next while the current one still runs), its settle wait has
     passed by the time claimed() resolves it. Whoever stakes a claim unstakes it."""
-    run_id = tracking.client().create_run(experiment_id, run_name=f"claim-{key[:8]}",
-                                          tags={tracking.KIND: "claim", tracking.CONFIG_KEY: key}).info.run_id
+    run_id = (
+        tracking.client()
+        .create_run(experiment_id, run_name=f"claim-{key[:8]}", tags={tracking.KIND: "claim", tracking.CONFIG_KEY: key})
+        .info.run_id
+    )
     claim = Claim(run_id, key, time.time() + CLAIM_SETTLE)
     hold(run_id)
     return claim

@@ -3,6 +3,7 @@
 Pure Keras 3 (runs under any backend). The input is normalised by a layer inside the model, so a logged
 model takes raw images (uint8 values as stored) and reuse from the registry needs no preprocessing code.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,9 @@ def depth_of(model_name: str) -> int:
 
 def _conv(filters, kernel, strides, init, name):
     # No bias: batch norm follows every conv (and the pinned parameter counts assume none).
-    return keras.layers.Conv2D(filters, kernel, strides=strides, padding="same", use_bias=False,
-                               kernel_initializer=init, name=name)
+    return keras.layers.Conv2D(
+        filters, kernel, strides=strides, padding="same", use_bias=False, kernel_initializer=init, name=name
+    )
 
 
 def _shortcut_a(x, filters, name):
@@ -71,8 +73,15 @@ def _block(x, filters, strides, shortcut, init, name):
     return keras.layers.Activation("relu", name=f"{name}_out")(y)
 
 
-def resnet(depth: int, num_classes: int, input_shape, shortcut: str = "A", init: str = "glorot_uniform",
-           mean=None, variance=None) -> keras.Model:
+def resnet(
+    depth: int,
+    num_classes: int,
+    input_shape,
+    shortcut: str = "A",
+    init: str = "glorot_uniform",
+    mean=None,
+    variance=None,
+) -> keras.Model:
     """CIFAR ResNet v1. `mean`/`variance` (per channel, from the training set) set the input normalisation."""
     n = check_depth(depth)
     check_shortcut(shortcut)
@@ -99,12 +108,12 @@ def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     total = np.zeros(x.shape[-1])
     total_sq = np.zeros(x.shape[-1])
     for start in range(0, len(x), 4096):
-        chunk = x[start:start + 4096].astype(np.float64)
+        chunk = x[start : start + 4096].astype(np.float64)
         total += chunk.sum(axis=(0, 1, 2))
-        total_sq += (chunk ** 2).sum(axis=(0, 1, 2))
+        total_sq += (chunk**2).sum(axis=(0, 1, 2))
     count = x.shape[0] * x.shape[1] * x.shape[2]
     mean = total / count
-    return mean, np.maximum(total_sq / count - mean ** 2, 1e-12)
+    return mean, np.maximum(total_sq / count - mean**2, 1e-12)
 
 
 def weight_values(model: keras.Model) -> dict:
@@ -131,8 +140,11 @@ def _tensor_sources(structure) -> list[str]:
 def _inputs_of(layer_config: dict) -> list[str]:
     """The layers whose outputs a functional-config layer reads, over all its calls (inbound nodes), in order,
     one entry per tensor read."""
-    return [name for node in layer_config["inbound_nodes"]
-            for name in _tensor_sources([node.get("args", []), node.get("kwargs", {})])]
+    return [
+        name
+        for node in layer_config["inbound_nodes"]
+        for name in _tensor_sources([node.get("args", []), node.get("kwargs", {})])
+    ]
 
 
 def _output_sources(structure) -> list[str]:
@@ -168,8 +180,9 @@ def _normalises_last_axis(bn_config: dict) -> bool:
     nodes = bn_config["inbound_nodes"]
     if not (options.get("center") and options.get("scale") and len(nodes) == 1):
         return False
-    tensors = [arg for arg in nodes[0].get("args", []) if isinstance(arg, dict)
-               and arg.get("class_name") == "__keras_tensor__"]
+    tensors = [
+        arg for arg in nodes[0].get("args", []) if isinstance(arg, dict) and arg.get("class_name") == "__keras_tensor__"
+    ]
     axis = options.get("axis")
     if len(tensors) != 1 or not isinstance(axis, int):
         return False
@@ -186,10 +199,13 @@ def _pairs_of_config(config: dict) -> dict[str, str]:
             continue
         sources = _inputs_of(layer)
         source = layers.get(sources[0]) if len(sources) == 1 else None
-        if (source is not None and source["class_name"] in FOLDABLE
-                and source["config"].get("activation") == "linear"
-                and source["config"].get("data_format", "channels_last") == "channels_last"
-                and consumers[source["name"]] == [name]):
+        if (
+            source is not None
+            and source["class_name"] in FOLDABLE
+            and source["config"].get("activation") == "linear"
+            and source["config"].get("data_format", "channels_last") == "channels_last"
+            and consumers[source["name"]] == [name]
+        ):
             pairs[source["name"]] = name
     return pairs
 
@@ -242,9 +258,17 @@ def _twin_of(model: keras.Model) -> tuple:
     twin_vars = {v.path: v for v in twin.weights}
     # what load() does, worked out once: (conv, bn paths, eps, twin kernel, twin bias) per folded pair,
     # and the twin variables copied straight from the original's
-    folds = [(f"{conv}/kernel", f"{conv}/bias", *(f"{bn}/{w}" for w in
-              ("gamma", "beta", "moving_mean", "moving_variance")), model.get_layer(bn).epsilon,
-              twin_vars[f"{conv}/kernel"], twin_vars[f"{conv}/bias"]) for conv, bn in pairs.items()]
+    folds = [
+        (
+            f"{conv}/kernel",
+            f"{conv}/bias",
+            *(f"{bn}/{w}" for w in ("gamma", "beta", "moving_mean", "moving_variance")),
+            model.get_layer(bn).epsilon,
+            twin_vars[f"{conv}/kernel"],
+            twin_vars[f"{conv}/bias"],
+        )
+        for conv, bn in pairs.items()
+    ]
     direct = [(path, v) for path, v in twin_vars.items() if path.split("/")[0] not in pairs]
     if len(_TWINS) >= 8:  # a few architectures (x input normalisations, which are baked into the graph)
         _TWINS.pop(next(iter(_TWINS)))
@@ -268,8 +292,8 @@ class Evaluator:
         self.clean = weight_values(model)
         self.load(self.clean)
         # stored as given (uint8 images stay uint8 on the device), cast batch by batch when they are used
-        self.batches = [keras.ops.convert_to_tensor(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
-        self.labels = [np.asarray(y[i:i + batch_size]) for i in range(0, len(y), batch_size)]
+        self.batches = [keras.ops.convert_to_tensor(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        self.labels = [np.asarray(y[i : i + batch_size]) for i in range(0, len(y), batch_size)]
         self.count, self.batch_size = len(y), batch_size
 
     def fold(self, values: dict) -> dict:

@@ -6,6 +6,7 @@ nothing of the model is modified. a^x = mean accuracy over draws (eq. 7), A^x = 
 A_avr = mean of A^x over the levels (eq. 9). Pure Keras (keras.ops / keras.random): any backend; no MLflow,
 no matplotlib (the tracked command is `noise_eval.py`, the figures live in `figures.py`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -63,6 +64,7 @@ class NoiseConfig:
     """One noise evaluation: what is measured (noise model, levels, targets, BN folding, the model's options)
     and how precisely (trials, or auto with ci_target / max_trials; seed). Unset fields take the noise
     model's defaults, so two spellings of one configuration are equal objects with one key."""
+
     noise: str = "additive"  # additive (the paper's) | multiplicative | pcm
     levels: tuple | None = None  # eta for additive/multiplicative, inference time in s for pcm [model default]
     targets: str | None = None  # trainable | kernels | all [model default: trainable; pcm: kernels]
@@ -84,7 +86,7 @@ class NoiseConfig:
         object.__setattr__(self, "options", tuple(sorted(model.options.items())))
         object.__setattr__(self, "fold_bn", bool(self.fold_bn))
 
-    def validate(self) -> "NoiseConfig":
+    def validate(self) -> NoiseConfig:
         model = self.model()
         for level in self.levels:
             model.check_level(level)
@@ -92,12 +94,15 @@ class NoiseConfig:
             raise LrnoiseError(f"levels repeat a value: {', '.join(map(str, self.levels))}")
         if self.targets not in TARGETS:
             raise LrnoiseError(f"unknown targets {self.targets!r}: choose one of {', '.join(TARGETS)}")
-        if self.trials != "auto" and (isinstance(self.trials, bool) or not isinstance(self.trials, int)
-                                      or self.trials < 1):
+        if self.trials != "auto" and (
+            isinstance(self.trials, bool) or not isinstance(self.trials, int) or self.trials < 1
+        ):
             raise LrnoiseError(f"trials must be an integer >= 1 or 'auto', got {self.trials!r}")
         if self.trials == "auto" and not (0 < self.ci_target < 1 and self.max_trials >= MIN_AUTO_TRIALS):
-            raise LrnoiseError(f"trials auto needs 0 < ci_target < 1 (a fraction: 0.005 = 0.5 points) and "
-                               f"max_trials >= {MIN_AUTO_TRIALS}, got {self.ci_target} and {self.max_trials}")
+            raise LrnoiseError(
+                f"trials auto needs 0 < ci_target < 1 (a fraction: 0.005 = 0.5 points) and "
+                f"max_trials >= {MIN_AUTO_TRIALS}, got {self.ci_target} and {self.max_trials}"
+            )
         return self
 
     def model(self) -> noise_models.NoiseModel:
@@ -126,8 +131,7 @@ class NoiseConfig:
     @property
     def run_key(self) -> str:
         """What is measured and how precisely: a study reuses an evaluation only when this matches."""
-        text = json.dumps({k: _plain(v) for k, v in {**self.measured(), **self.precision()}.items()},
-                          sort_keys=True)
+        text = json.dumps({k: _plain(v) for k, v in {**self.measured(), **self.precision()}.items()}, sort_keys=True)
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
     @property
@@ -150,7 +154,7 @@ class NoiseConfig:
         return {k: _plain(v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, values: dict) -> "NoiseConfig":
+    def from_dict(cls, values: dict) -> NoiseConfig:
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in values.items() if k in known}
         if values.get("levels") is not None:
@@ -201,15 +205,16 @@ def injector_for(config: NoiseConfig, model: keras.Model, evaluator: models.Eval
     if config.fold_bn:
         if evaluator is None:
             raise ValueError("fold_bn needs the Evaluator whose folded twin gets the noise")
-        return Injector(evaluator.fold(evaluator.clean), [v.path for v in TARGETS[config.targets](evaluator.twin)],
-                        config.model())
+        return Injector(
+            evaluator.fold(evaluator.clean), [v.path for v in TARGETS[config.targets](evaluator.twin)], config.model()
+        )
     clean = evaluator.clean if evaluator is not None else models.weight_values(model)
     return Injector(clean, [v.path for v in TARGETS[config.targets](model)], config.model())
 
 
 def draw_seed(seed: int, level: float, trial: int) -> int:
     """The seed of draw (seed, level, trial): the same level draws the same noise whatever the list of levels."""
-    return int(np.random.SeedSequence([seed, int(round(level * 1e6)), trial]).generate_state(1)[0] % (2 ** 31 - 1))
+    return int(np.random.SeedSequence([seed, int(round(level * 1e6)), trial]).generate_state(1)[0] % (2**31 - 1))
 
 
 # ---------------------------------------------------------------- statistics (eq. 7-9)
@@ -227,8 +232,14 @@ class NoiseResult:
         self.nonfinite_draws = int(self.draws["nonfinite"].sum()) if "nonfinite" in self.draws else 0
 
 
-LOGGED_LEVEL_COLUMNS = ("accuracy", "accuracy_std", "accuracy_ci95", "normalized_accuracy",
-                        "normalized_accuracy_ci95", "trials")  # what is recorded per level
+LOGGED_LEVEL_COLUMNS = (
+    "accuracy",
+    "accuracy_std",
+    "accuracy_ci95",
+    "normalized_accuracy",
+    "normalized_accuracy_ci95",
+    "trials",
+)  # what is recorded per level
 
 
 def normalized(accuracy: float, baseline_accuracy: float) -> float:
@@ -243,15 +254,30 @@ def summarize(draws: pd.DataFrame, baseline_accuracy: float) -> pd.DataFrame:
         acc = group["accuracy"].to_numpy()
         mean, ci, _ = stats.mean_ci(acc)  # eq. 7
         std = float(acc.std(ddof=1)) if len(acc) > 1 else 0.0
-        rows.append({"level": level, "trials": len(acc), "accuracy": mean, "accuracy_std": std,
-                     "accuracy_ci95": ci, "normalized_accuracy": normalized(mean, baseline_accuracy),  # eq. 8
-                     "normalized_accuracy_std": normalized(std, baseline_accuracy),
-                     "normalized_accuracy_ci95": normalized(ci, baseline_accuracy)})
+        rows.append(
+            {
+                "level": level,
+                "trials": len(acc),
+                "accuracy": mean,
+                "accuracy_std": std,
+                "accuracy_ci95": ci,
+                "normalized_accuracy": normalized(mean, baseline_accuracy),  # eq. 8
+                "normalized_accuracy_std": normalized(std, baseline_accuracy),
+                "normalized_accuracy_ci95": normalized(ci, baseline_accuracy),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, config: NoiseConfig = PAPER,
-             batch_size: int = 1000, log=print, evaluator: models.Evaluator | None = None) -> NoiseResult:
+def evaluate(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    config: NoiseConfig = PAPER,
+    batch_size: int = 1000,
+    log=print,
+    evaluator: models.Evaluator | None = None,
+) -> NoiseResult:
     """Clean accuracy a_0, then `config.trials` noisy draws per level (or, with trials auto, until the CI is
     tight). The model's weights are never modified. `evaluator`: an Evaluator of `model` on (x, y) made
     before, e.g. the one training measured a_0 with (a study saves setting one up per evaluation)."""
@@ -267,21 +293,25 @@ def evaluate(model: keras.Model, x: np.ndarray, y: np.ndarray, config: NoiseConf
     for level in config.levels:
         accs, started, shown = [], time.perf_counter(), time.perf_counter()
         while _more(accs, config):
-            accuracy, nonfinite = noisy_accuracy(evaluator, injector, level, config.seed, len(accs),
-                                                 folded=config.fold_bn)
+            accuracy, nonfinite = noisy_accuracy(
+                evaluator, injector, level, config.seed, len(accs), folded=config.fold_bn
+            )
             accs.append(accuracy)
             rows.append({"level": level, "trial": len(accs) - 1, "accuracy": accuracy, "nonfinite": nonfinite})
             if time.perf_counter() - shown > 10:  # long evaluations show life
                 shown = time.perf_counter()
                 log(f"  {config.level_name} {level:g}: {len(accs)} draws, running mean accuracy {np.mean(accs):.4f}")
-        log(f"{config.level_name} {level:g}: {len(accs)} draws  accuracy {np.mean(accs):.4f} +- "
+        log(
+            f"{config.level_name} {level:g}: {len(accs)} draws  accuracy {np.mean(accs):.4f} +- "
             f"{stats.ci95(accs):.4f}  normalized {normalized(float(np.mean(accs)), baseline):.4f}  "
-            f"({time.perf_counter() - started:.1f}s)")
+            f"({time.perf_counter() - started:.1f}s)"
+        )
     return NoiseResult(baseline, pd.DataFrame(rows, columns=["level", "trial", "accuracy", "nonfinite"]))
 
 
-def noisy_accuracy(evaluator: models.Evaluator, injector: Injector, level: float, seed: int, trial: int,
-                   folded: bool = False) -> tuple[float, bool]:
+def noisy_accuracy(
+    evaluator: models.Evaluator, injector: Injector, level: float, seed: int, trial: int, folded: bool = False
+) -> tuple[float, bool]:
     """One draw: noisy weights into the evaluator, (test accuracy, whether any output was non-finite) out.
     eta = 0 of a noise model whose zero level is noise-free gives the clean model, A = 1 exactly."""
     if level == 0 and injector.noise_model.zero_is_clean:

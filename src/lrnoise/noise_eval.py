@@ -1,6 +1,7 @@
 """The tracked noise evaluation (`lrnoise noise-eval`): find the training run, load its model and data,
 evaluate one NoiseConfig (`noise.evaluate`), log the result as a child run of the training run.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,10 +10,19 @@ from lrnoise import data, figures, leases, noise, tracking
 from lrnoise.errors import LrnoiseError
 
 
-def noise_eval(config: noise.NoiseConfig, run_id: str | None = None, model_uri: str | None = None,
-               dataset: str | None = None, data_dir: str | None = None, experiment: str | None = None,
-               batch_size: int = 1000, force: bool = False, model=None,
-               loaded_data: data.Dataset | None = None, evaluator=None) -> tuple[str, noise.NoiseResult]:
+def noise_eval(
+    config: noise.NoiseConfig,
+    run_id: str | None = None,
+    model_uri: str | None = None,
+    dataset: str | None = None,
+    data_dir: str | None = None,
+    experiment: str | None = None,
+    batch_size: int = 1000,
+    force: bool = False,
+    model=None,
+    loaded_data: data.Dataset | None = None,
+    evaluator=None,
+) -> tuple[str, noise.NoiseResult]:
     """Evaluates a training run's model (or any model URI) under `config` in a noise-eval run, child of the
     training run. Returns (noise-eval run id, result). The summary is also written onto the training run.
     A model that did not learn (tag lrnoise.learned=false) is refused unless `force`. `model` /
@@ -25,11 +35,14 @@ def noise_eval(config: noise.NoiseConfig, run_id: str | None = None, model_uri: 
     if run_id:
         model_uri = tracking.model_uri_of_run(run_id, run=source)
     if source is not None and not force and not tracking.learned(source):
-        raise LrnoiseError(f"training run {source.info.run_id} did not learn (test accuracy not above chance): "
-                           "its noise resistance means nothing; pass --force to evaluate it anyway")
+        raise LrnoiseError(
+            f"training run {source.info.run_id} did not learn (test accuracy not above chance): "
+            "its noise resistance means nothing; pass --force to evaluate it anyway"
+        )
     source_id = source.info.run_id if source is not None else None
-    exp_name = experiment or (tracking.experiment_name(source.info.experiment_id) if source else
-                              tracking.DEFAULT_EXPERIMENT)
+    exp_name = experiment or (
+        tracking.experiment_name(source.info.experiment_id) if source else tracking.DEFAULT_EXPERIMENT
+    )
     tracking.ensure_experiment(exp_name)  # a READ-only user is refused now, before data and model load
     ds = loaded_data
     if ds is None:
@@ -41,21 +54,29 @@ def noise_eval(config: noise.NoiseConfig, run_id: str | None = None, model_uri: 
     dataset = ds.name
     model = model if model is not None else tracking.load_model(model_uri)
     if tuple(model.input_shape[1:]) != ds.input_shape:
-        raise LrnoiseError(f"model {model_uri} takes inputs {model.input_shape[1:]}, {dataset} images are "
-                           f"{ds.input_shape}: pass the dataset it was trained on")
-    tags = {tracking.EVALUATED_MODEL: model_uri, tracking.NOISE_CONFIG: config.key,
-            tracking.NOISE_CONFIG_NAME: config.name}
+        raise LrnoiseError(
+            f"model {model_uri} takes inputs {model.input_shape[1:]}, {dataset} images are "
+            f"{ds.input_shape}: pass the dataset it was trained on"
+        )
+    tags = {
+        tracking.EVALUATED_MODEL: model_uri,
+        tracking.NOISE_CONFIG: config.key,
+        tracking.NOISE_CONFIG_NAME: config.name,
+    }
     if source_id:
         tags[tracking.SOURCE_RUN_ID] = source_id
     run_name = f"{config.name}-{source.info.run_name if source else dataset}"
-    with leases.run(exp_name, "noise_eval", parent_run_id=source_id, tags=tags, run_name=run_name), \
-            tracking.temp_dir() as tmp:
+    with (
+        leases.run(exp_name, "noise_eval", parent_run_id=source_id, tags=tags, run_name=run_name),
+        tracking.temp_dir() as tmp,
+    ):
         eval_run_id = tracking.active_run_id()
-        tracking.log_params(tracking.noise_params({**config.measured(), **config.precision()}),
-                            key=config.run_key)
+        tracking.log_params(tracking.noise_params({**config.measured(), **config.precision()}), key=config.run_key)
         tracking.log_datasets(ds.name, ds.source, {tracking.TEST_SPLIT: (ds.x_test, ds.y_test)})
-        print(f"noise-eval run {eval_run_id} of {model_uri} on {dataset} ({len(ds.x_test)} test images), "
-              f"configuration {config.name}")
+        print(
+            f"noise-eval run {eval_run_id} of {model_uri} on {dataset} ({len(ds.x_test)} test images), "
+            f"configuration {config.name}"
+        )
         result = noise.evaluate(model, ds.x_test, ds.y_test, config, batch_size, evaluator=evaluator)
         log_result(result, config, source_id)
         write_artifacts(result, config, dataset, tmp)
@@ -69,14 +90,26 @@ def noise_eval(config: noise.NoiseConfig, run_id: str | None = None, model_uri: 
 
 def log_result(result: noise.NoiseResult, config: noise.NoiseConfig, train_run_id: str | None) -> None:
     """Maps the result's columns onto tracking's metric names (the noise side knows its columns)."""
-    per_level = [(config.level_name, noise.level_label(config.level_name, row["level"]),
-                  {c: row[c] for c in noise.LOGGED_LEVEL_COLUMNS})
-                 for row in result.summary.to_dict("records")]
-    run_metrics = {tracking.BASELINE_ACCURACY: result.baseline_accuracy,
-                   tracking.AVG_NORMALIZED_ACCURACY: result.avg_normalized_accuracy,
-                   tracking.NONFINITE_DRAWS: result.nonfinite_draws}
-    tracking.log_noise_result(run_metrics, per_level, ("normalized_accuracy", "normalized_accuracy_ci95"),
-                              train_run_id, tracking.summary_prefix(config.name, config.is_paper))
+    per_level = [
+        (
+            config.level_name,
+            noise.level_label(config.level_name, row["level"]),
+            {c: row[c] for c in noise.LOGGED_LEVEL_COLUMNS},
+        )
+        for row in result.summary.to_dict("records")
+    ]
+    run_metrics = {
+        tracking.BASELINE_ACCURACY: result.baseline_accuracy,
+        tracking.AVG_NORMALIZED_ACCURACY: result.avg_normalized_accuracy,
+        tracking.NONFINITE_DRAWS: result.nonfinite_draws,
+    }
+    tracking.log_noise_result(
+        run_metrics,
+        per_level,
+        ("normalized_accuracy", "normalized_accuracy_ci95"),
+        train_run_id,
+        tracking.summary_prefix(config.name, config.is_paper),
+    )
 
 
 def write_artifacts(result: noise.NoiseResult, config: noise.NoiseConfig, dataset: str, folder: str) -> None:
@@ -85,9 +118,12 @@ def write_artifacts(result: noise.NoiseResult, config: noise.NoiseConfig, datase
     draws.to_csv(f"{folder}/draws.csv", index=False)
     result.summary.to_csv(f"{folder}/summary.csv", index=False)
     curve = result.summary.rename(columns={"normalized_accuracy_ci95": "ci95"})
-    fig = figures.noise_curve(curve, f"{dataset}: normalised accuracy under {config.name} noise "
-                                     f"(A_avr = {result.avg_normalized_accuracy:.3f}; bars: 95 % CI over draws)",
-                              level_label=figures.level_axis_label(config.level_name),
-                              log_x=config.level_name == "t",
-                              tick_text=lambda level: noise.level_label(config.level_name, level))
+    fig = figures.noise_curve(
+        curve,
+        f"{dataset}: normalised accuracy under {config.name} noise "
+        f"(A_avr = {result.avg_normalized_accuracy:.3f}; bars: 95 % CI over draws)",
+        level_label=figures.level_axis_label(config.level_name),
+        log_x=config.level_name == "t",
+        tick_text=lambda level: noise.level_label(config.level_name, level),
+    )
     figures.save(fig, Path(folder) / "noise_curve", vector=False)

@@ -6,6 +6,7 @@ per-tensor constants once (`prepare`) and then makes one noisy draw of the whole
 the number of tensors. The level is the noise form factor eta (additive, multiplicative) or the time t
 in seconds since programming (pcm). Pure keras / keras.ops: runs under any Keras backend.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,11 +40,15 @@ class Layout:
         # TensorFlow turns a Python shape into a tensor on every reshape (~110 us through keras.ops): splitting
         # a ResNet20 draw into its 59 tensors took 8 ms of a 43 ms draw. Made once, the shapes cost nothing per
         # draw; a reshape moves no value. JAX and torch take the Python shapes.
-        self._split_shapes = ([ops.convert_to_tensor(np.array(shape, dtype=np.int32)) for shape in self.shapes]
-                              if keras.backend.backend() == "tensorflow" else self.shapes)
+        self._split_shapes = (
+            [ops.convert_to_tensor(np.array(shape, dtype=np.int32)) for shape in self.shapes]
+            if keras.backend.backend() == "tensorflow"
+            else self.shapes
+        )
         self.values = ops.concatenate([ops.reshape(t, [-1]) for t in self.tensors])  # (total,)
         self.segment_ids = ops.convert_to_tensor(
-            np.repeat(np.arange(self.num_segments, dtype=np.int32), self.sizes), dtype="int32")  # (total,)
+            np.repeat(np.arange(self.num_segments, dtype=np.int32), self.sizes), dtype="int32"
+        )  # (total,)
         self._counts = ops.convert_to_tensor(np.array(self.sizes, dtype=np.float32))  # (num_segments,)
 
     def spread(self, per_tensor):
@@ -82,8 +87,9 @@ class NoiseModel:
     def __init__(self, **options):
         unknown = sorted(set(options) - set(self.option_defaults))
         if unknown:
-            raise LrnoiseError(f"unknown option {unknown[0]!r} for noise {self.name}: "
-                               f"allowed options: {_names(self.option_defaults)}")
+            raise LrnoiseError(
+                f"unknown option {unknown[0]!r} for noise {self.name}: allowed options: {_names(self.option_defaults)}"
+            )
         self.options = {**self.option_defaults, **options}
         for key, value in self.options.items():
             self._check_option(key, value)
@@ -94,8 +100,9 @@ class NoiseModel:
     def check_level(self, level: float) -> None:
         """Levels of eta: finite and >= 0 (0.1 = 10 %)."""
         if not _is_real(level) or not (math.isfinite(level) and level >= 0):
-            raise LrnoiseError(f"noise {self.name}: level {self.level_name} must be a finite number >= 0 "
-                               f"(0.1 = 10 %), got {level!r}")
+            raise LrnoiseError(
+                f"noise {self.name}: level {self.level_name} must be a finite number >= 0 (0.1 = 10 %), got {level!r}"
+            )
 
     def prepare(self, layout: Layout):
         """Constants computed once per model/injector (nothing by default)."""
@@ -188,8 +195,13 @@ class PCM(NoiseModel):
     level_unit = "s"
     default_levels = (1.0, 3600.0, 86400.0, 2592000.0, 31536000.0)  # 1 s, 1 h, 1 day, 30 days, 1 year
     default_targets = "kernels"
-    option_defaults = {"g_max": 25.0, "drift_compensation": True, "prog_noise_scale": 1.0,
-                       "read_noise_scale": 1.0, "drift_scale": 1.0}
+    option_defaults = {
+        "g_max": 25.0,
+        "drift_compensation": True,
+        "prog_noise_scale": 1.0,
+        "read_noise_scale": 1.0,
+        "drift_scale": 1.0,
+    }
 
     def _check_option(self, key: str, value) -> None:
         if key == "drift_compensation":
@@ -204,8 +216,9 @@ class PCM(NoiseModel):
     def check_level(self, level: float) -> None:
         """Levels of t: seconds since programming, finite and >= 0."""
         if not _is_real(level) or not (math.isfinite(level) and level >= 0):
-            raise LrnoiseError(f"noise pcm: level t must be a finite number of seconds >= 0 "
-                               f"(e.g. 3600 = 1 h), got {level!r}")
+            raise LrnoiseError(
+                f"noise pcm: level t must be a finite number of seconds >= 0 (e.g. 3600 = 1 h), got {level!r}"
+            )
 
     def prepare(self, layout: Layout):
         """Per-element constants of the clean weights: scale, target conductances, noise parameters."""
@@ -216,14 +229,20 @@ class PCM(NoiseModel):
         s = g_max / ops.where(max_abs > 0, max_abs, 1.0)  # zero tensor: any finite s, g_T = 0
         g_target = ops.clip(ops.stack([s * w, -s * w]), 0.0, g_max)  # (2, total): g+ and g-
         mu, sd = drift_coefficient_stats(g_target, g_max)
-        return Prepared(layout, inv_s=inv_s, g_target=g_target,
-                        sigma_prog=programming_sigma(g_target, g_max) * self.options["prog_noise_scale"],
-                        nu_mean=mu, nu_sd=sd)
+        return Prepared(
+            layout,
+            inv_s=inv_s,
+            g_target=g_target,
+            sigma_prog=programming_sigma(g_target, g_max) * self.options["prog_noise_scale"],
+            nu_mean=mu,
+            nu_sd=sd,
+        )
 
     def sample(self, prepared, level: float, seed: int):
         g_max, o = float(self.options["g_max"]), self.options
-        z = keras.random.normal((PCM_NORMALS, ops.shape(prepared.g_target)[1]), seed=int(seed),
-                                dtype=prepared.g_target.dtype)  # (6, total): one random op per draw
+        z = keras.random.normal(
+            (PCM_NORMALS, ops.shape(prepared.g_target)[1]), seed=int(seed), dtype=prepared.g_target.dtype
+        )  # (6, total): one random op per draw
         g_prog = ops.maximum(prepared.g_target + prepared.sigma_prog * z[0:2], 0.0)  # (2, total)
         nu = ops.abs(prepared.nu_mean + prepared.nu_sd * z[2:4]) * o["drift_scale"]
         g_drift = g_prog * ops.exp(-nu * math.log((level + T0) / T0))

@@ -19,6 +19,7 @@ The draw of step t depends only on (seed, t), t = optimizer.iterations, which a 
 training draws the same noise. Pure keras.ops / keras.random: TensorFlow and torch wrap the model's
 train_step(data); JAX's train_step(state, data) is stateless, so there the noise is added to the state.
 """
+
 from __future__ import annotations
 
 import keras
@@ -48,8 +49,9 @@ class WeightNoise:
         """The noise n of each tensor in `clean` (the targeted tensors' clean values) at training step `step`:
         one normal draw of all of them at once, split, scaled by eta * sigma_w per tensor."""
         dtype = self.generator.state.dtype
-        state = (ops.convert_to_tensor(np.array([self.seed * 1000003 + SEED_SALT, 0]), dtype=dtype)
-                 + ops.cast(step, dtype) * ops.convert_to_tensor(np.array([0, 1]), dtype=dtype))
+        state = ops.convert_to_tensor(np.array([self.seed * 1000003 + SEED_SALT, 0]), dtype=dtype) + ops.cast(
+            step, dtype
+        ) * ops.convert_to_tensor(np.array([0, 1]), dtype=dtype)
         with keras.StatelessScope(state_mapping=[(self.generator.state, state)]):
             z = keras.random.normal((self.total,), seed=self.generator)  # (total,)
         parts = ops.split(z, self.split_at) if self.split_at else [z]
@@ -85,7 +87,8 @@ def _stateless_step(model: keras.Model, weight_noise: WeightNoise):
         for i, n in zip(weight_noise.positions, added):
             noisy[i] = noisy[i] + n
         logs, (trainable, non_trainable, optimizer_state, metrics_state) = plain(
-            model, (noisy, non_trainable, optimizer_state, metrics_state), data)
+            model, (noisy, non_trainable, optimizer_state, metrics_state), data
+        )
         trainable = list(trainable)
         for i, n in zip(weight_noise.positions, added):
             trainable[i] = trainable[i] - n

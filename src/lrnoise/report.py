@@ -6,6 +6,7 @@ of exactly one NoiseConfig (several evaluations of one model under it, differing
 averaged). `build` returns the tables and figures of one configuration as data; `write` writes them in one
 place; `build_and_write` is the command. Several runs of one cell (seeds) give mean, 95 % t-CI and n.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -18,8 +19,18 @@ import pandas as pd
 
 from lrnoise import figures, noise, paper, stats, tracking
 from lrnoise.claims_text import axis_claim_line, cell_name, claim_lines, claims_markdown, eq2_line, frontier_line
-from lrnoise.results import (A_AVR, A_AVR_DRAW_CI, CONFIG, ConfigInfo, choose, configurations, fetch, join,
-                             level_columns, row_label)
+from lrnoise.results import (
+    A_AVR,
+    A_AVR_DRAW_CI,
+    CONFIG,
+    ConfigInfo,
+    choose,
+    configurations,
+    fetch,
+    join,
+    level_columns,
+    row_label,
+)
 
 BASELINE = tracking.BASELINE_ACCURACY
 LEARNED = "learned"
@@ -50,8 +61,15 @@ def cells(runs: pd.DataFrame, value: str) -> pd.DataFrame:
         mean, ci, n = stats.mean_ci(values)
         if n == 1 and value == A_AVR and A_AVR_DRAW_CI in group:
             ci = float(np.nan_to_num(group[A_AVR_DRAW_CI].iloc[0]))
-        rows.append({**dict(zip(CONFIG, key)), "mean": mean, "std": float(np.std(values, ddof=1)) if n > 1 else 0.0,
-                     "ci95": ci, "n": n})
+        rows.append(
+            {
+                **dict(zip(CONFIG, key)),
+                "mean": mean,
+                "std": float(np.std(values, ddof=1)) if n > 1 else 0.0,
+                "ci95": ci,
+                "n": n,
+            }
+        )
     return pd.DataFrame(rows, columns=[*CONFIG, "mean", "std", "ci95", "n"])
 
 
@@ -125,8 +143,12 @@ def optimizer_table(runs: pd.DataFrame) -> pd.DataFrame:
     if counts.empty:
         return pd.DataFrame()
     dataset, model, batch_size, lr = counts.idxmax()
-    subset = runs[(runs["dataset"] == dataset) & (runs["model"] == model) & (runs["lr"] == lr)
-                  & ((runs["batch_size"] == batch_size) | pd.isna(batch_size))]
+    subset = runs[
+        (runs["dataset"] == dataset)
+        & (runs["model"] == model)
+        & (runs["lr"] == lr)
+        & ((runs["batch_size"] == batch_size) | pd.isna(batch_size))
+    ]
     base = cells(subset, BASELINE).set_index("optimizer")
     avr = cells(learned_runs(subset), A_AVR).set_index("optimizer") if A_AVR in subset else pd.DataFrame()
     order = [o for o in paper.OPTIMIZERS if o in set(subset["optimizer"])]
@@ -134,12 +156,20 @@ def optimizer_table(runs: pd.DataFrame) -> pd.DataFrame:
     def get(frame, column, o, default=np.nan):
         return frame[column].get(o, default) if column in frame else default
 
-    return pd.DataFrame({"dataset": dataset, "model": model, "batch_size": batch_size, "lr": lr, "optimizer": order,
-                         BASELINE: [get(base, "mean", o) for o in order],
-                         "baseline_ci95": [get(base, "ci95", o) for o in order],
-                         A_AVR: [get(avr, "mean", o) for o in order],
-                         "avr_ci95": [get(avr, "ci95", o) for o in order],
-                         "runs": [int(get(base, "n", o, 0)) for o in order]})
+    return pd.DataFrame(
+        {
+            "dataset": dataset,
+            "model": model,
+            "batch_size": batch_size,
+            "lr": lr,
+            "optimizer": order,
+            BASELINE: [get(base, "mean", o) for o in order],
+            "baseline_ci95": [get(base, "ci95", o) for o in order],
+            A_AVR: [get(avr, "mean", o) for o in order],
+            "avr_ci95": [get(avr, "ci95", o) for o in order],
+            "runs": [int(get(base, "n", o, 0)) for o in order],
+        }
+    )
 
 
 # ---------------------------------------------------------------- paper comparison, sweet spot, missing cells
@@ -152,20 +182,46 @@ def paper_comparison(runs: pd.DataFrame) -> pd.DataFrame:
         for row in cells(runs, value).itertuples():
             key = (row.dataset, row.model, row.lr)
             if row.optimizer == "adam" and key in published:
-                rows.append({"table": "II" if value == BASELINE else "III", "dataset": row.dataset,
-                             "model": row.label, "optimizer": "adam", "lr": row.lr, "metric": value,
-                             "ours": row.mean, "paper": published[key], "difference": row.mean - published[key]})
+                rows.append(
+                    {
+                        "table": "II" if value == BASELINE else "III",
+                        "dataset": row.dataset,
+                        "model": row.label,
+                        "optimizer": "adam",
+                        "lr": row.lr,
+                        "metric": value,
+                        "ours": row.mean,
+                        "paper": published[key],
+                        "difference": row.mean - published[key],
+                    }
+                )
     study = paper.OPTIMIZER_STUDY
-    for value, published in ((BASELINE, paper.OPTIMIZER_BASELINE_ACCURACY),
-                             (A_AVR, paper.OPTIMIZER_AVG_NORMALIZED_ACCURACY)):
+    for value, published in (
+        (BASELINE, paper.OPTIMIZER_BASELINE_ACCURACY),
+        (A_AVR, paper.OPTIMIZER_AVG_NORMALIZED_ACCURACY),
+    ):
         for row in cells(runs, value).itertuples():
-            if (row.dataset, row.model, row.lr) == (study["dataset"], study["model"], study["lr"]) \
-                    and row.optimizer != "adam" and row.optimizer in published:
-                rows.append({"table": "Fig. 3", "dataset": row.dataset, "model": row.label,
-                             "optimizer": row.optimizer, "lr": row.lr, "metric": value, "ours": row.mean,
-                             "paper": published[row.optimizer], "difference": row.mean - published[row.optimizer]})
-    return pd.DataFrame(rows, columns=["table", "dataset", "model", "optimizer", "lr", "metric", "ours", "paper",
-                                       "difference"])
+            if (
+                (row.dataset, row.model, row.lr) == (study["dataset"], study["model"], study["lr"])
+                and row.optimizer != "adam"
+                and row.optimizer in published
+            ):
+                rows.append(
+                    {
+                        "table": "Fig. 3",
+                        "dataset": row.dataset,
+                        "model": row.label,
+                        "optimizer": row.optimizer,
+                        "lr": row.lr,
+                        "metric": value,
+                        "ours": row.mean,
+                        "paper": published[row.optimizer],
+                        "difference": row.mean - published[row.optimizer],
+                    }
+                )
+    return pd.DataFrame(
+        rows, columns=["table", "dataset", "model", "optimizer", "lr", "metric", "ours", "paper", "difference"]
+    )
 
 
 def sweet_spots(runs: pd.DataFrame, max_accuracy_drop: float = 0.01) -> pd.DataFrame:
@@ -178,9 +234,17 @@ def sweet_spots(runs: pd.DataFrame, max_accuracy_drop: float = 0.01) -> pd.DataF
     for (dataset, model), group in adam.groupby(["dataset", "label"]):
         lr = stats.sweet_spot(group, BASELINE, A_AVR, max_accuracy_drop)
         at = group[group["lr"] == lr]
-        rows.append({"dataset": dataset, "model": model, "lr": lr, BASELINE: at[BASELINE].mean(),
-                     A_AVR: at[A_AVR].mean(), "run_id": at.loc[at[A_AVR].idxmax(), "run_id"],
-                     "best_" + BASELINE: group.groupby("lr")[BASELINE].mean().max()})
+        rows.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "lr": lr,
+                BASELINE: at[BASELINE].mean(),
+                A_AVR: at[A_AVR].mean(),
+                "run_id": at.loc[at[A_AVR].idxmax(), "run_id"],
+                "best_" + BASELINE: group.groupby("lr")[BASELINE].mean().max(),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -232,9 +296,17 @@ def tradeoff_points(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
     adam = adam[(adam["dataset"] == dataset) & (adam["optimizer"] == "adam")]
     base, robust = cells(adam, BASELINE), cells(adam, A_AVR)
     merged = base.merge(robust, on=CONFIG, suffixes=("_b", "_r"))
-    return pd.DataFrame({"model": merged["label"], "lr": merged["lr"], "baseline": merged["mean_b"],
-                         "baseline_ci95": merged["ci95_b"], "robust": merged["mean_r"],
-                         "robust_ci95": merged["ci95_r"], "n": merged["n_r"]})
+    return pd.DataFrame(
+        {
+            "model": merged["label"],
+            "lr": merged["lr"],
+            "baseline": merged["mean_b"],
+            "baseline_ci95": merged["ci95_b"],
+            "robust": merged["mean_r"],
+            "robust_ci95": merged["ci95_r"],
+            "n": merged["n_r"],
+        }
+    )
 
 
 def mechanism_points(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
@@ -254,8 +326,9 @@ def eq2_points(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
     use = use[use["dataset"] == dataset].dropna(subset=[A_AVR, "batch_size"]) if A_AVR in use else use.iloc[0:0]
     tested = [o for o, g in use.groupby("optimizer") if g["lr"].nunique() > 1 and g["batch_size"].nunique() > 1]
     use = use[use["optimizer"].isin(tested)]
-    return pd.DataFrame({"optimizer": use["optimizer"], "lr": use["lr"], "batch_size": use["batch_size"],
-                         "avr": use[A_AVR]})
+    return pd.DataFrame(
+        {"optimizer": use["optimizer"], "lr": use["lr"], "batch_size": use["batch_size"], "avr": use[A_AVR]}
+    )
 
 
 def frontier_points(runs: pd.DataFrame, frontier: pd.DataFrame, dataset: str) -> pd.DataFrame:
@@ -264,26 +337,43 @@ def frontier_points(runs: pd.DataFrame, frontier: pd.DataFrame, dataset: str) ->
     use = learned_runs(runs)
     rows = []
     for f in frontier[frontier["dataset"] == dataset].itertuples():
-        mine = use[(use["dataset"] == dataset) & (use["model"] == f.model) & (use["optimizer"] == f.optimizer)
-                   & ((use["batch_size"] == f.batch_size) | pd.isna(f.batch_size))].dropna(subset=[A_AVR])
+        mine = use[
+            (use["dataset"] == dataset)
+            & (use["model"] == f.model)
+            & (use["optimizer"] == f.optimizer)
+            & ((use["batch_size"] == f.batch_size) | pd.isna(f.batch_size))
+        ].dropna(subset=[A_AVR])
         panel = f"{f.model} {f.optimizer}" + (f" B={int(f.batch_size)}" if pd.notna(f.batch_size) else "")
-        sweeps = ((stats.LR_TUNING, mine[mine["train_noise"] == 0], "lr", lambda v: f"lr {v:g}"),
-                  (stats.NOISE_TRAINING, mine[mine["lr"] == f.noise_lr], "train_noise",
-                   lambda v: f"eta {v:g}" if v else ""))  # eta 0 is the lr sweep's point at that lr: named once
+        sweeps = (
+            (stats.LR_TUNING, mine[mine["train_noise"] == 0], "lr", lambda v: f"lr {v:g}"),
+            (stats.NOISE_TRAINING, mine[mine["lr"] == f.noise_lr], "train_noise", lambda v: f"eta {v:g}" if v else ""),
+        )  # eta 0 is the lr sweep's point at that lr: named once
         for method, sweep, axis, name in sweeps:
             for value, group in sweep.groupby(axis):
                 base, base_ci, n = stats.mean_ci(group[BASELINE])
                 avr, avr_ci, _ = stats.mean_ci(group[A_AVR])
-                rows.append({"model": panel, "method": method, "setting": name(value), "baseline": base,
-                             "baseline_ci95": base_ci, "avr": avr, "avr_ci95": avr_ci, "n": n})
-    return pd.DataFrame(rows, columns=["model", "method", "setting", "baseline", "baseline_ci95", "avr", "avr_ci95",
-                                       "n"])
+                rows.append(
+                    {
+                        "model": panel,
+                        "method": method,
+                        "setting": name(value),
+                        "baseline": base,
+                        "baseline_ci95": base_ci,
+                        "avr": avr,
+                        "avr_ci95": avr_ci,
+                        "n": n,
+                    }
+                )
+    return pd.DataFrame(
+        rows, columns=["model", "method", "setting", "baseline", "baseline_ci95", "avr", "avr_ci95", "n"]
+    )
 
 
 # ---------------------------------------------------------------- building (data) and writing (files)
 @dataclass
 class ConfigReport:
     """Everything one noise configuration's report holds, as data."""
+
     info: ConfigInfo
     runs: pd.DataFrame
     tables: dict  # stem -> (title, {dataset: formatted block} or a frame)
@@ -323,19 +413,27 @@ class Report:
         return self.main.missing
 
 
-def build_config(runs: pd.DataFrame, evals: pd.DataFrame, info: ConfigInfo, optimizer: str | None,
-                 max_accuracy_drop: float) -> ConfigReport:
+def build_config(
+    runs: pd.DataFrame, evals: pd.DataFrame, info: ConfigInfo, optimizer: str | None, max_accuracy_drop: float
+) -> ConfigReport:
     joined = join(runs, evals, info)
     table_optimizer = optimizer or "adam"
     label = f"{info.name}; {table_optimizer}; mean ±95 % CI over seeds (n)"
     tables = {
-        "table2_baseline_accuracy": (f"Table II: baseline (clean) test accuracy ({label})",
-                                     table(joined, BASELINE, table_optimizer, learned_only=False)),
-        "table3_avg_normalized_accuracy": (f"Table III: average normalised accuracy A_avr ({label})",
-                                           table(joined, A_AVR, table_optimizer, learned_only=True)),
+        "table2_baseline_accuracy": (
+            f"Table II: baseline (clean) test accuracy ({label})",
+            table(joined, BASELINE, table_optimizer, learned_only=False),
+        ),
+        "table3_avg_normalized_accuracy": (
+            f"Table III: average normalised accuracy A_avr ({label})",
+            table(joined, A_AVR, table_optimizer, learned_only=True),
+        ),
     }
-    frames = {"runs.csv": joined, "table2_baseline_accuracy.csv": cells(joined, BASELINE),
-              "table3_avg_normalized_accuracy.csv": cells(learned_runs(joined), A_AVR)}
+    frames = {
+        "runs.csv": joined,
+        "table2_baseline_accuracy.csv": cells(joined, BASELINE),
+        "table3_avg_normalized_accuracy.csv": cells(learned_runs(joined), A_AVR),
+    }
     figs = {}
     optimizers = optimizer_table(joined)
     frames["table_optimizers.csv"] = optimizers
@@ -345,25 +443,33 @@ def build_config(runs: pd.DataFrame, evals: pd.DataFrame, info: ConfigInfo, opti
         figs["fig3_optimizers"] = figures.optimizers(
             optimizers.rename(columns={BASELINE: "baseline", A_AVR: "avr", "runs": "n"}),
             f"Figure 3: optimizers, {first['model']} on {first['dataset']}, lr {first['lr']:g} ({info.name}; "
-            "bars: 95 % CI over seeds)")
+            "bars: 95 % CI over seeds)",
+        )
     level_label = figures.level_axis_label(info.level_name)
     for dataset in sorted(joined[joined["optimizer"] == "adam"]["dataset"].unique()):
         curves = curve_points(joined, info, dataset)
         if len(curves):
             figs[f"fig1_noise_curves_{dataset}"] = figures.noise_curves(
-                curves, f"Normalised accuracy vs {level_label} ({dataset}, Adam, {info.name}; bars: 95 % CI)",
-                level_label, log_x=info.level_name == "t",
-                tick_text=lambda level: noise.level_label(info.level_name, level))
+                curves,
+                f"Normalised accuracy vs {level_label} ({dataset}, Adam, {info.name}; bars: 95 % CI)",
+                level_label,
+                log_x=info.level_name == "t",
+                tick_text=lambda level: noise.level_label(info.level_name, level),
+            )
         points = tradeoff_points(joined, dataset)
         if len(points):
             figs[f"fig4_tradeoff_{dataset}"] = figures.tradeoff(
-                points, f"Accuracy / noise-resistance trade-off vs lr ({dataset}, Adam, {info.name}; bars: 95 % CI)",
-                "A_avr")
+                points,
+                f"Accuracy / noise-resistance trade-off vs lr ({dataset}, Adam, {info.name}; bars: 95 % CI)",
+                "A_avr",
+            )
         mech = mechanism_points(joined, dataset)
         if len(mech):
             figs[f"fig6_mechanism_{dataset}"] = figures.mechanism(
-                mech, f"A_avr vs gradient-noise power lr^2 C / B, mean over training ({dataset}, {info.name})",
-                "gradient-noise power (eq. 2 bound)")
+                mech,
+                f"A_avr vs gradient-noise power lr^2 C / B, mean over training ({dataset}, {info.name})",
+                "gradient-noise power (eq. 2 bound)",
+            )
     claims = stats.claims(joined, max_accuracy_drop) if A_AVR in joined else pd.DataFrame()
     frames["claims.csv"] = claims  # for machines; claims.md (claims_markdown) is for a person
     mechanism = _mechanism_tests(joined, max_accuracy_drop)
@@ -372,22 +478,29 @@ def build_config(runs: pd.DataFrame, evals: pd.DataFrame, info: ConfigInfo, opti
         points = eq2_points(joined, dataset)
         if len(points):
             figs[f"fig7_eq2_{dataset}"] = figures.eq2_collapse(
-                points, f"A_avr vs lr^2 / B, coloured by batch size: one curve if eq. 2's noise is the mechanism "
-                        f"({dataset}, {info.name}; bars: 95 % CI over seeds)")
+                points,
+                f"A_avr vs lr^2 / B, coloured by batch size: one curve if eq. 2's noise is the mechanism "
+                f"({dataset}, {info.name}; bars: 95 % CI over seeds)",
+            )
         points = frontier_points(joined, mechanism[2], dataset)
         if len(points):
             figs[f"fig8_frontier_{dataset}"] = figures.frontier(
-                points, f"Accuracy-robustness frontier: lr tuning vs noise-injection training ({dataset}, "
-                        f"{info.name}; bars: 95 % CI over seeds)")
+                points,
+                f"Accuracy-robustness frontier: lr tuning vs noise-injection training ({dataset}, "
+                f"{info.name}; bars: 95 % CI over seeds)",
+            )
     spots = sweet_spots(joined, max_accuracy_drop)
     frames["sweet_spot.csv"] = spots
     if info.is_paper:
         comparison = paper_comparison(joined)
         frames["paper_comparison.csv"] = comparison
-        tables["paper_comparison"] = ("Ours vs the paper (matching dataset, model, optimizer, lr; additive-paper)",
-                                      _comparison_text(comparison))
-    return ConfigReport(info, joined, tables, frames, figs, spots, missing_configurations(joined), claims,
-                        *mechanism, max_accuracy_drop)
+        tables["paper_comparison"] = (
+            "Ours vs the paper (matching dataset, model, optimizer, lr; additive-paper)",
+            _comparison_text(comparison),
+        )
+    return ConfigReport(
+        info, joined, tables, frames, figs, spots, missing_configurations(joined), claims, *mechanism, max_accuracy_drop
+    )
 
 
 def _mechanism_tests(joined: pd.DataFrame, max_accuracy_drop: float) -> tuple:
@@ -396,15 +509,19 @@ def _mechanism_tests(joined: pd.DataFrame, max_accuracy_drop: float) -> tuple:
     if A_AVR not in joined:
         return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
     axis = pd.concat([stats.axis_claims(joined, a) for a in stats.AXES[1:]], ignore_index=True)
-    eq2 = [stats.eq2_test(joined, A_AVR)] + [stats.eq2_test(joined, power, log_value=True)
-                                             for power in (GRAD_NOISE, tracking.UPDATE_NOISE_POWER_MEAN)
-                                             if power in joined]
+    eq2 = [stats.eq2_test(joined, A_AVR)] + [
+        stats.eq2_test(joined, power, log_value=True)
+        for power in (GRAD_NOISE, tracking.UPDATE_NOISE_POWER_MEAN)
+        if power in joined
+    ]
     return axis, pd.concat(eq2, ignore_index=True), stats.frontier(joined, max_accuracy_drop)
 
 
 def _comparison_text(comparison: pd.DataFrame) -> pd.DataFrame:
-    shown = comparison.assign(**{c: comparison[c].map(_pct) for c in ("ours", "paper")},
-                              difference=comparison["difference"].map(lambda d: f"{d * 100:+.2f} pp"))
+    shown = comparison.assign(
+        **{c: comparison[c].map(_pct) for c in ("ours", "paper")},
+        difference=comparison["difference"].map(lambda d: f"{d * 100:+.2f} pp"),
+    )
     return shown.set_index("table")
 
 
@@ -415,13 +532,27 @@ def noise_model_lines(configs: list[ConfigReport]) -> dict[str, pd.DataFrame]:
         adam = clean_runs(learned_runs(report.runs))
         adam = adam[adam["optimizer"] == "adam"]
         for row in cells(adam, A_AVR).itertuples():
-            frames.setdefault(row.dataset, []).append({"config": report.info.name, "model": row.label, "lr": row.lr,
-                                                       "avr": row.mean, "avr_ci95": row.ci95, "n": row.n})
+            frames.setdefault(row.dataset, []).append(
+                {
+                    "config": report.info.name,
+                    "model": row.label,
+                    "lr": row.lr,
+                    "avr": row.mean,
+                    "avr_ci95": row.ci95,
+                    "n": row.n,
+                }
+            )
     return {dataset: pd.DataFrame(rows) for dataset, rows in frames.items()}
 
 
-def build(experiment: str = tracking.DEFAULT_EXPERIMENT, dataset=None, model=None, optimizer=None,
-          noise_config: str = noise.PAPER.name, max_accuracy_drop: float = 0.01) -> Report:
+def build(
+    experiment: str = tracking.DEFAULT_EXPERIMENT,
+    dataset=None,
+    model=None,
+    optimizer=None,
+    noise_config: str = noise.PAPER.name,
+    max_accuracy_drop: float = 0.01,
+) -> Report:
     """The report of one configuration (name or key) or of every one found ('all'), as data; writes nothing."""
     runs, evals, exp_id = fetch(experiment, dataset, model, optimizer)
     chosen = choose(configurations(evals), noise_config)
@@ -430,8 +561,10 @@ def build(experiment: str = tracking.DEFAULT_EXPERIMENT, dataset=None, model=Non
     if len(configs) > 1:
         for name, lines in noise_model_lines(configs).items():
             figs[f"fig5_noise_models_{name}"] = figures.noise_models(
-                lines, f"Does the lr effect survive hardware noise? A_avr vs lr per noise configuration ({name}, "
-                       "Adam; bars: 95 % CI)")
+                lines,
+                f"Does the lr effect survive hardware noise? A_avr vs lr per noise configuration ({name}, "
+                "Adam; bars: 95 % CI)",
+            )
     return Report(Path("."), configs, figs, experiment_id=exp_id)
 
 
@@ -468,8 +601,11 @@ def _write_config(config: ConfigReport, folder: Path) -> None:
             tex.append(block.to_latex() if len(block) else "% (none)")
         (folder / f"{stem}.md").write_text("\n".join(md) + "\n")
         (folder / f"{stem}.tex").write_text("\n".join(tex) + "\n")
-    (folder / "claims.md").write_text(claims_markdown(config.claims, config.info.name, config.axis_claims,
-                                                      config.eq2, config.frontier, config.max_accuracy_drop))
+    (folder / "claims.md").write_text(
+        claims_markdown(
+            config.claims, config.info.name, config.axis_claims, config.eq2, config.frontier, config.max_accuracy_drop
+        )
+    )
     (folder / "missing.txt").write_text("\n".join(config.missing) + ("\n" if config.missing else "none\n"))
     for stem, fig in config.figures.items():
         figures.save(fig, folder / stem)
@@ -498,9 +634,17 @@ def set_sweet_spot_aliases(report: Report) -> list[str]:
     return moved
 
 
-def build_and_write(experiment: str = tracking.DEFAULT_EXPERIMENT, out: str | Path | None = None, dataset=None,
-                    model=None, optimizer=None, noise_config: str = noise.PAPER.name,
-                    max_accuracy_drop: float = 0.01, log_run: bool = True, set_alias: bool = True) -> Report:
+def build_and_write(
+    experiment: str = tracking.DEFAULT_EXPERIMENT,
+    out: str | Path | None = None,
+    dataset=None,
+    model=None,
+    optimizer=None,
+    noise_config: str = noise.PAPER.name,
+    max_accuracy_drop: float = 0.01,
+    log_run: bool = True,
+    set_alias: bool = True,
+) -> Report:
     """`lrnoise report`: build, write into `out` (default reports/<experiment>), move the sweet-spot
     aliases, log everything as a `report` run."""
     report = build(experiment, dataset, model, optimizer, noise_config, max_accuracy_drop)
@@ -523,15 +667,19 @@ def summary_text(report: Report) -> str:
         parts += [f"{dataset}\n{block.to_markdown()}" for dataset, block in blocks.items()]
     if len(main.sweet_spots):
         parts.append("Sweet spot (highest A_avr within the accuracy margin of the best lr):")
-        parts += [f"  {r['dataset']} {r['model']}: lr {r['lr']:g}  a_0 {r[BASELINE]:.2%}  A_avr {r[A_AVR]:.2%}"
-                  for _, r in main.sweet_spots.iterrows()]
+        parts += [
+            f"  {r['dataset']} {r['model']}: lr {r['lr']:g}  a_0 {r[BASELINE]:.2%}  A_avr {r[A_AVR]:.2%}"
+            for _, r in main.sweet_spots.iterrows()
+        ]
     for config in report.configs:
         tag = f"[{config.info.name}]"
         parts += [f"{tag} {cell_name(row)}: {claim_lines(row)[0]}" for _, row in config.claims.iterrows()]
         parts += [f"{tag} {cell_name(row)}: {axis_claim_line(row)}" for _, row in config.axis_claims.iterrows()]
         parts += [f"{tag} {cell_name(row)}: {eq2_line(row)}" for _, row in config.eq2.iterrows()]
-        parts += [f"{tag} {cell_name(row)}: {frontier_line(row, config.max_accuracy_drop)}"
-                  for _, row in config.frontier.iterrows()]
+        parts += [
+            f"{tag} {cell_name(row)}: {frontier_line(row, config.max_accuracy_drop)}"
+            for _, row in config.frontier.iterrows()
+        ]
     parts.append(f"{len(main.missing)} configurations missing" + (":" if main.missing else ""))
     parts += [f"  {line}" for line in main.missing[:20]]
     parts.append(f"files in {report.out}: " + ", ".join(report.files))

@@ -1,6 +1,7 @@
 """The tracking store's runs as the report's frames: every finished training run (one typed row each, read by
 tracking.train_runs_frame) and noise evaluation, the noise configurations found among them, and one
 configuration's evaluations joined onto its training runs. Reads the store; writes nothing."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ ALL = "all"  # every noise configuration found
 @dataclass(frozen=True)
 class ConfigInfo:
     """A noise configuration as found in the store: key, name, level axis and levels."""
+
     key: str
     name: str
     level_name: str  # eta | t
@@ -39,8 +41,9 @@ def fetch(experiment: str, dataset=None, model=None, optimizer=None) -> tuple[pd
     filters = {k: v for k, v in {"dataset": dataset, "model": model, "optimizer": optimizer}.items() if v}
     runs = tracking.train_runs_frame(exp.experiment_id, filters)
     if runs.empty:
-        raise LrnoiseError(f"experiment {experiment!r} has no finished training runs"
-                           + (" matching the filters" if filters else ""))
+        raise LrnoiseError(
+            f"experiment {experiment!r} has no finished training runs" + (" matching the filters" if filters else "")
+        )
     runs = row_labels(runs).sort_values(CONFIG + ["seed"]).reset_index(drop=True)
     return runs, tracking.noise_runs_frame(exp.experiment_id), exp.experiment_id
 
@@ -70,8 +73,10 @@ def choose(found: list[ConfigInfo], wanted: str) -> list[ConfigInfo]:
     if wanted in (paper_info.name, paper_info.key):
         return [paper_info]
     names = ", ".join(c.name for c in found) or "none"
-    raise LrnoiseError(f"no noise evaluation with configuration {wanted!r} in this experiment: found {names} "
-                       f"(or pass --noise-config all)")
+    raise LrnoiseError(
+        f"no noise evaluation with configuration {wanted!r} in this experiment: found {names} "
+        f"(or pass --noise-config all)"
+    )
 
 
 def level_columns(info: ConfigInfo) -> list[tuple[float, str, str]]:
@@ -79,8 +84,13 @@ def level_columns(info: ConfigInfo) -> list[tuple[float, str, str]]:
     out = []
     for level in sorted(info.levels):
         label = noise.level_label(info.level_name, level)
-        out.append((level, tracking.level_metric(tracking.NORMALIZED_ACCURACY, info.level_name, label),
-                    tracking.level_metric(tracking.NORMALIZED_ACCURACY_CI95, info.level_name, label)))
+        out.append(
+            (
+                level,
+                tracking.level_metric(tracking.NORMALIZED_ACCURACY, info.level_name, label),
+                tracking.level_metric(tracking.NORMALIZED_ACCURACY_CI95, info.level_name, label),
+            )
+        )
     return out
 
 
@@ -90,8 +100,11 @@ def join(runs: pd.DataFrame, evals: pd.DataFrame, info: ConfigInfo) -> pd.DataFr
     columns = [c for _, a, ci in level_columns(info) for c in (a, ci)] + [A_AVR, tracking.NONFINITE_DRAWS]
     mine = evals[evals["noise_config"] == info.key] if not evals.empty else pd.DataFrame(columns=["run_id"])
     mine = mine.reindex(columns=["run_id", *columns])
-    per_run = mine.groupby("run_id")[columns].mean(numeric_only=False).reset_index() if len(mine) else \
-        pd.DataFrame(columns=["run_id", *columns])
+    per_run = (
+        mine.groupby("run_id")[columns].mean(numeric_only=False).reset_index()
+        if len(mine)
+        else pd.DataFrame(columns=["run_id", *columns])
+    )
     own = [c for c in runs.columns if c not in columns or c == "run_id"]  # the paper's names also sit on runs
     joined = runs[own].merge(per_run, on="run_id", how="left")
     for column in columns:

@@ -1,4 +1,5 @@
 """The tracking server a study starts (`mlflow server` on 127.0.0.1) and the environment its workers need."""
+
 from __future__ import annotations
 
 import contextlib
@@ -12,9 +13,16 @@ import mlflow
 
 from lrnoise.errors import LrnoiseError
 
-WORKER_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_DISABLE_TELEMETRY", "MLFLOW_TRACKING_USERNAME",
-              "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_TRACKING_INSECURE_TLS",
-              "MLFLOW_TRACKING_SERVER_CERT_PATH", "KERAS_BACKEND")  # what a worker needs to reach the server
+WORKER_ENV = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_DISABLE_TELEMETRY",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    "MLFLOW_TRACKING_INSECURE_TLS",
+    "MLFLOW_TRACKING_SERVER_CERT_PATH",
+    "KERAS_BACKEND",
+)  # what a worker needs to reach the server
 
 
 def is_http(uri: str) -> bool:
@@ -43,8 +51,13 @@ GUNICORN_OPTS = "--timeout 600 --log-level warning"
 
 
 @contextlib.contextmanager
-def serve(store_uri: str, port: int | None = None, extra_args: tuple = (), wait_seconds: float = 120,
-          stopping: list | None = None):
+def serve(
+    store_uri: str,
+    port: int | None = None,
+    extra_args: tuple = (),
+    wait_seconds: float = 120,
+    stopping: list | None = None,
+):
     """`mlflow server` over `store_uri` on 127.0.0.1 while the block runs; yields its http URI. A server that
     cannot start is one LrnoiseError naming why (its own last error line); the server is always stopped
     (killed if it does not stop within 30 s). Served by gunicorn (GUNICORN_OPTS), without MLflow's job runner
@@ -54,14 +67,30 @@ def serve(store_uri: str, port: int | None = None, extra_args: tuple = (), wait_
     meanwhile)."""
     import subprocess
     import sys
+
     port = port or _free_port()
     log = tempfile.NamedTemporaryFile(prefix="lrnoise-server-", suffix=".log", delete=False)
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", store_uri, "--host", "127.0.0.1",
-               "--port", str(port), "--workers", str(SERVER_WORKERS), *extra_args]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        store_uri,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(SERVER_WORKERS),
+        *extra_args,
+    ]
     if sys.platform != "win32":  # gunicorn (an MLflow dependency there); Windows keeps MLflow's uvicorn
         command.append(f"--gunicorn-opts={GUNICORN_OPTS}")
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION",
-                                                                               "false")}
+    env = {
+        **os.environ,
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false"),
+    }
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     served = f"http://127.0.0.1:{port}"
     try:
@@ -79,6 +108,7 @@ def serve(store_uri: str, port: int | None = None, extra_args: tuple = (), wait_
 def _reap(server, log) -> None:
     """Waits for a terminated server to exit (kills it after 30 s) and removes its log."""
     import subprocess
+
     try:
         server.wait(timeout=30)
     except subprocess.TimeoutExpired:
@@ -97,11 +127,13 @@ def _last_error_line(path: str) -> str:
 
 def _wait_for(uri: str, server, log_path: str, seconds: float) -> None:
     import urllib.request
+
     deadline = time.time() + seconds
     while time.time() < deadline:
         if server.poll() is not None:
-            raise LrnoiseError(f"mlflow server for {uri} could not start (exit {server.returncode}): "
-                               f"{_last_error_line(log_path)}")
+            raise LrnoiseError(
+                f"mlflow server for {uri} could not start (exit {server.returncode}): {_last_error_line(log_path)}"
+            )
         try:
             urllib.request.urlopen(f"{uri}/health", timeout=2)
             return

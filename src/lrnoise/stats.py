@@ -16,6 +16,7 @@ Spearman's rho (ties get average ranks) is Pearson's r of the ranks:
 Every bootstrap is seeded with numpy.random.default_rng(seed) and vectorised: one (n_boot, n) matrix of
 row indices, ranked row by row at once.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -151,17 +152,25 @@ def trend(frame: pd.DataFrame, value: str, x: str = "lr", n_boot: int = 2000, se
     have = frame.dropna(subset=[x, value])
     xs, ys = have[x].to_numpy(dtype=float), have[value].to_numpy(dtype=float)
     levels, _, groups = _levels(xs)
-    out = {"rho": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
-           "verdict": f"too few {x} values", "n_runs": len(have), "n_levels": len(levels)}
+    out = {
+        "rho": float("nan"),
+        "ci_low": float("nan"),
+        "ci_high": float("nan"),
+        "verdict": f"too few {x} values",
+        "n_runs": len(have),
+        "n_levels": len(levels),
+    }
     if len(levels) < 2:
         return out
     idx = _resample_indices(groups, n_boot, np.random.default_rng(seed))
     boot = _row_spearman(_inflate(ys, groups)[idx], xs[None, :])  # x is unchanged by within-x resampling
     out["rho"] = spearman(xs, ys)
     out["ci_low"], out["ci_high"] = _percentile_ci(boot)
-    out["verdict"] = (TOO_FEW_SEEDS if min(len(g) for g in groups) < 2
-                      else _verdict(out["ci_low"], out["ci_high"], f"falls with {x}", f"rises with {x}",
-                                    "no clear trend"))
+    out["verdict"] = (
+        TOO_FEW_SEEDS
+        if min(len(g) for g in groups) < 2
+        else _verdict(out["ci_low"], out["ci_high"], f"falls with {x}", f"rises with {x}", "no clear trend")
+    )
     return out
 
 
@@ -206,8 +215,15 @@ def sweet_spot(frame: pd.DataFrame, baseline: str, robust: str, max_accuracy_dro
     return float(levels[_sweet_spot_codes(base[None, :], rob[None, :], onehot, max_accuracy_drop)[0]])
 
 
-def sweet_spot_shares(frame: pd.DataFrame, baseline: str, robust: str, max_accuracy_drop: float, x: str = "lr",
-                      n_boot: int = 2000, seed: int = 0) -> dict:
+def sweet_spot_shares(
+    frame: pd.DataFrame,
+    baseline: str,
+    robust: str,
+    max_accuracy_drop: float,
+    x: str = "lr",
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict:
     """{x value: share of within-x bootstrap resamples in which it is the sweet spot} for every x value
     (0.0 for one that never wins); the shares sum to 1. Empty dict for an empty table."""
     _check_n_boot(n_boot)
@@ -229,8 +245,13 @@ def association(frame: pd.DataFrame, a: str, b: str, n_boot: int = 2000, seed: i
     _check_n_boot(n_boot)
     _require(frame, a, b)
     have = frame.dropna(subset=[a, b])
-    out = {"rho": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "verdict": TOO_FEW_RUNS,
-           "n_runs": len(have)}
+    out = {
+        "rho": float("nan"),
+        "ci_low": float("nan"),
+        "ci_high": float("nan"),
+        "verdict": TOO_FEW_RUNS,
+        "n_runs": len(have),
+    }
     if len(have) < 3:
         return out
     va, vb = have[a].to_numpy(dtype=float), have[b].to_numpy(dtype=float)
@@ -251,7 +272,7 @@ def paper_trend(dataset: str, model: str) -> float:
 
 
 def _agrees(verdict: str, paper_rho: float) -> str:
-    """"yes" when our verdict has the paper's sign, "no" when it has the other sign or shows no clear trend,
+    """ "yes" when our verdict has the paper's sign, "no" when it has the other sign or shows no clear trend,
     "—" when there is no paper row to compare or our verdict could not be reached (too few seeds)."""
     sign = {"falls with lr": -1, "rises with lr": 1, "no clear trend": 0}.get(verdict)
     if np.isnan(paper_rho) or sign is None:
@@ -280,13 +301,31 @@ def _count_range(counts) -> str:
 
 
 CLAIM_COLUMNS = [
-    *CELL, "n_runs", "n_lrs", "seeds_per_lr",
-    "avr_rho", "avr_ci_low", "avr_ci_high", "avr_verdict",
-    "baseline_rho", "baseline_ci_low", "baseline_ci_high", "baseline_verdict",
-    "sweet_spot_lr", "sweet_spot_share", "sweet_spot_shares",
-    "mechanism_rho", "mechanism_ci_low", "mechanism_ci_high", "mechanism_verdict",
-    "update_mechanism_rho", "update_mechanism_ci_low", "update_mechanism_ci_high", "update_mechanism_verdict",
-    "paper_avr_rho", "agrees_with_paper",
+    *CELL,
+    "n_runs",
+    "n_lrs",
+    "seeds_per_lr",
+    "avr_rho",
+    "avr_ci_low",
+    "avr_ci_high",
+    "avr_verdict",
+    "baseline_rho",
+    "baseline_ci_low",
+    "baseline_ci_high",
+    "baseline_verdict",
+    "sweet_spot_lr",
+    "sweet_spot_share",
+    "sweet_spot_shares",
+    "mechanism_rho",
+    "mechanism_ci_low",
+    "mechanism_ci_high",
+    "mechanism_verdict",
+    "update_mechanism_rho",
+    "update_mechanism_ci_low",
+    "update_mechanism_ci_high",
+    "update_mechanism_verdict",
+    "paper_avr_rho",
+    "agrees_with_paper",
 ]
 
 
@@ -300,21 +339,29 @@ def _claim(key: tuple, cell: pd.DataFrame, max_accuracy_drop: float, n_boot: int
     # Table III is Adam, trained clean: another optimizer or noise-injection training has no paper row
     paper_rho = paper_trend(dataset, model) if optimizer == "adam" and not train_noise else float("nan")
     return {
-        "dataset": dataset, "model": model, "optimizer": optimizer, "batch_size": batch_size,
-        "train_noise": train_noise, "n_runs": len(cell),
-        "n_lrs": avr["n_levels"], "seeds_per_lr": _count_range(cell.groupby("lr").size()),
+        "dataset": dataset,
+        "model": model,
+        "optimizer": optimizer,
+        "batch_size": batch_size,
+        "train_noise": train_noise,
+        "n_runs": len(cell),
+        "n_lrs": avr["n_levels"],
+        "seeds_per_lr": _count_range(cell.groupby("lr").size()),
         **{f"avr_{k}": avr[k] for k in ("rho", "ci_low", "ci_high", "verdict")},
         **{f"baseline_{k}": base[k] for k in ("rho", "ci_low", "ci_high", "verdict")},
-        "sweet_spot_lr": spot, "sweet_spot_share": shares.get(spot, float("nan")),
+        "sweet_spot_lr": spot,
+        "sweet_spot_share": shares.get(spot, float("nan")),
         "sweet_spot_shares": "; ".join(f"{lr:g}:{share:.3f}" for lr, share in sorted(shares.items())),
         **_mechanism(cell, GRAD_NOISE, "mechanism", n_boot, seed),
         **_mechanism(cell, UPDATE_NOISE, "update_mechanism", n_boot, seed),
-        "paper_avr_rho": paper_rho, "agrees_with_paper": _agrees(avr["verdict"], paper_rho),
+        "paper_avr_rho": paper_rho,
+        "agrees_with_paper": _agrees(avr["verdict"], paper_rho),
     }
 
 
-def claims(runs: pd.DataFrame, max_accuracy_drop: float = 0.01, n_boot: int = 2000, seed: int = 0,
-           min_lrs: int = 3) -> pd.DataFrame:
+def claims(
+    runs: pd.DataFrame, max_accuracy_drop: float = 0.01, n_boot: int = 2000, seed: int = 0, min_lrs: int = 3
+) -> pd.DataFrame:
     """One row per cell (dataset, model, optimizer, batch_size, train_noise) with >= min_lrs distinct lrs
     having A_avr: the A_avr and baseline trends against lr, the sweet spot and how often resamples agree with
     it, the grad/update noise-power associations with A_avr, and the paper's Table III trend (columns:
@@ -327,8 +374,11 @@ def claims(runs: pd.DataFrame, max_accuracy_drop: float = 0.01, n_boot: int = 20
     _check_n_boot(n_boot)
     _require(runs, "dataset", "model", "optimizer", "lr", BASELINE, A_AVR)
     kept = evaluated_runs(runs)
-    rows = [_claim(key, cell, max_accuracy_drop, n_boot, seed)
-            for key, cell in kept.groupby(CELL, sort=True, dropna=False) if cell["lr"].nunique() >= min_lrs]
+    rows = [
+        _claim(key, cell, max_accuracy_drop, n_boot, seed)
+        for key, cell in kept.groupby(CELL, sort=True, dropna=False)
+        if cell["lr"].nunique() >= min_lrs
+    ]
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
 
 
@@ -338,8 +388,7 @@ def with_axes(runs: pd.DataFrame) -> pd.DataFrame:
     out = runs.copy()
     out["lr"] = out["lr"].astype(float)
     out["batch_size"] = pd.to_numeric(out["batch_size"], errors="coerce") if "batch_size" in out else np.nan
-    out["train_noise"] = (pd.to_numeric(out["train_noise"], errors="coerce").fillna(0.0)
-                          if "train_noise" in out else 0.0)
+    out["train_noise"] = pd.to_numeric(out["train_noise"], errors="coerce").fillna(0.0) if "train_noise" in out else 0.0
     return out
 
 
@@ -350,9 +399,24 @@ def evaluated_runs(runs: pd.DataFrame) -> pd.DataFrame:
 
 # ---------------------------------------------------------------- claims over batch size and train noise
 AXIS_CLAIM_COLUMNS = [
-    "axis", "dataset", "model", "optimizer", "lr", "batch_size", "train_noise", "n_runs", "n_levels",
-    "seeds_per_level", "avr_rho", "avr_ci_low", "avr_ci_high", "avr_verdict",
-    "baseline_rho", "baseline_ci_low", "baseline_ci_high", "baseline_verdict",
+    "axis",
+    "dataset",
+    "model",
+    "optimizer",
+    "lr",
+    "batch_size",
+    "train_noise",
+    "n_runs",
+    "n_levels",
+    "seeds_per_level",
+    "avr_rho",
+    "avr_ci_low",
+    "avr_ci_high",
+    "avr_verdict",
+    "baseline_rho",
+    "baseline_ci_low",
+    "baseline_ci_high",
+    "baseline_verdict",
 ]
 
 
@@ -373,10 +437,18 @@ def axis_claims(runs: pd.DataFrame, axis: str, n_boot: int = 2000, seed: int = 0
             continue
         avr = trend(group, A_AVR, x=axis, n_boot=n_boot, seed=seed)
         base = trend(group, BASELINE, x=axis, n_boot=n_boot, seed=seed)
-        rows.append({"axis": axis, **dict(zip(fixed, key)), axis: float("nan"), "n_runs": len(group),
-                     "n_levels": avr["n_levels"], "seeds_per_level": _count_range(group.groupby(axis).size()),
-                     **{f"avr_{k}": avr[k] for k in ("rho", "ci_low", "ci_high", "verdict")},
-                     **{f"baseline_{k}": base[k] for k in ("rho", "ci_low", "ci_high", "verdict")}})
+        rows.append(
+            {
+                "axis": axis,
+                **dict(zip(fixed, key)),
+                axis: float("nan"),
+                "n_runs": len(group),
+                "n_levels": avr["n_levels"],
+                "seeds_per_level": _count_range(group.groupby(axis).size()),
+                **{f"avr_{k}": avr[k] for k in ("rho", "ci_low", "ci_high", "verdict")},
+                **{f"baseline_{k}": base[k] for k in ("rho", "ci_low", "ci_high", "verdict")},
+            }
+        )
     return pd.DataFrame(rows, columns=AXIS_CLAIM_COLUMNS)
 
 
@@ -386,9 +458,26 @@ NO_EFFECT = "no effect to test"
 CONSISTENT = "consistent with lr^2/B"
 NOT_CONSISTENT = "not consistent with lr^2/B"
 EQ2_COLUMNS = [
-    "dataset", "model", "optimizer", "train_noise", "value", "n_runs", "n_lrs", "n_batch_sizes", "seeds_per_cell",
-    "lr_slope", "lr_slope_ci_low", "lr_slope_ci_high", "b_slope", "b_slope_ci_low", "b_slope_ci_high",
-    "effect_p", "ratio", "ratio_ci_low", "ratio_ci_high", "verdict",
+    "dataset",
+    "model",
+    "optimizer",
+    "train_noise",
+    "value",
+    "n_runs",
+    "n_lrs",
+    "n_batch_sizes",
+    "seeds_per_cell",
+    "lr_slope",
+    "lr_slope_ci_low",
+    "lr_slope_ci_high",
+    "b_slope",
+    "b_slope_ci_low",
+    "b_slope_ci_high",
+    "effect_p",
+    "ratio",
+    "ratio_ci_low",
+    "ratio_ci_high",
+    "verdict",
 ]
 
 
@@ -410,8 +499,9 @@ def _fieller(a: float, b: float, cov: np.ndarray, t: float) -> tuple[float, floa
     return float((-qb - root) / (2 * qa)), float((-qb + root) / (2 * qa))
 
 
-def eq2_test(runs: pd.DataFrame, value: str = A_AVR, log_value: bool = False, n_boot: int = 2000,
-             seed: int = 0) -> pd.DataFrame:
+def eq2_test(
+    runs: pd.DataFrame, value: str = A_AVR, log_value: bool = False, n_boot: int = 2000, seed: int = 0
+) -> pd.DataFrame:
     """The eq. 2 test: per (dataset, model, optimizer, train_noise) with >= 2 lrs and >= 2 batch sizes,
     the least-squares fit value = c + a log(lr) + b log(B) over runs (log(value) when `log_value`, for a
     measured noise power). Eq. 2 makes the gradient-noise power lr^2 C / B, so if that power is what moves
@@ -433,20 +523,35 @@ def eq2_test(runs: pd.DataFrame, value: str = A_AVR, log_value: bool = False, n_
         kept = kept[kept[value] > 0]
     rows = []
     for (dataset, model, optimizer, train_noise), group in kept.groupby(
-            ["dataset", "model", "optimizer", "train_noise"], sort=True):
+        ["dataset", "model", "optimizer", "train_noise"], sort=True
+    ):
         if group["lr"].nunique() < 2 or group["batch_size"].nunique() < 2:
             continue
         y = group[value].to_numpy(dtype=float)
         y = np.log(y) if log_value else y
-        design = np.column_stack([np.ones(len(group)), np.log(group["lr"].to_numpy(dtype=float)),
-                                  np.log(group["batch_size"].to_numpy(dtype=float))])
+        design = np.column_stack(
+            [
+                np.ones(len(group)),
+                np.log(group["lr"].to_numpy(dtype=float)),
+                np.log(group["batch_size"].to_numpy(dtype=float)),
+            ]
+        )
         groups = list(group.groupby(["lr", "batch_size"]).indices.values())  # row positions of each (lr, B) cell
         a, b = _slopes(y[None, :], design)[0, 1:]
-        out = {"dataset": dataset, "model": model, "optimizer": optimizer, "train_noise": train_noise,
-               "value": f"log {value}" if log_value else value, "n_runs": len(group),
-               "n_lrs": group["lr"].nunique(), "n_batch_sizes": group["batch_size"].nunique(),
-               "seeds_per_cell": _count_range([len(g) for g in groups]), "lr_slope": a, "b_slope": b,
-               "ratio": b / a if a else float("nan")}
+        out = {
+            "dataset": dataset,
+            "model": model,
+            "optimizer": optimizer,
+            "train_noise": train_noise,
+            "value": f"log {value}" if log_value else value,
+            "n_runs": len(group),
+            "n_lrs": group["lr"].nunique(),
+            "n_batch_sizes": group["batch_size"].nunique(),
+            "seeds_per_cell": _count_range([len(g) for g in groups]),
+            "lr_slope": a,
+            "b_slope": b,
+            "ratio": b / a if a else float("nan"),
+        }
         if min(len(g) for g in groups) < 2:
             rows.append({**out, "verdict": TOO_FEW_SEEDS})
             continue
@@ -460,9 +565,19 @@ def eq2_test(runs: pd.DataFrame, value: str = A_AVR, log_value: bool = False, n_
         low, high = _fieller(a, b, cov, t)
         se_a, se_b = np.sqrt(np.diag(cov))
         verdict = NO_EFFECT if p >= 0.05 else CONSISTENT if low <= EQ2_RATIO <= high else NOT_CONSISTENT
-        rows.append({**out, "lr_slope_ci_low": a - t * se_a, "lr_slope_ci_high": a + t * se_a,
-                     "b_slope_ci_low": b - t * se_b, "b_slope_ci_high": b + t * se_b, "effect_p": p,
-                     "ratio_ci_low": low, "ratio_ci_high": high, "verdict": verdict})
+        rows.append(
+            {
+                **out,
+                "lr_slope_ci_low": a - t * se_a,
+                "lr_slope_ci_high": a + t * se_a,
+                "b_slope_ci_low": b - t * se_b,
+                "b_slope_ci_high": b + t * se_b,
+                "effect_p": p,
+                "ratio_ci_low": low,
+                "ratio_ci_high": high,
+                "verdict": verdict,
+            }
+        )
     return pd.DataFrame(rows, columns=EQ2_COLUMNS)
 
 
@@ -470,15 +585,36 @@ def eq2_test(runs: pd.DataFrame, value: str = A_AVR, log_value: bool = False, n_
 LR_TUNING = "lr tuning"
 NOISE_TRAINING = "noise-injection training"
 FRONTIER_COLUMNS = [
-    "dataset", "model", "optimizer", "batch_size", "noise_lr", "n_runs", "reference_baseline",
-    "lr_best_lr", "lr_best_avr", "lr_best_baseline", "noise_best_train_noise", "noise_best_avr",
-    "noise_best_baseline", "difference", "ci_low", "ci_high", "both_reach_share", "verdict",
+    "dataset",
+    "model",
+    "optimizer",
+    "batch_size",
+    "noise_lr",
+    "n_runs",
+    "reference_baseline",
+    "lr_best_lr",
+    "lr_best_avr",
+    "lr_best_baseline",
+    "noise_best_train_noise",
+    "noise_best_avr",
+    "noise_best_baseline",
+    "difference",
+    "ci_low",
+    "ci_high",
+    "both_reach_share",
+    "verdict",
 ]
 _NOT_REACHED = -1.0  # a method with no configuration within the accuracy margin (A_avr is never below 0)
 
 
-def _best_within(base: np.ndarray, robust: np.ndarray, onehot: np.ndarray, members: np.ndarray,
-                 reference: np.ndarray, max_accuracy_drop: float) -> tuple[np.ndarray, np.ndarray]:
+def _best_within(
+    base: np.ndarray,
+    robust: np.ndarray,
+    onehot: np.ndarray,
+    members: np.ndarray,
+    reference: np.ndarray,
+    max_accuracy_drop: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """(best mean robust, its configuration's index) per row of base/robust (m, n) among the configurations in
     `members` (L,) whose mean base is within max_accuracy_drop of `reference` (m,); _NOT_REACHED when none."""
     counts = onehot.sum(axis=0)
@@ -506,7 +642,8 @@ def frontier(runs: pd.DataFrame, max_accuracy_drop: float = 0.01, n_boot: int = 
     kept = evaluated_runs(runs)
     rows = []
     for (dataset, model, optimizer, batch_size), group in kept.groupby(
-            ["dataset", "model", "optimizer", "batch_size"], sort=True, dropna=False):
+        ["dataset", "model", "optimizer", "batch_size"], sort=True, dropna=False
+    ):
         noisy = group[group["train_noise"] > 0]
         if noisy.empty or noisy["lr"].nunique() != 1 or group[group["train_noise"] == 0]["lr"].nunique() < 2:
             continue
@@ -521,7 +658,7 @@ def frontier(runs: pd.DataFrame, max_accuracy_drop: float = 0.01, n_boot: int = 
         noise_members = np.array([lr == noise_lr for (lr, _), _ in configs])
         base, robust = use[BASELINE].to_numpy(dtype=float), use[A_AVR].to_numpy(dtype=float)
 
-        def both(b, r):
+        def both(b, r, onehot=onehot, lr_members=lr_members, noise_members=noise_members):
             reference = (b @ onehot / onehot.sum(axis=0)).max(axis=1)
             lr_best, lr_at = _best_within(b, r, onehot, lr_members, reference, max_accuracy_drop)
             noise_best, noise_at = _best_within(b, r, onehot, noise_members, reference, max_accuracy_drop)
@@ -534,23 +671,39 @@ def frontier(runs: pd.DataFrame, max_accuracy_drop: float = 0.01, n_boot: int = 
         reached = (boot_noise != _NOT_REACHED) & (boot_lr != _NOT_REACHED)
         low, high = _percentile_ci(boot_difference)
         mean_base = base @ onehot / onehot.sum(axis=0)  # (L,): each configuration's mean baseline
-        verdict = (TOO_FEW_SEEDS if min(len(g) for g in groups) < 2 else
-                   _verdict(low, high, f"{LR_TUNING} dominates", f"{NOISE_TRAINING} dominates", "no clear difference"))
+        verdict = (
+            TOO_FEW_SEEDS
+            if min(len(g) for g in groups) < 2
+            else _verdict(low, high, f"{LR_TUNING} dominates", f"{NOISE_TRAINING} dominates", "no clear difference")
+        )
         lr_config, noise_config = configs[lr_at[0]][0], configs[noise_at[0]][0]
         # the interval shown: over the resamples in which both methods reach the margin (the verdict's, with a
         # method that does not reach as A_avr -1, spans ~+-2 as soon as that happens in a few resamples)
         shown_low, shown_high = _percentile_ci(np.where(reached, boot_difference, np.nan))
         if _NOT_REACHED in (lr_best[0], noise_best[0]):  # no difference of A_avr to state; the verdict stands
             shown_low = shown_high = float("nan")
-        rows.append({"dataset": dataset, "model": model, "optimizer": optimizer, "batch_size": batch_size,
-                     "noise_lr": noise_lr, "n_runs": len(use), "reference_baseline": reference[0],
-                     "lr_best_lr": lr_config[0], "lr_best_avr": lr_best[0],
-                     "lr_best_baseline": mean_base[lr_at[0]],
-                     "noise_best_train_noise": noise_config[1], "noise_best_avr": noise_best[0],
-                     "noise_best_baseline": mean_base[noise_at[0]],
-                     "difference": noise_best[0] - lr_best[0] if np.isfinite(shown_low) else float("nan"),
-                     "ci_low": shown_low, "ci_high": shown_high, "both_reach_share": float(reached.mean()),
-                     "verdict": verdict})
+        rows.append(
+            {
+                "dataset": dataset,
+                "model": model,
+                "optimizer": optimizer,
+                "batch_size": batch_size,
+                "noise_lr": noise_lr,
+                "n_runs": len(use),
+                "reference_baseline": reference[0],
+                "lr_best_lr": lr_config[0],
+                "lr_best_avr": lr_best[0],
+                "lr_best_baseline": mean_base[lr_at[0]],
+                "noise_best_train_noise": noise_config[1],
+                "noise_best_avr": noise_best[0],
+                "noise_best_baseline": mean_base[noise_at[0]],
+                "difference": noise_best[0] - lr_best[0] if np.isfinite(shown_low) else float("nan"),
+                "ci_low": shown_low,
+                "ci_high": shown_high,
+                "both_reach_share": float(reached.mean()),
+                "verdict": verdict,
+            }
+        )
     return pd.DataFrame(rows, columns=FRONTIER_COLUMNS)
 
 

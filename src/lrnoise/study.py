@@ -10,6 +10,7 @@ This module plans (a config.StudySpec becomes Jobs) and drives; executors.py run
 process, local worker processes, Ray tasks). Parallel workers need a tracking server: with a sqlite store the
 study starts `mlflow server` on 127.0.0.1.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,7 +19,8 @@ import tempfile
 import threading
 import time
 
-from lrnoise import data, executors, leases, report as report_module, server, tracking
+from lrnoise import data, executors, leases, server, tracking
+from lrnoise import report as report_module
 from lrnoise.build import SweepCache
 from lrnoise.config import EXECUTORS, PRESETS, Execution, StudySpec, check_choice
 from lrnoise.errors import LrnoiseError
@@ -32,19 +34,23 @@ def noise_configs(spec: StudySpec) -> tuple[NoiseConfig, ...]:
     for name in spec.setting("noise"):
         axis_levels = {"eta": spec.etas, "t": spec.times}
         probe = NoiseConfig(name)  # unknown noise model: one-line error
-        configs.append(NoiseConfig(name, levels=axis_levels[probe.level_name],
-                                   trials=spec.setting("trials")).validate())
+        configs.append(
+            NoiseConfig(name, levels=axis_levels[probe.level_name], trials=spec.setting("trials")).validate()
+        )
     return tuple(dict.fromkeys(configs))
 
 
 def study_params(spec: StudySpec) -> dict:
     """The study run's params: every StudySpec field (grid fields and settings not overridden read 'preset'),
     the noise configurations by name."""
-    values = {f: spec.setting(f) if f in ("epochs", "trials", "patience") else getattr(spec, f)
-              for f in tracking.STUDY_PARAMS}
+    values = {
+        f: spec.setting(f) if f in ("epochs", "trials", "patience") else getattr(spec, f) for f in tracking.STUDY_PARAMS
+    }
     values["noise"] = [c.name for c in noise_configs(spec)]
-    return {k: "preset" if v is None else tracking.canonical(list(v) if isinstance(v, tuple) else v)
-            for k, v in values.items()}
+    return {
+        k: "preset" if v is None else tracking.canonical(list(v) if isinstance(v, tuple) else v)
+        for k, v in values.items()
+    }
 
 
 def plan(spec: StudySpec) -> list[Job]:
@@ -72,10 +78,16 @@ class Progress:
             left = self.total - self.done
             running = min(self.workers, left)
             eta = (sum(self.ran) / len(self.ran)) * (left / self.workers) if self.ran else 0.0
-            what = "FAILED " + outcome.error if outcome.status != "ok" else \
-                f"train {outcome.trained}, noise-eval {outcome.evaluated}"
-            print(f"[study] {self.done}/{self.total} done, {running} running, {left - running} waiting, "
-                  f"~{_duration(eta)} left | {outcome.job.name}: {what} ({outcome.seconds:.0f}s)", flush=True)
+            what = (
+                "FAILED " + outcome.error
+                if outcome.status != "ok"
+                else f"train {outcome.trained}, noise-eval {outcome.evaluated}"
+            )
+            print(
+                f"[study] {self.done}/{self.total} done, {running} running, {left - running} waiting, "
+                f"~{_duration(eta)} left | {outcome.job.name}: {what} ({outcome.seconds:.0f}s)",
+                flush=True,
+            )
 
 
 def _duration(seconds: float) -> str:
@@ -101,10 +113,18 @@ def default_workers(spec: StudySpec) -> int:
     return max(1, min(PRESETS[spec.preset].get("workers", 1), os.cpu_count() or 1))
 
 
-def run_study(spec: StudySpec, experiment: str = tracking.DEFAULT_EXPERIMENT, workers: int | None = None,
-              executor: str = "local", ray_address: str | None = None, data_dir: str | None = None,
-              report: bool = True, report_dir: str | None = None, execution: Execution = Execution(),
-              lease_timeout: float = leases.DEFAULT_LEASE_TIMEOUT) -> tuple[list[Outcome], object]:
+def run_study(
+    spec: StudySpec,
+    experiment: str = tracking.DEFAULT_EXPERIMENT,
+    workers: int | None = None,
+    executor: str = "local",
+    ray_address: str | None = None,
+    data_dir: str | None = None,
+    report: bool = True,
+    report_dir: str | None = None,
+    execution: Execution = Execution(),
+    lease_timeout: float = leases.DEFAULT_LEASE_TIMEOUT,
+) -> tuple[list[Outcome], object]:
     """Runs the grid (reusing what exists), then the report. Returns (outcomes, report or None).
     `workers`: configurations at once (None: default_workers); `execution`: how every training runs;
     `lease_timeout`: seconds without a heartbeat after which another study's run is taken over."""
@@ -115,8 +135,10 @@ def run_study(spec: StudySpec, experiment: str = tracking.DEFAULT_EXPERIMENT, wo
     if workers < 1:
         raise LrnoiseError(f"workers must be >= 1, got {workers}")
     if executor == "ray" and ray_address and not server.is_http(tracking.tracking_uri()):
-        raise LrnoiseError("a Ray cluster's workers need a tracking server they can reach: set MLFLOW_TRACKING_URI "
-                           "to http(s)://... (a local sqlite store works only with a local Ray instance)")
+        raise LrnoiseError(
+            "a Ray cluster's workers need a tracking server they can reach: set MLFLOW_TRACKING_URI "
+            "to http(s)://... (a local sqlite store works only with a local Ray instance)"
+        )
     data.require([job.train.dataset for job in jobs], data_dir)  # every dataset, once, before any run
     experiment = tracking.entry_point_experiment() or experiment  # under `mlflow run`: its experiment
     exp_id = tracking.ensure_experiment(experiment)
@@ -129,9 +151,12 @@ def run_study(spec: StudySpec, experiment: str = tracking.DEFAULT_EXPERIMENT, wo
         _end_dead_runs(exp_id)  # a study killed on this host: its runs are resumed below without a lease wait
         parent = leases.start_study_run(exp_id, study_params(spec))
         ctx = Context(experiment, parent, data_dir, execution, lease_timeout)
-        print(f"[study] {spec.preset}: {len(jobs)} configurations x {len(jobs[0].noise)} noise configurations "
-              f"({', '.join(c.name for c in jobs[0].noise)}), experiment {experiment!r}, study run {parent}, "
-              f"executor {executor}" + (f" x{workers}" if executor == "local" else ""), flush=True)
+        print(
+            f"[study] {spec.preset}: {len(jobs)} configurations x {len(jobs[0].noise)} noise configurations "
+            f"({', '.join(c.name for c in jobs[0].noise)}), experiment {experiment!r}, study run {parent}, "
+            f"executor {executor}" + (f" x{workers}" if executor == "local" else ""),
+            flush=True,
+        )
         progress = Progress(len(jobs), workers)
         sweep = SweepCache()  # this process's models, kept between the configurations it runs itself
         busy: list[Job] = []
@@ -160,15 +185,23 @@ def run_study(spec: StudySpec, experiment: str = tracking.DEFAULT_EXPERIMENT, wo
             while busy:  # configurations another live study holds: wait for it (or its lease) to end, then reuse
                 waiting = list(busy)
                 busy.clear()
-                print(f"[study] {len(waiting)} configurations held by another live study; checking again in "
-                      f"{BUSY_POLL:.0f}s", flush=True)
+                print(
+                    f"[study] {len(waiting)} configurations held by another live study; checking again in "
+                    f"{BUSY_POLL:.0f}s",
+                    flush=True,
+                )
                 time.sleep(BUSY_POLL)
                 for job in waiting:
                     done(executors.run_job(job, ctx, sweep=sweep))
             ok = not progress.failed
         finally:
-            counts = (len(jobs), len(progress.failed), sum(o.trained in ("new", "resumed") for o in outcomes),
-                      sum(o.trained == "reused" for o in outcomes), sum(not o.learned for o in outcomes))
+            counts = (
+                len(jobs),
+                len(progress.failed),
+                sum(o.trained in ("new", "resumed") for o in outcomes),
+                sum(o.trained == "reused" for o in outcomes),
+                sum(not o.learned for o in outcomes),
+            )
             leases.end_study_run(parent, counts, ok)
             _end_dead_runs(exp_id)  # e.g. a worker process that died mid-configuration
     built = None

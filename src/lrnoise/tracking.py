@@ -6,6 +6,7 @@ server <- tracking <- leases; a run's lifecycle (start, heartbeat, end) and "alr
 Runs: a `train` run per trained model (params, per-epoch metrics, the model, checkpoints); a `noise_eval`
 run per noise evaluation, child of its training run; a `report` run; a `study` run parenting the grid.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -63,6 +64,7 @@ GRAD_NOISE_METRICS = {"c": GRAD_NOISE_C, "power": GRAD_NOISE_POWER, "update_powe
 def grad_noise_metrics(estimate: dict, suffix: str = "") -> dict:
     """A gradnoise estimate ({c, power, update_power}) under its metric names (+ _final / _mean)."""
     return {GRAD_NOISE_METRICS[k] + suffix: v for k, v in estimate.items()}
+
 
 GRAD_NOISE_POWER_MEAN = GRAD_NOISE_POWER + MEAN_SUFFIX
 UPDATE_NOISE_POWER_MEAN = UPDATE_NOISE_POWER + MEAN_SUFFIX
@@ -156,6 +158,7 @@ def quiet_loggers():
     """Inside the block: MLflow's and alembic's INFO chatter (database set-up) off, so an error stays one line,
     and no "View run ... at" line for every run a command ends (its worker processes inherit that)."""
     import logging
+
     loggers = [logging.getLogger(name) for name in ("mlflow", "alembic")]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
@@ -222,8 +225,9 @@ def _ensure_experiment(name: str) -> str:
         # also the write check: a user with READ permission only is refused here, before any run exists
         _set_experiment_kind(c, exp_id)
     except MlflowException as exc:
-        raise LrnoiseError(server_error(exc) or f"tracking server {tracking_uri()} refused: "
-                                                f"{exc.message.splitlines()[0][:200]}") from None
+        raise LrnoiseError(
+            server_error(exc) or f"tracking server {tracking_uri()} refused: {exc.message.splitlines()[0][:200]}"
+        ) from None
     return exp_id
 
 
@@ -231,6 +235,7 @@ def server_error(exc: BaseException) -> str | None:
     """One line for an error of the tracking server (refused, unauthorised, unreachable after MLflow's
     retries), naming the server; None for any other error. A rerun resumes what was interrupted."""
     import requests
+
     uri = tracking_uri()
     if isinstance(exc, MlflowException):
         code = getattr(exc, "error_code", "")
@@ -264,8 +269,10 @@ def get_run(run_id: str):
     except MlflowException as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             raise LrnoiseError(f"no run {run_id!r} in {tracking_uri()}") from None
-        raise LrnoiseError(server_error(exc) or f"cannot read run {run_id!r} from {tracking_uri()}: "
-                                                f"{exc.message.splitlines()[0][:200]}") from None
+        raise LrnoiseError(
+            server_error(exc)
+            or f"cannot read run {run_id!r} from {tracking_uri()}: {exc.message.splitlines()[0][:200]}"
+        ) from None
 
 
 # ---------------------------------------------------------------- runs
@@ -295,8 +302,11 @@ def log_params(params: dict, key: str | None = None, execution: dict | None = No
 def write_params(run_id: str, params: dict, tags: dict, strict: bool = True) -> None:
     """One read of the run's params, then one write: the params not yet there (_new_params) and `tags`."""
     fresh = _new_params(client().get_run(run_id).data.params, params, run_id, strict)
-    client().log_batch(run_id, params=[mlflow.entities.Param(k, v) for k, v in fresh.items()],
-                       tags=[mlflow.entities.RunTag(k, v) for k, v in tags.items()])
+    client().log_batch(
+        run_id,
+        params=[mlflow.entities.Param(k, v) for k, v in fresh.items()],
+        tags=[mlflow.entities.RunTag(k, v) for k, v in tags.items()],
+    )
 
 
 def _unquote(text: str) -> str:
@@ -351,10 +361,13 @@ def log_datasets(name: str, source: str, splits: dict) -> None:
     """Logs the active run's data as MLflow dataset inputs (the runs table's Dataset column and its filter):
     `splits` {context: (images, labels)}, each under the dataset's `name`, its `source` and dataset_digest."""
     import warnings
+
     with warnings.catch_warnings():  # "can be interpreted in multiple ways": a local path or name, as meant
         warnings.simplefilter("ignore", UserWarning)
-        datasets = [mlflow.data.from_numpy(x, targets=y, source=source or "unknown", name=name,
-                                           digest=dataset_digest(x, y)) for x, y in splits.values()]
+        datasets = [
+            mlflow.data.from_numpy(x, targets=y, source=source or "unknown", name=name, digest=dataset_digest(x, y))
+            for x, y in splits.values()
+        ]
     for attempt in (1, 2):
         try:
             mlflow.log_inputs(datasets=datasets, contexts=list(splits), tags_list=[None] * len(datasets))
@@ -380,8 +393,13 @@ def experiment_name(experiment_id: str) -> str:
     return client().get_experiment(experiment_id).name
 
 
-def log_noise_result(run_metrics: dict, per_level: list[tuple[str, str, dict]], summary_columns: tuple,
-                     train_run_id: str | None, prefix: str) -> None:
+def log_noise_result(
+    run_metrics: dict,
+    per_level: list[tuple[str, str, dict]],
+    summary_columns: tuple,
+    train_run_id: str | None,
+    prefix: str,
+) -> None:
     """A noise evaluation's metrics on the active noise-eval run, its summary also onto the training run.
 
     run_metrics: {name: value} of run-level metrics (names from this module); per_level: (level_name, label,
@@ -424,14 +442,18 @@ def source_of(run_id: str | None = None, model_uri: str | None = None):
     if run_id:
         run = get_run(run_id)
         if run.data.tags.get(KIND) != "train":
-            raise LrnoiseError(f"run {run_id} is not an lrnoise training run (kind "
-                               f"{run.data.tags.get(KIND, 'none')!r}): pass a training run id")
+            raise LrnoiseError(
+                f"run {run_id} is not an lrnoise training run (kind "
+                f"{run.data.tags.get(KIND, 'none')!r}): pass a training run id"
+            )
         if run.info.status != "FINISHED":
             raise LrnoiseError(f"training run {run_id} is {run.info.status}, not FINISHED: resume it first")
         return run
     if not str(model_uri).startswith(("models:/", "runs:/")):
-        raise LrnoiseError(f"model URI {model_uri!r} must look like models:/<name>/<version>, "
-                           "models:/<name>@<alias> or models:/<model_id>")
+        raise LrnoiseError(
+            f"model URI {model_uri!r} must look like models:/<name>/<version>, "
+            "models:/<name>@<alias> or models:/<model_id>"
+        )
     try:
         source_id = mlflow.models.get_model_info(model_uri).run_id
     except MlflowException as exc:
@@ -469,6 +491,7 @@ def download_checkpoint(run_id: str, dst: Path) -> Path | None:
 def _signature(input_shape: tuple, input_dtype: str, classes: int):
     """The model signature (images in, class probabilities out), worked out once per shape: no predict call."""
     from mlflow.models import infer_signature
+
     return infer_signature(np.zeros((1, *input_shape), input_dtype), np.zeros((1, classes), np.float32))
 
 
@@ -476,6 +499,7 @@ def _signature(input_shape: tuple, input_dtype: str, classes: int):
 def _pip_requirements() -> list[str]:
     """keras and the backend the model was trained with (tensorflow by default), pinned to what ran."""
     import keras
+
     reqs = []
     for package in ("keras", keras.backend.backend()):  # backend names are their package names
         try:
@@ -485,19 +509,24 @@ def _pip_requirements() -> list[str]:
     return reqs
 
 
-def log_model(model, sample_input: np.ndarray, registered_model: str, config: TrainConfig, run_id: str,
-              learned: bool = True):
+def log_model(
+    model, sample_input: np.ndarray, registered_model: str, config: TrainConfig, run_id: str, learned: bool = True
+):
     """Logs the Keras model (mlflow.keras flavor) and registers it, the version tagged with every swept field
     (dataset, model, optimizer, lr, batch size, train noise, seed), the training run and whether it learned;
     returns (model_uri, model_version)."""
-    version_tags = {**{k: canonical(getattr(config, k)) for k in VERSION_TAGS}, SOURCE_RUN_ID: run_id,
-                    LEARNED: str(learned).lower()}
+    version_tags = {
+        **{k: canonical(getattr(config, k)) for k in VERSION_TAGS},
+        SOURCE_RUN_ID: run_id,
+        LEARNED: str(learned).lower(),
+    }
     mlflow.set_tag(LEARNED, str(learned).lower())  # before the model: a run whose logging fails still says it
     signature = _signature(tuple(sample_input.shape[1:]), str(sample_input.dtype), int(model.output_shape[-1]))
     # No input example: MLflow would reload the model and predict on it to validate serving (~1.5 s a model,
     # more than a short configuration's fixed budget); the signature documents the input.
-    info = mlflow.keras.log_model(model, name=MODEL_ARTIFACT, signature=signature,
-                                  pip_requirements=list(_pip_requirements()))
+    info = mlflow.keras.log_model(
+        model, name=MODEL_ARTIFACT, signature=signature, pip_requirements=list(_pip_requirements())
+    )
     version = _register(info.model_id, registered_model, run_id, version_tags)
     mlflow.set_tag(MODEL_URI, info.model_uri)
     return info.model_uri, version
@@ -516,8 +545,9 @@ def _register(model_id: str, name: str, run_id: str, tags: dict) -> str:
             raise
     version = c.create_model_version(name, f"models:/{model_id}", run_id=run_id, tags=tags, model_id=model_id)
     if not server.is_http(tracking_uri()):  # a tracking server links the new logged model to its version itself
-        c.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(
-            [{"name": version.name, "version": version.version}])})
+        c.set_logged_model_tags(
+            model_id, {MLFLOW_MODEL_VERSIONS: json.dumps([{"name": version.name, "version": version.version}])}
+        )
     return str(version.version)
 
 
@@ -558,42 +588,64 @@ def search_runs(experiment_ids: list[str], filter_string: str = "", finished_onl
         filter_string = f"{filter_string} and {status}" if filter_string else status
     c, runs, token = client(), [], None
     while True:
-        page = c.search_runs(experiment_ids, filter_string=filter_string, run_view_type=ViewType.ACTIVE_ONLY,
-                             max_results=SEARCH_PAGE, page_token=token)
+        page = c.search_runs(
+            experiment_ids,
+            filter_string=filter_string,
+            run_view_type=ViewType.ACTIVE_ONLY,
+            max_results=SEARCH_PAGE,
+            page_token=token,
+        )
         runs.extend(page)
         token = page.token
         if not token:
             return runs
 
 
-def train_runs_frame(experiment_id: str, param_filters: dict) -> "pd.DataFrame":
+def train_runs_frame(experiment_id: str, param_filters: dict) -> pd.DataFrame:
     """Every finished training run of the experiment (all pages, one search), one typed row each: run_id, the
     TrainConfig's fields as their types (a field the run did not log takes its default: train_noise 0 for a
     clean run), `learned`, and its metrics. The one way runs come back from the store as values; report,
     stats, figures and the notebook read this frame."""
     import pandas as pd
+
     clauses = [f"tags.`{KIND}` = 'train'"] + [f"params.{k} = '{v}'" for k, v in param_filters.items()]
     rows = []
     for run in search_runs([experiment_id], " and ".join(clauses)):
-        rows.append({"run_id": run.info.run_id, **dataclasses.asdict(TrainConfig.from_params(run.data.params)),
-                     "learned": run.data.tags.get(LEARNED, "true") != "false", **run.data.metrics})
+        rows.append(
+            {
+                "run_id": run.info.run_id,
+                **dataclasses.asdict(TrainConfig.from_params(run.data.params)),
+                "learned": run.data.tags.get(LEARNED, "true") != "false",
+                **run.data.metrics,
+            }
+        )
     return pd.DataFrame(rows, columns=["run_id", *TRAIN_PARAMS, "learned"] if not rows else None)
 
 
-def noise_runs_frame(experiment_id: str) -> "pd.DataFrame":
+def noise_runs_frame(experiment_id: str) -> pd.DataFrame:
     """Every finished noise evaluation of a training run (all pages, one search): its source run, its
     configuration (key, name, fields from the noise.* params) and metrics."""
     import pandas as pd
+
     rows = []
     for run in search_runs([experiment_id], f"tags.`{KIND}` = 'noise_eval'"):
         source = run.data.tags.get(SOURCE_RUN_ID)
         if not source or NOISE_CONFIG not in run.data.tags:
             continue  # a bare model URI's evaluation, or one from before configurations had keys
-        fields = {k[len(NOISE_PARAM_PREFIX):]: v for k, v in run.data.params.items()
-                  if k.startswith(NOISE_PARAM_PREFIX)}
-        rows.append({"eval_run_id": run.info.run_id, "run_id": source, "noise_config": run.data.tags[NOISE_CONFIG],
-                     "noise_config_name": run.data.tags.get(NOISE_CONFIG_NAME, ""), "config_fields": fields,
-                     "start_time": run.info.start_time, **run.data.metrics})
+        fields = {
+            k[len(NOISE_PARAM_PREFIX) :]: v for k, v in run.data.params.items() if k.startswith(NOISE_PARAM_PREFIX)
+        }
+        rows.append(
+            {
+                "eval_run_id": run.info.run_id,
+                "run_id": source,
+                "noise_config": run.data.tags[NOISE_CONFIG],
+                "noise_config_name": run.data.tags.get(NOISE_CONFIG_NAME, ""),
+                "config_fields": fields,
+                "start_time": run.info.start_time,
+                **run.data.metrics,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -645,5 +697,7 @@ def where_to_look(experiment_id: str) -> str:
     uri = tracking_uri()
     if server.is_http(uri):
         return f"runs table: {uri.rstrip('/')}/#/experiments/{experiment_id}/runs"
-    return (f"runs: `mlflow ui --backend-store-uri {uri}`, then open "
-            f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs")
+    return (
+        f"runs: `mlflow ui --backend-store-uri {uri}`, then open "
+        f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs"
+    )

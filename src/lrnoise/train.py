@@ -7,6 +7,7 @@ How a configuration becomes a compiled model is build.py's; a sweep trains many 
 and `sweep` (a build.SweepCache) lets a configuration start from a model already traced for its architecture.
 Without one, every model is built afresh; both give the same weights (tests/test_build.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,16 @@ import keras
 import numpy as np
 
 from lrnoise import data, fastpath, gradnoise, leases, models, noise_training, stats, tracking
-from lrnoise.build import (Prepared, SweepCache, build_model, build_state, compile_model, load_data,
-                           seed_everything, training_stream)
+from lrnoise.build import (
+    Prepared,
+    SweepCache,
+    build_model,
+    build_state,
+    compile_model,
+    load_data,
+    seed_everything,
+    training_stream,
+)
 from lrnoise.config import Execution, TrainConfig
 
 EVAL_BATCH = 1000  # batch size for clean test accuracy
@@ -86,10 +95,13 @@ class Checkpointer(keras.callbacks.Callback):
         self.last_upload, self.best_changed = time.monotonic(), False
 
     @staticmethod
-    def finished(state: dict, config: "TrainConfig") -> bool:
+    def finished(state: dict, config: TrainConfig) -> bool:
         """Nothing left to train: all epochs done, early stopping triggered, or the loss went non-finite."""
-        return (state["epoch"] >= config.epochs or bool(config.patience and state["wait"] >= config.patience)
-                or bool(state.get("nonfinite_loss_epoch")))
+        return (
+            state["epoch"] >= config.epochs
+            or bool(config.patience and state["wait"] >= config.patience)
+            or bool(state.get("nonfinite_loss_epoch"))
+        )
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -123,8 +135,9 @@ class EpochLog(keras.callbacks.Callback):
         self.pending = {}
 
 
-def grad_noise_callback(config: TrainConfig, execution: Execution, ds: data.Dataset, state: dict,
-                        epoch_log: EpochLog) -> list:
+def grad_noise_callback(
+    config: TrainConfig, execution: Execution, ds: data.Dataset, state: dict, epoch_log: EpochLog
+) -> list:
     """[the per-epoch gradient-noise measurement (eq. 1-3)] or [] when it is off. Each epoch's estimate goes
     into the epoch's MLflow write (`epoch_log`: not again for an epoch replayed after a resume) and into the
     checkpoint state, so the mean over training survives a resume."""
@@ -135,24 +148,39 @@ def grad_noise_callback(config: TrainConfig, execution: Execution, ds: data.Data
         state.setdefault("grad_noise", []).append(estimate)
         epoch_log.add(tracking.grad_noise_metrics(estimate))
 
-    return [gradnoise.GradNoiseCallback(ds.x_train, ds.y_train, config.batch_size, execution.grad_noise_batches,
-                                        config.seed, config.lr, log)]
+    return [
+        gradnoise.GradNoiseCallback(
+            ds.x_train, ds.y_train, config.batch_size, execution.grad_noise_batches, config.seed, config.lr, log
+        )
+    ]
 
 
-def grad_noise_summary(model, config: TrainConfig, execution: Execution, ds: data.Dataset, state: dict,
-                       gradients=None) -> dict:
+def grad_noise_summary(
+    model, config: TrainConfig, execution: Execution, ds: data.Dataset, state: dict, gradients=None
+) -> dict:
     """The gradient-noise metrics to log at the end: the estimate on the weights the run registers (after any
     best-weights restore: `_final`) and the mean over the epochs of training (`_mean`); {} when it is off.
     `gradients`: the callback's compiled stacked-gradient function."""
     if not execution.grad_noise_batches:
         return {}
-    final = gradnoise.estimate(model, ds.x_train, ds.y_train, config.batch_size, execution.grad_noise_batches,
-                               config.seed, config.epochs + 1, config.lr, optimizer=model.optimizer,
-                               gradients=gradients)
+    final = gradnoise.estimate(
+        model,
+        ds.x_train,
+        ds.y_train,
+        config.batch_size,
+        execution.grad_noise_batches,
+        config.seed,
+        config.epochs + 1,
+        config.lr,
+        optimizer=model.optimizer,
+        gradients=gradients,
+    )
     history = state.get("grad_noise", [])
     mean = {k: float(np.mean([h[k] for h in history if k in h])) for k in (history[0] if history else {})}
-    return {**tracking.grad_noise_metrics(final, tracking.FINAL_SUFFIX),
-            **tracking.grad_noise_metrics(mean, tracking.MEAN_SUFFIX)}
+    return {
+        **tracking.grad_noise_metrics(final, tracking.FINAL_SUFFIX),
+        **tracking.grad_noise_metrics(mean, tracking.MEAN_SUFFIX),
+    }
 
 
 def saved_weights(path: Path) -> list | None:
@@ -184,10 +212,18 @@ def _restore(previous: Path | None, folder: Path) -> tuple[keras.Model | None, d
 
 
 # ---------------------------------------------------------------- one training run, top to bottom
-def train(config: TrainConfig, data_dir: str | None = None, experiment: str = tracking.DEFAULT_EXPERIMENT,
-          registered_model: str | None = None, resume: str | None = None, parent_run_id: str | None = None,
-          extra_callbacks: tuple = (), execution: Execution = Execution(), dataset: data.Dataset | None = None,
-          sweep: SweepCache | None = None) -> TrainResult:
+def train(
+    config: TrainConfig,
+    data_dir: str | None = None,
+    experiment: str = tracking.DEFAULT_EXPERIMENT,
+    registered_model: str | None = None,
+    resume: str | None = None,
+    parent_run_id: str | None = None,
+    extra_callbacks: tuple = (),
+    execution: Execution = Execution(),
+    dataset: data.Dataset | None = None,
+    sweep: SweepCache | None = None,
+) -> TrainResult:
     """Trains `config` in a new MLflow run (or continues run `resume` from its last checkpoint).
 
     `dataset` replaces data.load (benchmarks train on synthetic CIFAR-shaped data this way). `sweep`: the
@@ -202,12 +238,17 @@ def train(config: TrainConfig, data_dir: str | None = None, experiment: str = tr
         prepared = None
     ds = prepared.dataset if prepared else dataset or load_data(config, data_dir)
 
-    with leases.run(experiment, "train", run_id=resume, parent_run_id=parent_run_id, run_name=config.run_name), \
-            tracking.temp_dir() as tmp:
+    with (
+        leases.run(experiment, "train", run_id=resume, parent_run_id=parent_run_id, run_name=config.run_name),
+        tracking.temp_dir() as tmp,
+    ):
         run_id = tracking.active_run_id()
         tracking.log_params(config.params(), execution=execution.params())
-        tracking.log_datasets(ds.name, ds.source, {tracking.TRAIN_SPLIT: (ds.x_train, ds.y_train),
-                                                   tracking.TEST_SPLIT: (ds.x_test, ds.y_test)})
+        tracking.log_datasets(
+            ds.name,
+            ds.source,
+            {tracking.TRAIN_SPLIT: (ds.x_train, ds.y_train), tracking.TEST_SPLIT: (ds.x_test, ds.y_test)},
+        )
         folder = Path(tmp) / "ckpt"
         folder.mkdir()
         model, state = _starting_point(config, execution, ds, folder, resume, prepared, sweep)
@@ -217,47 +258,71 @@ def train(config: TrainConfig, data_dir: str | None = None, experiment: str = tr
         grad_noise = []  # the per-epoch gradient-noise callback, when on: its traced function serves the summary
         if not Checkpointer.finished(state, config):
             stream, steps = prepared.stream if prepared else training_stream(config, ds, state["epoch"])
-            epoch_log = EpochLog(config.epochs, run_id, tracking.last_step(run_id, tracking.EPOCH_METRICS[0])
-                                 if resume else 0)
+            epoch_log = EpochLog(
+                config.epochs, run_id, tracking.last_step(run_id, tracking.EPOCH_METRICS[0]) if resume else 0
+            )
             grad_noise = grad_noise_callback(config, execution, ds, state, epoch_log)
-            model.fit(stream, steps_per_epoch=steps, epochs=config.epochs, initial_epoch=state["epoch"], verbose=0,
-                      validation_data=data.validation_data(ds.x_val, ds.y_val, EVAL_BATCH),
-                      callbacks=[epoch_log, *grad_noise, epoch_log.writer, checkpointer, *extra_callbacks])
+            model.fit(
+                stream,
+                steps_per_epoch=steps,
+                epochs=config.epochs,
+                initial_epoch=state["epoch"],
+                verbose=0,
+                validation_data=data.validation_data(ds.x_val, ds.y_val, EVAL_BATCH),
+                callbacks=[epoch_log, *grad_noise, epoch_log.writer, checkpointer, *extra_callbacks],
+            )
         if state.get("nonfinite_loss_epoch"):
-            print(f"stopped: the training loss became non-finite in epoch {state['nonfinite_loss_epoch']}",
-                  flush=True)
+            print(f"stopped: the training loss became non-finite in epoch {state['nonfinite_loss_epoch']}", flush=True)
             tracking.log_metrics({tracking.NONFINITE_LOSS_EPOCH: state["nonfinite_loss_epoch"]})
         best = checkpointer.best if checkpointer.best is not None else saved_weights(folder / BEST_WEIGHTS)
         if state["best_epoch"] and best is not None:
             model.set_weights(best)  # early stopping's "restore best weights"
 
-        summary = grad_noise_summary(model, config, execution, ds, state,
-                                     gradients=grad_noise[0].gradients if grad_noise else None)
+        summary = grad_noise_summary(
+            model, config, execution, ds, state, gradients=grad_noise[0].gradients if grad_noise else None
+        )
         evaluator = models.Evaluator(model, ds.x_test, ds.y_test, EVAL_BATCH)
         baseline = evaluator()
         learned = stats.above_chance(baseline, len(ds.y_test), ds.num_classes)
-        tracking.log_metrics({**summary, tracking.BASELINE_ACCURACY: baseline,
-                              tracking.EPOCHS_TRAINED: state["epoch"], tracking.BEST_EPOCH: state["best_epoch"]})
-        model_uri, version = tracking.log_model(model, ds.x_test[:4].astype(np.float32), registered_model,
-                                                config, run_id, learned=learned)
+        tracking.log_metrics(
+            {
+                **summary,
+                tracking.BASELINE_ACCURACY: baseline,
+                tracking.EPOCHS_TRAINED: state["epoch"],
+                tracking.BEST_EPOCH: state["best_epoch"],
+            }
+        )
+        model_uri, version = tracking.log_model(
+            model, ds.x_test[:4].astype(np.float32), registered_model, config, run_id, learned=learned
+        )
         print(f"baseline_accuracy {baseline:.4f}  model {model_uri}  registered {registered_model} v{version}")
         if not learned:
-            print(f"did not learn: test accuracy {baseline:.2%} is not clearly above chance "
-                  f"({1 / ds.num_classes:.0%}); tagged {tracking.LEARNED}=false (lr {config.lr:g} too high?)")
+            print(
+                f"did not learn: test accuracy {baseline:.2%} is not clearly above chance "
+                f"({1 / ds.num_classes:.0%}); tagged {tracking.LEARNED}=false (lr {config.lr:g} too high?)"
+            )
         print(f"run_id {run_id}", flush=True)
     return TrainResult(run_id, model_uri, str(version), baseline, state["epoch"], model, ds, evaluator)
 
 
-def _starting_point(config: TrainConfig, execution: Execution, ds: data.Dataset, folder: Path,
-                    resume: str | None, prepared: Prepared | None, sweep: SweepCache | None) -> tuple:
+def _starting_point(
+    config: TrainConfig,
+    execution: Execution,
+    ds: data.Dataset,
+    folder: Path,
+    resume: str | None,
+    prepared: Prepared | None,
+    sweep: SweepCache | None,
+) -> tuple:
     """(the model fit starts from, its early-stopping state): a resumed run's last checkpoint (its optimizer
     state kept, this call's execution options applied), else the model prepare() made, else a freshly
     initialised one (the sweep's traced model of the architecture when it has one)."""
     if prepared:  # seeded, initialised and built by SweepCache.prepare()
         return prepared.model, fresh_state()
     seed_everything(config.seed)
-    model, state = _restore(tracking.download_checkpoint(tracking.active_run_id(), folder.parent / "prev")
-                            if resume else None, folder)
+    model, state = _restore(
+        tracking.download_checkpoint(tracking.active_run_id(), folder.parent / "prev") if resume else None, folder
+    )
     if model is not None:
         print(f"resuming run {tracking.active_run_id()} after epoch {state['epoch']}", flush=True)
         compile_model(model, config, execution, optimizer=model.optimizer)
