@@ -69,6 +69,7 @@ def serve(
     import sys
 
     port = port or _free_port()
+    _check_free(port)  # a taken port: one line at once, not after the server's own bind retries
     log = tempfile.NamedTemporaryFile(prefix="lrnoise-server-", suffix=".log", delete=False)
     command = [
         sys.executable,
@@ -103,6 +104,16 @@ def serve(
         else:
             stopping.append(threading.Thread(target=_reap, args=(server, log), name="lrnoise-server-stop"))
             stopping[-1].start()
+
+
+def _check_free(port: int) -> None:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise LrnoiseError(
+                f"mlflow server for http://127.0.0.1:{port} could not start: port {port} is in use ({exc.strerror})"
+            ) from None
 
 
 def _reap(server, log) -> None:
