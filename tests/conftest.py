@@ -150,3 +150,22 @@ def kill_server(proc: subprocess.Popen) -> None:
     except ProcessLookupError:  # the group is gone already
         pass
     proc.wait()
+
+
+def study_cmd(lrs: str, *extra: str) -> list[str]:
+    """A small study of `lrs` in its own process: ResNet8s without the gradient-noise measurement (what is tested
+    is who runs which configuration, not training)."""
+    options = (
+        "--models resnet8 --optimizers adam --seeds 0 --trials 1 --etas 0.1 --noise additive --batch-size 128 "
+        "--grad-noise-batches 0 --no-report --workers 1"
+    )
+    return [sys.executable, "-m", "lrnoise.cli", "study", "--lrs", lrs, *options.split(), *extra]
+
+
+def one_finished_of_each(lrs) -> None:
+    """Exactly one FINISHED training per lr, one FINISHED evaluation per training, nothing RUNNING."""
+    trains = [r for r in runs_of("train") if r.info.status == "FINISHED"]
+    assert sorted(float(r.data.params["lr"]) for r in trains) == sorted(lrs)  # one FINISHED training per lr
+    evals = [r for r in runs_of("noise_eval") if r.info.status == "FINISHED"]
+    assert sorted(r.data.tags["source_run_id"] for r in evals) == sorted(r.info.run_id for r in trains)
+    assert "RUNNING" not in run_statuses().values()

@@ -1,10 +1,9 @@
 """Studies that must not lose or duplicate a run: several at once (claims, leases), a study killed and started
-again, a tracking server that goes away and comes back."""
+again. (A tracking server that goes away and comes back: test_study_outage.py.)"""
 
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import mlflow
@@ -13,7 +12,7 @@ import pytest
 from lrnoise import server as tracking_server  # `server` is the fixture below
 from lrnoise import tracking
 
-from conftest import kill_server, new_store, run_statuses, runs_of, start_server
+from conftest import new_store, one_finished_of_each, run_statuses, runs_of, study_cmd
 
 
 # ---------------------------------------------------------------- two studies at once (leases and claims)
@@ -29,60 +28,19 @@ def server(tmp_path, monkeypatch, migrated_store):
     mlflow.set_tracking_uri(None)
 
 
-def _study_cmd(lrs, *extra):
-    """A small study in its own process: ResNet8s without the gradient-noise measurement (what is tested is who
-    runs which configuration, not training)."""
-    return [
-        sys.executable,
-        "-m",
-        "lrnoise.cli",
-        "study",
-        "--models",
-        "resnet8",
-        "--optimizers",
-        "adam",
-        "--lrs",
-        lrs,
-        "--seeds",
-        "0",
-        "--trials",
-        "1",
-        "--etas",
-        "0.1",
-        "--noise",
-        "additive",
-        "--batch-size",
-        "128",
-        "--grad-noise-batches",
-        "0",
-        "--no-report",
-        "--workers",
-        "1",
-        *extra,
-    ]
-
-
-def _one_finished_of_each(lrs):
-    trains = [r for r in runs_of("train") if r.info.status == "FINISHED"]
-    assert sorted(float(r.data.params["lr"]) for r in trains) == sorted(lrs)  # one FINISHED training per lr
-    evals = [r for r in runs_of("noise_eval") if r.info.status == "FINISHED"]
-    assert sorted(r.data.tags["source_run_id"] for r in evals) == sorted(r.info.run_id for r in trains)
-    assert "RUNNING" not in run_statuses().values()
-
-
 @pytest.mark.e2e
 def test_two_studies_at_once_train_each_configuration_once(server, tmp_path):
     # two grids started at the same moment, the second the first and one more: both start on the same
     # configuration, share every one of the first grid's, and the second has one of its own
     procs = [
         subprocess.Popen(
-            _study_cmd(lrs, "--epochs", "2"), stdout=open(tmp_path / f"log{i}", "w"), stderr=subprocess.STDOUT
+            study_cmd(lrs, "--epochs", "2"), stdout=open(tmp_path / f"log{i}", "w"), stderr=subprocess.STDOUT
         )
         for i, lrs in enumerate(("0.001,0.002", "0.001,0.002,0.003"))
     ]
     codes = [p.wait(timeout=900) for p in procs]
     assert codes == [0, 0], [open(tmp_path / f"log{i}").read()[-2000:] for i in range(2)]
-    _one_finished_of_each([0.001, 0.002, 0.003])
+    one_finished_of_each([0.001, 0.002, 0.003])
     assert not [r for r in runs_of("claim")]  # claims are bookkeeping: none left behind
 
 
@@ -105,7 +63,7 @@ def test_a_study_waiting_on_a_killed_study_takes_its_configuration_over(server, 
     assert "held by another live study" in log and "train resumed" in log
     assert mlflow.get_run(killed).info.status == "FINISHED"  # the same run, taken over and finished
     assert sorted(m.step for m in client.get_metric_history(killed, "loss")) == list(range(1, EPOCHS + 1))
-    _one_finished_of_each([0.001])
+    one_finished_of_each([0.001])
 
 
 @pytest.mark.e2e
@@ -130,11 +88,13 @@ def test_a_study_killed_on_this_host_is_resumed_at_once_by_the_next(store, tmp_p
     assert sorted(m.step for m in client.get_metric_history(killed, "loss")) == list(range(1, EPOCHS + 1))
     assert len(runs_of("study")) == 1  # the killed study's run, resumed
     assert set(run_statuses().values()) == {"FINISHED"}  # nothing RUNNING, nothing FAILED left over
-    _one_finished_of_each([0.001])
+    one_finished_of_each([0.001])
 
 
 EPOCHS = 20  # a ResNet8's epoch is short: the first study is still training when the test looks
-TAKEOVER = _study_cmd("0.001", "--epochs", str(EPOCHS), "--patience", "0", "--lease-timeout", "3600")
+TAKEOVER = study_cmd(  # a checkpoint every epoch: the takeover continues from it
+    "0.001", "--epochs", str(EPOCHS), "--patience", "0", "--lease-timeout", "3600", "--checkpoint-every", "0"
+)
 
 
 def _first_study_mid_training(tmp_path) -> tuple[subprocess.Popen, str]:
@@ -156,44 +116,3 @@ def _training_after_an_epoch(log) -> str:
             if run.info.status == "RUNNING" and client.get_metric_history(run.info.run_id, "loss"):
                 return run.info.run_id
     raise AssertionError(open(log).read()[-2000:])
-
-
-# ---------------------------------------------------------------- a tracking server that goes away and comes back
-@pytest.mark.e2e
-def test_study_survives_a_tracking_server_restart(tmp_path, monkeypatch, migrated_store):
-    port = tracking_server._free_port()
-    store, uri = new_store(migrated_store, tmp_path / "server.db"), f"http://127.0.0.1:{port}"
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    server = start_server(store, port, tmp_path)
-    try:
-        study_proc = subprocess.Popen(
-            _study_cmd("0.001,0.002", "--epochs", "10", "--patience", "0"),
-            stdout=open(tmp_path / "log", "w"),
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"},
-        )  # retry sooner
-        client = mlflow.tracking.MlflowClient()
-        deadline = time.time() + 300
-        while time.time() < deadline and study_proc.poll() is None:  # mid-training: an epoch logged
-            time.sleep(0.5)
-            running = (
-                [r for r in runs_of("train") if r.info.status == "RUNNING"]
-                if mlflow.get_experiment_by_name("lrnoise")
-                else []
-            )
-            if running and client.get_metric_history(running[0].info.run_id, "loss"):
-                break
-        assert study_proc.poll() is None, open(tmp_path / "log").read()[-3000:]  # still training
-        kill_server(server)  # the server goes away for a few seconds: MLflow's retries ride it out
-        time.sleep(5)
-        server = start_server(store, port, tmp_path)
-        assert study_proc.wait(timeout=900) == 0, open(tmp_path / "log").read()[-3000:]
-        _one_finished_of_each([0.001, 0.002])
-        for run in runs_of("train"):  # nothing lost, nothing logged twice
-            assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss")) == list(range(1, 11))
-        assert len(runs_of("study")) == 1
-    finally:
-        kill_server(server)
-        mlflow.set_tracking_uri(None)

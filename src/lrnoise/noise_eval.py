@@ -29,21 +29,8 @@ def noise_eval(
     `loaded_data` / `evaluator`: the run's model, data and a_0 Evaluator already in memory (a study right after
     training)."""
     config.validate()
-    if bool(run_id) == bool(model_uri):
-        raise LrnoiseError("give exactly one of --run-id (a training run) or --model-uri (models:/...)")
-    source = tracking.source_of(run_id=run_id, model_uri=model_uri)  # training run or None
-    if run_id:
-        model_uri = tracking.model_uri_of_run(run_id, run=source)
-    if source is not None and not force and not tracking.learned(source):
-        raise LrnoiseError(
-            f"training run {source.info.run_id} did not learn (test accuracy not above chance): "
-            "its noise resistance means nothing; pass --force to evaluate it anyway"
-        )
+    source, model_uri, exp_name = tracking.evaluation_target(run_id, model_uri, experiment, force)
     source_id = source.info.run_id if source is not None else None
-    exp_name = experiment or (
-        tracking.experiment_name(source.info.experiment_id) if source else tracking.DEFAULT_EXPERIMENT
-    )
-    tracking.ensure_experiment(exp_name)  # a READ-only user is refused now, before data and model load
     ds = loaded_data
     if ds is None:
         dataset = dataset or (tracking.dataset_of(source) if source is not None else None)

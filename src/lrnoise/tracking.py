@@ -466,6 +466,26 @@ def source_of(run_id: str | None = None, model_uri: str | None = None):
     return run if run.data.tags.get(KIND) == "train" else None
 
 
+def evaluation_target(run_id: str | None, model_uri: str | None, experiment: str | None, force: bool) -> tuple:
+    """(the training run or None, the model URI, the experiment name) a noise evaluation of `run_id` or
+    `model_uri` goes to, with every refusal made now, before the model and data load (and before the noise code
+    is imported): not exactly one of the two, no such run or model, a model that did not learn (unless `force`),
+    a user who may not write the experiment (by default the training run's)."""
+    if bool(run_id) == bool(model_uri):
+        raise LrnoiseError("give exactly one of --run-id (a training run) or --model-uri (models:/...)")
+    source = source_of(run_id=run_id, model_uri=model_uri)  # training run or None
+    if run_id:
+        model_uri = model_uri_of_run(run_id, run=source)
+    if source is not None and not force and not learned(source):
+        raise LrnoiseError(
+            f"training run {source.info.run_id} did not learn (test accuracy not above chance): "
+            "its noise resistance means nothing; pass --force to evaluate it anyway"
+        )
+    name = experiment or (experiment_name(source.info.experiment_id) if source else DEFAULT_EXPERIMENT)
+    ensure_experiment(name)  # a READ-only user is refused here
+    return source, model_uri, name
+
+
 def active_run_id() -> str:
     return mlflow.active_run().info.run_id
 
