@@ -15,6 +15,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from pathlib import Path
 
+import keras  # noqa: F401  (first: its backend's import sets environment variables, e.g. TF2_BEHAVIOR, KMP_*)
 import mlflow
 import pytest
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
