@@ -3,7 +3,7 @@
 `python benchmarks/suite_time.py BASELINE_REF [--rounds N]`: checks BASELINE_REF out into a temporary git
 worktree, then runs the README's test command (pytest -n 2 --dist loadfile) alternately on the baseline and on
 this tree, N rounds (default 1), each in a fresh process with the tree's own `src` first on the path (the
-baseline in its files' order, as it ran before pytest-randomly), then this tree's unit part (`-m "not e2e"`).
+baseline with pytest-randomly off, in its files' order), then this tree's unit part (`-m "not e2e"`).
 Records the minimum wall seconds of each and their ratio. The suite needs the machine to itself: run it with
 nothing else busy. ~15 minutes a round on 2 cores (not part of run_all.py).
 """
@@ -50,7 +50,7 @@ def main():
         try:
             times = {"baseline": [], "this tree": []}
             for _ in range(args.rounds):
-                times["baseline"].append(run_suite(baseline, "-p", "no:randomly")[0])  # as it ran then
+                times["baseline"].append(run_suite(baseline, "-p", "no:randomly")[0])  # its files in order
                 times["this tree"].append(run_suite(ROOT)[0])
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(baseline)], cwd=ROOT, check=False)

@@ -255,7 +255,7 @@ def noise_eval(
 ):
     """Inject analog weight noise into a trained model and log the paper's eq. 7-9 statistics."""
     # the run, the model and the right to write: checked before the noise code (and TensorFlow) is imported
-    tracking.evaluation_target(run_id or None, model_uri or None, experiment or None, force)
+    target = tracking.evaluation_target(run_id or None, model_uri or None, experiment or None, force)
     from lrnoise.noise_eval import noise_eval as run_noise_eval
 
     config = noise_config(noise, levels, targets, fold_bn, noise_option, trials, ci_target, max_trials, seed)
@@ -268,6 +268,7 @@ def noise_eval(
         experiment=experiment or None,
         batch_size=batch_size,
         force=force,
+        target=target,
     )
 
 

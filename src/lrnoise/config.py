@@ -120,8 +120,8 @@ _CASTS = {"int": int, "float": float, "str": str, "bool | None": lambda v: None 
 
 
 def typed(cls, params: dict) -> dict:
-    """A dataclass's fields from string params (as a tracking store holds them): {field: typed value} for the
-    fields present."""
+    """A dataclass's fields from params as a tracking store holds them (strings) or a grid lists them:
+    {field: value of the field's type} for the fields present."""
     return {f.name: _CASTS[f.type](params[f.name]) for f in fields(cls) if f.name in params}
 
 
@@ -285,9 +285,8 @@ class StudySpec:
         for block in PRESETS[self.preset]["blocks"]:
             grid = self.grid(block)
             for values in itertools.product(*(grid[f] for f in GRID_FIELDS)):
-                axes = dict(zip(SWEPT, values))
                 config = TrainConfig(
-                    **{k: _CASTS[TRAIN_TYPES[k]](v) for k, v in axes.items()},
+                    **typed(TrainConfig, dict(zip(SWEPT, values))),
                     epochs=self.setting("epochs"),
                     patience=self.setting("patience"),
                 ).validate()
@@ -302,6 +301,3 @@ class StudySpec:
             check_choice("noise", name, NOISE_MODELS)
         self.train_configs()
         return self
-
-
-TRAIN_TYPES = {f.name: f.type for f in fields(TrainConfig)}

@@ -22,14 +22,16 @@ def noise_eval(
     model=None,
     loaded_data: data.Dataset | None = None,
     evaluator=None,
+    target: tuple | None = None,
 ) -> tuple[str, noise.NoiseResult]:
     """Evaluates a training run's model (or any model URI) under `config` in a noise-eval run, child of the
     training run. Returns (noise-eval run id, result). The summary is also written onto the training run.
     A model that did not learn (tag lrnoise.learned=false) is refused unless `force`. `model` /
     `loaded_data` / `evaluator`: the run's model, data and a_0 Evaluator already in memory (a study right after
-    training)."""
+    training). `target`: tracking.evaluation_target(run_id, model_uri, experiment, force), when the caller has
+    checked it already."""
     config.validate()
-    source, model_uri, exp_name = tracking.evaluation_target(run_id, model_uri, experiment, force)
+    source, model_uri, exp_name = target or tracking.evaluation_target(run_id, model_uri, experiment, force)
     source_id = source.info.run_id if source is not None else None
     ds = loaded_data
     if ds is None:
