@@ -15,15 +15,21 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 from pathlib import Path
 
-import keras  # noqa: F401  (first: its backend's import sets environment variables, e.g. TF2_BEHAVIOR, KMP_*)
-import mlflow
 import pytest
-from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
-from lrnoise import tracking
 
 ROOT = Path(__file__).resolve().parents[1]
-pytest_plugins = ("auth_server",)  # the secured tracking server fixture of the access tests
+
+
+def pytest_configure(config):
+    """Where tests run (not in pytest-xdist's controller, which only hands out files): Keras, MLflow and the
+    secured tracking server fixture of the access tests, loaded once up front (~6 s of imports the controller
+    need not pay)."""
+    if config.getoption("numprocesses", None) and not hasattr(config, "workerinput"):
+        return
+    import keras  # noqa: F401  (first: its backend's import sets environment variables, e.g. TF2_BEHAVIOR, KMP_*)
+    import mlflow  # noqa: F401
+
+    config.pluginmanager.import_plugin("auth_server")
 
 
 @pytest.fixture(autouse=True)
@@ -48,6 +54,8 @@ def environment_unchanged():
 def migrated_store(tmp_path_factory) -> Path:
     """An empty sqlite tracking store with every MLflow migration applied, made once per test process (a new
     store replays all of MLflow's migrations: ~1.2 s; a copy of this one: ~20 ms)."""
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
     path = tmp_path_factory.mktemp("migrated") / "mlflow.db"
     SqlAlchemyStore(f"sqlite:///{path}", str(path.parent / "mlruns")).engine.dispose()  # schema, migrated
     return path
@@ -67,6 +75,8 @@ def new_store(migrated: Path, path: Path) -> str:
 @pytest.fixture
 def store(tmp_path, monkeypatch, migrated_store):
     """A fresh sqlite tracking store (and artifact folder) in tmp_path, also seen by subprocesses."""
+    import mlflow
+
     uri = new_store(migrated_store, tmp_path / "mlflow.db")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -89,6 +99,10 @@ def store(tmp_path, monkeypatch, migrated_store):
 
 def runs_of(kind: str, experiment: str = "lrnoise") -> list:
     """Every run of lrnoise kind `kind` (train, noise_eval, study, claim, ...) in `experiment`."""
+    import mlflow
+
+    from lrnoise import tracking
+
     return [
         r
         for r in mlflow.search_runs(
@@ -99,6 +113,8 @@ def runs_of(kind: str, experiment: str = "lrnoise") -> list:
 
 def run_statuses(experiment="lrnoise"):
     """{run_id: status} of every run in `experiment` (all lifecycle stages)."""
+    import mlflow
+
     client = mlflow.tracking.MlflowClient()
     exp = client.get_experiment_by_name(experiment)
     if exp is None:

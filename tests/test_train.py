@@ -296,6 +296,9 @@ def test_a_model_that_did_not_learn_is_marked_refused_and_reported(store, tmp_pa
     table3 = (tmp_path / "report" / "table3_avg_normalized_accuracy.md").read_text()
     table2 = (tmp_path / "report" / "table2_baseline_accuracy.md").read_text()
     assert "no learning" in table3 and "no learning" not in table2  # Table II keeps the measured accuracy
+    assert {p.with_suffix("").name for p in (tmp_path / "report").glob("fig*.pdf")} == {
+        p.with_suffix("").name for p in (tmp_path / "report").glob("fig*.png")
+    }  # every figure also as pdf by default
     assert bad_id not in set(built.sweet_spots.get("run_id", []))
     aliases = {a for v in client.search_model_versions(f"run_id = '{bad_id}'") for a in v.aliases}
     assert "noise-robust" not in aliases

@@ -287,6 +287,7 @@ def report(
     max_accuracy_drop: float = typer.Option(
         0.01, help="sweet spot: baseline within this fraction of the best (0.01 = 1 point)"
     ),
+    pdf: bool = typer.Option(True, help="each figure also as pdf (for papers; --no-pdf: png only, faster)"),
 ):
     """Tables II-III, Figures 1-6, claims, the paper comparison and the sweet spot, from the tracking server."""
     with tracking.fail_fast_http():  # this command only
@@ -301,6 +302,7 @@ def report(
             optimizer=optimizer or None,
             noise_config=noise_config,
             max_accuracy_drop=max_accuracy_drop,
+            pdf=pdf,
         )
     print(report_module.summary_text(built))
 

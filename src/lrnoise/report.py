@@ -568,9 +568,10 @@ def build(
     return Report(Path("."), configs, figs, experiment_id=exp_id)
 
 
-def write(report: Report, out: Path) -> Report:
-    """Writes every table (csv, md, tex) and figure (png, pdf) into a fresh folder, then swaps it in whole
-    for `out`: no file of an earlier report survives. One sub-folder per configuration when there are several."""
+def write(report: Report, out: Path, pdf: bool = True) -> Report:
+    """Writes every table (csv, md, tex) and figure (png and, with `pdf`, pdf) into a fresh folder, then swaps it
+    in whole for `out`: no file of an earlier report survives. One sub-folder per configuration when there are
+    several."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fresh = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
@@ -578,16 +579,16 @@ def write(report: Report, out: Path) -> Report:
     for config in report.configs:
         folder = fresh / config.info.name if several else fresh
         folder.mkdir(exist_ok=True)
-        _write_config(config, folder)
+        _write_config(config, folder, pdf)
     for stem, fig in report.figures.items():
-        figures.save(fig, fresh / stem)
+        figures.save(fig, fresh / stem, vector=pdf)
     _swap_in(fresh, out)
     report.out = out
     report.files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     return report
 
 
-def _write_config(config: ConfigReport, folder: Path) -> None:
+def _write_config(config: ConfigReport, folder: Path, pdf: bool) -> None:
     for name, frame in config.frames.items():
         frame.to_csv(folder / name, index=False)
     for stem, (title, content) in config.tables.items():
@@ -608,7 +609,7 @@ def _write_config(config: ConfigReport, folder: Path) -> None:
     )
     (folder / "missing.txt").write_text("\n".join(config.missing) + ("\n" if config.missing else "none\n"))
     for stem, fig in config.figures.items():
-        figures.save(fig, folder / stem)
+        figures.save(fig, folder / stem, vector=pdf)
 
 
 def _swap_in(fresh: Path, out: Path) -> None:
@@ -644,11 +645,12 @@ def build_and_write(
     max_accuracy_drop: float = 0.01,
     log_run: bool = True,
     set_alias: bool = True,
+    pdf: bool = True,
 ) -> Report:
-    """`lrnoise report`: build, write into `out` (default reports/<experiment>), move the sweet-spot
-    aliases, log everything as a `report` run."""
+    """`lrnoise report`: build, write into `out` (default reports/<experiment>; figures as png, and as pdf with
+    `pdf`), move the sweet-spot aliases, log everything as a `report` run."""
     report = build(experiment, dataset, model, optimizer, noise_config, max_accuracy_drop)
-    write(report, Path(out or Path("reports") / experiment))
+    write(report, Path(out or Path("reports") / experiment), pdf)
     if set_alias:
         set_sweet_spot_aliases(report)
     if log_run:
