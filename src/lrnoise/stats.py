@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from lrnoise import config, paper
+from lrnoise import cellfit, config, paper
 from lrnoise.errors import LrnoiseError
 
 BASELINE = "baseline_accuracy"  # a_0, the same name as lrnoise.tracking.BASELINE_ACCURACY
@@ -397,7 +397,11 @@ def evaluated_runs(runs: pd.DataFrame) -> pd.DataFrame:
     return with_axes(runs[_learned(runs)].dropna(subset=[A_AVR]))
 
 
-# ---------------------------------------------------------------- claims over batch size and train noise
+# ---------------------------------------------------------------- effects of batch size and train noise
+AXIS_UNITS = {  # each axis's effect is stated per step of this size (x as the pooled test sees it, and its words)
+    "batch_size": (lambda b: np.log2(b), "per doubling of B"),
+    "train_noise": (lambda eta: eta / 0.1, "per +0.1 train-noise eta"),
+}
 AXIS_CLAIM_COLUMNS = [
     "axis",
     "dataset",
@@ -407,56 +411,97 @@ AXIS_CLAIM_COLUMNS = [
     "batch_size",
     "train_noise",
     "n_runs",
+    "n_lrs",
     "n_levels",
-    "seeds_per_level",
-    "avr_rho",
+    "seeds_per_cell",
+    "seed_blocks",
+    "df",
+    "unit",
+    "avr_effect",
     "avr_ci_low",
     "avr_ci_high",
+    "avr_p",
     "avr_verdict",
-    "baseline_rho",
+    "baseline_effect",
     "baseline_ci_low",
     "baseline_ci_high",
+    "baseline_p",
     "baseline_verdict",
 ]
 
 
-def axis_claims(runs: pd.DataFrame, axis: str, n_boot: int = 2000, seed: int = 0, min_levels: int = 2) -> pd.DataFrame:
-    """The A_avr and baseline trends against `axis` (batch_size or train_noise), one row per group of runs
-    that differ only in that axis and their seed (>= min_levels values of it), with trend()'s bootstrap over
-    seeds and verdict words ("falls with batch_size", "no clear trend", ...). The swept axis's own column
-    reads NaN (columns: AXIS_CLAIM_COLUMNS)."""
-    if axis not in AXES[1:]:
-        raise LrnoiseError(f"unknown axis {axis!r}: choose one of {', '.join(AXES[1:])} (lr: claims())")
-    _check_n_boot(n_boot)
+def _axis_effect(group: pd.DataFrame, value: str, axis: str) -> tuple[dict, cellfit.CellFit | None]:
+    """The pooled effect of `axis` on `value` over every lr of `group`: the least-squares slope of the cell
+    means on x (AXIS_UNITS) with each lr its own intercept, seeds as blocks (cellfit), its t interval and p;
+    and the fit."""
+    fitted = cellfit.fit(group, value, ["lr", axis])
+    if fitted is None:
+        return {"effect": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "p": float("nan")}, None
+    cells = fitted.cells
+    to_x = AXIS_UNITS[axis][0]
+    lr_columns = (cells["lr"].to_numpy()[:, None] == np.unique(cells["lr"])[None, :]).astype(float)
+    design = np.column_stack([lr_columns, to_x(cells[axis].to_numpy(dtype=float))])  # (cells, lrs + 1)
+    test = fitted.t(np.linalg.pinv(design)[-1])
+    return {"effect": test["estimate"], "ci_low": test["ci_low"], "ci_high": test["ci_high"], "p": test["p"]}, fitted
+
+
+def axis_claims(runs: pd.DataFrame, axis: str, min_levels: int = 2) -> pd.DataFrame:
+    """The effect of `axis` (batch_size or train_noise) on A_avr and on the baseline accuracy: one pooled test
+    per group of runs that differ only in lr, that axis and their seed (>= min_levels values of the axis at some
+    lr), lr and seed as fixed effects (_axis_effect). The effect is in accuracy (a fraction; x100: points) per
+    step of AXIS_UNITS, with its 95 % t interval. verdict: "falls with <axis>" when the interval is below 0,
+    "rises with <axis>" above, else "no clear effect"; "too few seeds" when the seeds leave no degree of freedom.
+    The swept axis's own column and lr read NaN (columns: AXIS_CLAIM_COLUMNS)."""
+    if axis not in AXIS_UNITS:
+        raise LrnoiseError(f"unknown axis {axis!r}: choose one of {', '.join(AXIS_UNITS)} (lr: claims())")
     _require(runs, "dataset", "model", "optimizer", "lr", BASELINE, A_AVR)
     kept = evaluated_runs(runs)
-    fixed = ["dataset", "model", "optimizer", *[a for a in AXES if a != axis]]
+    if "seed" not in kept:
+        kept = kept.assign(seed=np.arange(len(kept)))  # no seeds recorded: every run its own
+    fixed = ["dataset", "model", "optimizer", *[a for a in AXES if a not in (axis, "lr")]]
     rows = []
     for key, group in kept.groupby(fixed, sort=True, dropna=False):
-        if group[axis].nunique() < min_levels:
+        varied = group.groupby("lr")[axis].nunique()
+        group = group[group["lr"].isin(varied[varied >= min_levels].index)]  # lrs with the axis varied
+        if group.empty:
             continue
-        avr = trend(group, A_AVR, x=axis, n_boot=n_boot, seed=seed)
-        base = trend(group, BASELINE, x=axis, n_boot=n_boot, seed=seed)
-        rows.append(
-            {
-                "axis": axis,
-                **dict(zip(fixed, key)),
-                axis: float("nan"),
-                "n_runs": len(group),
-                "n_levels": avr["n_levels"],
-                "seeds_per_level": _count_range(group.groupby(axis).size()),
-                **{f"avr_{k}": avr[k] for k in ("rho", "ci_low", "ci_high", "verdict")},
-                **{f"baseline_{k}": base[k] for k in ("rho", "ci_low", "ci_high", "verdict")},
-            }
-        )
+        effects = {name: _axis_effect(group, column, axis) for name, column in (("avr", A_AVR), ("baseline", BASELINE))}
+        fitted = effects["avr"][1]
+        out = {
+            "axis": axis,
+            **dict(zip(fixed, key)),
+            "lr": float("nan"),
+            axis: float("nan"),
+            "n_runs": len(group),
+            "n_lrs": group["lr"].nunique(),
+            "n_levels": group[axis].nunique(),
+            "seeds_per_cell": _count_range(group.groupby(["lr", axis]).size()),
+            "seed_blocks": bool(fitted is not None and fitted.blocked),
+            "df": fitted.df if fitted is not None else 0.0,
+            "unit": AXIS_UNITS[axis][1],
+        }
+        for name, (effect, _) in effects.items():
+            out.update({f"{name}_{k}": v for k, v in effect.items()})
+            out[f"{name}_verdict"] = (
+                TOO_FEW_SEEDS
+                if fitted is None
+                else _verdict(
+                    effect["ci_low"], effect["ci_high"], f"falls with {axis}", f"rises with {axis}", "no clear effect"
+                )
+            )
+        rows.append(out)
     return pd.DataFrame(rows, columns=AXIS_CLAIM_COLUMNS)
 
 
-# ---------------------------------------------------------------- eq. 2: does only lr^2 / B matter?
-EQ2_RATIO = -0.5  # eq. 2: the noise power goes as lr^2 / B, so d y / d log B = -1/2 * d y / d log lr
+# ---------------------------------------------------------------- eq. 2: which gradient-noise scale matters?
+# value = c + a log lr + b log B over the cells. A response that depends on lr and B only through lr^k / B has
+# b / a = -1 / k: eq. 2's bound on the gradient-noise power (lr^2 C / B) predicts -1/2, the SDE noise scale of
+# Smith & Le (2018) and Jastrzebski et al. (2017) (lr / B) predicts -1, and a response to lr alone b = 0.
+PREDICTIONS = {"lr^2/B": -0.5, "lr/B": -1.0, "lr alone": 0.0}  # name -> the b / a it predicts
+EQ2_RATIO = PREDICTIONS["lr^2/B"]
 NO_EFFECT = "no effect to test"
-CONSISTENT = "consistent with lr^2/B"
-NOT_CONSISTENT = "not consistent with lr^2/B"
+CURVED = "not linear in log lr and log B: no prediction tested"
+GATES = (TOO_FEW_SEEDS, NO_EFFECT, CURVED)  # verdicts that name no prediction
 EQ2_COLUMNS = [
     "dataset",
     "model",
@@ -467,6 +512,8 @@ EQ2_COLUMNS = [
     "n_lrs",
     "n_batch_sizes",
     "seeds_per_cell",
+    "seed_blocks",
+    "df",
     "lr_slope",
     "lr_slope_ci_low",
     "lr_slope_ci_high",
@@ -474,70 +521,68 @@ EQ2_COLUMNS = [
     "b_slope_ci_low",
     "b_slope_ci_high",
     "effect_p",
+    "lack_of_fit_p",
     "ratio",
-    "ratio_ci_low",
-    "ratio_ci_high",
+    "ratio_set",
+    *[f"p_{name}" for name in PREDICTIONS],
+    "excluded",
     "verdict",
 ]
 
 
-def _slopes(y: np.ndarray, design: np.ndarray) -> np.ndarray:
-    """Least-squares (intercept, lr slope, B slope) of each row of y (m, n) on design (n, 3): shape (m, 3)."""
-    return (np.linalg.pinv(design) @ y.T).T
+def _interval_text(intervals: list[tuple[float, float]]) -> str:
+    def end(x):
+        return "inf" if x == np.inf else "-inf" if x == -np.inf else f"{x:+.2f}"
+
+    return " or ".join(
+        f"{'(' if lo == -np.inf else '['}{end(lo)}, {end(hi)}{')' if hi == np.inf else ']'}" for lo, hi in intervals
+    )
 
 
-def _fieller(a: float, b: float, cov: np.ndarray, t: float) -> tuple[float, float]:
-    """Fieller's interval for r = b / a: every r for which b - r a = 0 is not rejected, i.e.
-    (b - r a)^2 <= t^2 (v_bb - 2 r v_ab + r^2 v_aa). (-inf, inf) when a itself is not clearly away from 0
-    (the set is then unbounded: no ratio can be excluded on both sides)."""
-    (v_aa, v_ab), (_, v_bb) = cov
-    qa, qb, qc = a * a - t * t * v_aa, -2 * (a * b - t * t * v_ab), b * b - t * t * v_bb
-    disc = qb * qb - 4 * qa * qc
-    if qa <= 0 or disc < 0:
-        return float("-inf"), float("inf")
-    root = np.sqrt(disc)
-    return float((-qb - root) / (2 * qa)), float((-qb + root) / (2 * qa))
+def prediction_verdict(excluded: list[str]) -> str:
+    """The verdict's words from the predictions the data exclude, e.g. 'excludes lr alone; cannot tell lr^2/B
+    from lr/B'."""
+    kept = [name for name in PREDICTIONS if name not in excluded]
+    if not excluded:
+        return "cannot tell " + ", ".join(kept[:-1]) + f" or {kept[-1]} apart"
+    said = "excludes " + (
+        " and ".join(excluded) if len(excluded) < 3 else f"{excluded[0]}, {excluded[1]} and {excluded[2]}"
+    )
+    if not kept:
+        return said + " (none of the three predictions holds)"
+    if len(kept) == 1:
+        return f"{said}; consistent with {kept[0]}"
+    return f"{said}; cannot tell {kept[0]} from {kept[1]}"
 
 
-def eq2_test(
-    runs: pd.DataFrame, value: str = A_AVR, log_value: bool = False, n_boot: int = 2000, seed: int = 0
-) -> pd.DataFrame:
-    """The eq. 2 test: per (dataset, model, optimizer, train_noise) with >= 2 lrs and >= 2 batch sizes,
-    the least-squares fit value = c + a log(lr) + b log(B) over runs (log(value) when `log_value`, for a
-    measured noise power). Eq. 2 makes the gradient-noise power lr^2 C / B, so if that power is what moves
-    `value`, only lr^2 / B matters and b / a = -1/2.
+def eq2_test(runs: pd.DataFrame, value: str = A_AVR, log_value: bool = False) -> pd.DataFrame:
+    """Which gradient-noise scale moves `value`? Per (dataset, model, optimizer, train_noise) with >= 2 lrs and
+    >= 2 batch sizes: the least-squares plane value = c + a log(lr) + b log(B) through the cell means of the block
+    model (cellfit: seeds as blocks; log(value) when `log_value`, for a measured noise power). Each prediction of
+    PREDICTIONS is tested by its linear contrast b - r a (b + a/2 for lr^2/B, b + a for lr/B, b for lr alone) with
+    a t test; ratio_set is Fieller's exact 95 % set of b / a (an interval, two rays, or every ratio), the ratios
+    those tests do not reject.
 
-    Uncertainty from the seeds: a bootstrap that resamples runs within each (lr, B) cell (deviations inflated
-    as in trend()) gives the covariance of (a, b); with df = runs - cells (the seed-to-seed degrees of
-    freedom) it makes t intervals of the slopes, the joint test that both slopes are 0 (Wald, F(2, df)) and
-    Fieller's 95 % interval of b / a. t and F quantiles instead of bootstrap percentiles keep the
-    false-effect rate on pure seed noise near the nominal 5 % with 3 seeds (tests/test_stats.py).
-
-    verdict: "no effect to test" when the joint test does not reject (effect_p >= 0.05), else "consistent
-    with lr^2/B" when the ratio's interval holds -1/2, else "not consistent with lr^2/B"; "too few seeds"
-    when a cell has a single run (columns: EQ2_COLUMNS)."""
-    _check_n_boot(n_boot)
+    Gates, in order: "too few seeds" when no degree of freedom is left for the seeds' variance; "no effect to
+    test" when the F test of a = b = 0 does not reject at 5 % (effect_p); CURVED when the cell means are not on a
+    plane (lack-of-fit F test at 5 %: a straight slope's ratio would mean nothing). Else the verdict names the
+    predictions the data exclude (p < 0.05) and those they cannot tell apart (prediction_verdict).
+    False alarms and coverage on the presets' designs: benchmarks/calibration.py (columns: EQ2_COLUMNS)."""
     _require(runs, "dataset", "model", "optimizer", "lr", "batch_size", value)
     kept = with_axes(runs[_learned(runs)]).dropna(subset=[value, "batch_size"])
     if log_value:
         kept = kept[kept[value] > 0]
+        kept = kept.assign(**{value: np.log(kept[value].to_numpy(dtype=float))})
+    if "seed" not in kept:
+        kept = kept.assign(seed=np.arange(len(kept)))
     rows = []
     for (dataset, model, optimizer, train_noise), group in kept.groupby(
         ["dataset", "model", "optimizer", "train_noise"], sort=True
     ):
         if group["lr"].nunique() < 2 or group["batch_size"].nunique() < 2:
             continue
-        y = group[value].to_numpy(dtype=float)
-        y = np.log(y) if log_value else y
-        design = np.column_stack(
-            [
-                np.ones(len(group)),
-                np.log(group["lr"].to_numpy(dtype=float)),
-                np.log(group["batch_size"].to_numpy(dtype=float)),
-            ]
-        )
-        groups = list(group.groupby(["lr", "batch_size"]).indices.values())  # row positions of each (lr, B) cell
-        a, b = _slopes(y[None, :], design)[0, 1:]
+        fitted = cellfit.fit(group, value, ["lr", "batch_size"])
+        cell_sizes = group.groupby(["lr", "batch_size"]).size()
         out = {
             "dataset": dataset,
             "model": model,
@@ -547,34 +592,44 @@ def eq2_test(
             "n_runs": len(group),
             "n_lrs": group["lr"].nunique(),
             "n_batch_sizes": group["batch_size"].nunique(),
-            "seeds_per_cell": _count_range([len(g) for g in groups]),
-            "lr_slope": a,
-            "b_slope": b,
-            "ratio": b / a if a else float("nan"),
+            "seeds_per_cell": _count_range(cell_sizes),
+            "seed_blocks": bool(fitted is not None and fitted.blocked),
+            "df": fitted.df if fitted is not None else 0.0,
         }
-        if min(len(g) for g in groups) < 2:
+        if fitted is None:
             rows.append({**out, "verdict": TOO_FEW_SEEDS})
             continue
-        df = len(group) - len(groups)
-        idx = _resample_indices(groups, n_boot, np.random.default_rng(seed))
-        boot = _slopes(_inflate(y, groups)[idx], design)[:, 1:]  # the design is unchanged by within-cell resampling
-        cov = np.cov(boot.T)  # (2, 2): of (a, b) over seeds
-        t = float(sps.t.ppf(0.975, df))
-        wald = float(np.array([a, b]) @ np.linalg.pinv(cov) @ np.array([a, b]))
-        p = float(sps.f.sf(wald / 2, 2, df))
-        low, high = _fieller(a, b, cov, t)
-        se_a, se_b = np.sqrt(np.diag(cov))
-        verdict = NO_EFFECT if p >= 0.05 else CONSISTENT if low <= EQ2_RATIO <= high else NOT_CONSISTENT
+        cells = fitted.cells
+        design = np.column_stack(
+            [np.ones(len(cells)), np.log(cells["lr"].to_numpy(float)), np.log(cells["batch_size"].to_numpy(float))]
+        )
+        slopes = np.linalg.pinv(design)  # (3, cells): intercept, a, b as contrasts of the cell means
+        a_w, b_w = slopes[1], slopes[2]
+        a, b = fitted.t(a_w), fitted.t(b_w)
+        cov = fitted.result.cov_params()
+        restriction = fitted.contrast(np.vstack([a_w, b_w]))
+        (v_aa, v_ab), (_, v_bb) = restriction @ cov @ restriction.T
+        ratio_set = cellfit.fieller(a["estimate"], b["estimate"], v_aa, v_ab, v_bb, cellfit.t_quantile(fitted.df))
+        p_of = {name: fitted.t(b_w - r * a_w)["p"] for name, r in PREDICTIONS.items()}
+        effect_p = fitted.f(np.vstack([a_w, b_w]))
+        lack_of_fit_p = fitted.lack_of_fit(design)
+        excluded = [name for name, p in p_of.items() if p < 0.05]
+        verdict = NO_EFFECT if effect_p >= 0.05 else CURVED if lack_of_fit_p < 0.05 else prediction_verdict(excluded)
         rows.append(
             {
                 **out,
-                "lr_slope_ci_low": a - t * se_a,
-                "lr_slope_ci_high": a + t * se_a,
-                "b_slope_ci_low": b - t * se_b,
-                "b_slope_ci_high": b + t * se_b,
-                "effect_p": p,
-                "ratio_ci_low": low,
-                "ratio_ci_high": high,
+                "lr_slope": a["estimate"],
+                "lr_slope_ci_low": a["ci_low"],
+                "lr_slope_ci_high": a["ci_high"],
+                "b_slope": b["estimate"],
+                "b_slope_ci_low": b["ci_low"],
+                "b_slope_ci_high": b["ci_high"],
+                "effect_p": effect_p,
+                "lack_of_fit_p": lack_of_fit_p,
+                "ratio": b["estimate"] / a["estimate"] if a["estimate"] else float("nan"),
+                "ratio_set": _interval_text(ratio_set),
+                **{f"p_{name}": p for name, p in p_of.items()},
+                "excluded": ", ".join(excluded),
                 "verdict": verdict,
             }
         )

@@ -1,0 +1,244 @@
+"""Every verdict lrnoise prints, calibrated on synthetic studies of the design it is used on.
+
+`python benchmarks/calibration.py [--studies N]` (default 1,000 per figure; ~5 minutes on 2 cores): for each
+preset's design it draws N synthetic studies, runs the verdict exactly as the report does (lrnoise.stats), and
+measures how often it names an effect where there is none (false alarm), how often it finds a planted one
+(power), and how often its interval holds the truth (coverage). The figures go into benchmarks/results.json
+under "calibration" and the table in docs/statistics.md is generated from them (between its markers).
+
+A synthetic study: A_avr of run (cell c, seed s) = mu_c + o_s + e_cs, where o_s ~ N(0, SEED_SHARED) is what a
+seed (initial weights, validation split, batch order) gives every cell alike and e_cs ~ N(0, SEED_OWN) is the
+rest: 2.5 points of seed spread in all, as the digits studies show. Baselines ~ 95 % with the same structure.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+sys.path.insert(0, str(HERE))
+
+from lrnoise import config, paper, stats  # noqa: E402
+
+SEED_SHARED = 0.015  # sd of a seed's offset shared by every cell (fraction of A_avr)
+SEED_OWN = 0.02  # sd of the rest of a run's seed noise
+MAX_FALSE_ALARM = 0.06  # what every false-alarm figure must stay under (5 % nominal + Monte-Carlo slack)
+MIN_COVERAGE = 0.90
+MECHANISM_LRS = config.PRESETS["mechanism"]["blocks"][0]["lrs"]
+MECHANISM_BATCH_SIZES = config.PRESETS["mechanism"]["blocks"][0]["batch_sizes"]
+TRAIN_NOISES = config.PRESETS["mechanism"]["blocks"][1]["train_noises"]
+EQ2_EFFECT = 0.03  # planted |a|: A_avr moves 3 points per unit of log lr (4 points over the mechanism lrs)
+
+
+def runs_of(cells: list[dict], mu: np.ndarray, seeds: int, rng: np.random.Generator, paired=True) -> pd.DataFrame:
+    """One run per (cell, seed): A_avr = mu_c + seed offset + own noise; the cells' axes from `cells`. Without
+    `paired` a seed shares nothing across cells (the same 2.5 points of spread, all of it the run's own)."""
+    shared, base_shared = rng.normal(0, SEED_SHARED, seeds), rng.normal(0, 0.004, seeds)
+    own = SEED_OWN if paired else float(np.hypot(SEED_SHARED, SEED_OWN))
+    if not paired:
+        shared, base_shared = np.zeros(seeds), np.zeros(seeds)
+    rows = []
+    for cell, m in zip(cells, mu):
+        for seed in range(seeds):
+            rows.append(
+                {
+                    "dataset": "digits",
+                    "model": "resnet20",
+                    "optimizer": "adam",
+                    "batch_size": 32,
+                    "train_noise": 0.0,
+                    **cell,
+                    "seed": seed,
+                    stats.BASELINE: 0.95 + base_shared[seed] + rng.normal(0, 0.005),
+                    stats.A_AVR: m + shared[seed] + rng.normal(0, own),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def rate(hits: list[bool]) -> float:
+    return float(np.mean(hits))
+
+
+# ---------------------------------------------------------------- the verdicts, on their designs
+def lr_trend(studies: int, seeds: int, slope: float, rng, paired: bool = True) -> float:
+    """Share of studies whose A_avr-vs-lr verdict names a trend (paper's six lrs; A_avr + slope per lr step)."""
+    cells = [{"lr": lr} for lr in paper.LRS]
+    mu = 0.7 + slope * np.arange(len(cells))
+    return rate(
+        [
+            stats.trend(runs_of(cells, mu, seeds, rng, paired), stats.A_AVR, n_boot=2000, seed=i)["verdict"]
+            != "no clear trend"
+            for i in range(studies)
+        ]
+    )
+
+
+def association(studies: int, seeds: int, slope: float, rng) -> float:
+    """Share of studies whose gradient-noise-vs-A_avr verdict names an association, in a cell of the paper's six
+    lrs where the measured noise power goes as lr^2 (x a run's own log-normal spread) and has no effect of its
+    own; A_avr moves with lr by `slope` per lr step (0: pure noise)."""
+    cells = [{"lr": lr} for lr in paper.LRS]
+    mu = 0.7 + slope * np.arange(len(cells))
+    named = []
+    for i in range(studies):
+        runs = runs_of(cells, mu, seeds, rng)
+        runs[stats.GRAD_NOISE] = runs["lr"] ** 2 * np.exp(rng.normal(0, 0.3, len(runs)))
+        named.append(
+            stats.association(runs, stats.GRAD_NOISE, stats.A_AVR, seed=i)["verdict"] != "no clear association"
+        )
+    return rate(named)
+
+
+def axis_effect(studies: int, axis: str, effect: float, rng, paired: bool = True) -> tuple[float, float]:
+    """(share naming an effect, coverage of the effect's interval) of the pooled axis test on the mechanism
+    design: batch size 8 and 32 at its three lrs, or its four train noises at one lr; effect per AXIS_UNITS step."""
+    to_x = stats.AXIS_UNITS[axis][0]
+    if axis == "batch_size":
+        cells = [{"lr": lr, "batch_size": b} for lr in MECHANISM_LRS for b in MECHANISM_BATCH_SIZES]
+    else:
+        cells = [{"lr": 0.00075, "train_noise": eta} for eta in TRAIN_NOISES]
+    mu = np.array([0.7 - 10 * c["lr"] + effect * to_x(float(c[axis])) for c in cells])
+    named, covered = [], []
+    for _ in range(studies):
+        row = stats.axis_claims(runs_of(cells, mu, 3, rng, paired), axis).iloc[0]
+        named.append(row["avr_verdict"] != "no clear effect")
+        covered.append(row["avr_ci_low"] <= effect <= row["avr_ci_high"])
+    return rate(named), rate(covered)
+
+
+def eq2(studies: int, seeds: int, truth: str | None, rng, paired: bool = True) -> dict:
+    """The eq. 2 verdict on the mechanism design: A_avr = 0.7 - a (log lr + r log B), r of `truth` (None: no
+    effect). Returns the share with an effect found, with the truth excluded, with each rival excluded, with
+    the truth inside Fieller's set, and with the response called curved."""
+    cells = [{"lr": lr, "batch_size": b} for lr in MECHANISM_LRS for b in MECHANISM_BATCH_SIZES]
+    r = stats.PREDICTIONS[truth] if truth else 0.0
+    a = EQ2_EFFECT if truth else 0.0
+    mu = np.array([0.7 - a * (np.log(c["lr"]) + r * np.log(c["batch_size"])) for c in cells])
+    found = []
+    for _ in range(studies):
+        row = stats.eq2_test(runs_of(cells, mu, seeds, rng, paired)).iloc[0]
+        excluded = set(filter(None, row["excluded"].split(", "))) if row["verdict"] not in stats.GATES else set()
+        found.append((row["verdict"], excluded, row[f"p_{truth}"] if truth else np.nan))
+    out = {"effect": rate([v != stats.NO_EFFECT for v, _, _ in found])}
+    if truth:
+        out["truth_excluded"] = rate([truth in e for _, e, _ in found])
+        out["covered"] = rate([p >= 0.05 for _, _, p in found])  # r in Fieller's set <=> its contrast holds
+        out["curved"] = rate([v == stats.CURVED for v, _, _ in found])
+        for rival in stats.PREDICTIONS:
+            if rival != truth:
+                out[f"excludes {rival}"] = rate([rival in e for _, e, _ in found])
+    return out
+
+
+def frontier(studies: int, gain: float, rng) -> tuple[float, float]:
+    """(share naming a winner, coverage of the difference's interval) of the lr-tuning vs noise-injection
+    frontier on the mechanism design's B = 32 block: clean lrs 0.0005-0.002, noise training at 0.00075 whose
+    A_avr rises by `gain` at eta 0.1 (linearly in eta), every baseline alike."""
+    cells = [{"lr": lr, "train_noise": 0.0} for lr in (*MECHANISM_LRS, 0.00075)]
+    cells += [{"lr": 0.00075, "train_noise": eta} for eta in TRAIN_NOISES if eta > 0]
+    mu = np.array([0.7 + gain * c["train_noise"] / max(TRAIN_NOISES) for c in cells])
+    named, covered = [], []
+    for i in range(studies):
+        row = stats.frontier(runs_of(cells, mu, 3, rng), n_boot=2000, seed=i).iloc[0]
+        named.append(row["verdict"] not in ("no clear difference", stats.TOO_FEW_SEEDS))
+        covered.append(bool(row["ci_low"] <= gain <= row["ci_high"]))
+    return rate(named), rate(covered)
+
+
+# ---------------------------------------------------------------- the table
+def figures(studies: int, seed: int = 0) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    rows = []
+
+    def add(verdict, design, truth, figure, value, target):
+        rows.append(
+            {
+                "verdict": verdict,
+                "design": design,
+                "truth": truth,
+                "figure": figure,
+                "value": round(float(value), 4),
+                "studies": studies,
+                "target": target,
+            }
+        )
+        print(f"{verdict:28} {design:44} {truth:34} {figure:22} {value:.3f}", flush=True)
+
+    for preset, seeds in (("demo", 3), ("seeds", 5)):
+        design = f"{preset}: 6 lrs x {seeds} seeds"
+        add("A_avr trend over lr", design, "none", "false alarm", lr_trend(studies, seeds, 0.0, rng), "<= 0.06")
+        unpaired = lr_trend(studies, seeds, 0.0, rng, paired=False)
+        add("A_avr trend over lr", design, "none, seeds unpaired", "false alarm", unpaired, "<= 0.06")
+        add("A_avr trend over lr", design, "+1 pt per lr step", "power", lr_trend(studies, seeds, 0.01, rng), None)
+    design = "demo: 6 lrs x 3 seeds"
+    add("noise power vs A_avr", design, "none", "false alarm", association(studies, 3, 0.0, rng), "<= 0.06")
+    add(
+        "noise power vs A_avr",
+        design,
+        "A_avr +1 pt per lr step, noise no effect",
+        "association named",
+        association(studies, 3, 0.01, rng),
+        None,
+    )
+    design = "mechanism: 3 lrs x B 8, 32 x 3 seeds"
+    named, covered = axis_effect(studies, "batch_size", 0.0, rng)
+    add("batch-size effect", design, "none", "false alarm", named, "<= 0.06")
+    named, covered = axis_effect(studies, "batch_size", 0.0, rng, paired=False)
+    add("batch-size effect", design, "none, seeds unpaired", "false alarm", named, "<= 0.06")
+    named, covered = axis_effect(studies, "batch_size", -0.02, rng)
+    add("batch-size effect", design, "-2 pt per doubling", "power", named, None)
+    add("batch-size effect", design, "-2 pt per doubling", "coverage", covered, ">= 0.90")
+    noise_design = "mechanism: 4 train noises x 3 seeds"
+    named, covered = axis_effect(studies, "train_noise", 0.0, rng)
+    add("train-noise effect", noise_design, "none", "false alarm", named, "<= 0.06")
+    named, covered = axis_effect(studies, "train_noise", 0.03, rng)
+    add("train-noise effect", noise_design, "+3 pt per 0.1 eta", "power", named, None)
+    add("train-noise effect", noise_design, "+3 pt per 0.1 eta", "coverage", covered, ">= 0.90")
+    for seeds in (3, 5):
+        design = f"mechanism: 3 lrs x B 8, 32 x {seeds} seeds"
+        add("eq. 2 effect gate", design, "none", "false alarm", eq2(studies, seeds, None, rng)["effect"], "<= 0.06")
+        unpaired = eq2(studies, seeds, None, rng, paired=False)["effect"]
+        add("eq. 2 effect gate", design, "none, seeds unpaired", "false alarm", unpaired, "<= 0.06")
+        for truth in stats.PREDICTIONS:
+            found = eq2(studies, seeds, truth, rng)
+            planted = f"{truth} (|a| = {EQ2_EFFECT})"
+            add("eq. 2 predictions", design, planted, "truth excluded", found["truth_excluded"], "<= 0.06")
+            add("eq. 2 ratio b/a", design, planted, "coverage", found["covered"], ">= 0.90")
+            add("eq. 2 predictions", design, planted, "called curved", found["curved"], None)
+            for key, value in found.items():
+                if key.startswith("excludes"):
+                    add("eq. 2 predictions", design, planted, f"power: {key}", value, None)
+    design = "mechanism: B 32, 4 lrs + 3 train noises x 3 seeds"
+    named, covered = frontier(studies, 0.0, rng)
+    add("frontier", design, "no difference", "false alarm", named, "<= 0.06")
+    named, covered = frontier(studies, 0.08, rng)
+    add("frontier", design, "noise training +8 pt", "power", named, None)
+    add("frontier", design, "noise training +8 pt", "coverage", covered, ">= 0.90")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--studies", type=int, default=1000, help="synthetic studies per figure (>= 500 to publish)")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    rows = figures(args.studies)
+    results_path = HERE / "results.json"
+    results = json.loads(results_path.read_text())
+    results["calibration"] = rows
+    results_path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    import table
+
+    table.write_calibration(rows)
+    print(f"{len(rows)} figures, {args.studies} studies each, in {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
