@@ -375,3 +375,25 @@ def test_import_leaves_the_backend_alone():
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.split() == ["svg", "svg", "False"]
+
+
+def test_interval_bars_stop_at_0_and_100_percent_and_batch_sizes_get_distinct_colours():
+    bars = figures.bounded_bars(pd.Series([0.98, 0.5, 0.01]), pd.Series([0.05, 0.05, 0.05]))
+    np.testing.assert_allclose(bars, [[0.05, 0.05, 0.01], [0.02, 0.05, 0.05]])
+    colours = figures.batch_colors([8, 16, 32, 64, 128])
+    assert len(set(colours.values())) == 5 and figures.batch_colors([32])[32] == colours[32]  # stable per B
+
+
+def test_figure_7_has_eq2s_axis_and_its_rivals_per_optimizer():
+    points = pd.DataFrame(
+        [
+            {"optimizer": o, "lr": lr, "batch_size": b, "avr": 0.7 + 0.01 * i}
+            for o in ("adam", "momentum")
+            for i, lr in enumerate((0.0005, 0.001, 0.002))
+            for b in (8, 32)
+        ]
+    )
+    fig = figures.eq2_collapse(points, LONG_TITLE)
+    titles = ["momentum: lr^2/B", "momentum: lr/B", "adam: lr^2/B", "adam: lr/B"]  # the paper's optimizer order
+    assert [ax.get_title() for ax in fig.axes] == titles
+    assert figures.layout_problems(fig) == []

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from lrnoise import cellfit, paper, stats
+from lrnoise import cellfit, claims_text, paper, stats
 from lrnoise.errors import LrnoiseError
 
 LRS = np.array(paper.LRS)
@@ -601,6 +601,22 @@ def test_frontier_leaves_out_a_configuration_below_the_accuracy_margin():
     row = stats.frontier(frame, max_accuracy_drop=0.01).iloc[0]
     assert row["noise_best_train_noise"] == 0.05
     assert stats.frontier(frame, max_accuracy_drop=0.1).iloc[0]["noise_best_train_noise"] == 0.1
+
+
+def test_frontier_reads_both_methods_at_a_fixed_target_and_says_who_reaches_it():
+    frame = frontier_table(np.random.default_rng(10), 0.05)
+    derived = stats.frontier(frame).iloc[0]  # from the eta = 0 configuration (lr 0.00075): its mean less 1 point
+    eta0 = frame[(frame["lr"] == 0.00075) & (frame["train_noise"] == 0)]["baseline_accuracy"].mean()
+    assert derived["target_accuracy"] == pytest.approx(eta0 - 0.01) and derived["target_from"].startswith("eta 0")
+    assert derived["lr_reach_share"] == derived["noise_reach_share"] == 1.0 and derived["seed_blocks"]
+    frame.loc[frame["train_noise"] > 0, "baseline_accuracy"] -= 0.03  # noise training costs 3 points of a_0
+    row = stats.frontier(frame, target_accuracy=0.94).iloc[0]
+    assert (row["target_accuracy"], row["target_from"]) == (0.94, "given")
+    assert row["verdict"] == "only lr tuning reaches the target" and row["noise_reach_share"] == 0.0
+    assert np.isnan(row["noise_best_avr"]) and np.isnan(row["difference"]) and np.isnan(row["ci_low"])
+    assert "no configuration at the target" in claims_text.frontier_line(row)
+    none = stats.frontier(frame, target_accuracy=0.99).iloc[0]
+    assert none["verdict"] == "neither method reaches the target"
 
 
 def test_frontier_on_equal_methods_mostly_finds_no_clear_difference():

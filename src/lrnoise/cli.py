@@ -288,6 +288,13 @@ def report(
         0.01, help="sweet spot: baseline within this fraction of the best (0.01 = 1 point)"
     ),
     pdf: bool = typer.Option(True, help="each figure also as pdf (for papers; --no-pdf: png only, faster)"),
+    target_accuracy: float | None = typer.Option(
+        None,
+        min=0.0,
+        max=1.0,
+        help="the lr-tuning vs noise-injection frontier's clean-accuracy target, a fraction "
+        "[default: the eta = 0 configuration's mean less --max-accuracy-drop]",
+    ),
 ):
     """Tables II-III, Figures 1-6, claims, the paper comparison and the sweet spot, from the tracking server."""
     with tracking.fail_fast_http():  # this command only
@@ -303,6 +310,7 @@ def report(
             noise_config=noise_config,
             max_accuracy_drop=max_accuracy_drop,
             pdf=pdf,
+            target_accuracy=target_accuracy,
         )
     print(report_module.summary_text(built))
 

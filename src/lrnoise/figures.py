@@ -23,7 +23,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 from matplotlib.text import Text
 from matplotlib.textpath import text_to_path
-from matplotlib.ticker import NullLocator
+from matplotlib.ticker import NullFormatter, NullLocator
 
 from lrnoise import paper, stats
 from lrnoise.errors import LrnoiseError
@@ -199,12 +199,12 @@ def _lr_axis(ax, lrs) -> None:
 
 def _outside_legend(fig: Figure, handles, labels, where: str) -> Legend:
     """A figure legend outside the panels: right (labels wrapped to LEGEND_WIDTH less the handle, ~40 pt) or
-    below (up to 3 columns across a panel's width)."""
+    below (up to 2 columns across a panel's width, each label wrapped to half of it)."""
     if where == "right":
         labels = [_wrap(label, LEGEND_WIDTH * 72 - 40, LEGEND_FONTSIZE) for label in labels]
         return fig.legend(handles, labels, loc="outside right upper", fontsize=LEGEND_FONTSIZE)
     labels = [_wrap(label, PANEL_SIZE[0] * 72 / 2 - 40, LEGEND_FONTSIZE) for label in labels]
-    return fig.legend(handles, labels, loc="outside lower center", fontsize=LEGEND_FONTSIZE, ncols=min(len(labels), 3))
+    return fig.legend(handles, labels, loc="outside lower center", fontsize=LEGEND_FONTSIZE, ncols=min(len(labels), 2))
 
 
 def _sorted_legend(fig: Figure, entries: dict, where: str) -> Legend:
@@ -471,21 +471,35 @@ def mechanism(points: pd.DataFrame, title: str, x_label: str) -> Figure:
 
 
 # ---------------------------------------------------------------- Figure 7: eq. 2's collapse
-BATCH_CMAP = colormaps["plasma"]  # batch sizes, by log2 value (cut before plasma's pale yellow end)
 
 
 def batch_colors(batch_sizes) -> dict[int, str]:
-    """One colour per batch size from its log2 value alone (8 ... 1024 across the map)."""
+    """One colour per batch size from its log2 value alone, from a qualitative palette (8 blue, 16 orange,
+    32 green, 64 red, ..., 4096 cyan): neighbouring batch sizes never share a hue, and a batch size keeps its
+    colour in every figure."""
+    palette = colormaps["tab10"]
     return {
-        int(b): to_hex(BATCH_CMAP(0.85 * float(np.clip((np.log2(b) - 3) / 7, 0, 1))))
-        for b in sorted(set(map(int, batch_sizes)))
+        int(b): to_hex(palette(int(np.clip(round(np.log2(b)) - 3, 0, 9)))) for b in sorted(set(map(int, batch_sizes)))
     }
 
 
+def bounded_bars(mean: pd.Series, half: pd.Series) -> np.ndarray:
+    """Asymmetric error bars (2, n) of mean +- half clipped to [0, 1]: a t interval cut at the ends an accuracy
+    cannot pass."""
+    mean, half = np.asarray(mean, dtype=float), np.nan_to_num(np.asarray(half, dtype=float))
+    return np.vstack([np.minimum(half, np.maximum(mean, 0.0)), np.minimum(half, np.maximum(1.0 - mean, 0.0))])
+
+
+EQ2_AXES = (  # Figure 7's two readings: eq. 2's noise power and its rival, the SDE noise scale
+    ("lr^2/B", lambda lr, b: lr**2 / b, r"$\mathrm{lr}^2 / B$ (eq. 2's noise power, up to C)"),
+    ("lr/B", lambda lr, b: lr / b, r"$\mathrm{lr} / B$ (the SDE noise scale)"),
+)
+
+
 def eq2_collapse(points: pd.DataFrame, title: str) -> Figure:
-    """A_avr (%) against lr^2 / B (log x), a panel per optimizer; each (lr, B) configuration is its mean over
-    seeds with a 95 % CI bar, coloured by batch size, its seeds as small dots. If the gradient-noise power of
-    eq. 2 (lr^2 C / B) is what sets A_avr, the colours fall onto one curve.
+    """A_avr (%) against lr^2 / B and against lr / B (log x), a pair of panels per optimizer; each (lr, B)
+    configuration is its mean over seeds with a 95 % t interval clipped to [0, 100 %], coloured by batch size,
+    its seeds as small dots. Whichever quantity sets A_avr, on its panel the colours fall onto one curve.
 
     points: optimizer, lr, batch_size, avr (one row per run).
     """
@@ -494,11 +508,12 @@ def eq2_collapse(points: pd.DataFrame, title: str) -> Figure:
         set(points["optimizer"]) - set(paper.OPTIMIZERS)
     )
     colors = batch_colors(points["batch_size"])
-    fig, axes = _panels(len(optimizers), title, legend="right")
+    fig, axes = _panels(len(EQ2_AXES) * len(optimizers), title, legend="right")
     legend = {}
-    for ax, optimizer in zip(axes, optimizers):
+    panels = [(optimizer, axis) for optimizer in optimizers for axis in EQ2_AXES]
+    for ax, (optimizer, (name, scale, xlabel)) in zip(axes, panels):
         mine = points[points["optimizer"] == optimizer].assign(
-            u=lambda f: f["lr"].astype(float) ** 2 / f["batch_size"].astype(float)
+            u=lambda f, scale=scale: scale(f["lr"].astype(float), f["batch_size"].astype(float))
         )
         for batch_size, group in mine.groupby("batch_size"):
             color = colors[int(batch_size)]
@@ -508,7 +523,7 @@ def eq2_collapse(points: pd.DataFrame, title: str) -> Figure:
             handle = ax.errorbar(
                 means["u"],
                 _percent(means["mean"]),
-                yerr=_percent(means["ci95"]),
+                yerr=100 * bounded_bars(means["mean"], means["ci95"]),
                 color=color,
                 marker="o",
                 label=label,
@@ -516,24 +531,22 @@ def eq2_collapse(points: pd.DataFrame, title: str) -> Figure:
             )
             legend.setdefault(int(batch_size), (handle, label))
         ax.set_xscale("log")
-        _label_axes(
-            ax,
-            r"$\mathrm{lr}^2 / B$ (eq. 2's noise power, up to C)",
-            r"average normalised accuracy $A_\mathrm{avr}$ (%)",
-            str(optimizer),
-        )
+        ax.xaxis.set_minor_formatter(NullFormatter())  # decade labels only: minor labels overlapped
+        _label_axes(ax, xlabel, r"average normalised accuracy $A_\mathrm{avr}$ (%)", f"{optimizer}: {name}")
     _sorted_legend(fig, legend, "right")
     return fig
 
 
 # ---------------------------------------------------------------- Figure 8: lr tuning vs noise-injection training
 def frontier(points: pd.DataFrame, title: str) -> Figure:
-    """The accuracy-robustness frontier: A_avr (%) against baseline accuracy a_0 (%), both with 95 % CI bars,
+    """The accuracy-robustness frontier: A_avr (%) against baseline accuracy a_0 (%), both with 95 % t bars (a_0's
+    clipped to [0, 100 %]),
     one line through the lr sweep (clean training, points named by lr) and one through the train-noise sweep
-    (at one lr, points named by eta; its eta 0 is the lr sweep's point there, setting ""); a panel per model.
+    (at one lr, points named by eta; its eta 0 is the lr sweep's point there, setting ""); a panel per model,
+    with the comparison's accuracy target as a dotted vertical line when `points` has a `target` column.
 
     points: model, method ("lr tuning" | "noise-injection training"), setting (the point's name), baseline,
-    baseline_ci95, avr, avr_ci95, n.
+    baseline_ci95, avr, avr_ci95, n[, target].
     """
     _require(points, ["model", "method", "setting", "baseline", "baseline_ci95", "avr", "avr_ci95", "n"], "frontier")
     models = _models(points)
@@ -541,13 +554,17 @@ def frontier(points: pd.DataFrame, title: str) -> Figure:
     styles = {"lr tuning": ("tab:blue", "o", "-"), "noise-injection training": ("tab:red", "s", "--")}
     legend = {}
     for ax, model in zip(axes, models):
-        for method, group in points[points["model"] == model].groupby("method", sort=True):
+        mine = points[points["model"] == model]
+        if "target" in mine and mine["target"].notna().any():
+            handle = ax.axvline(mine["target"].dropna().iloc[0] * 100, color="0.4", linestyle=":", linewidth=1)
+            legend.setdefault("target", (handle, "accuracy target"))
+        for method, group in mine.groupby("method", sort=True):
             color, marker, line = styles.get(method, ("tab:gray", "^", ":"))  # in sweep order, as given
             label = f"{method} ({_n_text(group['n'])})"
             handle = ax.errorbar(
                 _percent(group["baseline"]),
                 _percent(group["avr"]),
-                xerr=_percent(group["baseline_ci95"]),
+                xerr=100 * bounded_bars(group["baseline"], group["baseline_ci95"]),  # a_0 cannot pass 100 %
                 yerr=_percent(group["avr_ci95"]),
                 color=color,
                 marker=marker,

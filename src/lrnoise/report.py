@@ -362,10 +362,11 @@ def frontier_points(runs: pd.DataFrame, frontier: pd.DataFrame, dataset: str) ->
                         "avr": avr,
                         "avr_ci95": avr_ci,
                         "n": n,
+                        "target": f.target_accuracy,
                     }
                 )
     return pd.DataFrame(
-        rows, columns=["model", "method", "setting", "baseline", "baseline_ci95", "avr", "avr_ci95", "n"]
+        rows, columns=["model", "method", "setting", "baseline", "baseline_ci95", "avr", "avr_ci95", "n", "target"]
     )
 
 
@@ -414,7 +415,12 @@ class Report:
 
 
 def build_config(
-    runs: pd.DataFrame, evals: pd.DataFrame, info: ConfigInfo, optimizer: str | None, max_accuracy_drop: float
+    runs: pd.DataFrame,
+    evals: pd.DataFrame,
+    info: ConfigInfo,
+    optimizer: str | None,
+    max_accuracy_drop: float,
+    target_accuracy: float | None = None,
 ) -> ConfigReport:
     joined = join(runs, evals, info)
     table_optimizer = optimizer or "adam"
@@ -472,7 +478,7 @@ def build_config(
             )
     claims = stats.claims(joined, max_accuracy_drop) if A_AVR in joined else pd.DataFrame()
     frames["claims.csv"] = claims  # for machines; claims.md (claims_markdown) is for a person
-    mechanism = _mechanism_tests(joined, max_accuracy_drop)
+    mechanism = _mechanism_tests(joined, max_accuracy_drop, target_accuracy)
     frames.update({"axis_claims.csv": mechanism[0], "eq2.csv": mechanism[1], "frontier.csv": mechanism[2]})
     for dataset in sorted(joined["dataset"].unique()):
         points = eq2_points(joined, dataset)
@@ -503,7 +509,7 @@ def build_config(
     )
 
 
-def _mechanism_tests(joined: pd.DataFrame, max_accuracy_drop: float) -> tuple:
+def _mechanism_tests(joined: pd.DataFrame, max_accuracy_drop: float, target_accuracy: float | None) -> tuple:
     """(claims over batch size and train noise, eq. 2 tests on A_avr and on the measured noise powers, the
     lr-tuning vs noise-injection frontier), each an empty frame where the runs do not span it."""
     if A_AVR not in joined:
@@ -514,7 +520,7 @@ def _mechanism_tests(joined: pd.DataFrame, max_accuracy_drop: float) -> tuple:
         for power in (GRAD_NOISE, tracking.UPDATE_NOISE_POWER_MEAN)
         if power in joined
     ]
-    return axis, pd.concat(eq2, ignore_index=True), stats.frontier(joined, max_accuracy_drop)
+    return axis, pd.concat(eq2, ignore_index=True), stats.frontier(joined, max_accuracy_drop, target_accuracy)
 
 
 def _comparison_text(comparison: pd.DataFrame) -> pd.DataFrame:
@@ -552,11 +558,12 @@ def build(
     optimizer=None,
     noise_config: str = noise.PAPER.name,
     max_accuracy_drop: float = 0.01,
+    target_accuracy: float | None = None,
 ) -> Report:
     """The report of one configuration (name or key) or of every one found ('all'), as data; writes nothing."""
     runs, evals, exp_id = fetch(experiment, dataset, model, optimizer)
     chosen = choose(configurations(evals), noise_config)
-    configs = [build_config(runs, evals, info, optimizer, max_accuracy_drop) for info in chosen]
+    configs = [build_config(runs, evals, info, optimizer, max_accuracy_drop, target_accuracy) for info in chosen]
     figs = {}
     if len(configs) > 1:
         for name, lines in noise_model_lines(configs).items():
@@ -603,9 +610,7 @@ def _write_config(config: ConfigReport, folder: Path, pdf: bool) -> None:
         (folder / f"{stem}.md").write_text("\n".join(md) + "\n")
         (folder / f"{stem}.tex").write_text("\n".join(tex) + "\n")
     (folder / "claims.md").write_text(
-        claims_markdown(
-            config.claims, config.info.name, config.axis_claims, config.eq2, config.frontier, config.max_accuracy_drop
-        )
+        claims_markdown(config.claims, config.info.name, config.axis_claims, config.eq2, config.frontier)
     )
     (folder / "missing.txt").write_text("\n".join(config.missing) + ("\n" if config.missing else "none\n"))
     for stem, fig in config.figures.items():
@@ -646,10 +651,12 @@ def build_and_write(
     log_run: bool = True,
     set_alias: bool = True,
     pdf: bool = True,
+    target_accuracy: float | None = None,
 ) -> Report:
     """`lrnoise report`: build, write into `out` (default reports/<experiment>; figures as png, and as pdf with
-    `pdf`), move the sweet-spot aliases, log everything as a `report` run."""
-    report = build(experiment, dataset, model, optimizer, noise_config, max_accuracy_drop)
+    `pdf`), move the sweet-spot aliases, log everything as a `report` run. `target_accuracy`: the frontier's
+    accuracy target (default: from the eta = 0 configuration, stats.frontier)."""
+    report = build(experiment, dataset, model, optimizer, noise_config, max_accuracy_drop, target_accuracy)
     write(report, Path(out or Path("reports") / experiment), pdf)
     if set_alias:
         set_sweet_spot_aliases(report)
@@ -678,10 +685,7 @@ def summary_text(report: Report) -> str:
         parts += [f"{tag} {cell_name(row)}: {claim_lines(row)[0]}" for _, row in config.claims.iterrows()]
         parts += [f"{tag} {cell_name(row)}: {axis_claim_line(row)}" for _, row in config.axis_claims.iterrows()]
         parts += [f"{tag} {cell_name(row)}: {eq2_line(row)}" for _, row in config.eq2.iterrows()]
-        parts += [
-            f"{tag} {cell_name(row)}: {frontier_line(row, config.max_accuracy_drop)}"
-            for _, row in config.frontier.iterrows()
-        ]
+        parts += [f"{tag} {cell_name(row)}: {frontier_line(row)}" for _, row in config.frontier.iterrows()]
     parts.append(f"{len(main.missing)} configurations missing" + (":" if main.missing else ""))
     parts += [f"  {line}" for line in main.missing[:20]]
     parts.append(f"files in {report.out}: " + ", ".join(report.files))

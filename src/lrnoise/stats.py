@@ -646,55 +646,61 @@ FRONTIER_COLUMNS = [
     "batch_size",
     "noise_lr",
     "n_runs",
-    "reference_baseline",
+    "target_accuracy",
+    "target_from",
     "lr_best_lr",
     "lr_best_avr",
     "lr_best_baseline",
+    "lr_reach_share",
     "noise_best_train_noise",
     "noise_best_avr",
     "noise_best_baseline",
+    "noise_reach_share",
     "difference",
     "ci_low",
     "ci_high",
-    "both_reach_share",
+    "seed_blocks",
+    "df",
     "verdict",
 ]
-_NOT_REACHED = -1.0  # a method with no configuration within the accuracy margin (A_avr is never below 0)
 
 
-def _best_within(
-    base: np.ndarray,
-    robust: np.ndarray,
-    onehot: np.ndarray,
-    members: np.ndarray,
-    reference: np.ndarray,
-    max_accuracy_drop: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(best mean robust, its configuration's index) per row of base/robust (m, n) among the configurations in
-    `members` (L,) whose mean base is within max_accuracy_drop of `reference` (m,); _NOT_REACHED when none."""
-    counts = onehot.sum(axis=0)
-    mean_base, mean_robust = base @ onehot / counts, robust @ onehot / counts
-    eligible = members[None, :] & (mean_base >= reference[:, None] - max_accuracy_drop - _TIE)
-    scored = np.where(eligible, mean_robust, -np.inf)
-    best = scored.argmax(axis=1)
-    return np.where(eligible.any(axis=1), scored.max(axis=1), _NOT_REACHED), best
+def _best_at_target(mean_base: np.ndarray, mean_avr: np.ndarray, members: np.ndarray, target: float) -> int | None:
+    """Index of the configuration of `members` with the highest mean A_avr among those whose mean baseline
+    reaches `target`; None when none does."""
+    eligible = np.flatnonzero(members & (mean_base >= target - _TIE))
+    return int(eligible[np.argmax(mean_avr[eligible])]) if len(eligible) else None
 
 
-def frontier(runs: pd.DataFrame, max_accuracy_drop: float = 0.01, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Does a tuned lr buy as much noise resistance as noise-injection training? Per (dataset, model,
-    optimizer, batch_size) with clean runs at >= 2 lrs and noise-injection runs (train_noise > 0) at one lr:
-    the reference is the best mean baseline of any of these configurations; each method's best is its highest
-    mean A_avr among its configurations within max_accuracy_drop of the reference (lr tuning: the clean lrs;
-    noise-injection training: the train noises at its lr, 0 included). difference = noise best - lr best,
-    with a percentile bootstrap over seeds within each configuration (inflated as in trend()).
+def frontier(
+    runs: pd.DataFrame,
+    max_accuracy_drop: float = 0.01,
+    target_accuracy: float | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Does a tuned lr buy as much noise resistance as noise-injection training, at the same clean accuracy?
+    Per (dataset, model, optimizer, batch_size) with clean runs at >= 2 lrs and noise-injection runs
+    (train_noise > 0) at one lr:
 
-    verdict: "noise-injection training dominates" when the interval is above 0, "lr tuning dominates" when
-    below, else "no clear difference"; "too few seeds" when a configuration has a single run. A method with no
-    configuration within the margin counts as A_avr -1 in a resample (the verdict's interval). ci_low/ci_high
-    are the difference's interval over the resamples in which both reach (both_reach_share of them); where one
-    does not reach in the estimate itself, difference and interval are NaN and the verdict says which reaches."""
+    - the lr-tuning sweep is every clean configuration (the eta = 0 run at the noise lr included: it is a clean
+      lr, and it is counted there only); the noise-injection sweep is the train noises > 0 at that lr;
+    - the target accuracy is fixed before the comparison: `target_accuracy` when given, else the eta = 0
+      configuration's mean baseline less max_accuracy_drop (computed once, never per resample);
+    - each method's best is its configuration with the highest mean A_avr among those whose mean baseline reaches
+      the target; difference = noise best - lr best, with the 95 % t interval of that contrast of the two cell
+      means (cellfit: seeds as blocks). The interval is for the two configurations chosen (on the same runs);
+    - lr_reach_share / noise_reach_share: how often each method has a configuration at the target when the runs
+      are resampled within configurations (no sentinel value enters any interval).
+
+    verdict: "noise-injection training dominates" (interval above 0), "lr tuning dominates" (below), "no clear
+    difference", "only <method> reaches the target", "neither method reaches the target", or "too few seeds"
+    (no degree of freedom for the seeds' variance). Coverage on the mechanism design: benchmarks/calibration.py
+    (columns: FRONTIER_COLUMNS)."""
     _check_n_boot(n_boot)
     kept = evaluated_runs(runs)
+    if "seed" not in kept:
+        kept = kept.assign(seed=np.arange(len(kept)))
     rows = []
     for (dataset, model, optimizer, batch_size), group in kept.groupby(
         ["dataset", "model", "optimizer", "batch_size"], sort=True, dropna=False
@@ -704,61 +710,73 @@ def frontier(runs: pd.DataFrame, max_accuracy_drop: float = 0.01, n_boot: int = 
             continue
         noise_lr = float(noisy["lr"].iloc[0])
         use = group[(group["train_noise"] == 0) | (group["lr"] == noise_lr)].reset_index(drop=True)
-        configs = list(use.groupby(["lr", "train_noise"]).indices.items())
-        onehot = np.zeros((len(use), len(configs)))
-        for k, (_, rows_of) in enumerate(configs):
-            onehot[rows_of, k] = 1.0
-        groups = [np.asarray(rows_of) for _, rows_of in configs]
-        lr_members = np.array([tn == 0 for (_, tn), _ in configs])
-        noise_members = np.array([lr == noise_lr for (lr, _), _ in configs])
-        base, robust = use[BASELINE].to_numpy(dtype=float), use[A_AVR].to_numpy(dtype=float)
-
-        def both(b, r, onehot=onehot, lr_members=lr_members, noise_members=noise_members):
-            reference = (b @ onehot / onehot.sum(axis=0)).max(axis=1)
-            lr_best, lr_at = _best_within(b, r, onehot, lr_members, reference, max_accuracy_drop)
-            noise_best, noise_at = _best_within(b, r, onehot, noise_members, reference, max_accuracy_drop)
-            return reference, lr_best, lr_at, noise_best, noise_at
-
-        reference, lr_best, lr_at, noise_best, noise_at = both(base[None, :], robust[None, :])
+        fitted = cellfit.fit(use, A_AVR, ["lr", "train_noise"])
+        cells = fitted.cells if fitted is not None else use[["lr", "train_noise"]].drop_duplicates()
+        cells = cells.sort_values(["lr", "train_noise"]).reset_index(drop=True)
+        position = use[["lr", "train_noise"]].merge(cells.reset_index(), on=["lr", "train_noise"])["index"]
+        onehot = np.eye(len(cells))[position.to_numpy()]  # (runs, cells)
+        counts = onehot.sum(axis=0)
+        base, avr = use[BASELINE].to_numpy(dtype=float), use[A_AVR].to_numpy(dtype=float)
+        mean_base, mean_avr = base @ onehot / counts, avr @ onehot / counts
+        lr_members = (cells["train_noise"] == 0).to_numpy()
+        noise_members = ~lr_members
+        start = np.flatnonzero(lr_members & (cells["lr"] == noise_lr).to_numpy())
+        if target_accuracy is not None:
+            target, target_from = float(target_accuracy), "given"
+        elif len(start):
+            target = float(mean_base[start[0]] - max_accuracy_drop)
+            target_from = f"eta 0 at lr {noise_lr:g} less {max_accuracy_drop:.0%}"
+        else:
+            continue  # no clean run at the noise lr to fix the target from
+        lr_at = _best_at_target(mean_base, mean_avr, lr_members, target)
+        noise_at = _best_at_target(mean_base, mean_avr, noise_members, target)
+        groups = [np.flatnonzero(position.to_numpy() == k) for k in range(len(cells))]
         idx = _resample_indices(groups, n_boot, np.random.default_rng(seed))
-        _, boot_lr, _, boot_noise, _ = both(_inflate(base, groups)[idx], _inflate(robust, groups)[idx])
-        boot_difference = boot_noise - boot_lr
-        reached = (boot_noise != _NOT_REACHED) & (boot_lr != _NOT_REACHED)
-        low, high = _percentile_ci(boot_difference)
-        mean_base = base @ onehot / onehot.sum(axis=0)  # (L,): each configuration's mean baseline
-        verdict = (
-            TOO_FEW_SEEDS
-            if min(len(g) for g in groups) < 2
-            else _verdict(low, high, f"{LR_TUNING} dominates", f"{NOISE_TRAINING} dominates", "no clear difference")
-        )
-        lr_config, noise_config = configs[lr_at[0]][0], configs[noise_at[0]][0]
-        # the interval shown: over the resamples in which both methods reach the margin (the verdict's, with a
-        # method that does not reach as A_avr -1, spans ~+-2 as soon as that happens in a few resamples)
-        shown_low, shown_high = _percentile_ci(np.where(reached, boot_difference, np.nan))
-        if _NOT_REACHED in (lr_best[0], noise_best[0]):  # no difference of A_avr to state; the verdict stands
-            shown_low = shown_high = float("nan")
-        rows.append(
-            {
-                "dataset": dataset,
-                "model": model,
-                "optimizer": optimizer,
-                "batch_size": batch_size,
-                "noise_lr": noise_lr,
-                "n_runs": len(use),
-                "reference_baseline": reference[0],
-                "lr_best_lr": lr_config[0],
-                "lr_best_avr": lr_best[0],
-                "lr_best_baseline": mean_base[lr_at[0]],
-                "noise_best_train_noise": noise_config[1],
-                "noise_best_avr": noise_best[0],
-                "noise_best_baseline": mean_base[noise_at[0]],
-                "difference": noise_best[0] - lr_best[0] if np.isfinite(shown_low) else float("nan"),
-                "ci_low": shown_low,
-                "ci_high": shown_high,
-                "both_reach_share": float(reached.mean()),
-                "verdict": verdict,
-            }
-        )
+        boot_base = _inflate(base, groups)[idx] @ onehot / counts  # (n_boot, cells)
+        reaches = boot_base >= target - _TIE
+
+        def at(k, column):
+            return float(column[k]) if k is not None else float("nan")
+
+        out = {
+            "dataset": dataset,
+            "model": model,
+            "optimizer": optimizer,
+            "batch_size": batch_size,
+            "noise_lr": noise_lr,
+            "n_runs": len(use),
+            "target_accuracy": target,
+            "target_from": target_from,
+            "lr_best_lr": at(lr_at, cells["lr"].to_numpy()),
+            "lr_best_avr": at(lr_at, mean_avr),
+            "lr_best_baseline": at(lr_at, mean_base),
+            "lr_reach_share": float(reaches[:, lr_members].any(axis=1).mean()),
+            "noise_best_train_noise": at(noise_at, cells["train_noise"].to_numpy()),
+            "noise_best_avr": at(noise_at, mean_avr),
+            "noise_best_baseline": at(noise_at, mean_base),
+            "noise_reach_share": float(reaches[:, noise_members].any(axis=1).mean()),
+            "difference": float("nan"),
+            "ci_low": float("nan"),
+            "ci_high": float("nan"),
+            "seed_blocks": bool(fitted is not None and fitted.blocked),
+            "df": fitted.df if fitted is not None else 0.0,
+        }
+        if fitted is None:
+            verdict = TOO_FEW_SEEDS
+        elif lr_at is None or noise_at is None:
+            reached = [name for name, k in ((LR_TUNING, lr_at), (NOISE_TRAINING, noise_at)) if k is not None]
+            verdict = f"only {reached[0]} reaches the target" if reached else "neither method reaches the target"
+        else:
+            contrast = fitted.t(np.eye(len(cells))[noise_at] - np.eye(len(cells))[lr_at])
+            out.update(difference=contrast["estimate"], ci_low=contrast["ci_low"], ci_high=contrast["ci_high"])
+            verdict = _verdict(
+                contrast["ci_low"],
+                contrast["ci_high"],
+                f"{LR_TUNING} dominates",
+                f"{NOISE_TRAINING} dominates",
+                "no clear difference",
+            )
+        rows.append({**out, "verdict": verdict})
     return pd.DataFrame(rows, columns=FRONTIER_COLUMNS)
 
 
