@@ -228,11 +228,11 @@ CLAIM_COLUMNS = [
     "sweet_spot_lr",
     "sweet_spot_share",
     "sweet_spot_shares",
-    "mechanism_rho",
+    "mechanism_slope",
     "mechanism_ci_low",
     "mechanism_ci_high",
     "mechanism_verdict",
-    "update_mechanism_rho",
+    "update_mechanism_slope",
     "update_mechanism_ci_low",
     "update_mechanism_ci_high",
     "update_mechanism_verdict",
@@ -260,7 +260,7 @@ def runs() -> pd.DataFrame:
                         "seed": seed,
                         "baseline_accuracy": 0.9 + rng.normal(0, 0.002),
                         "avg_normalized_accuracy": avr,
-                        "grad_noise_power_mean": 1 / avr + rng.normal(0, 0.01),
+                        "grad_noise_c_mean": 1 / avr + rng.normal(0, 0.01),
                         "learned": True,
                     }
                 )
@@ -347,15 +347,34 @@ def test_claims_mechanism_columns(runs, grad, update, mechanism, update_mechanis
     if update == "empty":
         frame["update_noise_power_mean"] = np.nan
     elif update == "copy":
-        frame["update_noise_power_mean"] = frame["grad_noise_power_mean"] * 2
+        frame["update_noise_power_mean"] = frame["grad_noise_c_mean"] * 2
     if grad == "drop":
-        frame = frame.drop(columns="grad_noise_power_mean")
+        frame = frame.drop(columns="grad_noise_c_mean")
     table = stats.claims(frame)
     row = table.set_index(["dataset", "model", "optimizer"]).loc[("cifar10", "resnet20", "adam")]
     assert (row["mechanism_verdict"], row["update_mechanism_verdict"]) == (mechanism, update_mechanism)
-    assert math.isnan(row["mechanism_rho"]) == (mechanism == "not measured")
-    if mechanism == "negative":
-        assert row["mechanism_ci_high"] < 0 and row["mechanism_rho"] < -0.8
+    assert math.isnan(row["mechanism_slope"]) == (mechanism == "not measured")
+    if mechanism == "negative":  # A_avr = 1 / C: -1.5 points per doubling of C at A_avr ~ 0.6, within each lr
+        assert row["mechanism_ci_high"] < 0 and row["mechanism_slope"] < -0.1
+
+
+def test_the_noise_association_holds_lr_fixed_so_an_lr_trend_is_not_restated():
+    rng = np.random.default_rng(13)
+    lrs = np.repeat(paper.LRS, 5)
+    frame = pd.DataFrame(
+        {
+            "lr": lrs,
+            "avg_normalized_accuracy": 0.5 + 100 * lrs + rng.normal(0, 0.01, len(lrs)),  # rises with lr
+            "grad_noise_c_mean": lrs**2 * np.exp(rng.normal(0, 0.3, len(lrs))),  # goes with lr, no effect of its own
+        }
+    )
+    assert stats.spearman(frame["grad_noise_c_mean"], frame["avg_normalized_accuracy"]) > 0.8  # across lrs
+    found = stats.association_within_lr(frame, "grad_noise_c_mean")
+    assert found["verdict"] == "no clear association" and found["ci_low"] < 0 < found["ci_high"]
+    planted = frame.assign(
+        avg_normalized_accuracy=frame["avg_normalized_accuracy"] - 0.05 * np.log(frame["grad_noise_c_mean"] / lrs**2)
+    )
+    assert stats.association_within_lr(planted, "grad_noise_c_mean")["verdict"] == "negative"
 
 
 # ---------------------------------------------------------------- effects of batch size and train noise

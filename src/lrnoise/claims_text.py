@@ -33,9 +33,15 @@ def claim_lines(row) -> list[str]:
             f"sweet spot lr {row['sweet_spot_lr']:g}"
             + (f", chosen in {share:.0%} of resamples" if np.isfinite(share) else "")
         )
-    for prefix, what in (("mechanism", "gradient-noise power"), ("update_mechanism", "update-noise power")):
+    for prefix, what in (("mechanism", "measured gradient noise C"), ("update_mechanism", "update noise")):
         if row[f"{prefix}_verdict"] != stats.NOT_MEASURED:
-            lines.append(f"{what} vs A_avr: {row[f'{prefix}_verdict']}, {_numbers(row, prefix)}")
+            slope = row[f"{prefix}_slope"]
+            numbers = (
+                f"{slope * 100:+.1f} pp [{row[f'{prefix}_ci_low'] * 100:+.1f}, {row[f'{prefix}_ci_high'] * 100:+.1f}]"
+                if np.isfinite(slope)
+                else "not computed"
+            )
+            lines.append(f"{what} vs A_avr at the same lr: {row[f'{prefix}_verdict']}, {numbers} of A_avr per doubling")
     if np.isfinite(row["paper_avr_rho"]):
         paper_says = "falls" if row["paper_avr_rho"] < 0 else "rises" if row["paper_avr_rho"] > 0 else "is flat"
         agrees = {"yes": "agrees", "no": "does not agree"}.get(row["agrees_with_paper"], "cannot be compared")

@@ -510,15 +510,19 @@ def build_config(
 
 
 def _mechanism_tests(joined: pd.DataFrame, max_accuracy_drop: float, target_accuracy: float | None) -> tuple:
-    """(claims over batch size and train noise, eq. 2 tests on A_avr and on the measured noise powers, the
-    lr-tuning vs noise-injection frontier), each an empty frame where the runs do not span it."""
+    """(claims over batch size and train noise, eq. 2 tests on A_avr and on the measured noise: the gradient
+    noise C and the update's own spread, never a power with lr^2 multiplied in, the lr-tuning vs noise-injection
+    frontier), each an empty frame where the runs do not span it."""
     if A_AVR not in joined:
         return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
     axis = pd.concat([stats.axis_claims(joined, a) for a in stats.AXES[1:]], ignore_index=True)
+    measured = joined.copy()
+    if stats.UPDATE_NOISE in measured:
+        measured[stats.UPDATE_SPREAD] = measured[stats.UPDATE_NOISE] / measured["lr"].astype(float) ** 2
     eq2 = [stats.eq2_test(joined, A_AVR)] + [
-        stats.eq2_test(joined, power, log_value=True)
-        for power in (GRAD_NOISE, tracking.UPDATE_NOISE_POWER_MEAN)
-        if power in joined
+        stats.eq2_test(measured, spread, log_value=True)
+        for spread in (stats.GRAD_NOISE_C, stats.UPDATE_SPREAD)
+        if spread in measured
     ]
     return axis, pd.concat(eq2, ignore_index=True), stats.frontier(joined, max_accuracy_drop, target_accuracy)
 

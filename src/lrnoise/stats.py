@@ -28,8 +28,10 @@ from lrnoise.errors import LrnoiseError
 
 BASELINE = "baseline_accuracy"  # a_0, the same name as lrnoise.tracking.BASELINE_ACCURACY
 A_AVR = "avg_normalized_accuracy"  # A_avr, eq. 9; lrnoise.tracking.AVG_NORMALIZED_ACCURACY
-GRAD_NOISE = "grad_noise_power_mean"
-UPDATE_NOISE = "update_noise_power_mean"
+GRAD_NOISE = "grad_noise_power_mean"  # lr^2 C / B, eq. 2's bound; lrnoise.tracking.GRAD_NOISE_POWER_MEAN
+GRAD_NOISE_C = "grad_noise_c_mean"  # C itself, as measured (eq. 3); lrnoise.tracking.GRAD_NOISE_C + MEAN_SUFFIX
+UPDATE_NOISE = "update_noise_power_mean"  # lrnoise.tracking.UPDATE_NOISE_POWER_MEAN
+UPDATE_SPREAD = "update_noise_spread_mean"  # update_noise_power_mean / lr^2: the update's own measured spread
 AXES = config.AXES  # the swept training axes; a claim over one holds the others fixed
 CELL = list(config.CELL)  # an lr claim's cell: runs of it are seeds
 MIN_BOOT = 2000
@@ -287,12 +289,35 @@ def _learned(runs: pd.DataFrame) -> pd.Series:
     return ~runs["learned"].map(lambda v: str(v).strip().lower() == "false")
 
 
-def _mechanism(cell: pd.DataFrame, column: str, prefix: str, n_boot: int, seed: int) -> dict:
+def association_within_lr(frame: pd.DataFrame, column: str, value: str = A_AVR) -> dict:
+    """How `value` moves with log(column) among runs at the same lr, so that the lr trend cannot pass for an
+    association: OLS value ~ C(lr) + log(column) (statsmodels), the slope stated per doubling of `column` with its
+    95 % t interval. verdict: "negative" / "positive" when the interval excludes 0, else "no clear association";
+    "too few runs" when no degree of freedom is left or `column` does not vary within any lr."""
+    import statsmodels.api as sm
+
+    have = frame.dropna(subset=[column, value])
+    have = have[have[column] > 0]
+    out = {"slope": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "verdict": TOO_FEW_RUNS}
+    x = np.log(have[column].to_numpy(dtype=float))
+    lrs = have["lr"].to_numpy(dtype=float)
+    lr_columns = (lrs[:, None] == np.unique(lrs)[None, :]).astype(float)
+    design = np.column_stack([lr_columns, x])
+    if len(have) - np.linalg.matrix_rank(design) < 1 or np.linalg.matrix_rank(design) < design.shape[1]:
+        return out
+    fitted = sm.OLS(have[value].to_numpy(dtype=float), design).fit()
+    low, high = fitted.conf_int(alpha=0.05)[-1] * np.log(2)
+    out.update(slope=float(fitted.params[-1] * np.log(2)), ci_low=float(low), ci_high=float(high))
+    out["verdict"] = _verdict(low, high, "negative", "positive", "no clear association")
+    return out
+
+
+def _mechanism(cell: pd.DataFrame, column: str, prefix: str) -> dict:
     if column not in cell or cell[column].isna().all():
-        found = {"rho": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "verdict": NOT_MEASURED}
+        found = {"slope": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "verdict": NOT_MEASURED}
     else:
-        found = association(cell, column, A_AVR, n_boot=n_boot, seed=seed)
-    return {f"{prefix}_{key}": found[key] for key in ("rho", "ci_low", "ci_high", "verdict")}
+        found = association_within_lr(cell, column)
+    return {f"{prefix}_{key}": found[key] for key in ("slope", "ci_low", "ci_high", "verdict")}
 
 
 def _count_range(counts) -> str:
@@ -316,11 +341,11 @@ CLAIM_COLUMNS = [
     "sweet_spot_lr",
     "sweet_spot_share",
     "sweet_spot_shares",
-    "mechanism_rho",
+    "mechanism_slope",
     "mechanism_ci_low",
     "mechanism_ci_high",
     "mechanism_verdict",
-    "update_mechanism_rho",
+    "update_mechanism_slope",
     "update_mechanism_ci_low",
     "update_mechanism_ci_high",
     "update_mechanism_verdict",
@@ -352,8 +377,8 @@ def _claim(key: tuple, cell: pd.DataFrame, max_accuracy_drop: float, n_boot: int
         "sweet_spot_lr": spot,
         "sweet_spot_share": shares.get(spot, float("nan")),
         "sweet_spot_shares": "; ".join(f"{lr:g}:{share:.3f}" for lr, share in sorted(shares.items())),
-        **_mechanism(cell, GRAD_NOISE, "mechanism", n_boot, seed),
-        **_mechanism(cell, UPDATE_NOISE, "update_mechanism", n_boot, seed),
+        **_mechanism(cell, GRAD_NOISE_C, "mechanism"),
+        **_mechanism(cell, UPDATE_NOISE, "update_mechanism"),  # within an lr (and B), its power is its spread
         "paper_avr_rho": paper_rho,
         "agrees_with_paper": _agrees(avr["verdict"], paper_rho),
     }
