@@ -9,6 +9,7 @@ import pytest
 from lrnoise import build, data
 from lrnoise.build import SweepCache, fresh_optimizer_state
 from lrnoise.config import Execution, TrainConfig
+from lrnoise.errors import LrnoiseError
 from lrnoise.paper import OPTIMIZERS
 
 BASE = TrainConfig(dataset="digits", model="resnet8", batch_size=64, epochs=1, seed=2, patience=0)
@@ -102,3 +103,25 @@ def test_a_prepared_configuration_is_taken_once_and_only_by_itself():
     prepared = sweep.take_prepared(config, Execution(), None)
     assert prepared is not None and prepared.model is sweep.models[next(iter(sweep.models))][0]
     assert sweep.take_prepared(config, Execution(), None) is None  # taken once
+
+
+def test_a_steps_budget_gives_every_batch_size_the_updates_of_the_reference_batch_sizes_epochs():
+    steps = TrainConfig(batch_size=8, epochs=10, budget="steps", reference_batch_size=32)
+    assert build.steps_per_training_epoch(steps, 1617) == 51  # ceil(1617 / 32), whatever batch_size is
+    assert build.steps_per_training_epoch(TrainConfig(batch_size=8), 1617) == 203  # epochs budget: one pass
+    assert steps.params()["budget"] == "steps" and steps.params()["reference_batch_size"] == 32
+    assert TrainConfig.from_params({k: str(v) for k, v in steps.params().items()}) == steps
+    assert "budget" not in TrainConfig().params()  # an epochs-budget run keeps the params (and key) it always had
+    assert steps.run_name.endswith("-b8-steps32-s0") and "steps" not in TrainConfig().run_name
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("budget", "updates", "unknown budget 'updates': choose one of epochs, steps"),
+        ("reference_batch_size", 0, ">= 1"),
+    ],
+)
+def test_a_bad_budget_is_refused_in_one_line(field, value, message):
+    with pytest.raises(LrnoiseError, match=message):
+        TrainConfig(**{field: value}).validate()

@@ -180,6 +180,36 @@ def test_pipeline_is_a_function_of_seed_and_epoch():
         np.testing.assert_array_equal(a[1].numpy(), b[1].numpy())
 
 
+@pytest.mark.parametrize("pipeline", ["tf", "numpy"])
+def test_an_epoch_of_a_steps_budget_is_a_block_of_the_same_endless_batches(pipeline, monkeypatch):
+    """budget "steps": a training epoch is `block_steps` batches cut from the same run of data epochs as the
+    epochs budget draws, and a resume at any block continues it exactly (also inside a data epoch)."""
+    monkeypatch.setenv("LRNOISE_PIPELINE", pipeline)
+    x, y = _images(b=20), np.arange(20)  # 3 batches of 8, 8, 4 per data epoch
+
+    def blocks(start, count, block_steps):
+        stream, steps = data.training_stream(x, y, 8, 0, start, (1, True), start + count, block_steps)
+        if pipeline == "tf":
+            it = iter(stream)
+            return [[tuple(np.asarray(t) for t in next(it)) for _ in range(steps)] for _ in range(count)]
+        out = []
+        for _ in range(count):
+            out.append([tuple(np.asarray(t) for t in stream[i]) for i in range(len(stream))])
+            stream.on_epoch_end()
+        return out
+
+    passes = [batch for block in blocks(0, 3, None) for batch in block]  # 3 data epochs = 9 batches
+    by_two = blocks(0, 4, 2)  # 4 blocks of 2 batches: the first 8 of the same 9
+    assert [len(b) for b in by_two] == [2, 2, 2, 2]
+    for a, b in zip(passes, [batch for block in by_two for batch in block]):
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+    resumed = blocks(1, 3, 2)  # from block 1: batch 2 of data epoch 0 on
+    for a, b in zip(passes[2:], [batch for block in resumed for batch in block]):
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+
+
 def test_streams_do_not_autotune():
     """tf.data's autotuning thread made deleting an iterator (at the end of every model.fit) wait up to seconds
     (data._without_autotuning): the training and validation streams run without it."""

@@ -57,6 +57,10 @@ def test_plans():
         ("momentum", 0.002, 32, 0.0),
     } <= grid  # equal lr^2 / B along a diagonal, for both optimizers
     assert {tn for _, lr, b, tn in grid if (lr, b) == (0.00075, 32)} == {0.0, 0.02, 0.05, 0.1}
+    # batch size compared at equal optimizer steps: 10 epochs' worth of updates at batch 32, for B = 8 too
+    assert {(j.train.budget, j.train.reference_batch_size, j.train.epochs) for j in mechanism} == {("steps", 32, 10)}
+    by_epochs = study.plan(StudySpec("mechanism", budget="epochs"))
+    assert {j.train.budget for j in by_epochs} == {"epochs"} and {j.train.budget for j in demo} == {"epochs"}
     swept = study.plan(
         StudySpec(
             "demo",
@@ -98,6 +102,8 @@ def test_study_params_name_the_grid():
         "times": "preset",
         "trials": "5",
         "patience": "4",
+        "budget": "epochs",
+        "reference_batch_size": "32",
     }
     spec = StudySpec("paper", lrs=(0.001, 0.002), seeds=(0, 1), noise=("pcm",), times=(1.0, 60.0), trials="auto")
     params = study.study_params(spec)

@@ -100,8 +100,18 @@ def load_data(config: TrainConfig, data_dir: str | None = None) -> data.Dataset:
     return data.load(config.dataset, data_dir=data_dir, val_fraction=VAL_FRACTION, seed=config.seed)
 
 
+def steps_per_training_epoch(config: TrainConfig, examples: int) -> int:
+    """Optimizer updates in one training epoch: a pass over `examples` at the configuration's batch size, or with
+    budget "steps" the updates a pass takes at its reference batch size."""
+    return data.steps_per_epoch(
+        examples, config.reference_batch_size if config.budget == "steps" else config.batch_size
+    )
+
+
 def training_stream(config: TrainConfig, ds: data.Dataset, start_epoch: int = 0) -> tuple:
-    """(stream for model.fit, steps per epoch): the configuration's batches and augmentation from `start_epoch`."""
+    """(stream for model.fit, steps per epoch): the configuration's batches and augmentation from `start_epoch`.
+    With budget "steps" an epoch is the updates one epoch takes at the reference batch size, so every batch size
+    gets the same number of optimizer steps (and validation, early stopping, checkpoints count in those units)."""
     return data.training_stream(
         ds.x_train,
         ds.y_train,
@@ -110,6 +120,7 @@ def training_stream(config: TrainConfig, ds: data.Dataset, start_epoch: int = 0)
         start_epoch=start_epoch,
         augment=data.augmentation_for(config.dataset),
         end_epoch=config.epochs,
+        block_steps=steps_per_training_epoch(config, len(ds.x_train)),
     )
 
 

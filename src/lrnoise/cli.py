@@ -142,6 +142,14 @@ def train(
         "weight noise N(0, (eta sigma_w)^2) drawn in every training step (0.05 = 5 %); "
         "0 = clean training",
     ),
+    budget: str = typer.Option(
+        TrainConfig.budget,
+        help="epochs: --epochs passes over the data | steps: the optimizer updates --epochs passes take at "
+        "--reference-batch-size (equal steps for every batch size; epochs and patience count in those units)",
+    ),
+    reference_batch_size: int = typer.Option(
+        TrainConfig.reference_batch_size, help="budget steps: the batch size whose epochs set the updates"
+    ),
     data_dir: str | None = typer.Option(None, help="folder with the official CIFAR archives or their folders"),
     experiment: str = typer.Option(tracking.DEFAULT_EXPERIMENT, help="MLflow experiment name"),
     registered_model: str | None = typer.Option(None, help="registry name [default: lrnoise-<dataset>-<model>]"),
@@ -174,6 +182,8 @@ def train(
             shortcut=shortcut,
             patience=patience,
             train_noise=train_noise,
+            budget=budget,
+            reference_batch_size=reference_batch_size,
         ).validate()
     data.require([config.dataset], data_dir or None)  # before any run exists
     if not resume:  # the user's right to write the experiment, too, is checked before TensorFlow is imported
@@ -339,6 +349,12 @@ def study(
     times: str | None = typer.Option(None, help="override the inference times (s) of pcm"),
     trials: str | None = typer.Option(None, help="override draws per level (or 'auto')"),
     patience: int | None = typer.Option(None, help="override early-stopping patience"),
+    budget: str | None = typer.Option(
+        None, help="epochs | steps: equal optimizer steps for every batch size (lrnoise train --help) [preset's]"
+    ),
+    reference_batch_size: str | None = typer.Option(
+        None, help="budget steps: the batch size whose epochs set the updates [preset's, else 32]"
+    ),  # str: '' = unset
     batch_size: int | None = typer.Option(None, help="one batch size for every configuration (= --batch-sizes N)"),
     experiment: str = typer.Option(tracking.DEFAULT_EXPERIMENT, help="MLflow experiment"),
     workers: str | None = typer.Option(
@@ -389,6 +405,8 @@ def study(
         times=parse_list(times, float, "times"),
         trials=parse_trials(trials),
         patience=patience,
+        budget=budget or None,
+        reference_batch_size=parse_count(reference_batch_size, "reference-batch-size"),
         batch_size=batch_size,
     ).validate()  # the grid's names and values, before TensorFlow is imported
     check_choice("executor", executor, EXECUTORS)

@@ -22,6 +22,7 @@ MODEL_DEPTHS = {"resnet8": 8, "resnet20": 20, "resnet32": 32, "resnet44": 44, "r
 SHORTCUTS = ("A", "B")  # A: zero-padded identity (He et al.'s CIFAR choice); B: 1x1 projection
 NOISE_MODELS = ("additive", "multiplicative", "pcm")  # noise_models.py has one class per name
 EXECUTORS = ("local", "ray")  # where a study's configurations run
+BUDGETS = ("epochs", "steps")  # what `epochs` counts: passes over the data, or the updates such passes take at B_ref
 MAX_TRAIN_NOISE = 1.0  # train_noise is eta, a fraction of each tensor's sigma_w (1 = noise as large as the weights)
 PRECISION_POLICIES = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}  # Keras dtype policies
 
@@ -41,6 +42,10 @@ class TrainConfig:
     shortcut: str = "A"  # He et al.'s option A (zero-padded identity) as for their CIFAR ResNets
     patience: int = 10  # epochs without a better val_loss before stopping; 0 = run all epochs
     train_noise: float = 0.0  # eta of the weight noise injected in every training step (noise_training.py); 0 = none
+    budget: str = "epochs"  # epochs: `epochs` passes over the data; steps: the optimizer updates that `epochs`
+    # passes take at reference_batch_size, whatever batch_size is (an epoch, for validation, early stopping and
+    # checkpoints, is then that many updates), so batch sizes compare at equal optimizer steps
+    reference_batch_size: int = 32  # budget steps only: the batch size whose epochs set the number of updates
 
     def validate(self) -> TrainConfig:
         check_choice("dataset", self.dataset, DATASETS)
@@ -54,6 +59,9 @@ class TrainConfig:
         if self.patience < 0:
             raise LrnoiseError(f"patience must be >= 0, got {self.patience}")
         check_choice("shortcut", self.shortcut, SHORTCUTS)
+        check_choice("budget", self.budget, BUDGETS)
+        if self.reference_batch_size < 1:
+            raise LrnoiseError(f"reference_batch_size must be >= 1, got {self.reference_batch_size}")
         if not 0 <= self.train_noise <= MAX_TRAIN_NOISE:
             raise LrnoiseError(
                 f"train_noise must be an eta between 0 (clean training) and {MAX_TRAIN_NOISE:g}, got {self.train_noise}"
@@ -61,17 +69,22 @@ class TrainConfig:
         return self
 
     def params(self) -> dict:
-        """The training run's params. train_noise is left out at 0, so a clean training keeps the params (and
-        configuration key) it had before noise-injection training existed."""
+        """The training run's params. train_noise is left out at 0, and budget and reference_batch_size with the
+        epochs budget, so such a training keeps the params (and configuration key) it always had."""
         params = asdict(self)
         if not self.train_noise:
             del params["train_noise"]
+        if self.budget == "epochs":
+            del params["budget"], params["reference_batch_size"]
         return params
 
     @property
     def run_name(self) -> str:
         noisy = f"-tn{self.train_noise:g}" if self.train_noise else ""
-        return f"{self.dataset}-{self.model}-{self.optimizer}-lr{self.lr:g}-b{self.batch_size}{noisy}-s{self.seed}"
+        steps = f"-steps{self.reference_batch_size}" if self.budget == "steps" else ""
+        return (
+            f"{self.dataset}-{self.model}-{self.optimizer}-lr{self.lr:g}-b{self.batch_size}{noisy}{steps}-s{self.seed}"
+        )
 
     @classmethod
     def from_params(cls, params: dict) -> TrainConfig:
@@ -216,7 +229,9 @@ PRESETS = {
             },
         ],
         "seeds": (0, 1, 2),
-        "epochs": 10,
+        "epochs": 10,  # epochs at batch 32: every batch size gets the updates 10 epochs take at 32
+        "budget": "steps",
+        "reference_batch_size": 32,
         "patience": 4,
         "batch_sizes": (32,),
         "noise": ("additive",),
@@ -239,7 +254,12 @@ GRID_FIELDS = tuple(GRID)
 SWEPT = tuple(GRID.values())
 AXES = ("lr", "batch_size", "train_noise")  # the training axes a claim is made over, holding the others fixed
 CELL = tuple(f for f in SWEPT if f not in ("lr", "seed"))  # an lr claim's cell: its runs over lr and seed
-PRESET_DEFAULTS = {"train_noises": (0.0,)}  # what a preset that does not name a grid field sweeps
+# what a preset that names neither a grid field nor a setting gets: TrainConfig's own defaults
+PRESET_DEFAULTS = {
+    "train_noises": (0.0,),
+    "budget": TrainConfig.budget,
+    "reference_batch_size": TrainConfig.reference_batch_size,
+}
 
 
 @dataclass
@@ -260,6 +280,8 @@ class StudySpec:
     times: tuple | None = None  # levels of the time-axis configurations (pcm), seconds
     trials: int | str | None = None
     patience: int | None = None
+    budget: str | None = None  # epochs | steps (TrainConfig.budget)
+    reference_batch_size: int | None = None  # budget steps: the batch size whose epochs set the updates
     batch_size: int | None = None  # one batch size: the same as batch_sizes=(batch_size,)
 
     def __post_init__(self):
@@ -289,6 +311,8 @@ class StudySpec:
                     **typed(TrainConfig, dict(zip(SWEPT, values))),
                     epochs=self.setting("epochs"),
                     patience=self.setting("patience"),
+                    budget=self.setting("budget"),
+                    reference_batch_size=self.setting("reference_batch_size"),
                 ).validate()
                 if config not in configs:
                     configs.append(config)

@@ -486,11 +486,13 @@ def train_pipeline(
     start_epoch: int = 0,
     augment: tuple[int, bool] = (0, False),
     end_epoch: int | None = None,
+    skip: int = 0,
 ):
     """tf.data stream of (float32 images, int labels) batches, epoch after epoch from `start_epoch` up to (not
-    including) `end_epoch` (None: endless). A training passes its last epoch: an endless stream's iterator,
-    dropped by model.fit at its end with the next epoch's batches in flight, stalled a study worker 5-9 s in
-    sampled stacks (two workers on 2 cores); a stream that ends there has nothing in flight.
+    including) `end_epoch` (None: endless), its first `skip` batches left out (a resume inside an epoch). A
+    training passes its last epoch: an endless stream's iterator, dropped by model.fit at its end with the next
+    epoch's batches in flight, stalled a study worker 5-9 s in sampled stacks (two workers on 2 cores); a stream
+    that ends there has nothing in flight.
 
     Epoch e uses permutation stateless_shuffle(seed, e) and augmentation seeds (seed, e, batch), so the
     stream is a pure function of (seed, epoch): resuming at epoch k replays exactly what an uninterrupted
@@ -518,6 +520,7 @@ def train_pipeline(
         return tf.cast(xb, tf.float32), tf.gather(labels, idx)
 
     ds = tf.data.Dataset.range(start_epoch, 1 << 30 if end_epoch is None else end_epoch).flat_map(epoch_batches)
+    ds = ds.skip(skip)  # before the map: a skipped batch is never gathered or augmented
     ds = ds.map(make_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return _without_autotuning(ds.prefetch(PREFETCH_BATCHES))
 
@@ -572,33 +575,38 @@ def _numpy_stream_class():
     import keras
 
     class NumpyStream(keras.utils.PyDataset):
-        """Batches for `model.fit` from NumPy alone; epoch e is a pure function of (seed, e), like tf.data's."""
+        """Batches for `model.fit` from NumPy alone; data epoch e is a pure function of (seed, e), like tf.data's.
+        A training epoch (one `fit` epoch) is `block_steps` batches of the endless run of data epochs: one data
+        epoch by default, or the updates a reference batch size's epoch takes (TrainConfig.budget "steps")."""
 
-        def __init__(self, x, y, batch_size, seed, start_epoch, augment):
+        def __init__(self, x, y, batch_size, seed, start_block, augment, block_steps=None):
             super().__init__(workers=1, use_multiprocessing=False, max_queue_size=8)
             self.x, self.y, self.batch_size, self.seed, self.augment = x, y, batch_size, seed, augment
-            self.epoch = start_epoch
+            self.pass_steps = steps_per_epoch(len(x), batch_size)
+            self.block_steps = block_steps or self.pass_steps
+            self.block = start_block
             self._order = None
 
         def __len__(self):
-            return steps_per_epoch(len(self.x), self.batch_size)
+            return self.block_steps
 
-        def _epoch_order(self):
-            if self._order is None or self._order[0] != self.epoch:
-                rng = np.random.default_rng([self.seed, self.epoch])
-                self._order = (self.epoch, rng.permutation(len(self.x)))
+        def _epoch_order(self, epoch):
+            if self._order is None or self._order[0] != epoch:
+                rng = np.random.default_rng([self.seed, epoch])
+                self._order = (epoch, rng.permutation(len(self.x)))
             return self._order[1]
 
         def __getitem__(self, step):
-            idx = np.sort(self._epoch_order()[step * self.batch_size : (step + 1) * self.batch_size])
+            epoch, step = divmod(self.block * self.block_steps + step, self.pass_steps)  # data epoch, its batch
+            idx = np.sort(self._epoch_order(epoch)[step * self.batch_size : (step + 1) * self.batch_size])
             xb = self.x[idx]
             pad, flip = self.augment
             if pad or flip:
-                xb = augment_numpy(xb, np.random.default_rng([self.seed, self.epoch, step, 1]), pad, flip)
+                xb = augment_numpy(xb, np.random.default_rng([self.seed, epoch, step, 1]), pad, flip)
             return xb.astype(np.float32), self.y[idx]
 
         def on_epoch_end(self):
-            self.epoch += 1
+            self.block += 1
 
     return NumpyStream
 
@@ -614,16 +622,26 @@ def pipeline_kind() -> str:
 
 
 def training_stream(
-    x, y, batch_size: int, seed: int, start_epoch: int = 0, augment=(0, False), end_epoch: int | None = None
+    x,
+    y,
+    batch_size: int,
+    seed: int,
+    start_epoch: int = 0,
+    augment=(0, False),
+    end_epoch: int | None = None,
+    block_steps: int | None = None,
 ):
-    """(stream for model.fit, steps_per_epoch to pass or None) from whichever pipeline is in use; epochs
-    start_epoch .. end_epoch - 1 (the NumPy stream serves whatever epochs fit asks for)."""
+    """(stream for model.fit, steps_per_epoch to pass or None) from whichever pipeline is in use; training epochs
+    start_epoch .. end_epoch - 1 (the NumPy stream serves whatever epochs fit asks for). A training epoch is one
+    pass over the data, or `block_steps` batches of the endless run of passes (a budget in optimizer steps: the
+    batches are the same, only where an epoch ends moves)."""
     if pipeline_kind() == "tf":
-        return (
-            train_pipeline(x, y, batch_size, seed, start_epoch, augment, end_epoch),
-            steps_per_epoch(len(x), batch_size),
-        )
-    return _numpy_stream_class()(x, y, batch_size, seed, start_epoch, augment), None
+        pass_steps = steps_per_epoch(len(x), batch_size)
+        block = block_steps or pass_steps
+        first_data_epoch, skip = divmod(start_epoch * block, pass_steps)
+        end = None if end_epoch is None else -(-end_epoch * block // pass_steps)
+        return train_pipeline(x, y, batch_size, seed, first_data_epoch, augment, end, skip), block
+    return _numpy_stream_class()(x, y, batch_size, seed, start_epoch, augment, block_steps), None
 
 
 def validation_data(x, y, batch_size: int):

@@ -40,12 +40,13 @@ def noise_configs(spec: StudySpec) -> tuple[NoiseConfig, ...]:
     return tuple(dict.fromkeys(configs))
 
 
+SETTINGS = ("epochs", "trials", "patience", "budget", "reference_batch_size")  # logged as the study resolves them
+
+
 def study_params(spec: StudySpec) -> dict:
     """The study run's params: every StudySpec field (grid fields and settings not overridden read 'preset'),
     the noise configurations by name."""
-    values = {
-        f: spec.setting(f) if f in ("epochs", "trials", "patience") else getattr(spec, f) for f in tracking.STUDY_PARAMS
-    }
+    values = {f: spec.setting(f) if f in SETTINGS else getattr(spec, f) for f in tracking.STUDY_PARAMS}
     values["noise"] = [c.name for c in noise_configs(spec)]
     return {
         k: "preset" if v is None else tracking.canonical(list(v) if isinstance(v, tuple) else v)

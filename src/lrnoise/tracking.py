@@ -47,7 +47,8 @@ VERSION_TAGS = SWEPT  # registry version tags: the fields a study sweeps
 # ---- names: metrics
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 BASELINE_ACCURACY = "baseline_accuracy"  # a_0: clean test accuracy
-EPOCHS_TRAINED = "epochs_trained"
+EPOCHS_TRAINED = "epochs_trained"  # training epochs (with budget steps: blocks of the reference batch size's updates)
+OPTIMIZER_STEPS = "optimizer_steps"  # updates the optimizer took (epochs_trained x updates per epoch)
 BEST_EPOCH = "best_epoch"  # the epoch whose weights were kept (early stopping restores them)
 NONFINITE_LOSS_EPOCH = "nonfinite_loss_epoch"  # the epoch whose training loss went NaN / inf (training stopped)
 AVG_NORMALIZED_ACCURACY = "avg_normalized_accuracy"  # A_avr, eq. 9

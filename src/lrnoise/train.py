@@ -27,6 +27,7 @@ from lrnoise.build import (
     compile_model,
     load_data,
     seed_everything,
+    steps_per_training_epoch,
     training_stream,
 )
 from lrnoise.config import Execution, TrainConfig
@@ -289,6 +290,7 @@ def train(
                 **summary,
                 tracking.BASELINE_ACCURACY: baseline,
                 tracking.EPOCHS_TRAINED: state["epoch"],
+                tracking.OPTIMIZER_STEPS: state["epoch"] * steps_per_training_epoch(config, len(ds.x_train)),
                 tracking.BEST_EPOCH: state["best_epoch"],
             }
         )
