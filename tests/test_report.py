@@ -369,7 +369,9 @@ def test_claims_read_as_sentences_with_their_numbers():
     assert "## cifar10 · resnet20 · adam" in lines
     avr = next(line for line in lines if line.startswith("- A_avr "))
     assert re.fullmatch(
-        r"- A_avr rises with lr: rho \+0\.\d\d \[\+0\.\d\d, \+\d\.\d\d\], 24 runs, 4 seeds per lr", avr
+        r"- A_avr rises with lr: \+\d\.\d pp per lr step \[\+\d\.\d, \+\d\.\d\] \(rho \+0\.\d\d\), 24 runs, "
+        r"4 seeds per lr, seeds as blocks",
+        avr,
     ), avr
     assert any(re.match(r"- sweet spot lr [\d.]+, chosen in \d+% of resamples", line) for line in lines)
     assert any(

@@ -10,19 +10,21 @@ from lrnoise import stats
 
 
 def _numbers(row, prefix: str) -> str:
-    """'rho +0.84 [+0.73, +0.90]', or 'rho +0.94, no interval' when the verdict has none to give."""
-    rho, low, high = row[f"{prefix}_rho"], row[f"{prefix}_ci_low"], row[f"{prefix}_ci_high"]
+    """'+1.9 pp per lr step [+0.8, +3.0] (rho +0.84)', or 'rho +0.94, no interval' when the verdict has none."""
+    rho, slope, low, high = (row[f"{prefix}_{k}"] for k in ("rho", "slope", "ci_low", "ci_high"))
     if not np.isfinite(rho):
         return "not computed"
-    if row[f"{prefix}_verdict"] in (stats.TOO_FEW_SEEDS, stats.TOO_FEW_RUNS) or not np.isfinite(low):
+    if not (np.isfinite(slope) and np.isfinite(low)):
         return f"rho {rho:+.2f}, no interval"
-    return f"rho {rho:+.2f} [{low:+.2f}, {high:+.2f}]"
+    return f"{slope * 100:+.1f} pp per lr step [{low * 100:+.1f}, {high * 100:+.1f}] (rho {rho:+.2f})"
 
 
 def claim_lines(row) -> list[str]:
-    """One cell's claims in words, one line each: the verdict, then its numbers (Spearman rho, 95 % bootstrap
-    interval over seeds)."""
-    runs = f"{row['n_runs']} runs, {row['seeds_per_lr']} seeds per lr"
+    """One cell's claims in words, one line each: the verdict, then its numbers (the trend per step of the lr grid
+    with its 95 % t interval over seeds, Spearman's rho beside it)."""
+    runs = (
+        f"{row['n_runs']} runs, {row['seeds_per_lr']} seeds per lr{', seeds as blocks' if row['seed_blocks'] else ''}"
+    )
     lines = [
         f"A_avr {row['avr_verdict']}: {_numbers(row, 'avr')}, {runs}",
         f"baseline accuracy {row['baseline_verdict']}: {_numbers(row, 'baseline')}",
@@ -139,8 +141,8 @@ def claims_markdown(
     parts = [
         f"# The paper's claims, answered over seeds ({config_name})",
         "",
-        "Verdicts are 95 % bootstrap intervals over seeds of Spearman's rho against the learning rate "
-        "(docs/statistics.md).",
+        "Verdicts are 95 % t intervals over seeds of the trend per step of the learning-rate grid, seeds as blocks "
+        "(docs/statistics.md); Spearman's rho describes the ranking.",
     ]
     for _, row in claims.iterrows():
         parts += ["", f"## {cell_name(row)}", ""]
