@@ -485,8 +485,8 @@ def build_config(
         if len(points):
             figs[f"fig7_eq2_{dataset}"] = figures.eq2_collapse(
                 points,
-                f"A_avr vs lr^2 / B, coloured by batch size: one curve if eq. 2's noise is the mechanism "
-                f"({dataset}, {info.name}; bars: 95 % CI over seeds)",
+                f"A_avr vs lr^2 / B (eq. 2) and vs lr / B (SDE noise scale), coloured by batch size: one curve on "
+                f"the panel of the quantity that sets A_avr ({dataset}, {info.name}; bars: 95 % CI over seeds)",
             )
         points = frontier_points(joined, mechanism[2], dataset)
         if len(points):
