@@ -11,6 +11,8 @@ from lrnoise import build, models, noise, noise_training
 from lrnoise.config import Execution, TrainConfig
 from lrnoise.errors import LrnoiseError
 
+ops = keras.ops
+
 CONFIG = TrainConfig(
     dataset="digits",
     model="resnet8",
@@ -123,3 +125,19 @@ def test_the_cli_refuses_a_bad_train_noise_before_any_run(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: train_noise must be an eta between 0")
     assert not (tmp_path / "mlruns").exists()
+
+
+def test_batch_norm_recomputed_on_the_clean_weights_is_the_average_of_batch_statistics(ds):
+    model = small_model(ds)
+    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    first = bns[0]
+    for layer in bns:  # statistics as noisy training might leave them
+        layer.moving_mean.assign(ops.ones_like(layer.moving_mean) * 7.0)
+    weights = [np.array(w) for w in model.trainable_weights]
+    x = ds.x_train[:256].astype("float32")
+    into_first = keras.Model(model.inputs, first.input)  # nothing before the first BN depends on training mode
+    halves = [ops.convert_to_numpy(into_first(x[i : i + 128])).mean(axis=(0, 1, 2)) for i in (0, 128)]
+    assert noise_training.recompute_batch_norm(model, x, batch_size=128) == len(bns)
+    np.testing.assert_allclose(ops.convert_to_numpy(first.moving_mean), np.mean(halves, axis=0), rtol=1e-4, atol=1e-5)
+    assert all(np.array_equal(a, np.array(b)) for a, b in zip(weights, model.trainable_weights))
+    assert {layer.momentum for layer in bns} == {0.99}  # the layers' own momentum again

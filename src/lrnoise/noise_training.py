@@ -111,3 +111,24 @@ def configure(model: keras.Model, eta: float, seed: int) -> None:
         model.train_step = (_stateless_step if stateless else _stateful_step)(model, weight_noise)
     setattr(model, _MARK, wanted)
     model.train_function = None  # traced again with the step it now has
+
+
+def recompute_batch_norm(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> int:
+    """Re-estimates every BatchNormalization layer's moving mean and variance on the model's clean weights: one
+    pass over `x` (raw training images, no augmentation) in training mode, each layer's moving statistics the
+    plain average of its per-batch statistics (momentum k / (k + 1) at batch k, so batch 0 replaces what was
+    there). After noise-injection training the moving statistics were accumulated at noisy weights; a_0 and the
+    noise evaluation use these instead. The trainable weights are untouched. Returns the number of layers."""
+    layers = [
+        layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)
+    ]  # models.resnet is flat
+    saved = [layer.momentum for layer in layers]
+    try:
+        for k, start in enumerate(range(0, len(x), batch_size)):
+            for layer in layers:
+                layer.momentum = k / (k + 1)
+            model(x[start : start + batch_size].astype(np.float32), training=True)
+    finally:
+        for layer, momentum in zip(layers, saved):
+            layer.momentum = momentum
+    return len(layers)

@@ -46,7 +46,8 @@ NOISE_PARAM_PREFIX = "noise."
 VERSION_TAGS = SWEPT  # registry version tags: the fields a study sweeps
 # ---- names: metrics
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
-BASELINE_ACCURACY = "baseline_accuracy"  # a_0: clean test accuracy
+BASELINE_ACCURACY = "baseline_accuracy"  # a_0: clean test accuracy (noise-injection training: BN re-estimated clean)
+BASELINE_ACCURACY_NOISY_BN = "baseline_accuracy_noisy_bn"  # noise-injection training: a_0 with BN stats as trained
 EPOCHS_TRAINED = "epochs_trained"  # training epochs (with budget steps: blocks of the reference batch size's updates)
 OPTIMIZER_STEPS = "optimizer_steps"  # updates the optimizer took (epochs_trained x updates per epoch)
 BEST_EPOCH = "best_epoch"  # the epoch whose weights were kept (early stopping restores them)

@@ -282,12 +282,19 @@ def train(
         summary = grad_noise_summary(
             model, config, execution, ds, state, gradients=grad_noise[0].gradients if grad_noise else None
         )
+        bn_at_noisy = {}
+        if config.train_noise:  # its BN statistics were gathered at noisy weights: a_0 is measured at clean ones
+            bn_at_noisy[tracking.BASELINE_ACCURACY_NOISY_BN] = models.Evaluator(
+                model, ds.x_test, ds.y_test, EVAL_BATCH
+            )()
+            noise_training.recompute_batch_norm(model, ds.x_train)
         evaluator = models.Evaluator(model, ds.x_test, ds.y_test, EVAL_BATCH)
         baseline = evaluator()
         learned = stats.above_chance(baseline, len(ds.y_test), ds.num_classes)
         tracking.log_metrics(
             {
                 **summary,
+                **bn_at_noisy,
                 tracking.BASELINE_ACCURACY: baseline,
                 tracking.EPOCHS_TRAINED: state["epoch"],
                 tracking.OPTIMIZER_STEPS: state["epoch"] * steps_per_training_epoch(config, len(ds.x_train)),
