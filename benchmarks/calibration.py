@@ -67,9 +67,10 @@ def rate(hits: list[bool]) -> float:
 
 
 # ---------------------------------------------------------------- the verdicts, on their designs
-def lr_trend(studies: int, seeds: int, slope: float, rng, paired: bool = True) -> float:
-    """Share of studies whose A_avr-vs-lr verdict names a trend (paper's six lrs; A_avr + slope per lr step)."""
-    cells = [{"lr": lr} for lr in paper.LRS]
+def lr_trend(studies: int, seeds: int, slope: float, rng, paired: bool = True, lrs=paper.LRS) -> float:
+    """Share of studies whose A_avr-vs-lr verdict names a trend (the paper's six lrs, or `lrs`; A_avr + slope per
+    lr step)."""
+    cells = [{"lr": lr} for lr in lrs]
     mu = 0.7 + slope * np.arange(len(cells))
     return rate(
         [
@@ -182,6 +183,17 @@ def figures(studies: int, seed: int = 0) -> list[dict]:
         unpaired = lr_trend(studies, seeds, 0.0, rng, paired=False)
         add("A_avr trend over lr", design, "none, seeds unpaired", "false alarm", unpaired, "<= 0.06")
         add("A_avr trend over lr", design, "+1 pt per lr step", "power", lr_trend(studies, seeds, 0.01, rng), None)
+    design = "mechanism: 3 lrs x 3 seeds (a batch size's cell)"
+    add(
+        "A_avr trend over lr",
+        design,
+        "none",
+        "false alarm",
+        lr_trend(studies, 3, 0.0, rng, lrs=MECHANISM_LRS),
+        "<= 0.06",
+    )
+    unpaired = lr_trend(studies, 3, 0.0, rng, paired=False, lrs=MECHANISM_LRS)
+    add("A_avr trend over lr", design, "none, seeds unpaired", "false alarm", unpaired, "<= 0.06")
     design = "demo: 6 lrs x 3 seeds"
     add("measured noise vs A_avr", design, "none", "false alarm", association(studies, 3, 0.0, rng), "<= 0.06")
     add(
