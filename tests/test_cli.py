@@ -1,5 +1,7 @@
 """The CLI's parsing of lists, trials and noise options (the one place text becomes values)."""
 
+import sys
+
 import pytest
 
 from lrnoise import cli
@@ -121,3 +123,21 @@ def test_study_runs_with_the_execution_objects_defaults():
     defaults = cli_defaults("study")
     for f in fields(Execution):
         assert defaults[f.name] == f.default, f"lrnoise study --{f.name}"
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["train", "--lr", "abc"], "error: Invalid value for '--lr': "),
+        (["train", "--nope"], "error: No such option: --nope"),
+        (["report", "--max-accuracy-drop", "x"], "error: Invalid value for '--max-accuracy-drop': "),
+        (["nosuchcommand"], "error: No such command 'nosuchcommand'."),
+    ],
+)
+def test_typers_own_usage_errors_are_one_line_with_status_2(monkeypatch, capsys, argv, expected):
+    monkeypatch.setattr(sys, "argv", ["lrnoise", *argv])
+    with pytest.raises(SystemExit) as stopped:
+        cli.main()
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and len(err.strip().splitlines()) == 1 and err.startswith(expected), err
+    assert err.rstrip().endswith("--help)")  # where to look for what is allowed

@@ -397,3 +397,11 @@ def test_figure_7_has_eq2s_axis_and_its_rivals_per_optimizer():
     titles = ["momentum: lr^2/B", "momentum: lr/B", "adam: lr^2/B", "adam: lr/B"]  # the paper's optimizer order
     assert [ax.get_title() for ax in fig.axes] == titles
     assert figures.layout_problems(fig) == []
+
+
+def test_figure_4s_baseline_bars_stop_at_100_percent():
+    points = tradeoff_frame(1, 3).assign(baseline=0.99, baseline_ci95=0.05)  # a t interval would reach 104 %
+    fig = figures.tradeoff(points, LONG_TITLE, "A_avr")
+    baseline_bars = errorbars(fig)[0]  # the left axis: a_0
+    tops = [segment[:, 1].max() for segment in baseline_bars.lines[2][0].get_segments()]
+    assert max(tops) == pytest.approx(100.0) and len(tops) == len(paper.LRS)

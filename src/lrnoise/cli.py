@@ -437,7 +437,21 @@ def study(
 
 
 def main():
-    app()
+    """The `lrnoise` command. Typer's own usage errors (a value of the wrong type, an unknown option, a missing
+    argument) are one line too, like lrnoise's: "error: ... (lrnoise train --help)", exit status 2."""
+    from typer.exceptions import TyperException
+
+    try:
+        code = app(standalone_mode=False)  # typer.Exit(n) comes back as n
+    except typer.Abort:
+        print("error: aborted", file=sys.stderr)
+        sys.exit(1)
+    except TyperException as exc:  # Typer's (vendored Click's) UsageError and its kinds carry a ctx and a message
+        context = getattr(exc, "ctx", None)
+        message = " ".join(exc.format_message().split())
+        print(f"error: {message} ({context.command_path if context else 'lrnoise'} --help)", file=sys.stderr)
+        sys.exit(getattr(exc, "exit_code", 2))
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -372,7 +372,7 @@ def optimizers(table: pd.DataFrame, title: str) -> Figure:
 # ---------------------------------------------------------------- Figure 4
 def tradeoff(points: pd.DataFrame, title: str, robust_label: str) -> Figure:
     """Per model, against lr (log): baseline accuracy a_0 (%) on the left axis and the robustness measure (%)
-    on a twin right axis, both with 95 % CI bars.
+    on a twin right axis, both with 95 % t bars (a_0's clipped to [0, 100 %]: an accuracy cannot pass them).
 
     points: model, lr, baseline, baseline_ci95, robust, robust_ci95, n.
     """
@@ -388,7 +388,7 @@ def tradeoff(points: pd.DataFrame, title: str, robust_label: str) -> Figure:
         base = ax.errorbar(
             lr,
             _percent(group["baseline"]),
-            yerr=_percent(group["baseline_ci95"]),
+            yerr=100 * bounded_bars(group["baseline"], group["baseline_ci95"]),
             color=base_color,
             marker="o",
             **ERRORBAR_STYLE,
