@@ -244,3 +244,22 @@ def test_a_commands_environment_and_log_levels_end_with_it(monkeypatch):
     with tracking.quiet_loggers():
         assert logging.getLogger("mlflow").getEffectiveLevel() >= logging.WARNING
     assert logging.getLogger("mlflow").level == level
+
+
+def test_a_report_under_mlflow_run_in_another_experiment_lands_in_the_reported_one(store, tmp_path, monkeypatch):
+    """`mlflow run . -e report` without --experiment-name puts its run in Default: the report run is made in the
+    experiment reported on, and the entry point's run points at it."""
+    reported = tracking.ensure_experiment("lrnoise")
+    entry = mlflow.tracking.MlflowClient().create_run("0").info.run_id  # what `mlflow run` made, in Default
+    monkeypatch.setenv("MLFLOW_RUN_ID", entry)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "table.md").write_text("# a table\n")
+    report_id = tracking.log_report(reported, tmp_path / "out")
+    assert "MLFLOW_RUN_ID" not in os.environ  # consumed, as mlflow.start_run consumes it
+    report = mlflow.get_run(report_id)
+    assert report.info.experiment_id == reported and report.data.tags[tracking.KIND] == "report"
+    assert [a.path for a in mlflow.artifacts.list_artifacts(run_id=report_id)] == ["table.md"]
+    assert mlflow.get_run(entry).data.tags[tracking.REPORT_RUN_ID] == report_id
+    inside = mlflow.tracking.MlflowClient().create_run(reported).info.run_id
+    monkeypatch.setenv("MLFLOW_RUN_ID", inside)
+    assert tracking.log_report(reported, tmp_path / "out") == inside  # in the reported experiment: the report run

@@ -74,6 +74,7 @@ NONFINITE_DRAWS = "nonfinite_draws"  # noisy draws whose outputs held NaN / inf 
 # ---- names: tags
 KIND = "lrnoise.kind"  # train | noise_eval | report | study
 SOURCE_RUN_ID = "source_run_id"  # on a noise-eval run: the training run it evaluated
+REPORT_RUN_ID = "lrnoise.report_run_id"  # on an `mlflow run -e report` run in another experiment: where the report is
 PARENT_RUN_ID = "mlflow.parentRunId"
 MODEL_URI = "lrnoise.model_uri"  # on a training run: models:/<model_id> of the model it logged
 EVALUATED_MODEL = "lrnoise.evaluated_model"  # on a noise-eval run: the model URI it evaluated
@@ -683,9 +684,18 @@ def set_alias_for_run(run_id: str, alias: str) -> str | None:
 
 
 def log_report(experiment_id: str, folder: Path) -> str:
-    """A `report` run in the experiment holding every table and figure as artifacts."""
+    """A `report` run in the reported experiment holding every table and figure as artifacts. Under `mlflow run`
+    the entry point's run is that run when it is in the reported experiment; when `mlflow run` put it in another
+    one (no --experiment-name: Default), the report run is made in the reported experiment all the same and the
+    entry point's run is tagged with its id (REPORT_RUN_ID)."""
+    entry = os.environ.get("MLFLOW_RUN_ID")
+    elsewhere = entry is not None and get_run(entry).info.experiment_id != experiment_id
+    if elsewhere:  # consumed here as start_run would consume it, without resuming a run of the other experiment
+        del os.environ["MLFLOW_RUN_ID"]
     with mlflow.start_run(experiment_id=experiment_id, run_name="report", tags={KIND: "report"}) as active:
         mlflow.log_artifacts(str(folder))
+    if elsewhere:
+        client().set_tag(entry, REPORT_RUN_ID, active.info.run_id)
     return active.info.run_id
 
 
