@@ -263,3 +263,21 @@ def test_a_report_under_mlflow_run_in_another_experiment_lands_in_the_reported_o
     inside = mlflow.tracking.MlflowClient().create_run(reported).info.run_id
     monkeypatch.setenv("MLFLOW_RUN_ID", inside)
     assert tracking.log_report(reported, tmp_path / "out") == inside  # in the reported experiment: the report run
+
+
+def test_a_mlruns_folder_that_makes_mlflow_use_the_file_store_is_named_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.file_store_notice() is None  # no ./mlruns: MLflow's default database
+    (tmp_path / "mlruns").mkdir()
+    notice = tracking.file_store_notice()
+    assert notice.startswith("note: ./mlruns exists") and "MLFLOW_TRACKING_URI=sqlite:///mlflow.db" in notice
+    assert "\n" not in notice
+    from typer.testing import CliRunner
+
+    from lrnoise.cli import app
+
+    said = CliRunner().invoke(app, ["report", "--experiment", "no-such-experiment"])
+    assert said.exit_code == 2 and said.output.startswith(notice)  # every command says it first
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert tracking.file_store_notice() is None  # the user chose a store

@@ -88,6 +88,9 @@ def one_line_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        notice = tracking.file_store_notice()
+        if notice:
+            print(notice, file=sys.stderr)
         try:
             with tracking.quiet_loggers():
                 return fn(*args, **kwargs)

@@ -195,6 +195,18 @@ def ensure_experiment(name: str) -> str:
     return _EXPERIMENTS[key]
 
 
+def file_store_notice() -> str | None:
+    """One line when MLflow will write the file store in ./mlruns instead of the database a user expects (no
+    MLFLOW_TRACKING_URI and a ./mlruns folder here: MLflow then keeps using the folder); else None."""
+    if os.environ.get("MLFLOW_TRACKING_URI") or not Path("mlruns").is_dir():
+        return None
+    return (
+        "note: ./mlruns exists and MLFLOW_TRACKING_URI is unset, so MLflow uses the file store in ./mlruns, not "
+        "sqlite:///mlflow.db (`mlflow ui --backend-store-uri sqlite:///mlflow.db` will not show these runs, and a "
+        "study's parallel workers get no tracking server); set MLFLOW_TRACKING_URI=sqlite:///mlflow.db or move ./mlruns"
+    )
+
+
 def writable_experiment(name: str) -> str:
     """Id of the experiment a command writes into (under `mlflow run`, the entry point's, else `name`), created
     if missing; a user who may not write it is refused here, before anything heavy is imported."""
