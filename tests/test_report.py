@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import mlflow
 import nbformat
@@ -462,3 +463,38 @@ def test_batch_size_and_train_noise_runs_give_the_mechanism_tests_and_figures(st
     for stem, fig in main.figures.items():
         if stem.startswith(("fig7", "fig8")):
             assert figures.layout_problems(fig) == [], stem
+
+
+def test_each_batch_sizes_sweet_spot_moves_its_own_alias(store):
+    """With two batch sizes the sweet spots of `resnet20 B=16` and `resnet20 B=64` are two registry versions of one
+    model: each gets its own alias (noise-robust-b16, noise-robust-b64), so neither overwrites the other."""
+    client = mlflow.tracking.MlflowClient()
+    rows = []
+    for batch_size, best_lr in ((16, 0.001), (64, 0.002)):
+        for lr in (0.001, 0.002):
+            run_id = client.create_run(tracking.ensure_experiment("lrnoise")).info.run_id
+            if not client.search_registered_models("name = 'lrnoise-digits-resnet20'"):
+                client.create_registered_model("lrnoise-digits-resnet20")
+            client.create_model_version("lrnoise-digits-resnet20", f"runs:/{run_id}/model", run_id=run_id)
+            rows.append(
+                {
+                    "dataset": "digits",
+                    "model": "resnet20",
+                    "label": f"resnet20 B={batch_size}",  # as results.join names rows with several batch sizes
+                    "optimizer": "adam",
+                    "lr": lr,
+                    "batch_size": batch_size,
+                    "train_noise": 0.0,
+                    "run_id": run_id,
+                    "baseline_accuracy": 0.95,
+                    "avg_normalized_accuracy": 0.8 if lr == best_lr else 0.7,
+                }
+            )
+    spots = report.sweet_spots(pd.DataFrame(rows))
+    assert list(spots["alias_suffix"]) == ["-b16", "-b64"]
+    config = SimpleNamespace(info=SimpleNamespace(is_paper=True, name="additive-paper"), sweet_spots=spots)
+    assert len(report.set_sweet_spot_aliases(SimpleNamespace(configs=[config]))) == 2
+    for suffix, run_id in zip(spots["alias_suffix"], spots["run_id"]):
+        assert client.get_model_version_by_alias("lrnoise-digits-resnet20", f"noise-robust{suffix}").run_id == run_id
+    one = report.sweet_spots(pd.DataFrame(rows[:2]).assign(label="resnet20"))  # one batch size: the plain alias
+    assert list(one["alias_suffix"]) == [""]

@@ -234,10 +234,12 @@ def sweet_spots(runs: pd.DataFrame, max_accuracy_drop: float = 0.01) -> pd.DataF
     for (dataset, model), group in adam.groupby(["dataset", "label"]):
         lr = stats.sweet_spot(group, BASELINE, A_AVR, max_accuracy_drop)
         at = group[group["lr"] == lr]
+        several = model != group["model"].iloc[0]  # the label names the batch size: several in this report
         rows.append(
             {
                 "dataset": dataset,
                 "model": model,
+                "alias_suffix": f"-b{int(group['batch_size'].iloc[0])}" if several else "",
                 "lr": lr,
                 BASELINE: at[BASELINE].mean(),
                 A_AVR: at[A_AVR].mean(),
@@ -632,13 +634,15 @@ def _swap_in(fresh: Path, out: Path) -> None:
 
 
 def set_sweet_spot_aliases(report: Report) -> list[str]:
-    """Points the registry alias `noise-robust` (another configuration: noise-robust-<name>) at each sweet
-    spot's model version; returns 'name/version' of each."""
+    """Points the registry alias `noise-robust` (another configuration: noise-robust-<name>; with several batch
+    sizes, each its own: noise-robust-b8, noise-robust-b32, ...) at each sweet spot's model version, so no two
+    sweet spots move one alias; returns 'name/version' of each."""
     moved = []
     for config in report.configs:
         alias = SWEET_SPOT_ALIAS if config.info.is_paper else f"{SWEET_SPOT_ALIAS}-{config.info.name}"
-        for run_id in config.sweet_spots.get("run_id", []):
-            version = tracking.set_alias_for_run(run_id, alias)
+        spots = config.sweet_spots
+        for run_id, suffix in zip(spots.get("run_id", []), spots.get("alias_suffix", [])):
+            version = tracking.set_alias_for_run(run_id, f"{alias}{suffix}")
             if version:
                 moved.append(version)
     return moved
