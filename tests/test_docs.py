@@ -95,3 +95,18 @@ def test_the_benchmark_table_is_the_one_generated_from_results_json():
     readme = (ROOT / "benchmarks" / "README.md").read_text()
     assert readme == table.generated(readme, results), "run python benchmarks/table.py"
     assert "study_fixed_seconds_per_configuration" in readme
+
+
+def test_conda_yaml_installs_what_pyproject_declares():
+    """`mlflow run .` builds its environment from conda.yaml: the same Python range and the same pinned packages
+    as pyproject.toml, and the project itself."""
+    import yaml
+
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    conda = yaml.safe_load((ROOT / "conda.yaml").read_text())["dependencies"]
+    python = next(d for d in conda if isinstance(d, str) and d.startswith("python"))
+    assert python == "python" + project["requires-python"]
+    pip = next(d["pip"] for d in conda if isinstance(d, dict))
+    assert pip == [*project["dependencies"], "-e ."]
