@@ -114,6 +114,36 @@ def test_mlproject_entry_points_have_the_clis_defaults():
     assert checked >= 15  # the test reads the file it means to
 
 
+# What an entry point leaves to `mlflow run` itself or to a person at a terminal, and why
+NOT_IN_MLPROJECT = {
+    "experiment",  # `mlflow run --experiment-name` chooses it (a report names what it reports on: it has one)
+    "resume",  # continuing one interrupted run by id: `lrnoise train --resume`
+    "force",  # evaluating a model that did not learn: a deliberate one-off
+    "jit_compile",  # a three-way switch (on, off, Keras decides): a flag pair, no value to pass
+    "fold_bn",  # a flag pair
+    "pdf",  # a flag pair
+    "report",  # a flag pair (a study without its report)
+    "batch_size",  # study: the same as batch_sizes, which the entry point has
+    "target_accuracy",  # unset means derived; MLproject parameters cannot be unset
+}
+
+
+def test_mlproject_entry_points_have_every_option_of_their_command():
+    import typer.main
+    import yaml
+
+    from conftest import ROOT
+
+    entry_points = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"]
+    commands = typer.main.get_command(cli.app).commands
+    for entry, spec in entry_points.items():
+        if entry == "main":
+            continue
+        options = {p.name for p in commands[entry.replace("_", "-")].params}
+        missing = options - set(spec["parameters"]) - NOT_IN_MLPROJECT
+        assert not missing, f"MLproject {entry} lacks {sorted(missing)}"
+
+
 def test_study_runs_with_the_execution_objects_defaults():
     """`lrnoise study` carries every Execution option, with its default, to each training of the grid."""
     from dataclasses import fields

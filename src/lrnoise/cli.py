@@ -351,7 +351,7 @@ def study(
     etas: str | None = typer.Option(None, help="override the eta levels of additive/multiplicative"),
     times: str | None = typer.Option(None, help="override the inference times (s) of pcm"),
     trials: str | None = typer.Option(None, help="override draws per level (or 'auto')"),
-    patience: int | None = typer.Option(None, help="override early-stopping patience"),
+    patience: str | None = typer.Option(None, help="override early-stopping patience"),  # str: '' = unset
     budget: str | None = typer.Option(
         None, help="epochs | steps: equal optimizer steps for every batch size (lrnoise train --help) [preset's]"
     ),
@@ -407,7 +407,7 @@ def study(
         etas=parse_list(etas, float, "etas"),
         times=parse_list(times, float, "times"),
         trials=parse_trials(trials),
-        patience=patience,
+        patience=parse_count(patience, "patience"),
         budget=budget or None,
         reference_batch_size=parse_count(reference_batch_size, "reference-batch-size"),
         batch_size=batch_size,
