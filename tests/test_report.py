@@ -498,3 +498,17 @@ def test_each_batch_sizes_sweet_spot_moves_its_own_alias(store):
         assert client.get_model_version_by_alias("lrnoise-digits-resnet20", f"noise-robust{suffix}").run_id == run_id
     one = report.sweet_spots(pd.DataFrame(rows[:2]).assign(label="resnet20"))  # one batch size: the plain alias
     assert list(one["alias_suffix"]) == [""]
+
+
+def test_the_console_names_the_folder_the_count_and_the_three_files_to_open_first():
+    main = SimpleNamespace(info=SimpleNamespace(name="additive-paper"))
+    names = ["claims.md", "fig1_noise_curves_digits.png", "fig4_tradeoff_digits.pdf", "fig4_tradeoff_digits.png"]
+    names += ["table3_avg_normalized_accuracy.csv", "table3_avg_normalized_accuracy.md"]
+    files = sorted(f"{c}/{n}" for c in ("additive-paper", "pcm-1s-1y") for n in names) + [
+        "fig5_noise_models_digits.png"
+    ]
+    built = SimpleNamespace(files=files, out="reports/lrnoise", main=main, configs=[main, main])
+    assert report.files_line(built) == (
+        "13 files in reports/lrnoise; open first: additive-paper/claims.md, "
+        "additive-paper/table3_avg_normalized_accuracy.md, additive-paper/fig4_tradeoff_digits.png"
+    )

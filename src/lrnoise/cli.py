@@ -309,7 +309,8 @@ def report(
         "[default: the eta = 0 configuration's mean less --max-accuracy-drop]",
     ),
 ):
-    """Tables II-III, Figures 1-6, claims, the paper comparison and the sweet spot, from the tracking server."""
+    """Tables II-III, Figures 1-8 (those the runs span), claims, the paper comparison and the sweet spots, from the
+    tracking server."""
     with tracking.fail_fast_http():  # this command only
         tracking.find_experiment(experiment)  # a missing experiment or a refused user: before the heavy imports
         from lrnoise import report as report_module

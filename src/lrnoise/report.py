@@ -696,5 +696,20 @@ def summary_text(report: Report) -> str:
         parts += [f"{tag} {cell_name(row)}: {frontier_line(row)}" for _, row in config.frontier.iterrows()]
     parts.append(f"{len(main.missing)} configurations missing" + (":" if main.missing else ""))
     parts += [f"  {line}" for line in main.missing[:20]]
-    parts.append(f"files in {report.out}: " + ", ".join(report.files))
+    parts.append(files_line(report))
     return "\n".join(parts)
+
+
+FIRST_FILES = ("claims.md", "table3_avg_normalized_accuracy.md", "fig4_tradeoff_")  # what a person opens first
+
+
+def files_line(report: Report) -> str:
+    """'62 files in reports/lrnoise; open first: additive-paper/claims.md, ...': the folder, the count, and the
+    claims, Table III and Figure 4 of the main configuration (not the list of every file)."""
+    folder = f"{report.main.info.name}/" if len(report.configs) > 1 else ""  # several: one sub-folder each
+    first = [
+        next((f for f in report.files if f.startswith(f"{folder}{stem}") and f.endswith((".md", ".png"))), None)
+        for stem in FIRST_FILES
+    ]
+    shown = ", ".join(f for f in first if f)
+    return f"{len(report.files)} files in {report.out}" + (f"; open first: {shown}" if shown else "")
