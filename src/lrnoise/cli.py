@@ -364,7 +364,7 @@ def study(
     workers: str | None = typer.Option(
         None,
         help="configurations at once (processes; one GPU each when GPUs "
-        "exist) [default: the preset's, 2 for demo and seeds on a "
+        "exist) [default: the preset's, 2 for demo, seeds and mechanism on a "
         "CPU with >= 2 cores, else 1]",
     ),  # str: '' = unset
     executor: str = typer.Option("local", help="local | ray"),

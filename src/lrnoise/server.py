@@ -44,9 +44,9 @@ def _free_port() -> int:
 
 
 SERVER_WORKERS = 2  # request handlers of a server serve() starts (a study's workers send short requests)
-# Gunicorn's sync workers, not MLflow 3.17's default uvicorn: measured on the development machine, a request on a
-# kept-alive uvicorn connection took ~48 ms (TCP delayed ACK), on gunicorn ~3 ms; a configuration of the demo
-# makes ~100 requests. The timeout only has to outlast the longest request (a model upload).
+# Gunicorn's sync workers, not MLflow 3.17's default uvicorn: a request on a kept-alive uvicorn connection waits for
+# TCP's delayed ACK (benchmarks/server_latency.py: server_request_ms against server_request_ms_uvicorn in
+# benchmarks/results.json). The timeout only has to outlast the longest request (a model upload).
 GUNICORN_OPTS = "--timeout 600 --log-level warning"
 
 
