@@ -95,11 +95,11 @@ def sweet_spot(studies: int, seeds: int, rng) -> tuple[float, float]:
     return rate(hits), float(np.mean(shares))
 
 
-def association(studies: int, seeds: int, slope: float, rng) -> float:
+def association(studies: int, seeds: int, slope: float, rng, lrs=paper.LRS) -> float:
     """Share of studies whose gradient-noise-vs-A_avr verdict names an association, in a cell of the paper's six
     lrs where the measured noise C goes as lr^2 (x a run's own log-normal spread) and has no effect of its own;
     A_avr moves with lr by `slope` per lr step (0: pure noise)."""
-    cells = [{"lr": lr} for lr in paper.LRS]
+    cells = [{"lr": lr} for lr in lrs]
     mu = 0.7 + slope * np.arange(len(cells))
     named = []
     for _ in range(studies):
@@ -259,6 +259,10 @@ def figures(studies: int, seed: int = 0) -> list[dict]:
     hit, share = sweet_spot(studies, 3, rng)
     add("sweet spot", design, "+1.5 pt per lr step, largest lr best", "chosen right", hit, None)
     add("sweet spot", design, "+1.5 pt per lr step, largest lr best", "mean share reported", share, None)
+    design = "mechanism: 3 lrs x 3 seeds (a batch size's cell)"
+    for truth, slope in (("none", 0.0), ("A_avr +1 pt per lr step, noise none", 0.01)):
+        named = association(studies, 3, slope, rng, lrs=MECHANISM_LRS)
+        add("measured noise vs A_avr", design, truth, "false alarm", named, "<= 0.06")
     return rows
 
 

@@ -80,7 +80,7 @@ def test_train_logs_params_metrics_model_and_registry(store):
     assert run.data.tags["lrnoise.learned"] == "true"
     assert run.data.metrics["epochs_trained"] == 2
     split = data.load("digits", val_fraction=0.1, seed=CONFIG.seed)
-    assert run.data.metrics["optimizer_steps"] == 2 * data.steps_per_epoch(len(split.x_train), CONFIG.batch_size)
+    assert run.data.metrics[tracking.OPTIMIZER_STEPS] == 2 * data.steps_per_epoch(len(split.x_train), CONFIG.batch_size)
     assert 0.1 < run.data.metrics["baseline_accuracy"] == result.baseline_accuracy <= 1.0
     # the runs table's Dataset column: the training split this seed drew, and the test split a_0 is measured on
     used = {i.tags[0].value: (i.dataset.name, i.dataset.digest) for i in run.inputs.dataset_inputs}
@@ -231,7 +231,7 @@ def test_mlflow_run_train_entry_point(store):
     assert run.data.params["lr"] == "1e-3" and run.data.params["optimizer"] == "adam"
     assert (run.data.params["budget"], run.data.params["reference_batch_size"]) == ("steps", "512")
     n_train = len(data.load("digits", val_fraction=0.1, seed=0).x_train)
-    assert run.data.metrics["optimizer_steps"] == data.steps_per_epoch(n_train, 512)  # one epoch of batch 512's
+    assert run.data.metrics[tracking.OPTIMIZER_STEPS] == data.steps_per_epoch(n_train, 512)  # one epoch of batch 512's
     assert "baseline_accuracy" in run.data.metrics
     assert run.data.tags[tracking.KIND] == "train" and tracking.MODEL_URI in run.data.tags
 

@@ -72,10 +72,6 @@ class CellFit:
         rows = np.linalg.qr(residual.T)[0][:, :rank].T
         return self.f(rows)
 
-    def slopes(self, design: np.ndarray) -> np.ndarray:
-        """The least-squares coefficients of the cell means on `design` (cells, k) as contrasts: (k, cells)."""
-        return np.linalg.pinv(design)
-
 
 def fit(runs: pd.DataFrame, value: str, axes: list[str], seed: str = "seed") -> CellFit | None:
     """The block model of `value` over the cells that `axes` make of `runs` (their seeds in column `seed`).
@@ -115,10 +111,6 @@ def fieller(a: float, b: float, v_aa: float, v_ab: float, v_bb: float, t: float)
         r1, r2 = sorted(((-qb - np.sqrt(disc)) / (2 * qa), (-qb + np.sqrt(disc)) / (2 * qa)))
         return [(-np.inf, float(r1)), (float(r2), np.inf)]
     return [(-np.inf, np.inf)]
-
-
-def inside(value: float, intervals: list[tuple[float, float]]) -> bool:
-    return any(low <= value <= high for low, high in intervals)
 
 
 def t_quantile(df: float) -> float:

@@ -119,15 +119,6 @@ def _inflate(values: np.ndarray, groups) -> np.ndarray:
     return out
 
 
-def _percentile_ci(boot: np.ndarray) -> tuple[float, float]:
-    """2.5 and 97.5 percentiles of the resampled statistic, ignoring resamples where it is undefined (NaN)."""
-    boot = boot[~np.isnan(boot)]
-    if len(boot) == 0:
-        return float("nan"), float("nan")
-    low, high = np.percentile(boot, [2.5, 97.5])
-    return float(low), float(high)
-
-
 def _require(frame: pd.DataFrame, *columns: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
@@ -246,30 +237,6 @@ def sweet_spot_shares(
 
 
 # ---------------------------------------------------------------- association between two measurements
-def association(frame: pd.DataFrame, a: str, b: str, n_boot: int = 2000, seed: int = 0) -> dict:
-    """Spearman rho between columns a and b across runs (rows with NaN in either dropped), 95 % percentile
-    bootstrap CI resampling runs with replacement. verdict: "negative" if ci_high < 0, "positive" if
-    ci_low > 0, else "no clear association"; fewer than 3 runs gives NaN and "too few runs"."""
-    _check_n_boot(n_boot)
-    _require(frame, a, b)
-    have = frame.dropna(subset=[a, b])
-    out = {
-        "rho": float("nan"),
-        "ci_low": float("nan"),
-        "ci_high": float("nan"),
-        "verdict": TOO_FEW_RUNS,
-        "n_runs": len(have),
-    }
-    if len(have) < 3:
-        return out
-    va, vb = have[a].to_numpy(dtype=float), have[b].to_numpy(dtype=float)
-    idx = _resample_indices([np.arange(len(have))], n_boot, np.random.default_rng(seed))
-    out["rho"] = spearman(va, vb)
-    out["ci_low"], out["ci_high"] = _percentile_ci(_row_spearman(va[idx], vb[idx]))
-    out["verdict"] = _verdict(out["ci_low"], out["ci_high"], "negative", "positive", "no clear association")
-    return out
-
-
 # ---------------------------------------------------------------- the paper and the claims table
 def paper_trend(dataset: str, model: str) -> float:
     """Spearman rho of the paper's Table III row (A_avr at each of paper.LRS) against lr; NaN without that row."""
@@ -533,7 +500,6 @@ def axis_claims(runs: pd.DataFrame, axis: str, min_levels: int = 2) -> pd.DataFr
 # b / a = -1 / k: eq. 2's bound on the gradient-noise power (lr^2 C / B) predicts -1/2, the SDE noise scale of
 # Smith & Le (2018) and Jastrzebski et al. (2017) (lr / B) predicts -1, and a response to lr alone b = 0.
 PREDICTIONS = {"lr^2/B": -0.5, "lr/B": -1.0, "lr alone": 0.0}  # name -> the b / a it predicts
-EQ2_RATIO = PREDICTIONS["lr^2/B"]
 NO_EFFECT = "no effect to test"
 CURVED = "not linear in log lr and log B: no prediction tested"
 GATES = (TOO_FEW_SEEDS, NO_EFFECT, CURVED)  # verdicts that name no prediction
