@@ -83,7 +83,9 @@ def test_end_dead_runs_ends_only_what_dead_owners_of_this_host_left_running(stor
     dead = owner(HOST, exited_pid())
 
     def make(kind, owner_tag=None, key="k", status="RUNNING"):
-        run_id = client.create_run(exp, tags={tracking.KIND: kind, tracking.CONFIG_KEY: key}).info.run_id
+        run_id = client.create_run(
+            exp, tags={tracking.KIND: kind, tracking.CONFIG_KEY: key, **tracking.semantics_tags(kind)}
+        ).info.run_id
         if owner_tag is not None:
             client.set_tag(run_id, tracking.OWNER, owner_tag)
             client.set_tag(run_id, tracking.HEARTBEAT, f"{time.time():.3f}")
@@ -147,3 +149,51 @@ def test_the_older_claim_wins_and_a_staked_claim_does_not_wait_again(store, monk
         assert mine is True and waits[-1] > 0.4
     claims = client.search_runs([exp], f"tags.`{tracking.KIND}` = 'claim'", run_view_type=3)
     assert [r.info.lifecycle_stage for r in claims] == ["deleted"] * 3
+
+
+def test_runs_of_other_semantics_are_made_again_unless_any_run_may_be_reused(store):
+    """A finished run made under other training semantics (or before runs carried one) is not reused, and an
+    unfinished one is not resumed (it is marked FAILED once its owner is gone), unless reuse_any; a run of this
+    code's semantics is; a run lrnoise made under other semantics cannot be resumed by hand either."""
+    from lrnoise import TRAINING_SEMANTICS
+    from lrnoise.config import TrainConfig
+    from lrnoise.executors import Job
+    from lrnoise.study import semantics_lines
+
+    client = mlflow.tracking.MlflowClient()
+    exp = tracking.ensure_experiment("lrnoise")
+    job = Job(TrainConfig(dataset="digits", model="resnet8", epochs=1), ())
+    key = tracking.config_key(job.train.params())
+
+    def make(status, semantics=None):
+        tags = {tracking.KIND: "train", tracking.CONFIG_KEY: key}
+        if semantics is not None:
+            tags[tracking.SEMANTICS] = str(semantics)
+        run_id = client.create_run(exp, tags=tags).info.run_id
+        client.set_tag(run_id, tracking.HEARTBEAT, "0")  # its owner is long gone
+        if status != "RUNNING":
+            client.set_terminated(run_id, status)
+        return run_id
+
+    unversioned = make("FINISHED")
+    newer = make("RUNNING", TRAINING_SEMANTICS + 1)
+    assert semantics_lines(exp, [job], reuse_any=False) == [
+        f"[study] training: 1 configurations made again: their finished runs were made under training semantics "
+        f"0 (1), this lrnoise {lrnoise_version()} trains under {TRAINING_SEMANTICS} (--reuse any reuses them)"
+    ]
+    assert "reused although made under training semantics 0 (1)" in semantics_lines(exp, [job], reuse_any=True)[0]
+    found = leases.existing_run(exp, "train", key)
+    assert (found.finished, found.resume, found.live) == (None, None, None)  # train anew
+    assert run_statuses()[newer] == "FAILED"  # never resumed by this code
+    assert leases.existing_run(exp, "train", key, reuse_any=True).finished == unversioned
+    with pytest.raises(Exception, match=f"made under train semantics {TRAINING_SEMANTICS + 1}"):
+        tracking.check_resumable(client.get_run(newer), "train")
+    current = make("FINISHED", TRAINING_SEMANTICS)
+    assert leases.existing_run(exp, "train", key).finished == current
+    assert semantics_lines(exp, [job], reuse_any=False) == []
+
+
+def lrnoise_version() -> str:
+    from lrnoise import __version__
+
+    return __version__

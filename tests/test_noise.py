@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from lrnoise import data, models, noise, tracking
+from lrnoise import NOISE_SEMANTICS, data, models, noise, tracking
 from lrnoise.cli import app
 from lrnoise.config import Execution, TrainConfig
 from lrnoise.noise import NoiseConfig
@@ -239,6 +239,7 @@ def test_tracked_noise_eval_metrics_match_logged_draws(train_run):
         "noise.seed": "7",
     }
     assert run.data.tags["lrnoise.noise_config"] == config.key and run.data.tags["lrnoise.config"] == config.run_key
+    assert run.data.tags[tracking.SEMANTICS] == str(NOISE_SEMANTICS)
     folder = mlflow.artifacts.download_artifacts(run_id=eval_id)
     draws = pd.read_csv(f"{folder}/draws.csv")
     a0 = run.data.metrics["baseline_accuracy"]

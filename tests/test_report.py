@@ -500,15 +500,70 @@ def test_each_batch_sizes_sweet_spot_moves_its_own_alias(store):
     assert list(one["alias_suffix"]) == [""]
 
 
-def test_the_console_names_the_folder_the_count_and_the_three_files_to_open_first():
+def test_the_console_names_the_folder_the_count_and_the_files_to_open_first():
     main = SimpleNamespace(info=SimpleNamespace(name="additive-paper"))
     names = ["claims.md", "fig1_noise_curves_digits.png", "fig4_tradeoff_digits.pdf", "fig4_tradeoff_digits.png"]
     names += ["table3_avg_normalized_accuracy.csv", "table3_avg_normalized_accuracy.md"]
     files = sorted(f"{c}/{n}" for c in ("additive-paper", "pcm-1s-1y") for n in names) + [
-        "fig5_noise_models_digits.png"
+        "fig5_noise_models_digits.png",
+        "report.html",
     ]
     built = SimpleNamespace(files=files, out="reports/lrnoise", main=main, configs=[main, main])
     assert report.files_line(built) == (
-        "13 files in reports/lrnoise; open first: additive-paper/claims.md, "
+        "14 files in reports/lrnoise; open first: report.html, additive-paper/claims.md, "
         "additive-paper/table3_avg_normalized_accuracy.md, additive-paper/fig4_tradeoff_digits.png"
+    )
+
+
+def test_a_configuration_made_again_by_newer_code_counts_once_and_mixed_semantics_are_said(store, tmp_path):
+    """Two finished training runs of one configuration key under semantics 0 and 1: only the newer counts (with
+    its own evaluation); a configuration made only under 0 still counts, and the report names the span."""
+    from lrnoise import TRAINING_SEMANTICS
+
+    client = mlflow.tracking.MlflowClient()
+    exp_id = tracking.ensure_experiment("lrnoise")
+    old = add_run(client, exp_id, "cifar10", "resnet20", "adam", 0.001, 0, 0.50, (0.5, 0.5, 0.5, 0.5, 0.5, 0.5))
+    new = add_run(client, exp_id, "cifar10", "resnet20", "adam", 0.001, 0, 0.90, (0.9, 0.9, 0.9, 0.9, 0.9, 0.9))
+    only_old = add_run(client, exp_id, "cifar10", "resnet20", "adam", 0.01, 0, 0.80, (0.7, 0.7, 0.7, 0.7, 0.7, 0.7))
+    for run_id, key in ((old, "k1"), (new, "k1"), (only_old, "k2")):
+        client.set_tag(run_id, tracking.CONFIG_KEY, key)
+    client.set_tag(new, tracking.SEMANTICS, str(TRAINING_SEMANTICS))
+    runs, evals, _ = results.fetch("lrnoise")
+    assert sorted(runs["run_id"]) == sorted([new, only_old])
+    joined = results.join(runs, evals, results.choose(results.configurations(evals), "all")[0])
+    assert joined.set_index("run_id").loc[new, results.A_AVR] == pytest.approx(0.9)
+    note = results.semantics_note(runs, evals)
+    assert f"training runs span semantics 0 (1 runs), {TRAINING_SEMANTICS} (1 runs)" in note
+    assert "noise evaluation runs were made under semantics 0 (2 runs)" in note
+    assert note in report.summary_text(report.write(report.build("lrnoise"), tmp_path / "r", pdf=False))
+
+
+def test_report_html_is_one_self_contained_page_logged_on_the_report_run(store, tmp_path):
+    """report.html holds, per configuration, the claims in words, Tables II-III, every figure inline and the
+    grid's holes; it needs no other file and is an artifact of the report run."""
+    fill()
+    built = report.build_and_write("lrnoise", out=tmp_path / "r", noise_config="all", pdf=False, set_alias=False)
+    page = (tmp_path / "r" / "report.html").read_text()
+    pngs = sorted((tmp_path / "r").rglob("*.png"))
+    assert page.count('src="data:image/png;base64,') == len(pngs) > 3
+    assert "src=" not in page.replace('src="data:image/png;base64,', "")  # nothing outside the page
+    for config in built.configs:
+        assert f'<h2 id="{config.info.name}">' in page
+        assert "Table III: average normalised accuracy A_avr" in page
+    assert "The paper&#x27;s claims, answered over seeds (additive-paper)" in page
+    assert "<li>cifar10 resnet32 adam lr=0.001: no finished training run</li>" in page
+    assert "<script" not in page
+    client = mlflow.tracking.MlflowClient()
+    (report_run,) = client.search_runs([built.experiment_id], "tags.`lrnoise.kind` = 'report'")
+    assert "report.html" in [a.path for a in client.list_artifacts(report_run.info.run_id)]
+    assert report.files_line(built).split("open first: ")[1].startswith("report.html, additive-paper/claims.md")
+
+
+def test_claims_markdown_becomes_escaped_html():
+    from lrnoise import report_html
+
+    text = "# Title <b>\n\nA paragraph with `code`.\n\n## Cell\n\n- one & two\n- three"
+    assert report_html.markdown(text) == (
+        "<h3>Title &lt;b&gt;</h3>\n<p>A paragraph with <code>code</code>.</p>\n<h4>Cell</h4>\n"
+        "<ul><li>one &amp; two</li><li>three</li></ul>"
     )

@@ -221,7 +221,7 @@ def test_mlflow_run_study_then_second_invocation_trains_nothing(store):
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "Table II" in proc.stdout and "open first: additive-paper/claims.md" in proc.stdout  # not every file
+    assert "Table II" in proc.stdout and "open first: report.html, additive-paper/claims.md" in proc.stdout
     assert (Path.cwd() / "reports" / "lrnoise" / "additive-paper" / "fig1_noise_curves_digits.png").is_file()
     (study_run,) = runs_of("study")
     trains, evals = runs_of("train"), runs_of("noise_eval")

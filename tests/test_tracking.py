@@ -77,7 +77,8 @@ def test_existing_run_is_the_one_reuse_rule(store):
     exp = tracking.ensure_experiment("lrnoise")
 
     def make(status, heartbeat=None):
-        run = client.create_run(exp, tags={tracking.KIND: "train", tracking.CONFIG_KEY: "k"})
+        tags = {tracking.KIND: "train", tracking.CONFIG_KEY: "k", **tracking.semantics_tags("train")}
+        run = client.create_run(exp, tags=tags)
         if heartbeat is not None:
             client.set_tag(run.info.run_id, tracking.HEARTBEAT, str(heartbeat))
         if status != "RUNNING":

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import lrnoise
 from lrnoise import data, tracking
 from lrnoise.cli import app
 from lrnoise.config import Execution, TrainConfig
@@ -78,6 +79,8 @@ def test_train_logs_params_metrics_model_and_registry(store):
     assert run.data.metrics["grad_noise_power_mean"] == pytest.approx(np.mean(per_epoch))
     assert run.data.metrics["grad_noise_power_final"] > 0 and "update_noise_power_final" in run.data.metrics
     assert run.data.tags["lrnoise.learned"] == "true"
+    assert run.data.tags[tracking.SEMANTICS] == str(lrnoise.TRAINING_SEMANTICS)  # what trained it
+    assert run.data.tags[tracking.LRNOISE_VERSION] == lrnoise.__version__
     assert run.data.metrics["epochs_trained"] == 2
     split = data.load("digits", val_fraction=0.1, seed=CONFIG.seed)
     assert run.data.metrics[tracking.OPTIMIZER_STEPS] == 2 * data.steps_per_epoch(len(split.x_train), CONFIG.batch_size)

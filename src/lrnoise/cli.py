@@ -11,7 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 import typer
 
 from lrnoise import data, leases, tracking
-from lrnoise.config import EXECUTORS, Execution, StudySpec, TrainConfig, check_choice
+from lrnoise.config import EXECUTORS, REUSE, Execution, StudySpec, TrainConfig, check_choice
 from lrnoise.errors import LrnoiseError
 
 app = typer.Typer(
@@ -368,6 +368,11 @@ def study(
         "CPU with >= 2 cores, else 1]",
     ),  # str: '' = unset
     executor: str = typer.Option("local", help="local | ray"),
+    reuse: str = typer.Option(
+        "same",
+        help="which finished runs are reused: same (made under this lrnoise's training and noise semantics) | "
+        "any (older ones too)",
+    ),
     ray_address: str | None = typer.Option(None, help="Ray cluster address [default: a local instance]"),
     data_dir: str | None = typer.Option(None, help="folder with the official CIFAR archives"),
     report: bool = typer.Option(True, help="build the report at the end"),
@@ -414,6 +419,7 @@ def study(
         batch_size=batch_size,
     ).validate()  # the grid's names and values, before TensorFlow is imported
     check_choice("executor", executor, EXECUTORS)
+    check_choice("reuse", reuse, REUSE)
     count = parse_count(workers, "workers")
     if count is not None and count < 1:
         raise LrnoiseError(f"workers must be >= 1, got {count}")
@@ -433,6 +439,7 @@ def study(
         report_dir=report_dir or None,
         execution=execution,
         lease_timeout=lease_timeout,
+        reuse=reuse,
     )
     failed = [o for o in outcomes if o.status != "ok"]
     if failed:

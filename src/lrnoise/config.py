@@ -22,6 +22,7 @@ MODEL_DEPTHS = {"resnet8": 8, "resnet20": 20, "resnet32": 32, "resnet44": 44, "r
 SHORTCUTS = ("A", "B")  # A: zero-padded identity (He et al.'s CIFAR choice); B: 1x1 projection
 NOISE_MODELS = ("additive", "multiplicative", "pcm")  # noise_models.py has one class per name
 EXECUTORS = ("local", "ray")  # where a study's configurations run
+REUSE = ("same", "any")  # which finished runs a study reuses: made under this code's semantics only, or any
 BUDGETS = ("epochs", "steps")  # what `epochs` counts: passes over the data, or the updates such passes take at B_ref
 MAX_TRAIN_NOISE = 1.0  # train_noise is eta, a fraction of each tensor's sigma_w (1 = noise as large as the weights)
 PRECISION_POLICIES = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}  # Keras dtype policies

@@ -84,13 +84,19 @@ class Outcome:
 @dataclass(frozen=True)
 class Context:
     """What every configuration of one study shares: the experiment and the study run its runs go under, the
-    data folder, how each training runs (Execution) and the lease timeout. Crosses process boundaries as JSON."""
+    data folder, how each training runs (Execution), the lease timeout, and which finished runs are reused
+    (config.REUSE). Crosses process boundaries as JSON."""
 
     experiment: str
     parent_run_id: str | None = None
     data_dir: str | None = None
     execution: Execution = Execution()
     lease_timeout: float = leases.DEFAULT_LEASE_TIMEOUT
+    reuse: str = "same"
+
+    @property
+    def reuse_any(self) -> bool:
+        return self.reuse == "any"
 
     def to_json(self) -> str:
         return json.dumps({**dataclasses.asdict(self), "execution": self.execution.params()})
@@ -132,13 +138,13 @@ def run_job(job: Job, ctx: Context, claim: leases.Claim | None = None, sweep: Sw
 def _prepare_if_new(job: Job, ctx: Context, exp_id: str, key: str, sweep: SweepCache | None) -> None:
     """While the claim settles: the data, seeded model and stream of a configuration that has no training run
     yet (SweepCache.prepare; a read of the store, no write). One that ran before is reused or resumed: nothing."""
-    if sweep is not None and not tracking.runs_with_config(exp_id, "train", key):
+    if sweep is not None and not tracking.runs_with_config(exp_id, "train", key, same_semantics=True):
         sweep.prepare(job.train, ctx.data_dir, ctx.execution)
 
 
 def _train_and_evaluate(job: Job, ctx: Context, outcome: Outcome, exp_id: str, sweep: SweepCache | None) -> None:
     """The configuration's work, under its claim: reuse / resume / train, then each noise evaluation."""
-    found = leases.existing_run(exp_id, "train", tracking.config_key(job.train.params()))
+    found = leases.existing_run(exp_id, "train", tracking.config_key(job.train.params()), reuse_any=ctx.reuse_any)
     trained = None  # this process's own training: its model and data are reused by the evaluations
     if found.live:  # a process that lost its claim (lease timeout) but still beats: leave it
         outcome.status = "busy"
@@ -164,7 +170,12 @@ def _train_and_evaluate(job: Job, ctx: Context, outcome: Outcome, exp_id: str, s
     evaluated = []
     for config in job.noise:
         done = leases.existing_run(
-            exp_id, "noise_eval", config.run_key, source_run_id=outcome.train_run_id, resumable=False
+            exp_id,
+            "noise_eval",
+            config.run_key,
+            source_run_id=outcome.train_run_id,
+            resumable=False,
+            reuse_any=ctx.reuse_any,
         ).finished
         if done:
             outcome.eval_run_ids.append(done)

@@ -167,13 +167,12 @@ def run(
 
     Inside `mlflow run` the entry point's run (MLFLOW_RUN_ID) is resumed, so there is no second run.
     """
-    from lrnoise import leases
-
     run_id = run_id or os.environ.pop("MLFLOW_RUN_ID", None)
-    all_tags = {tracking.KIND: kind, **(tags or {})}
+    all_tags = {tracking.KIND: kind, **tracking.semantics_tags(kind), **(tags or {})}
     if parent_run_id:
         all_tags[tracking.PARENT_RUN_ID] = parent_run_id
     if run_id:
+        tracking.check_resumable(tracking.get_run(run_id), kind)
         active = mlflow.start_run(run_id=run_id)
     else:  # created with its tags: one request
         active = mlflow.start_run(
@@ -182,7 +181,7 @@ def run(
     try:
         if run_id:
             mlflow.set_tags(all_tags)
-        leases.hold(active.info.run_id)  # a heartbeat until the run ends: other studies leave it alone
+        hold(active.info.run_id)  # a heartbeat until the run ends: other studies leave it alone
         yield active
     except KeyboardInterrupt:
         _end(active.info.run_id, RunStatus.KILLED)
@@ -195,9 +194,7 @@ def run(
 
 
 def _end(run_id: str, status) -> None:
-    from lrnoise import leases
-
-    leases.release(run_id)
+    release(run_id)
     mlflow.end_run(RunStatus.to_string(status))
 
 
@@ -211,23 +208,32 @@ class Existing:
 
 
 def existing_run(
-    experiment_id: str, kind: str, key: str, source_run_id: str | None = None, resumable: bool = True
+    experiment_id: str,
+    kind: str,
+    key: str,
+    source_run_id: str | None = None,
+    resumable: bool = True,
+    reuse_any: bool = False,
 ) -> Existing:
-    """The one rule for "already ran?": reuse the newest FINISHED run; else leave a live run (fresh heartbeat)
-    to its owner; else resume the newest unfinished run (when the kind is resumable). Every other unfinished
-    run whose owner is gone is marked FAILED, so exactly one run of a configuration can end FINISHED."""
-    from lrnoise import leases
-
+    """The one rule for "already ran?": reuse the newest FINISHED run made under this code's semantics (with
+    `reuse_any`, else the newest FINISHED run of any semantics); else leave a live run of this code's semantics
+    (fresh heartbeat) to its owner; else resume the newest unfinished one (when the kind is resumable). Every
+    other unfinished run whose owner is gone is marked FAILED, so exactly one run of a configuration and
+    semantics can end FINISHED. Runs of other semantics are never resumed (tracking.check_resumable)."""
     runs = tracking.runs_with_config(experiment_id, kind, key, source_run_id)
-    finished = [r.info.run_id for r in runs if r.info.status == "FINISHED"]
-    unfinished = [r for r in runs if r.info.status != "FINISHED"]
-    live = [r.info.run_id for r in unfinished if leases.is_live(r)]
-    dead = [r.info.run_id for r in unfinished if not leases.is_live(r)]
+    current = tracking.SEMANTICS_OF.get(kind)
+    same = [r for r in runs if current is None or tracking.run_semantics(r) == current]
+    finished = [r.info.run_id for r in same if r.info.status == "FINISHED"]
+    if not finished and reuse_any:
+        finished = [r.info.run_id for r in runs if r.info.status == "FINISHED"]
+    live = [r.info.run_id for r in same if r.info.status != "FINISHED" and is_live(r)]
+    dead = [r.info.run_id for r in runs if r.info.status != "FINISHED" and not is_live(r)]
+    resumable_dead = [r.info.run_id for r in same if r.info.status != "FINISHED" and r.info.run_id in dead]
     found = Existing(finished[0] if finished else None)
     if not finished and live:
         found.live = live[0]
-    elif not finished and resumable and dead:
-        found.resume = dead[0]
+    elif not finished and resumable and resumable_dead:
+        found.resume = resumable_dead[0]
     for stale in dead:
         if stale != found.resume:
             tracking.mark_failed(stale)
@@ -238,8 +244,6 @@ def start_study_run(experiment_id: str, params: dict) -> str:
     """The study's parent run: `mlflow run`'s own run if inside one, else an unfinished study run with the
     same configuration (resumed after a crash), else a new one. Kept out of the fluent run stack so that
     training and noise-eval runs can start beside it."""
-    from lrnoise import leases
-
     c = tracking.client()
     key = tracking.config_key(params)
     run_id = os.environ.pop("MLFLOW_RUN_ID", None)
@@ -249,7 +253,7 @@ def start_study_run(experiment_id: str, params: dict) -> str:
         run_id = c.create_run(experiment_id, run_name=f"study-{params['preset']}").info.run_id
     else:
         c.update_run(run_id, status="RUNNING")
-    leases.hold(run_id)
+    hold(run_id)
     tracking.write_params(run_id, params, {tracking.KIND: "study", tracking.CONFIG_KEY: key}, strict=False)
     return run_id
 
@@ -257,12 +261,10 @@ def start_study_run(experiment_id: str, params: dict) -> str:
 def end_study_run(run_id: str, counts: tuple, ok: bool) -> None:
     """Closes the study run with its counts (configurations, failed, trained, reused, did_not_learn); a twin
     study run whose owner died meanwhile (its configurations taken over by this one) is marked FAILED."""
-    from lrnoise import leases
-
     tracking.log_metrics(dict(zip(tracking.STUDY_METRICS, counts)), run_id=run_id)
     run = tracking.get_run(run_id)
     existing_run(run.info.experiment_id, "study", run.data.tags[tracking.CONFIG_KEY], resumable=False)
-    leases.release(run_id)
+    release(run_id)
     tracking.client().set_terminated(run_id, "FINISHED" if ok else "FAILED")
 
 

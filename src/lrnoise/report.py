@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lrnoise import figures, noise, paper, stats, tracking
+from lrnoise import figures, noise, paper, report_html, stats, tracking
 from lrnoise.claims_text import axis_claim_line, cell_name, claim_lines, claims_markdown, eq2_line, frontier_line
 from lrnoise.results import (
     A_AVR,
@@ -30,6 +30,7 @@ from lrnoise.results import (
     join,
     level_columns,
     row_label,
+    semantics_note,
 )
 
 BASELINE = tracking.BASELINE_ACCURACY
@@ -398,6 +399,8 @@ class Report:
     figures: dict = field(default_factory=dict)  # across configurations (fig5)
     files: list = field(default_factory=list)
     experiment_id: str = ""
+    semantics: str = ""  # results.semantics_note: set when the runs were not all made under this code's semantics
+    experiment: str = ""
 
     @property
     def main(self) -> ConfigReport:
@@ -578,7 +581,9 @@ def build(
                 f"Does the lr effect survive hardware noise? A_avr vs lr per noise configuration ({name}, "
                 "Adam; bars: 95 % CI)",
             )
-    return Report(Path("."), configs, figs, experiment_id=exp_id)
+    return Report(
+        Path("."), configs, figs, experiment_id=exp_id, semantics=semantics_note(runs, evals), experiment=experiment
+    )
 
 
 def write(report: Report, out: Path, pdf: bool = True) -> Report:
@@ -592,16 +597,17 @@ def write(report: Report, out: Path, pdf: bool = True) -> Report:
     for config in report.configs:
         folder = fresh / config.info.name if several else fresh
         folder.mkdir(exist_ok=True)
-        _write_config(config, folder, pdf)
+        _write_config(config, folder, pdf, report.semantics)
     for stem, fig in report.figures.items():
         figures.save(fig, fresh / stem, vector=pdf)
+    (fresh / HTML_PAGE).write_text(_html(report, fresh))
     _swap_in(fresh, out)
     report.out = out
     report.files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     return report
 
 
-def _write_config(config: ConfigReport, folder: Path, pdf: bool) -> None:
+def _write_config(config: ConfigReport, folder: Path, pdf: bool, semantics: str = "") -> None:
     for name, frame in config.frames.items():
         frame.to_csv(folder / name, index=False)
     for stem, (title, content) in config.tables.items():
@@ -615,12 +621,37 @@ def _write_config(config: ConfigReport, folder: Path, pdf: bool) -> None:
             tex.append(block.to_latex() if len(block) else "% (none)")
         (folder / f"{stem}.md").write_text("\n".join(md) + "\n")
         (folder / f"{stem}.tex").write_text("\n".join(tex) + "\n")
-    (folder / "claims.md").write_text(
-        claims_markdown(config.claims, config.info.name, config.axis_claims, config.eq2, config.frontier)
-    )
+    claims = claims_markdown(config.claims, config.info.name, config.axis_claims, config.eq2, config.frontier)
+    (folder / "claims.md").write_text(claims + (f"\n{semantics}\n" if semantics else ""))
     (folder / "missing.txt").write_text("\n".join(config.missing) + ("\n" if config.missing else "none\n"))
     for stem, fig in config.figures.items():
         figures.save(fig, folder / stem, vector=pdf)
+
+
+HTML_PAGE = "report.html"  # the whole report on one self-contained page (report_html)
+
+
+def _html(report: Report, folder: Path) -> str:
+    """report.html's text from what `write` has written into `folder` (claims.md and the png figures)."""
+    several = len(report.configs) > 1
+    sections = []
+    for config in report.configs:
+        own = folder / config.info.name if several else folder
+        sections.append(
+            report_html.Section(
+                config.info.name,
+                (own / "claims.md").read_text(),
+                report_html.table_frames(config.tables),
+                [own / f"{stem}.png" for stem in config.figures],
+                config.missing,
+            )
+        )
+    if report.figures:
+        across = [folder / f"{stem}.png" for stem in report.figures]
+        sections.append(report_html.Section("across noise configurations", "", {}, across, None))
+    where = tracking.where_to_look(report.experiment_id) if report.experiment_id else ""
+    title = f"lrnoise report: experiment {report.experiment}" if report.experiment else "lrnoise report"
+    return report_html.page(title, sections, report.semantics, where)
 
 
 def _swap_in(fresh: Path, out: Path) -> None:
@@ -677,7 +708,7 @@ def build_and_write(
 def summary_text(report: Report) -> str:
     """What `lrnoise report` prints: the main configuration's two tables, sweet spots, verdicts, the files."""
     main = report.main
-    parts = []
+    parts = [report.semantics] if report.semantics else []
     for stem in ("table2_baseline_accuracy", "table3_avg_normalized_accuracy"):
         title, blocks = main.tables[stem]
         parts.append(f"{title}")
@@ -704,10 +735,11 @@ FIRST_FILES = ("claims.md", "table3_avg_normalized_accuracy.md", "fig4_tradeoff_
 
 
 def files_line(report: Report) -> str:
-    """'62 files in reports/lrnoise; open first: additive-paper/claims.md, ...': the folder, the count, and the
-    claims, Table III and Figure 4 of the main configuration (not the list of every file)."""
+    """'62 files in reports/lrnoise; open first: report.html, additive-paper/claims.md, ...': the folder, the
+    count, the one-page report, and the claims, Table III and Figure 4 of the main configuration (not the list of
+    every file)."""
     folder = f"{report.main.info.name}/" if len(report.configs) > 1 else ""  # several: one sub-folder each
-    first = [
+    first = [HTML_PAGE if HTML_PAGE in report.files else None] + [
         next((f for f in report.files if f.startswith(f"{folder}{stem}") and f.endswith((".md", ".png"))), None)
         for stem in FIRST_FILES
     ]

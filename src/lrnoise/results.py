@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lrnoise import noise, noise_models, tracking
+from lrnoise import NOISE_SEMANTICS, TRAINING_SEMANTICS, noise, noise_models, tracking
 from lrnoise.config import CELL
 from lrnoise.errors import LrnoiseError
 
@@ -36,7 +36,8 @@ class ConfigInfo:
 
 
 def fetch(experiment: str, dataset=None, model=None, optimizer=None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
-    """(finished training runs, finished noise evaluations, experiment id): two paged searches."""
+    """(finished training runs, finished noise evaluations, experiment id): two paged searches. Where one
+    configuration was run under several semantics numbers, only its runs of the newest count (newest_semantics)."""
     exp = tracking.find_experiment(experiment)
     filters = {k: v for k, v in {"dataset": dataset, "model": model, "optimizer": optimizer}.items() if v}
     runs = tracking.train_runs_frame(exp.experiment_id, filters)
@@ -44,8 +45,36 @@ def fetch(experiment: str, dataset=None, model=None, optimizer=None) -> tuple[pd
         raise LrnoiseError(
             f"experiment {experiment!r} has no finished training runs" + (" matching the filters" if filters else "")
         )
-    runs = row_labels(runs).sort_values(CONFIG + ["seed"]).reset_index(drop=True)
-    return runs, tracking.noise_runs_frame(exp.experiment_id), exp.experiment_id
+    runs = row_labels(newest_semantics(runs, ["config_key"])).sort_values(CONFIG + ["seed"]).reset_index(drop=True)
+    evals = tracking.noise_runs_frame(exp.experiment_id)
+    if len(evals):  # the evaluations of the counted training runs, each under its newest semantics
+        evals = newest_semantics(evals[evals["run_id"].isin(runs["run_id"])], ["run_id", "run_key"])
+    return runs, evals, exp.experiment_id
+
+
+def newest_semantics(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The rows of each configuration (`keys`) made under its newest semantics number: a configuration trained
+    again by newer code is counted once, not once per code version."""
+    newest = frame.groupby(keys)["semantics"].transform("max")
+    return frame[frame["semantics"] == newest]
+
+
+def semantics_note(runs: pd.DataFrame, evals: pd.DataFrame) -> str:
+    """One line when the report's runs were not all made under this code's semantics: which numbers they span,
+    with counts, and this code's ('' when all are this code's)."""
+    parts = []
+    for what, frame, current in (
+        ("training", runs, TRAINING_SEMANTICS),
+        ("noise evaluation", evals, NOISE_SEMANTICS),
+    ):
+        counts = frame["semantics"].value_counts().sort_index() if len(frame) else pd.Series(dtype=int)
+        if len(counts) and list(counts.index) != [current]:
+            spread = ", ".join(f"{s} ({n} runs)" for s, n in counts.items())
+            verb = "span semantics" if len(counts) > 1 else "were made under semantics"
+            parts.append(f"{what} runs {verb} {spread}, this lrnoise's is {current}")
+    if not parts:
+        return ""
+    return "code versions: " + "; ".join(parts) + " (a study makes runs of other semantics again unless --reuse any)"
 
 
 def configurations(evals: pd.DataFrame) -> list[ConfigInfo]:

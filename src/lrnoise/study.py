@@ -18,11 +18,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 
-from lrnoise import data, executors, leases, server, tracking
+from lrnoise import NOISE_SEMANTICS, TRAINING_SEMANTICS, __version__, data, executors, leases, server, tracking
 from lrnoise import report as report_module
 from lrnoise.build import SweepCache
-from lrnoise.config import EXECUTORS, PRESETS, Execution, StudySpec, check_choice
+from lrnoise.config import EXECUTORS, PRESETS, REUSE, Execution, StudySpec, check_choice
 from lrnoise.errors import LrnoiseError
 from lrnoise.executors import Context, Dispatcher, Job, Outcome
 from lrnoise.noise import NoiseConfig
@@ -58,6 +59,50 @@ def plan(spec: StudySpec) -> list[Job]:
     """Every configuration of the study with its noise configurations, validated before anything runs."""
     noise = noise_configs(spec.validate())
     return [Job(config, noise) for config in spec.train_configs()]
+
+
+# ---------------------------------------------------------------- what is not reused, and why
+def semantics_lines(exp_id: str, jobs: list[Job], reuse_any: bool) -> list[str]:
+    """One line per kind of run (training, noise evaluation) for the finished runs made under other semantics
+    than this code's (lrnoise.TRAINING_SEMANTICS / NOISE_SEMANTICS): the study makes them again, or with
+    --reuse any reuses them. Read from the store once, before anything runs (leases.existing_run decides)."""
+    trained: dict[str, list] = {}
+    for key, _, run_id, semantics in tracking.finished_semantics(exp_id, "train"):
+        trained.setdefault(key, []).append((run_id, semantics))
+    evaluated: dict[tuple, list] = {}
+    for key, source, _, semantics in tracking.finished_semantics(exp_id, "noise_eval"):
+        evaluated.setdefault((source, key), []).append(semantics)
+    other_trainings, other_evaluations = [], []
+    for job in jobs:
+        runs = trained.get(tracking.config_key(job.train.params()), [])
+        same = [run_id for run_id, semantics in runs if semantics == TRAINING_SEMANTICS]
+        if not same and runs:
+            other_trainings.append(runs[0][1])
+        source = same[0] if same else runs[0][0] if runs and reuse_any else None
+        for config in job.noise if source else ():
+            found = evaluated.get((source, config.run_key), [])
+            if found and NOISE_SEMANTICS not in found:
+                other_evaluations.append(found[0])
+    lines = []
+    for what, count, other, current in (
+        ("training", "configurations", other_trainings, TRAINING_SEMANTICS),
+        ("noise evaluation", "evaluations", other_evaluations, NOISE_SEMANTICS),
+    ):
+        if not other:
+            continue
+        made = ", ".join(f"{s} ({n})" for s, n in sorted(Counter(other).items()))
+        verb = "trains" if what == "training" else "measures"
+        if reuse_any:
+            lines.append(
+                f"[study] {what}: {len(other)} {count} reused although made under {what} semantics {made} "
+                f"(--reuse any); this lrnoise {__version__} {verb} under {current}"
+            )
+        else:
+            lines.append(
+                f"[study] {what}: {len(other)} {count} made again: their finished runs were made under {what} "
+                f"semantics {made}, this lrnoise {__version__} {verb} under {current} (--reuse any reuses them)"
+            )
+    return lines
 
 
 # ---------------------------------------------------------------- the study
@@ -125,14 +170,17 @@ def run_study(
     report_dir: str | None = None,
     execution: Execution = Execution(),
     lease_timeout: float = leases.DEFAULT_LEASE_TIMEOUT,
+    reuse: str = "same",
 ) -> tuple[list[Outcome], object]:
     """Runs the grid (reusing what exists), then the report. Returns (outcomes, report or None).
     `workers`: configurations at once (None: default_workers); `execution`: how every training runs;
-    `lease_timeout`: seconds without a heartbeat after which another study's run is taken over."""
+    `lease_timeout`: seconds without a heartbeat after which another study's run is taken over; `reuse`: "same"
+    reuses finished runs made under this code's semantics only, "any" those of any lrnoise."""
     jobs = plan(spec)  # all validation before anything runs
     execution.validate()
     workers = default_workers(spec) if workers is None else workers
     check_choice("executor", executor, EXECUTORS)
+    check_choice("reuse", reuse, REUSE)
     if workers < 1:
         raise LrnoiseError(f"workers must be >= 1, got {workers}")
     if executor == "ray" and ray_address and not server.is_http(tracking.tracking_uri()):
@@ -151,13 +199,15 @@ def run_study(
     with leases.lease_timeout_of(lease_timeout), server.served_if_needed(parallel, stopping):
         _end_dead_runs(exp_id)  # a study killed on this host: its runs are resumed below without a lease wait
         parent = leases.start_study_run(exp_id, study_params(spec))
-        ctx = Context(experiment, parent, data_dir, execution, lease_timeout)
+        ctx = Context(experiment, parent, data_dir, execution, lease_timeout, reuse)
         print(
             f"[study] {spec.preset}: {len(jobs)} configurations x {len(jobs[0].noise)} noise configurations "
             f"({', '.join(c.name for c in jobs[0].noise)}), experiment {experiment!r}, study run {parent}, "
             f"executor {executor}" + (f" x{workers}" if executor == "local" else ""),
             flush=True,
         )
+        for line in semantics_lines(exp_id, jobs, ctx.reuse_any):
+            print(line, flush=True)
         progress = Progress(len(jobs), workers)
         sweep = SweepCache()  # this process's models, kept between the configurations it runs itself
         busy: list[Job] = []

@@ -29,7 +29,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
-from lrnoise import server
+from lrnoise import NOISE_SEMANTICS, TRAINING_SEMANTICS, __version__, server
 from lrnoise.config import SWEPT, StudySpec, TrainConfig
 from lrnoise.errors import LrnoiseError
 
@@ -84,6 +84,8 @@ NOISE_CONFIG_NAME = "lrnoise.noise_config_name"  # ... and its readable name (ad
 HEARTBEAT = "lrnoise.heartbeat"  # on a running train / study / claim run: unix time of its owner's last sign of life
 OWNER = "lrnoise.owner"  # ... and who holds it: host:pid:random
 LEARNED = "lrnoise.learned"  # on a training run and its registry version: "false" when a_0 is not above chance
+SEMANTICS = "lrnoise.semantics"  # on a train / noise-eval run: the code's TRAINING_ / NOISE_SEMANTICS (none: 0)
+LRNOISE_VERSION = "lrnoise.version"  # ... and the lrnoise version that made it
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 MODEL_ARTIFACT = "model"
 CHECKPOINT_DIR = "checkpoint"
@@ -117,6 +119,30 @@ def canonical(value) -> str:
     if isinstance(value, (float, np.floating)):
         return repr(float(value))
     return str(value)
+
+
+SEMANTICS_OF = {"train": TRAINING_SEMANTICS, "noise_eval": NOISE_SEMANTICS}  # what this code trains / measures
+
+
+def semantics_tags(kind: str) -> dict:
+    """The tags a run of `kind` records about the code that made it (none for a study, claim or report run)."""
+    return {SEMANTICS: str(SEMANTICS_OF[kind]), LRNOISE_VERSION: __version__} if kind in SEMANTICS_OF else {}
+
+
+def run_semantics(run) -> int:
+    """The semantics number a train / noise-eval run was made under; 0 for a run older than the tag."""
+    return int(run.data.tags.get(SEMANTICS, "0"))
+
+
+def check_resumable(run, kind: str) -> None:
+    """A run of `kind` made by lrnoise under other semantics cannot be continued by this code (its first
+    epochs would mean something else than its last); a run lrnoise has not touched yet (`mlflow run`'s own)
+    can."""
+    if kind in SEMANTICS_OF and KIND in run.data.tags and run_semantics(run) != SEMANTICS_OF[kind]:
+        raise LrnoiseError(
+            f"run {run.info.run_id} was made under {kind} semantics {run_semantics(run)}, this lrnoise "
+            f"{__version__} works under {SEMANTICS_OF[kind]}: start a new run instead of resuming it"
+        )
 
 
 def config_key(params: dict) -> str:
@@ -639,8 +665,8 @@ def search_runs(experiment_ids: list[str], filter_string: str = "", finished_onl
 def train_runs_frame(experiment_id: str, param_filters: dict) -> pd.DataFrame:
     """Every finished training run of the experiment (all pages, one search), one typed row each: run_id, the
     TrainConfig's fields as their types (a field the run did not log takes its default: train_noise 0 for a
-    clean run), `learned`, and its metrics. The one way runs come back from the store as values; report,
-    stats, figures and the notebook read this frame."""
+    clean run), `learned`, its configuration key and semantics number, and its metrics. The one way runs come
+    back from the store as values; report, stats, figures and the notebook read this frame."""
     import pandas as pd
 
     clauses = [f"tags.`{KIND}` = 'train'"] + [f"params.{k} = '{v}'" for k, v in param_filters.items()]
@@ -651,15 +677,19 @@ def train_runs_frame(experiment_id: str, param_filters: dict) -> pd.DataFrame:
                 "run_id": run.info.run_id,
                 **dataclasses.asdict(TrainConfig.from_params(run.data.params)),
                 "learned": run.data.tags.get(LEARNED, "true") != "false",
+                "config_key": run.data.tags.get(CONFIG_KEY, run.info.run_id),
+                "semantics": run_semantics(run),
                 **run.data.metrics,
             }
         )
-    return pd.DataFrame(rows, columns=["run_id", *TRAIN_PARAMS, "learned"] if not rows else None)
+    columns = ["run_id", *TRAIN_PARAMS, "learned", "config_key", "semantics"]
+    return pd.DataFrame(rows, columns=columns if not rows else None)
 
 
 def noise_runs_frame(experiment_id: str) -> pd.DataFrame:
     """Every finished noise evaluation of a training run (all pages, one search): its source run, its
-    configuration (key, name, fields from the noise.* params) and metrics."""
+    configuration (key, name, fields from the noise.* params), its run key (configuration and precision) and
+    semantics number, and metrics."""
     import pandas as pd
 
     rows = []
@@ -677,6 +707,8 @@ def noise_runs_frame(experiment_id: str) -> pd.DataFrame:
                 "noise_config": run.data.tags[NOISE_CONFIG],
                 "noise_config_name": run.data.tags.get(NOISE_CONFIG_NAME, ""),
                 "config_fields": fields,
+                "run_key": run.data.tags.get(CONFIG_KEY, run.info.run_id),
+                "semantics": run_semantics(run),
                 "start_time": run.info.start_time,
                 **run.data.metrics,
             }
@@ -716,13 +748,28 @@ STUDY_PARAMS = tuple(f.name for f in dataclasses.fields(StudySpec) if f.name != 
 STUDY_METRICS = ("configurations", "failed", "trained", "reused", "did_not_learn")
 
 
-def runs_with_config(experiment_id: str, kind: str, key: str, source_run_id: str | None = None) -> list:
-    """Every run (any status, not deleted) of `kind` with configuration key `key`, newest first."""
+def runs_with_config(
+    experiment_id: str, kind: str, key: str, source_run_id: str | None = None, same_semantics: bool = False
+) -> list:
+    """Every run (any status, not deleted) of `kind` with configuration key `key`, newest first; with
+    `same_semantics`, only those made under this code's semantics number for `kind`."""
     clauses = [f"tags.`{KIND}` = '{kind}'", f"tags.`{CONFIG_KEY}` = '{key}'"]
     if source_run_id:
         clauses.append(f"tags.`{SOURCE_RUN_ID}` = '{source_run_id}'")
+    if same_semantics:
+        clauses.append(f"tags.`{SEMANTICS}` = '{SEMANTICS_OF[kind]}'")
     runs = search_runs([experiment_id], " and ".join(clauses), finished_only=False)
     return sorted(runs, key=lambda r: r.info.start_time, reverse=True)
+
+
+def finished_semantics(experiment_id: str, kind: str) -> list[tuple[str, str | None, str, int]]:
+    """(configuration key, source run id or None, run id, semantics number) of every FINISHED run of `kind`,
+    newest first (all pages, one search): what a study can reuse, read once before it runs."""
+    runs = search_runs([experiment_id], f"tags.`{KIND}` = '{kind}'")
+    runs = sorted(runs, key=lambda r: r.info.start_time, reverse=True)
+    return [
+        (r.data.tags.get(CONFIG_KEY, ""), r.data.tags.get(SOURCE_RUN_ID), r.info.run_id, run_semantics(r)) for r in runs
+    ]
 
 
 def mark_failed(run_id: str) -> None:
