@@ -1,5 +1,5 @@
 """Runs every benchmark (each in its own process), writes benchmarks/results.json and regenerates the figures
-table of benchmarks/README.md; about 15 minutes on 2 cores. `python benchmarks/run_all.py`;
+table of benchmarks/README.md; about 30 minutes on 2 cores. `python benchmarks/run_all.py`;
 LRNOISE_BENCH_QUICK=1 runs every benchmark at tiny sizes (a smoke test of the benchmark code; results go to a
 temp file, the numbers mean nothing)."""
 
@@ -22,6 +22,7 @@ BENCHMARKS = [
     "report_speed.py",
     "memory.py",
     "server_latency.py",
+    "fastpath.py",
 ]
 TARGETS = {key: target for key, (_, target) in table.FIGURES.items() if target}  # key: (comparison, bound)
 INFORMATION = [  # required too, shown without a target

@@ -53,6 +53,12 @@ FIGURES = {
     "suite_seconds": ("the README's test command on this code, wall seconds", None),
     "suite_seconds_baseline": ("the same on the baseline commit, wall seconds", None),
     "suite_unit_seconds": ('the unit part (`-m "not e2e"`), wall seconds', ("<=", 60.0)),
+    "fastpath_closed_vs_open": (
+        "the demo study (the main job) with the fast paths closed / open (LRNOISE_FAST_PATHS=0), alternated",
+        (">=", 1.05),
+    ),
+    "fastpath_demo_seconds_open": ("the demo study with the fast paths open, wall seconds", None),
+    "fastpath_demo_seconds_closed": ("the same with them closed, wall seconds", None),
     "train_peak_rss_gib": ("peak RSS of training on 50,000 x 32 x 32 x 3 images, GiB", ("<", 2.0)),
 }
 

@@ -1,6 +1,8 @@
-"""What the README and docs/ say is checked: every `lrnoise ...` command line parses against the CLI, and every
-`lrnoise.module.name` they mention exists."""
+"""What the README, docs/, MLproject and the notebook say is checked: every `lrnoise ...` command line parses
+against the CLI (MLproject's with its defaults filled in, as `mlflow run` fills them), and every
+`lrnoise.module.name` they mention, and every name the notebook's code takes from an lrnoise module, exists."""
 
+import ast
 import importlib
 import re
 import shlex
@@ -13,6 +15,23 @@ from lrnoise import cli
 from conftest import ROOT
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "benchmarks" / "README.md"]
+NOTEBOOK = ROOT / "notebooks" / "analysis.ipynb"
+
+
+def notebook_cells(kind: str) -> list[str]:
+    """The sources of the notebook's `kind` cells (markdown or code)."""
+    import nbformat
+
+    return [c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == kind]
+
+
+def texts() -> list[tuple[str, str]]:
+    """(page name, text) of every page a reader reads: the docs, and the notebook's markdown and code."""
+    found = [(page.name, page.read_text()) for page in PAGES if page.exists()]
+    cells = "\n".join(notebook_cells("markdown")) + "\n```\n" + "\n".join(notebook_cells("code")) + "\n```\n"
+    return [*found, (NOTEBOOK.name, cells)]
+
+
 UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")  # Typer carries its own click
 ENV_ASSIGNMENT = re.compile(r"^[A-Z_][A-Z0-9_]*=\S*$")
 
@@ -43,7 +62,7 @@ def parse(line: str) -> None:
     group.commands[name].make_context(name, args)
 
 
-COMMANDS = sorted({(page.name, line) for page in PAGES if page.exists() for line in command_lines(page.read_text())})
+COMMANDS = sorted({(name, line) for name, text in texts() for line in command_lines(text)})
 
 
 def test_the_pages_show_commands():
@@ -68,10 +87,9 @@ def test_an_unknown_option_or_command_fails_the_check():
 
 NAMES = sorted(
     {
-        (page.name, m.group(0))
-        for page in PAGES
-        if page.exists()
-        for m in re.finditer(r"\blrnoise\.([a-z_]+)\.([A-Za-z_][A-Za-z0-9_]*)", page.read_text())
+        (name, m.group(0))
+        for name, text in texts()
+        for m in re.finditer(r"\blrnoise\.([a-z_]+)\.([A-Za-z_][A-Za-z0-9_]*)", text)
     }
 )
 
@@ -110,3 +128,47 @@ def test_conda_yaml_installs_what_pyproject_declares():
     assert python == "python" + project["requires-python"]
     pip = next(d["pip"] for d in conda if isinstance(d, dict))
     assert pip == [*project["dependencies"], "-e ."]
+
+
+def mlproject_commands() -> list[tuple[str, str]]:
+    """(entry point, its command with every parameter's default filled in, quoted as `mlflow run` quotes it)."""
+    import yaml
+
+    entry_points = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"]
+    return [
+        (name, entry["command"].format(**{k: shlex.quote(str(p["default"])) for k, p in entry["parameters"].items()}))
+        for name, entry in entry_points.items()
+        if "parameters" in entry
+    ] + [(name, entry["command"]) for name, entry in entry_points.items() if "parameters" not in entry]
+
+
+@pytest.mark.parametrize("entry, line", mlproject_commands())
+def test_every_mlproject_command_parses_with_its_defaults(entry, line):
+    assert line.startswith(f"lrnoise {entry.replace('_', '-')}") or entry == "main"
+    parse(line)
+
+
+def notebook_names() -> list[str]:
+    """module.name for each attribute the notebook's code takes from an lrnoise module it imports."""
+    code = "\n".join(line for cell in notebook_cells("code") for line in cell.splitlines() if not line.startswith("%"))
+    modules = {
+        alias.asname or alias.name
+        for node in ast.walk(ast.parse(code))
+        if isinstance(node, ast.ImportFrom) and node.module == "lrnoise"
+        for alias in node.names
+    }
+    return sorted(
+        {
+            f"{node.value.id}.{node.attr}"
+            for node in ast.walk(ast.parse(code))
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
+        }
+    )
+
+
+def test_every_name_the_notebook_takes_from_lrnoise_exists():
+    names = notebook_names()
+    assert "report.build" in names and "stats.CELL" in names  # the finder reads the notebook
+    for name in names:
+        module, attribute = name.split(".")
+        assert hasattr(importlib.import_module(f"lrnoise.{module}"), attribute), f"{NOTEBOOK.name}: {name}"

@@ -281,7 +281,7 @@ class Evaluator:
 
     It runs an inference twin of the model in which each conv -> BN pair is folded into one biased conv
     (kernel * s, beta - mean * s + bias * s with s = gamma / sqrt(var + eps)): the same function as BN in
-    inference mode, ~15-20 % less arithmetic on a CPU. `load(values)` writes any set of weights of the
+    inference mode, without BN's separate pass over every activation. `load(values)` writes any set of weights of the
     original model (clean or noisy, keyed by variable path) into the twin; the original is never modified.
     The inputs become backend tensors once; each call runs the twin's compiled predict over them.
     """

@@ -583,8 +583,8 @@ def log_model(
     }
     mlflow.set_tag(LEARNED, str(learned).lower())  # before the model: a run whose logging fails still says it
     signature = _signature(tuple(sample_input.shape[1:]), str(sample_input.dtype), int(model.output_shape[-1]))
-    # No input example: MLflow would reload the model and predict on it to validate serving (~1.5 s a model,
-    # more than a short configuration's fixed budget); the signature documents the input.
+    # No input example: MLflow would reload the model and predict on it to validate serving (one more model
+    # load and prediction per training); the signature documents the input.
     info = mlflow.keras.log_model(
         model, name=MODEL_ARTIFACT, signature=signature, pip_requirements=list(_pip_requirements())
     )
