@@ -91,3 +91,40 @@ def record(values: dict):
     path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     for key, value in values.items():
         print(f"{key:32s} {value}")
+
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+
+
+def snapshot_src(folder: str) -> str:
+    """A copy of src/ in `folder`, for benchmark subprocesses to import (PYTHONPATH): editing the tree while a
+    long benchmark runs changes nothing it measures."""
+    import shutil
+
+    return shutil.copytree(SRC, Path(folder) / "src")
+
+
+def alternated_studies(order: tuple, arguments: dict, env: dict | None = None, label: str = "") -> dict:
+    """{name: [wall seconds]} of `lrnoise study` runs in `order` (names of `arguments`: name -> the study's
+    arguments), each in a fresh sqlite store in its own temporary folder, importing lrnoise from a copy of src/
+    taken first (snapshot_src); `env`: name -> extra environment of that name's runs."""
+    import subprocess
+    import sys
+
+    seconds = {name: [] for name in arguments}
+    with tempfile.TemporaryDirectory(prefix="lrnoise-bench-src-") as snapshot:
+        src = str(snapshot_src(snapshot))
+        for name in order:
+            with tempfile.TemporaryDirectory(prefix="lrnoise-bench-") as folder:
+                run_env = {
+                    **os.environ,
+                    "PYTHONPATH": src,
+                    "MLFLOW_TRACKING_URI": f"sqlite:///{folder}/mlflow.db",
+                    **(env or {}).get(name, {}),
+                }
+                command = [sys.executable, "-m", "lrnoise.cli", "study", *arguments[name]]
+                started = time.perf_counter()
+                subprocess.run(command, cwd=folder, env=run_env, check=True, stdout=subprocess.DEVNULL)
+                seconds[name].append(time.perf_counter() - started)
+            print(f"{label}{name}: {seconds[name][-1]:.1f} s", flush=True)
+    return seconds

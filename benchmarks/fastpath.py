@@ -9,46 +9,22 @@ fastpath_closed_vs_open = closed / open (target >= 1.05: a path into Keras's int
 `python fastpath.py`; LRNOISE_BENCH_QUICK=1: one configuration, one epoch, one draw per level.
 """
 
-import os
-import shutil
 import statistics
-import subprocess
-import sys
-import tempfile
-import time
 
 import _common
 
 QUICK_GRID = ["--optimizers", "adam", "--lrs", "0.001", "--seeds", "0", "--epochs", "1", "--trials", "1"]
 ORDER = ("open", "closed", "closed", "open")
-SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
-
-
-def run_demo(gate: str, src: str) -> float:
-    """Wall seconds of one demo study in a fresh store, the fast-path gate `gate` (open | closed), importing
-    lrnoise from `src`."""
-    with tempfile.TemporaryDirectory(prefix="lrnoise-fastpath-") as folder:
-        env = {
-            **os.environ,
-            "PYTHONPATH": src,
-            "MLFLOW_TRACKING_URI": f"sqlite:///{folder}/mlflow.db",
-            "LRNOISE_FAST_PATHS": "1" if gate == "open" else "0",
-        }
-        command = [sys.executable, "-c", "from lrnoise.cli import main; main()", "study", "--preset", "demo"]
-        command += QUICK_GRID if _common.quick() else []
-        started = time.perf_counter()
-        subprocess.run(command, cwd=folder, env=env, check=True, stdout=subprocess.DEVNULL)
-        seconds = time.perf_counter() - started
-    print(f"demo, fast paths {gate}: {seconds:.1f} s", flush=True)
-    return seconds
 
 
 def main():
-    seconds = {"open": [], "closed": []}
-    with tempfile.TemporaryDirectory(prefix="lrnoise-fastpath-src-") as snapshot:
-        src = shutil.copytree(SRC, os.path.join(snapshot, "src"))
-        for gate in ORDER:
-            seconds[gate].append(run_demo(gate, src))
+    demo = ["--preset", "demo", *(QUICK_GRID if _common.quick() else [])]
+    seconds = _common.alternated_studies(
+        ORDER,
+        {"open": demo, "closed": demo},
+        env={"open": {"LRNOISE_FAST_PATHS": "1"}, "closed": {"LRNOISE_FAST_PATHS": "0"}},
+        label="demo, fast paths ",
+    )
     opened, closed = statistics.mean(seconds["open"]), statistics.mean(seconds["closed"])
     return _common.record(
         {

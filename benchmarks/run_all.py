@@ -23,6 +23,7 @@ BENCHMARKS = [
     "memory.py",
     "server_latency.py",
     "fastpath.py",
+    "ray_overhead.py",
 ]
 TARGETS = {key: target for key, (_, target) in table.FIGURES.items() if target}  # key: (comparison, bound)
 INFORMATION = [  # required too, shown without a target

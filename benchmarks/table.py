@@ -59,6 +59,11 @@ FIGURES = {
     ),
     "fastpath_demo_seconds_open": ("the demo study with the fast paths open, wall seconds", None),
     "fastpath_demo_seconds_closed": ("the same with them closed, wall seconds", None),
+    "ray_vs_local_workers": (
+        "a 6-configuration study on a local Ray instance (2 actors) / the same with 2 local worker processes",
+        None,
+    ),
+    "ray_overhead_seconds_per_configuration": ("Ray's extra wall seconds per configuration of that study", None),
     "train_peak_rss_gib": ("peak RSS of training on 50,000 x 32 x 32 x 3 images, GiB", ("<", 2.0)),
 }
 

@@ -160,6 +160,21 @@ def start_server(store: str, port: int, cwd, *extra: str) -> subprocess.Popen:
     raise AssertionError("mlflow server did not start")
 
 
+def point_at_new_server(store: str, tmp_path, monkeypatch, *extra: str) -> tuple[int, subprocess.Popen]:
+    """start_server over `store` on a free port of 127.0.0.1, this process and its children pointed at it (the
+    working folder tmp_path); returns (port, server). The caller kills the server and unsets the URI."""
+    import mlflow
+
+    from lrnoise import server as tracking_server
+
+    port = tracking_server._free_port()
+    uri = f"http://127.0.0.1:{port}"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    return port, start_server(store, port, tmp_path, *extra)
+
+
 def kill_server(proc: subprocess.Popen) -> None:
     """`mlflow server` with its uvicorn and job-runner children: killing `mlflow server` alone leaves them running."""
     try:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from lrnoise import executors, leases, paper, study, tracking
 from lrnoise import server as tracking_server  # `server` is the fixture below
 from lrnoise.cli import app
-from lrnoise.config import Execution, StudySpec
+from lrnoise.config import Execution, Placement, StudySpec
 from lrnoise.errors import LrnoiseError
 from lrnoise.noise import NoiseConfig
 
@@ -165,16 +165,41 @@ def test_the_dispatcher_stakes_each_slots_next_configuration(store):
     assert len(claims) == 3 and {r.info.lifecycle_stage for r in claims} == {"deleted"}
 
 
-def test_default_workers_are_the_presets_measured_choice(monkeypatch):
-    monkeypatch.setattr(executors, "gpu_count", lambda: 0)
+def test_default_workers_are_the_presets_measured_choice_or_one_per_gpu(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     assert study.default_workers(StudySpec("demo")) == 2 == study.default_workers(StudySpec("seeds"))
     assert study.default_workers(StudySpec("paper")) == 1
     monkeypatch.setattr(os, "cpu_count", lambda: 1)
     assert study.default_workers(StudySpec("demo")) == 1  # never more workers than cores
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    monkeypatch.setattr(executors, "gpu_count", lambda: 1)
-    assert study.default_workers(StudySpec("demo")) == 1  # on a GPU: --workers N names how many
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")  # the user's two GPUs: none left idle
+    assert study.default_workers(StudySpec("paper")) == 2
+    assert study.default_workers(StudySpec("paper"), Placement(gpus_per_training=0.5)) == 4
+    assert study.default_workers(StudySpec("paper"), Placement(gpus_per_training=2)) == 1
+    assert study.default_workers(StudySpec("demo"), Placement(gpus_per_training=0)) == 1  # CPU trainings
+
+
+def test_local_workers_get_the_users_gpus_as_asked(monkeypatch):
+    """CUDA_VISIBLE_DEVICES=2,3: workers see GPU 2 and GPU 3 (not 0 and 1); k GPUs per training give each its
+    own k; a fraction 1/k lets k share one; more workers than that is refused in one line."""
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    devices = executors.gpu_devices()
+    assert devices == ["2", "3"]
+    assert executors.gpu_assignment(2, devices, None) == ["2", "3"]
+    assert executors.gpu_assignment(1, devices, 2) == ["2,3"]
+    assert executors.gpu_assignment(4, devices, 0.5) == ["2", "2", "3", "3"]
+    assert executors.gpu_assignment(3, devices, 0) == ["", "", ""]
+    with pytest.raises(
+        LrnoiseError, match="3 workers at 1 GPUs per training need 3 GPUs; CUDA_VISIBLE_DEVICES gives 2"
+    ):
+        executors.gpu_assignment(3, devices, None)
+    with pytest.raises(LrnoiseError, match="use --workers 1"):
+        executors.gpu_assignment(2, devices, 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-aa,GPU-bb,GPU-cc")  # UUIDs kept as written
+    assert executors.gpu_assignment(3, executors.gpu_devices(), 1) == ["GPU-aa", "GPU-bb", "GPU-cc"]
+    for bad in (-1, 0.3, 1.5):
+        with pytest.raises(LrnoiseError, match="gpus per training must be 0, a whole number, or a fraction 1/k"):
+            Placement(gpus_per_training=bad).validate()
 
 
 def test_cpu_workers_share_the_cores(monkeypatch):
@@ -381,3 +406,49 @@ def test_a_tracking_server_that_cannot_start_is_one_line(tmp_path):
     with pytest.raises(tracking.LrnoiseError, match="could not start"):  # a store URI it cannot open
         with tracking_server.serve("nosuchscheme://x/y", wait_seconds=60):
             pass
+
+
+def node(cpus, gpus=0, alive=True):
+    return {"Alive": alive, "Resources": {"CPU": cpus, **({"GPU": gpus} if gpus else {})}}
+
+
+def test_a_ray_trainings_request_neither_oversubscribes_a_cpu_node_nor_leaves_a_gpu_idle():
+    """On CPU nodes a training asks for the smallest node's CPUs / the preset's workers per node; beside a GPU
+    for 1 CPU and 1 GPU; dead nodes hold nothing; a request no node can hold is refused in one line."""
+    cpu_cluster = [node(2), node(8), node(16, alive=False)]
+    assert executors.ray_request(cpu_cluster, 2, None, None) == executors.RayRequest(1.0, 0.0, 10)  # demo: 2/node
+    assert executors.ray_request(cpu_cluster, 1, None, None) == executors.RayRequest(2.0, 0.0, 5)  # CIFAR: 1/node
+    gpu_cluster = [node(16, 2), node(16, 4)]
+    assert executors.ray_request(gpu_cluster, 1, None, None) == executors.RayRequest(1.0, 1.0, 6)  # every GPU busy
+    assert executors.ray_request(gpu_cluster, 1, 4, 0.5).slots == 8  # 4 CPUs each: 4 per node
+    assert executors.ray_request(gpu_cluster, 1, None, 0).slots == 2  # CPU trainings: a whole 16-core node each
+    with pytest.raises(
+        LrnoiseError, match="no Ray node can hold one training .32 CPUs, 0 GPUs.: the largest live node"
+    ):
+        executors.ray_request(cpu_cluster, 1, 32, None)
+
+
+def test_ray_workers_get_the_users_runtime_env_and_the_tracking_environment(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "secret")
+    user = Placement(ray_runtime_env='{"py_modules": ["src/lrnoise"], "env_vars": {"KERAS_BACKEND": "jax"}}')
+    env = executors.ray_runtime_env(user.validate().runtime_env(), 2.0)
+    assert env["py_modules"] == ["src/lrnoise"]
+    assert env["env_vars"]["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
+    assert env["env_vars"]["MLFLOW_TRACKING_PASSWORD"] == "secret"  # environment only, never a param or tag
+    assert env["env_vars"]["KERAS_BACKEND"] == "jax" and env["env_vars"]["TF_NUM_INTEROP_THREADS"] == "2"
+    for bad, message in (("[1]", "got list"), ("{oops", "must be a JSON object")):
+        with pytest.raises(LrnoiseError, match=message):
+            Placement(ray_runtime_env=bad).validate()
+
+
+def test_a_lost_configuration_goes_back_first_and_what_was_never_handed_out_drains(store):
+    jobs = study.plan(StudySpec(**{**TINY, "lrs": (0.001, 0.002, 0.003)}))
+    dispatcher = executors.Dispatcher(jobs, tracking.ensure_experiment("lrnoise"))
+    first, claim = dispatcher.take(0)
+    dispatcher.finish(claim)
+    dispatcher.put_back(first)  # its worker was lost
+    assert dispatcher.take(1)[0] == first
+    assert sorted(j.name for j in dispatcher.drain()) == sorted(j.name for j in jobs if j != first)
+    assert dispatcher.queue == [] and dispatcher.take(0) is None
+    dispatcher.close()

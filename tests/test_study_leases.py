@@ -85,6 +85,7 @@ def test_a_study_killed_on_this_host_is_resumed_at_once_by_the_next(store, tmp_p
     assert "held by another live study" not in log and "train resumed" in log
     assert "runs left RUNNING by dead processes on this host" in log
     assert mlflow.get_run(killed).info.status == "FINISHED"
+    assert int(mlflow.get_run(killed).data.tags[tracking.RESUMED_AFTER_EPOCH]) >= 1  # from its checkpoint
     assert sorted(m.step for m in client.get_metric_history(killed, "loss")) == list(range(1, EPOCHS + 1))
     assert len(runs_of("study")) == 1  # the killed study's run, resumed
     assert set(run_statuses().values()) == {"FINISHED"}  # nothing RUNNING, nothing FAILED left over

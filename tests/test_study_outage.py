@@ -8,19 +8,13 @@ import time
 import mlflow
 import pytest
 
-from lrnoise import server as tracking_server
-
-from conftest import kill_server, new_store, one_finished_of_each, runs_of, start_server, study_cmd
+from conftest import kill_server, new_store, one_finished_of_each, point_at_new_server, runs_of, start_server, study_cmd
 
 
 @pytest.mark.e2e
 def test_study_survives_a_tracking_server_restart(tmp_path, monkeypatch, migrated_store):
-    port = tracking_server._free_port()
-    store, uri = new_store(migrated_store, tmp_path / "server.db"), f"http://127.0.0.1:{port}"
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    mlflow.set_tracking_uri(uri)
-    server = start_server(store, port, tmp_path)
+    store = new_store(migrated_store, tmp_path / "server.db")
+    port, server = point_at_new_server(store, tmp_path, monkeypatch)
     try:
         study_proc = subprocess.Popen(
             study_cmd("0.001,0.002", "--epochs", "10", "--patience", "0"),

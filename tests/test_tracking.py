@@ -197,10 +197,18 @@ def test_a_run_shows_its_data_as_dataset_inputs(store):
     assert all("load_digits" in i.dataset.source for i in inputs)
 
 
-def test_two_workers_logging_the_same_dataset_at_once_lose_no_run(store, monkeypatch):
+@pytest.mark.parametrize(
+    "collision",
+    [
+        "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, datasets.name, datasets.digest",
+        '(psycopg.errors.UniqueViolation) duplicate key value violates unique constraint "uq_datasets"',
+    ],
+    ids=["sqlite", "postgresql"],
+)
+def test_two_workers_logging_the_same_dataset_at_once_lose_no_run(store, monkeypatch, collision):
     """The store creates a dataset in a get-or-create that is not atomic: the loser of two workers logging the
-    same split at once gets UNIQUE constraint failed (seen with two study workers on one server). Its inputs
-    are logged again, and the dataset the winner created is reused."""
+    same split at once gets the store's unique-key error (seen with two study workers on one server; sqlite and
+    PostgreSQL word it differently). Its inputs are logged again, and the dataset the winner created is reused."""
     from mlflow.exceptions import MlflowException
 
     x, y = np.zeros((2, 8, 8, 1), np.uint8), np.array([1, 2])
@@ -211,10 +219,7 @@ def test_two_workers_logging_the_same_dataset_at_once_lose_no_run(store, monkeyp
     def racing(**kwargs):
         calls.append(kwargs)
         if len(calls) == 1:
-            raise MlflowException(
-                "(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, "
-                "datasets.name, datasets.digest"
-            )
+            raise MlflowException(collision)
         return real(**kwargs)
 
     monkeypatch.setattr(mlflow, "log_inputs", racing)

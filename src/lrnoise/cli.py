@@ -11,7 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 import typer
 
 from lrnoise import data, leases, tracking
-from lrnoise.config import EXECUTORS, REUSE, Execution, StudySpec, TrainConfig, check_choice
+from lrnoise.config import EXECUTORS, REUSE, Execution, Placement, StudySpec, TrainConfig, check_choice
 from lrnoise.errors import LrnoiseError
 
 app = typer.Typer(
@@ -43,6 +43,16 @@ def parse_count(text: str | None, what: str) -> int | None:
         return int(text)
     except ValueError:
         raise LrnoiseError(f"--{what} must be a whole number, got {text!r}") from None
+
+
+def parse_amount(text: str | None, what: str) -> float | None:
+    """'0.5' -> 0.5; None or '' -> None (not given)."""
+    if not text or not text.strip():
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise LrnoiseError(f"--{what} must be a number, got {text!r}") from None
 
 
 def parse_trials(text: str | None):
@@ -374,6 +384,21 @@ def study(
         "any (older ones too)",
     ),
     ray_address: str | None = typer.Option(None, help="Ray cluster address [default: a local instance]"),
+    cpus_per_training: str | None = typer.Option(
+        Placement.cpus_per_training,
+        help="Ray: CPUs each training asks for [default: 1 beside a GPU; on CPU nodes the smallest node's CPUs / "
+        "the preset's workers per node]",
+    ),
+    gpus_per_training: str | None = typer.Option(
+        Placement.gpus_per_training,
+        help="GPUs each training asks for (Ray) or sees (local workers): 0, a whole number, or 1/k to share one "
+        "GPU k ways [default: 1 where there are GPUs, else 0]",
+    ),  # str: '' = unset
+    ray_runtime_env: str = typer.Option(
+        Placement.ray_runtime_env,
+        help='Ray runtime_env of the workers as a JSON object, e.g. \'{"py_modules": ["src/lrnoise"]}\' for '
+        "nodes without lrnoise installed",
+    ),
     data_dir: str | None = typer.Option(None, help="folder with the official CIFAR archives"),
     report: bool = typer.Option(True, help="build the report at the end"),
     report_dir: str | None = typer.Option(None, help="report folder [default: reports/<experiment>]"),
@@ -420,6 +445,11 @@ def study(
     ).validate()  # the grid's names and values, before TensorFlow is imported
     check_choice("executor", executor, EXECUTORS)
     check_choice("reuse", reuse, REUSE)
+    placement = Placement(
+        parse_amount(cpus_per_training, "cpus-per-training"),
+        parse_amount(gpus_per_training, "gpus-per-training"),
+        ray_runtime_env,
+    ).validate()
     count = parse_count(workers, "workers")
     if count is not None and count < 1:
         raise LrnoiseError(f"workers must be >= 1, got {count}")
@@ -440,6 +470,7 @@ def study(
         execution=execution,
         lease_timeout=lease_timeout,
         reuse=reuse,
+        placement=placement,
     )
     failed = [o for o in outcomes if o.status != "ok"]
     if failed:

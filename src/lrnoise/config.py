@@ -124,6 +124,44 @@ class Execution:
         return cls(**typed(cls, params))
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a study's trainings run: what one training asks for (Ray's resource request; for local worker
+    processes, the GPUs each one sees) and, on Ray, the runtime environment of its workers."""
+
+    cpus_per_training: float | None = None  # Ray: CPUs per training; None: with GPUs 1, else a node's CPUs / the
+    # preset's workers per node (so trainings never oversubscribe a CPU node)
+    gpus_per_training: float | None = None  # None: 1 where there are GPUs, else 0; a fraction 1/k: k per GPU
+    ray_runtime_env: str = ""  # a JSON object for Ray's runtime_env (pip, py_modules, working_dir, env_vars, ...)
+
+    def validate(self) -> Placement:
+        if self.cpus_per_training is not None and not self.cpus_per_training > 0:
+            raise LrnoiseError(f"cpus per training must be > 0, got {self.cpus_per_training:g}")
+        if self.gpus_per_training is not None:
+            per = self.gpus_per_training
+            shares = round(1 / per) if 0 < per < 1 else 0
+            if not (per == 0 or (per >= 1 and per == int(per)) or (shares and abs(shares * per - 1) < 1e-9)):
+                raise LrnoiseError(
+                    f"gpus per training must be 0, a whole number, or a fraction 1/k (0.5, 0.25, ...), got {per:g}"
+                )
+        self.runtime_env()
+        return self
+
+    def runtime_env(self) -> dict:
+        """ray_runtime_env as a dict ({} when not given)."""
+        import json
+
+        if not self.ray_runtime_env:
+            return {}
+        try:
+            value = json.loads(self.ray_runtime_env)
+        except json.JSONDecodeError as exc:
+            raise LrnoiseError(f"ray runtime env must be a JSON object, e.g. '{{\"pip\": [...]}}': {exc}") from None
+        if not isinstance(value, dict):
+            raise LrnoiseError(f"ray runtime env must be a JSON object, got {type(value).__name__}")
+        return value
+
+
 def check_choice(what: str, value, allowed) -> None:
     """One line naming the bad value and what is allowed."""
     if value not in allowed:

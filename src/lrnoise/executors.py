@@ -1,10 +1,11 @@
 """Where a study's configurations run: one configuration's work in any process (run_job), and the executors
-that run many (this process, local worker processes, Ray tasks). What a study plans is study.py's.
+that run many (this process, local worker processes, Ray actors). What a study plans is study.py's.
 
 A configuration (Job) is a training and its noise evaluations. run_job claims it (leases), reuses, resumes or
 trains it, then evaluates it under each noise configuration; it never raises. Executors: `sequential` runs one
-configuration at a time in this process; `local_workers` N at once in long-lived worker processes (each pinned
-to a GPU when there are GPUs) fed by a Dispatcher; `ray_tasks` each configuration as a Ray task.
+configuration at a time in this process; `local_workers` N at once in long-lived worker processes (each given
+its GPUs when there are GPUs) fed by a Dispatcher; `ray_actors` as many at once as a Ray cluster holds, one
+long-lived actor per slot fed by the same Dispatcher, riding out the loss of a node.
 """
 
 from __future__ import annotations
@@ -196,6 +197,7 @@ def _train_and_evaluate(job: Job, ctx: Context, outcome: Outcome, exp_id: str, s
 
 
 OUTCOME_LINE = "LRNOISE_OUTCOME "
+BUSY_POLL = 5.0  # seconds between looks at a configuration another live study holds
 
 
 def _worker_main(argv: list[str]) -> None:
@@ -286,6 +288,17 @@ class Dispatcher:
         except Exception:  # the store failed: the configuration claims for itself when it runs (and reports it)
             pass
 
+    def put_back(self, job: Job) -> None:
+        """A configuration to hand out again first (its worker was lost, or another study held it)."""
+        with self.lock:
+            self.queue.insert(0, job)
+
+    def drain(self) -> list[Job]:
+        """The configurations never handed out, removed from the queue."""
+        with self.lock:
+            left, self.queue = self.queue, []
+            return left
+
     def finish(self, claim: leases.Claim | None) -> None:
         """A configuration taken with `claim` has ended (done, busy, failed or its worker died)."""
         if claim is not None:
@@ -320,18 +333,22 @@ def sequential(dispatcher: Dispatcher, ctx: Context, on_done, sweep: SweepCache)
             dispatcher.finish(claim)
 
 
-def local_workers(dispatcher: Dispatcher, workers: int, ctx: Context, on_done, log_dir: str) -> None:
-    """N configurations at once, one long-lived worker process per slot (pinned to one GPU when GPUs exist, else
-    given its share of TensorFlow's inter-op threads) fed one configuration at a time by the dispatcher
-    (preferring its own trace group, with the claim staked for it); a worker that dies fails its configuration
-    and is replaced."""
-    gpus = gpu_count()
+def local_workers(
+    dispatcher: Dispatcher, workers: int, ctx: Context, on_done, log_dir: str, gpus_per_training: float | None = None
+) -> None:
+    """N configurations at once, one long-lived worker process per slot (given its GPUs by gpu_assignment when
+    there are GPUs, else its share of TensorFlow's inter-op threads) fed one configuration at a time by the
+    dispatcher (preferring its own trace group, with the claim staked for it); a worker that dies fails its
+    configuration and is replaced."""
+    devices = gpu_assignment(workers, gpu_devices(), gpus_per_training)
 
     def start(slot, log):
         env = dict(os.environ)
-        if gpus:
-            env["CUDA_VISIBLE_DEVICES"] = str(slot % gpus)
+        if devices[slot]:
+            env["CUDA_VISIBLE_DEVICES"] = devices[slot]
         else:
+            if gpu_devices():  # --gpus-per-training 0 on a GPU machine: this worker sees none
+                env["CUDA_VISIBLE_DEVICES"] = ""
             env.update({k: env.get(k, v) for k, v in worker_threads(workers).items()})  # the user's setting wins
         return subprocess.Popen(
             [sys.executable, "-m", "lrnoise.executors", ctx.to_json()],
@@ -377,49 +394,247 @@ def local_workers(dispatcher: Dispatcher, workers: int, ctx: Context, on_done, l
         t.join()
 
 
-_WORKER_SWEEP: list = []  # a Ray worker process's SweepCache, made by its first task
-
-
-def _run_job_in_worker(job: Job, ctx: Context) -> Outcome:
-    """run_job for a Ray task, with the worker process's own SweepCache (a long-lived worker reuses its models)."""
-    if not _WORKER_SWEEP:
-        _WORKER_SWEEP.append(SweepCache())
-    with leases.lease_timeout_of(ctx.lease_timeout):
-        return run_job(job, ctx, sweep=_WORKER_SWEEP[0])
-
-
-def ray_tasks(jobs: list[Job], ctx: Context, on_done, address: str | None) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise LrnoiseError("--executor ray needs Ray: pip install 'lrnoise[ray]'") from None
-    ray.init(
-        address=address, runtime_env={"env_vars": server.worker_env()}, ignore_reinit_error=True, log_to_driver=False
-    )
-    try:
-        gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
-        task = ray.remote(num_gpus=gpus, max_retries=0)(_run_job_in_worker)
-        pending = {task.remote(job, ctx): job for job in jobs}
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            job = pending.pop(ready[0])
-            try:
-                on_done(ray.get(ready[0]))
-            except Exception as exc:  # the task itself died (worker crash)
-                on_done(Outcome(job, "failed", error=f"ray task failed: {type(exc).__name__}"))
-    finally:
-        ray.shutdown()
-
-
-def gpu_count() -> int:
+# ---------------------------------------------------------------- GPUs of local workers
+def gpu_devices() -> list[str]:
+    """The GPUs this process may use, as CUDA names them: CUDA_VISIBLE_DEVICES's list when it is set (ids or
+    UUIDs, in the user's order; empty: none), else every GPU nvidia-smi lists (0 .. n-1)."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
-        return len([d for d in visible.split(",") if d.strip()])
+        return [d.strip() for d in visible.split(",") if d.strip()]
     try:
         out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
-        return 0
-    return sum(1 for row in out.splitlines() if row.startswith("GPU "))
+        return []
+    return [str(i) for i, row in enumerate(r for r in out.splitlines() if r.startswith("GPU "))]
+
+
+def gpu_count() -> int:
+    return len(gpu_devices())
+
+
+def gpus_each(devices: list[str], gpus_per_training: float | None) -> float:
+    """A training's GPUs: the user's --gpus-per-training, else 1 where there are GPUs and 0 where there are none."""
+    return gpus_per_training if gpus_per_training is not None else (1.0 if devices else 0.0)
+
+
+def gpu_assignment(workers: int, devices: list[str], gpus_per_training: float | None) -> list[str]:
+    """CUDA_VISIBLE_DEVICES of each of `workers` local worker processes ('' = no GPU), from the user's `devices`
+    in their order: k >= 1 GPUs per training gives each worker its own k; a fraction 1/k lets k workers share
+    one GPU; 0 (or no GPU) gives none. More workers than the GPUs allow is refused, not silently shared."""
+    per = gpus_each(devices, gpus_per_training)
+    if per == 0:
+        return [""] * workers
+    share = round(1 / per) if per < 1 else 1  # workers per GPU
+    each = max(1, int(per))  # GPUs per worker
+    room = len(devices) * share // each
+    if workers > room:
+        listed = ",".join(devices) or "none"
+        raise LrnoiseError(
+            f"{workers} workers at {per:g} GPUs per training need {workers * each // share} GPUs; "
+            f"CUDA_VISIBLE_DEVICES gives {len(devices)} ({listed}): use --workers {max(1, room)}, or "
+            "--gpus-per-training 0.5 to let two trainings share a GPU"
+        )
+    return [",".join(devices[(slot // share) * each : (slot // share + 1) * each]) for slot in range(workers)]
+
+
+def default_local_workers(preset_workers: int, gpus_per_training: float | None) -> int:
+    """Local workers when --workers is not given: one per GPU share where there are GPUs (no GPU left idle),
+    else the preset's measured choice, at most one per CPU core."""
+    devices = gpu_devices()
+    per = gpus_each(devices, gpus_per_training)
+    if devices and per > 0:
+        return max(1, len(devices) * (round(1 / per) if per < 1 else 1) // max(1, int(per)))
+    return max(1, min(preset_workers, os.cpu_count() or 1))
+
+
+# ---------------------------------------------------------------- Ray: an actor per training slot
+RAY_RETRIES = 3  # times a configuration is retried after its Ray worker (or node) was lost
+RAY_NO_ROOM_SECONDS = 300.0  # with work left, nothing running and no worker placed this long: fail what is left
+
+
+class RayWorker:
+    """The body of one Ray actor: a long-lived worker process that runs configurations one at a time and keeps
+    its traced models between them (build.SweepCache), like a local worker process."""
+
+    def __init__(self, ctx_json: str):
+        self.ctx = Context.from_json(ctx_json)
+        self.sweep = SweepCache()
+
+    def run(self, job_line: str) -> str:
+        job, claim = _from_job_line(job_line)
+        with leases.lease_timeout_of(self.ctx.lease_timeout):
+            return run_job(job, self.ctx, claim=claim, sweep=self.sweep).to_json()
+
+
+@dataclass(frozen=True)
+class RayRequest:
+    """What each training asks Ray for, resolved against the cluster (ray_request)."""
+
+    cpus: float
+    gpus: float
+    slots: int  # how many trainings the cluster's live nodes hold at once
+
+
+def ray_slots(nodes: list[dict], cpus: float, gpus: float) -> int:
+    """How many trainings of `cpus` CPUs and `gpus` GPUs the live nodes among `nodes` (ray.nodes() rows) hold."""
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive")]
+    return sum(int(min(r.get("CPU", 0) // cpus, r.get("GPU", 0) // gpus if gpus else float("inf"))) for r in alive)
+
+
+def ray_request(nodes: list[dict], preset_workers: int, cpus: float | None, gpus: float | None) -> RayRequest:
+    """The resource request of one training on a cluster whose live nodes are `nodes` (ray.nodes() rows):
+    GPUs: the user's, else 1 where the cluster has GPUs; CPUs: the user's, else 1 beside a GPU and, on a CPU
+    cluster, the smallest node's CPUs / the preset's workers per node (never more trainings than cores).
+    Refused in one line when no node can hold one training."""
+    alive = [n.get("Resources", {}) for n in nodes if n.get("Alive")]
+    gpus = gpus if gpus is not None else (1.0 if any(r.get("GPU", 0) > 0 for r in alive) else 0.0)
+    if cpus is None:
+        smallest = min((r.get("CPU", 0) for r in alive if r.get("CPU", 0) > 0), default=1)
+        cpus = 1.0 if gpus else max(1.0, float(int(smallest) // max(1, preset_workers)))
+    slots = ray_slots(nodes, cpus, gpus)
+    if slots < 1:
+        largest = max(alive, key=lambda r: (r.get("GPU", 0), r.get("CPU", 0)), default={})
+        raise LrnoiseError(
+            f"no Ray node can hold one training ({cpus:g} CPUs, {gpus:g} GPUs): the largest live node has "
+            f"{largest.get('CPU', 0):g} CPUs and {largest.get('GPU', 0):g} GPUs (--cpus-per-training, "
+            "--gpus-per-training)"
+        )
+    return RayRequest(cpus, gpus, slots)
+
+
+def ray_runtime_env(user: dict, cpus: float) -> dict:
+    """The runtime_env of the study's Ray workers: the user's (--ray-runtime-env: pip, py_modules, working_dir,
+    ...) with the tracking environment (server.worker_env: URI, credentials, KERAS_BACKEND) and TensorFlow's
+    inter-op pool sized to the training's CPUs added to its env_vars (the user's own values win)."""
+    env_vars = {"TF_NUM_INTEROP_THREADS": str(max(1, int(cpus))), **server.worker_env(), **user.get("env_vars", {})}
+    return {**user, "env_vars": env_vars}
+
+
+RAY_LOOPBACK = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray keeps 127.0.0.1 instead of the outward IP
+
+
+def _start_ray(address: str | None):
+    """Ray, connected to the cluster at `address`, or to a local instance of its own when None. A local instance
+    stays on loopback: Ray would otherwise advertise (and its processes dial) the machine's outward IP, so
+    RAY_LOOPBACK is set while Ray is imported and started here (the user's own setting wins), then restored."""
+    before = os.environ.get(RAY_LOOPBACK)
+    if address is None and before is None and "ray" not in sys.modules:
+        os.environ[RAY_LOOPBACK] = "0"
+    try:
+        import ray
+
+        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, configure_logging=False)
+        return ray
+    except ImportError:
+        raise LrnoiseError("--executor ray needs Ray: pip install 'lrnoise[ray]'") from None
+    finally:
+        if before is None:
+            os.environ.pop(RAY_LOOPBACK, None)
+
+
+def ray_actors(
+    dispatcher: Dispatcher,
+    ctx: Context,
+    on_done,
+    address: str | None,
+    preset_workers: int,
+    cpus_per_training: float | None = None,
+    gpus_per_training: float | None = None,
+    runtime_env: dict | None = None,
+) -> None:
+    """Every configuration on a Ray cluster: one actor (RayWorker) per slot the cluster's live nodes hold at the
+    request of ray_request, each fed one configuration at a time by the dispatcher, as local workers are. An
+    actor lost with its node or process puts its configuration back in the queue (up to RAY_RETRIES times):
+    whichever actor takes it resumes its training run from the last checkpoint (leases.existing_run), and a
+    replacement actor is started where the cluster has room. A configuration another study holds is put back
+    and looked at again after BUSY_POLL seconds."""
+    ray = _start_ray(address)
+    from ray.exceptions import RayError
+
+    try:
+        request = ray_request(ray.nodes(), preset_workers, cpus_per_training, gpus_per_training)
+        actor_class = ray.remote(num_cpus=request.cpus, num_gpus=request.gpus, max_restarts=0)(RayWorker)
+        env = ray_runtime_env(runtime_env or {}, request.cpus)
+        print(
+            f"[study] ray: {request.slots} trainings at once, {request.cpus:g} CPUs and {request.gpus:g} GPUs each",
+            flush=True,
+        )
+
+        def new_actor():
+            actor = actor_class.options(runtime_env=env).remote(ctx.to_json())
+            return actor, actor.__ray_ready__.remote()
+
+        starting, running = {}, {}  # ready ref -> (slot, actor); job ref -> (slot, actor, job, claim)
+        for slot in range(request.slots):
+            actor, ready = new_actor()
+            starting[ready] = (slot, actor)
+        lost: dict[Job, int] = {}
+        later: list[tuple[float, Job]] = []  # busy configurations and when to look at them again
+        idle: list[tuple[int, object]] = []  # placed actors that found the queue empty
+        placed_at = time.monotonic()
+
+        def feed(slot, actor) -> None:
+            taken = dispatcher.take(slot)
+            if taken is None:
+                idle.append((slot, actor))
+                return
+            job, claim = taken
+            running[actor.run.remote(_job_line(job, claim))] = (slot, actor, job, claim)
+
+        def feed_idle() -> None:
+            while idle and dispatcher.queue:
+                feed(*idle.pop())
+
+        while True:
+            now = time.monotonic()
+            for due in [item for item in later if item[0] <= now]:
+                later.remove(due)
+                dispatcher.put_back(due[1])
+            feed_idle()
+            if not running and not later and not dispatcher.queue:
+                break  # every configuration ended (actors still being placed are not needed)
+            if not running and not later and (not starting or now - placed_at > RAY_NO_ROOM_SECONDS):
+                for job in dispatcher.drain():  # no worker left, or none placed for long: the cluster has no room
+                    on_done(Outcome(job, "failed", error="no Ray worker could be placed for it"))
+                break
+            waits = [t - now for t, _ in later] + ([RAY_NO_ROOM_SECONDS] if starting and not running else [])
+            ready, _ = ray.wait([*running, *starting], num_returns=1, timeout=max(0.0, min(waits)) if waits else None)
+            if not ready:
+                continue
+            ref = ready[0]
+            if ref in starting:
+                slot, actor = starting.pop(ref)
+                try:
+                    ray.get(ref)
+                except RayError:
+                    continue  # its node went away before it started
+                placed_at = time.monotonic()
+                feed(slot, actor)
+                continue
+            slot, actor, job, claim = running.pop(ref)
+            dispatcher.finish(claim)
+            try:
+                outcome = Outcome(job, **json.loads(ray.get(ref)))
+            except RayError as exc:  # the actor died: its node or its process was lost
+                lost[job] = lost.get(job, 0) + 1
+                why = type(exc).__name__
+                if lost[job] > RAY_RETRIES:
+                    on_done(Outcome(job, "failed", error=f"its Ray worker was lost {lost[job]} times ({why})"))
+                else:
+                    print(f"[study] {job.name}: its Ray worker was lost ({why}); retrying it", flush=True)
+                    dispatcher.put_back(job)
+                room = ray_slots(ray.nodes(), request.cpus, request.gpus)
+                if len(running) + len(starting) + len(idle) < room:  # a process lost, not its node: replace it
+                    actor, ready_ref = new_actor()
+                    starting[ready_ref] = (slot, actor)
+                continue
+            if outcome.status == "busy":  # another live study holds it: back in the queue after BUSY_POLL
+                later.append((time.monotonic() + BUSY_POLL, job))
+            else:
+                on_done(outcome)
+            feed(slot, actor)
+    finally:
+        ray.shutdown()
 
 
 if __name__ == "__main__":

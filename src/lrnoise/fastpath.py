@@ -3,17 +3,16 @@
 Each one does what a public Keras call does, with less work, and changes no number (tests/test_fastpath.py
 trains the same weights with the gate open and closed). The gate opens only on the Keras minor version they
 were read against (CHECKED_KERAS) and unless LRNOISE_FAST_PATHS=0; closed, every function below takes plain
-Keras's public route. What each saves, measured on a 2-core x86-64 CPU with AVX2 on a digits ResNet20:
+Keras's public route. What each saves:
 
 - seed_everything: skips re-seeding TensorFlow when its global seed already is the configuration's
-  (tf.random.set_seed clears graph caches: ~1.2 s per configuration of a sweep);
+  (tf.random.set_seed clears graph caches, so every configuration of a sweep would trace again);
 - build_state: builds optimizer and metric variables before the first step, so the step is traced once
-  instead of twice (~3 s of a ResNet20's first epoch);
+  instead of twice;
 - swap_optimizer: a traced model takes an optimizer of another type without model.compile, keeping its traced
-  validation step and metrics (~0.9 s of the first epoch after a swap);
-- cache_save_skipsets: lets model.save find Keras's per-type skip sets (276 -> 148 ms per ResNet20 save).
-Together, on a 17-training demo grid run as the main job (fresh clones, one after another on the same machine):
-561 s with the gate closed against 422 s and 475 s open.
+  validation step and metrics;
+- cache_save_skipsets: lets model.save find Keras's per-type skip sets instead of rebuilding them per save.
+Together, on the main job (the demo study): benchmarks/fastpath.py, figures in benchmarks/results.json.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ study starts `mlflow server` on 127.0.0.1.
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 import threading
@@ -23,7 +22,7 @@ from collections import Counter
 from lrnoise import NOISE_SEMANTICS, TRAINING_SEMANTICS, __version__, data, executors, leases, server, tracking
 from lrnoise import report as report_module
 from lrnoise.build import SweepCache
-from lrnoise.config import EXECUTORS, PRESETS, REUSE, Execution, StudySpec, check_choice
+from lrnoise.config import EXECUTORS, PRESETS, REUSE, Execution, Placement, StudySpec, check_choice
 from lrnoise.errors import LrnoiseError
 from lrnoise.executors import Context, Dispatcher, Job, Outcome
 from lrnoise.noise import NoiseConfig
@@ -140,9 +139,6 @@ def _duration(seconds: float) -> str:
     return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
-BUSY_POLL = 5.0  # seconds between looks at configurations another study holds
-
-
 def _end_dead_runs(exp_id: str) -> None:
     """Ends what dead processes of this host left RUNNING in the experiment (leases.end_dead_runs), saying so."""
     ended = leases.end_dead_runs(exp_id)
@@ -150,13 +146,16 @@ def _end_dead_runs(exp_id: str) -> None:
         print(f"[study] ended {len(ended)} runs left RUNNING by dead processes on this host", flush=True)
 
 
-def default_workers(spec: StudySpec) -> int:
-    """Configurations at once when --workers is not given: the preset's measured choice (2 for the digits
-    presets, whose tiny steps leave a core idle; 1 for CIFAR), at most one per CPU core, and 1 on a GPU machine
-    (name --workers N there to use N GPUs)."""
-    if executors.gpu_count():
-        return 1
-    return max(1, min(PRESETS[spec.preset].get("workers", 1), os.cpu_count() or 1))
+def preset_workers(spec: StudySpec) -> int:
+    """The preset's measured configurations at once per CPU machine (2 for the digits presets, whose tiny steps
+    leave a core idle; 1 for CIFAR)."""
+    return PRESETS[spec.preset].get("workers", 1)
+
+
+def default_workers(spec: StudySpec, placement: Placement = Placement()) -> int:
+    """Local configurations at once when --workers is not given: one per GPU (or GPU share) where there are
+    GPUs, else the preset's choice, at most one per CPU core (executors.default_local_workers)."""
+    return executors.default_local_workers(preset_workers(spec), placement.gpus_per_training)
 
 
 def run_study(
@@ -171,18 +170,23 @@ def run_study(
     execution: Execution = Execution(),
     lease_timeout: float = leases.DEFAULT_LEASE_TIMEOUT,
     reuse: str = "same",
+    placement: Placement = Placement(),
 ) -> tuple[list[Outcome], object]:
     """Runs the grid (reusing what exists), then the report. Returns (outcomes, report or None).
     `workers`: configurations at once (None: default_workers); `execution`: how every training runs;
     `lease_timeout`: seconds without a heartbeat after which another study's run is taken over; `reuse`: "same"
-    reuses finished runs made under this code's semantics only, "any" those of any lrnoise."""
+    reuses finished runs made under this code's semantics only, "any" those of any lrnoise; `placement`: what each
+    training asks for (CPUs and GPUs) and Ray's runtime environment."""
     jobs = plan(spec)  # all validation before anything runs
     execution.validate()
-    workers = default_workers(spec) if workers is None else workers
+    placement.validate()
+    workers = default_workers(spec, placement) if workers is None else workers
     check_choice("executor", executor, EXECUTORS)
     check_choice("reuse", reuse, REUSE)
     if workers < 1:
         raise LrnoiseError(f"workers must be >= 1, got {workers}")
+    if executor == "local" and workers > 1:
+        executors.gpu_assignment(workers, executors.gpu_devices(), placement.gpus_per_training)  # refused early
     if executor == "ray" and ray_address and not server.is_http(tracking.tracking_uri()):
         raise LrnoiseError(
             "a Ray cluster's workers need a tracking server they can reach: set MLFLOW_TRACKING_URI "
@@ -221,27 +225,35 @@ def run_study(
 
         ok = False
         try:
-            if executor == "ray":
-                executors.ray_tasks(jobs, ctx, done, ray_address)
-            else:
-                dispatcher = Dispatcher(jobs, exp_id)
-                try:
-                    if workers > 1:
-                        with tempfile.TemporaryDirectory(prefix="lrnoise-workers-") as logs:
-                            executors.local_workers(dispatcher, workers, ctx, done, logs)
-                    else:
-                        executors.sequential(dispatcher, ctx, done, sweep)
-                finally:
-                    dispatcher.close()
+            dispatcher = Dispatcher(jobs, exp_id)
+            try:
+                if executor == "ray":
+                    executors.ray_actors(
+                        dispatcher,
+                        ctx,
+                        done,
+                        ray_address,
+                        preset_workers(spec),
+                        placement.cpus_per_training,
+                        placement.gpus_per_training,
+                        placement.runtime_env(),
+                    )
+                elif workers > 1:
+                    with tempfile.TemporaryDirectory(prefix="lrnoise-workers-") as logs:
+                        executors.local_workers(dispatcher, workers, ctx, done, logs, placement.gpus_per_training)
+                else:
+                    executors.sequential(dispatcher, ctx, done, sweep)
+            finally:
+                dispatcher.close()
             while busy:  # configurations another live study holds: wait for it (or its lease) to end, then reuse
                 waiting = list(busy)
                 busy.clear()
                 print(
                     f"[study] {len(waiting)} configurations held by another live study; checking again in "
-                    f"{BUSY_POLL:.0f}s",
+                    f"{executors.BUSY_POLL:.0f}s",
                     flush=True,
                 )
-                time.sleep(BUSY_POLL)
+                time.sleep(executors.BUSY_POLL)
                 for job in waiting:
                     done(executors.run_job(job, ctx, sweep=sweep))
             ok = not progress.failed

@@ -84,6 +84,7 @@ NOISE_CONFIG_NAME = "lrnoise.noise_config_name"  # ... and its readable name (ad
 HEARTBEAT = "lrnoise.heartbeat"  # on a running train / study / claim run: unix time of its owner's last sign of life
 OWNER = "lrnoise.owner"  # ... and who holds it: host:pid:random
 LEARNED = "lrnoise.learned"  # on a training run and its registry version: "false" when a_0 is not above chance
+RESUMED_AFTER_EPOCH = "lrnoise.resumed_after_epoch"  # on a training run continued from a checkpoint: its epoch
 SEMANTICS = "lrnoise.semantics"  # on a train / noise-eval run: the code's TRAINING_ / NOISE_SEMANTICS (none: 0)
 LRNOISE_VERSION = "lrnoise.version"  # ... and the lrnoise version that made it
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
@@ -375,6 +376,11 @@ def _same_value(a: str, b: str) -> bool:
     return True
 
 
+def mark_resumed(epoch: int) -> None:
+    """Tags the active training run as continued from its checkpoint after `epoch` (the latest resume)."""
+    mlflow.set_tag(RESUMED_AFTER_EPOCH, str(epoch))
+
+
 def last_step(run_id: str, metric: str) -> int:
     """The highest step of `metric` already logged on the run (0 if none): a resumed training run does not
     log an epoch twice."""
@@ -414,9 +420,22 @@ def log_datasets(name: str, source: str, splits: dict) -> None:
             mlflow.log_inputs(datasets=datasets, contexts=list(splits), tags_list=[None] * len(datasets))
             return
         except MlflowException as exc:  # two workers creating the same dataset at once: the store's
-            if attempt == 2 or "UNIQUE constraint failed" not in str(exc):  # get-or-create is not atomic, so
-                raise  # the loser's transaction is rolled back; again, the dataset exists and is reused
+            if attempt == 2 or not is_duplicate(exc):  # get-or-create is not atomic, so the loser's
+                raise  # transaction is rolled back; again, the dataset exists and is reused
             time.sleep(0.2)
+
+
+# How the stores MLflow runs on word a unique-key collision: sqlite, PostgreSQL, MySQL
+DUPLICATE_KEY_MESSAGES = (
+    "UNIQUE constraint failed",
+    "duplicate key value violates unique constraint",
+    "Duplicate entry",
+)
+
+
+def is_duplicate(exc: BaseException) -> bool:
+    """True when `exc` is the store refusing a row whose unique key exists (two writers' get-or-create)."""
+    return any(message in str(exc) for message in DUPLICATE_KEY_MESSAGES)
 
 
 def log_metrics(metrics: dict, step: int | None = None, run_id: str | None = None) -> None:

@@ -334,6 +334,7 @@ def _starting_point(
     )
     if model is not None:
         print(f"resuming run {tracking.active_run_id()} after epoch {state['epoch']}", flush=True)
+        tracking.mark_resumed(state["epoch"])
         compile_model(model, config, execution, optimizer=model.optimizer)
     else:
         model = sweep.model_for(config, ds, execution) if sweep else build_model(config, ds, execution)
