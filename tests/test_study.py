@@ -300,6 +300,11 @@ def test_two_workers_through_a_tracking_server_lose_no_run(store):
         (["--executor", "ray", "--ray-address", "auto"], "need a tracking server they can reach"),
         (["--workers", "two"], "--workers must be a whole number"),
         (["--workers", "0"], "workers must be >= 1"),
+        (["--reuse", "older"], "unknown reuse 'older': choose one of same, any"),
+        (["--cpus-per-training", "many"], "--cpus-per-training must be a number"),
+        (["--cpus-per-training", "0"], "cpus per training must be > 0"),
+        (["--gpus-per-training", "0.3"], "gpus per training must be 0, a whole number, or a fraction 1/k"),
+        (["--ray-runtime-env", "pip=ray"], "ray runtime env must be a JSON object"),
     ],
 )
 def test_bad_input_before_anything_runs(store, args, message):
