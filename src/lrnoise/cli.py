@@ -373,9 +373,8 @@ def study(
     experiment: str = typer.Option(tracking.DEFAULT_EXPERIMENT, help="MLflow experiment"),
     workers: str | None = typer.Option(
         None,
-        help="configurations at once (processes; one GPU each when GPUs "
-        "exist) [default: the preset's, 2 for demo, seeds and mechanism on a "
-        "CPU with >= 2 cores, else 1]",
+        help="configurations at once (processes; each with its own GPUs when GPUs exist: --gpus-per-training) "
+        "[default: one per GPU; on a CPU the preset's, 2 for demo, seeds and mechanism with >= 2 cores, else 1]",
     ),  # str: '' = unset
     executor: str = typer.Option("local", help="local | ray"),
     reuse: str = typer.Option(

@@ -30,7 +30,7 @@ def is_http(uri: str) -> bool:
 
 
 def worker_env() -> dict:
-    """The environment a remote worker (Ray task) needs to log to the same server, credentials included:
+    """The environment a remote worker (Ray actor) needs to log to the same server, credentials included:
     passed as environment, never written into params, tags or logs."""
     env = {k: os.environ[k] for k in WORKER_ENV if k in os.environ}
     env.setdefault("MLFLOW_TRACKING_URI", mlflow.get_tracking_uri())

@@ -7,7 +7,7 @@ evaluation left unfinished is marked FAILED and redone. Killing the study and st
 grid with exactly one finished run of each.
 
 This module plans (a config.StudySpec becomes Jobs) and drives; executors.py runs the configurations (this
-process, local worker processes, Ray tasks). Parallel workers need a tracking server: with a sqlite store the
+process, local worker processes, Ray actors). Parallel workers need a tracking server: with a sqlite store the
 study starts `mlflow server` on 127.0.0.1.
 """
 
