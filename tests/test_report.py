@@ -317,6 +317,8 @@ def test_notebook_runs_on_a_small_store(store, tmp_path):
 
 
 def test_report_folder_is_replaced_whole_and_configurations_never_mix(store, tmp_path):
+    """Also: report.html is one self-contained page per report (every configuration's claims, tables, figures
+    inline and holes), logged on the report run and named first on the console."""
     fill()
     out = tmp_path / "out"
     out.mkdir()
@@ -327,9 +329,18 @@ def test_report_folder_is_replaced_whole_and_configurations_never_mix(store, tmp
     first = runs.iloc[0]
     # the other configuration's evaluation of the first run (A = 0.11, 0.12) never enters the paper's numbers
     assert first["avg_normalized_accuracy"] == pytest.approx(np.mean(RUNS[0][6]))
-    every = report.build_and_write(
-        "lrnoise", tmp_path / "all", noise_config="all", set_alias=False, log_run=False, pdf=False
-    )
+    every = report.build_and_write("lrnoise", tmp_path / "all", noise_config="all", set_alias=False, pdf=False)
+    page = (tmp_path / "all" / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') == len(list((tmp_path / "all").rglob("*.png"))) > 3
+    assert "src=" not in page.replace('src="data:image/png;base64,', "") and "<script" not in page
+    assert all(f'<h2 id="{c.info.name}">' in page for c in every.configs)
+    assert "Table III: average normalised accuracy A_avr" in page
+    assert "The paper&#x27;s claims, answered over seeds (additive-paper)" in page
+    assert "<li>cifar10 resnet32 adam lr=0.001: no finished training run</li>" in page
+    client = mlflow.tracking.MlflowClient()
+    (report_run,) = client.search_runs([every.experiment_id], "tags.`lrnoise.kind` = 'report'")
+    assert "report.html" in [a.path for a in client.list_artifacts(report_run.info.run_id)]
+    assert report.files_line(every).split("open first: ")[1].startswith("report.html, additive-paper/claims.md")
     names = sorted(c.info.name for c in every.configs)
     assert names[0] == "additive-eta10-30-e19068" or names[0].startswith("additive-eta10-30-")
     other = next(c for c in every.configs if not c.info.is_paper)
@@ -515,7 +526,7 @@ def test_the_console_names_the_folder_the_count_and_the_files_to_open_first():
     )
 
 
-def test_a_configuration_made_again_by_newer_code_counts_once_and_mixed_semantics_are_said(store, tmp_path):
+def test_a_configuration_made_again_by_newer_code_counts_once_and_mixed_semantics_are_said(store):
     """Two finished training runs of one configuration key under semantics 0 and 1: only the newer counts (with
     its own evaluation); a configuration made only under 0 still counts, and the report names the span."""
     from lrnoise import TRAINING_SEMANTICS
@@ -535,28 +546,7 @@ def test_a_configuration_made_again_by_newer_code_counts_once_and_mixed_semantic
     note = results.semantics_note(runs, evals)
     assert f"training runs span semantics 0 (1 runs), {TRAINING_SEMANTICS} (1 runs)" in note
     assert "noise evaluation runs were made under semantics 0 (2 runs)" in note
-    assert note in report.summary_text(report.write(report.build("lrnoise"), tmp_path / "r", pdf=False))
-
-
-def test_report_html_is_one_self_contained_page_logged_on_the_report_run(store, tmp_path):
-    """report.html holds, per configuration, the claims in words, Tables II-III, every figure inline and the
-    grid's holes; it needs no other file and is an artifact of the report run."""
-    fill()
-    built = report.build_and_write("lrnoise", out=tmp_path / "r", noise_config="all", pdf=False, set_alias=False)
-    page = (tmp_path / "r" / "report.html").read_text()
-    pngs = sorted((tmp_path / "r").rglob("*.png"))
-    assert page.count('src="data:image/png;base64,') == len(pngs) > 3
-    assert "src=" not in page.replace('src="data:image/png;base64,', "")  # nothing outside the page
-    for config in built.configs:
-        assert f'<h2 id="{config.info.name}">' in page
-        assert "Table III: average normalised accuracy A_avr" in page
-    assert "The paper&#x27;s claims, answered over seeds (additive-paper)" in page
-    assert "<li>cifar10 resnet32 adam lr=0.001: no finished training run</li>" in page
-    assert "<script" not in page
-    client = mlflow.tracking.MlflowClient()
-    (report_run,) = client.search_runs([built.experiment_id], "tags.`lrnoise.kind` = 'report'")
-    assert "report.html" in [a.path for a in client.list_artifacts(report_run.info.run_id)]
-    assert report.files_line(built).split("open first: ")[1].startswith("report.html, additive-paper/claims.md")
+    assert note in report.summary_text(report.build("lrnoise"))
 
 
 def test_claims_markdown_becomes_escaped_html():
