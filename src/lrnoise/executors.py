@@ -541,13 +541,14 @@ def ray_actors(
     cpus_per_training: float | None = None,
     gpus_per_training: float | None = None,
     runtime_env: dict | None = None,
+    on_slots=None,
 ) -> None:
     """Every configuration on a Ray cluster: one actor (RayWorker) per slot the cluster's live nodes hold at the
     request of ray_request, each fed one configuration at a time by the dispatcher, as local workers are. An
     actor lost with its node or process puts its configuration back in the queue (up to RAY_RETRIES times):
     whichever actor takes it resumes its training run from the last checkpoint (leases.existing_run), and a
     replacement actor is started where the cluster has room. A configuration another study holds is put back
-    and looked at again after BUSY_POLL seconds."""
+    and looked at again after BUSY_POLL seconds. `on_slots(n)` is told how many run at once."""
     ray = _start_ray(address)
     from ray.exceptions import RayError
 
@@ -559,6 +560,8 @@ def ray_actors(
             f"[study] ray: {request.slots} trainings at once, {request.cpus:g} CPUs and {request.gpus:g} GPUs each",
             flush=True,
         )
+        if on_slots is not None:
+            on_slots(request.slots)
 
         def new_actor():
             actor = actor_class.options(runtime_env=env).remote(ctx.to_json())

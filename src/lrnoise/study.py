@@ -113,6 +113,11 @@ class Progress:
         self.started = time.perf_counter()
         self.lock = threading.Lock()
 
+    def set_workers(self, workers: int) -> None:
+        """How many configurations run at once, once the executor knows (a Ray cluster's slots)."""
+        with self.lock:
+            self.workers = workers
+
     def __call__(self, outcome: Outcome) -> None:
         with self.lock:
             self.done += 1
@@ -237,6 +242,7 @@ def run_study(
                         placement.cpus_per_training,
                         placement.gpus_per_training,
                         placement.runtime_env(),
+                        on_slots=progress.set_workers,
                     )
                 elif workers > 1:
                     with tempfile.TemporaryDirectory(prefix="lrnoise-workers-") as logs:
