@@ -527,8 +527,9 @@ def test_the_console_names_the_folder_the_count_and_the_files_to_open_first():
 
 
 def test_a_configuration_made_again_by_newer_code_counts_once_and_mixed_semantics_are_said(store):
-    """Two finished training runs of one configuration key under semantics 0 and 1: only the newer counts (with
-    its own evaluation); a configuration made only under 0 still counts, and the report names the span."""
+    """Finished training runs of one configuration key under semantics 0, this code's and a newer one: only this
+    code's counts (with its own evaluation); a configuration made only under 0 still counts, and the report
+    names the span."""
     from lrnoise import TRAINING_SEMANTICS
 
     client = mlflow.tracking.MlflowClient()
@@ -536,9 +537,11 @@ def test_a_configuration_made_again_by_newer_code_counts_once_and_mixed_semantic
     old = add_run(client, exp_id, "cifar10", "resnet20", "adam", 0.001, 0, 0.50, (0.5, 0.5, 0.5, 0.5, 0.5, 0.5))
     new = add_run(client, exp_id, "cifar10", "resnet20", "adam", 0.001, 0, 0.90, (0.9, 0.9, 0.9, 0.9, 0.9, 0.9))
     only_old = add_run(client, exp_id, "cifar10", "resnet20", "adam", 0.01, 0, 0.80, (0.7, 0.7, 0.7, 0.7, 0.7, 0.7))
-    for run_id, key in ((old, "k1"), (new, "k1"), (only_old, "k2")):
+    newer = add_run(client, exp_id, "cifar10", "resnet20", "adam", 0.001, 0, 0.70, (0.6, 0.6, 0.6, 0.6, 0.6, 0.6))
+    for run_id, key in ((old, "k1"), (new, "k1"), (only_old, "k2"), (newer, "k1")):
         client.set_tag(run_id, tracking.CONFIG_KEY, key)
     client.set_tag(new, tracking.SEMANTICS, str(TRAINING_SEMANTICS))
+    client.set_tag(newer, tracking.SEMANTICS, str(TRAINING_SEMANTICS + 1))  # a newer lrnoise's: this code's wins
     runs, evals, _ = results.fetch("lrnoise")
     assert sorted(runs["run_id"]) == sorted([new, only_old])
     joined = results.join(runs, evals, results.choose(results.configurations(evals), "all")[0])

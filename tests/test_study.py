@@ -195,9 +195,14 @@ def test_local_workers_get_the_users_gpus_as_asked(monkeypatch):
         executors.gpu_assignment(3, devices, None)
     with pytest.raises(LrnoiseError, match="use --workers 1"):
         executors.gpu_assignment(2, devices, 2)
+    with pytest.raises(LrnoiseError, match="none is visible: 0 trains on the CPU"):
+        executors.gpu_assignment(1, [], 1)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")  # TensorFlow's idiom for no GPU
+    assert executors.gpu_devices() == [] and executors.gpu_assignment(2, [], None) == ["", ""]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-aa,GPU-bb,GPU-cc")  # UUIDs kept as written
     assert executors.gpu_assignment(3, executors.gpu_devices(), 1) == ["GPU-aa", "GPU-bb", "GPU-cc"]
-    for bad in (-1, 0.3, 1.5):
+    assert Placement(gpus_per_training=0.3333).validate().gpus_per_training == 0.3333  # 1/3, as typed
+    for bad in (-1, 0.3, 1.5, float("inf")):
         with pytest.raises(LrnoiseError, match="gpus per training must be 0, a whole number, or a fraction 1/k"):
             Placement(gpus_per_training=bad).validate()
 
@@ -426,6 +431,7 @@ def test_a_ray_trainings_request_neither_oversubscribes_a_cpu_node_nor_leaves_a_
     gpu_cluster = [node(16, 2), node(16, 4)]
     assert executors.ray_request(gpu_cluster, 1, None, None) == executors.RayRequest(1.0, 1.0, 6)  # every GPU busy
     assert executors.ray_request(gpu_cluster, 1, 4, 0.5).slots == 8  # 4 CPUs each: 4 per node
+    assert executors.ray_slots([node(2, 1)], 0.1, 0.2) == 5  # 1 / 0.2 is 5 trainings per GPU, not 4
     assert executors.ray_request(gpu_cluster, 1, None, 0).slots == 2  # CPU trainings: a whole 16-core node each
     with pytest.raises(
         LrnoiseError, match="no Ray node can hold one training .32 CPUs, 0 GPUs.: the largest live node"

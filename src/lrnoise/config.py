@@ -9,6 +9,7 @@ Imports nothing heavy (no Keras, no MLflow), so a refused command never pays for
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import asdict, dataclass, fields
 
 from lrnoise import paper
@@ -140,7 +141,8 @@ class Placement:
         if self.gpus_per_training is not None:
             per = self.gpus_per_training
             shares = round(1 / per) if 0 < per < 1 else 0
-            if not (per == 0 or (per >= 1 and per == int(per)) or (shares and abs(shares * per - 1) < 1e-9)):
+            whole = math.isfinite(per) and per >= 1 and per == int(per)
+            if not (per == 0 or whole or (shares and abs(shares * per - 1) < 1e-3)):
                 raise LrnoiseError(
                     f"gpus per training must be 0, a whole number, or a fraction 1/k (0.5, 0.25, ...), got {per:g}"
                 )

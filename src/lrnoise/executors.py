@@ -11,7 +11,9 @@ long-lived actor per slot fed by the same Dispatcher, riding out the loss of a n
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -399,8 +401,9 @@ def gpu_devices() -> list[str]:
     """The GPUs this process may use, as CUDA names them: CUDA_VISIBLE_DEVICES's list when it is set (ids or
     UUIDs, in the user's order; empty: none), else every GPU nvidia-smi lists (0 .. n-1)."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return [d.strip() for d in visible.split(",") if d.strip()]
+    if visible is not None:  # CUDA stops at the first invalid id: "-1" (TensorFlow's idiom) means none
+        ids = [d.strip() for d in visible.split(",") if d.strip()]
+        return list(itertools.takewhile(lambda d: not d.startswith("-"), ids))
     try:
         out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
@@ -427,12 +430,14 @@ def gpu_assignment(workers: int, devices: list[str], gpus_per_training: float | 
     share = round(1 / per) if per < 1 else 1  # workers per GPU
     each = max(1, int(per))  # GPUs per worker
     room = len(devices) * share // each
+    if not devices:
+        raise LrnoiseError(f"--gpus-per-training {per:g} asks for GPUs, but none is visible: 0 trains on the CPU")
     if workers > room:
-        listed = ",".join(devices) or "none"
+        listed = ",".join(devices)
+        share_hint = ", or --gpus-per-training 0.5 to let two trainings share a GPU" if per >= 1 else ""
         raise LrnoiseError(
-            f"{workers} workers at {per:g} GPUs per training need {workers * each // share} GPUs; "
-            f"CUDA_VISIBLE_DEVICES gives {len(devices)} ({listed}): use --workers {max(1, room)}, or "
-            "--gpus-per-training 0.5 to let two trainings share a GPU"
+            f"{workers} workers at {per:g} GPUs per training need {math.ceil(workers * each / share)} GPUs; "
+            f"CUDA_VISIBLE_DEVICES gives {len(devices)} ({listed}): use --workers {max(1, room)}{share_hint}"
         )
     return [",".join(devices[(slot // share) * each : (slot // share + 1) * each]) for slot in range(workers)]
 
@@ -478,7 +483,11 @@ class RayRequest:
 def ray_slots(nodes: list[dict], cpus: float, gpus: float) -> int:
     """How many trainings of `cpus` CPUs and `gpus` GPUs the live nodes among `nodes` (ray.nodes() rows) hold."""
     alive = [n.get("Resources", {}) for n in nodes if n.get("Alive")]
-    return sum(int(min(r.get("CPU", 0) // cpus, r.get("GPU", 0) // gpus if gpus else float("inf"))) for r in alive)
+
+    def fit(have: float, need: float) -> float:  # how many `need` fit in `have` (0.2 GPUs: 5 per GPU, not 4)
+        return math.floor(have / need + 1e-9) if need else math.inf
+
+    return sum(int(min(fit(r.get("CPU", 0), cpus), fit(r.get("GPU", 0), gpus))) for r in alive)
 
 
 def ray_request(nodes: list[dict], preset_workers: int, cpus: float | None, gpus: float | None) -> RayRequest:
@@ -514,19 +523,20 @@ RAY_LOOPBACK = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray keeps 127.0.0.1 i
 
 
 def _start_ray(address: str | None):
-    """Ray, connected to the cluster at `address`, or to a local instance of its own when None. A local instance
-    stays on loopback: Ray would otherwise advertise (and its processes dial) the machine's outward IP, so
-    RAY_LOOPBACK is set while Ray is imported and started here (the user's own setting wins), then restored."""
+    """Ray, connected to the cluster at `address`, or to a local instance of its own when None (never a cluster
+    RAY_ADDRESS or `ray start` happens to name: "local"). A local instance stays on loopback: Ray would
+    otherwise advertise (and its processes dial) the machine's outward IP, so RAY_LOOPBACK is set while Ray is
+    imported and started here (the user's own setting wins), then restored."""
     before = os.environ.get(RAY_LOOPBACK)
     if address is None and before is None and "ray" not in sys.modules:
         os.environ[RAY_LOOPBACK] = "0"
     try:
-        import ray
-
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False, configure_logging=False)
+        try:
+            import ray
+        except ImportError:
+            raise LrnoiseError("--executor ray needs Ray: pip install 'lrnoise[ray]'") from None
+        ray.init(address=address or "local", ignore_reinit_error=True, log_to_driver=False, configure_logging=False)
         return ray
-    except ImportError:
-        raise LrnoiseError("--executor ray needs Ray: pip install 'lrnoise[ray]'") from None
     finally:
         if before is None:
             os.environ.pop(RAY_LOOPBACK, None)
@@ -567,26 +577,27 @@ def ray_actors(
             actor = actor_class.options(runtime_env=env).remote(ctx.to_json())
             return actor, actor.__ray_ready__.remote()
 
-        starting, running = {}, {}  # ready ref -> (slot, actor); job ref -> (slot, actor, job, claim)
+        starting, running = {}, {}  # ready ref -> (slot, actor); job ref -> (slot, actor, job, claim, was_idle)
         for slot in range(request.slots):
             actor, ready = new_actor()
             starting[ready] = (slot, actor)
         lost: dict[Job, int] = {}
         later: list[tuple[float, Job]] = []  # busy configurations and when to look at them again
         idle: list[tuple[int, object]] = []  # placed actors that found the queue empty
-        placed_at = time.monotonic()
+        moved_at = time.monotonic()  # the last sign of progress: an actor placed or started, a configuration ended
+        start_error = ""  # why the last actor could not start (a node without lrnoise, a bad runtime env, ...)
 
-        def feed(slot, actor) -> None:
+        def feed(slot, actor, was_idle=False) -> None:
             taken = dispatcher.take(slot)
             if taken is None:
                 idle.append((slot, actor))
                 return
             job, claim = taken
-            running[actor.run.remote(_job_line(job, claim))] = (slot, actor, job, claim)
+            running[actor.run.remote(_job_line(job, claim))] = (slot, actor, job, claim, was_idle)
 
         def feed_idle() -> None:
             while idle and dispatcher.queue:
-                feed(*idle.pop())
+                feed(*idle.pop(), was_idle=True)
 
         while True:
             now = time.monotonic()
@@ -596,11 +607,17 @@ def ray_actors(
             feed_idle()
             if not running and not later and not dispatcher.queue:
                 break  # every configuration ended (actors still being placed are not needed)
-            if not running and not later and (not starting or now - placed_at > RAY_NO_ROOM_SECONDS):
-                for job in dispatcher.drain():  # no worker left, or none placed for long: the cluster has no room
-                    on_done(Outcome(job, "failed", error="no Ray worker could be placed for it"))
+            if not running and not later and (not starting or now - moved_at > RAY_NO_ROOM_SECONDS):
+                why = f": {start_error}" if start_error else " (no node had room for it)"
+                for job in dispatcher.drain():  # no worker left, or none placed for long
+                    on_done(Outcome(job, "failed", error=f"no Ray worker could be placed for it{why}"))
                 break
-            waits = [t - now for t, _ in later] + ([RAY_NO_ROOM_SECONDS] if starting and not running else [])
+            waits = [t - now for t, _ in later]
+            if starting and not running:
+                waits.append(moved_at + RAY_NO_ROOM_SECONDS - now)
+            if not running and not starting:  # only busy configurations left: ray.wait([]) would not wait
+                time.sleep(max(0.0, min(waits)))
+                continue
             ready, _ = ray.wait([*running, *starting], num_returns=1, timeout=max(0.0, min(waits)) if waits else None)
             if not ready:
                 continue
@@ -609,19 +626,23 @@ def ray_actors(
                 slot, actor = starting.pop(ref)
                 try:
                     ray.get(ref)
-                except RayError:
-                    continue  # its node went away before it started
-                placed_at = time.monotonic()
+                except RayError as exc:  # its node went away, or its runtime env could not be set up there
+                    start_error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}" if str(exc) else ""
+                    print(f"[study] a Ray worker could not start ({start_error or type(exc).__name__})", flush=True)
+                    continue
+                moved_at = time.monotonic()
                 feed(slot, actor)
                 continue
-            slot, actor, job, claim = running.pop(ref)
+            slot, actor, job, claim, was_idle = running.pop(ref)
             dispatcher.finish(claim)
+            moved_at = time.monotonic()
             try:
                 outcome = Outcome(job, **json.loads(ray.get(ref)))
             except RayError as exc:  # the actor died: its node or its process was lost
-                lost[job] = lost.get(job, 0) + 1
+                if not was_idle:  # an actor that died while idle is no fault of this configuration
+                    lost[job] = lost.get(job, 0) + 1
                 why = type(exc).__name__
-                if lost[job] > RAY_RETRIES:
+                if lost.get(job, 0) > RAY_RETRIES:
                     on_done(Outcome(job, "failed", error=f"its Ray worker was lost {lost[job]} times ({why})"))
                 else:
                     print(f"[study] {job.name}: its Ray worker was lost ({why}); retrying it", flush=True)

@@ -640,7 +640,9 @@ def _html(report: Report, folder: Path) -> str:
         sections.append(
             report_html.Section(
                 config.info.name,
-                (own / "claims.md").read_text(),
+                (own / "claims.md").read_text().replace(f"\n{report.semantics}\n", "")
+                if report.semantics
+                else (own / "claims.md").read_text(),
                 report_html.table_frames(config.tables),
                 [own / f"{stem}.png" for stem in config.figures],
                 config.missing,

@@ -42,7 +42,7 @@ def page(title: str, sections: list[Section], note: str = "", where: str = "") -
     if note:
         body.append(f'<p class="note">{html.escape(note)}</p>')
     if where:
-        body.append(f"<p>{html.escape(where)}</p>")
+        body.append(markdown(where))
     if len(sections) > 1:
         links = " ".join(f'<a href="#{_anchor(s.name)}">{html.escape(s.name)}</a>' for s in sections)
         body.append(f"<nav>Noise configurations: {links}</nav>")

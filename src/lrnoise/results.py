@@ -37,7 +37,7 @@ class ConfigInfo:
 
 def fetch(experiment: str, dataset=None, model=None, optimizer=None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """(finished training runs, finished noise evaluations, experiment id): two paged searches. Where one
-    configuration was run under several semantics numbers, only its runs of the newest count (newest_semantics)."""
+    configuration was run under several semantics numbers, only its runs of this code's (else the newest) count."""
     exp = tracking.find_experiment(experiment)
     filters = {k: v for k, v in {"dataset": dataset, "model": model, "optimizer": optimizer}.items() if v}
     runs = tracking.train_runs_frame(exp.experiment_id, filters)
@@ -45,18 +45,22 @@ def fetch(experiment: str, dataset=None, model=None, optimizer=None) -> tuple[pd
         raise LrnoiseError(
             f"experiment {experiment!r} has no finished training runs" + (" matching the filters" if filters else "")
         )
-    runs = row_labels(newest_semantics(runs, ["config_key"])).sort_values(CONFIG + ["seed"]).reset_index(drop=True)
+    runs = newest_semantics(runs, ["config_key"], TRAINING_SEMANTICS)
+    runs = row_labels(runs).sort_values(CONFIG + ["seed"]).reset_index(drop=True)
     evals = tracking.noise_runs_frame(exp.experiment_id)
     if len(evals):  # the evaluations of the counted training runs, each under its newest semantics
-        evals = newest_semantics(evals[evals["run_id"].isin(runs["run_id"])], ["run_id", "run_key"])
+        evals = newest_semantics(evals[evals["run_id"].isin(runs["run_id"])], ["run_id", "run_key"], NOISE_SEMANTICS)
     return runs, evals, exp.experiment_id
 
 
-def newest_semantics(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """The rows of each configuration (`keys`) made under its newest semantics number: a configuration trained
-    again by newer code is counted once, not once per code version."""
+def newest_semantics(frame: pd.DataFrame, keys: list[str], current: int | None = None) -> pd.DataFrame:
+    """The rows of each configuration (`keys`) made under one semantics number: `current` (this code's) where the
+    configuration has runs of it, else its newest. A configuration trained again by other code is counted once,
+    not once per code version."""
+    own = frame["semantics"] == current
+    has_own = own.groupby([frame[k] for k in keys]).transform("any")
     newest = frame.groupby(keys)["semantics"].transform("max")
-    return frame[frame["semantics"] == newest]
+    return frame[(has_own & own) | (~has_own & (frame["semantics"] == newest))]
 
 
 def semantics_note(runs: pd.DataFrame, evals: pd.DataFrame) -> str:

@@ -190,8 +190,8 @@ def run_study(
     check_choice("reuse", reuse, REUSE)
     if workers < 1:
         raise LrnoiseError(f"workers must be >= 1, got {workers}")
-    if executor == "local" and workers > 1:
-        executors.gpu_assignment(workers, executors.gpu_devices(), placement.gpus_per_training)  # refused early
+    if executor == "local":  # more workers than the GPUs allow: refused before anything runs
+        executors.gpu_assignment(workers, executors.gpu_devices(), placement.gpus_per_training)
     if executor == "ray" and ray_address and not server.is_http(tracking.tracking_uri()):
         raise LrnoiseError(
             "a Ray cluster's workers need a tracking server they can reach: set MLFLOW_TRACKING_URI "
@@ -244,7 +244,8 @@ def run_study(
                         placement.runtime_env(),
                         on_slots=progress.set_workers,
                     )
-                elif workers > 1:
+                elif workers > 1 or (placement.gpus_per_training is not None and executors.gpu_devices()):
+                    # (one worker process too when the user chose the GPUs: it sees only its own)
                     with tempfile.TemporaryDirectory(prefix="lrnoise-workers-") as logs:
                         executors.local_workers(dispatcher, workers, ctx, done, logs, placement.gpus_per_training)
                 else:
