@@ -338,7 +338,7 @@ def test_report_folder_is_replaced_whole_and_configurations_never_mix(store, tmp
     assert "The paper&#x27;s claims, answered over seeds (additive-paper)" in page
     assert "<li>cifar10 resnet32 adam lr=0.001: no finished training run</li>" in page
     client = mlflow.tracking.MlflowClient()
-    (report_run,) = client.search_runs([every.experiment_id], "tags.`lrnoise.kind` = 'report'")
+    (report_run,) = client.search_runs([every.experiment_id], f"tags.`{tracking.KIND}` = 'report'")
     assert "report.html" in [a.path for a in client.list_artifacts(report_run.info.run_id)]
     assert report.files_line(every).split("open first: ")[1].startswith("report.html, additive-paper/claims.md")
     names = sorted(c.info.name for c in every.configs)
@@ -497,8 +497,8 @@ def test_each_batch_sizes_sweet_spot_moves_its_own_alias(store):
                     "batch_size": batch_size,
                     "train_noise": 0.0,
                     "run_id": run_id,
-                    "baseline_accuracy": 0.95,
-                    "avg_normalized_accuracy": 0.8 if lr == best_lr else 0.7,
+                    tracking.BASELINE_ACCURACY: 0.95,
+                    tracking.AVG_NORMALIZED_ACCURACY: 0.8 if lr == best_lr else 0.7,
                 }
             )
     spots = report.sweet_spots(pd.DataFrame(rows))

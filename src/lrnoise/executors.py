@@ -411,8 +411,10 @@ def gpu_devices() -> list[str]:
     return [str(i) for i, row in enumerate(r for r in out.splitlines() if r.startswith("GPU "))]
 
 
-def gpu_count() -> int:
-    return len(gpu_devices())
+def fits(have: float, need: float) -> float:
+    """How many requests of `need` fit in `have` (0.2 GPUs each: 5 per GPU, where float floor division says 4);
+    any number when nothing is needed."""
+    return math.floor(have / need + 1e-9) if need else math.inf
 
 
 def gpus_each(devices: list[str], gpus_per_training: float | None) -> float:
@@ -429,7 +431,7 @@ def gpu_assignment(workers: int, devices: list[str], gpus_per_training: float | 
         return [""] * workers
     share = round(1 / per) if per < 1 else 1  # workers per GPU
     each = max(1, int(per))  # GPUs per worker
-    room = len(devices) * share // each
+    room = fits(len(devices), per)
     if not devices:
         raise LrnoiseError(f"--gpus-per-training {per:g} asks for GPUs, but none is visible: 0 trains on the CPU")
     if workers > room:
@@ -448,7 +450,7 @@ def default_local_workers(preset_workers: int, gpus_per_training: float | None) 
     devices = gpu_devices()
     per = gpus_each(devices, gpus_per_training)
     if devices and per > 0:
-        return max(1, len(devices) * (round(1 / per) if per < 1 else 1) // max(1, int(per)))
+        return max(1, fits(len(devices), per))
     return max(1, min(preset_workers, os.cpu_count() or 1))
 
 
@@ -484,10 +486,7 @@ def ray_slots(nodes: list[dict], cpus: float, gpus: float) -> int:
     """How many trainings of `cpus` CPUs and `gpus` GPUs the live nodes among `nodes` (ray.nodes() rows) hold."""
     alive = [n.get("Resources", {}) for n in nodes if n.get("Alive")]
 
-    def fit(have: float, need: float) -> float:  # how many `need` fit in `have` (0.2 GPUs: 5 per GPU, not 4)
-        return math.floor(have / need + 1e-9) if need else math.inf
-
-    return sum(int(min(fit(r.get("CPU", 0), cpus), fit(r.get("GPU", 0), gpus))) for r in alive)
+    return sum(int(min(fits(r.get("CPU", 0), cpus), fits(r.get("GPU", 0), gpus))) for r in alive)
 
 
 def ray_request(nodes: list[dict], preset_workers: int, cpus: float | None, gpus: float | None) -> RayRequest:

@@ -226,14 +226,14 @@ def existing_run(
     finished = [r.info.run_id for r in same if r.info.status == "FINISHED"]
     if not finished and reuse_any:
         finished = [r.info.run_id for r in runs if r.info.status == "FINISHED"]
-    live = [r.info.run_id for r in same if r.info.status != "FINISHED" and is_live(r)]
-    dead = [r.info.run_id for r in runs if r.info.status != "FINISHED" and not is_live(r)]
-    resumable_dead = [r.info.run_id for r in same if r.info.status != "FINISHED" and r.info.run_id in dead]
+    unfinished = [r for r in runs if r.info.status != "FINISHED"]
+    dead = [r.info.run_id for r in unfinished if not is_live(r)]
+    live = [r.info.run_id for r in unfinished if r in same and r.info.run_id not in dead]
     found = Existing(finished[0] if finished else None)
     if not finished and live:
         found.live = live[0]
-    elif not finished and resumable and resumable_dead:
-        found.resume = resumable_dead[0]
+    elif not finished and resumable and (mine := [r.info.run_id for r in same if r.info.run_id in dead]):
+        found.resume = mine[0]
     for stale in dead:
         if stale != found.resume:
             tracking.mark_failed(stale)

@@ -126,10 +126,8 @@ class Prepared:
 
 
 class Additive(NoiseModel):
-    """The paper's model (eq. 4-6): W_noisy = W + N(0, (eta * sigma_w)^2), sigma_w = std of the clean tensor W.
-
-    Bit-for-bit the numbers of the former `noise.additive` on the concatenation for the same seed.
-    """
+    """The paper's model (eq. 4-6): W_noisy = W + N(0, (eta * sigma_w)^2), sigma_w = std of the clean tensor W,
+    drawn on the concatenation of all target tensors with one seed per draw."""
 
     name = "additive"
 

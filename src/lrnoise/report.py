@@ -607,6 +607,11 @@ def write(report: Report, out: Path, pdf: bool = True) -> Report:
     return report
 
 
+def claims_text(config: ConfigReport) -> str:
+    """A configuration's claims in words (claims.md, and its part of report.html)."""
+    return claims_markdown(config.claims, config.info.name, config.axis_claims, config.eq2, config.frontier)
+
+
 def _write_config(config: ConfigReport, folder: Path, pdf: bool, semantics: str = "") -> None:
     for name, frame in config.frames.items():
         frame.to_csv(folder / name, index=False)
@@ -621,8 +626,7 @@ def _write_config(config: ConfigReport, folder: Path, pdf: bool, semantics: str 
             tex.append(block.to_latex() if len(block) else "% (none)")
         (folder / f"{stem}.md").write_text("\n".join(md) + "\n")
         (folder / f"{stem}.tex").write_text("\n".join(tex) + "\n")
-    claims = claims_markdown(config.claims, config.info.name, config.axis_claims, config.eq2, config.frontier)
-    (folder / "claims.md").write_text(claims + (f"\n{semantics}\n" if semantics else ""))
+    (folder / "claims.md").write_text(claims_text(config) + (f"\n{semantics}\n" if semantics else ""))
     (folder / "missing.txt").write_text("\n".join(config.missing) + ("\n" if config.missing else "none\n"))
     for stem, fig in config.figures.items():
         figures.save(fig, folder / stem, vector=pdf)
@@ -632,7 +636,7 @@ HTML_PAGE = "report.html"  # the whole report on one self-contained page (report
 
 
 def _html(report: Report, folder: Path) -> str:
-    """report.html's text from what `write` has written into `folder` (claims.md and the png figures)."""
+    """report.html's text: each configuration's claims, tables and the png figures `write` saved in `folder`."""
     several = len(report.configs) > 1
     sections = []
     for config in report.configs:
@@ -640,9 +644,7 @@ def _html(report: Report, folder: Path) -> str:
         sections.append(
             report_html.Section(
                 config.info.name,
-                (own / "claims.md").read_text().replace(f"\n{report.semantics}\n", "")
-                if report.semantics
-                else (own / "claims.md").read_text(),
+                claims_text(config),
                 report_html.table_frames(config.tables),
                 [own / f"{stem}.png" for stem in config.figures],
                 config.missing,
