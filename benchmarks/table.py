@@ -110,8 +110,12 @@ CALIBRATION_END = "<!-- end of calibration -->"
 
 
 def calibration_table(rows: list[dict]) -> str:
-    """The calibration figures as one markdown table: verdict, design, truth, figure, value, target."""
-    lines = ["| verdict | design | truth | figure | value | target |", "|---|---|---|---|---|---|"]
+    """The calibration figures as one markdown table: key, verdict, design, truth, figure, value (Monte Carlo
+    standard error), target."""
+    lines = [
+        "| key | verdict | design | truth | figure | value (MC se) | target |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         target = row["target"]
         met = ""
@@ -121,8 +125,8 @@ def calibration_table(rows: list[dict]) -> str:
                 " met" if (row["value"] <= float(bound) if op == "<=" else row["value"] >= float(bound)) else " MISSED"
             )
         lines.append(
-            f"| {row['verdict']} | {row['design']} | {row['truth']} | {row['figure']} | {row['value']:.3f} | "
-            f"{(target or '—') + met} |"
+            f"| {row.get('key') or ''} | {row['verdict']} | {row['design']} | {row['truth']} | {row['figure']} | "
+            f"{row['value']:.3f} ({row.get('mcse', float('nan')):.3f}) | {(target or '—') + met} |"
         )
     studies = sorted({row["studies"] for row in rows})
     return "\n".join(lines) + f"\n\n{', '.join(map(str, studies))} synthetic studies per figure.\n"

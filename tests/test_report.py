@@ -18,7 +18,7 @@ from PIL import Image
 from scipy import stats
 from typer.testing import CliRunner
 
-from lrnoise import claims_text, figures, noise, paper, report, results, tracking
+from lrnoise import claims_text, figures, noise, paper, report, results, tracking, verdicts
 from lrnoise import server as tracking_server
 from lrnoise import stats as lrnoise_stats
 from lrnoise.cli import app
@@ -375,17 +375,30 @@ def claim_runs(seeds: int, slope: float = 0.02) -> pd.DataFrame:
     )
 
 
+def assessed(runs: pd.DataFrame) -> tuple[dict, verdicts.Family]:
+    """One noise configuration's verdict tables with their family assessed, as the report makes them."""
+    tables = verdicts.tables(runs, 0.01, None)
+    return tables, verdicts.assess({"additive-paper": tables})
+
+
 def test_claims_read_as_sentences_with_their_numbers():
-    text = claims_text.claims_markdown(lrnoise_stats.claims(claim_runs(seeds=4)), "additive-paper")
+    tables, family = assessed(claim_runs(seeds=4))
+    text = claims_text.claims_markdown(tables, "additive-paper", family)
     lines = text.splitlines()
+    assert (
+        lines[2] == family.sentence() and lines[2].startswith("This report prints ") and "## Primary verdicts" in lines
+    )
     assert "## cifar10 · resnet20 · adam" in lines
     avr = next(line for line in lines if line.startswith("- A_avr "))
     assert re.fullmatch(
-        r"- A_avr rises with lr: \+\d\.\d pp per lr step \[\+\d\.\d, \+\d\.\d\] \(rho \+0\.\d\d\), 24 runs, "
-        r"4 seeds per lr, seeds as blocks",
+        r"- A_avr rises with lr: \+\d\.\d pp per lr step \[\+\d\.\d, \+\d\.\d\] \(rho \+0\.\d\d; primary, p = [\d.]+, "
+        r"Holm p = [\d.]+\); 24 runs, 4 seeds per lr, each lr its own spread",
         avr,
     ), avr
-    assert any(re.match(r"- sweet spot lr [\d.]+, chosen in \d+% of resamples", line) for line in lines)
+    assert any(
+        re.match(r"- sweet spot lr [\d.]+ \(descriptive, no test\), chosen in \d+% of resamples", line)
+        for line in lines
+    )
     assert any(
         line.startswith("- the paper's Table III row: A_avr") and line.endswith("this cell does not agree")
         for line in lines
@@ -393,13 +406,20 @@ def test_claims_read_as_sentences_with_their_numbers():
     assert "|" not in text  # sentences, not a 27-column table
 
 
+def test_a_no_clear_verdict_says_what_it_could_have_detected():
+    runs = claim_runs(seeds=3)
+    runs["avg_normalized_accuracy"] = 0.6 + np.random.default_rng(3).normal(0, 0.01, len(runs))  # no trend
+    tables, family = assessed(runs)
+    avr = next(line for line in claims_text.claims_markdown(tables, "x", family).splitlines() if "- A_avr" in line)
+    assert avr.startswith("- A_avr no clear trend: ") and "cannot exclude +-" in avr and "pp per lr step" in avr
+    assert family.primary == 1 and family.primary_named == 0
+
+
 def test_a_verdict_without_an_interval_prints_none():
     claims = lrnoise_stats.claims(claim_runs(seeds=1))
-    text = claims_text.claims_markdown(claims, "additive-paper")
-    avr = next(line for line in text.splitlines() if line.startswith("- A_avr "))
-    assert avr.startswith("- A_avr too few seeds: rho +") and ", no interval, 6 runs, 1 seeds per lr" in avr
+    avr = claims_text.claim_lines(claims.iloc[0])[0]
+    assert avr.startswith("A_avr too few seeds (rho +") and "no interval); 6 runs, 1 seeds per lr" in avr
     assert "[" not in avr
-    assert claims_text.claim_lines(claims.iloc[0])[0] == avr[2:]
 
 
 # ---------------------------------------------------------------- the mechanism tests, from a store
@@ -439,17 +459,17 @@ def test_batch_size_and_train_noise_runs_give_the_mechanism_tests_and_figures(st
             add(0.00075, 64, seed, 0.7 - 0.05 * (np.log(0.00075) - 0.5 * np.log(64) + 5.5) + gain, train_noise)
     built = report.build_and_write("lrnoise", tmp_path / "out", set_alias=False, log_run=False, pdf=False)
     main = built.main
-    eq2 = main.eq2.set_index("value")
-    planted = "excludes lr/B and lr alone; consistent with lr^2/B"
+    eq2 = main.verdicts["eq2"].set_index("value")
+    planted = "excludes lr/B and lr alone; does not exclude lr^2/B"
     assert eq2.loc["avg_normalized_accuracy", "verdict"] == planted
-    assert eq2.loc["log grad_noise_c_mean", "verdict"] == planted  # the measured C, no lr^2 multiplied in
-    assert eq2.loc["log grad_noise_c_mean", "lr_slope"] == pytest.approx(2.0, abs=0.15)
+    assert eq2.loc["log grad_noise_c_mean", "verdict"].startswith("scales as lr^")  # its own words, no prediction
+    assert eq2.loc["log grad_noise_c_mean", "lr_slope"] == pytest.approx(2.0, abs=0.15)  # the measured C: lr^2
     assert "log grad_noise_power_mean" not in eq2.index
-    assert list(main.frontier["verdict"]) == ["noise-injection training dominates"]
-    assert main.frontier.iloc[0]["noise_best_train_noise"] == 0.1
-    noise_trend = main.axis_claims[main.axis_claims["axis"] == "train_noise"]
+    assert list(main.verdicts["frontier"]["verdict"]) == ["noise-injection training dominates"]
+    assert main.verdicts["frontier"].iloc[0]["noise_best_train_noise"] == 0.1
+    noise_trend = main.verdicts["axis_claims"][main.verdicts["axis_claims"]["axis"] == "train_noise"]
     assert list(noise_trend["avr_verdict"]) == ["rises with train_noise"]
-    (batch,) = main.axis_claims[main.axis_claims["axis"] == "batch_size"].itertuples()
+    (batch,) = main.verdicts["axis_claims"][main.verdicts["axis_claims"]["axis"] == "batch_size"].itertuples()
     assert (batch.n_lrs, batch.n_runs, batch.avr_verdict) == (3, 18, "rises with batch_size")  # lrs pooled
     # the paper's tables: clean training, a row per model and batch size; the noisy runs are not in them
     (block,) = main.tables["table2_baseline_accuracy"][1].values()

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from lrnoise import cellfit, claims_text, paper, stats
+from lrnoise import cellfit, claims_text, frontier, paper, stats
 from lrnoise.errors import LrnoiseError
 
 LRS = np.array(paper.LRS)
@@ -115,7 +115,7 @@ def test_bad_arguments_raise_lrnoise_error(call):
 def test_resample_indices_stay_within_each_lr():
     codes = np.array([0, 1, 2, 1, 0, 3, 1, 0, 1, 3, 1, 3, 3])  # unequal groups: 3, 5, 1, 4 runs
     groups = [np.flatnonzero(codes == k) for k in range(4)]
-    idx = stats._resample_indices(groups, 2000, np.random.default_rng(0))
+    idx = stats.resample_indices(groups, 2000, np.random.default_rng(0))
     assert idx.shape == (2000, len(codes))
     assert (codes[idx] == codes).all()  # every draw comes from its own lr, so every lr keeps its count
     assert (np.apply_along_axis(np.bincount, 1, codes[idx], minlength=4) == np.bincount(codes)).all()
@@ -127,7 +127,7 @@ def test_resample_indices_stay_within_each_lr():
 def test_inflate_keeps_means_and_restores_the_sample_spread():
     values = np.array([0.1, 0.3, 0.8, 0.5, 0.2, 0.9, 0.4])
     groups = [np.array([0, 1, 2]), np.array([3, 4, 5]), np.array([6])]
-    out = stats._inflate(values, groups)
+    out = stats.inflate(values, groups)
     for g in groups[:2]:
         assert out[g].mean() == pytest.approx(values[g].mean())
         assert out[g].std(ddof=0) == pytest.approx(values[g].std(ddof=1))
@@ -200,40 +200,6 @@ CELLS = {
     ("cifar10", "resnet20", "sgd"): -0.03,  # Table III is Adam only
     ("cifar10", "resnet56", "adam"): None,  # only 2 lrs: no claim
 }
-CLAIM_COLUMNS = [
-    "dataset",
-    "model",
-    "optimizer",
-    "batch_size",
-    "train_noise",
-    "n_runs",
-    "n_lrs",
-    "seeds_per_lr",
-    "seed_blocks",
-    "avr_rho",
-    "avr_slope",
-    "avr_ci_low",
-    "avr_ci_high",
-    "avr_verdict",
-    "baseline_rho",
-    "baseline_slope",
-    "baseline_ci_low",
-    "baseline_ci_high",
-    "baseline_verdict",
-    "sweet_spot_lr",
-    "sweet_spot_share",
-    "sweet_spot_shares",
-    "mechanism_slope",
-    "mechanism_ci_low",
-    "mechanism_ci_high",
-    "mechanism_verdict",
-    "update_mechanism_slope",
-    "update_mechanism_ci_low",
-    "update_mechanism_ci_high",
-    "update_mechanism_verdict",
-    "paper_avr_rho",
-    "agrees_with_paper",
-]
 
 
 @pytest.fixture
@@ -264,7 +230,7 @@ def runs() -> pd.DataFrame:
 
 def test_claims_columns_and_cells(runs):
     table = stats.claims(runs)
-    assert list(table.columns) == CLAIM_COLUMNS
+    assert list(table.columns) == stats.CLAIM_COLUMNS
     expected = {key for key, slope in CELLS.items() if slope is not None}
     assert set(map(tuple, table[["dataset", "model", "optimizer"]].values)) == expected
     row = table.set_index(["dataset", "model", "optimizer"]).loc[("cifar10", "resnet20", "adam")]
@@ -401,7 +367,7 @@ def test_axis_claims_find_a_planted_effect_in_points_per_step(axis, levels):
     assert list(table.columns) == stats.AXIS_CLAIM_COLUMNS and len(table) == 1
     row = table.iloc[0]
     assert row["avr_verdict"] == f"falls with {axis}" and row["n_levels"] == 4 and row["seeds_per_cell"] == "4"
-    assert row["seed_blocks"] and row["df"] == 16 - 4 - 3  # runs - cells - seeds + 1
+    assert row["avr_p"] < 0.05 and row["avr_mde"] > (row["avr_ci_high"] - row["avr_ci_low"]) / 2  # 80 % power
     # the least-squares slope of the four cell means on log2 B (1 per step) or eta / 0.1 (0.2, 0.3, 0.5 per step)
     x = stats.AXIS_UNITS[axis][0](np.asarray(levels, dtype=float))
     expected = np.polyfit(x, -0.03 * np.arange(4), 1)[0]
@@ -449,29 +415,38 @@ def test_the_batch_size_effect_on_pure_seed_noise_is_found_at_about_the_nominal_
 
 
 # ---------------------------------------------------------------- the block model and Fieller's set
-def test_cell_contrasts_equal_the_textbook_formulas_with_and_without_seed_blocks():
+def test_cell_contrasts_equal_welchs_textbook_formulas():
     rng = np.random.default_rng(8)
-    cells, seeds = 4, 3
-    y = rng.normal(0, 1, (cells, seeds)) + rng.normal(0, 1, seeds)[None, :]  # (cell, seed)
-    runs = pd.DataFrame(
-        {"x": np.repeat(np.arange(cells), seeds), "seed": np.tile(np.arange(seeds), cells), "y": y.ravel()}
-    )
+    counts = np.array([3, 4, 2, 5])
+    y = [rng.normal(c, 1 + c, n) for c, n in enumerate(counts)]  # each cell its own spread and count
+    runs = pd.DataFrame({"x": np.repeat(np.arange(4), counts), "y": np.concatenate(y)})
     w = np.array([1.0, -1.0, 0.5, -0.5])
-    # two-way layout without interaction: residual = y - row mean - column mean + grand mean
-    residual = y - y.mean(1, keepdims=True) - y.mean(0, keepdims=True) + y.mean()
-    sigma2 = (residual**2).sum() / ((cells - 1) * (seeds - 1))
-    blocked = cellfit.fit(runs, "y", ["x"])
-    got = blocked.t(w)
-    assert blocked.blocked and blocked.df == (cells - 1) * (seeds - 1)
-    assert got["estimate"] == pytest.approx(w @ y.mean(1)) and got["se"] == pytest.approx(
-        np.sqrt(sigma2 * w @ w / seeds)
+    a = w**2 * np.array([v.var(ddof=1) for v in y]) / counts  # Welch (1947): a_c = w_c^2 s_c^2 / n_c
+    fitted = cellfit.fit(runs, "y", ["x"])
+    got = fitted.t(w)
+    assert got["estimate"] == pytest.approx(w @ [v.mean() for v in y]) and got["se"] == pytest.approx(np.sqrt(a.sum()))
+    assert got["df"] == pytest.approx(a.sum() ** 2 / np.sum(a**2 / (counts - 1)))
+    assert got["p"] == pytest.approx(2 * sps.t.sf(abs(got["estimate"]) / got["se"], got["df"]))
+    # one contrast as an F test: Johansen's statistic reduces to Welch's t^2 on (1, df)
+    assert fitted.f(w) == pytest.approx(got["p"], rel=1e-6)
+    assert cellfit.fit(runs[runs.index % 2 == 0].head(3), "y", ["x"]) is None  # one run in a cell: no spread
+
+
+@pytest.mark.parametrize("lrs, batch_sizes", [(3, 2), (3, 3), (3, 4), (4, 3)])
+def test_lack_of_fit_reads_a_plane_as_a_plane_on_any_grid(lrs, batch_sizes):
+    # cell means exactly on a plane in log lr and log B: the gate must not reject (it rejected every 3 x 3 and
+    # 3 x 4 study when it kept the first columns of a QR of the residual projector)
+    rng = np.random.default_rng(lrs * 10 + batch_sizes)
+    cells = [(lr, b) for lr in 0.0005 * 2.0 ** np.arange(lrs) for b in 8 * 2.0 ** np.arange(batch_sizes)]
+    mu = np.array([0.7 - 0.03 * (np.log(lr) - 0.5 * np.log(b)) for lr, b in cells])
+    runs = pd.DataFrame(
+        [{"lr": lr, "batch_size": b, "y": m + e} for (lr, b), m in zip(cells, mu) for e in rng.normal(0, 0.001, 3)]
     )
-    # every run its own seed: no blocks, the pooled within-cell variance
-    pooled = cellfit.fit(runs.assign(seed=np.arange(len(runs))), "y", ["x"])
-    within = ((y - y.mean(1, keepdims=True)) ** 2).sum() / (cells * (seeds - 1))
-    assert not pooled.blocked and pooled.df == cells * (seeds - 1)
-    assert pooled.t(w)["se"] == pytest.approx(np.sqrt(within * w @ w / seeds))
-    assert cellfit.fit(runs[runs["seed"] == 0], "y", ["x"]) is None  # one run per cell: no variance to estimate
+    fitted = cellfit.fit(runs, "y", ["lr", "batch_size"])
+    design = np.column_stack([np.ones(len(cells)), np.log([c[0] for c in cells]), np.log([c[1] for c in cells])])
+    assert fitted.lack_of_fit(design) > 0.05
+    curved = runs.assign(y=runs["y"] + 0.02 * (np.log(runs["lr"]) - np.log(runs["lr"]).mean()) ** 2)
+    assert cellfit.fit(curved, "y", ["lr", "batch_size"]).lack_of_fit(design) < 0.001
 
 
 @pytest.mark.parametrize(
@@ -516,20 +491,20 @@ def eq2_table(effect: float, ratio: float, rng, seeds: int = 3, noise: float = 0
 @pytest.mark.parametrize(
     "ratio, verdict",
     [
-        (-0.5, "excludes lr/B and lr alone; consistent with lr^2/B"),
-        (-1.0, "excludes lr^2/B and lr alone; consistent with lr/B"),
-        (0.0, "excludes lr^2/B and lr/B; consistent with lr alone"),
+        (-0.5, "excludes lr/B and lr alone; does not exclude lr^2/B"),
+        (-1.0, "excludes lr^2/B and lr alone; does not exclude lr/B"),
+        (0.0, "excludes lr^2/B and lr/B; does not exclude lr alone"),
         (0.5, "excludes lr^2/B, lr/B and lr alone (none of the three predictions holds)"),
     ],
 )
 def test_eq2_names_the_predictions_a_planted_ratio_excludes(ratio, verdict):
-    found = stats.eq2_test(eq2_table(-0.05, ratio, np.random.default_rng(5), noise=0.005))
+    found = stats.eq2_test(eq2_table(-0.05, ratio, np.random.default_rng(6), noise=0.005))
     assert list(found.columns) == stats.EQ2_COLUMNS and len(found) == 1
     row = found.iloc[0]
     assert row["verdict"] == verdict and row["effect_p"] < 0.001
     assert row["ratio"] == pytest.approx(ratio, abs=0.15) and row["ratio_set"].startswith("[")
     assert row["lr_slope_ci_low"] < -0.05 < row["lr_slope_ci_high"]
-    assert (row["n_lrs"], row["n_batch_sizes"], row["seeds_per_cell"], row["seed_blocks"]) == (3, 2, "3", True)
+    assert (row["n_lrs"], row["n_batch_sizes"], row["seeds_per_cell"], row["kind"]) == (3, 2, "3", stats.PREDICTS)
 
 
 def test_eq2_cannot_tell_the_two_noise_scales_apart_on_a_weak_effect():
@@ -567,7 +542,8 @@ def test_eq2_reads_a_measured_noise_power_on_a_log_scale():
         for lr, b in zip(frame["lr"], frame["batch_size"])
     ]
     row = stats.eq2_test(frame, "grad_noise_power_mean", log_value=True).iloc[0]
-    assert row["value"] == "log grad_noise_power_mean" and row["verdict"].endswith("consistent with lr^2/B")
+    assert row["value"] == "log grad_noise_power_mean" and row["kind"] == stats.SCALES
+    assert row["verdict"].startswith("scales as lr^+2.0") and " x B^-1.0" in row["verdict"]  # exponents, no prediction
     assert row["lr_slope"] == pytest.approx(2.0, abs=0.1) and row["b_slope"] == pytest.approx(-1.0, abs=0.1)
 
 
@@ -600,8 +576,8 @@ def frontier_table(rng, noise_gain: float, seeds: int = 3) -> pd.DataFrame:
     "gain, verdict", [(0.05, "noise-injection training dominates"), (-0.05, "lr tuning dominates")]
 )
 def test_frontier_names_the_method_that_buys_more_robustness(gain, verdict):
-    found = stats.frontier(frontier_table(np.random.default_rng(8), gain))
-    assert list(found.columns) == stats.FRONTIER_COLUMNS and len(found) == 1
+    found = frontier.frontier(frontier_table(np.random.default_rng(8), gain))
+    assert list(found.columns) == frontier.FRONTIER_COLUMNS and len(found) == 1
     row = found.iloc[0]
     assert row["verdict"] == verdict and row["noise_lr"] == 0.00075 and row["lr_best_lr"] == 0.0005
     assert row["ci_low"] <= row["difference"] <= row["ci_high"]
@@ -612,24 +588,24 @@ def test_frontier_names_the_method_that_buys_more_robustness(gain, verdict):
 def test_frontier_leaves_out_a_configuration_below_the_accuracy_margin():
     frame = frontier_table(np.random.default_rng(9), 0.05)
     frame.loc[frame["train_noise"] == 0.1, "baseline_accuracy"] -= 0.05  # the most robust one costs 5 points
-    row = stats.frontier(frame, max_accuracy_drop=0.01).iloc[0]
+    row = frontier.frontier(frame, max_accuracy_drop=0.01).iloc[0]
     assert row["noise_best_train_noise"] == 0.05
-    assert stats.frontier(frame, max_accuracy_drop=0.1).iloc[0]["noise_best_train_noise"] == 0.1
+    assert frontier.frontier(frame, max_accuracy_drop=0.1).iloc[0]["noise_best_train_noise"] == 0.1
 
 
 def test_frontier_reads_both_methods_at_a_fixed_target_and_says_who_reaches_it():
     frame = frontier_table(np.random.default_rng(10), 0.05)
-    derived = stats.frontier(frame).iloc[0]  # from the eta = 0 configuration (lr 0.00075): its mean less 1 point
+    derived = frontier.frontier(frame).iloc[0]  # from the eta = 0 configuration (lr 0.00075): its mean less 1 point
     eta0 = frame[(frame["lr"] == 0.00075) & (frame["train_noise"] == 0)]["baseline_accuracy"].mean()
     assert derived["target_accuracy"] == pytest.approx(eta0 - 0.01) and derived["target_from"].startswith("eta 0")
-    assert derived["lr_reach_share"] == derived["noise_reach_share"] == 1.0 and derived["seed_blocks"]
+    assert derived["lr_reach_share"] == derived["noise_reach_share"] == 1.0 and derived["n_pairs"] == 12
     frame.loc[frame["train_noise"] > 0, "baseline_accuracy"] -= 0.03  # noise training costs 3 points of a_0
-    row = stats.frontier(frame, target_accuracy=0.94).iloc[0]
+    row = frontier.frontier(frame, target_accuracy=0.94).iloc[0]
     assert (row["target_accuracy"], row["target_from"]) == (0.94, "given")
     assert row["verdict"] == "only lr tuning reaches the target" and row["noise_reach_share"] == 0.0
     assert np.isnan(row["noise_best_avr"]) and np.isnan(row["difference"]) and np.isnan(row["ci_low"])
     assert "no configuration at the target" in claims_text.frontier_line(row)
-    none = stats.frontier(frame, target_accuracy=0.99).iloc[0]
+    none = frontier.frontier(frame, target_accuracy=0.99).iloc[0]
     assert none["verdict"] == "neither method reaches the target"
 
 
@@ -640,5 +616,5 @@ def test_frontier_on_equal_methods_mostly_finds_no_clear_difference():
         frame = frontier_table(rng, 0.0)
         frame["avg_normalized_accuracy"] = 0.7 + rng.normal(0, 0.005, len(frame))
         frames.append(frame)
-    verdicts = [stats.frontier(f, seed=i)["verdict"].iloc[0] for i, f in enumerate(frames)]
+    verdicts = [frontier.frontier(f, seed=i)["verdict"].iloc[0] for i, f in enumerate(frames)]
     assert verdicts.count("no clear difference") >= 36

@@ -224,6 +224,8 @@ def test_mlflow_run_train_entry_point(store):
         "-P",
         "budget=steps",
         "-P",
+        "patience=0",  # budget steps never stops early
+        "-P",
         "reference_batch_size=512",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

@@ -1,20 +1,25 @@
-"""Cell means with seeds as blocks: the linear model behind the eq. 2 and batch-size / train-noise verdicts.
+"""Cell means, each with its own spread: the model behind every verdict of lrnoise.stats and lrnoise.frontier.
 
-The runs of one (dataset, model, optimizer) fall into cells (an lr, a batch size, a train noise) with one run per
-seed in each. A seed fixes the initial weights, the validation split and the batch order in every cell, so the
-seeds are blocks:
+The runs of one (dataset, model, optimizer) fall into cells (an lr, a batch size, a train noise); a cell's runs
+are its seeds. Nothing is assumed of how the seed-to-seed spread differs between cells (the demo's Table III
+ranges from +-1.2 to +-8.5 points over its six lrs), nor of how a seed's runs in different cells go together:
 
-    y_cs = mu_c + s_s + e_cs      (cell c, seed s; the s sum to 0; e ~ N(0, sigma^2) independent)
+    y_cs = mu_c + e_cs      (cell c, run s; Var e_cs = sigma_c^2, one per cell, estimated by the cell's s_c^2)
 
-fitted by statsmodels' OLS (`y ~ 0 + C(cell) + C(seed, Sum)`). mu are the cell means with what a seed shares
-across cells taken out; sigma^2 is estimated from what is left (df = runs - cells - seeds + 1). Where no seed is
-in two cells the seed term is left out and sigma^2 is the pooled within-cell variance (df = runs - cells).
+A question about the cells is a linear contrast w . mu. Its estimate is w . ybar, its variance
+sum_c w_c^2 s_c^2 / n_c, and its t test takes Welch-Satterthwaite's degrees of freedom (Welch 1947, 1951):
 
-A question about the cells is a linear contrast L mu: a slope along an axis is a row of the least-squares
-projection of the cell means on a design over the cells. statsmodels' `t_test` / `f_test` give its t interval and
-p values, exact under the model above; benchmarks/calibration.py measures the false-alarm rates and coverage on
-the presets' designs. `lack_of_fit` tests whether the cell means lie on the design at all (a curved response
-makes a straight slope's ratio mean nothing)."""
+    df = (sum_c a_c)^2 / sum_c a_c^2 / (n_c - 1),     a_c = w_c^2 s_c^2 / n_c.
+
+Several contrasts at once (W, k rows: "a = b = 0", "the means lie on a plane") take Johansen's (1980) F
+approximation for heteroscedastic linear hypotheses, with V = diag(s_c^2 / n_c) and M = V W' (W V W')^-1 W:
+
+    T = (W ybar)' (W V W')^-1 (W ybar),   A = sum_c M_cc^2 / (n_c - 1),
+    T / (k + 2A - 6A / (k + 2)) ~ F(k, k (k + 2) / (3A)).
+
+A seed's offset shared by every cell counts here as spread, so on paired seeds the tests are conservative; what
+that costs in power, and the false alarms under unequal spread, ties and real residuals, are measured in
+benchmarks/calibration.py. A cell needs two runs to have a spread: with fewer, `fit` returns None."""
 
 from __future__ import annotations
 
@@ -24,81 +29,102 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+ALPHA = 0.05  # every interval is 95 %, every single test two-sided at 5 %
+POWER = 0.8  # the power at which a "no clear" verdict states the effect it could have detected
+
 
 @dataclass
 class CellFit:
-    """The fitted block model of one group of runs."""
+    """The cells of one group of runs: their axis values, means, spreads and counts (all in the cells' order)."""
 
-    cells: pd.DataFrame  # one row per cell: the cell's axis values (the order of mu)
-    result: object  # statsmodels RegressionResults of y ~ 0 + C(cell) [+ C(seed, Sum)]
-    blocked: bool  # True when the seeds enter as blocks
+    cells: pd.DataFrame  # one row per cell: the cell's axis values, sorted
+    means: np.ndarray  # (C,) ybar_c
+    variances: np.ndarray  # (C,) s_c^2 (ddof 1)
+    counts: np.ndarray  # (C,) n_c >= 2
+
+    @property
+    def mean_variances(self) -> np.ndarray:
+        """(C,) Var(ybar_c) as estimated: s_c^2 / n_c."""
+        return self.variances / self.counts
 
     @property
     def df(self) -> float:
-        """Residual degrees of freedom: what the seeds' variance is estimated with."""
-        return float(self.result.df_resid)
+        """The degrees of freedom the cells' spreads are estimated with: sum_c (n_c - 1)."""
+        return float(np.sum(self.counts - 1))
 
-    def contrast(self, weights: np.ndarray):
-        """L (k, cells) over the cell means -> the full restriction matrix over the model's parameters."""
+    def covariance(self, weights: np.ndarray) -> np.ndarray:
+        """W V W' of the contrasts W (k, C): their estimated covariance."""
         weights = np.atleast_2d(weights)
-        extra = len(self.result.params) - len(self.cells)
-        return np.hstack([weights, np.zeros((len(weights), extra))])
+        return weights @ np.diag(self.mean_variances) @ weights.T
 
-    def t(self, weights: np.ndarray) -> dict:
-        """One contrast w . mu: its estimate, standard error, 95 % t interval and two-sided p."""
-        test = self.result.t_test(self.contrast(weights))
-        low, high = test.conf_int(alpha=0.05)[0]
+    def t(self, weights: np.ndarray, alpha: float = ALPHA) -> dict:
+        """One contrast w . mu: estimate, se, Welch-Satterthwaite df, (1 - alpha) t interval, two-sided p, and mde:
+        the smallest |w . mu| its two-sided test at `alpha` detects with POWER (NaN where the cells show no
+        spread at all: ties everywhere)."""
+        weights = np.asarray(weights, dtype=float)
+        a = weights**2 * self.mean_variances
+        var = float(a.sum())
+        estimate = float(weights @ self.means)
+        if not var > 0:
+            nan = float("nan")
+            return {"estimate": estimate, "se": 0.0, "df": nan, "ci_low": nan, "ci_high": nan, "p": nan, "mde": nan}
+        df = var**2 / float(np.sum(a**2 / (self.counts - 1)))
+        se = np.sqrt(var)
+        quantile = sps.t.ppf(1 - alpha / 2, df)
         return {
-            "estimate": float(np.squeeze(test.effect)),
-            "se": float(np.squeeze(test.sd)),
-            "ci_low": float(low),
-            "ci_high": float(high),
-            "p": float(np.squeeze(test.pvalue)),
+            "estimate": estimate,
+            "se": float(se),
+            "df": float(df),
+            "ci_low": float(estimate - quantile * se),
+            "ci_high": float(estimate + quantile * se),
+            "p": float(2 * sps.t.sf(abs(estimate) / se, df)),
+            "mde": float((quantile + sps.t.ppf(POWER, df)) * se),
         }
 
     def f(self, weights: np.ndarray) -> float:
-        """The joint F test that every row of the contrast matrix is 0: its p value."""
-        return float(np.squeeze(self.result.f_test(self.contrast(weights)).pvalue))
+        """p of Johansen's test that every row of W (k, C) is 0; NaN where W V W' is singular (no spread)."""
+        weights = np.atleast_2d(np.asarray(weights, dtype=float))
+        k = len(weights)
+        middle = self.covariance(weights)
+        if np.linalg.matrix_rank(middle) < k:
+            return float("nan")
+        inverse = np.linalg.inv(middle)
+        effect = weights @ self.means
+        statistic = float(effect @ inverse @ effect)
+        m_diagonal = np.einsum("ck,kl,lc->c", np.diag(self.mean_variances) @ weights.T, inverse, weights)
+        a = float(np.sum(m_diagonal**2 / (self.counts - 1)))
+        scale = k + 2 * a - 6 * a / (k + 2)
+        return float(sps.f.sf(statistic / scale, k, k * (k + 2) / (3 * a)))
 
     def lack_of_fit(self, design: np.ndarray) -> float:
-        """p of the F test that the cell means lie in the column space of `design` (cells, k): that what the
-        projection on `design` leaves of mu is 0. 1.0 when the design has as many columns as cells."""
-        projection = design @ np.linalg.pinv(design)
-        residual = np.eye(len(design)) - projection
-        rank = len(design) - np.linalg.matrix_rank(design)
-        if rank == 0:
-            return 1.0
-        # rank independent rows of the residual projector span what the design cannot fit
-        rows = np.linalg.qr(residual.T)[0][:, :rank].T
-        return self.f(rows)
+        """p of the test that the cell means lie in the column space of `design` (C, k): that the cell means'
+        projection on an orthonormal basis of the design's orthogonal complement is 0. 1.0 when the design
+        spans every cell."""
+        from scipy.linalg import null_space
+
+        rows = null_space(np.asarray(design, dtype=float).T).T  # (C - rank, C): what the design cannot fit
+        return 1.0 if len(rows) == 0 else self.f(rows)
 
 
-def fit(runs: pd.DataFrame, value: str, axes: list[str], seed: str = "seed") -> CellFit | None:
-    """The block model of `value` over the cells that `axes` make of `runs` (their seeds in column `seed`).
-    None when the runs leave no degree of freedom for the seeds' variance (one run per cell, no shared seed)."""
-    import statsmodels.api as sm  # heavy; only the claims that need it pay for it
-
-    frame = runs[[*axes, seed, value]].dropna(subset=[value]).reset_index(drop=True)
-    cells = frame[axes].drop_duplicates().sort_values(axes).reset_index(drop=True)
-    cell = frame[axes].merge(cells.reset_index(), on=axes, how="left")["index"].to_numpy()
-    columns = [np.eye(len(cells))[cell]]
-    seeds = np.unique(frame[seed].to_numpy())
-    shared = frame.groupby(seed)[axes].apply(lambda g: len(g.drop_duplicates()) > 1)  # a seed in several cells
-    blocked = bool(shared.any()) and len(seeds) > 1
-    if blocked:  # sum-to-zero coding: the cell columns then carry the cell means over seeds
-        position = np.searchsorted(seeds, frame[seed].to_numpy())
-        coded = np.eye(len(seeds))[position][:, :-1]
-        coded[position == len(seeds) - 1] = -1.0
-        columns.append(coded)
-    exog = np.hstack(columns)
-    if len(frame) - np.linalg.matrix_rank(exog) < 1:
+def fit(runs: pd.DataFrame, value: str, axes: list[str]) -> CellFit | None:
+    """The cells that `axes` make of `runs` with their means, spreads and counts of `value`. None when a cell has
+    fewer than two runs (its spread cannot be estimated)."""
+    frame = runs[[*axes, value]].dropna(subset=[value])
+    grouped = frame.groupby(axes, sort=True)[value]
+    counts = grouped.size()
+    if len(counts) == 0 or counts.min() < 2:
         return None
-    result = sm.OLS(frame[value].to_numpy(dtype=float), exog).fit()
-    return CellFit(cells=cells, result=result, blocked=blocked)
+    cells = counts.index.to_frame(index=False)
+    return CellFit(
+        cells=cells,
+        means=grouped.mean().to_numpy(dtype=float),
+        variances=grouped.var(ddof=1).to_numpy(dtype=float),
+        counts=counts.to_numpy(dtype=float),
+    )
 
 
 def fieller(a: float, b: float, v_aa: float, v_ab: float, v_bb: float, t: float) -> list[tuple[float, float]]:
-    """Fieller's exact confidence set of r = b / a: every r with (b - r a)^2 <= t^2 Var(b - r a), i.e. every
+    """Fieller's confidence set of r = b / a: every r with (b - r a)^2 <= t^2 Var(b - r a), i.e. every
     ratio whose contrast b - r a a t test does not reject. A list of intervals: one bounded interval when a is
     clearly away from 0; two rays (-inf, r1] and [r2, inf) when a's own interval holds 0 but b's does not hold
     all of them; the whole line [(-inf, inf)] when neither says anything."""
@@ -113,5 +139,5 @@ def fieller(a: float, b: float, v_aa: float, v_ab: float, v_bb: float, t: float)
     return [(-np.inf, np.inf)]
 
 
-def t_quantile(df: float) -> float:
-    return float(sps.t.ppf(0.975, df))
+def t_quantile(df: float, alpha: float = ALPHA) -> float:
+    return float(sps.t.ppf(1 - alpha / 2, df))

@@ -45,8 +45,9 @@ class TrainConfig:
     patience: int = 10  # epochs without a better val_loss before stopping; 0 = run all epochs
     train_noise: float = 0.0  # eta of the weight noise injected in every training step (noise_training.py); 0 = none
     budget: str = "epochs"  # epochs: `epochs` passes over the data; steps: the optimizer updates that `epochs`
-    # passes take at reference_batch_size, whatever batch_size is (an epoch, for validation, early stopping and
-    # checkpoints, is then that many updates), so batch sizes compare at equal optimizer steps
+    # passes take at reference_batch_size, whatever batch_size is (an epoch, for validation and checkpoints, is
+    # then that many updates), so batch sizes compare at equal optimizer steps: no early stopping (patience 0), the
+    # evaluated weights are the last ones
     reference_batch_size: int = 32  # budget steps only: the batch size whose epochs set the number of updates
 
     def validate(self) -> TrainConfig:
@@ -62,6 +63,11 @@ class TrainConfig:
             raise LrnoiseError(f"patience must be >= 0, got {self.patience}")
         check_choice("shortcut", self.shortcut, SHORTCUTS)
         check_choice("budget", self.budget, BUDGETS)
+        if self.budget == "steps" and self.patience:
+            raise LrnoiseError(
+                f"budget steps trains every model for its full budget of updates (no early stopping, so the "
+                f"evaluated weights of every batch size took equal updates): patience must be 0, got {self.patience}"
+            )
         if self.reference_batch_size < 1:
             raise LrnoiseError(f"reference_batch_size must be >= 1, got {self.reference_batch_size}")
         if not 0 <= self.train_noise <= MAX_TRAIN_NOISE:
@@ -273,7 +279,7 @@ PRESETS = {
         "epochs": 10,  # epochs at batch 32: every batch size gets the updates 10 epochs take at 32
         "budget": "steps",
         "reference_batch_size": 32,
-        "patience": 4,
+        "patience": 0,  # steps: every model trains its full budget, so all evaluated weights took equal updates
         "batch_sizes": (32,),
         "noise": ("additive",),
         "trials": 5,
@@ -345,14 +351,17 @@ class StudySpec:
         """Every training configuration of the grid, validated, in block order, each once (two blocks may name
         the same one)."""
         configs = []
+        budget = self.setting("budget")
+        # budget steps never stops early: its patience is 0 unless one was given (and then refused)
+        patience = 0 if budget == "steps" and self.patience is None else self.setting("patience")
         for block in PRESETS[self.preset]["blocks"]:
             grid = self.grid(block)
             for values in itertools.product(*(grid[f] for f in GRID_FIELDS)):
                 config = TrainConfig(
                     **typed(TrainConfig, dict(zip(SWEPT, values))),
                     epochs=self.setting("epochs"),
-                    patience=self.setting("patience"),
-                    budget=self.setting("budget"),
+                    patience=patience,
+                    budget=budget,
                     reference_batch_size=self.setting("reference_batch_size"),
                 ).validate()
                 if config not in configs:

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lrnoise import figures, noise, paper, report_html, stats, tracking
-from lrnoise.claims_text import axis_claim_line, cell_name, claim_lines, claims_markdown, eq2_line, frontier_line
+from lrnoise import figures, frontier, noise, paper, report_html, stats, tracking, verdicts
+from lrnoise.claims_text import claims_markdown, verdict_lines
 from lrnoise.results import (
     A_AVR,
     A_AVR_DRAW_CI,
@@ -334,12 +334,12 @@ def eq2_points(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
     )
 
 
-def frontier_points(runs: pd.DataFrame, frontier: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """Figure 8's data: per frontier row of `dataset` (stats.frontier), each configuration of its lr sweep and
+def frontier_points(runs: pd.DataFrame, comparisons: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """Figure 8's data: per frontier row of `dataset` (lrnoise.frontier), each configuration of its lr sweep and
     of its train-noise sweep as mean baseline and A_avr with 95 % CIs."""
     use = learned_runs(runs)
     rows = []
-    for f in frontier[frontier["dataset"] == dataset].itertuples():
+    for f in comparisons[comparisons["dataset"] == dataset].itertuples():
         mine = use[
             (use["dataset"] == dataset)
             & (use["model"] == f.model)
@@ -348,8 +348,13 @@ def frontier_points(runs: pd.DataFrame, frontier: pd.DataFrame, dataset: str) ->
         ].dropna(subset=[A_AVR])
         panel = f"{f.model} {f.optimizer}" + (f" B={int(f.batch_size)}" if pd.notna(f.batch_size) else "")
         sweeps = (
-            (stats.LR_TUNING, mine[mine["train_noise"] == 0], "lr", lambda v: f"lr {v:g}"),
-            (stats.NOISE_TRAINING, mine[mine["lr"] == f.noise_lr], "train_noise", lambda v: f"eta {v:g}" if v else ""),
+            (frontier.LR_TUNING, mine[mine["train_noise"] == 0], "lr", lambda v: f"lr {v:g}"),
+            (
+                frontier.NOISE_TRAINING,
+                mine[mine["lr"] == f.noise_lr],
+                "train_noise",
+                lambda v: f"eta {v:g}" if v else "",
+            ),
         )  # eta 0 is the lr sweep's point at that lr: named once
         for method, sweep, axis, name in sweeps:
             for value, group in sweep.groupby(axis):
@@ -385,11 +390,24 @@ class ConfigReport:
     figures: dict  # file stem -> Figure
     sweet_spots: pd.DataFrame
     missing: list
-    claims: pd.DataFrame
-    axis_claims: pd.DataFrame = field(default_factory=pd.DataFrame)  # trends over batch size and train noise
-    eq2: pd.DataFrame = field(default_factory=pd.DataFrame)  # does only lr^2 / B matter? (stats.eq2_test)
-    frontier: pd.DataFrame = field(default_factory=pd.DataFrame)  # lr tuning vs noise-injection training
+    verdicts: dict  # verdicts.TABLES' frames: the lr claims, axis effects, interactions, eq. 2, the frontier
     max_accuracy_drop: float = 0.01  # the accuracy margin of the sweet spots and the frontier
+
+    @property
+    def claims(self) -> pd.DataFrame:
+        return self.verdicts["claims"]
+
+    @property
+    def axis_claims(self) -> pd.DataFrame:
+        return self.verdicts["axis_claims"]
+
+    @property
+    def eq2(self) -> pd.DataFrame:
+        return self.verdicts["eq2"]
+
+    @property
+    def frontier(self) -> pd.DataFrame:
+        return self.verdicts["frontier"]
 
 
 @dataclass
@@ -401,6 +419,7 @@ class Report:
     experiment_id: str = ""
     semantics: str = ""  # results.semantics_note: set when the runs were not all made under this code's semantics
     experiment: str = ""
+    family: verdicts.Family | None = None  # the verdicts of every configuration, together
 
     @property
     def main(self) -> ConfigReport:
@@ -481,10 +500,8 @@ def build_config(
                 f"A_avr vs gradient-noise power lr^2 C / B, mean over training ({dataset}, {info.name})",
                 "gradient-noise power (eq. 2 bound)",
             )
-    claims = stats.claims(joined, max_accuracy_drop) if A_AVR in joined else pd.DataFrame()
-    frames["claims.csv"] = claims  # for machines; claims.md (claims_markdown) is for a person
-    mechanism = _mechanism_tests(joined, max_accuracy_drop, target_accuracy)
-    frames.update({"axis_claims.csv": mechanism[0], "eq2.csv": mechanism[1], "frontier.csv": mechanism[2]})
+    verdict_tables = verdicts.tables(joined, max_accuracy_drop, target_accuracy)
+    frames.update({f"{name}.csv": frame for name, frame in verdict_tables.items()})  # for machines; claims.md: a person
     for dataset in sorted(joined["dataset"].unique()):
         points = eq2_points(joined, dataset)
         if len(points):
@@ -493,7 +510,7 @@ def build_config(
                 f"A_avr vs lr^2 / B (eq. 2) and vs lr / B (SDE noise scale), coloured by batch size: one curve on "
                 f"the panel of the quantity that sets A_avr ({dataset}, {info.name}; bars: 95 % CI over seeds)",
             )
-        points = frontier_points(joined, mechanism[2], dataset)
+        points = frontier_points(joined, verdict_tables["frontier"], dataset)
         if len(points):
             figs[f"fig8_frontier_{dataset}"] = figures.frontier(
                 points,
@@ -510,26 +527,8 @@ def build_config(
             _comparison_text(comparison),
         )
     return ConfigReport(
-        info, joined, tables, frames, figs, spots, missing_configurations(joined), claims, *mechanism, max_accuracy_drop
+        info, joined, tables, frames, figs, spots, missing_configurations(joined), verdict_tables, max_accuracy_drop
     )
-
-
-def _mechanism_tests(joined: pd.DataFrame, max_accuracy_drop: float, target_accuracy: float | None) -> tuple:
-    """(claims over batch size and train noise, eq. 2 tests on A_avr and on the measured noise: the gradient
-    noise C and the update's own spread, never a power with lr^2 multiplied in, the lr-tuning vs noise-injection
-    frontier), each an empty frame where the runs do not span it."""
-    if A_AVR not in joined:
-        return pd.DataFrame(), pd.DataFrame(), pd.DataFrame()
-    axis = pd.concat([stats.axis_claims(joined, a) for a in stats.AXES[1:]], ignore_index=True)
-    measured = joined.copy()
-    if stats.UPDATE_NOISE in measured:
-        measured[stats.UPDATE_SPREAD] = measured[stats.UPDATE_NOISE] / measured["lr"].astype(float) ** 2
-    eq2 = [stats.eq2_test(joined, A_AVR)] + [
-        stats.eq2_test(measured, spread, log_value=True)
-        for spread in (stats.GRAD_NOISE_C, stats.UPDATE_SPREAD)
-        if spread in measured
-    ]
-    return axis, pd.concat(eq2, ignore_index=True), stats.frontier(joined, max_accuracy_drop, target_accuracy)
 
 
 def _comparison_text(comparison: pd.DataFrame) -> pd.DataFrame:
@@ -573,6 +572,7 @@ def build(
     runs, evals, exp_id = fetch(experiment, dataset, model, optimizer)
     chosen = choose(configurations(evals), noise_config)
     configs = [build_config(runs, evals, info, optimizer, max_accuracy_drop, target_accuracy) for info in chosen]
+    family = verdicts.assess({config.info.name: config.verdicts for config in configs})
     figs = {}
     if len(configs) > 1:
         for name, lines in noise_model_lines(configs).items():
@@ -582,7 +582,13 @@ def build(
                 "Adam; bars: 95 % CI)",
             )
     return Report(
-        Path("."), configs, figs, experiment_id=exp_id, semantics=semantics_note(runs, evals), experiment=experiment
+        Path("."),
+        configs,
+        figs,
+        experiment_id=exp_id,
+        semantics=semantics_note(runs, evals),
+        experiment=experiment,
+        family=family,
     )
 
 
@@ -597,7 +603,7 @@ def write(report: Report, out: Path, pdf: bool = True) -> Report:
     for config in report.configs:
         folder = fresh / config.info.name if several else fresh
         folder.mkdir(exist_ok=True)
-        _write_config(config, folder, pdf, report.semantics)
+        _write_config(config, folder, pdf, report.semantics, report.family)
     for stem, fig in report.figures.items():
         figures.save(fig, fresh / stem, vector=pdf)
     (fresh / HTML_PAGE).write_text(_html(report, fresh))
@@ -607,12 +613,14 @@ def write(report: Report, out: Path, pdf: bool = True) -> Report:
     return report
 
 
-def claims_text(config: ConfigReport) -> str:
+def claims_text(config: ConfigReport, family: verdicts.Family | None) -> str:
     """A configuration's claims in words (claims.md, and its part of report.html)."""
-    return claims_markdown(config.claims, config.info.name, config.axis_claims, config.eq2, config.frontier)
+    return claims_markdown(config.verdicts, config.info.name, family)
 
 
-def _write_config(config: ConfigReport, folder: Path, pdf: bool, semantics: str = "") -> None:
+def _write_config(
+    config: ConfigReport, folder: Path, pdf: bool, semantics: str = "", family: verdicts.Family | None = None
+) -> None:
     for name, frame in config.frames.items():
         frame.to_csv(folder / name, index=False)
     for stem, (title, content) in config.tables.items():
@@ -626,7 +634,7 @@ def _write_config(config: ConfigReport, folder: Path, pdf: bool, semantics: str 
             tex.append(block.to_latex() if len(block) else "% (none)")
         (folder / f"{stem}.md").write_text("\n".join(md) + "\n")
         (folder / f"{stem}.tex").write_text("\n".join(tex) + "\n")
-    (folder / "claims.md").write_text(claims_text(config) + (f"\n{semantics}\n" if semantics else ""))
+    (folder / "claims.md").write_text(claims_text(config, family) + (f"\n{semantics}\n" if semantics else ""))
     (folder / "missing.txt").write_text("\n".join(config.missing) + ("\n" if config.missing else "none\n"))
     for stem, fig in config.figures.items():
         figures.save(fig, folder / stem, vector=pdf)
@@ -644,7 +652,7 @@ def _html(report: Report, folder: Path) -> str:
         sections.append(
             report_html.Section(
                 config.info.name,
-                claims_text(config),
+                claims_text(config, report.family),
                 report_html.table_frames(config.tables),
                 [own / f"{stem}.png" for stem in config.figures],
                 config.missing,
@@ -698,7 +706,7 @@ def build_and_write(
 ) -> Report:
     """`lrnoise report`: build, write into `out` (default reports/<experiment>; figures as png, and as pdf with
     `pdf`), move the sweet-spot aliases, log everything as a `report` run. `target_accuracy`: the frontier's
-    accuracy target (default: from the eta = 0 configuration, stats.frontier)."""
+    accuracy target (default: from the eta = 0 configuration, lrnoise.frontier)."""
     report = build(experiment, dataset, model, optimizer, noise_config, max_accuracy_drop, target_accuracy)
     write(report, Path(out or Path("reports") / experiment), pdf)
     if set_alias:
@@ -723,12 +731,12 @@ def summary_text(report: Report) -> str:
             f"  {r['dataset']} {r['model']}: lr {r['lr']:g}  a_0 {r[BASELINE]:.2%}  A_avr {r[A_AVR]:.2%}"
             for _, r in main.sweet_spots.iterrows()
         ]
-    for config in report.configs:
-        tag = f"[{config.info.name}]"
-        parts += [f"{tag} {cell_name(row)}: {claim_lines(row)[0]}" for _, row in config.claims.iterrows()]
-        parts += [f"{tag} {cell_name(row)}: {axis_claim_line(row)}" for _, row in config.axis_claims.iterrows()]
-        parts += [f"{tag} {cell_name(row)}: {eq2_line(row)}" for _, row in config.eq2.iterrows()]
-        parts += [f"{tag} {cell_name(row)}: {frontier_line(row)}" for _, row in config.frontier.iterrows()]
+    if report.family is not None:
+        parts.append(report.family.sentence())
+    for primary in (True, False):
+        parts.append("Primary verdicts:" if primary else "Exploratory verdicts:")
+        for config in report.configs:
+            parts += [f"[{config.info.name}] {line}" for line in verdict_lines(config.verdicts, primary)]
     parts.append(f"{len(main.missing)} configurations missing" + (":" if main.missing else ""))
     parts += [f"  {line}" for line in main.missing[:20]]
     parts.append(files_line(report))

@@ -275,9 +275,12 @@ def train(
         if state.get("nonfinite_loss_epoch"):
             print(f"stopped: the training loss became non-finite in epoch {state['nonfinite_loss_epoch']}", flush=True)
             tracking.log_metrics({tracking.NONFINITE_LOSS_EPOCH: state["nonfinite_loss_epoch"]})
-        best = checkpointer.best if checkpointer.best is not None else saved_weights(folder / BEST_WEIGHTS)
-        if state["best_epoch"] and best is not None:
-            model.set_weights(best)  # early stopping's "restore best weights"
+        evaluated_epoch = state["epoch"]  # the epoch whose weights are evaluated and logged
+        if config.budget == "epochs":  # under steps every model is evaluated after its full budget of updates
+            best = checkpointer.best if checkpointer.best is not None else saved_weights(folder / BEST_WEIGHTS)
+            if state["best_epoch"] and best is not None:
+                model.set_weights(best)  # early stopping's "restore best weights"
+                evaluated_epoch = state["best_epoch"]
 
         summary = grad_noise_summary(
             model, config, execution, ds, state, gradients=grad_noise[0].gradients if grad_noise else None
@@ -297,7 +300,7 @@ def train(
                 **bn_at_noisy,
                 tracking.BASELINE_ACCURACY: baseline,
                 tracking.EPOCHS_TRAINED: state["epoch"],
-                tracking.OPTIMIZER_STEPS: state["epoch"] * steps_per_training_epoch(config, len(ds.x_train)),
+                tracking.OPTIMIZER_STEPS: evaluated_epoch * steps_per_training_epoch(config, len(ds.x_train)),
                 tracking.BEST_EPOCH: state["best_epoch"],
             }
         )

@@ -1,0 +1,235 @@
+"""Calibration off the verdicts' own model (benchmarks/calibration.py runs these): unequal spread, ties, grids of
+any size, tied configurations in the frontier, the whole report's primary family, and residuals resampled from
+real studies (benchmarks/residuals.csv). Each function returns shares over synthetic studies."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lrnoise import config, frontier, paper, stats, verdicts
+
+HERE = Path(__file__).resolve().parent
+RESIDUALS = HERE / "residuals.csv"
+MECHANISM = config.PRESETS["mechanism"]["blocks"]
+MECHANISM_LRS = MECHANISM[0]["lrs"]
+TRAIN_NOISES = MECHANISM[1]["train_noises"]
+FRONTIER_LRS = (*MECHANISM_LRS, paper.OPTIMIZER_STUDY["lr"])
+TEST_STEP = 1 / 360  # digits' test split: one image is 0.28 points of accuracy (ties)
+DROP_SHARE = 0.2  # cells that lose one run, as a model that did not learn would be dropped
+
+
+def study(cells: list[dict], mu, draw, seeds: int, rng, base=0.95) -> pd.DataFrame:
+    """One run per (cell, seed): A_avr = mu_c + draw(cell index, seeds) (a (seeds,) array of deviations); the
+    baseline the same around `base` from `draw` at a fifth of the size; every value rounded to TEST_STEP."""
+    rows = []
+    for k, (cell, m) in enumerate(zip(cells, mu)):
+        own, base_own = draw(k, seeds, rng), draw(k, seeds, rng) / 5
+        for seed in range(seeds):
+            rows.append(
+                {
+                    "dataset": "digits",
+                    "model": "resnet20",
+                    "optimizer": "adam",
+                    "batch_size": 32,
+                    "train_noise": 0.0,
+                    **cell,
+                    "seed": seed,
+                    stats.BASELINE: np.round((base + base_own[seed]) / TEST_STEP) * TEST_STEP,
+                    stats.A_AVR: min(1.0, m + own[seed]),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def normal_draw(spreads, shared: float = 0.015):
+    """Deviations with cell k's own sd spreads[k] and a seed offset shared by every cell (drawn per study)."""
+    offsets = {}
+
+    def draw(k, seeds, rng):
+        if k == 0 or "o" not in offsets:
+            offsets["o"] = rng.normal(0, shared, seeds)
+        return offsets["o"] + rng.normal(0, spreads[k % len(spreads)], seeds)
+
+    return draw
+
+
+def rate(hits) -> float:
+    return float(np.mean(list(hits)))
+
+
+# ---------------------------------------------------------------- on the model, off its assumptions
+def trend_unequal_spread(studies: int, seeds: int, rng) -> float:
+    """A false lr trend when the seed spread rises 3x across the six lrs (1.25 to 3.75 points), no effect."""
+    cells = [{"lr": lr} for lr in paper.LRS]
+    draw = normal_draw(np.linspace(0.0125, 0.0375, len(cells)))
+    return rate(
+        stats.trend(study(cells, np.full(len(cells), 0.7), draw, seeds, rng), stats.A_AVR)["verdict"] != stats.NO_TREND
+        for _ in range(studies)
+    )
+
+
+def eq2_grid(lrs: int, batch_sizes: int) -> list[dict]:
+    return [
+        {"lr": lr, "batch_size": b} for lr in 0.0005 * 2.0 ** np.arange(lrs) for b in 8 * 2.0 ** np.arange(batch_sizes)
+    ]
+
+
+def lack_of_fit(studies: int, lrs: int, batch_sizes: int, rng, wide_cell: bool = False) -> dict:
+    """On an lrs x batch_sizes grid whose cell means lie on a plane (lr^2/B, 3 points per unit of log lr): the share
+    whose lack-of-fit test rejects (a true plane read as not linear) and whose truth (lr^2/B) is excluded. With
+    `wide_cell`, one cell's spread is 3x the others'."""
+    cells = eq2_grid(lrs, batch_sizes)
+    mu = np.array([0.7 - 0.03 * (np.log(c["lr"]) - 0.5 * np.log(c["batch_size"])) for c in cells])
+    spreads = np.full(len(cells), 0.02)
+    if wide_cell:
+        spreads[len(cells) // 2] = 0.06
+    curved, excluded = [], []
+    for _ in range(studies):
+        row = stats.eq2_test(study(cells, mu, normal_draw(spreads), 3, rng)).iloc[0]
+        curved.append(row["lack_of_fit_p"] < 0.05)
+        excluded.append("lr^2/B" in str(row["excluded"]).split(", "))
+    return {"curved": rate(curved), "truth_excluded": rate(excluded)}
+
+
+def frontier_cells(lr_best: bool) -> tuple[list[dict], np.ndarray]:
+    """The mechanism design's frontier block with the two bests equal (0.70). lr_best: every clean lr tied at
+    the best, one train noise (0.1) equal to them, the others 4 points lower; else every train noise tied at the
+    best, the eta 0 configuration equal to them, the other lrs 4 points lower."""
+    cells = [{"lr": lr, "train_noise": 0.0} for lr in FRONTIER_LRS]
+    cells += [{"lr": paper.OPTIMIZER_STUDY["lr"], "train_noise": eta} for eta in TRAIN_NOISES if eta > 0]
+    best = paper.OPTIMIZER_STUDY["lr"]
+    mu = [
+        0.70
+        if (lr_best and (c["train_noise"] == 0 or c["train_noise"] == max(TRAIN_NOISES)))
+        or (not lr_best and (c["train_noise"] > 0 or c["lr"] == best))
+        else 0.66
+        for c in cells
+    ]
+    return cells, np.array(mu)
+
+
+def frontier_tied(studies: int, lr_best: bool, rng) -> float:
+    """A winner named (before the report's Holm step) when the two bests are equal."""
+    cells, mu = frontier_cells(lr_best)
+    draw = normal_draw([0.02])
+    named = [
+        frontier.frontier(study(cells, mu, draw, 3, rng), seed=i)["verdict"].iloc[0].endswith("dominates")
+        for i in range(studies)
+    ]
+    return rate(named)
+
+
+# ---------------------------------------------------------------- the whole report's primary family
+DEMO_CELLS = [{"lr": lr} for lr in paper.LRS]
+MECHANISM_CELLS = [
+    {"optimizer": o, "lr": lr, "batch_size": b, "budget": "steps"}
+    for o in MECHANISM[0]["optimizers"]
+    for lr in MECHANISM_LRS
+    for b in MECHANISM[0]["batch_sizes"]
+] + [{"lr": paper.OPTIMIZER_STUDY["lr"], "train_noise": eta, "budget": "steps"} for eta in TRAIN_NOISES]
+
+
+def demo_report(rng, draw, pcm_draw) -> dict:
+    """The demo's runs under its two noise configurations, no effect anywhere: additive A_avr ~ 70 % (deviations
+    from `draw`), PCM ~ 97 % (from `pcm_draw`, capped at 100 %)."""
+    others = [{"optimizer": o, "lr": paper.OPTIMIZER_STUDY["lr"]} for o in paper.OPTIMIZERS if o != "adam"]
+    runs = pd.concat(
+        [study(DEMO_CELLS, np.full(6, 0.7), draw, 3, rng), study(others, np.full(5, 0.7), draw, 1, rng)],
+        ignore_index=True,
+    )
+    pcm = study(DEMO_CELLS, np.full(6, 0.97), pcm_draw, 3, rng)
+    pcm = pd.concat([pcm, study(others, np.full(5, 0.97), pcm_draw, 1, rng)], ignore_index=True)
+    return {"additive-paper": runs, "pcm-1s-1y": pcm.assign(**{stats.BASELINE: runs[stats.BASELINE]})}
+
+
+def mechanism_report(rng, draw, _) -> dict:
+    """The mechanism preset's runs (one noise configuration), no effect anywhere."""
+    return {"additive-paper": study(MECHANISM_CELLS, np.full(len(MECHANISM_CELLS), 0.7), draw, 3, rng)}
+
+
+def family_wise(studies: int, make, rng, draws) -> tuple[float, float]:
+    """(share of pure-noise reports with at least one primary verdict naming an effect, mean number of
+    exploratory verdicts naming one) of the whole report built from make(rng, *draws)."""
+    any_primary, exploratory = [], []
+    for _ in range(studies):
+        per_config = {name: verdicts.tables(runs, 0.01, None) for name, runs in make(rng, *draws).items()}
+        family = verdicts.assess(per_config)
+        any_primary.append(family.primary_named > 0)
+        exploratory.append(family.exploratory_named)
+    return rate(any_primary), float(np.mean(exploratory))
+
+
+# ---------------------------------------------------------------- residuals of real studies
+def residual_pool(value: str, noise_config: str | None = None) -> list[np.ndarray]:
+    """Each real cell's residuals (a run's value less its cell's mean, scaled by sqrt(n / (n - 1)) so their
+    spread is the cell's sample sd) from benchmarks/residuals.csv."""
+    frame = pd.read_csv(RESIDUALS)
+    frame = frame[frame["value"] == value]
+    if noise_config:
+        frame = frame[frame["noise_config"] == noise_config]
+    pool = []
+    for _, cell in frame.groupby(["study", "noise_config", "cell"]):
+        n = len(cell)
+        if n >= 3:
+            pool.append(cell["residual"].to_numpy(dtype=float) * np.sqrt(n / (n - 1)))
+    return pool
+
+
+def residual_draw(pool: list[np.ndarray]):
+    """Deviations of a synthetic cell: a random real cell's residuals in a random order (seeds permuted),
+    drawn with replacement where the real cell has fewer runs than asked."""
+
+    def draw(k, seeds, rng):
+        cell = pool[rng.integers(len(pool))]
+        return rng.choice(cell, size=seeds, replace=seeds > len(cell))
+
+    return draw
+
+
+def drop_some(runs: pd.DataFrame, rng) -> pd.DataFrame:
+    """One run dropped from a DROP_SHARE of the cells that have three or more (unbalanced cells)."""
+    keys = [c for c in ("optimizer", "lr", "batch_size", "train_noise") if c in runs]
+    dropped = []
+    for _, cell in runs.groupby(keys):
+        if len(cell) >= 3 and rng.random() < DROP_SHARE:
+            dropped.append(cell.index[rng.integers(len(cell))])
+    return runs.drop(index=dropped)
+
+
+def resampled(studies: int, verdict, cells, seeds, mu, draw, rng) -> float:
+    """Share of studies on resampled residuals (some cells unbalanced) whose verdict(runs) names an effect."""
+    return rate(verdict(drop_some(study(cells, mu, draw, seeds, rng), rng)) for _ in range(studies))
+
+
+def residual_verdicts() -> dict:
+    """name -> (cells, seeds, verdict(runs) -> bool naming an effect) for every printed verdict with a test."""
+    mech = [c for c in MECHANISM_CELLS if "optimizer" in c]
+    adam = [c for c in mech if c["optimizer"] == "adam"]
+    noise_block = [c for c in MECHANISM_CELLS if "train_noise" in c]
+    frontier_block, _ = frontier_cells(True)
+    return {
+        "trend": (DEMO_CELLS, 3, lambda r: stats.trend(r, stats.A_AVR)["verdict"] != stats.NO_TREND),
+        "trend_5_seeds": (DEMO_CELLS, 5, lambda r: stats.trend(r, stats.A_AVR)["verdict"] != stats.NO_TREND),
+        "batch_size": (
+            adam,
+            3,
+            lambda r: stats.axis_claims(r, "batch_size")["avr_verdict"].iloc[0] != stats.NO_AXIS_EFFECT,
+        ),
+        "train_noise": (
+            noise_block,
+            3,
+            lambda r: stats.axis_claims(r, "train_noise")["avr_verdict"].iloc[0] != stats.NO_AXIS_EFFECT,
+        ),
+        "interaction": (
+            mech,
+            3,
+            lambda r: stats.batch_size_interactions(r)["avr_verdict"].iloc[0] != stats.NO_AXIS_EFFECT,
+        ),
+        "eq2": (adam, 3, lambda r: stats.eq2_test(r)["verdict"].iloc[0] != stats.NO_EFFECT),
+        "frontier": (
+            frontier_block,
+            3,
+            lambda r: frontier.frontier(r)["verdict"].iloc[0].endswith("dominates"),
+        ),
+    }

@@ -1,0 +1,52 @@
+"""Writes benchmarks/residuals.csv, the seed-to-seed residuals of finished studies that the calibration resamples.
+
+`python benchmarks/residuals.py seeds=sqlite:///path/to/seeds/mlflow.db mechanism=sqlite:///path/mlflow.db`: for
+each named store (experiment `lrnoise`), every noise configuration's learned runs, and for A_avr and the baseline
+accuracy each run's value less its cell's mean (a cell: one configuration but for the seed). Columns: study,
+noise_config, value, cell, seed, residual."""
+
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+
+from lrnoise import report, stats  # noqa: E402
+
+
+def residuals(name: str, uri: str) -> pd.DataFrame:
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    built = report.build("lrnoise", noise_config="all")
+    frames = []
+    for config in built.configs:
+        runs = stats.evaluated_runs(report.learned_runs(config.runs))
+        keys = [*stats.CLAIM_CELL, "lr"]
+        for value in (stats.A_AVR, stats.BASELINE):
+            cell = runs.groupby(keys, dropna=False)[value]
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "study": name,
+                        "noise_config": config.info.name,
+                        "value": value,
+                        "cell": cell.ngroup(),
+                        "seed": runs["seed"],
+                        "residual": runs[value] - cell.transform("mean"),
+                    }
+                )
+            )
+    return pd.concat(frames, ignore_index=True)
+
+
+def main() -> None:
+    stores = dict(arg.split("=", 1) for arg in sys.argv[1:])
+    frame = pd.concat([residuals(name, uri) for name, uri in stores.items()], ignore_index=True)
+    frame.round(6).to_csv(HERE / "residuals.csv", index=False)
+    print(frame.groupby(["study", "noise_config", "value"])["residual"].agg(["count", "std"]))
+
+
+if __name__ == "__main__":
+    main()
