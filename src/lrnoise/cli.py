@@ -143,10 +143,8 @@ def train(
     epochs: int = typer.Option(TrainConfig.epochs, help="maximum epochs (early stopping may end sooner)"),
     batch_size: int = typer.Option(TrainConfig.batch_size),
     seed: int = typer.Option(TrainConfig.seed),
-    patience: int | None = typer.Option(
-        None,
-        help=f"early-stopping patience on val_loss; 0 = train all epochs [default: {TrainConfig.patience}; "
-        "0 with --budget steps, which never stops early]",
+    patience: int = typer.Option(
+        TrainConfig.patience, help="early-stopping patience on val_loss; 0 = train all epochs (--budget steps: 0)"
     ),
     shortcut: str = typer.Option(
         TrainConfig.shortcut, help="ResNet shortcut: A (zero-pad identity) or B (1x1 projection)"
@@ -195,7 +193,7 @@ def train(
             epochs=epochs,
             seed=seed,
             shortcut=shortcut,
-            patience=patience if patience is not None else 0 if budget == "steps" else TrainConfig.patience,
+            patience=patience,
             train_noise=train_noise,
             budget=budget,
             reference_batch_size=reference_batch_size,
