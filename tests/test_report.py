@@ -484,7 +484,7 @@ def test_batch_size_and_train_noise_runs_give_the_mechanism_tests_and_figures(st
         and "## lr tuning vs noise-injection training" in claims
     )
     assert re.search(
-        r"eq\. 2 on avg_normalized_accuracy: excludes lr/B and lr alone; consistent with lr\^2/B: slope ratio b/a "
+        r"eq\. 2 on avg_normalized_accuracy: excludes lr/B and lr alone; does not exclude lr\^2/B: slope ratio b/a "
         r"-0\.\d\d, 95 % set \[-\d\.\d\d, -0\.\d\d\]",
         claims,
     ), claims
