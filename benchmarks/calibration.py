@@ -31,8 +31,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 
-from lrnoise import config, paper, stats  # noqa: E402
-from lrnoise import frontier as comparison  # noqa: E402
+import calibration_robust as off  # noqa: E402
+
+from lrnoise import config, frontier, paper, stats  # noqa: E402
 
 SEED_SHARED = 0.015  # sd of a seed's offset shared by every cell (fraction of A_avr)
 SEED_OWN = 0.02  # sd of the rest of a run's seed noise
@@ -47,27 +48,10 @@ EQ2_EFFECT = 0.03  # planted |a|: A_avr moves 3 points per unit of log lr (4 poi
 def runs_of(cells: list[dict], mu: np.ndarray, seeds: int, rng: np.random.Generator, paired=True) -> pd.DataFrame:
     """One run per (cell, seed): A_avr = mu_c + seed offset + own noise; the cells' axes from `cells`. Without
     `paired` a seed shares nothing across cells (the same 2.5 points of spread, all of it the run's own)."""
-    shared, base_shared = rng.normal(0, SEED_SHARED, seeds), rng.normal(0, 0.004, seeds)
-    own = SEED_OWN if paired else float(np.hypot(SEED_SHARED, SEED_OWN))
-    if not paired:
-        shared, base_shared = np.zeros(seeds), np.zeros(seeds)
-    rows = []
-    for cell, m in zip(cells, mu):
-        for seed in range(seeds):
-            rows.append(
-                {
-                    "dataset": "digits",
-                    "model": "resnet20",
-                    "optimizer": "adam",
-                    "batch_size": 32,
-                    "train_noise": 0.0,
-                    **cell,
-                    "seed": seed,
-                    stats.BASELINE: 0.95 + base_shared[seed] + rng.normal(0, 0.005),
-                    stats.A_AVR: m + shared[seed] + rng.normal(0, own),
-                }
-            )
-    return pd.DataFrame(rows)
+    draw = (
+        off.normal_draw([SEED_OWN], SEED_SHARED) if paired else off.normal_draw([np.hypot(SEED_SHARED, SEED_OWN)], 0.0)
+    )
+    return off.study(cells, mu, draw, seeds, rng, step=None)
 
 
 def rate(hits: list[bool]) -> float:
@@ -158,7 +142,7 @@ def eq2(studies: int, seeds: int, truth: str | None, rng, paired: bool = True) -
     return out
 
 
-def frontier(studies: int, gain: float, rng) -> tuple[float, float, float]:
+def frontier_rates(studies: int, gain: float, rng) -> tuple[float, float, float]:
     """(share naming a winner, coverage of the chosen configurations' true difference, coverage of the best
     against the best) of the lr-tuning vs noise-injection frontier on the mechanism design's B = 32 block: clean
     lrs 0.0005-0.002, noise training at 0.00075 whose A_avr rises by `gain` at eta 0.1 (linearly in eta), every
@@ -169,8 +153,8 @@ def frontier(studies: int, gain: float, rng) -> tuple[float, float, float]:
     truth = {(c["lr"], c["train_noise"]): m for c, m in zip(cells, mu)}
     named, chosen, best = [], [], []
     for i in range(studies):
-        row = comparison.frontier(runs_of(cells, mu, 3, rng), seed=i).iloc[0]
-        named.append(row["verdict"] not in (comparison.NO_CLEAR, stats.TOO_FEW_SEEDS))
+        row = frontier.frontier(runs_of(cells, mu, 3, rng), seed=i).iloc[0]
+        named.append(row["verdict"] not in (frontier.NO_CLEAR, stats.TOO_FEW_SEEDS))
         if not np.isfinite(row["difference"]):  # a method did not reach the target: no interval stated
             chosen.append(False)
             best.append(False)
@@ -259,10 +243,10 @@ def figures(studies: int, seed: int = 0) -> list[dict]:
                 if key.startswith("excludes"):
                     add("eq. 2 predictions", design, planted, f"power: {key}", value, None)
     design = "mechanism: B 32, 4 lrs + 3 train noises x 3 seeds"
-    named, chosen, _ = frontier(studies, 0.0, rng)
+    named, chosen, _ = frontier_rates(studies, 0.0, rng)
     add("frontier", design, "no difference", "false alarm", named, "<= 0.06")
     add("frontier", design, "no difference", "coverage", chosen, ">= 0.90")
-    named, chosen, best = frontier(studies, 0.08, rng)
+    named, chosen, best = frontier_rates(studies, 0.08, rng)
     add("frontier", design, "noise training +8 pt", "power", named, None)
     add("frontier", design, "noise training +8 pt", "coverage", chosen, ">= 0.90")
     add("frontier", design, "noise training +8 pt", "coverage of best vs best", best, None)
@@ -280,8 +264,6 @@ def figures(studies: int, seed: int = 0) -> list[dict]:
 
 def robust_figures(studies: int, rng, add) -> None:
     """The figures off the verdicts' own model (calibration_robust)."""
-    import calibration_robust as off
-
     for seeds in (3, 5):
         add(
             "A_avr trend over lr",
@@ -336,7 +318,7 @@ def robust_figures(studies: int, rng, add) -> None:
         "<= 0.06",
         key="frontier_tied_etas",
     )
-    _, _, best = frontier(studies, 0.08, rng)
+    _, _, best = frontier_rates(studies, 0.08, rng)
     add(
         "frontier",
         design,
@@ -346,7 +328,7 @@ def robust_figures(studies: int, rng, add) -> None:
         ">= 0.93",
         key="frontier_coverage_8pt",
     )
-    named, _, _ = frontier(studies, 0.15, rng)
+    named, _, _ = frontier_rates(studies, 0.15, rng)
     add("frontier", design, "noise training +15 pt", "power", named, None)
     on_model = (off.normal_draw([0.025]), off.normal_draw([0.01], shared=0.0))
     for name, make in (("demo", off.demo_report), ("mechanism", off.mechanism_report)):

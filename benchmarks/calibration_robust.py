@@ -19,37 +19,37 @@ TEST_STEP = 1 / 360  # digits' test split: one image is 0.28 points of accuracy 
 DROP_SHARE = 0.2  # cells that lose one run, as a model that did not learn would be dropped
 
 
-def study(cells: list[dict], mu, draw, seeds: int, rng, base=0.95) -> pd.DataFrame:
-    """One run per (cell, seed): A_avr = mu_c + draw(cell index, seeds) (a (seeds,) array of deviations); the
-    baseline the same around `base` from `draw` at a fifth of the size; every value rounded to TEST_STEP."""
-    rows = []
-    for k, (cell, m) in enumerate(zip(cells, mu)):
-        own, base_own = draw(k, seeds, rng), draw(k, seeds, rng) / 5
-        for seed in range(seeds):
-            rows.append(
-                {
-                    "dataset": "digits",
-                    "model": "resnet20",
-                    "optimizer": "adam",
-                    "batch_size": 32,
-                    "train_noise": 0.0,
-                    **cell,
-                    "seed": seed,
-                    stats.BASELINE: np.round((base + base_own[seed]) / TEST_STEP) * TEST_STEP,
-                    stats.A_AVR: min(1.0, m + own[seed]),
-                }
-            )
+def study(cells: list[dict], mu, draw, seeds: int, rng, base: float = 0.95, step: float | None = TEST_STEP):
+    """One run per (cell, seed): A_avr = mu_c + the deviations draw(cells, seeds, rng) gives (a (cells, seeds)
+    matrix), capped at 100 %; the baseline accuracy around `base` from a second draw at a fifth of the size,
+    rounded to `step` (a test set's accuracy step: ties; None: not rounded)."""
+    own, base_own = draw(len(cells), seeds, rng), draw(len(cells), seeds, rng) / 5
+    baseline = base + base_own if step is None else np.round((base + base_own) / step) * step
+    rows = [
+        {
+            "dataset": "digits",
+            "model": "resnet20",
+            "optimizer": "adam",
+            "batch_size": 32,
+            "train_noise": 0.0,
+            **cell,
+            "seed": seed,
+            stats.BASELINE: baseline[k, seed],
+            stats.A_AVR: min(1.0, m + own[k, seed]),
+        }
+        for k, (cell, m) in enumerate(zip(cells, mu))
+        for seed in range(seeds)
+    ]
     return pd.DataFrame(rows)
 
 
 def normal_draw(spreads, shared: float = 0.015):
-    """Deviations with cell k's own sd spreads[k] and a seed offset shared by every cell (drawn per study)."""
-    offsets = {}
+    """Deviations with cell k's own sd spreads[k] (the last one for every further cell) and a seed offset of sd
+    `shared` that every cell of the study shares."""
 
-    def draw(k, seeds, rng):
-        if k == 0 or "o" not in offsets:
-            offsets["o"] = rng.normal(0, shared, seeds)
-        return offsets["o"] + rng.normal(0, spreads[k % len(spreads)], seeds)
+    def draw(cells, seeds, rng):
+        own = np.asarray(spreads, dtype=float)[np.minimum(np.arange(cells), len(spreads) - 1)]
+        return rng.normal(0, shared, seeds)[None, :] + rng.normal(size=(cells, seeds)) * own[:, None]
 
     return draw
 
@@ -177,12 +177,12 @@ def residual_pool(value: str, noise_config: str | None = None) -> list[np.ndarra
 
 
 def residual_draw(pool: list[np.ndarray]):
-    """Deviations of a synthetic cell: a random real cell's residuals in a random order (seeds permuted),
+    """Deviations of each synthetic cell: a random real cell's residuals in a random order (seeds permuted),
     drawn with replacement where the real cell has fewer runs than asked."""
 
-    def draw(k, seeds, rng):
-        cell = pool[rng.integers(len(pool))]
-        return rng.choice(cell, size=seeds, replace=seeds > len(cell))
+    def draw(cells, seeds, rng):
+        picked = [pool[i] for i in rng.integers(len(pool), size=cells)]
+        return np.array([rng.choice(cell, size=seeds, replace=seeds > len(cell)) for cell in picked])
 
     return draw
 

@@ -6,5 +6,5 @@ __version__ = "0.1.0"
 # trains (data order, initialisation, an optimizer's step, a budget's meaning) and NOISE_SEMANTICS whenever one
 # alters what a noise evaluation measures from given weights. Every training and noise-evaluation run records
 # its number (tracking.SEMANTICS); a study reuses only runs of this code's numbers unless told `--reuse any`.
-TRAINING_SEMANTICS = 2  # 2: budget steps evaluates the last weights (equal updates), never the best epoch's
+TRAINING_SEMANTICS = 2
 NOISE_SEMANTICS = 1

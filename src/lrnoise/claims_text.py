@@ -23,10 +23,9 @@ def _interval(low: float, high: float, fmt=_pp) -> str:
 
 def _standing(row, prefix: str) -> str:
     """'primary, Holm p = 0.004' / 'exploratory, p = 0.03, BH q = 0.09' / 'p = 0.03' before the family is known."""
-    column = f"{prefix}_family" if prefix else "family"
-    p = row.get(f"{prefix}_p" if prefix else "p", np.nan)
-    adjusted = row.get(f"{prefix}_p_adjusted" if prefix else "p_adjusted", np.nan)
-    family = row.get(column)
+    p = row.get(verdicts.column(prefix, "p"), np.nan)
+    adjusted = row.get(verdicts.column(prefix, "p_adjusted"), np.nan)
+    family = row.get(verdicts.column(prefix, "family"))
     if family == verdicts.PRIMARY:
         return f"primary, p = {p:.3f}, Holm p = {adjusted:.3f}"
     if family == verdicts.EXPLORATORY:
@@ -34,15 +33,15 @@ def _standing(row, prefix: str) -> str:
     return f"p = {p:.3f}" if np.isfinite(p) else "no test"
 
 
-def _could_detect(row, prefix: str, unit: str, seeds: str) -> str:
+def _could_detect(row, prefix: str, unit: str, design: str) -> str:
     """What a "no clear" verdict could have seen: '; cannot exclude +-1.2 pp per lr step (the effect detected
-    with 80 % power at 3 seeds per lr; 4x the seeds halve it)'."""
-    mde = row.get(f"{prefix}_mde" if prefix else "mde", np.nan)
-    if not np.isfinite(mde):
+    with 80 % power at 3 seeds per lr; about 4x the seeds halve it)'; '' where the row names an effect."""
+    mde = row.get(verdicts.column(prefix, "mde"), np.nan)
+    if not (_is_no_clear(row[verdicts.column(prefix, "verdict")]) and np.isfinite(mde)):
         return ""
     return (
-        f"; cannot exclude +-{mde * 100:.1f} pp {unit} (the effect detected with 80 % power at {seeds}; "
-        "4x the seeds halve it)"
+        f"; cannot exclude +-{mde * 100:.1f} pp {unit} (the effect detected with 80 % power at {design}; "
+        "about 4x the seeds halve it)"
     )
 
 
@@ -50,19 +49,24 @@ def _is_no_clear(verdict: str) -> bool:
     return str(verdict).startswith("no clear")
 
 
+def _numbers(row, prefix: str, estimate: str, unit: str, design: str, rho: str = "") -> str:
+    """One verdict with its numbers: 'rises with lr: +1.9 pp per lr step [+0.8, +3.0] (rho +0.84; primary, p =
+    0.001, Holm p = 0.002)', and for a "no clear" verdict what it could have detected; the bare verdict where no
+    estimate was computed."""
+    verdict, value = row[verdicts.column(prefix, "verdict")], row[verdicts.column(prefix, estimate)]
+    if not np.isfinite(value):
+        return f"{verdict}{f' ({rho}, no interval)' if rho else ''}"
+    interval = _interval(row[verdicts.column(prefix, "ci_low")], row[verdicts.column(prefix, "ci_high")])
+    standing = f"{rho}; {_standing(row, prefix)}" if rho else _standing(row, prefix)
+    return f"{verdict}: {_pp(value)} pp {unit} {interval} ({standing}){_could_detect(row, prefix, unit, design)}"
+
+
 def trend_line(row, prefix: str = "avr") -> str:
     """'A_avr rises with lr: +1.9 pp per lr step [+0.8, +3.0] (rho +0.84; primary, p = 0.001, Holm p = 0.002)'."""
     what = {"avr": "A_avr", "baseline": "baseline accuracy"}[prefix]
-    slope, rho = row[f"{prefix}_slope"], row[f"{prefix}_rho"]
-    if not np.isfinite(slope):
-        return f"{what} {row[f'{prefix}_verdict']} (rho {rho:+.2f}, no interval)"
-    line = (
-        f"{what} {row[f'{prefix}_verdict']}: {_pp(slope)} pp per lr step "
-        f"{_interval(row[f'{prefix}_ci_low'], row[f'{prefix}_ci_high'])} (rho {rho:+.2f}; {_standing(row, prefix)})"
-    )
-    if _is_no_clear(row[f"{prefix}_verdict"]):
-        line += _could_detect(row, prefix, "per lr step", f"{row['seeds_per_lr']} seeds per lr")
-    return line
+    rho = f"rho {row[prefix + '_rho']:+.2f}"
+    seeds = f"{row['seeds_per_lr']} seeds per lr"
+    return f"{what} {_numbers(row, prefix, 'slope', 'per lr step', seeds, rho)}"
 
 
 def claim_lines(row) -> list[str]:
@@ -78,16 +82,11 @@ def claim_lines(row) -> list[str]:
             f"sweet spot lr {row['sweet_spot_lr']:g} (descriptive, no test)"
             + (f", chosen in {share:.0%} of resamples" if np.isfinite(share) else "")
         )
+    seeds = f"{row['seeds_per_lr']} seeds per lr"
     for prefix, what in (("mechanism", "measured gradient noise C"), ("update_mechanism", "update noise")):
         if row[f"{prefix}_verdict"] != stats.NOT_MEASURED:
-            slope = row[f"{prefix}_slope"]
-            numbers = (
-                f"{_pp(slope)} pp {_interval(row[f'{prefix}_ci_low'], row[f'{prefix}_ci_high'])} of A_avr per "
-                f"doubling ({_standing(row, prefix)})"
-                if np.isfinite(slope)
-                else "not computed"
-            )
-            lines.append(f"{what} vs A_avr at the same lr: {row[f'{prefix}_verdict']}, {numbers}")
+            numbers = _numbers(row, prefix, "slope", "of A_avr per doubling", seeds)
+            lines.append(f"{what} vs A_avr at the same lr: {numbers}")
     if np.isfinite(row["paper_avr_rho"]):
         paper_says = "falls" if row["paper_avr_rho"] < 0 else "rises" if row["paper_avr_rho"] > 0 else "is flat"
         agrees = {"yes": "agrees", "no": "does not agree"}.get(row["agrees_with_paper"], "cannot be compared")
@@ -122,17 +121,8 @@ EXPOSURE = {  # what else a batch size changes under each budget
 
 
 def _effect(row, prefix: str) -> str:
-    """'falls with batch_size: -1.8 pp [-2.9, -0.7] per doubling of B (primary, p = ..., Holm p = ...)'."""
-    effect = row[f"{prefix}_effect"]
-    if not np.isfinite(effect):
-        return f"{row[f'{prefix}_verdict']}"
-    line = (
-        f"{row[f'{prefix}_verdict']}: {_pp(effect)} pp {_interval(row[f'{prefix}_ci_low'], row[f'{prefix}_ci_high'])} "
-        f"{row['unit']} ({_standing(row, prefix)})"
-    )
-    if _is_no_clear(row[f"{prefix}_verdict"]):
-        line += _could_detect(row, prefix, row["unit"], f"{row.get('seeds_per_cell', '?')} seeds per cell")
-    return line
+    """'falls with batch_size: -1.8 pp per doubling of B [-2.9, -0.7] (primary, p = ..., Holm p = ...)'."""
+    return _numbers(row, prefix, "effect", row["unit"], f"{row['seeds_per_cell']} seeds per cell")
 
 
 def axis_claim_line(row) -> str:
@@ -147,7 +137,7 @@ def axis_claim_line(row) -> str:
 
 
 def interaction_line(row) -> str:
-    """'batch-size effect on A_avr, adam minus momentum: higher for momentum: -2.1 pp [..] per doubling of B'."""
+    """'batch-size effect on A_avr, adam minus momentum: higher for momentum: -2.1 pp per doubling of B [..]'."""
     return f"batch-size effect on A_avr, {row['optimizer']} minus {row['versus']}: {_effect(row, 'avr')}"
 
 
@@ -175,8 +165,11 @@ def eq2_line(row) -> str:
         f"per log B {row['b_slope']:+.3g} {_interval(row['b_slope_ci_low'], row['b_slope_ci_high'], _g)}; "
         f"joint effect ({standing}), lack of fit p = {row['lack_of_fit_p']:.3f}; {design}"
     )
-    if row["verdict"] == stats.NO_EFFECT and np.isfinite(row["lr_slope_mde"]):
-        line += f"; cannot exclude +-{row['lr_slope_mde'] * 100:.1f} pp per unit of log lr (80 % power)"
+    if row["verdict"] == stats.NO_EFFECT and np.isfinite(row["effect_mde"]):
+        line += (
+            f"; cannot exclude +-{row['effect_mde'] * 100:.1f} pp per unit of log lr (the slope detected with 80 % "
+            f"power at {row['seeds_per_cell']} seeds per (lr, B))"
+        )
     return line
 
 
@@ -192,8 +185,7 @@ def frontier_line(row) -> str:
             f"best against best {_pp(row['difference'])} pp {_interval(row['ci_low'], row['ci_high'])}, "
             f"simultaneous over {int(row['n_pairs'])} pairs (max-t {row['critical_t']:.2f}; {_standing(row, '')})"
         )
-        if _is_no_clear(row["verdict"]):
-            difference += f"; cannot exclude +-{row['mde'] * 100:.1f} pp (80 % power)"
+        difference += _could_detect(row, "", "between the bests", f"{row['n_runs']} runs")
     else:
         difference = "no A_avr difference to state"
     return (
@@ -211,9 +203,7 @@ def _lines(tables: dict, table: str, primary: bool | None) -> list[str]:
     frame = tables.get(table)
     if frame is None or not len(frame):
         return []
-    main = {"claims": "avr_family", "axis_claims": "avr_family", "interactions": "avr_family"}.get(table, "family")
-    if table == "eq2":
-        main = "effect_family"
+    main = {"eq2": "effect_family", "frontier": "family"}.get(table, "avr_family")  # the row's own verdict
     words = {
         "claims": lambda r: claim_lines(r)[0] if primary is not False else "; ".join(claim_lines(r)),
         "axis_claims": axis_claim_line,

@@ -23,7 +23,6 @@ from lrnoise.errors import LrnoiseError
 
 BASELINE = "baseline_accuracy"  # a_0, the same name as lrnoise.tracking.BASELINE_ACCURACY
 A_AVR = "avg_normalized_accuracy"  # A_avr, eq. 9; lrnoise.tracking.AVG_NORMALIZED_ACCURACY
-GRAD_NOISE = "grad_noise_power_mean"  # lr^2 C / B, eq. 2's bound; lrnoise.tracking.GRAD_NOISE_POWER_MEAN
 GRAD_NOISE_C = "grad_noise_c_mean"  # C itself, as measured (eq. 3); lrnoise.tracking.GRAD_NOISE_C + MEAN_SUFFIX
 UPDATE_NOISE = "update_noise_power_mean"  # lrnoise.tracking.UPDATE_NOISE_POWER_MEAN
 UPDATE_SPREAD = "update_noise_spread_mean"  # update_noise_power_mean / lr^2: the update's own measured spread
@@ -467,6 +466,7 @@ INTERACTION_COLUMNS = [
     "optimizer",
     "versus",
     "n_runs",
+    "seeds_per_cell",
     "unit",
     *[f"avr_{k}" for k in EFFECT_KEYS],
 ]
@@ -495,6 +495,7 @@ def batch_size_interactions(runs: pd.DataFrame) -> pd.DataFrame:
                     "optimizer": first,
                     "versus": second,
                     "n_runs": len(pair),
+                    "seeds_per_cell": _count_range(pair.groupby(["optimizer", "lr", "batch_size"]).size()),
                     "unit": AXIS_UNITS["batch_size"][1],
                 }
                 fitted = cellfit.fit(pair, A_AVR, ["optimizer", "lr", "batch_size"])
@@ -545,6 +546,7 @@ EQ2_COLUMNS = [
     "df",
     *[f"{slope}{k}" for slope in ("lr_slope", "b_slope") for k in ("", "_ci_low", "_ci_high", "_p", "_mde")],
     "effect_p",
+    "effect_mde",
     "lack_of_fit_p",
     "ratio",
     "ratio_set",
@@ -650,6 +652,7 @@ def eq2_test(runs: pd.DataFrame, value: str = A_AVR, log_value: bool = False) ->
             out[name] = test["estimate"]
             out.update({f"{name}_{k}": test[k] for k in ("ci_low", "ci_high", "p", "mde")})
         out["effect_p"] = fitted.f(np.vstack([a_w, b_w]))
+        out["effect_mde"] = out["lr_slope_mde"]  # the joint effect's "cannot exclude", stated along log lr
         out["lack_of_fit_p"] = fitted.lack_of_fit(design)
         if log_value:
             rows.append({**out, "verdict": scaling_verdict(out)})

@@ -41,26 +41,26 @@ def tables(joined: pd.DataFrame, max_accuracy_drop: float, target_accuracy: floa
     measured = joined.copy()
     if stats.UPDATE_NOISE in measured:
         measured[stats.UPDATE_SPREAD] = measured[stats.UPDATE_NOISE] / measured["lr"].astype(float) ** 2
-    eq2 = [pd.DataFrame(columns=stats.EQ2_COLUMNS)]
-    if "batch_size" in joined:
-        eq2 += [stats.eq2_test(joined, stats.A_AVR)] + [
+    eq2 = pd.DataFrame(columns=stats.EQ2_COLUMNS)
+    if "batch_size" in joined:  # eq. 2 on A_avr, then how the measured noise scales
+        tests = [stats.eq2_test(joined, stats.A_AVR)] + [
             stats.eq2_test(measured, spread, log_value=True)
             for spread in (stats.GRAD_NOISE_C, stats.UPDATE_SPREAD)
             if spread in measured
         ]
+        eq2 = pd.concat(tests, ignore_index=True)
     return {
         "claims": stats.claims(joined, max_accuracy_drop),
         "axis_claims": pd.concat([stats.axis_claims(joined, a) for a in stats.AXES[1:]], ignore_index=True),
         "interactions": stats.batch_size_interactions(joined),
-        "eq2": pd.concat(eq2, ignore_index=True) if len(eq2) > 1 else eq2[0],
+        "eq2": eq2,
         "frontier": frontier.frontier(joined, max_accuracy_drop, target_accuracy),
     }
 
 
 @dataclass
 class Test:
-    """One verdict of a report: where it stands, its p, and how its words are rewritten when it is a primary
-    verdict that Holm does not let through."""
+    """One verdict of a report: where it stands in its configuration's tables, its p, and its family."""
 
     config: str  # the noise configuration's name
     table: str  # one of TABLES
@@ -68,13 +68,19 @@ class Test:
     prefix: str  # the verdict's column prefix in that row ("" for the frontier's)
     p: float
     primary: bool
+    p_adjusted: float = float("nan")  # Holm's p (primary) or the BH q (exploratory), set by assess
 
 
-def _columns(prefix: str, what: str) -> str:
+def column(prefix: str, what: str) -> str:
+    """A verdict's column: '<prefix>_<what>', or '<what>' for the frontier's (prefix '')."""
     return f"{prefix}_{what}" if prefix else what
 
 
-NEITHER = {"claims": stats.NO_TREND, "axis_claims": stats.NO_AXIS_EFFECT, "interactions": stats.NO_AXIS_EFFECT}
+NEITHER = {  # the words of a primary verdict that Holm does not let through (eq. 2: eq2_verdict)
+    "claims": stats.NO_TREND,
+    "axis_claims": stats.NO_AXIS_EFFECT,
+    "frontier": frontier.NO_CLEAR,
+}
 
 
 def _tests(name: str, frames: dict, mechanism_design: bool) -> list[Test]:
@@ -99,7 +105,7 @@ def _tests(name: str, frames: dict, mechanism_design: bool) -> list[Test]:
             add("eq2", i, "lr_slope", row["lr_slope_p"])
             add("eq2", i, "b_slope", row["b_slope_p"])
         elif np.isfinite(row.get("effect_p", np.nan)):
-            add("eq2", i, "effect", row["effect_p"], primary=True)
+            add("eq2", i, "effect", row["effect_p"], primary=True)  # its mde: effect_mde
             for prediction in stats.PREDICTIONS:  # closed test: excluded only where the effect gate rejects too
                 add("eq2", i, prediction, max(row["effect_p"], row[f"p_{prediction}"]), primary=True)
     for i, row in frames["frontier"].iterrows():
@@ -162,42 +168,42 @@ def _scaled_mde(mde: float, tests: int) -> float:
     if tests <= 1 or not np.isfinite(mde):
         return mde
     z = sps.norm.ppf
-    return float(mde * (z(1 - cellfit.ALPHA / (2 * tests)) + z(cellfit.POWER)) / (z(1 - cellfit.ALPHA / 2) + z(0.8)))
+    power = z(cellfit.POWER)
+    return float(mde * (z(1 - cellfit.ALPHA / (2 * tests)) + power) / (z(1 - cellfit.ALPHA / 2) + power))
 
 
 def assess(per_config: dict) -> Family:
     """Sorts the verdicts of every configuration's tables ({name: tables()}) into the primary family and the
     exploratory rest, in place: each verdict gets `<prefix>_family` and `<prefix>_p_adjusted` (Holm's p for a
     primary verdict, the BH q for an exploratory one); a primary verdict Holm does not let through gets the
-    words of no effect (eq. 2 rows: eq2_verdict at the adjusted p values), and its mde is scaled to Holm's
-    strictest step."""
+    words of no effect (eq. 2 rows: eq2_verdict at the adjusted p values), and a primary verdict's mde is scaled
+    to Holm's strictest step."""
     design = mechanism_design(per_config)
     found = [test for name, frames in per_config.items() for test in _tests(name, frames, design)]
     primary = [t for t in found if t.primary]
     exploratory = [t for t in found if not t.primary]
-    adjusted = {}
     for group, adjust in ((primary, holm), (exploratory, benjamini_hochberg)):
         for test, p in zip(group, adjust([t.p for t in group]) if group else []):
-            adjusted[id(test)] = p
+            test.p_adjusted = float(p)
     for test in found:
         frame = per_config[test.config][test.table]
-        frame.loc[test.row, _columns(test.prefix, "family")] = PRIMARY if test.primary else EXPLORATORY
-        frame.loc[test.row, _columns(test.prefix, "p_adjusted")] = adjusted[id(test)]
-        if test.primary and test.table in NEITHER:
-            if not adjusted[id(test)] < cellfit.ALPHA:
-                frame.loc[test.row, _columns(test.prefix, "verdict")] = NEITHER[test.table]
-            frame.loc[test.row, _columns(test.prefix, "mde")] = _scaled_mde(
-                frame.loc[test.row, _columns(test.prefix, "mde")], len(primary)
-            )
-        if test.primary and test.table == "frontier" and not adjusted[id(test)] < cellfit.ALPHA:
-            frame.loc[test.row, "verdict"] = frontier.NO_CLEAR
-    for name, frames in per_config.items():
+        frame.loc[test.row, column(test.prefix, "family")] = PRIMARY if test.primary else EXPLORATORY
+        frame.loc[test.row, column(test.prefix, "p_adjusted")] = test.p_adjusted
+        if not test.primary:
+            continue
+        if column(test.prefix, "mde") in frame:
+            mde = frame.loc[test.row, column(test.prefix, "mde")]
+            frame.loc[test.row, column(test.prefix, "mde")] = _scaled_mde(mde, len(primary))
+        if test.p_adjusted >= cellfit.ALPHA and test.table in NEITHER:
+            frame.loc[test.row, column(test.prefix, "verdict")] = NEITHER[test.table]
+    for frames in per_config.values():
         eq2 = frames["eq2"]
-        for i, row in eq2[eq2["kind"] == stats.PREDICTS].iterrows() if len(eq2) else []:
-            if "effect_p_adjusted" in eq2 and np.isfinite(row.get("effect_p_adjusted", np.nan)):
-                p_of = {name: row[f"{name}_p_adjusted"] for name in stats.PREDICTIONS}
-                excluded, verdict = stats.eq2_verdict(row["effect_p_adjusted"], row["lack_of_fit_p"], p_of)
-                eq2.loc[i, "excluded"], eq2.loc[i, "verdict"] = ", ".join(excluded), verdict
+        if "effect_p_adjusted" not in eq2:
+            continue
+        for i, row in eq2[eq2["effect_p_adjusted"].notna()].iterrows():
+            p_of = {prediction: row[f"{prediction}_p_adjusted"] for prediction in stats.PREDICTIONS}
+            excluded, verdict = stats.eq2_verdict(row["effect_p_adjusted"], row["lack_of_fit_p"], p_of)
+            eq2.loc[i, "excluded"], eq2.loc[i, "verdict"] = ", ".join(excluded), verdict
     question = (
         "eq. 2's predictions, the batch-size effect on A_avr and lr tuning vs noise-injection training"
         if design
@@ -206,7 +212,7 @@ def assess(per_config: dict) -> Family:
     return Family(
         primary=len(primary),
         exploratory=len(exploratory),
-        primary_named=sum(adjusted[id(t)] < cellfit.ALPHA for t in primary),
+        primary_named=sum(t.p_adjusted < cellfit.ALPHA for t in primary),
         exploratory_named=sum(t.p < cellfit.ALPHA for t in exploratory),
         question=question,
     )
