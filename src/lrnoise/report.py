@@ -397,18 +397,6 @@ class ConfigReport:
     def claims(self) -> pd.DataFrame:
         return self.verdicts["claims"]
 
-    @property
-    def axis_claims(self) -> pd.DataFrame:
-        return self.verdicts["axis_claims"]
-
-    @property
-    def eq2(self) -> pd.DataFrame:
-        return self.verdicts["eq2"]
-
-    @property
-    def frontier(self) -> pd.DataFrame:
-        return self.verdicts["frontier"]
-
 
 @dataclass
 class Report:
