@@ -55,6 +55,16 @@ def test_the_lr_trend_is_primary_and_a_weak_one_is_held_back_by_holm():
     assert "This report prints" in family.sentence() and "Holm" in family.sentence()
 
 
+def test_a_baseline_verdict_counts_once_however_many_noise_configurations_print_it():
+    runs = lr_runs(0.02, 3, np.random.default_rng(5))
+    pcm = runs.assign(avg_normalized_accuracy=0.97 + np.random.default_rng(6).normal(0, 0.005, len(runs)))
+    per_config = {"additive": verdicts.tables(runs, 0.01, None), "pcm": verdicts.tables(pcm, 0.01, None)}
+    family = verdicts.assess(per_config)
+    assert family.primary == 2 and family.exploratory == 1  # two A_avr trends, one baseline trend
+    first, second = (per_config[name]["claims"].iloc[0] for name in ("additive", "pcm"))
+    assert first["baseline_p_adjusted"] == second["baseline_p_adjusted"] == first["baseline_p"]
+
+
 def test_best_against_best_covers_the_best_whichever_configurations_are_chosen():
     rng = np.random.default_rng(7)
     covered = []

@@ -180,11 +180,20 @@ def assess(per_config: dict) -> Family:
     to Holm's strictest step."""
     design = mechanism_design(per_config)
     found = [test for name, frames in per_config.items() for test in _tests(name, frames, design)]
-    primary = [t for t in found if t.primary]
-    exploratory = [t for t in found if not t.primary]
+    # a baseline-accuracy verdict is about the trained models, not the noise: one test however many noise
+    # configurations print it
+    once = {}
+    for test in found:
+        key = (test.table, test.prefix, test.p) if test.prefix == "baseline" else id(test)
+        once.setdefault(key, []).append(test)
+    primary = [same[0] for same in once.values() if same[0].primary]
+    exploratory = [same[0] for same in once.values() if not same[0].primary]
     for group, adjust in ((primary, holm), (exploratory, benjamini_hochberg)):
         for test, p in zip(group, adjust([t.p for t in group]) if group else []):
             test.p_adjusted = float(p)
+    for same in once.values():
+        for test in same[1:]:
+            test.p_adjusted = same[0].p_adjusted
     for test in found:
         frame = per_config[test.config][test.table]
         frame.loc[test.row, column(test.prefix, "family")] = PRIMARY if test.primary else EXPLORATORY
