@@ -5,11 +5,11 @@ every verdict is a contrast of cell means, each cell with its own seed-to-seed s
 t tests, a parametric-bootstrap Wald test for several contrasts): the lr trend is the least-squares slope of the
 cell means per step of the lr grid, an axis effect (batch size, train noise) the slope per doubling of B or per
 +0.1 eta with each lr its own intercept, eq. 2 a plane in log lr and log B. Every such row carries its p value
-and its mde (the effect its test detects with 80 % power), so lrnoise.verdicts can sort the report's verdicts into a family-wise controlled
-primary family and an exploratory rest, and a "no clear" verdict can say what it could have detected. The
-sweet spot is descriptive: the share of within-lr bootstrap resamples (deviations scaled by sqrt(n_g / (n_g - 1)),
-Davison & Hinkley 1997) that pick each lr. Spearman's rho (average ranks for ties) describes a ranking beside
-a slope.
+and its mde (the effect its test detects with 80 % power), so lrnoise.verdicts can sort the report's verdicts
+into a family-wise controlled primary family and an exploratory rest, and a "no clear" verdict can say what it
+could have detected. The sweet spot is descriptive: the share of within-lr bootstrap resamples (deviations
+scaled by sqrt(n_g / (n_g - 1)), Davison & Hinkley 1997) that pick each lr. Spearman's rho (average ranks for
+ties) describes a ranking beside a slope.
 """
 
 from __future__ import annotations
