@@ -108,12 +108,16 @@ def _first_study_mid_training(tmp_path) -> tuple[subprocess.Popen, str]:
 
 
 def _training_after_an_epoch(log) -> str:
-    """The id of the RUNNING training run once it has logged an epoch (within 300 s); `log`: its study's log."""
+    """The id of the RUNNING training run once it has logged an epoch and uploaded that epoch's checkpoint (an
+    epoch's metrics are written before its checkpoint: a kill between the two resumes from the start), within
+    300 s; `log`: its study's log."""
     client = mlflow.tracking.MlflowClient()
     deadline = time.time() + 300
     while time.time() < deadline:
         time.sleep(0.5)
         for run in runs_of("train") if mlflow.get_experiment_by_name("lrnoise") else []:
-            if run.info.status == "RUNNING" and client.get_metric_history(run.info.run_id, "loss"):
-                return run.info.run_id
+            run_id = run.info.run_id
+            if run.info.status == "RUNNING" and client.get_metric_history(run_id, "loss"):
+                if any(f.path.endswith("state.json") for f in client.list_artifacts(run_id, tracking.CHECKPOINT_DIR)):
+                    return run_id
     raise AssertionError(open(log).read()[-2000:])
