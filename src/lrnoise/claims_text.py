@@ -27,10 +27,15 @@ def _standing(row, prefix: str) -> str:
     adjusted = row.get(verdicts.column(prefix, "p_adjusted"), np.nan)
     family = row.get(verdicts.column(prefix, "family"))
     if family == verdicts.PRIMARY:
-        return f"primary, p = {p:.3f}, Holm p = {adjusted:.3f}"
+        return f"primary, p {_p(p)}, Holm p {_p(adjusted)}"
     if family == verdicts.EXPLORATORY:
-        return f"exploratory, p = {p:.3f}, BH q = {adjusted:.3f}"
-    return f"p = {p:.3f}" if np.isfinite(p) else "no test"
+        return f"exploratory, p {_p(p)}, BH q {_p(adjusted)}"
+    return f"p {_p(p)}" if np.isfinite(p) else "no test"
+
+
+def _p(value: float) -> str:
+    """'= 0.034', or '< 0.001' below it."""
+    return "< 0.001" if value < 0.001 else f"= {value:.3f}"
 
 
 def _could_detect(row, prefix: str, unit: str, design: str) -> str:

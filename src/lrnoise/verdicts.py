@@ -152,9 +152,10 @@ class Family:
         return (
             f"This report prints {total} verdicts. {self.primary} are primary ({self.question}), family-wise "
             f"controlled at 5 % (Holm): if nothing had any effect, the chance that any of them names one is at most "
-            f"5 %; {self.primary_named} name an effect. {self.exploratory} are exploratory, each at 5 % on its own "
-            f"with its Benjamini-Hochberg q: if nothing had any effect, about {0.05 * self.exploratory:.1f} of them "
-            f"would name one by chance; {self.exploratory_named} do."
+            f"5 %; {self.primary_named} {'names' if self.primary_named == 1 else 'name'} an effect. "
+            f"{self.exploratory} are exploratory, each at 5 % on its own with its Benjamini-Hochberg q: if nothing "
+            f"had any effect, about {0.05 * self.exploratory:.1f} of them would name one by chance; "
+            f"{self.exploratory_named} {'does' if self.exploratory_named == 1 else 'do'}."
         )
 
 
