@@ -1,7 +1,7 @@
 """Every verdict lrnoise prints, calibrated on synthetic studies of the design it is used on.
 
 `python benchmarks/calibration.py [--studies N]` (default 1,000 per figure; ~5 minutes on 2 cores): for each
-preset's design it draws N synthetic studies, runs the verdict exactly as the report does (lrnoise.stats), and
+preset's design it draws N synthetic studies, runs the verdict exactly as the report does (lrnoise.analysis.stats), and
 measures how often it names an effect where there is none (false alarm), how often it finds a planted one
 (power), and how often its interval holds the truth (coverage). The figures go into benchmarks/results.json
 under "calibration" and the table in docs/statistics.md is generated from them (between its markers).
@@ -14,7 +14,7 @@ set's accuracy step (ties), grids of any size, and residuals resampled from real
 written by benchmarks/residuals.py from finished `--preset seeds` and `--preset mechanism` stores): each
 synthetic cell takes a real cell's residuals (seed to seed, around its own mean) in a random order, one run in
 five cells dropped as a model that did not learn would be, around a null or a planted effect; PCM's A_avr
-(near its 96-98 % ceiling) and the baselines (ties) are among them. The whole report (lrnoise.verdicts: every
+(near its 96-98 % ceiling) and the baselines (ties) are among them. The whole report (lrnoise.analysis.verdicts: every
 table, then the family) runs on each synthetic study for the family-wise figures.
 """
 
@@ -33,7 +33,8 @@ sys.path.insert(0, str(HERE))
 
 import calibration_robust as off  # noqa: E402
 
-from lrnoise import config, frontier, paper, stats  # noqa: E402
+from lrnoise import config, paper  # noqa: E402
+from lrnoise.analysis import frontier, stats  # noqa: E402
 
 SEED_SHARED = 0.015  # sd of a seed's offset shared by every cell (fraction of A_avr)
 SEED_OWN = 0.02  # sd of the rest of a run's seed noise

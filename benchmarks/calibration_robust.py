@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lrnoise import config, frontier, paper, stats, verdicts
+from lrnoise import config, paper
+from lrnoise.analysis import frontier, stats, verdicts
 
 HERE = Path(__file__).resolve().parent
 RESIDUALS = HERE / "residuals.csv"

@@ -18,7 +18,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lrnoise import data, gradnoise, models, noise, noise_models  # noqa: E402
+from lrnoise.data import loading  # noqa: E402
+from lrnoise.noise import (
+    injection,  # noqa: E402
+    physics,  # noqa: E402
+)
+from lrnoise.training import (
+    gradnoise,  # noqa: E402
+    networks,  # noqa: E402
+)
 
 GRAD_NOISE_BATCHES = 8  # train.Execution's default K
 LR = 0.001
@@ -63,20 +71,20 @@ class TimedGradNoise(gradnoise.GradNoiseCallback):
         self.seconds.append(time.perf_counter() - start)
 
 
-def middle_level(config: noise.NoiseConfig) -> float:
+def middle_level(config: injection.NoiseConfig) -> float:
     """A representative level of the configuration's defaults (eta 5 % ... ; pcm: 1 day)."""
     return config.levels[len(config.levels) // 2]
 
 
-def time_draws(config: noise.NoiseConfig, model, evaluator, trials: int) -> float:
+def time_draws(config: injection.NoiseConfig, model, evaluator, trials: int) -> float:
     """Seconds per noisy draw (after one warm-up draw) of `config` at its middle level."""
-    injector = noise.injector_for(config, model, evaluator)
+    injector = injection.injector_for(config, model, evaluator)
     level = middle_level(config)
-    noise.noisy_accuracy(evaluator, injector, level, config.seed, 0)
+    injection.noisy_accuracy(evaluator, injector, level, config.seed, 0)
     synchronize()
     start = time.perf_counter()
     for trial in range(1, trials + 1):
-        noise.noisy_accuracy(evaluator, injector, level, config.seed, trial)
+        injection.noisy_accuracy(evaluator, injector, level, config.seed, trial)
     synchronize()
     return (time.perf_counter() - start) / trials
 
@@ -92,12 +100,12 @@ def main(
     x = rng.randint(0, 256, (n, 32, 32, 3), dtype=np.uint8)
     y = rng.randint(0, 10, n)
     x_test, y_test = x[:10_000], y[:10_000]
-    mean, var = models.channel_stats(x)
-    model = models.resnet(20, 10, (32, 32, 3), mean=mean, variance=var)
+    mean, var = networks.channel_stats(x)
+    model = networks.resnet(20, 10, (32, 32, 3), mean=mean, variance=var)
     model.compile(keras.optimizers.Adam(LR), "sparse_categorical_crossentropy", metrics=["accuracy"])
     variable = model.trainable_weights[0].value
     print(f"weights live on: {getattr(variable, 'device', getattr(variable, 'devices', lambda: '?'))}", flush=True)
-    stream, _ = data.training_stream(x, y, batch_size, 0, augment=(4, True))
+    stream, _ = loading.training_stream(x, y, batch_size, 0, augment=(4, True))
     times = []
 
     class Timer(keras.callbacks.Callback):
@@ -117,7 +125,7 @@ def main(
     steady = float(np.median(times[1:])) if len(times) > 1 else times[0]
     steady_grad_noise = float(np.median(grad_noise.seconds[1:] or grad_noise.seconds))
 
-    evaluator = models.Evaluator(model, x_test, y_test, batch_size=2500)
+    evaluator = networks.Evaluator(model, x_test, y_test, batch_size=2500)
     evaluator()
     synchronize()
     start = time.perf_counter()
@@ -126,11 +134,11 @@ def main(
     synchronize()
     clean = (time.perf_counter() - start) / trials
     per_draw = {
-        name: time_draws(noise.NoiseConfig(name), model, evaluator, trials) for name in noise_models.NOISE_MODELS
+        name: time_draws(injection.NoiseConfig(name), model, evaluator, trials) for name in physics.NOISE_MODELS
     }  # additive, multiplicative, pcm
 
     start = time.perf_counter()
-    result = noise.evaluate(model, x_test, y_test, noise.NoiseConfig("pcm", trials=2), batch_size=2500)
+    result = injection.evaluate(model, x_test, y_test, injection.NoiseConfig("pcm", trials=2), batch_size=2500)
     evaluation = time.perf_counter() - start
 
     print(
@@ -139,7 +147,7 @@ def main(
     )
     print(f"RESULT clean_pass_seconds {clean:.3f} ({len(x_test):,} images)")
     for name, seconds in per_draw.items():
-        config = noise.NoiseConfig(name)
+        config = injection.NoiseConfig(name)
         print(
             f"RESULT {name}_seconds_per_draw {seconds:.3f} ({config.level_name} {middle_level(config):g}, "
             f"targets {config.targets}; draw/clean {seconds / clean:.3f}; "

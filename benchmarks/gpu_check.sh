@@ -5,7 +5,7 @@
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl keras==3.15.1 namex optree
-# The machine needs numpy, pandas and scipy too (lrnoise.noise's statistics); add them to the download if its
+# The machine needs numpy, pandas and scipy too (lrnoise.noise.injection's statistics); add them to the download if its
 # image lacks them.
 # Then run from the repository root there:  bash benchmarks/gpu_check.sh   (KERAS_BACKEND=jax also works)
 set -euo pipefail

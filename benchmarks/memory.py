@@ -1,5 +1,5 @@
 """Peak resident memory of a real training run on CIFAR-sized data (50,000 x 32 x 32 x 3 uint8 images):
-the whole `lrnoise.train` path (pipeline, validation, checkpoint, logging, test accuracy, model logging),
+the whole `lrnoise.training.train` path (pipeline, validation, checkpoint, logging, test accuracy, model logging),
 stopped after a few dozen steps since the peak is reached early. Target < 2 GiB: images stay uint8 until
 they reach the model (as float32 the training images alone would take 0.57 GiB).
 LRNOISE_BENCH_QUICK=1: 5,000 training images and 5 steps (a smoke test only)."""
@@ -15,8 +15,9 @@ CHILD = r"""
 import os, resource, sys
 sys.path.insert(0, {bench!r})
 import _common, keras
-from lrnoise import data, tracking
-from lrnoise.train import TrainConfig, train
+from lrnoise.data import loading
+from lrnoise.store import tracking
+from lrnoise.training.train import TrainConfig, train
 
 class StopAfter(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
@@ -28,7 +29,7 @@ tracking.set_tracking_uri("sqlite:///" + {tmp!r} + "/mlflow.db")
 x, y = _common.cifar_like({n})
 xv, yv = _common.cifar_like({n} // 10, seed=1)
 xt, yt = _common.cifar_like({n} // 5, seed=2)
-ds = data.Dataset("cifar10", 10, x, y, xv, yv, xt, yt)
+ds = loading.Dataset("cifar10", 10, x, y, xv, yv, xt, yt)
 train(TrainConfig(dataset="cifar10", epochs=1, patience=0), dataset=ds, extra_callbacks=(StopAfter(),))
 print("PEAK_KIB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """

@@ -12,14 +12,17 @@ import time
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
 
-from lrnoise import noise, paper, report, tracking
+from lrnoise import paper
+from lrnoise.noise import injection
+from lrnoise.report import assembly
+from lrnoise.store import tracking
 
 import _common
 
-NOISE_CONFIGS = (noise.PAPER, noise.NoiseConfig("pcm"))  # a study's default noise configurations
+NOISE_CONFIGS = (injection.PAPER, injection.NoiseConfig("pcm"))  # a study's default noise configurations
 
 
-def noise_metrics(config: noise.NoiseConfig, index: int) -> tuple[dict, dict]:
+def noise_metrics(config: injection.NoiseConfig, index: int) -> tuple[dict, dict]:
     """(the noise-eval run's metrics, the summary written onto the training run), names as
     noise_eval.log_result writes them; made-up values falling with the level."""
     prefix = tracking.summary_prefix(config.name, config.is_paper)
@@ -27,7 +30,7 @@ def noise_metrics(config: noise.NoiseConfig, index: int) -> tuple[dict, dict]:
     run = {tracking.BASELINE_ACCURACY: 0.9, tracking.AVG_NORMALIZED_ACCURACY: a_avr, tracking.NONFINITE_DRAWS: 0}
     summary = {prefix + tracking.AVG_NORMALIZED_ACCURACY: a_avr}
     for k, level in enumerate(config.levels):
-        label = noise.level_label(config.level_name, level)
+        label = injection.level_label(config.level_name, level)
         normalized = 1 - k / (2 * len(config.levels))
         values = {
             "accuracy": 0.9 * normalized,
@@ -96,7 +99,7 @@ def fill(experiment: str, count: int) -> None:
 
 def timed_report(experiment: str, out: str) -> float:
     start = time.perf_counter()
-    report.build_and_write(experiment, out, noise_config="all", log_run=False, set_alias=False)
+    assembly.build_and_write(experiment, out, noise_config="all", log_run=False, set_alias=False)
     return time.perf_counter() - start
 
 

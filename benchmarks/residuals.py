@@ -14,15 +14,16 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from lrnoise import report, stats  # noqa: E402
+from lrnoise.analysis import stats  # noqa: E402
+from lrnoise.report import assembly  # noqa: E402
 
 
 def residuals(name: str, uri: str) -> pd.DataFrame:
     os.environ["MLFLOW_TRACKING_URI"] = uri
-    built = report.build("lrnoise", noise_config="all")
+    built = assembly.build("lrnoise", noise_config="all")
     frames = []
     for k, config in enumerate(built.configs):
-        runs = stats.evaluated_runs(report.learned_runs(config.runs))
+        runs = stats.evaluated_runs(assembly.learned_runs(config.runs))
         keys = [*stats.CLAIM_CELL, "lr"]
         # the baseline belongs to the trained models: taken once, from the first noise configuration
         for value in (stats.A_AVR, stats.BASELINE) if k == 0 else (stats.A_AVR,):

@@ -26,7 +26,7 @@ def uvicorn_server(store_uri: str):
     import os
     import signal
 
-    from lrnoise import server as tracking_server
+    from lrnoise.store import server as tracking_server
 
     port = tracking_server._free_port()
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -64,7 +64,7 @@ def requests_of(uri: str) -> dict:
     import mlflow
     from mlflow.entities import Metric, RunTag
 
-    from lrnoise import tracking
+    from lrnoise.store import tracking
 
     client = mlflow.MlflowClient(uri)
     run_id = client.create_run(client.create_experiment(f"latency-{time.time_ns()}")).info.run_id
@@ -81,7 +81,7 @@ def requests_of(uri: str) -> dict:
 
 
 def main():
-    from lrnoise import server as tracking_server
+    from lrnoise.store import server as tracking_server
 
     with (
         tempfile.TemporaryDirectory(prefix="lrnoise-latency-") as tmp,

@@ -180,7 +180,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="lrnoise-study-bench-") as tmp:
         os.chdir(tmp)  # the store's artifacts (./mlruns) land here
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
-        from lrnoise import executors, gradnoise, study
+        from lrnoise.study import executors, runner
+        from lrnoise.training import gradnoise
 
         grad_noise = Stopwatch(gradnoise, "estimate")  # the callback and the final estimate both call it
         # claims staked and removed between configurations, outside S_c
@@ -188,7 +189,7 @@ def main():
         capture = TimedLines(sys.stdout)
         try:
             with contextlib.redirect_stdout(capture):
-                outcomes, _ = study.run_study(
+                outcomes, _ = runner.run_study(
                     sweep_spec(_common.quick()), experiment="study-overhead", workers=1, report=False
                 )  # in this process: its stdout is parsed
         finally:

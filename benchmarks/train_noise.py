@@ -5,8 +5,8 @@ Target: train_noise_step_vs_clean_step <= 1.3."""
 
 import time
 
-from lrnoise import build, noise_training
 from lrnoise.config import TrainConfig
+from lrnoise.training import build, noise_training
 
 import _common  # noqa: F401  (environment defaults)
 

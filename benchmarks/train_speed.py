@@ -32,10 +32,12 @@ import time
 import keras
 import numpy as np
 
-from lrnoise import data, gradnoise, tracking
-from lrnoise.build import build_model
 from lrnoise.config import Execution, TrainConfig
-from lrnoise.train import train
+from lrnoise.data import loading
+from lrnoise.store import tracking
+from lrnoise.training import gradnoise
+from lrnoise.training.build import build_model
+from lrnoise.training.train import train
 
 import _common
 
@@ -61,7 +63,7 @@ def synthetic(n):
     x, y = _common.cifar_like(n)
     xv, yv = _common.cifar_like(n // 10, seed=1)
     xt, yt = _common.cifar_like(512, seed=2)
-    return data.Dataset("cifar10", 10, x, y, xv, yv, xt, yt)  # named cifar10: CIFAR augmentation
+    return loading.Dataset("cifar10", 10, x, y, xv, yv, xt, yt)  # named cifar10: CIFAR augmentation
 
 
 def steady(times: list) -> float:
@@ -69,7 +71,7 @@ def steady(times: list) -> float:
     return float(np.median(times[1:]))
 
 
-def timed_train(config: TrainConfig, ds: data.Dataset, execution: Execution) -> EpochTimer:
+def timed_train(config: TrainConfig, ds: loading.Dataset, execution: Execution) -> EpochTimer:
     """Epoch times of lrnoise's training path; the timer keeps the trained model (timer.model)."""
     keras.backend.clear_session()
     timer = EpochTimer()
@@ -77,7 +79,7 @@ def timed_train(config: TrainConfig, ds: data.Dataset, execution: Execution) -> 
     return timer
 
 
-def grad_noise_seconds(model, ds: data.Dataset, config: TrainConfig, k: int, repeats: int) -> float:
+def grad_noise_seconds(model, ds: loading.Dataset, config: TrainConfig, k: int, repeats: int) -> float:
     """Best-of seconds of one gradient-noise estimate, as the callback makes it after an epoch."""
     gradients = gradnoise.stacked_gradient_function(model)
     return _common.best_of(
@@ -97,7 +99,7 @@ def grad_noise_seconds(model, ds: data.Dataset, config: TrainConfig, k: int, rep
     )
 
 
-def bare_fit(config: TrainConfig, ds: data.Dataset) -> EpochTimer:
+def bare_fit(config: TrainConfig, ds: loading.Dataset) -> EpochTimer:
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
     model = build_model(config, ds)
@@ -107,13 +109,13 @@ def bare_fit(config: TrainConfig, ds: data.Dataset) -> EpochTimer:
     return timer
 
 
-def pipeline_batches_per_second(ds: data.Dataset, batch_size: int) -> float:
-    stream, tf_steps = data.training_stream(
-        ds.x_train, ds.y_train, batch_size, 0, augment=data.augmentation_for("cifar10")
+def pipeline_batches_per_second(ds: loading.Dataset, batch_size: int) -> float:
+    stream, tf_steps = loading.training_stream(
+        ds.x_train, ds.y_train, batch_size, 0, augment=loading.augmentation_for("cifar10")
     )
     # tf.data streams are iterated; the NumPy PyDataset is indexed batch by batch
     iterator = iter(stream) if tf_steps else (stream[i % len(stream)] for i in range(10**9))
-    steps = data.steps_per_epoch(len(ds.x_train), batch_size)
+    steps = loading.steps_per_epoch(len(ds.x_train), batch_size)
     for _i in range(steps):  # warm-up: one epoch
         next(iterator)
     start = time.perf_counter()
@@ -158,7 +160,7 @@ def main(n=4096, batch_size=128, epochs=3):
             "pipeline_batches_per_second": round(pipeline_rate, 1),
             "train_steps_per_second": round(step_rate, 2),
             "pipeline_ratio": round(pipeline_rate / step_rate, 1),
-            "pipeline": data.pipeline_kind(),
+            "pipeline": loading.pipeline_kind(),
         }
     )
 

@@ -24,7 +24,7 @@ from mlflow.server import get_app_client
 from mlflow.tracking import MlflowClient
 from werkzeug.security import generate_password_hash
 
-from lrnoise import server, tracking
+from lrnoise.store import server, tracking
 
 from conftest import new_store
 

@@ -101,7 +101,7 @@ def runs_of(kind: str, experiment: str = "lrnoise") -> list:
     """Every run of lrnoise kind `kind` (train, noise_eval, study, claim, ...) in `experiment`."""
     import mlflow
 
-    from lrnoise import tracking
+    from lrnoise.store import tracking
 
     return [
         r
@@ -165,7 +165,7 @@ def point_at_new_server(store: str, tmp_path, monkeypatch, *extra: str) -> tuple
     working folder tmp_path); returns (port, server). The caller kills the server and unsets the URI."""
     import mlflow
 
-    from lrnoise import server as tracking_server
+    from lrnoise.store import server as tracking_server
 
     port = tracking_server._free_port()
     uri = f"http://127.0.0.1:{port}"

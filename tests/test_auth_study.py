@@ -32,7 +32,7 @@ from auth_server import (  # noqa: E402
     tail,
 )
 
-from lrnoise import tracking  # noqa: E402
+from lrnoise.store import tracking  # noqa: E402
 
 
 @dataclasses.dataclass

@@ -9,7 +9,8 @@ import mlflow
 import numpy as np
 import pytest
 
-from lrnoise import data, tracking
+from lrnoise.data import loading
+from lrnoise.store import tracking
 
 from conftest import ROOT, runs_of
 
@@ -17,8 +18,8 @@ from conftest import ROOT, runs_of
 def test_numpy_pipeline_matches_the_tf_pipeline_semantics():
     x = np.arange(20 * 6 * 5 * 2).reshape(20, 6, 5, 2) % 251
     y = np.arange(20)
-    stream = data._numpy_stream_class()(x, y, 8, 3, 0, (2, True))
-    assert len(stream) == data.steps_per_epoch(20, 8) == 3
+    stream = loading._numpy_stream_class()(x, y, 8, 3, 0, (2, True))
+    assert len(stream) == loading.steps_per_epoch(20, 8) == 3
     first = [stream[i] for i in range(3)]
     assert sorted(np.concatenate([b[1] for b in first])) == list(range(20))  # a permutation per epoch
     assert first[0][0].dtype == np.float32 and first[0][0].shape == (8, 6, 5, 2)
@@ -27,10 +28,10 @@ def test_numpy_pipeline_matches_the_tf_pipeline_semantics():
         for img, label in zip(xb, yb):
             windows = [padded[label, r : r + 6, c : c + 5] for r in range(5) for c in range(5)]
             assert any(np.array_equal(img, w) or np.array_equal(img, w[:, ::-1]) for w in windows)
-    again = data._numpy_stream_class()(x, y, 8, 3, 0, (2, True))
+    again = loading._numpy_stream_class()(x, y, 8, 3, 0, (2, True))
     np.testing.assert_array_equal(again[1][0], first[1][0])  # a pure function of (seed, epoch, step)
     stream.on_epoch_end()
-    resumed = data._numpy_stream_class()(x, y, 8, 3, 1, (2, True))  # starting at epoch 1 replays epoch 1
+    resumed = loading._numpy_stream_class()(x, y, 8, 3, 1, (2, True))  # starting at epoch 1 replays epoch 1
     np.testing.assert_array_equal(stream[0][0], resumed[0][0])
     assert not np.array_equal(stream[0][1], first[0][1])
 

@@ -6,17 +6,18 @@ import keras
 import numpy as np
 import pytest
 
-from lrnoise import build, data
-from lrnoise.build import SweepCache, fresh_optimizer_state
 from lrnoise.config import Execution, TrainConfig
+from lrnoise.data import loading
 from lrnoise.errors import LrnoiseError
 from lrnoise.paper import OPTIMIZERS
+from lrnoise.training import build
+from lrnoise.training.build import SweepCache, fresh_optimizer_state
 
 BASE = TrainConfig(dataset="digits", model="resnet8", batch_size=64, epochs=1, seed=2, patience=0)
 FIT_STEPS = 4  # optimizer steps per fit: any difference in weights or optimizer state shows after the first
 
 
-def fit_weights(config: TrainConfig, ds: data.Dataset, sweep: SweepCache | None) -> list:
+def fit_weights(config: TrainConfig, ds: loading.Dataset, sweep: SweepCache | None) -> list:
     """The model path train() takes for a new run (seed, model, state, fit), without the tracking store."""
     build.seed_everything(config.seed)
     model = sweep.model_for(config, ds, Execution()) if sweep else build.build_model(config, ds)

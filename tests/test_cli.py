@@ -83,13 +83,14 @@ def test_the_cli_trains_with_the_configuration_objects_defaults():
 def test_noise_eval_and_report_defaults_are_their_objects_defaults():
     import inspect
 
-    from lrnoise import noise, report
+    from lrnoise.noise import injection
+    from lrnoise.report import assembly
 
     defaults = cli_defaults("noise-eval")
     for name in ("noise", "ci_target", "max_trials", "seed"):
-        assert same(defaults[name], getattr(noise.NoiseConfig, name)), f"lrnoise noise-eval --{name}"
-    assert same(defaults["trials"], noise.DEFAULT_TRIALS)
-    signature = inspect.signature(report.build_and_write).parameters
+        assert same(defaults[name], getattr(injection.NoiseConfig, name)), f"lrnoise noise-eval --{name}"
+    assert same(defaults["trials"], injection.DEFAULT_TRIALS)
+    signature = inspect.signature(assembly.build_and_write).parameters
     for name, value in cli_defaults("report").items():
         if name in signature and name not in ("out", "dataset", "model", "optimizer"):
             assert same(value, signature[name].default), f"lrnoise report --{name}"

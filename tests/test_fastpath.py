@@ -1,4 +1,4 @@
-"""The fast paths (lrnoise.fastpath) change no number, and one gate turns them all off."""
+"""The fast paths (lrnoise.training.fastpath) change no number, and one gate turns them all off."""
 
 import dataclasses
 import random
@@ -10,9 +10,10 @@ import keras
 import numpy as np
 import pytest
 
-from lrnoise import build, data, fastpath, models
-from lrnoise.build import SweepCache
 from lrnoise.config import Execution, TrainConfig
+from lrnoise.data import loading
+from lrnoise.training import build, fastpath, networks
+from lrnoise.training.build import SweepCache
 
 CONFIG = TrainConfig(dataset="digits", model="resnet8", optimizer="adam", batch_size=64, epochs=1, seed=1)
 
@@ -78,7 +79,7 @@ def test_seed_everything_resets_every_generator_a_training_draws_from():
     caches), it leaves Python's, NumPy's and Keras's generators exactly where keras.utils.set_random_seed does."""
 
     def draws():
-        weights = models.resnet(8, 3, (8, 8, 1)).get_weights()  # seed-less initialisers: Keras's global generator
+        weights = networks.resnet(8, 3, (8, 8, 1)).get_weights()  # seed-less initialisers: Keras's global generator
         return [random.random(), np.random.rand(), *np.array(keras.random.uniform((3,))), *weights[0].ravel()]
 
     keras.utils.set_random_seed(7)
@@ -93,17 +94,17 @@ def test_seed_everything_resets_every_generator_a_training_draws_from():
 def test_a_training_step_built_ahead_is_traced_once_and_trains_as_plain_keras(monkeypatch):
     """build_state creates the optimizer slots and metric variables before fit: under TensorFlow the training
     step is then traced once instead of twice, and the weights are those of a plain Keras fit."""
-    full = data.load("digits", val_fraction=0.1, seed=0)
+    full = loading.load("digits", val_fraction=0.1, seed=0)
     ds = dataclasses.replace(full, x_train=full.x_train[:256], y_train=full.y_train[:256])  # 4 steps an epoch
 
     def fit():
         fastpath.seed_everything(CONFIG.seed)
-        model = models.resnet(8, ds.num_classes, ds.input_shape)
+        model = networks.resnet(8, ds.num_classes, ds.input_shape)
         build.compile_model(model, CONFIG, Execution())
         build.build_state(model, ds)
         traces, step = [], model.train_step
         model.train_step = lambda batch: traces.append(1) or step(batch)  # runs once per trace, not per step
-        stream, steps = data.training_stream(ds.x_train, ds.y_train, CONFIG.batch_size, CONFIG.seed)
+        stream, steps = loading.training_stream(ds.x_train, ds.y_train, CONFIG.batch_size, CONFIG.seed)
         model.fit(stream, steps_per_epoch=steps, epochs=2, verbose=0)
         return len(traces), model.get_weights()
 

@@ -1,4 +1,4 @@
-"""lrnoise.figures: every figure lays out cleanly (long titles, 1-4 panels), draws its error bars, keeps lr
+"""lrnoise.report.figures: every figure lays out cleanly (long titles, 1-4 panels), draws its error bars, keeps lr
 colours stable, writes PNG + PDF, and never touches the user's matplotlib backend."""
 
 import os
@@ -14,8 +14,9 @@ from matplotlib.colors import to_hex
 from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 
-from lrnoise import figures, paper
+from lrnoise import paper
 from lrnoise.errors import LrnoiseError
+from lrnoise.report import figures
 
 LONG_TITLE = "Table III: average normalised accuracy A_avr against learning rate per model (additive-paper)"
 ETAS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4)
@@ -367,7 +368,7 @@ def test_bad_inputs_raise_one_line_errors(call):
 
 def test_import_leaves_the_backend_alone():
     code = (
-        "import sys, matplotlib; before = matplotlib.get_backend(); import lrnoise.figures; "
+        "import sys, matplotlib; before = matplotlib.get_backend(); import lrnoise.report.figures; "
         "print(before, matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)"
     )
     env = {**os.environ, "MPLBACKEND": "svg"}

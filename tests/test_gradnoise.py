@@ -15,8 +15,8 @@ import keras
 import numpy as np
 import pytest
 
-from lrnoise import gradnoise, models
 from lrnoise.errors import LrnoiseError
+from lrnoise.training import gradnoise, networks
 
 CROSS_BACKEND = {"batch_size": 16, "k": 6, "seed": 3, "epoch": 2, "lr": 0.1}  # estimate(...) in both processes
 
@@ -29,7 +29,7 @@ def dense_model(inputs=6, hidden=8, classes=3):
 
 
 def bn_model():
-    return models.resnet(8, 4, (8, 8, 1))
+    return networks.resnet(8, 4, (8, 8, 1))
 
 
 def random_data(n, shape, classes, seed):

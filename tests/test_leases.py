@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import mlflow
 import pytest
 
-from lrnoise import leases, tracking
+from lrnoise.store import leases, tracking
 
 from conftest import run_statuses
 
@@ -157,8 +157,8 @@ def test_runs_of_other_semantics_are_made_again_unless_any_run_may_be_reused(sto
     code's semantics is; a run lrnoise made under other semantics cannot be resumed by hand either."""
     from lrnoise import TRAINING_SEMANTICS
     from lrnoise.config import TrainConfig
-    from lrnoise.executors import Job
-    from lrnoise.study import semantics_lines
+    from lrnoise.study.executors import Job
+    from lrnoise.study.runner import semantics_lines
 
     client = mlflow.tracking.MlflowClient()
     exp = tracking.ensure_experiment("lrnoise")

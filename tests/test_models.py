@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from lrnoise import models
 from lrnoise.errors import LrnoiseError
+from lrnoise.training import networks
 
 COUNTS = {"A": (269_722, 464_154, 658_586, 853_018), "B": (272_474, 466_906, 661_338, 855_770)}
 
@@ -16,19 +16,19 @@ def trainable(model):
 
 @pytest.mark.parametrize("shortcut", ["A", "B"])
 def test_parameter_counts(shortcut):
-    got = tuple(trainable(models.resnet(d, 10, (32, 32, 3), shortcut=shortcut)) for d in (20, 32, 44, 56))
+    got = tuple(trainable(networks.resnet(d, 10, (32, 32, 3), shortcut=shortcut)) for d in (20, 32, 44, 56))
     assert got == COUNTS[shortcut]
 
 
 def test_depth_must_be_6n_plus_2():
     with pytest.raises(LrnoiseError, match="6n\\+2"):
-        models.resnet(21, 10, (32, 32, 3))
-    assert len([layer for layer in models.resnet(8, 10, (8, 8, 1)).layers if "_conv" in layer.name]) == 7
+        networks.resnet(21, 10, (32, 32, 3))
+    assert len([layer for layer in networks.resnet(8, 10, (8, 8, 1)).layers if "_conv" in layer.name]) == 7
 
 
 def test_shortcut_a_subsamples_and_zero_pads_channels():
     inp = keras.Input((4, 4, 2))
-    probe = keras.Model(inp, models._shortcut_a(inp, 6, "t"))
+    probe = keras.Model(inp, networks._shortcut_a(inp, 6, "t"))
     x = np.random.rand(1, 4, 4, 2).astype("float32")
     out = probe.predict(x, verbose=0)
     assert out.shape == (1, 2, 2, 6)
@@ -38,10 +38,10 @@ def test_shortcut_a_subsamples_and_zero_pads_channels():
 
 def test_normalisation_inside_and_reload_in_safe_mode(tmp_path):
     x = np.random.RandomState(0).randint(0, 256, (5, 32, 32, 3)).astype("uint8")
-    mean, var = models.channel_stats(x)
+    mean, var = networks.channel_stats(x)
     np.testing.assert_allclose(mean, x.reshape(-1, 3).mean(0))
     np.testing.assert_allclose(var, x.reshape(-1, 3).astype(float).var(0))
-    model = models.resnet(20, 10, (32, 32, 3), mean=mean, variance=var)
+    model = networks.resnet(20, 10, (32, 32, 3), mean=mean, variance=var)
     model.save(tmp_path / "m.keras")
     again = keras.models.load_model(tmp_path / "m.keras", safe_mode=True)
     np.testing.assert_array_equal(
@@ -50,11 +50,11 @@ def test_normalisation_inside_and_reload_in_safe_mode(tmp_path):
 
 
 def test_evaluator_counts_hits():
-    model = models.resnet(8, 3, (8, 8, 1))
+    model = networks.resnet(8, 3, (8, 8, 1))
     x = np.random.RandomState(0).rand(7, 8, 8, 1).astype("float32")
     pred = np.argmax(model.predict(x, verbose=0), -1)
-    assert models.Evaluator(model, x, pred, batch_size=3)() == 1.0
-    assert models.Evaluator(model, x, (pred + 1) % 3, batch_size=3)() == 0.0
+    assert networks.Evaluator(model, x, pred, batch_size=3)() == 1.0
+    assert networks.Evaluator(model, x, (pred + 1) % 3, batch_size=3)() == 0.0
 
 
 def resnet_pairs(depth, shortcut):
@@ -71,8 +71,8 @@ def resnet_pairs(depth, shortcut):
 
 @pytest.mark.parametrize("shortcut, count", [("A", 19), ("B", 21)])
 def test_bn_folding_pairs_every_resnet_conv_with_its_bn(shortcut, count):
-    model = models.resnet(20, 10, (32, 32, 3), shortcut=shortcut)
-    pairs = models.foldable_pairs(model)
+    model = networks.resnet(20, 10, (32, 32, 3), shortcut=shortcut)
+    pairs = networks.foldable_pairs(model)
     assert pairs == resnet_pairs(20, shortcut) and len(pairs) == count
     convs = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert sorted(pairs) == sorted(convs)  # every conv, and not the softmax classifier
@@ -80,13 +80,13 @@ def test_bn_folding_pairs_every_resnet_conv_with_its_bn(shortcut, count):
 
 
 def test_bn_folding_reads_the_functional_config_graph():
-    config = models.resnet(8, 10, (8, 8, 1), shortcut="B").get_config()
+    config = networks.resnet(8, 10, (8, 8, 1), shortcut="B").get_config()
     layers = {layer["name"]: layer for layer in config["layers"]}
-    assert models._inputs_of(layers["stage2_block1_add"]) == ["stage2_block1_proj_bn", "stage2_block1_bn2"]
-    assert models._inputs_of(layers["image"]) == []
-    consumers = models._consumers(config)
+    assert networks._inputs_of(layers["stage2_block1_add"]) == ["stage2_block1_proj_bn", "stage2_block1_bn2"]
+    assert networks._inputs_of(layers["image"]) == []
+    consumers = networks._consumers(config)
     assert consumers["stage1_block1_out"] == ["stage2_block1_conv1", "stage2_block1_proj"]
-    assert consumers["stem_conv"] == ["stem_bn"] and consumers["classifier"] == [models._OUTPUT]
+    assert consumers["stem_conv"] == ["stem_bn"] and consumers["classifier"] == [networks._OUTPUT]
 
 
 def mixed_model():
@@ -116,23 +116,23 @@ def mixed_model():
 
 
 def test_bn_folding_only_folds_a_bn_that_alone_reads_a_linear_conv_or_dense():
-    assert models.foldable_pairs(mixed_model()) == {"fold_conv": "fold_bn", "dense": "dense_bn"}
+    assert networks.foldable_pairs(mixed_model()) == {"fold_conv": "fold_bn", "dense": "dense_bn"}
 
 
 def test_a_conv_that_is_also_a_model_output_is_not_folded():
     inputs = keras.Input((5, 5, 1))
     conv = keras.layers.Conv2D(3, 3, name="conv")(inputs)
     bn = keras.layers.BatchNormalization(name="bn")(conv)
-    assert models.foldable_pairs(keras.Model(inputs, bn)) == {"conv": "bn"}
-    assert models.foldable_pairs(keras.Model(inputs, [bn, conv])) == {}
-    assert models.foldable_pairs(keras.Model(inputs, {"normalised": bn, "raw": conv})) == {}
+    assert networks.foldable_pairs(keras.Model(inputs, bn)) == {"conv": "bn"}
+    assert networks.foldable_pairs(keras.Model(inputs, [bn, conv])) == {}
+    assert networks.foldable_pairs(keras.Model(inputs, {"normalised": bn, "raw": conv})) == {}
 
 
 def test_a_model_without_a_functional_graph_is_left_unfolded():
     sequential = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization()])
-    assert models.foldable_pairs(sequential) == {}
+    assert networks.foldable_pairs(sequential) == {}
     x = np.random.RandomState(0).rand(4, 4).astype("float32")
-    evaluator = models.Evaluator(sequential, x, np.zeros(4))
+    evaluator = networks.Evaluator(sequential, x, np.zeros(4))
     np.testing.assert_allclose(evaluator.twin.predict(x, verbose=0), sequential.predict(x, verbose=0), rtol=1e-5)
 
 
@@ -146,9 +146,9 @@ def test_folded_evaluator_predicts_like_the_model():
             v.assign(rng.normal(0, 0.3, v.shape))
     x = rng.rand(16, 6, 6, 2).astype("float32")
     expected = model.predict(x, verbose=0)
-    evaluator = models.Evaluator(model, x, np.argmax(expected, -1), batch_size=5)
+    evaluator = networks.Evaluator(model, x, np.argmax(expected, -1), batch_size=5)
     assert set(evaluator.pairs) == {"fold_conv", "dense"}
-    assert isinstance(evaluator.twin.get_layer("fold_bn"), models._PassThrough)
+    assert isinstance(evaluator.twin.get_layer("fold_bn"), networks._PassThrough)
     assert isinstance(evaluator.twin.get_layer("relu_bn"), keras.layers.BatchNormalization)
     np.testing.assert_allclose(evaluator.twin.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-6)
     assert evaluator() == 1.0

@@ -10,30 +10,34 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from lrnoise import NOISE_SEMANTICS, data, models, noise, tracking
+from lrnoise import NOISE_SEMANTICS
 from lrnoise.cli import app
 from lrnoise.config import Execution, TrainConfig
-from lrnoise.noise import NoiseConfig
-from lrnoise.noise_eval import noise_eval
-from lrnoise.train import train
+from lrnoise.data import loading
+from lrnoise.noise import injection
+from lrnoise.noise.evaluation import noise_eval
+from lrnoise.noise.injection import NoiseConfig
+from lrnoise.store import tracking
+from lrnoise.training import networks
+from lrnoise.training.train import train
 
 from conftest import ROOT, run_statuses
 
 
 @pytest.fixture(scope="module")
 def digits():
-    return data.load("digits")
+    return loading.load("digits")
 
 
 @pytest.fixture(scope="module")
 def trained(digits):
     """A small ResNet fitted on digits in-process (no tracking): accurate enough that noise can hurt it."""
     keras.utils.set_random_seed(0)
-    mean, var = models.channel_stats(digits.x_train)
-    model = models.resnet(8, 10, digits.input_shape, mean=mean, variance=var)
+    mean, var = networks.channel_stats(digits.x_train)
+    model = networks.resnet(8, 10, digits.input_shape, mean=mean, variance=var)
     model.compile(keras.optimizers.Adam(0.02), "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(digits.x_train.astype("float32"), digits.y_train, epochs=3, batch_size=64, verbose=0)
-    assert models.Evaluator(model, digits.x_test, digits.y_test)() > 0.8
+    assert networks.Evaluator(model, digits.x_test, digits.y_test)() > 0.8
     return model
 
 
@@ -42,9 +46,9 @@ def snapshot(model):
 
 
 def test_injected_noise_has_zero_mean_and_eta_sigma_w(trained):
-    injector = noise.injector_for(noise.PAPER, trained)
+    injector = injection.injector_for(injection.PAPER, trained)
     eta = 0.2
-    noisy = injector.draw(eta, noise.draw_seed(0, eta, 0))
+    noisy = injector.draw(eta, injection.draw_seed(0, eta, 0))
     checked = 0
     for path in injector.targets:
         clean = np.array(injector.clean[path])
@@ -62,7 +66,7 @@ def test_injected_noise_has_zero_mean_and_eta_sigma_w(trained):
 
 
 def test_multiplicative_noise_is_relative(trained):
-    injector = noise.injector_for(NoiseConfig("multiplicative"), trained)
+    injector = injection.injector_for(NoiseConfig("multiplicative"), trained)
     big = max(injector.targets, key=lambda p: int(np.prod(injector.clean[p].shape)))
     clean = np.array(injector.clean[big])
     noisy = np.array(injector.draw(0.3, 1)[big])
@@ -73,7 +77,7 @@ def test_multiplicative_noise_is_relative(trained):
 def test_folded_evaluator_computes_the_same_function(digits):
     """BN folded into the convs gives the model's own predictions, noisy weights included."""
     for shortcut in ("A", "B"):
-        model = models.resnet(8, 10, digits.input_shape, shortcut=shortcut)
+        model = networks.resnet(8, 10, digits.input_shape, shortcut=shortcut)
         rng = np.random.RandomState(0)
         for v in model.weights:  # BN statistics away from their initial values
             if v.path.endswith(("gamma", "moving_variance")):
@@ -81,12 +85,12 @@ def test_folded_evaluator_computes_the_same_function(digits):
             elif v.path.endswith(("beta", "moving_mean")):
                 v.assign(rng.normal(0, 0.3, v.shape))
         x = digits.x_test[:64].astype("float32")
-        evaluator = models.Evaluator(model, x, np.zeros(64))
+        evaluator = networks.Evaluator(model, x, np.zeros(64))
         assert len(evaluator.pairs) == (7 if shortcut == "A" else 9)
         np.testing.assert_allclose(
             evaluator.twin.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-4, atol=1e-6
         )
-        noisy = noise.injector_for(NoiseConfig(targets="all"), model).draw(0.2, 3)
+        noisy = injection.injector_for(NoiseConfig(targets="all"), model).draw(0.2, 3)
         evaluator.load(noisy)
         copy = keras.models.clone_model(model)
         for v in copy.weights:
@@ -99,17 +103,17 @@ def test_folded_evaluator_computes_the_same_function(digits):
 def test_models_of_one_architecture_share_one_twin_whatever_their_optimizer(digits):
     """A sweep's models differ in learning rate (compile config) only: one twin, traced once, serves them all."""
     x = digits.x_test[:8].astype("float32")
-    first, second = (models.resnet(8, 10, digits.input_shape) for _ in range(2))
+    first, second = (networks.resnet(8, 10, digits.input_shape) for _ in range(2))
     first.compile(keras.optimizers.Adam(0.001), "sparse_categorical_crossentropy")
     second.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
-    assert models.Evaluator(first, x, np.zeros(8)).twin is models.Evaluator(second, x, np.zeros(8)).twin
-    other = models.resnet(8, 10, digits.input_shape, shortcut="B")
-    assert models.Evaluator(other, x, np.zeros(8)).twin is not models.Evaluator(first, x, np.zeros(8)).twin
+    assert networks.Evaluator(first, x, np.zeros(8)).twin is networks.Evaluator(second, x, np.zeros(8)).twin
+    other = networks.resnet(8, 10, digits.input_shape, shortcut="B")
+    assert networks.Evaluator(other, x, np.zeros(8)).twin is not networks.Evaluator(first, x, np.zeros(8)).twin
 
 
 def test_targets(trained):
-    paths = {name: [v.path for v in noise.TARGETS[name](trained)] for name in noise.TARGETS}
-    assert not any(p.startswith(models.NORMALIZATION_LAYER) for ps in paths.values() for p in ps)
+    paths = {name: [v.path for v in injection.TARGETS[name](trained)] for name in injection.TARGETS}
+    assert not any(p.startswith(networks.NORMALIZATION_LAYER) for ps in paths.values() for p in ps)
     assert not any("moving" in p for p in paths["trainable"])
     assert any(p.endswith("gamma") for p in paths["trainable"]) and any(p.endswith("bias") for p in paths["trainable"])
     assert all(p.endswith("kernel") for p in paths["kernels"]) and len(paths["kernels"]) == 8
@@ -118,7 +122,7 @@ def test_targets(trained):
 
 def test_weights_restored_bit_for_bit(trained, digits):
     before = snapshot(trained)
-    noise.evaluate(
+    injection.evaluate(
         trained,
         digits.x_test,
         digits.y_test,
@@ -127,11 +131,11 @@ def test_weights_restored_bit_for_bit(trained, digits):
     )
     for a, b in zip(before, snapshot(trained)):
         np.testing.assert_array_equal(a, b)
-    evaluator = models.Evaluator(trained, digits.x_test, digits.y_test)
+    evaluator = networks.Evaluator(trained, digits.x_test, digits.y_test)
     clean = evaluator()
-    injector = noise.injector_for(noise.PAPER, trained, evaluator)
-    assert noise.noisy_accuracy(evaluator, injector, 0.5, 0, 0)[0] != clean
-    assert noise.noisy_accuracy(evaluator, injector, 0.0, 0, 0)[0] == clean  # back to the clean weights
+    injector = injection.injector_for(injection.PAPER, trained, evaluator)
+    assert injection.noisy_accuracy(evaluator, injector, 0.5, 0, 0)[0] != clean
+    assert injection.noisy_accuracy(evaluator, injector, 0.0, 0, 0)[0] == clean  # back to the clean weights
 
 
 def test_an_evaluator_shared_by_evaluations_gives_their_own_results(trained, digits):
@@ -139,16 +143,16 @@ def test_an_evaluator_shared_by_evaluations_gives_their_own_results(trained, dig
     noisy draw in the twin, which must not leak into the next evaluation's a_0 or draws."""
     quiet = dict(log=lambda s: None)
     config = NoiseConfig(levels=(0.1, 0.3), trials=2)
-    alone = noise.evaluate(trained, digits.x_test, digits.y_test, config, **quiet)
-    shared = models.Evaluator(trained, digits.x_test, digits.y_test)
-    noise.evaluate(trained, digits.x_test, digits.y_test, NoiseConfig("pcm", trials=1), evaluator=shared, **quiet)
-    again = noise.evaluate(trained, digits.x_test, digits.y_test, config, evaluator=shared, **quiet)
+    alone = injection.evaluate(trained, digits.x_test, digits.y_test, config, **quiet)
+    shared = networks.Evaluator(trained, digits.x_test, digits.y_test)
+    injection.evaluate(trained, digits.x_test, digits.y_test, NoiseConfig("pcm", trials=1), evaluator=shared, **quiet)
+    again = injection.evaluate(trained, digits.x_test, digits.y_test, config, evaluator=shared, **quiet)
     assert again.baseline_accuracy == alone.baseline_accuracy
     pd.testing.assert_frame_equal(again.draws, alone.draws)
 
 
 def test_eta_zero_is_exact_and_huge_eta_is_chance(trained, digits):
-    result = noise.evaluate(
+    result = injection.evaluate(
         trained, digits.x_test, digits.y_test, NoiseConfig(levels=(0.0, 1000.0), trials=3), log=lambda s: None
     )
     by_eta = result.summary.set_index("level")
@@ -160,7 +164,7 @@ def test_eta_zero_is_exact_and_huge_eta_is_chance(trained, digits):
 def test_same_seed_same_draws_other_seed_other_draws(trained, digits):
     def draws(seed):
         return (
-            noise.evaluate(
+            injection.evaluate(
                 trained,
                 digits.x_test,
                 digits.y_test,
@@ -173,24 +177,24 @@ def test_same_seed_same_draws_other_seed_other_draws(trained, digits):
 
     np.testing.assert_array_equal(draws(1), draws(1))
     assert not np.array_equal(draws(1), draws(2))
-    injector = noise.injector_for(noise.PAPER, trained)
+    injector = injection.injector_for(injection.PAPER, trained)
     first = injector.targets[0]
-    got = [np.array(injector.draw(0.1, noise.draw_seed(seed, 0.1, 0))[first]) for seed in (5, 5, 6)]
+    got = [np.array(injector.draw(0.1, injection.draw_seed(seed, 0.1, 0))[first]) for seed in (5, 5, 6)]
     np.testing.assert_array_equal(got[0], got[1])
     assert not np.array_equal(got[0], got[2])
-    assert noise.draw_seed(5, 0.1, 0) != noise.draw_seed(5, 0.1, 1) != noise.draw_seed(5, 0.2, 1)
+    assert injection.draw_seed(5, 0.1, 0) != injection.draw_seed(5, 0.1, 1) != injection.draw_seed(5, 0.2, 1)
 
 
 def test_trials_auto_stops_on_ci_or_cap(trained, digits):
-    loose = noise.evaluate(
+    loose = injection.evaluate(
         trained,
         digits.x_test,
         digits.y_test,
         NoiseConfig(levels=(0.2,), trials="auto", ci_target=0.99),
         log=lambda s: None,
     )
-    assert len(loose.draws) == noise.MIN_AUTO_TRIALS
-    tight = noise.evaluate(
+    assert len(loose.draws) == injection.MIN_AUTO_TRIALS
+    tight = injection.evaluate(
         trained,
         digits.x_test,
         digits.y_test,
@@ -204,14 +208,14 @@ def test_summary_statistics_follow_equations():
     draws = pd.DataFrame(
         {"level": [0.1, 0.1, 0.1, 0.2, 0.2], "trial": [0, 1, 2, 0, 1], "accuracy": [0.8, 0.7, 0.9, 0.5, 0.3]}
     )
-    result = noise.NoiseResult(0.9, draws)
+    result = injection.NoiseResult(0.9, draws)
     s = result.summary.set_index("level")
     assert s.loc[0.1, "accuracy"] == pytest.approx(0.8) and s.loc[0.2, "accuracy"] == pytest.approx(0.4)
     assert s.loc[0.1, "normalized_accuracy"] == pytest.approx(0.8 / 0.9)
     assert s.loc[0.1, "accuracy_std"] == pytest.approx(0.1)
     assert s.loc[0.1, "accuracy_ci95"] == pytest.approx(4.302653 * 0.1 / np.sqrt(3), rel=1e-6)
     assert result.avg_normalized_accuracy == pytest.approx((0.8 / 0.9 + 0.4 / 0.9) / 2)
-    assert [noise.level_label("eta", e) for e in (0.01, 0.1, 0.025, 0.3, 0.07)] == ["1", "10", "2.5", "30", "7"]
+    assert [injection.level_label("eta", e) for e in (0.01, 0.1, 0.025, 0.3, 0.07)] == ["1", "10", "2.5", "30", "7"]
 
 
 @pytest.fixture
@@ -334,42 +338,42 @@ def test_mlflow_run_noise_eval_entry_point(train_run):
 
 
 def test_nonfinite_outputs_count_as_wrong_never_as_class_zero(digits):
-    model = models.resnet(8, 10, digits.input_shape)
+    model = networks.resnet(8, 10, digits.input_shape)
     for v in model.weights:
         if v.path == "classifier/kernel":
             v.assign(np.full(v.shape, np.nan, dtype="float32"))
     zeros = np.zeros(len(digits.x_test), dtype=int)  # argmax of a NaN row would be 0: every label "hit"
-    assert models.Evaluator(model, digits.x_test, zeros).accuracy() == (0.0, True)
+    assert networks.Evaluator(model, digits.x_test, zeros).accuracy() == (0.0, True)
 
 
 def test_nonfinite_draws_are_counted(trained, digits, monkeypatch):
     """A draw whose outputs held NaN / inf is counted (and its accuracy counts those rows as wrong)."""
-    evaluator = models.Evaluator(trained, digits.x_test, digits.y_test)
-    real = models.Evaluator.load
+    evaluator = networks.Evaluator(trained, digits.x_test, digits.y_test)
+    real = networks.Evaluator.load
 
     def overflowing(self, values):  # stands in for a draw that overflowed the classifier
         values = dict(values)
         values["classifier/kernel"] = values["classifier/kernel"] * np.float32(np.inf)
         real(self, values)
 
-    injector = noise.injector_for(noise.PAPER, trained, evaluator)
-    monkeypatch.setattr(models.Evaluator, "load", overflowing)
-    accuracy, nonfinite = noise.noisy_accuracy(evaluator, injector, 0.1, 0, 0)
+    injector = injection.injector_for(injection.PAPER, trained, evaluator)
+    monkeypatch.setattr(networks.Evaluator, "load", overflowing)
+    accuracy, nonfinite = injection.noisy_accuracy(evaluator, injector, 0.1, 0, 0)
     assert nonfinite and accuracy < 0.2
     draws = pd.DataFrame(
         {"level": [0.1, 0.1, 0.2], "trial": [0, 1, 0], "accuracy": [0.0, 0.5, 0.4], "nonfinite": [True, False, False]}
     )
-    assert noise.NoiseResult(0.9, draws).nonfinite_draws == 1
+    assert injection.NoiseResult(0.9, draws).nonfinite_draws == 1
 
 
 @pytest.mark.parametrize("noise_name, level", [("additive", 0.1), ("multiplicative", 0.1), ("pcm", 86400.0)])
 def test_every_noise_model_and_fold_bn_through_the_evaluation(trained, digits, noise_name, level):
     for fold_bn in (False, True):
         config = NoiseConfig(noise_name, levels=(level,), trials=2, fold_bn=fold_bn)
-        result = noise.evaluate(trained, digits.x_test, digits.y_test, config, log=lambda s: None)
+        result = injection.evaluate(trained, digits.x_test, digits.y_test, config, log=lambda s: None)
         assert 0.0 < result.summary["normalized_accuracy"].iloc[0] <= 1.2 and result.nonfinite_draws == 0
-    evaluator = models.Evaluator(trained, digits.x_test, digits.y_test)
-    folded = noise.injector_for(NoiseConfig(noise_name, fold_bn=True), trained, evaluator)
+    evaluator = networks.Evaluator(trained, digits.x_test, digits.y_test)
+    folded = injection.injector_for(NoiseConfig(noise_name, fold_bn=True), trained, evaluator)
     assert all(p.endswith(("kernel", "bias")) for p in folded.targets)  # the folded twin's kernels (and biases)
     assert any(p.endswith("bias") and "conv" in p for p in folded.targets) or noise_name == "pcm"
 
@@ -377,7 +381,7 @@ def test_every_noise_model_and_fold_bn_through_the_evaluation(trained, digits, n
 def test_noise_config_keys_names_and_validation():
     paper_config = NoiseConfig()
     assert paper_config.name == "additive-paper" and paper_config.is_paper
-    assert NoiseConfig(levels=noise.PAPER_ETAS, targets="trainable") == paper_config  # defaults resolved
+    assert NoiseConfig(levels=injection.PAPER_ETAS, targets="trainable") == paper_config  # defaults resolved
     assert NoiseConfig(trials=30).key == paper_config.key != NoiseConfig(trials=30).run_key  # precision only
     assert NoiseConfig("pcm").name == "pcm-1s-1y" and NoiseConfig("pcm").targets == "kernels"
     other = NoiseConfig(levels=(0.1, 0.3))
@@ -391,13 +395,13 @@ def test_noise_config_keys_names_and_validation():
         (dict(targets="weights"), "unknown targets"),
         (dict(trials="auto", ci_target=5.0), "0 < ci_target"),
     ):
-        with pytest.raises(noise.LrnoiseError, match=message):
+        with pytest.raises(injection.LrnoiseError, match=message):
             NoiseConfig(**bad).validate()
 
 
 def test_a_model_at_zero_clean_accuracy_normalises_to_nan_not_an_error():
     """A model evaluated with --force although it learned nothing (a_0 = 0): eq. 8 has nothing to divide by."""
     draws = pd.DataFrame({"level": [0.1, 0.1], "trial": [0, 1], "accuracy": [0.0, 0.1]})
-    summary = noise.summarize(draws, 0.0)
+    summary = injection.summarize(draws, 0.0)
     assert summary["normalized_accuracy"].isna().all() and summary["accuracy"].iloc[0] == pytest.approx(0.05)
-    assert noise.summarize(draws, 0.5)["normalized_accuracy"].iloc[0] == pytest.approx(0.1)
+    assert injection.summarize(draws, 0.5)["normalized_accuracy"].iloc[0] == pytest.approx(0.1)

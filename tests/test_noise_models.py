@@ -9,8 +9,8 @@ import keras
 import numpy as np
 import pytest
 
-from lrnoise import noise_models as nm
 from lrnoise.errors import LrnoiseError
+from lrnoise.noise import physics as nm
 
 SHAPES = [(3, 3, 4, 8), (8,), (20, 10), (), (1, 1, 2, 3)]  # conv kernel, bias, dense kernel, scalar, odd
 DAY, YEAR = 86400.0, 31536000.0
@@ -287,7 +287,7 @@ def test_bad_input_is_one_line_naming_what_is_allowed(call, words):
 # ---------------------------------------------------------------- another backend
 TORCH_SCRIPT = """
 import keras, numpy as np
-from lrnoise import noise_models as nm
+from lrnoise.noise import physics as nm
 w = np.random.default_rng(0).normal(size=(3, 3, 4, 5)).astype("float32")
 out = nm.perturb(w, "pcm", 3600.0, 1)
 model = nm.make("pcm")

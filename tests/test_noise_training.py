@@ -7,9 +7,10 @@ import keras
 import numpy as np
 import pytest
 
-from lrnoise import build, models, noise, noise_training
 from lrnoise.config import Execution, TrainConfig
 from lrnoise.errors import LrnoiseError
+from lrnoise.noise import injection
+from lrnoise.training import build, networks, noise_training
 
 ops = keras.ops
 
@@ -34,8 +35,8 @@ def ds():
 def small_model(ds, optimizer="sgd"):
     """A depth-8 ResNet on digits, seeded and compiled: the same initial weights every call."""
     build.seed_everything(CONFIG.seed)
-    mean, variance = models.channel_stats(ds.x_train)
-    model = models.resnet(8, ds.num_classes, ds.input_shape, mean=mean, variance=variance)
+    mean, variance = networks.channel_stats(ds.x_train)
+    model = networks.resnet(8, ds.num_classes, ds.input_shape, mean=mean, variance=variance)
     build.compile_model(model, TrainConfig(**{**CONFIG.params(), "optimizer": optimizer}), Execution())
     return model
 
@@ -43,7 +44,7 @@ def small_model(ds, optimizer="sgd"):
 def test_a_draw_is_eta_sigma_w_per_tensor_and_depends_on_seed_and_step_alone(ds):
     model = small_model(ds)
     weight_noise = noise_training.WeightNoise(model, 0.1, seed=3)
-    assert [v.path for v in weight_noise.variables] == [v.path for v in noise.TARGETS["trainable"](model)]
+    assert [v.path for v in weight_noise.variables] == [v.path for v in injection.TARGETS["trainable"](model)]
     clean = [v.value for v in weight_noise.variables]
     first = [np.asarray(n) for n in weight_noise.draw(clean, 0)]
     for n, w in zip(first, clean):

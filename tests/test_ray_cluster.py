@@ -9,7 +9,7 @@ import time
 import mlflow
 import pytest
 
-from lrnoise import tracking
+from lrnoise.store import tracking
 
 from conftest import ROOT, kill_server, new_store, point_at_new_server, run_statuses, runs_of
 

@@ -18,12 +18,16 @@ from PIL import Image
 from scipy import stats
 from typer.testing import CliRunner
 
-from lrnoise import claims_text, figures, noise, paper, report, results, tracking, verdicts
-from lrnoise import server as tracking_server
-from lrnoise import stats as lrnoise_stats
+from lrnoise import paper
+from lrnoise.analysis import stats as lrnoise_stats
+from lrnoise.analysis import verdicts
 from lrnoise.cli import app
 from lrnoise.errors import LrnoiseError
-from lrnoise.noise import PAPER, NoiseConfig
+from lrnoise.noise import injection
+from lrnoise.noise.injection import PAPER, NoiseConfig
+from lrnoise.report import assembly, claims_text, figures, results
+from lrnoise.store import server as tracking_server
+from lrnoise.store import tracking
 
 from conftest import ROOT, kill_server, new_store, start_server
 
@@ -100,7 +104,7 @@ def add_eval(client, exp_id, run_id, config, normalized):
     evaluation = client.create_run(exp_id, tags=tags)
     metrics = {tracking.AVG_NORMALIZED_ACCURACY: float(np.mean(normalized))}
     for level, value in zip(config.levels, normalized):
-        label = noise.level_label(config.level_name, level)
+        label = injection.level_label(config.level_name, level)
         metrics[tracking.level_metric("normalized_accuracy", config.level_name, label)] = value
         metrics[tracking.level_metric("normalized_accuracy_ci95", config.level_name, label)] = 0.01
     params = tracking.noise_params({**config.measured(), **config.precision()})
@@ -147,12 +151,12 @@ def test_tables_equal_expected_pivots(store, tmp_path):
         if not client.search_registered_models(f"name = '{name}'"):
             client.create_registered_model(name)
         client.create_model_version(name, f"runs:/{run_id}/model", run_id=run_id)
-    built = report.build_and_write("lrnoise", tmp_path / "out", pdf=False)
+    built = assembly.build_and_write("lrnoise", tmp_path / "out", pdf=False)
     assert len(built.runs) == len(RUNS)
     assert list((tmp_path / "out").glob("*.png")) and not list((tmp_path / "out").rglob("*.pdf"))  # --no-pdf
     for dataset in ("cifar10", "cifar100"):
         for value, metric in (("baseline", tracking.BASELINE_ACCURACY), ("avr", tracking.AVG_NORMALIZED_ACCURACY)):
-            got = report.pivot(built.runs, metric, dataset)
+            got = assembly.pivot(built.runs, metric, dataset)
             want = expected_pivot(dataset, value)
             want = want.reindex(index=got.index, columns=got.columns)
             pd.testing.assert_frame_equal(got, want, check_names=False, check_exact=False, rtol=1e-12)
@@ -167,7 +171,7 @@ def test_tables_equal_expected_pivots(store, tmp_path):
     md3 = text("table3_avg_normalized_accuracy.md")
     assert "| resnet32 | 84.67% | — | — |" in md3
     assert "additive-paper" in md3.splitlines()[0]  # every table states its configuration
-    avr = report.cells(built.runs, "avg_normalized_accuracy").set_index(["dataset", "optimizer", "model", "lr"])
+    avr = assembly.cells(built.runs, "avg_normalized_accuracy").set_index(["dataset", "optimizer", "model", "lr"])
     avr = avr.loc[("cifar10", "adam")]
     # one run: A_avr's CI over its draws (six levels, each +-0.01); several seeds: the t-interval over them
     assert avr.loc[("resnet20", 0.0005), "ci95"] == pytest.approx(np.sqrt(6 * 0.01**2) / 6)
@@ -238,7 +242,7 @@ def test_runs_beyond_one_search_page_are_all_counted(store, monkeypatch):
     )
     runs, _, _ = results.fetch("big")
     assert len(runs) == 23 and runs["run_id"].is_unique and pages[:3] == [10, 10, 10]
-    table = report.cells(runs, tracking.BASELINE_ACCURACY)
+    table = assembly.cells(runs, tracking.BASELINE_ACCURACY)
     assert table["n"].sum() == 23
 
 
@@ -323,13 +327,13 @@ def test_report_folder_is_replaced_whole_and_configurations_never_mix(store, tmp
     out = tmp_path / "out"
     out.mkdir()
     (out / "fig9_stale.png").write_bytes(b"old")  # an earlier report's file
-    built = report.build_and_write("lrnoise", out, set_alias=False, log_run=False, pdf=False)
+    built = assembly.build_and_write("lrnoise", out, set_alias=False, log_run=False, pdf=False)
     assert not (out / "fig9_stale.png").exists() and "fig9_stale.png" not in built.files
     runs = built.runs.set_index("run_id")
     first = runs.iloc[0]
     # the other configuration's evaluation of the first run (A = 0.11, 0.12) never enters the paper's numbers
     assert first["avg_normalized_accuracy"] == pytest.approx(np.mean(RUNS[0][6]))
-    every = report.build_and_write("lrnoise", tmp_path / "all", noise_config="all", set_alias=False, pdf=False)
+    every = assembly.build_and_write("lrnoise", tmp_path / "all", noise_config="all", set_alias=False, pdf=False)
     page = (tmp_path / "all" / "report.html").read_text()
     assert page.count('src="data:image/png;base64,') == len(list((tmp_path / "all").rglob("*.png"))) > 3
     assert "src=" not in page.replace('src="data:image/png;base64,', "") and "<script" not in page
@@ -340,7 +344,7 @@ def test_report_folder_is_replaced_whole_and_configurations_never_mix(store, tmp
     client = mlflow.tracking.MlflowClient()
     (report_run,) = client.search_runs([every.experiment_id], f"tags.`{tracking.KIND}` = 'report'")
     assert "report.html" in [a.path for a in client.list_artifacts(report_run.info.run_id)]
-    assert report.files_line(every).split("open first: ")[1].startswith("report.html, additive-paper/claims.md")
+    assert assembly.files_line(every).split("open first: ")[1].startswith("report.html, additive-paper/claims.md")
     names = sorted(c.info.name for c in every.configs)
     assert names[0] == "additive-eta10-30-e19068" or names[0].startswith("additive-eta10-30-")
     other = next(c for c in every.configs if not c.info.is_paper)
@@ -351,10 +355,10 @@ def test_report_folder_is_replaced_whole_and_configurations_never_mix(store, tmp
         .startswith(f"# Table III: average normalised accuracy A_avr ({other.info.name}")
     )
     assert (tmp_path / "all" / "fig5_noise_models_cifar10.png").is_file()
-    single = report.build("lrnoise", noise_config=other.info.name)
+    single = assembly.build("lrnoise", noise_config=other.info.name)
     assert [c.info.key for c in single.configs] == [other.info.key]
     with pytest.raises(LrnoiseError, match="no noise evaluation with configuration 'pcm-1s-1y'"):
-        report.build("lrnoise", noise_config="pcm-1s-1y")
+        assembly.build("lrnoise", noise_config="pcm-1s-1y")
 
 
 # ---------------------------------------------------------------- claims for a person
@@ -457,7 +461,7 @@ def test_batch_size_and_train_noise_runs_give_the_mechanism_tests_and_figures(st
     for train_noise, gain in ((0.0, 0.0), (0.05, 0.06), (0.1, 0.12)):
         for seed in range(3):
             add(0.00075, 64, seed, 0.7 - 0.05 * (np.log(0.00075) - 0.5 * np.log(64) + 5.5) + gain, train_noise)
-    built = report.build_and_write("lrnoise", tmp_path / "out", set_alias=False, log_run=False, pdf=False)
+    built = assembly.build_and_write("lrnoise", tmp_path / "out", set_alias=False, log_run=False, pdf=False)
     main = built.main
     eq2 = main.verdicts["eq2"].set_index("value")
     planted = "excludes lr/B and lr alone; does not exclude lr^2/B"
@@ -490,7 +494,7 @@ def test_batch_size_and_train_noise_runs_give_the_mechanism_tests_and_figures(st
     ), claims
     assert "noise-injection training dominates: at the target accuracy " in claims
     assert "digits · resnet20 · adam · B=64: A_avr rises with train_noise: +" in claims
-    assert "eq. 2 on avg_normalized_accuracy: excludes lr/B and lr alone" in report.summary_text(built)
+    assert "eq. 2 on avg_normalized_accuracy: excludes lr/B and lr alone" in assembly.summary_text(built)
     for stem, fig in main.figures.items():
         if stem.startswith(("fig7", "fig8")):
             assert figures.layout_problems(fig) == [], stem
@@ -521,13 +525,13 @@ def test_each_batch_sizes_sweet_spot_moves_its_own_alias(store):
                     tracking.AVG_NORMALIZED_ACCURACY: 0.8 if lr == best_lr else 0.7,
                 }
             )
-    spots = report.sweet_spots(pd.DataFrame(rows))
+    spots = assembly.sweet_spots(pd.DataFrame(rows))
     assert list(spots["alias_suffix"]) == ["-b16", "-b64"]
     config = SimpleNamespace(info=SimpleNamespace(is_paper=True, name="additive-paper"), sweet_spots=spots)
-    assert len(report.set_sweet_spot_aliases(SimpleNamespace(configs=[config]))) == 2
+    assert len(assembly.set_sweet_spot_aliases(SimpleNamespace(configs=[config]))) == 2
     for suffix, run_id in zip(spots["alias_suffix"], spots["run_id"]):
         assert client.get_model_version_by_alias("lrnoise-digits-resnet20", f"noise-robust{suffix}").run_id == run_id
-    one = report.sweet_spots(pd.DataFrame(rows[:2]).assign(label="resnet20"))  # one batch size: the plain alias
+    one = assembly.sweet_spots(pd.DataFrame(rows[:2]).assign(label="resnet20"))  # one batch size: the plain alias
     assert list(one["alias_suffix"]) == [""]
 
 
@@ -540,7 +544,7 @@ def test_the_console_names_the_folder_the_count_and_the_files_to_open_first():
         "report.html",
     ]
     built = SimpleNamespace(files=files, out="reports/lrnoise", main=main, configs=[main, main])
-    assert report.files_line(built) == (
+    assert assembly.files_line(built) == (
         "14 files in reports/lrnoise; open first: report.html, additive-paper/claims.md, "
         "additive-paper/table3_avg_normalized_accuracy.md, additive-paper/fig4_tradeoff_digits.png"
     )
@@ -569,11 +573,11 @@ def test_a_configuration_made_again_by_newer_code_counts_once_and_mixed_semantic
     note = results.semantics_note(runs, evals)
     assert f"training runs span semantics 0 (1 runs), {TRAINING_SEMANTICS} (1 runs)" in note
     assert "noise evaluation runs were made under semantics 0 (2 runs)" in note
-    assert note in report.summary_text(report.build("lrnoise"))
+    assert note in assembly.summary_text(assembly.build("lrnoise"))
 
 
 def test_claims_markdown_becomes_escaped_html():
-    from lrnoise import report_html
+    from lrnoise.report import report_html
 
     text = "# Title <b>\n\nA paragraph with `code`.\n\n## Cell\n\n- one & two\n- three"
     assert report_html.markdown(text) == (

@@ -1,4 +1,4 @@
-"""lrnoise.stats on synthetic run tables whose truth is planted: trends, within-lr resampling, sweet spots, claims."""
+"""analysis.stats on synthetic run tables whose truth is planted: trends, within-lr resampling, sweet spots, claims."""
 
 import math
 
@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from lrnoise import cellfit, claims_text, frontier, paper, stats
+from lrnoise import paper
+from lrnoise.analysis import cellfit, frontier, stats
 from lrnoise.errors import LrnoiseError
+from lrnoise.report import claims_text
 
 LRS = np.array(paper.LRS)
 SEEDS = 5

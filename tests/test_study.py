@@ -11,12 +11,14 @@ import mlflow
 import pytest
 from typer.testing import CliRunner
 
-from lrnoise import executors, leases, paper, study, tracking
-from lrnoise import server as tracking_server  # `server` is the fixture below
+from lrnoise import paper
 from lrnoise.cli import app
 from lrnoise.config import Execution, Placement, StudySpec
 from lrnoise.errors import LrnoiseError
-from lrnoise.noise import NoiseConfig
+from lrnoise.noise.injection import NoiseConfig
+from lrnoise.store import leases, tracking
+from lrnoise.store import server as tracking_server  # `server` is the fixture below
+from lrnoise.study import executors, runner
 
 from conftest import ROOT, new_store, run_statuses, runs_of
 
@@ -35,20 +37,20 @@ QUICK = Execution(grad_noise_batches=0)  # nor the gradient-noise measurement
 
 
 def test_plans():
-    paper_jobs = study.plan(StudySpec("paper"))
+    paper_jobs = runner.plan(StudySpec("paper"))
     assert len(paper_jobs) == 4 * 6 * 2 + 5  # Adam grid + five other optimizers (Adam's run is shared)
     assert {j.train.lr for j in paper_jobs} == set(paper.LRS) and 0.000725 not in paper.LRS
-    assert len(study.plan(StudySpec("optimizers"))) == 6
-    demo = study.plan(StudySpec("demo"))
+    assert len(runner.plan(StudySpec("optimizers"))) == 6
+    demo = runner.plan(StudySpec("demo"))
     assert {j.train.dataset for j in demo} == {"digits"} and len(demo) == 6 * 3 + 5  # ResNet20: 6 lrs x 3 seeds
     assert {(j.train.model, j.train.seed) for j in demo} == {("resnet20", 0), ("resnet20", 1), ("resnet20", 2)}
     assert {j.train.batch_size for j in demo} == {32} and {j.train.train_noise for j in demo} == {0.0}
     assert all([c.name for c in j.noise] == ["additive-paper", "pcm-1s-1y"] for j in demo)
     assert all(j.noise[0].levels == paper.ETAS and j.noise[0].trials == 5 for j in demo)
-    seeds = study.plan(StudySpec("seeds"))
+    seeds = runner.plan(StudySpec("seeds"))
     assert len(seeds) == 6 * 5 and {j.train.seed for j in seeds} == {0, 1, 2, 3, 4}
-    assert len(study.plan(StudySpec("paper", seeds=(0, 1, 2)))) == 3 * (4 * 6 * 2 + 5)
-    mechanism = study.plan(StudySpec("mechanism"))
+    assert len(runner.plan(StudySpec("paper", seeds=(0, 1, 2)))) == 3 * (4 * 6 * 2 + 5)
+    mechanism = runner.plan(StudySpec("mechanism"))
     grid = {(j.train.optimizer, j.train.lr, j.train.batch_size, j.train.train_noise) for j in mechanism}
     assert len(mechanism) == 3 * len(grid) == 3 * (2 * 3 * 2 + 4)  # 3 seeds of each
     assert {
@@ -60,9 +62,9 @@ def test_plans():
     assert {tn for _, lr, b, tn in grid if (lr, b) == (0.00075, 32)} == {0.0, 0.02, 0.05, 0.1}
     # batch size compared at equal optimizer steps: 10 epochs' worth of updates at batch 32, for B = 8 too
     assert {(j.train.budget, j.train.reference_batch_size, j.train.epochs) for j in mechanism} == {("steps", 32, 10)}
-    by_epochs = study.plan(StudySpec("mechanism", budget="epochs"))
+    by_epochs = runner.plan(StudySpec("mechanism", budget="epochs"))
     assert {j.train.budget for j in by_epochs} == {"epochs"} and {j.train.budget for j in demo} == {"epochs"}
-    swept = study.plan(
+    swept = runner.plan(
         StudySpec(
             "demo",
             models=("resnet20",),
@@ -88,7 +90,7 @@ def test_plans():
 
 
 def test_study_params_name_the_grid():
-    assert study.study_params(StudySpec("demo")) == {
+    assert runner.study_params(StudySpec("demo")) == {
         "preset": "demo",
         "datasets": "preset",
         "models": "preset",
@@ -107,17 +109,17 @@ def test_study_params_name_the_grid():
         "reference_batch_size": "32",
     }
     spec = StudySpec("paper", lrs=(0.001, 0.002), seeds=(0, 1), noise=("pcm",), times=(1.0, 60.0), trials="auto")
-    params = study.study_params(spec)
+    params = runner.study_params(spec)
     assert params["lrs"] == "0.001,0.002" and params["seeds"] == "0,1" and params["trials"] == "auto"
     assert params["noise"] == NoiseConfig("pcm", levels=(1.0, 60.0)).name
-    assert tracking.config_key(params) != tracking.config_key(study.study_params(StudySpec("paper")))
+    assert tracking.config_key(params) != tracking.config_key(runner.study_params(StudySpec("paper")))
 
 
 def test_workers_keep_to_their_trace_group():
     """Two workers on the demo: each takes the next configuration of the group it traced, a free worker the
     largest group nobody is on, so the five single-optimizer groups and three Adam groups (one per seed) are traced
     once each."""
-    queue, working, taken = study.plan(StudySpec("demo")), {}, {0: [], 1: []}
+    queue, working, taken = runner.plan(StudySpec("demo")), {}, {0: [], 1: []}
     groups = {executors.trace_group(j) for j in queue}
     slot = 0
     while queue:
@@ -131,9 +133,9 @@ def test_workers_keep_to_their_trace_group():
     assert len(taken[0]) + len(taken[1]) == 23 and abs(len(taken[0]) - len(taken[1])) <= 1
     assert taken[0][0] != taken[1][0]  # two Adam groups (six lrs each) start in parallel
     # a lone group two workers must share: the second worker helps rather than idles
-    lone = study.plan(StudySpec("demo", models=("resnet20",), optimizers=("adam",)))
+    lone = runner.plan(StudySpec("demo", models=("resnet20",), optimizers=("adam",)))
     first = executors.next_job(lone, None, set())
-    assert executors.next_job(lone, None, {executors.trace_group(first)}) in study.plan(
+    assert executors.next_job(lone, None, {executors.trace_group(first)}) in runner.plan(
         StudySpec("demo", models=("resnet20",), optimizers=("adam",))
     )
 
@@ -144,7 +146,7 @@ def test_the_dispatcher_stakes_each_slots_next_configuration(store):
     held against other studies; nothing is left behind."""
     client = mlflow.tracking.MlflowClient()
     exp = tracking.ensure_experiment("lrnoise")
-    jobs = study.plan(StudySpec(**{**TINY, "lrs": (0.001, 0.002, 0.003)}))
+    jobs = runner.plan(StudySpec(**{**TINY, "lrs": (0.001, 0.002, 0.003)}))
     dispatcher = executors.Dispatcher(jobs, exp)
     first, claim = dispatcher.take(0)
     assert first == jobs[0] and claim is None and list(dispatcher.stakes) == [jobs[1]]  # its group's next
@@ -168,15 +170,15 @@ def test_the_dispatcher_stakes_each_slots_next_configuration(store):
 def test_default_workers_are_the_presets_measured_choice_or_one_per_gpu(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # no GPU
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert study.default_workers(StudySpec("demo")) == 2 == study.default_workers(StudySpec("seeds"))
-    assert study.default_workers(StudySpec("paper")) == 1
+    assert runner.default_workers(StudySpec("demo")) == 2 == runner.default_workers(StudySpec("seeds"))
+    assert runner.default_workers(StudySpec("paper")) == 1
     monkeypatch.setattr(os, "cpu_count", lambda: 1)
-    assert study.default_workers(StudySpec("demo")) == 1  # never more workers than cores
+    assert runner.default_workers(StudySpec("demo")) == 1  # never more workers than cores
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")  # the user's two GPUs: none left idle
-    assert study.default_workers(StudySpec("paper")) == 2
-    assert study.default_workers(StudySpec("paper"), Placement(gpus_per_training=0.5)) == 4
-    assert study.default_workers(StudySpec("paper"), Placement(gpus_per_training=2)) == 1
-    assert study.default_workers(StudySpec("demo"), Placement(gpus_per_training=0)) == 1  # CPU trainings
+    assert runner.default_workers(StudySpec("paper")) == 2
+    assert runner.default_workers(StudySpec("paper"), Placement(gpus_per_training=0.5)) == 4
+    assert runner.default_workers(StudySpec("paper"), Placement(gpus_per_training=2)) == 1
+    assert runner.default_workers(StudySpec("demo"), Placement(gpus_per_training=0)) == 1  # CPU trainings
 
 
 def test_local_workers_get_the_users_gpus_as_asked(monkeypatch):
@@ -267,7 +269,7 @@ def test_mlflow_run_study_then_second_invocation_trains_nothing(store):
     assert "View run" not in proc.stdout and "View experiment" not in proc.stdout, proc.stdout[-2000:]
     assert len([line for line in proc.stdout.splitlines() if re.match(r"\[study\] \d+/2 done", line)]) == 2
 
-    outcomes, _ = study.run_study(
+    outcomes, _ = runner.run_study(
         StudySpec(**{**TINY, "batch_size": None, "noise": ("additive", "pcm")}),
         workers=1,
         report=False,
@@ -280,7 +282,7 @@ def test_mlflow_run_study_then_second_invocation_trains_nothing(store):
 @pytest.mark.e2e
 def test_two_workers_through_a_tracking_server_lose_no_run(store):
     spec = StudySpec(**TINY)  # (the Ray executor is tested against a secured server: test_auth.py)
-    outcomes, built = study.run_study(spec, workers=2, execution=QUICK)
+    outcomes, built = runner.run_study(spec, workers=2, execution=QUICK)
     assert [o.status for o in outcomes] == ["ok"] * 2, [o.error for o in outcomes]
     assert tracking.tracking_uri() == store  # back on the sqlite store, the server stopped
     assert not [t for t in threading.enumerate() if t.name == "lrnoise-server-stop"]  # and waited for
@@ -454,7 +456,7 @@ def test_ray_workers_get_the_users_runtime_env_and_the_tracking_environment(monk
 
 
 def test_a_lost_configuration_goes_back_first_and_what_was_never_handed_out_drains(store):
-    jobs = study.plan(StudySpec(**{**TINY, "lrs": (0.001, 0.002, 0.003)}))
+    jobs = runner.plan(StudySpec(**{**TINY, "lrs": (0.001, 0.002, 0.003)}))
     dispatcher = executors.Dispatcher(jobs, tracking.ensure_experiment("lrnoise"))
     first, claim = dispatcher.take(0)
     dispatcher.finish(claim)

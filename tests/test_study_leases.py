@@ -9,8 +9,8 @@ import time
 import mlflow
 import pytest
 
-from lrnoise import server as tracking_server  # `server` is the fixture below
-from lrnoise import tracking
+from lrnoise.store import server as tracking_server  # `server` is the fixture below
+from lrnoise.store import tracking
 
 from conftest import new_store, one_finished_of_each, run_statuses, runs_of, study_cmd
 

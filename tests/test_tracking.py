@@ -6,7 +6,8 @@ import mlflow
 import numpy as np
 import pytest
 
-from lrnoise import leases, noise, tracking
+from lrnoise.noise import injection
+from lrnoise.store import leases, tracking
 
 from conftest import run_statuses
 
@@ -59,7 +60,7 @@ def test_config_key_is_canonical():
     ],
 )
 def test_level_labels_and_metric_names(level_name, level, label):
-    assert noise.level_label(level_name, level) == label
+    assert injection.level_label(level_name, level) == label
     metric = tracking.level_metric("normalized_accuracy", level_name, label)
     assert metric == f"normalized_accuracy_{level_name}_{label}"
 
@@ -67,7 +68,9 @@ def test_level_labels_and_metric_names(level_name, level, label):
 def test_summary_prefix_keeps_the_papers_names():
     assert tracking.summary_prefix("additive-paper", True) == ""
     assert tracking.summary_prefix("pcm-1s-1y", False) == "pcm-1s-1y/"
-    params = tracking.noise_params({**noise.NoiseConfig("pcm").measured(), **noise.NoiseConfig("pcm").precision()})
+    params = tracking.noise_params(
+        {**injection.NoiseConfig("pcm").measured(), **injection.NoiseConfig("pcm").precision()}
+    )
     assert params["noise.noise"] == "pcm" and "g_max=25.0" in params["noise.options"]
     assert all(k.startswith("noise.") for k in params)  # never meet the entry point's own params
 

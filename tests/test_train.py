@@ -11,10 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 import lrnoise
-from lrnoise import data, tracking
 from lrnoise.cli import app
 from lrnoise.config import Execution, TrainConfig
-from lrnoise.train import train
+from lrnoise.data import loading
+from lrnoise.store import tracking
+from lrnoise.training.train import train
 
 from conftest import ROOT, run_statuses
 
@@ -82,8 +83,10 @@ def test_train_logs_params_metrics_model_and_registry(store):
     assert run.data.tags[tracking.SEMANTICS] == str(lrnoise.TRAINING_SEMANTICS)  # what trained it
     assert run.data.tags[tracking.LRNOISE_VERSION] == lrnoise.__version__
     assert run.data.metrics["epochs_trained"] == 2
-    split = data.load("digits", val_fraction=0.1, seed=CONFIG.seed)
-    assert run.data.metrics[tracking.OPTIMIZER_STEPS] == 2 * data.steps_per_epoch(len(split.x_train), CONFIG.batch_size)
+    split = loading.load("digits", val_fraction=0.1, seed=CONFIG.seed)
+    assert run.data.metrics[tracking.OPTIMIZER_STEPS] == 2 * loading.steps_per_epoch(
+        len(split.x_train), CONFIG.batch_size
+    )
     assert 0.1 < run.data.metrics["baseline_accuracy"] == result.baseline_accuracy <= 1.0
     # the runs table's Dataset column: the training split this seed drew, and the test split a_0 is measured on
     used = {i.tags[0].value: (i.dataset.name, i.dataset.digest) for i in run.inputs.dataset_inputs}
@@ -111,14 +114,14 @@ def test_train_logs_params_metrics_model_and_registry(store):
     assert [(link["name"], str(link["version"])) for link in links] == [
         ("lrnoise-digits-resnet8", result.model_version)
     ]
-    x = data.load("digits").x_test[:32].astype("float32")
+    x = loading.load("digits").x_test[:32].astype("float32")
     by_registry = mlflow.keras.load_model(f"models:/lrnoise-digits-resnet8/{result.model_version}")
     by_run = mlflow.keras.load_model(tracking.model_uri_of_run(result.run_id))
     np.testing.assert_array_equal(by_registry.predict(x, verbose=0), by_run.predict(x, verbose=0))
     pyfunc = mlflow.pyfunc.load_model(f"models:/lrnoise-digits-resnet8/{result.model_version}")
     np.testing.assert_allclose(pyfunc.predict(x), by_run.predict(x, verbose=0), rtol=1e-6)
     # a model that takes raw pixel values: its accuracy from the registry matches the logged a_0
-    test = data.load("digits")
+    test = loading.load("digits")
     acc = np.mean(np.argmax(by_registry.predict(test.x_test.astype("float32"), verbose=0), -1) == test.y_test)
     assert acc == pytest.approx(result.baseline_accuracy)
 
@@ -235,8 +238,10 @@ def test_mlflow_run_train_entry_point(store):
     run = mlflow.get_run(next(iter(statuses)))
     assert run.data.params["lr"] == "1e-3" and run.data.params["optimizer"] == "adam"
     assert (run.data.params["budget"], run.data.params["reference_batch_size"]) == ("steps", "512")
-    n_train = len(data.load("digits", val_fraction=0.1, seed=0).x_train)
-    assert run.data.metrics[tracking.OPTIMIZER_STEPS] == data.steps_per_epoch(n_train, 512)  # one epoch of batch 512's
+    n_train = len(loading.load("digits", val_fraction=0.1, seed=0).x_train)
+    assert run.data.metrics[tracking.OPTIMIZER_STEPS] == loading.steps_per_epoch(
+        n_train, 512
+    )  # one epoch of batch 512's
     assert "baseline_accuracy" in run.data.metrics
     assert run.data.tags[tracking.KIND] == "train" and tracking.MODEL_URI in run.data.tags
 
@@ -303,9 +308,9 @@ def test_a_model_that_did_not_learn_is_marked_refused_and_reported(store, tmp_pa
     assert forced.exit_code == 0, forced.output
     assert runner.invoke(app, ["noise-eval", "--run-id", good.run_id, "--trials", "1"]).exit_code == 0
 
-    from lrnoise import report
+    from lrnoise.report import assembly
 
-    built = report.build_and_write("lrnoise", tmp_path / "report", optimizer="sgd")
+    built = assembly.build_and_write("lrnoise", tmp_path / "report", optimizer="sgd")
     table3 = (tmp_path / "report" / "table3_avg_normalized_accuracy.md").read_text()
     table2 = (tmp_path / "report" / "table2_baseline_accuracy.md").read_text()
     assert "no learning" in table3 and "no learning" not in table2  # Table II keeps the measured accuracy
@@ -323,7 +328,7 @@ def test_a_configuration_trains_bit_for_bit_alike_alone_and_inside_a_sweep(store
     """Inside a sweep a configuration starts from the process's traced model (build.SweepCache), with another
     optimizer or prepared while a claim settles: the science must not change, nor the validation metrics, nor
     the optimizer the logged model is restored with. tests/test_build.py covers each optimizer's state."""
-    from lrnoise.build import SweepCache
+    from lrnoise.training.build import SweepCache
 
     target = TrainConfig(**{**CONFIG.params(), "lr": 0.001, "seed": 5, "epochs": 1})
     other_optimizer = TrainConfig(**{**target.params(), "optimizer": "nadam"})
@@ -347,12 +352,12 @@ def test_a_configuration_trains_bit_for_bit_alike_alone_and_inside_a_sweep(store
 
 def test_a_checkpoint_of_an_earlier_lrnoise_keeps_its_best_weights(tmp_path):
     """Checkpoints written before the best weights moved to .npz (best.weights.h5) resume with those weights."""
-    from lrnoise import models
-    from lrnoise import train as train_module
+    from lrnoise.training import networks
+    from lrnoise.training import train as train_module
 
     previous, folder = tmp_path / "prev", tmp_path / "ckpt"
     previous.mkdir(), folder.mkdir()
-    model = models.resnet(8, 3, (8, 8, 1))
+    model = networks.resnet(8, 3, (8, 8, 1))
     model.save_weights(previous / train_module.LEGACY_BEST_WEIGHTS)
     best = model.get_weights()
     model.set_weights([w + 1 for w in best])  # training went on after the best epoch

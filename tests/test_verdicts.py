@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 from statsmodels.stats.multitest import multipletests
 
-from lrnoise import cellfit, config, frontier, paper, verdicts
+from lrnoise import config, paper
+from lrnoise.analysis import cellfit, frontier, verdicts
 from lrnoise.errors import LrnoiseError
 
 

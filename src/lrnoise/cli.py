@@ -10,9 +10,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 
 import typer
 
-from lrnoise import data, leases, tracking
 from lrnoise.config import EXECUTORS, REUSE, Execution, Placement, StudySpec, TrainConfig, check_choice
+from lrnoise.data import loading
 from lrnoise.errors import LrnoiseError
+from lrnoise.store import leases, tracking
 
 app = typer.Typer(
     help="How learning rate and optimizer shape the analog-noise resistance of deep nets.",
@@ -198,10 +199,10 @@ def train(
             budget=budget,
             reference_batch_size=reference_batch_size,
         ).validate()
-    data.require([config.dataset], data_dir or None)  # before any run exists
+    loading.require([config.dataset], data_dir or None)  # before any run exists
     if not resume:  # the user's right to write the experiment, too, is checked before TensorFlow is imported
         tracking.writable_experiment(experiment)
-    from lrnoise.train import train as run_train
+    from lrnoise.training.train import train as run_train
 
     run_train(
         config,
@@ -228,7 +229,7 @@ def noise_config(
     seed: int,
 ):
     """The NoiseConfig the options describe (defaults of the noise model for what is not given)."""
-    from lrnoise.noise import DEFAULT_TRIALS, NoiseConfig
+    from lrnoise.noise.injection import DEFAULT_TRIALS, NoiseConfig
 
     draws = parse_trials(trials)
     return NoiseConfig(
@@ -279,7 +280,7 @@ def noise_eval(
     """Inject analog weight noise into a trained model and log the paper's eq. 7-9 statistics."""
     # the run, the model and the right to write: checked before the noise code (and TensorFlow) is imported
     target = tracking.evaluation_target(run_id or None, model_uri or None, experiment or None, force)
-    from lrnoise.noise_eval import noise_eval as run_noise_eval
+    from lrnoise.noise.evaluation import noise_eval as run_noise_eval
 
     config = noise_config(noise, levels, targets, fold_bn, noise_option, trials, ci_target, max_trials, seed)
     run_noise_eval(
@@ -323,7 +324,7 @@ def report(
     tracking server."""
     with tracking.fail_fast_http():  # this command only
         tracking.find_experiment(experiment)  # a missing experiment or a refused user: before the heavy imports
-        from lrnoise import report as report_module
+        from lrnoise.report import assembly as report_module
 
         built = report_module.build_and_write(
             experiment,
@@ -452,10 +453,10 @@ def study(
     count = parse_count(workers, "workers")
     if count is not None and count < 1:
         raise LrnoiseError(f"workers must be >= 1, got {count}")
-    data.require(sorted({c.dataset for c in spec.train_configs()}), data_dir or None)  # before any run exists
+    loading.require(sorted({c.dataset for c in spec.train_configs()}), data_dir or None)  # before any run exists
     if not (executor == "ray" and ray_address):  # (a Ray cluster's study checks its server first)
         tracking.writable_experiment(experiment)  # before TensorFlow is imported
-    from lrnoise import study as study_module
+    from lrnoise.study import runner as study_module
 
     outcomes, _ = study_module.run_study(
         spec,

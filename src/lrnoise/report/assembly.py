@@ -17,9 +17,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lrnoise import figures, frontier, noise, paper, report_html, stats, tracking, verdicts
-from lrnoise.claims_text import claims_markdown, verdict_lines
-from lrnoise.results import (
+from lrnoise import paper
+from lrnoise.analysis import frontier, stats, verdicts
+from lrnoise.noise import injection
+from lrnoise.report import figures, report_html
+from lrnoise.report.claims_text import claims_markdown, verdict_lines
+from lrnoise.report.results import (
     A_AVR,
     A_AVR_DRAW_CI,
     CONFIG,
@@ -32,6 +35,7 @@ from lrnoise.results import (
     row_label,
     semantics_note,
 )
+from lrnoise.store import tracking
 
 BASELINE = tracking.BASELINE_ACCURACY
 LEARNED = "learned"
@@ -335,7 +339,7 @@ def eq2_points(runs: pd.DataFrame, dataset: str) -> pd.DataFrame:
 
 
 def frontier_points(runs: pd.DataFrame, comparisons: pd.DataFrame, dataset: str) -> pd.DataFrame:
-    """Figure 8's data: per frontier row of `dataset` (lrnoise.frontier), each configuration of its lr sweep and
+    """Figure 8's data: per frontier row of `dataset` (analysis.frontier), each configuration of its lr sweep and
     of its train-noise sweep as mean baseline and A_avr with 95 % CIs."""
     use = learned_runs(runs)
     rows = []
@@ -472,7 +476,7 @@ def build_config(
                 f"Normalised accuracy vs {level_label} ({dataset}, Adam, {info.name}; bars: 95 % CI)",
                 level_label,
                 log_x=info.level_name == "t",
-                tick_text=lambda level: noise.level_label(info.level_name, level),
+                tick_text=lambda level: injection.level_label(info.level_name, level),
             )
         points = tradeoff_points(joined, dataset)
         if len(points):
@@ -552,7 +556,7 @@ def build(
     dataset=None,
     model=None,
     optimizer=None,
-    noise_config: str = noise.PAPER.name,
+    noise_config: str = injection.PAPER.name,
     max_accuracy_drop: float = 0.01,
     target_accuracy: float | None = None,
 ) -> Report:
@@ -685,7 +689,7 @@ def build_and_write(
     dataset=None,
     model=None,
     optimizer=None,
-    noise_config: str = noise.PAPER.name,
+    noise_config: str = injection.PAPER.name,
     max_accuracy_drop: float = 0.01,
     log_run: bool = True,
     set_alias: bool = True,
@@ -694,7 +698,7 @@ def build_and_write(
 ) -> Report:
     """`lrnoise report`: build, write into `out` (default reports/<experiment>; figures as png, and as pdf with
     `pdf`), move the sweet-spot aliases, log everything as a `report` run. `target_accuracy`: the frontier's
-    accuracy target (default: from the eta = 0 configuration, lrnoise.frontier)."""
+    accuracy target (default: from the eta = 0 configuration, lrnoise.analysis.frontier)."""
     report = build(experiment, dataset, model, optimizer, noise_config, max_accuracy_drop, target_accuracy)
     write(report, Path(out or Path("reports") / experiment), pdf)
     if set_alias:

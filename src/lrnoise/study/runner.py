@@ -19,13 +19,16 @@ import threading
 import time
 from collections import Counter
 
-from lrnoise import NOISE_SEMANTICS, TRAINING_SEMANTICS, __version__, data, executors, leases, server, tracking
-from lrnoise import report as report_module
-from lrnoise.build import SweepCache
+from lrnoise import NOISE_SEMANTICS, TRAINING_SEMANTICS, __version__
 from lrnoise.config import EXECUTORS, PRESETS, REUSE, Execution, Placement, StudySpec, check_choice
+from lrnoise.data import loading
 from lrnoise.errors import LrnoiseError
-from lrnoise.executors import Context, Dispatcher, Job, Outcome
-from lrnoise.noise import NoiseConfig
+from lrnoise.noise.injection import NoiseConfig
+from lrnoise.report import assembly as report_module
+from lrnoise.store import leases, server, tracking
+from lrnoise.study import executors
+from lrnoise.study.executors import Context, Dispatcher, Job, Outcome
+from lrnoise.training.build import SweepCache
 
 
 def noise_configs(spec: StudySpec) -> tuple[NoiseConfig, ...]:
@@ -197,7 +200,7 @@ def run_study(
             "a Ray cluster's workers need a tracking server they can reach: set MLFLOW_TRACKING_URI "
             "to http(s)://... (a local sqlite store works only with a local Ray instance)"
         )
-    data.require([job.train.dataset for job in jobs], data_dir)  # every dataset, once, before any run
+    loading.require([job.train.dataset for job in jobs], data_dir)  # every dataset, once, before any run
     experiment = tracking.entry_point_experiment() or experiment  # under `mlflow run`: its experiment
     exp_id = tracking.ensure_experiment(experiment)
     parallel = executor == "ray" or workers > 1

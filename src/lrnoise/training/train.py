@@ -18,8 +18,12 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from lrnoise import data, fastpath, gradnoise, leases, models, noise_training, stats, tracking
-from lrnoise.build import (
+from lrnoise.analysis import stats
+from lrnoise.config import Execution, TrainConfig
+from lrnoise.data import loading
+from lrnoise.store import leases, tracking
+from lrnoise.training import fastpath, gradnoise, networks, noise_training
+from lrnoise.training.build import (
     Prepared,
     SweepCache,
     build_model,
@@ -30,7 +34,6 @@ from lrnoise.build import (
     steps_per_training_epoch,
     training_stream,
 )
-from lrnoise.config import Execution, TrainConfig
 
 EVAL_BATCH = 1000  # batch size for clean test accuracy
 
@@ -43,8 +46,8 @@ class TrainResult:
     baseline_accuracy: float
     epochs_trained: int
     model: keras.Model | None = field(default=None, repr=False, compare=False)  # the trained model, in memory
-    dataset: data.Dataset | None = field(default=None, repr=False, compare=False)  # and its data (no reload)
-    evaluator: models.Evaluator | None = field(default=None, repr=False, compare=False)  # a_0's, on the test set
+    dataset: loading.Dataset | None = field(default=None, repr=False, compare=False)  # and its data (no reload)
+    evaluator: networks.Evaluator | None = field(default=None, repr=False, compare=False)  # a_0's, on the test set
 
 
 # ---------------------------------------------------------------- checkpoints, per-epoch logging, gradient noise
@@ -137,7 +140,7 @@ class EpochLog(keras.callbacks.Callback):
 
 
 def grad_noise_callback(
-    config: TrainConfig, execution: Execution, ds: data.Dataset, state: dict, epoch_log: EpochLog
+    config: TrainConfig, execution: Execution, ds: loading.Dataset, state: dict, epoch_log: EpochLog
 ) -> list:
     """[the per-epoch gradient-noise measurement (eq. 1-3)] or [] when it is off. Each epoch's estimate goes
     into the epoch's MLflow write (`epoch_log`: not again for an epoch replayed after a resume) and into the
@@ -157,7 +160,7 @@ def grad_noise_callback(
 
 
 def grad_noise_summary(
-    model, config: TrainConfig, execution: Execution, ds: data.Dataset, state: dict, gradients=None
+    model, config: TrainConfig, execution: Execution, ds: loading.Dataset, state: dict, gradients=None
 ) -> dict:
     """The gradient-noise metrics to log at the end: the estimate on the weights the run registers (after any
     best-weights restore: `_final`) and the mean over the epochs of training (`_mean`); {} when it is off.
@@ -222,12 +225,12 @@ def train(
     parent_run_id: str | None = None,
     extra_callbacks: tuple = (),
     execution: Execution = Execution(),
-    dataset: data.Dataset | None = None,
+    dataset: loading.Dataset | None = None,
     sweep: SweepCache | None = None,
 ) -> TrainResult:
     """Trains `config` in a new MLflow run (or continues run `resume` from its last checkpoint).
 
-    `dataset` replaces data.load (benchmarks train on synthetic CIFAR-shaped data this way). `sweep`: the
+    `dataset` replaces loading.load (benchmarks train on synthetic CIFAR-shaped data this way). `sweep`: the
     process's models kept between configurations, and what it prepared for this one (build.SweepCache).
     """
     config.validate()
@@ -269,7 +272,7 @@ def train(
                 epochs=config.epochs,
                 initial_epoch=state["epoch"],
                 verbose=0,
-                validation_data=data.validation_data(ds.x_val, ds.y_val, EVAL_BATCH),
+                validation_data=loading.validation_data(ds.x_val, ds.y_val, EVAL_BATCH),
                 callbacks=[epoch_log, *grad_noise, epoch_log.writer, checkpointer, *extra_callbacks],
             )
         if state.get("nonfinite_loss_epoch"):
@@ -287,11 +290,11 @@ def train(
         )
         bn_at_noisy = {}
         if config.train_noise:  # its BN statistics were gathered at noisy weights: a_0 is measured at clean ones
-            bn_at_noisy[tracking.BASELINE_ACCURACY_NOISY_BN] = models.Evaluator(
+            bn_at_noisy[tracking.BASELINE_ACCURACY_NOISY_BN] = networks.Evaluator(
                 model, ds.x_test, ds.y_test, EVAL_BATCH
             )()
             noise_training.recompute_batch_norm(model, ds.x_train)
-        evaluator = models.Evaluator(model, ds.x_test, ds.y_test, EVAL_BATCH)
+        evaluator = networks.Evaluator(model, ds.x_test, ds.y_test, EVAL_BATCH)
         baseline = evaluator()
         learned = stats.above_chance(baseline, len(ds.y_test), ds.num_classes)
         tracking.log_metrics(
@@ -320,7 +323,7 @@ def train(
 def _starting_point(
     config: TrainConfig,
     execution: Execution,
-    ds: data.Dataset,
+    ds: loading.Dataset,
     folder: Path,
     resume: str | None,
     prepared: Prepared | None,

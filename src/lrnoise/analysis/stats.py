@@ -1,11 +1,11 @@
 """Statistics over seeds for the paper's claims (numpy, pandas, scipy and statsmodels: no mlflow, no matplotlib).
 
 The paper reads "A_avr falls as the learning rate rises" off ONE run per cell. Here each seed is a point, and
-every verdict is a contrast of cell means, each cell with its own seed-to-seed spread (lrnoise.cellfit: Welch
+every verdict is a contrast of cell means, each cell with its own seed-to-seed spread (lrnoise.analysis.cellfit: Welch
 t tests, a parametric-bootstrap Wald test for several contrasts): the lr trend is the least-squares slope of the
 cell means per step of the lr grid, an axis effect (batch size, train noise) the slope per doubling of B or per
 +0.1 eta with each lr its own intercept, eq. 2 a plane in log lr and log B. Every such row carries its p value
-and its mde (the effect its test detects with 80 % power), so lrnoise.verdicts can sort the report's verdicts
+and its mde (the effect its test detects with 80 % power), so lrnoise.analysis.verdicts can sort the report's verdicts
 into a family-wise controlled primary family and an exploratory rest, and a "no clear" verdict can say what it
 could have detected. The sweet spot is descriptive: the share of within-lr bootstrap resamples (deviations
 scaled by sqrt(n_g / (n_g - 1)), Davison & Hinkley 1997) that pick each lr. Spearman's rho (average ranks for
@@ -18,13 +18,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from lrnoise import cellfit, config, paper
+from lrnoise import config, paper
+from lrnoise.analysis import cellfit
 from lrnoise.errors import LrnoiseError
 
-BASELINE = "baseline_accuracy"  # a_0, the same name as lrnoise.tracking.BASELINE_ACCURACY
-A_AVR = "avg_normalized_accuracy"  # A_avr, eq. 9; lrnoise.tracking.AVG_NORMALIZED_ACCURACY
-GRAD_NOISE_C = "grad_noise_c_mean"  # C itself, as measured (eq. 3); lrnoise.tracking.GRAD_NOISE_C + MEAN_SUFFIX
-UPDATE_NOISE = "update_noise_power_mean"  # lrnoise.tracking.UPDATE_NOISE_POWER_MEAN
+BASELINE = "baseline_accuracy"  # a_0, the same name as lrnoise.store.tracking.BASELINE_ACCURACY
+A_AVR = "avg_normalized_accuracy"  # A_avr, eq. 9; lrnoise.store.tracking.AVG_NORMALIZED_ACCURACY
+GRAD_NOISE_C = "grad_noise_c_mean"  # C itself, as measured (eq. 3); lrnoise.store.tracking.GRAD_NOISE_C + MEAN_SUFFIX
+UPDATE_NOISE = "update_noise_power_mean"  # lrnoise.store.tracking.UPDATE_NOISE_POWER_MEAN
 UPDATE_SPREAD = "update_noise_spread_mean"  # update_noise_power_mean / lr^2: the update's own measured spread
 AXES = config.AXES  # the swept training axes; a claim over one holds the others fixed
 CELL = list(config.CELL)  # an lr claim's cell: runs of it are seeds

@@ -1,7 +1,7 @@
 """A report's verdicts as one family: which are primary (family-wise controlled), which exploratory, and what
 to expect of them together (no MLflow, no figures).
 
-Every verdict a report prints is a test with a p value (lrnoise.stats, lrnoise.frontier). The design of the
+Every verdict a report prints is a test with a p value (analysis.stats, analysis.frontier). The design of the
 runs decides which answer the study's question, by one rule whatever the preset or grid:
 
 - the runs span an lr x batch-size grid (an eq. 2 row on A_avr exists): the primary family is eq. 2's
@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from lrnoise import cellfit, frontier, stats
+from lrnoise.analysis import cellfit, frontier, stats
 
 PRIMARY = "primary"
 EXPLORATORY = "exploratory"

@@ -1,17 +1,20 @@
 """The tracked noise evaluation (`lrnoise noise-eval`): find the training run, load its model and data,
-evaluate one NoiseConfig (`noise.evaluate`), log the result as a child run of the training run.
+evaluate one NoiseConfig (`injection.evaluate`), log the result as a child run of the training run.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from lrnoise import data, figures, leases, noise, tracking
+from lrnoise.data import loading
 from lrnoise.errors import LrnoiseError
+from lrnoise.noise import injection
+from lrnoise.report import figures
+from lrnoise.store import leases, tracking
 
 
 def noise_eval(
-    config: noise.NoiseConfig,
+    config: injection.NoiseConfig,
     run_id: str | None = None,
     model_uri: str | None = None,
     dataset: str | None = None,
@@ -20,10 +23,10 @@ def noise_eval(
     batch_size: int = 1000,
     force: bool = False,
     model=None,
-    loaded_data: data.Dataset | None = None,
+    loaded_data: loading.Dataset | None = None,
     evaluator=None,
     target: tuple | None = None,
-) -> tuple[str, noise.NoiseResult]:
+) -> tuple[str, injection.NoiseResult]:
     """Evaluates a training run's model (or any model URI) under `config` in a noise-eval run, child of the
     training run. Returns (noise-eval run id, result). The summary is also written onto the training run.
     A model that did not learn (tag lrnoise.learned=false) is refused unless `force`. `model` /
@@ -38,8 +41,8 @@ def noise_eval(
         dataset = dataset or (tracking.dataset_of(source) if source is not None else None)
         if dataset is None:
             raise LrnoiseError(f"model {model_uri} comes from no lrnoise training run: pass --dataset")
-        data.require([dataset], data_dir)
-        ds = data.load(dataset, data_dir=data_dir)
+        loading.require([dataset], data_dir)
+        ds = loading.load(dataset, data_dir=data_dir)
     dataset = ds.name
     model = model if model is not None else tracking.load_model(model_uri)
     if tuple(model.input_shape[1:]) != ds.input_shape:
@@ -66,7 +69,7 @@ def noise_eval(
             f"noise-eval run {eval_run_id} of {model_uri} on {dataset} ({len(ds.x_test)} test images), "
             f"configuration {config.name}"
         )
-        result = noise.evaluate(model, ds.x_test, ds.y_test, config, batch_size, evaluator=evaluator)
+        result = injection.evaluate(model, ds.x_test, ds.y_test, config, batch_size, evaluator=evaluator)
         log_result(result, config, source_id)
         write_artifacts(result, config, dataset, tmp)
         tracking.log_artifacts(tmp)
@@ -77,13 +80,13 @@ def noise_eval(
     return eval_run_id, result
 
 
-def log_result(result: noise.NoiseResult, config: noise.NoiseConfig, train_run_id: str | None) -> None:
+def log_result(result: injection.NoiseResult, config: injection.NoiseConfig, train_run_id: str | None) -> None:
     """Maps the result's columns onto tracking's metric names (the noise side knows its columns)."""
     per_level = [
         (
             config.level_name,
-            noise.level_label(config.level_name, row["level"]),
-            {c: row[c] for c in noise.LOGGED_LEVEL_COLUMNS},
+            injection.level_label(config.level_name, row["level"]),
+            {c: row[c] for c in injection.LOGGED_LEVEL_COLUMNS},
         )
         for row in result.summary.to_dict("records")
     ]
@@ -101,7 +104,7 @@ def log_result(result: noise.NoiseResult, config: noise.NoiseConfig, train_run_i
     )
 
 
-def write_artifacts(result: noise.NoiseResult, config: noise.NoiseConfig, dataset: str, folder: str) -> None:
+def write_artifacts(result: injection.NoiseResult, config: injection.NoiseConfig, dataset: str, folder: str) -> None:
     """draws.csv (every draw), summary.csv (per level), noise_curve.png (the report's figures add PDFs)."""
     draws = result.draws.assign(normalized_accuracy=result.draws["accuracy"] / result.baseline_accuracy)
     draws.to_csv(f"{folder}/draws.csv", index=False)
@@ -113,6 +116,6 @@ def write_artifacts(result: noise.NoiseResult, config: noise.NoiseConfig, datase
         f"(A_avr = {result.avg_normalized_accuracy:.3f}; bars: 95 % CI over draws)",
         level_label=figures.level_axis_label(config.level_name),
         log_x=config.level_name == "t",
-        tick_text=lambda level: noise.level_label(config.level_name, level),
+        tick_text=lambda level: injection.level_label(config.level_name, level),
     )
     figures.save(fig, Path(folder) / "noise_curve", vector=False)

@@ -1,7 +1,7 @@
 """Analog weight noise: the noise configuration, injection into a trained model, and the statistics of eq. 7-9.
 
 For each level (eta for the paper's additive noise, inference time t for PCM) and draw, every targeted weight
-tensor is perturbed by the configuration's noise model (`noise_models.py`), the test accuracy is measured, and
+tensor is perturbed by the configuration's noise model (`physics.py`), the test accuracy is measured, and
 nothing of the model is modified. a^x = mean accuracy over draws (eq. 7), A^x = a^x / a_0 (eq. 8), and
 A_avr = mean of A^x over the levels (eq. 9). Pure Keras (keras.ops / keras.random): any backend; no MLflow,
 no matplotlib (the tracked command is `noise_eval.py`, the figures live in `figures.py`).
@@ -18,10 +18,12 @@ import keras
 import numpy as np
 import pandas as pd
 
-from lrnoise import models, noise_models, stats
+from lrnoise.analysis import stats
 from lrnoise.errors import LrnoiseError
+from lrnoise.noise import physics
+from lrnoise.training import networks
 
-PAPER_ETAS = noise_models.Additive.default_levels  # the paper's noise form factors (1 % ... 40 %)
+PAPER_ETAS = physics.Additive.default_levels  # the paper's noise form factors (1 % ... 40 %)
 DEFAULT_TRIALS = 10  # draws per level (the paper repeats but does not say how often)
 DEFAULT_CI_TARGET = 0.005  # trials auto: stop when the 95 % CI half-width of a^x is below this (a fraction: 0.5 pp)
 DEFAULT_MAX_TRIALS = 100  # trials auto: never more draws than this per level
@@ -30,7 +32,7 @@ MIN_AUTO_TRIALS = 3  # trials auto: draws before the CI is trusted
 
 # ---------------------------------------------------------------- which weights get noise
 def _is_input_normalization(variable) -> bool:
-    return variable.path.startswith(models.NORMALIZATION_LAYER + "/")
+    return variable.path.startswith(networks.NORMALIZATION_LAYER + "/")
 
 
 TARGETS = {
@@ -79,7 +81,7 @@ class NoiseConfig:
     PRECISION = ("trials", "ci_target", "max_trials", "seed")
 
     def __post_init__(self):
-        model = noise_models.make(self.noise, **dict(self.options))  # unknown noise / option: one-line error
+        model = physics.make(self.noise, **dict(self.options))  # unknown noise / option: one-line error
         levels = tuple(float(x) for x in (self.levels if self.levels else model.default_levels))
         object.__setattr__(self, "levels", levels)
         object.__setattr__(self, "targets", self.targets or model.default_targets)
@@ -105,12 +107,12 @@ class NoiseConfig:
             )
         return self
 
-    def model(self) -> noise_models.NoiseModel:
-        return noise_models.make(self.noise, **dict(self.options))
+    def model(self) -> physics.NoiseModel:
+        return physics.make(self.noise, **dict(self.options))
 
     @property
     def level_name(self) -> str:
-        return noise_models.NOISE_MODELS[self.noise].level_name  # "eta" or "t"
+        return physics.NOISE_MODELS[self.noise].level_name  # "eta" or "t"
 
     def measured(self) -> dict:
         return {k: getattr(self, k) for k in self.MEASURED}
@@ -183,12 +185,12 @@ class Injector:
     then split back: nothing is rebuilt or reloaded per draw, and no variable is modified.
     """
 
-    def __init__(self, clean: dict, target_paths: list[str], noise_model: noise_models.NoiseModel):
-        """`clean`: {variable path: tensor} (models.weight_values or the folded twin's values)."""
+    def __init__(self, clean: dict, target_paths: list[str], noise_model: physics.NoiseModel):
+        """`clean`: {variable path: tensor} (networks.weight_values or the folded twin's values)."""
         if not target_paths:
             raise LrnoiseError("the model has no weights in this target set: choose another --targets")
         self.clean, self.targets, self.noise_model = clean, list(target_paths), noise_model
-        self.layout = noise_models.Layout([clean[p] for p in self.targets])
+        self.layout = physics.Layout([clean[p] for p in self.targets])
         self.prepared = noise_model.prepare(self.layout)  # per-tensor constants (sigma_w, conductance scale)
 
     def draw(self, level: float, seed: int) -> dict:
@@ -199,7 +201,7 @@ class Injector:
         return values
 
 
-def injector_for(config: NoiseConfig, model: keras.Model, evaluator: models.Evaluator | None = None) -> Injector:
+def injector_for(config: NoiseConfig, model: keras.Model, evaluator: networks.Evaluator | None = None) -> Injector:
     """The injector a configuration needs: over the model's own weights, or (fold_bn) over the BN-folded
     twin's, which only an Evaluator has. Reuses the evaluator's weight snapshot when given."""
     if config.fold_bn:
@@ -208,7 +210,7 @@ def injector_for(config: NoiseConfig, model: keras.Model, evaluator: models.Eval
         return Injector(
             evaluator.fold(evaluator.clean), [v.path for v in TARGETS[config.targets](evaluator.twin)], config.model()
         )
-    clean = evaluator.clean if evaluator is not None else models.weight_values(model)
+    clean = evaluator.clean if evaluator is not None else networks.weight_values(model)
     return Injector(clean, [v.path for v in TARGETS[config.targets](model)], config.model())
 
 
@@ -276,14 +278,14 @@ def evaluate(
     config: NoiseConfig = PAPER,
     batch_size: int = 1000,
     log=print,
-    evaluator: models.Evaluator | None = None,
+    evaluator: networks.Evaluator | None = None,
 ) -> NoiseResult:
     """Clean accuracy a_0, then `config.trials` noisy draws per level (or, with trials auto, until the CI is
     tight). The model's weights are never modified. `evaluator`: an Evaluator of `model` on (x, y) made
     before, e.g. the one training measured a_0 with (a study saves setting one up per evaluation)."""
     config.validate()
     if evaluator is None or (evaluator.count, evaluator.batch_size) != (len(y), batch_size):
-        evaluator = models.Evaluator(model, x, y, batch_size)
+        evaluator = networks.Evaluator(model, x, y, batch_size)
     else:
         evaluator.load(evaluator.clean)  # a previous evaluation left its last noisy draw in the twin
     injector = injector_for(config, model, evaluator)
@@ -310,7 +312,7 @@ def evaluate(
 
 
 def noisy_accuracy(
-    evaluator: models.Evaluator, injector: Injector, level: float, seed: int, trial: int, folded: bool = False
+    evaluator: networks.Evaluator, injector: Injector, level: float, seed: int, trial: int, folded: bool = False
 ) -> tuple[float, bool]:
     """One draw: noisy weights into the evaluator, (test accuracy, whether any output was non-finite) out.
     eta = 0 of a noise model whose zero level is noise-free gives the clean model, A = 1 exactly."""

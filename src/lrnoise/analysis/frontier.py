@@ -9,7 +9,7 @@ reaches the target, each method's best is the one with the highest mean A_avr. T
 
 and both maxima are taken on the same runs that estimate them. So every pair (j, i) gets a simultaneous interval
 L_ji <= mu_j - mu_i <= U_ji from the max-t distribution of the pairs' Welch t statistics (each cell its own
-spread, lrnoise.cellfit), and
+spread, lrnoise.analysis.cellfit), and
 
     max_j min_i L_ji <= theta <= max_j min_i U_ji
 
@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from lrnoise import cellfit, stats
+from lrnoise.analysis import cellfit, stats
 
 LR_TUNING = "lr tuning"
 NOISE_TRAINING = "noise-injection training"

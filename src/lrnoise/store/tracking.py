@@ -29,9 +29,10 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
-from lrnoise import NOISE_SEMANTICS, TRAINING_SEMANTICS, __version__, server
+from lrnoise import NOISE_SEMANTICS, TRAINING_SEMANTICS, __version__
 from lrnoise.config import SWEPT, StudySpec, TrainConfig
 from lrnoise.errors import LrnoiseError
+from lrnoise.store import server
 
 if TYPE_CHECKING:
     import pandas as pd

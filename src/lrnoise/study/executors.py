@@ -22,13 +22,13 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
-from lrnoise import leases, server, tracking
-from lrnoise.build import SweepCache
 from lrnoise.config import Execution, TrainConfig
 from lrnoise.errors import LrnoiseError
-from lrnoise.noise import NoiseConfig
-from lrnoise.noise_eval import noise_eval
-from lrnoise.train import train
+from lrnoise.noise.evaluation import noise_eval
+from lrnoise.noise.injection import NoiseConfig
+from lrnoise.store import leases, server, tracking
+from lrnoise.training.build import SweepCache
+from lrnoise.training.train import train
 
 
 @dataclass(frozen=True)
@@ -203,7 +203,7 @@ BUSY_POLL = 5.0  # seconds between looks at a configuration another live study h
 
 
 def _worker_main(argv: list[str]) -> None:
-    """`python -m lrnoise.executors CONTEXT_JSON`: a local worker process, serving one study for its lifetime.
+    """`python -m lrnoise.study.executors CONTEXT_JSON`: a local worker process, serving one study for its lifetime.
     It reads one job (JSON) per line on stdin, runs it and prints its outcome line; one process serves many
     configurations, so the traced models of one configuration are reused by the next (build.SweepCache)."""
     ctx = Context.from_json(argv[0])
@@ -353,7 +353,7 @@ def local_workers(
                 env["CUDA_VISIBLE_DEVICES"] = ""
             env.update({k: env.get(k, v) for k, v in worker_threads(workers).items()})  # the user's setting wins
         return subprocess.Popen(
-            [sys.executable, "-m", "lrnoise.executors", ctx.to_json()],
+            [sys.executable, "-m", "lrnoise.study.executors", ctx.to_json()],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,

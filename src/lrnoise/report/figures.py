@@ -25,7 +25,8 @@ from matplotlib.text import Text
 from matplotlib.textpath import text_to_path
 from matplotlib.ticker import NullFormatter, NullLocator
 
-from lrnoise import paper, stats
+from lrnoise import paper
+from lrnoise.analysis import stats
 from lrnoise.errors import LrnoiseError
 
 # One colour per paper learning rate, in sorted lr order (0.0005 ... 0.0015): tab10's first six hues.

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from lrnoise import data, fastpath, models
 from lrnoise.config import PRECISION_POLICIES, Execution, TrainConfig
+from lrnoise.data import loading
+from lrnoise.training import fastpath, networks
 
 MOMENTUM = 0.9  # for the momentum / nesterov SGD variants (the paper does not say; 0.9 is the usual value)
 VAL_FRACTION = 0.1  # validation split taken from the training set (model selection never sees the test set)
@@ -46,16 +47,16 @@ def make_optimizer(name: str, lr: float) -> keras.optimizers.Optimizer:
 
 
 def initial_model(
-    config: TrainConfig, ds: data.Dataset, execution: Execution = Execution(), stats: tuple | None = None
+    config: TrainConfig, ds: loading.Dataset, execution: Execution = Execution(), stats: tuple | None = None
 ) -> keras.Model:
     """The configuration's freshly initialised model (weights from the seed set before), not compiled.
-    `stats`: models.channel_stats(ds.x_train) when the caller has it already."""
-    mean, variance = stats or models.channel_stats(ds.x_train)  # input normalisation from the training set only
+    `stats`: networks.channel_stats(ds.x_train) when the caller has it already."""
+    mean, variance = stats or networks.channel_stats(ds.x_train)  # input normalisation from the training set only
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy(PRECISION_POLICIES[execution.mixed_precision])
     try:
-        return models.resnet(
-            models.depth_of(config.model),
+        return networks.resnet(
+            networks.depth_of(config.model),
             ds.num_classes,
             ds.input_shape,
             shortcut=config.shortcut,
@@ -77,14 +78,14 @@ def compile_model(model: keras.Model, config: TrainConfig, execution: Execution,
     )
 
 
-def build_model(config: TrainConfig, ds: data.Dataset, execution: Execution = Execution()) -> keras.Model:
+def build_model(config: TrainConfig, ds: loading.Dataset, execution: Execution = Execution()) -> keras.Model:
     """The configuration's new compiled model; like any model, it must follow seed_everything(config.seed)."""
     model = initial_model(config, ds, execution)
     compile_model(model, config, execution)
     return model
 
 
-def build_state(model: keras.Model, ds: data.Dataset) -> None:
+def build_state(model: keras.Model, ds: loading.Dataset) -> None:
     """The optimizer's slots and the metrics' variables, built before fit when the fast paths allow."""
     fastpath.build_state(model, (ds.x_train[:2].astype(np.float32), ds.y_train[:2]))
 
@@ -95,30 +96,30 @@ def seed_everything(seed: int) -> None:
 
 
 # ---------------------------------------------------------------- the data
-def load_data(config: TrainConfig, data_dir: str | None = None) -> data.Dataset:
+def load_data(config: TrainConfig, data_dir: str | None = None) -> loading.Dataset:
     """The configuration's data, its validation split drawn with its seed."""
-    return data.load(config.dataset, data_dir=data_dir, val_fraction=VAL_FRACTION, seed=config.seed)
+    return loading.load(config.dataset, data_dir=data_dir, val_fraction=VAL_FRACTION, seed=config.seed)
 
 
 def steps_per_training_epoch(config: TrainConfig, examples: int) -> int:
     """Optimizer updates in one training epoch: a pass over `examples` at the configuration's batch size, or with
     budget "steps" the updates a pass takes at its reference batch size."""
-    return data.steps_per_epoch(
+    return loading.steps_per_epoch(
         examples, config.reference_batch_size if config.budget == "steps" else config.batch_size
     )
 
 
-def training_stream(config: TrainConfig, ds: data.Dataset, start_epoch: int = 0) -> tuple:
+def training_stream(config: TrainConfig, ds: loading.Dataset, start_epoch: int = 0) -> tuple:
     """(stream for model.fit, steps per epoch): the configuration's batches and augmentation from `start_epoch`.
     With budget "steps" an epoch is the updates one epoch takes at the reference batch size, so every batch size
     gets the same number of optimizer steps (and validation, early stopping, checkpoints count in those units)."""
-    return data.training_stream(
+    return loading.training_stream(
         ds.x_train,
         ds.y_train,
         config.batch_size,
         config.seed,
         start_epoch=start_epoch,
-        augment=data.augmentation_for(config.dataset),
+        augment=loading.augmentation_for(config.dataset),
         end_epoch=config.epochs,
         block_steps=steps_per_training_epoch(config, len(ds.x_train)),
     )
@@ -129,12 +130,12 @@ class Prepared:
     """What prepare() made ahead of the next train() of `key` = (config, execution, data_dir)."""
 
     key: tuple
-    dataset: data.Dataset
+    dataset: loading.Dataset
     model: keras.Model  # seeded, initialised, its optimizer and metric state built
     stream: tuple  # training_stream(config, dataset)
 
 
-def architecture_key(config: TrainConfig, ds: data.Dataset, execution: Execution, stats: tuple) -> tuple:
+def architecture_key(config: TrainConfig, ds: loading.Dataset, execution: Execution, stats: tuple) -> tuple:
     """What a traced model is specific to: architecture, input shape and normalisation, execution options."""
     stats_key = hashlib.sha1(b"".join(np.asarray(a, np.float64).tobytes() for a in stats)).hexdigest()
     return (
@@ -185,10 +186,10 @@ class SweepCache:
         self.initial: OrderedDict = OrderedDict()
         self.prepared: Prepared | None = None
 
-    def model_for(self, config: TrainConfig, ds: data.Dataset, execution: Execution) -> keras.Model:
+    def model_for(self, config: TrainConfig, ds: loading.Dataset, execution: Execution) -> keras.Model:
         """build_model's model, initialised identically, but the kept traced model when one fits.
         Like build_model, it must follow seed_everything(config.seed)."""
-        stats = models.channel_stats(ds.x_train)
+        stats = networks.channel_stats(ds.x_train)
         key = architecture_key(config, ds, execution, stats)
         model, optimizer = self.models.pop(key, (None, None))
         if model is None or execution.mixed_precision == "fp16":  # fp16: compile wraps the optimizer

@@ -1,4 +1,4 @@
-"""Cell means, each with its own spread: the model behind every verdict of lrnoise.stats and lrnoise.frontier.
+"""Cell means, each with its own spread: the model behind every verdict of analysis.stats and analysis.frontier.
 
 The runs of one (dataset, model, optimizer) fall into cells (an lr, a batch size, a train noise); a cell's runs
 are its seeds. Nothing is assumed of how the seed-to-seed spread differs between cells (the demo's Table III

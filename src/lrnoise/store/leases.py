@@ -19,8 +19,8 @@ import mlflow
 from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 
-from lrnoise import tracking
 from lrnoise.errors import LrnoiseError
+from lrnoise.store import tracking
 
 DEFAULT_LEASE_TIMEOUT = 300.0  # seconds without a heartbeat after which a run's owner is gone: > a GPU epoch
 HEARTBEAT_EVERY = 60.0  # seconds between heartbeats (at most; training also beats after every epoch)

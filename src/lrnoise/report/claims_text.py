@@ -1,4 +1,4 @@
-"""The claims in words: one sentence per verdict of the report's tables (lrnoise.verdicts.TABLES), primary ones
+"""The claims in words: one sentence per verdict of the report's tables (lrnoise.analysis.verdicts.TABLES), primary ones
 first, and claims.md. Pure functions of the tables' rows; no MLflow, no files."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lrnoise import frontier, stats, verdicts
+from lrnoise.analysis import frontier, stats, verdicts
 
 
 def _pp(value: float) -> str:

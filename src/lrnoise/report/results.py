@@ -9,9 +9,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lrnoise import NOISE_SEMANTICS, TRAINING_SEMANTICS, noise, noise_models, tracking
+from lrnoise import NOISE_SEMANTICS, TRAINING_SEMANTICS
 from lrnoise.config import CELL
 from lrnoise.errors import LrnoiseError
+from lrnoise.noise import injection, physics
+from lrnoise.store import tracking
 
 # What identifies a cell; its runs are seeds and are averaged. `label` names a row of a table or a line of a
 # figure: the model, with its batch size when the experiment has several (row_labels).
@@ -32,7 +34,7 @@ class ConfigInfo:
 
     @property
     def is_paper(self) -> bool:
-        return self.name == noise.PAPER.name
+        return self.name == injection.PAPER.name
 
 
 def fetch(experiment: str, dataset=None, model=None, optimizer=None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
@@ -86,7 +88,7 @@ def configurations(evals: pd.DataFrame) -> list[ConfigInfo]:
     found = {}
     for row in evals.drop_duplicates("noise_config").itertuples() if not evals.empty else ():
         fields = row.config_fields
-        model = noise_models.NOISE_MODELS.get(fields.get("noise"))
+        model = physics.NOISE_MODELS.get(fields.get("noise"))
         if model is None:
             continue
         levels = tuple(float(x) for x in fields.get("levels", "").split(",") if x)
@@ -97,7 +99,7 @@ def configurations(evals: pd.DataFrame) -> list[ConfigInfo]:
 def choose(found: list[ConfigInfo], wanted: str) -> list[ConfigInfo]:
     """The configurations `wanted` names: a name, a key (or its first 6+ characters), or 'all'. The paper's
     configuration is always available (its Table II stands even before any evaluation)."""
-    paper_info = ConfigInfo(noise.PAPER.key, noise.PAPER.name, "eta", noise.PAPER.levels)
+    paper_info = ConfigInfo(injection.PAPER.key, injection.PAPER.name, "eta", injection.PAPER.levels)
     if wanted == ALL:
         return found or [paper_info]
     match = [c for c in found if wanted in (c.name, c.key) or (len(wanted) >= 6 and c.key.startswith(wanted))]
@@ -116,7 +118,7 @@ def level_columns(info: ConfigInfo) -> list[tuple[float, str, str]]:
     """(level, A^x metric, its CI metric) of a configuration, in level order."""
     out = []
     for level in sorted(info.levels):
-        label = noise.level_label(info.level_name, level)
+        label = injection.level_label(info.level_name, level)
         out.append(
             (
                 level,
