@@ -12,7 +12,7 @@ import time
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
 
-from lrnoise import paper
+from lrnoise import names, paper
 from lrnoise.noise import injection
 from lrnoise.report import assembly
 from lrnoise.store import tracking
@@ -25,10 +25,10 @@ NOISE_CONFIGS = (injection.PAPER, injection.NoiseConfig("pcm"))  # a study's def
 def noise_metrics(config: injection.NoiseConfig, index: int) -> tuple[dict, dict]:
     """(the noise-eval run's metrics, the summary written onto the training run), names as
     noise_eval.log_result writes them; made-up values falling with the level."""
-    prefix = tracking.summary_prefix(config.name, config.is_paper)
+    prefix = names.summary_prefix(config.name, config.is_paper)
     a_avr = 0.7 - index % 5 / 50
-    run = {tracking.BASELINE_ACCURACY: 0.9, tracking.AVG_NORMALIZED_ACCURACY: a_avr, tracking.NONFINITE_DRAWS: 0}
-    summary = {prefix + tracking.AVG_NORMALIZED_ACCURACY: a_avr}
+    run = {names.BASELINE_ACCURACY: 0.9, names.AVG_NORMALIZED_ACCURACY: a_avr, names.NONFINITE_DRAWS: 0}
+    summary = {prefix + names.AVG_NORMALIZED_ACCURACY: a_avr}
     for k, level in enumerate(config.levels):
         label = injection.level_label(config.level_name, level)
         normalized = 1 - k / (2 * len(config.levels))
@@ -41,7 +41,7 @@ def noise_metrics(config: injection.NoiseConfig, index: int) -> tuple[dict, dict
             "trials": 10,
         }
         for column, value in values.items():
-            name = tracking.level_metric(column, config.level_name, label)
+            name = names.level_metric(column, config.level_name, label)
             run[name] = value
             if column in ("normalized_accuracy", "normalized_accuracy_ci95"):
                 summary[prefix + name] = value
@@ -56,12 +56,12 @@ def fill(experiment: str, count: int) -> None:
     now = int(time.time() * 1000)
     for i in range(count):
         dataset, model, lr = grid[i % len(grid)]
-        run_id = client.create_run(exp_id, tags={tracking.KIND: "train"}).info.run_id
+        run_id = client.create_run(exp_id, tags={names.KIND: "train"}).info.run_id
         params = {
             "dataset": dataset,
             "model": model,
             "optimizer": "adam",
-            "lr": tracking.canonical(lr),
+            "lr": names.canonical(lr),
             "seed": str(i // len(grid)),
             "batch_size": "128",
             "epochs": "200",
@@ -69,24 +69,24 @@ def fill(experiment: str, count: int) -> None:
             "shortcut": "A",
             "patience": "20",
         }
-        metrics = {tracking.BASELINE_ACCURACY: 0.9 - i % 7 / 100, tracking.GRAD_NOISE_POWER_MEAN: 1e-6 * (1 + i % 3)}
+        metrics = {names.BASELINE_ACCURACY: 0.9 - i % 7 / 100, names.GRAD_NOISE_POWER_MEAN: 1e-6 * (1 + i % 3)}
         for config in NOISE_CONFIGS:
             eval_metrics, summary = noise_metrics(config, i)
             metrics.update(summary)
             tags = {
-                tracking.KIND: "noise_eval",
-                tracking.SOURCE_RUN_ID: run_id,
+                names.KIND: "noise_eval",
+                names.SOURCE_RUN_ID: run_id,
                 "mlflow.parentRunId": run_id,
-                tracking.NOISE_CONFIG: config.key,
-                tracking.NOISE_CONFIG_NAME: config.name,
+                names.NOISE_CONFIG: config.key,
+                names.NOISE_CONFIG_NAME: config.name,
             }
             eval_id = client.create_run(exp_id, tags=tags).info.run_id
-            eval_params = tracking.noise_params({**config.measured(), **config.precision()})
+            eval_params = names.noise_params({**config.measured(), **config.precision()})
             client.log_batch(
                 eval_id,
                 metrics=[Metric(k, float(v), now, 0) for k, v in eval_metrics.items()],
-                params=[Param(k, tracking.canonical(v)) for k, v in eval_params.items()],
-                tags=[RunTag(tracking.CONFIG_KEY, config.run_key)],
+                params=[Param(k, names.canonical(v)) for k, v in eval_params.items()],
+                tags=[RunTag(names.CONFIG_KEY, config.run_key)],
             )
             client.set_terminated(eval_id)
         client.log_batch(

@@ -64,14 +64,14 @@ def requests_of(uri: str) -> dict:
     import mlflow
     from mlflow.entities import Metric, RunTag
 
-    from lrnoise.store import tracking
+    from lrnoise import names
 
     client = mlflow.MlflowClient(uri)
     run_id = client.create_run(client.create_experiment(f"latency-{time.time_ns()}")).info.run_id
 
     def beat():
         now = int(time.time() * 1000)
-        client.log_batch(run_id, metrics=[Metric("loss", 0.5, now, 1)], tags=[RunTag(tracking.HEARTBEAT, str(now))])
+        client.log_batch(run_id, metrics=[Metric("loss", 0.5, now, 1)], tags=[RunTag(names.HEARTBEAT, str(now))])
 
     return {
         "get_run": lambda: client.get_run(run_id),

@@ -24,12 +24,13 @@ from mlflow.server import get_app_client
 from mlflow.tracking import MlflowClient
 from werkzeug.security import generate_password_hash
 
-from lrnoise.store import server, tracking
+from lrnoise import names
+from lrnoise.store import server
 
 from conftest import new_store
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
-EXPERIMENT = tracking.DEFAULT_EXPERIMENT
+EXPERIMENT = names.DEFAULT_EXPERIMENT
 REGISTERED_MODEL = "lrnoise-digits-resnet8"  # what TRAIN_ARGS register
 TRAIN_ARGS = (
     "train",

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from lrnoise import names
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -101,12 +103,10 @@ def runs_of(kind: str, experiment: str = "lrnoise") -> list:
     """Every run of lrnoise kind `kind` (train, noise_eval, study, claim, ...) in `experiment`."""
     import mlflow
 
-    from lrnoise.store import tracking
-
     return [
         r
         for r in mlflow.search_runs(
-            experiment_names=[experiment], output_format="list", filter_string=f"tags.`{tracking.KIND}` = '{kind}'"
+            experiment_names=[experiment], output_format="list", filter_string=f"tags.`{names.KIND}` = '{kind}'"
         )
     ]
 

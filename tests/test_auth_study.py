@@ -32,7 +32,7 @@ from auth_server import (  # noqa: E402
     tail,
 )
 
-from lrnoise.store import tracking  # noqa: E402
+from lrnoise import names  # noqa: E402
 
 
 @dataclasses.dataclass
@@ -66,7 +66,7 @@ def test_writer_studies_train_each_configuration_once_and_leave_nothing_running(
     statuses = runs_by_id(secured)
     assert statuses and set(statuses.values()) == {"FINISHED"}, statuses
     trainings = admin_client(secured).search_runs(
-        [e.experiment_id for e in admin_client(secured).search_experiments()], f"tags.`{tracking.KIND}` = 'train'"
+        [e.experiment_id for e in admin_client(secured).search_experiments()], f"tags.`{names.KIND}` = 'train'"
     )
     assert sorted(r.data.params["lr"] for r in trainings) == ["0.001", "0.002"]  # the Ray study reused both
 

@@ -9,6 +9,7 @@ import mlflow
 import numpy as np
 import pytest
 
+from lrnoise import names
 from lrnoise.data import loading
 from lrnoise.store import tracking
 
@@ -88,7 +89,7 @@ def test_other_backend_without_tensorflow(store, tmp_path, backend):
     (trained,) = runs_of("train")
     assert trained.info.status == "FINISHED" and trained.data.params["train_noise"] == "0.05"
     assert trained.data.metrics["baseline_accuracy"] > 0.2  # it learned (chance: 0.1)
-    assert tracking.BASELINE_ACCURACY_NOISY_BN in trained.data.metrics  # a_0 with BN re-estimated at the clean weights
+    assert names.BASELINE_ACCURACY_NOISY_BN in trained.data.metrics  # a_0 with BN re-estimated at the clean weights
     assert "avg_normalized_accuracy" in trained.data.metrics
     assert any(k.startswith("pcm-") and k.endswith("/avg_normalized_accuracy") for k in trained.data.metrics)
     assert "grad_noise_power_mean" in trained.data.metrics  # eq. 1-3 measured through the backend's autodiff

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import mlflow
 import pytest
 
+from lrnoise import names
 from lrnoise.store import leases, tracking
 
 from conftest import run_statuses
@@ -32,7 +33,7 @@ def owner(host: str, pid) -> str:
 
 def running(owner_tag: str, heartbeat: float | None = None):
     """A RUNNING run as the store returns it, with its owner and heartbeat (now by default) tags."""
-    tags = {tracking.OWNER: owner_tag, tracking.HEARTBEAT: f"{time.time() if heartbeat is None else heartbeat:.3f}"}
+    tags = {names.OWNER: owner_tag, names.HEARTBEAT: f"{time.time() if heartbeat is None else heartbeat:.3f}"}
     return SimpleNamespace(info=SimpleNamespace(status="RUNNING"), data=SimpleNamespace(tags=tags))
 
 
@@ -84,17 +85,17 @@ def test_end_dead_runs_ends_only_what_dead_owners_of_this_host_left_running(stor
 
     def make(kind, owner_tag=None, key="k", status="RUNNING"):
         run_id = client.create_run(
-            exp, tags={tracking.KIND: kind, tracking.CONFIG_KEY: key, **tracking.semantics_tags(kind)}
+            exp, tags={names.KIND: kind, names.CONFIG_KEY: key, **tracking.semantics_tags(kind)}
         ).info.run_id
         if owner_tag is not None:
-            client.set_tag(run_id, tracking.OWNER, owner_tag)
-            client.set_tag(run_id, tracking.HEARTBEAT, f"{time.time():.3f}")
+            client.set_tag(run_id, names.OWNER, owner_tag)
+            client.set_tag(run_id, names.HEARTBEAT, f"{time.time():.3f}")
         if status != "RUNNING":
             client.set_terminated(run_id, status)
         return run_id
 
     train, evaluation, claim = make("train", dead), make("noise_eval", dead), make("claim", dead)
-    study_run = make("study", dead, key=tracking.config_key(study_params))
+    study_run = make("study", dead, key=names.config_key(study_params))
     held = make("train", key="held")
     leases.hold(held)  # owned by this process
     kept = {
@@ -147,7 +148,7 @@ def test_the_older_claim_wins_and_a_staked_claim_does_not_wait_again(store, monk
     assert {client.get_run(c.run_id).info.lifecycle_stage for c in (older, younger)} == {"deleted"}
     with leases.claimed(exp, "k2") as mine:  # its own claim: made, waited for, removed
         assert mine is True and waits[-1] > 0.4
-    claims = client.search_runs([exp], f"tags.`{tracking.KIND}` = 'claim'", run_view_type=3)
+    claims = client.search_runs([exp], f"tags.`{names.KIND}` = 'claim'", run_view_type=3)
     assert [r.info.lifecycle_stage for r in claims] == ["deleted"] * 3
 
 
@@ -163,14 +164,14 @@ def test_runs_of_other_semantics_are_made_again_unless_any_run_may_be_reused(sto
     client = mlflow.tracking.MlflowClient()
     exp = tracking.ensure_experiment("lrnoise")
     job = Job(TrainConfig(dataset="digits", model="resnet8", epochs=1), ())
-    key = tracking.config_key(job.train.params())
+    key = names.config_key(job.train.params())
 
     def make(status, semantics=None):
-        tags = {tracking.KIND: "train", tracking.CONFIG_KEY: key}
+        tags = {names.KIND: "train", names.CONFIG_KEY: key}
         if semantics is not None:
-            tags[tracking.SEMANTICS] = str(semantics)
+            tags[names.SEMANTICS] = str(semantics)
         run_id = client.create_run(exp, tags=tags).info.run_id
-        client.set_tag(run_id, tracking.HEARTBEAT, "0")  # its owner is long gone
+        client.set_tag(run_id, names.HEARTBEAT, "0")  # its owner is long gone
         if status != "RUNNING":
             client.set_terminated(run_id, status)
         return run_id

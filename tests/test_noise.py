@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from lrnoise import NOISE_SEMANTICS
+from lrnoise import NOISE_SEMANTICS, names
 from lrnoise.cli import app
 from lrnoise.config import Execution, TrainConfig
 from lrnoise.data import loading
@@ -243,7 +243,7 @@ def test_tracked_noise_eval_metrics_match_logged_draws(train_run):
         "noise.seed": "7",
     }
     assert run.data.tags["lrnoise.noise_config"] == config.key and run.data.tags["lrnoise.config"] == config.run_key
-    assert run.data.tags[tracking.SEMANTICS] == str(NOISE_SEMANTICS)
+    assert run.data.tags[names.SEMANTICS] == str(NOISE_SEMANTICS)
     folder = mlflow.artifacts.download_artifacts(run_id=eval_id)
     draws = pd.read_csv(f"{folder}/draws.csv")
     a0 = run.data.metrics["baseline_accuracy"]
@@ -296,7 +296,7 @@ def test_bad_input(train_run):
         assert result.exit_code == 2 and len(lines) == 1 and message in lines[0], (args, result.output)
     # a finished training run without a model
     exp = tracking.ensure_experiment("lrnoise")
-    bare = mlflow.tracking.MlflowClient().create_run(exp, tags={tracking.KIND: "train"})
+    bare = mlflow.tracking.MlflowClient().create_run(exp, tags={names.KIND: "train"})
     mlflow.tracking.MlflowClient().set_terminated(bare.info.run_id)
     result = _cli(["--run-id", bare.info.run_id])
     assert result.exit_code == 2 and "has no logged model" in result.output
@@ -329,7 +329,7 @@ def test_mlflow_run_noise_eval_entry_point(train_run):
     evals = [
         r
         for r in mlflow.search_runs(experiment_names=["lrnoise"], output_format="list")
-        if r.data.tags.get(tracking.KIND) == "noise_eval"
+        if r.data.tags.get(names.KIND) == "noise_eval"
     ]
     assert len(evals) == 1 and evals[0].info.status == "FINISHED"
     assert evals[0].data.tags["mlflow.parentRunId"] == train_run.run_id

@@ -9,7 +9,7 @@ import time
 import mlflow
 import pytest
 
-from lrnoise.store import tracking
+from lrnoise import names
 
 from conftest import ROOT, kill_server, new_store, point_at_new_server, run_statuses, runs_of
 
@@ -61,8 +61,8 @@ def test_a_study_on_two_ray_nodes_rides_out_the_loss_of_one(tmp_path, monkeypatc
         assert sorted(float(r.data.params["lr"]) for r in trains) == list(LRS)  # exactly one FINISHED each
         evals = [r for r in runs_of("noise_eval") if r.info.status == "FINISHED"]
         assert sorted(r.data.tags["source_run_id"] for r in evals) == sorted(r.info.run_id for r in trains)
-        resumed = [r for r in trains if tracking.RESUMED_AFTER_EPOCH in r.data.tags]
-        assert len(resumed) == 1 and int(resumed[0].data.tags[tracking.RESUMED_AFTER_EPOCH]) >= 1  # its checkpoint
+        resumed = [r for r in trains if names.RESUMED_AFTER_EPOCH in r.data.tags]
+        assert len(resumed) == 1 and int(resumed[0].data.tags[names.RESUMED_AFTER_EPOCH]) >= 1  # its checkpoint
         steps = sorted(m.step for m in client.get_metric_history(resumed[0].info.run_id, "loss"))
         assert steps == list(range(1, EPOCHS + 1))  # every epoch logged once
         assert "RUNNING" not in run_statuses().values()

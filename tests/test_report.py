@@ -18,7 +18,7 @@ from PIL import Image
 from scipy import stats
 from typer.testing import CliRunner
 
-from lrnoise import paper
+from lrnoise import names, paper
 from lrnoise.analysis import stats as lrnoise_stats
 from lrnoise.analysis import verdicts
 from lrnoise.cli import app
@@ -66,22 +66,22 @@ def add_run(
 ):
     """A finished training run and, when `normalized` is given, a finished noise evaluation of it under
     `config` whose A^x are `normalized` (one per level of the configuration). `metrics`: more of the run's own."""
-    run = client.create_run(exp_id, tags={tracking.KIND: "train", tracking.LEARNED: str(learned).lower()})
+    run = client.create_run(exp_id, tags={names.KIND: "train", names.LEARNED: str(learned).lower()})
     params = {
         "dataset": dataset,
         "model": model,
         "optimizer": optimizer,
-        "lr": tracking.canonical(lr),
+        "lr": names.canonical(lr),
         "batch_size": str(batch_size),
         "epochs": "100",
         "seed": str(seed),
         "init": "glorot_uniform",
         "shortcut": "A",
         "patience": "10",
-        **({"train_noise": tracking.canonical(train_noise)} if train_noise else {}),
+        **({"train_noise": names.canonical(train_noise)} if train_noise else {}),
     }
     now = int(time.time() * 1000)
-    logged = {tracking.BASELINE_ACCURACY: baseline, **(metrics or {})}
+    logged = {names.BASELINE_ACCURACY: baseline, **(metrics or {})}
     client.log_batch(
         run.info.run_id,
         metrics=[Metric(k, v, now, 0) for k, v in logged.items()],
@@ -95,24 +95,24 @@ def add_run(
 
 def add_eval(client, exp_id, run_id, config, normalized):
     tags = {
-        tracking.KIND: "noise_eval",
-        tracking.SOURCE_RUN_ID: run_id,
-        tracking.NOISE_CONFIG: config.key,
-        tracking.NOISE_CONFIG_NAME: config.name,
+        names.KIND: "noise_eval",
+        names.SOURCE_RUN_ID: run_id,
+        names.NOISE_CONFIG: config.key,
+        names.NOISE_CONFIG_NAME: config.name,
         "mlflow.parentRunId": run_id,
     }
     evaluation = client.create_run(exp_id, tags=tags)
-    metrics = {tracking.AVG_NORMALIZED_ACCURACY: float(np.mean(normalized))}
+    metrics = {names.AVG_NORMALIZED_ACCURACY: float(np.mean(normalized))}
     for level, value in zip(config.levels, normalized):
         label = injection.level_label(config.level_name, level)
-        metrics[tracking.level_metric("normalized_accuracy", config.level_name, label)] = value
-        metrics[tracking.level_metric("normalized_accuracy_ci95", config.level_name, label)] = 0.01
-    params = tracking.noise_params({**config.measured(), **config.precision()})
+        metrics[names.level_metric("normalized_accuracy", config.level_name, label)] = value
+        metrics[names.level_metric("normalized_accuracy_ci95", config.level_name, label)] = 0.01
+    params = names.noise_params({**config.measured(), **config.precision()})
     now = int(time.time() * 1000)
     client.log_batch(
         evaluation.info.run_id,
         metrics=[Metric(k, v, now, 0) for k, v in metrics.items()],
-        params=[Param(k, tracking.canonical(v)) for k, v in params.items()],
+        params=[Param(k, names.canonical(v)) for k, v in params.items()],
     )
     client.set_terminated(evaluation.info.run_id)
     return evaluation.info.run_id
@@ -123,8 +123,8 @@ def fill(experiment="lrnoise"):
     exp_id = tracking.ensure_experiment(experiment)
     ids = [add_run(client, exp_id, *r) for r in RUNS]
     add_run(client, exp_id, "cifar10", "resnet32", "adam", 0.001, 0, 0.5, None, status="RUNNING")  # not counted
-    other = client.create_run(exp_id, tags={tracking.KIND: "noise_eval"})  # no source run: not counted
-    client.log_batch(other.info.run_id, metrics=[Metric(tracking.BASELINE_ACCURACY, 0.1, 0, 0)])
+    other = client.create_run(exp_id, tags={names.KIND: "noise_eval"})  # no source run: not counted
+    client.log_batch(other.info.run_id, metrics=[Metric(names.BASELINE_ACCURACY, 0.1, 0, 0)])
     client.set_terminated(other.info.run_id)
     # another configuration on the first run: must never enter the paper configuration's tables
     add_eval(client, exp_id, ids[0], NoiseConfig(levels=(0.1, 0.3), trials=30), (0.11, 0.12))
@@ -155,7 +155,7 @@ def test_tables_equal_expected_pivots(store, tmp_path):
     assert len(built.runs) == len(RUNS)
     assert list((tmp_path / "out").glob("*.png")) and not list((tmp_path / "out").rglob("*.pdf"))  # --no-pdf
     for dataset in ("cifar10", "cifar100"):
-        for value, metric in (("baseline", tracking.BASELINE_ACCURACY), ("avr", tracking.AVG_NORMALIZED_ACCURACY)):
+        for value, metric in (("baseline", names.BASELINE_ACCURACY), ("avr", names.AVG_NORMALIZED_ACCURACY)):
             got = assembly.pivot(built.runs, metric, dataset)
             want = expected_pivot(dataset, value)
             want = want.reindex(index=got.index, columns=got.columns)
@@ -216,7 +216,7 @@ def test_tables_equal_expected_pivots(store, tmp_path):
             assert image.format == "PNG" and image.width >= 500 and image.height >= 300
             assert len(set(image.convert("L").getdata())) > 20  # something was drawn
     reports = mlflow.search_runs(
-        experiment_names=["lrnoise"], filter_string=f"tags.`{tracking.KIND}` = 'report'", output_format="list"
+        experiment_names=["lrnoise"], filter_string=f"tags.`{names.KIND}` = 'report'", output_format="list"
     )
     assert len(reports) == 1
     assert "table3_avg_normalized_accuracy.md" in [
@@ -242,7 +242,7 @@ def test_runs_beyond_one_search_page_are_all_counted(store, monkeypatch):
     )
     runs, _, _ = results.fetch("big")
     assert len(runs) == 23 and runs["run_id"].is_unique and pages[:3] == [10, 10, 10]
-    table = assembly.cells(runs, tracking.BASELINE_ACCURACY)
+    table = assembly.cells(runs, names.BASELINE_ACCURACY)
     assert table["n"].sum() == 23
 
 
@@ -342,11 +342,11 @@ def test_report_folder_is_replaced_whole_and_configurations_never_mix(store, tmp
     assert "The paper&#x27;s claims, answered over seeds (additive-paper)" in page
     assert "<li>cifar10 resnet32 adam lr=0.001: no finished training run</li>" in page
     client = mlflow.tracking.MlflowClient()
-    (report_run,) = client.search_runs([every.experiment_id], f"tags.`{tracking.KIND}` = 'report'")
+    (report_run,) = client.search_runs([every.experiment_id], f"tags.`{names.KIND}` = 'report'")
     assert "report.html" in [a.path for a in client.list_artifacts(report_run.info.run_id)]
     assert assembly.files_line(every).split("open first: ")[1].startswith("report.html, additive-paper/claims.md")
-    names = sorted(c.info.name for c in every.configs)
-    assert names[0] == "additive-eta10-30-e19068" or names[0].startswith("additive-eta10-30-")
+    config_names = sorted(c.info.name for c in every.configs)
+    assert config_names[0] == "additive-eta10-30-e19068" or config_names[0].startswith("additive-eta10-30-")
     other = next(c for c in every.configs if not c.info.is_paper)
     assert other.runs["avg_normalized_accuracy"].dropna().tolist() == [pytest.approx(0.115)]
     assert (
@@ -449,8 +449,8 @@ def test_batch_size_and_train_noise_runs_give_the_mechanism_tests_and_figures(st
             batch_size=batch_size,
             train_noise=train_noise,
             metrics={
-                tracking.GRAD_NOISE_C + tracking.MEAN_SUFFIX: c,
-                tracking.GRAD_NOISE_POWER_MEAN: lr**2 / batch_size * c,
+                names.GRAD_NOISE_C + names.MEAN_SUFFIX: c,
+                names.GRAD_NOISE_POWER_MEAN: lr**2 / batch_size * c,
             },
         )
 
@@ -521,8 +521,8 @@ def test_each_batch_sizes_sweet_spot_moves_its_own_alias(store):
                     "batch_size": batch_size,
                     "train_noise": 0.0,
                     "run_id": run_id,
-                    tracking.BASELINE_ACCURACY: 0.95,
-                    tracking.AVG_NORMALIZED_ACCURACY: 0.8 if lr == best_lr else 0.7,
+                    names.BASELINE_ACCURACY: 0.95,
+                    names.AVG_NORMALIZED_ACCURACY: 0.8 if lr == best_lr else 0.7,
                 }
             )
     spots = assembly.sweet_spots(pd.DataFrame(rows))
@@ -563,9 +563,9 @@ def test_a_configuration_made_again_by_newer_code_counts_once_and_mixed_semantic
     only_old = add_run(client, exp_id, "cifar10", "resnet20", "adam", 0.01, 0, 0.80, (0.7, 0.7, 0.7, 0.7, 0.7, 0.7))
     newer = add_run(client, exp_id, "cifar10", "resnet20", "adam", 0.001, 0, 0.70, (0.6, 0.6, 0.6, 0.6, 0.6, 0.6))
     for run_id, key in ((old, "k1"), (new, "k1"), (only_old, "k2"), (newer, "k1")):
-        client.set_tag(run_id, tracking.CONFIG_KEY, key)
-    client.set_tag(new, tracking.SEMANTICS, str(TRAINING_SEMANTICS))
-    client.set_tag(newer, tracking.SEMANTICS, str(TRAINING_SEMANTICS + 1))  # a newer lrnoise's: this code's wins
+        client.set_tag(run_id, names.CONFIG_KEY, key)
+    client.set_tag(new, names.SEMANTICS, str(TRAINING_SEMANTICS))
+    client.set_tag(newer, names.SEMANTICS, str(TRAINING_SEMANTICS + 1))  # a newer lrnoise's: this code's wins
     runs, evals, _ = results.fetch("lrnoise")
     assert sorted(runs["run_id"]) == sorted([new, only_old])
     joined = results.join(runs, evals, results.choose(results.configurations(evals), "all")[0])

@@ -11,7 +11,7 @@ import mlflow
 import pytest
 from typer.testing import CliRunner
 
-from lrnoise import paper
+from lrnoise import names, paper
 from lrnoise.cli import app
 from lrnoise.config import Execution, Placement, StudySpec
 from lrnoise.errors import LrnoiseError
@@ -81,7 +81,7 @@ def test_plans():
         (128, 0.0),
         (128, 0.05),
     ]
-    assert len({tracking.config_key(j.train.params()) for j in swept}) == 4  # each its own configuration
+    assert len({names.config_key(j.train.params()) for j in swept}) == 4  # each its own configuration
     assert "train_noise" not in swept[0].train.params()  # a clean training keeps the key it always had
     with pytest.raises(LrnoiseError, match="--batch-size or --batch-sizes"):
         StudySpec("demo", batch_size=32, batch_sizes=(16, 64))
@@ -112,7 +112,7 @@ def test_study_params_name_the_grid():
     params = runner.study_params(spec)
     assert params["lrs"] == "0.001,0.002" and params["seeds"] == "0,1" and params["trials"] == "auto"
     assert params["noise"] == NoiseConfig("pcm", levels=(1.0, 60.0)).name
-    assert tracking.config_key(params) != tracking.config_key(runner.study_params(StudySpec("paper")))
+    assert names.config_key(params) != names.config_key(runner.study_params(StudySpec("paper")))
 
 
 def test_workers_keep_to_their_trace_group():
@@ -150,7 +150,7 @@ def test_the_dispatcher_stakes_each_slots_next_configuration(store):
     dispatcher = executors.Dispatcher(jobs, exp)
     first, claim = dispatcher.take(0)
     assert first == jobs[0] and claim is None and list(dispatcher.stakes) == [jobs[1]]  # its group's next
-    key = tracking.config_key(jobs[1].train.params())
+    key = names.config_key(jobs[1].train.params())
     with leases.claimed(exp, key) as mine:  # another study arriving now: the stake is older
         assert mine is False
     second, claim = dispatcher.take(1)  # another slot takes it, with its claim
@@ -163,7 +163,7 @@ def test_the_dispatcher_stakes_each_slots_next_configuration(store):
     assert client.get_run(claim.run_id).info.lifecycle_stage == "deleted"
     dispatcher.close()  # jobs[2] never ran: its stake goes too, and nothing more is handed out
     assert dispatcher.take(0) is None and dispatcher.queue == [jobs[2]]
-    claims = client.search_runs([exp], f"tags.`{tracking.KIND}` = 'claim'", run_view_type=3)
+    claims = client.search_runs([exp], f"tags.`{names.KIND}` = 'claim'", run_view_type=3)
     assert len(claims) == 3 and {r.info.lifecycle_stage for r in claims} == {"deleted"}
 
 

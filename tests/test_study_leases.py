@@ -9,6 +9,7 @@ import time
 import mlflow
 import pytest
 
+from lrnoise import names
 from lrnoise.store import server as tracking_server  # `server` is the fixture below
 from lrnoise.store import tracking
 
@@ -85,7 +86,7 @@ def test_a_study_killed_on_this_host_is_resumed_at_once_by_the_next(store, tmp_p
     assert "held by another live study" not in log and "train resumed" in log
     assert "runs left RUNNING by dead processes on this host" in log
     assert mlflow.get_run(killed).info.status == "FINISHED"
-    assert int(mlflow.get_run(killed).data.tags[tracking.RESUMED_AFTER_EPOCH]) >= 1  # from its checkpoint
+    assert int(mlflow.get_run(killed).data.tags[names.RESUMED_AFTER_EPOCH]) >= 1  # from its checkpoint
     assert sorted(m.step for m in client.get_metric_history(killed, "loss")) == list(range(1, EPOCHS + 1))
     assert len(runs_of("study")) == 1  # the killed study's run, resumed
     assert set(run_statuses().values()) == {"FINISHED"}  # nothing RUNNING, nothing FAILED left over
@@ -118,6 +119,6 @@ def _training_after_an_epoch(log) -> str:
         for run in runs_of("train") if mlflow.get_experiment_by_name("lrnoise") else []:
             run_id = run.info.run_id
             if run.info.status == "RUNNING" and client.get_metric_history(run_id, "loss"):
-                if any(f.path.endswith("state.json") for f in client.list_artifacts(run_id, tracking.CHECKPOINT_DIR)):
+                if any(f.path.endswith("state.json") for f in client.list_artifacts(run_id, names.CHECKPOINT_DIR)):
                     return run_id
     raise AssertionError(open(log).read()[-2000:])

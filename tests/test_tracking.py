@@ -6,6 +6,7 @@ import mlflow
 import numpy as np
 import pytest
 
+from lrnoise import names
 from lrnoise.noise import injection
 from lrnoise.store import leases, tracking
 
@@ -39,9 +40,9 @@ def test_unquote(text, unquoted):
 
 def test_config_key_is_canonical():
     base = {"lr": 0.00075, "etas": [0.1, 0.2], "seed": 0}
-    assert tracking.config_key(base) == tracking.config_key({"seed": 0, "etas": (0.1, 0.2), "lr": 7.5e-4})
-    assert tracking.config_key(base) != tracking.config_key({**base, "lr": 0.0007})
-    assert tracking.canonical(0.00075) == "0.00075" and tracking.canonical([1, 2.5]) == "1,2.5"
+    assert names.config_key(base) == names.config_key({"seed": 0, "etas": (0.1, 0.2), "lr": 7.5e-4})
+    assert names.config_key(base) != names.config_key({**base, "lr": 0.0007})
+    assert names.canonical(0.00075) == "0.00075" and names.canonical([1, 2.5]) == "1,2.5"
 
 
 @pytest.mark.parametrize(
@@ -61,16 +62,14 @@ def test_config_key_is_canonical():
 )
 def test_level_labels_and_metric_names(level_name, level, label):
     assert injection.level_label(level_name, level) == label
-    metric = tracking.level_metric("normalized_accuracy", level_name, label)
+    metric = names.level_metric("normalized_accuracy", level_name, label)
     assert metric == f"normalized_accuracy_{level_name}_{label}"
 
 
 def test_summary_prefix_keeps_the_papers_names():
-    assert tracking.summary_prefix("additive-paper", True) == ""
-    assert tracking.summary_prefix("pcm-1s-1y", False) == "pcm-1s-1y/"
-    params = tracking.noise_params(
-        {**injection.NoiseConfig("pcm").measured(), **injection.NoiseConfig("pcm").precision()}
-    )
+    assert names.summary_prefix("additive-paper", True) == ""
+    assert names.summary_prefix("pcm-1s-1y", False) == "pcm-1s-1y/"
+    params = names.noise_params({**injection.NoiseConfig("pcm").measured(), **injection.NoiseConfig("pcm").precision()})
     assert params["noise.noise"] == "pcm" and "g_max=25.0" in params["noise.options"]
     assert all(k.startswith("noise.") for k in params)  # never meet the entry point's own params
 
@@ -80,10 +79,10 @@ def test_existing_run_is_the_one_reuse_rule(store):
     exp = tracking.ensure_experiment("lrnoise")
 
     def make(status, heartbeat=None):
-        tags = {tracking.KIND: "train", tracking.CONFIG_KEY: "k", **tracking.semantics_tags("train")}
+        tags = {names.KIND: "train", names.CONFIG_KEY: "k", **tracking.semantics_tags("train")}
         run = client.create_run(exp, tags=tags)
         if heartbeat is not None:
-            client.set_tag(run.info.run_id, tracking.HEARTBEAT, str(heartbeat))
+            client.set_tag(run.info.run_id, names.HEARTBEAT, str(heartbeat))
         if status != "RUNNING":
             client.set_terminated(run.info.run_id, status)
         return run.info.run_id
@@ -140,7 +139,7 @@ def test_ensure_experiment_survives_another_study_tagging_it_at_the_same_moment(
 
     monkeypatch.setattr(MlflowClient, "set_experiment_tag", raced)
     exp_id = tracking.ensure_experiment("tag-raced")
-    assert MlflowClient().get_experiment(exp_id).tags[tracking.EXPERIMENT_KIND[0]] == tracking.EXPERIMENT_KIND[1]
+    assert MlflowClient().get_experiment(exp_id).tags[names.EXPERIMENT_KIND[0]] == names.EXPERIMENT_KIND[1]
     assert len(calls) == 2
 
     def refused(self, exp_id, key, value):
@@ -168,8 +167,8 @@ def test_a_run_is_created_with_its_tags_and_its_params_go_in_one_checked_write(s
     run = mlflow.get_run(run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params == {"lr": "1e-3", "seed": "2", "mixed_precision": "none", "jit_compile": "None"}
-    assert run.data.tags[tracking.KIND] == "train" and run.data.tags["extra"] == "x"
-    assert run.data.tags[tracking.CONFIG_KEY] == tracking.config_key({"lr": 0.001, "seed": 2})
+    assert run.data.tags[names.KIND] == "train" and run.data.tags["extra"] == "x"
+    assert run.data.tags[names.CONFIG_KEY] == names.config_key({"lr": 0.001, "seed": 2})
 
 
 # ---------------------------------------------------------------- dataset inputs
@@ -266,9 +265,9 @@ def test_a_report_under_mlflow_run_in_another_experiment_lands_in_the_reported_o
     report_id = tracking.log_report(reported, tmp_path / "out")
     assert "MLFLOW_RUN_ID" not in os.environ  # consumed, as mlflow.start_run consumes it
     report = mlflow.get_run(report_id)
-    assert report.info.experiment_id == reported and report.data.tags[tracking.KIND] == "report"
+    assert report.info.experiment_id == reported and report.data.tags[names.KIND] == "report"
     assert [a.path for a in mlflow.artifacts.list_artifacts(run_id=report_id)] == ["table.md"]
-    assert mlflow.get_run(entry).data.tags[tracking.REPORT_RUN_ID] == report_id
+    assert mlflow.get_run(entry).data.tags[names.REPORT_RUN_ID] == report_id
     inside = mlflow.tracking.MlflowClient().create_run(reported).info.run_id
     monkeypatch.setenv("MLFLOW_RUN_ID", inside)
     assert tracking.log_report(reported, tmp_path / "out") == inside  # in the reported experiment: the report run

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 import lrnoise
+from lrnoise import names
 from lrnoise.cli import app
 from lrnoise.config import Execution, TrainConfig
 from lrnoise.data import loading
@@ -68,25 +69,23 @@ def test_train_logs_params_metrics_model_and_registry(store):
         "checkpoint_every": "60.0",
     }  # how it ran and measured
     client = mlflow.tracking.MlflowClient()
-    for name in (*tracking.EPOCH_METRICS, "grad_noise_c", "grad_noise_power", "update_noise_power"):
+    for name in (*names.EPOCH_METRICS, "grad_noise_c", "grad_noise_power", "update_noise_power"):
         assert [m.step for m in client.get_metric_history(result.run_id, name)] == [1, 2]
     # an epoch's metrics and its gradient noise went to the store in one write (one timestamp per epoch)
     written = {
         name: [m.timestamp for m in client.get_metric_history(result.run_id, name)]
-        for name in (*tracking.EPOCH_METRICS, "grad_noise_power")
+        for name in (*names.EPOCH_METRICS, "grad_noise_power")
     }
     assert len(set(map(tuple, written.values()))) == 1, written
     per_epoch = [m.value for m in client.get_metric_history(result.run_id, "grad_noise_power")]
     assert run.data.metrics["grad_noise_power_mean"] == pytest.approx(np.mean(per_epoch))
     assert run.data.metrics["grad_noise_power_final"] > 0 and "update_noise_power_final" in run.data.metrics
     assert run.data.tags["lrnoise.learned"] == "true"
-    assert run.data.tags[tracking.SEMANTICS] == str(lrnoise.TRAINING_SEMANTICS)  # what trained it
-    assert run.data.tags[tracking.LRNOISE_VERSION] == lrnoise.__version__
+    assert run.data.tags[names.SEMANTICS] == str(lrnoise.TRAINING_SEMANTICS)  # what trained it
+    assert run.data.tags[names.LRNOISE_VERSION] == lrnoise.__version__
     assert run.data.metrics["epochs_trained"] == 2
     split = loading.load("digits", val_fraction=0.1, seed=CONFIG.seed)
-    assert run.data.metrics[tracking.OPTIMIZER_STEPS] == 2 * loading.steps_per_epoch(
-        len(split.x_train), CONFIG.batch_size
-    )
+    assert run.data.metrics[names.OPTIMIZER_STEPS] == 2 * loading.steps_per_epoch(len(split.x_train), CONFIG.batch_size)
     assert 0.1 < run.data.metrics["baseline_accuracy"] == result.baseline_accuracy <= 1.0
     # the runs table's Dataset column: the training split this seed drew, and the test split a_0 is measured on
     used = {i.tags[0].value: (i.dataset.name, i.dataset.digest) for i in run.inputs.dataset_inputs}
@@ -239,11 +238,9 @@ def test_mlflow_run_train_entry_point(store):
     assert run.data.params["lr"] == "1e-3" and run.data.params["optimizer"] == "adam"
     assert (run.data.params["budget"], run.data.params["reference_batch_size"]) == ("steps", "512")
     n_train = len(loading.load("digits", val_fraction=0.1, seed=0).x_train)
-    assert run.data.metrics[tracking.OPTIMIZER_STEPS] == loading.steps_per_epoch(
-        n_train, 512
-    )  # one epoch of batch 512's
+    assert run.data.metrics[names.OPTIMIZER_STEPS] == loading.steps_per_epoch(n_train, 512)  # one epoch of batch 512's
     assert "baseline_accuracy" in run.data.metrics
-    assert run.data.tags[tracking.KIND] == "train" and tracking.MODEL_URI in run.data.tags
+    assert run.data.tags[names.KIND] == "train" and names.MODEL_URI in run.data.tags
 
 
 @pytest.mark.e2e

@@ -10,6 +10,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up
 
 import typer
 
+from lrnoise import names
 from lrnoise.config import EXECUTORS, REUSE, Execution, Placement, StudySpec, TrainConfig, check_choice
 from lrnoise.data import loading
 from lrnoise.errors import LrnoiseError
@@ -165,7 +166,7 @@ def train(
         TrainConfig.reference_batch_size, help="budget steps: the batch size whose epochs set the updates"
     ),
     data_dir: str | None = typer.Option(None, help="folder with the official CIFAR archives or their folders"),
-    experiment: str = typer.Option(tracking.DEFAULT_EXPERIMENT, help="MLflow experiment name"),
+    experiment: str = typer.Option(names.DEFAULT_EXPERIMENT, help="MLflow experiment name"),
     registered_model: str | None = typer.Option(None, help="registry name [default: lrnoise-<dataset>-<model>]"),
     resume: str | None = typer.Option(None, help="RUN_ID of an interrupted training run to continue"),
     mixed_precision: str = MIXED_PRECISION,
@@ -299,7 +300,7 @@ def noise_eval(
 @app.command()
 @one_line_errors
 def report(
-    experiment: str = typer.Option(tracking.DEFAULT_EXPERIMENT, help="MLflow experiment to report on"),
+    experiment: str = typer.Option(names.DEFAULT_EXPERIMENT, help="MLflow experiment to report on"),
     out: str | None = typer.Option(None, help="output folder [default: reports/<experiment>]"),
     dataset: str | None = typer.Option(None, help="only this dataset"),
     model: str | None = typer.Option(None, help="only this model"),
@@ -371,7 +372,7 @@ def study(
         None, help="budget steps: the batch size whose epochs set the updates [preset's, else 32]"
     ),  # str: '' = unset
     batch_size: int | None = typer.Option(None, help="one batch size for every configuration (= --batch-sizes N)"),
-    experiment: str = typer.Option(tracking.DEFAULT_EXPERIMENT, help="MLflow experiment"),
+    experiment: str = typer.Option(names.DEFAULT_EXPERIMENT, help="MLflow experiment"),
     workers: str | None = typer.Option(
         None,
         help="configurations at once (processes; each with its own GPUs when GPUs exist: --gpus-per-training) "

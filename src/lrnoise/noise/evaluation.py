@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lrnoise import names
 from lrnoise.data import loading
 from lrnoise.errors import LrnoiseError
 from lrnoise.noise import injection
@@ -51,19 +52,19 @@ def noise_eval(
             f"{ds.input_shape}: pass the dataset it was trained on"
         )
     tags = {
-        tracking.EVALUATED_MODEL: model_uri,
-        tracking.NOISE_CONFIG: config.key,
-        tracking.NOISE_CONFIG_NAME: config.name,
+        names.EVALUATED_MODEL: model_uri,
+        names.NOISE_CONFIG: config.key,
+        names.NOISE_CONFIG_NAME: config.name,
     }
     if source_id:
-        tags[tracking.SOURCE_RUN_ID] = source_id
+        tags[names.SOURCE_RUN_ID] = source_id
     run_name = f"{config.name}-{source.info.run_name if source else dataset}"
     with (
         leases.run(exp_name, "noise_eval", parent_run_id=source_id, tags=tags, run_name=run_name),
         tracking.temp_dir() as tmp,
     ):
         eval_run_id = tracking.active_run_id()
-        tracking.log_params(tracking.noise_params({**config.measured(), **config.precision()}), key=config.run_key)
+        tracking.log_params(names.noise_params({**config.measured(), **config.precision()}), key=config.run_key)
         tracking.log_datasets(ds.name, ds.source, {tracking.TEST_SPLIT: (ds.x_test, ds.y_test)})
         print(
             f"noise-eval run {eval_run_id} of {model_uri} on {dataset} ({len(ds.x_test)} test images), "
@@ -91,16 +92,16 @@ def log_result(result: injection.NoiseResult, config: injection.NoiseConfig, tra
         for row in result.summary.to_dict("records")
     ]
     run_metrics = {
-        tracking.BASELINE_ACCURACY: result.baseline_accuracy,
-        tracking.AVG_NORMALIZED_ACCURACY: result.avg_normalized_accuracy,
-        tracking.NONFINITE_DRAWS: result.nonfinite_draws,
+        names.BASELINE_ACCURACY: result.baseline_accuracy,
+        names.AVG_NORMALIZED_ACCURACY: result.avg_normalized_accuracy,
+        names.NONFINITE_DRAWS: result.nonfinite_draws,
     }
     tracking.log_noise_result(
         run_metrics,
         per_level,
         ("normalized_accuracy", "normalized_accuracy_ci95"),
         train_run_id,
-        tracking.summary_prefix(config.name, config.is_paper),
+        names.summary_prefix(config.name, config.is_paper),
     )
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lrnoise import paper
+from lrnoise import names, paper
 from lrnoise.analysis import frontier, stats, verdicts
 from lrnoise.noise import injection
 from lrnoise.report import figures, report_html
@@ -37,9 +37,9 @@ from lrnoise.report.results import (
 )
 from lrnoise.store import tracking
 
-BASELINE = tracking.BASELINE_ACCURACY
+BASELINE = names.BASELINE_ACCURACY
 LEARNED = "learned"
-GRAD_NOISE = tracking.GRAD_NOISE_POWER_MEAN
+GRAD_NOISE = names.GRAD_NOISE_POWER_MEAN
 SWEET_SPOT_ALIAS = "noise-robust"
 MISSING = "—"
 NO_LEARNING = "no learning"
@@ -552,7 +552,7 @@ def noise_model_lines(configs: list[ConfigReport]) -> dict[str, pd.DataFrame]:
 
 
 def build(
-    experiment: str = tracking.DEFAULT_EXPERIMENT,
+    experiment: str = names.DEFAULT_EXPERIMENT,
     dataset=None,
     model=None,
     optimizer=None,
@@ -684,7 +684,7 @@ def set_sweet_spot_aliases(report: Report) -> list[str]:
 
 
 def build_and_write(
-    experiment: str = tracking.DEFAULT_EXPERIMENT,
+    experiment: str = names.DEFAULT_EXPERIMENT,
     out: str | Path | None = None,
     dataset=None,
     model=None,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lrnoise import NOISE_SEMANTICS, TRAINING_SEMANTICS
+from lrnoise import NOISE_SEMANTICS, TRAINING_SEMANTICS, names
 from lrnoise.config import CELL
 from lrnoise.errors import LrnoiseError
 from lrnoise.noise import injection, physics
@@ -18,7 +18,7 @@ from lrnoise.store import tracking
 # What identifies a cell; its runs are seeds and are averaged. `label` names a row of a table or a line of a
 # figure: the model, with its batch size when the experiment has several (row_labels).
 CONFIG = [*CELL, "label", "lr"]
-A_AVR = tracking.AVG_NORMALIZED_ACCURACY
+A_AVR = names.AVG_NORMALIZED_ACCURACY
 A_AVR_DRAW_CI = "avg_normalized_accuracy_ci95"  # one run's A_avr CI over its draws (report column, not a metric)
 ALL = "all"  # every noise configuration found
 
@@ -122,8 +122,8 @@ def level_columns(info: ConfigInfo) -> list[tuple[float, str, str]]:
         out.append(
             (
                 level,
-                tracking.level_metric(tracking.NORMALIZED_ACCURACY, info.level_name, label),
-                tracking.level_metric(tracking.NORMALIZED_ACCURACY_CI95, info.level_name, label),
+                names.level_metric(names.NORMALIZED_ACCURACY, info.level_name, label),
+                names.level_metric(names.NORMALIZED_ACCURACY_CI95, info.level_name, label),
             )
         )
     return out
@@ -132,7 +132,7 @@ def level_columns(info: ConfigInfo) -> list[tuple[float, str, str]]:
 def join(runs: pd.DataFrame, evals: pd.DataFrame, info: ConfigInfo) -> pd.DataFrame:
     """One row per training run with this configuration's A_avr and A^x (NaN where not evaluated). A model
     evaluated several times under the configuration (other trials or seeds) gets the mean of its evaluations."""
-    columns = [c for _, a, ci in level_columns(info) for c in (a, ci)] + [A_AVR, tracking.NONFINITE_DRAWS]
+    columns = [c for _, a, ci in level_columns(info) for c in (a, ci)] + [A_AVR, names.NONFINITE_DRAWS]
     mine = evals[evals["noise_config"] == info.key] if not evals.empty else pd.DataFrame(columns=["run_id"])
     mine = mine.reindex(columns=["run_id", *columns])
     per_run = (

@@ -19,6 +19,7 @@ import mlflow
 from mlflow.entities import RunStatus
 from mlflow.exceptions import MlflowException
 
+from lrnoise import names
 from lrnoise.errors import LrnoiseError
 from lrnoise.store import tracking
 
@@ -40,7 +41,7 @@ def _this_host() -> str | None:
 
 
 _HOST = _this_host()
-_OWNER = f"{_HOST or socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # tracking.OWNER: host:pid:random
+_OWNER = f"{_HOST or socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # names.OWNER: host:pid:random
 _held: set[str] = set()  # runs this process keeps alive
 _beating = threading.Event()
 
@@ -71,7 +72,7 @@ def owner_id() -> str:
 
 
 def owner_is_dead(owner: str) -> bool:
-    """True when `owner` (a tracking.OWNER tag, host:pid:random) is a process of this host that no longer exists:
+    """True when `owner` (a names.OWNER tag, host:pid:random) is a process of this host that no longer exists:
     its runs need not wait out the lease. False for an existing process (another user's too), an owner on another
     host, a tag that does not parse, and on Windows (where os.kill ends the process): those keep the lease rule."""
     try:
@@ -92,10 +93,10 @@ def owner_is_dead(owner: str) -> bool:
 
 def is_live(run) -> bool:
     """An unfinished run whose owner beat within the lease timeout and is not known dead (owner_is_dead)."""
-    if run.info.status != "RUNNING" or owner_is_dead(run.data.tags.get(tracking.OWNER, "")):
+    if run.info.status != "RUNNING" or owner_is_dead(run.data.tags.get(names.OWNER, "")):
         return False
     try:
-        return time.time() - float(run.data.tags.get(tracking.HEARTBEAT, "0")) < lease_timeout()
+        return time.time() - float(run.data.tags.get(names.HEARTBEAT, "0")) < lease_timeout()
     except ValueError:
         return False
 
@@ -108,12 +109,12 @@ def end_dead_runs(experiment_id: str) -> list[str]:
     (MLFLOW_RUN_ID: this process's). Returns the ended runs' ids."""
     entry_point = os.environ.get("MLFLOW_RUN_ID")
     running = tracking.search_runs([experiment_id], "attributes.status = 'RUNNING'", finished_only=False)
-    dead = [r for r in running if r.info.run_id != entry_point and owner_is_dead(r.data.tags.get(tracking.OWNER, ""))]
+    dead = [r for r in running if r.info.run_id != entry_point and owner_is_dead(r.data.tags.get(names.OWNER, ""))]
     for run in dead:
         now = tracking.get_run(run.info.run_id)  # read again: a live process may have taken it over meanwhile
-        if now.info.status != "RUNNING" or now.data.tags.get(tracking.OWNER) != run.data.tags.get(tracking.OWNER):
+        if now.info.status != "RUNNING" or now.data.tags.get(names.OWNER) != run.data.tags.get(names.OWNER):
             continue
-        if run.data.tags.get(tracking.KIND) == "claim":
+        if run.data.tags.get(names.KIND) == "claim":
             _drop(run.info.run_id)
         else:
             tracking.mark_failed(run.info.run_id)
@@ -126,7 +127,7 @@ def beat(run_id: str, metrics: dict | None = None, step: int = 0) -> None:
     tracking.client().log_batch(
         run_id,
         metrics=tracking.metric_entities(metrics or {}, step, now),
-        tags=[mlflow.entities.RunTag(tracking.HEARTBEAT, f"{now:.3f}"), mlflow.entities.RunTag(tracking.OWNER, _OWNER)],
+        tags=[mlflow.entities.RunTag(names.HEARTBEAT, f"{now:.3f}"), mlflow.entities.RunTag(names.OWNER, _OWNER)],
     )
 
 
@@ -168,9 +169,9 @@ def run(
     Inside `mlflow run` the entry point's run (MLFLOW_RUN_ID) is resumed, so there is no second run.
     """
     run_id = run_id or os.environ.pop("MLFLOW_RUN_ID", None)
-    all_tags = {tracking.KIND: kind, **tracking.semantics_tags(kind), **(tags or {})}
+    all_tags = {names.KIND: kind, **tracking.semantics_tags(kind), **(tags or {})}
     if parent_run_id:
-        all_tags[tracking.PARENT_RUN_ID] = parent_run_id
+        all_tags[names.PARENT_RUN_ID] = parent_run_id
     if run_id:
         tracking.check_resumable(tracking.get_run(run_id), kind)
         active = mlflow.start_run(run_id=run_id)
@@ -245,7 +246,7 @@ def start_study_run(experiment_id: str, params: dict) -> str:
     same configuration (resumed after a crash), else a new one. Kept out of the fluent run stack so that
     training and noise-eval runs can start beside it."""
     c = tracking.client()
-    key = tracking.config_key(params)
+    key = names.config_key(params)
     run_id = os.environ.pop("MLFLOW_RUN_ID", None)
     if run_id is None:
         run_id = existing_run(experiment_id, "study", key).resume  # a live twin study keeps its own run
@@ -254,7 +255,7 @@ def start_study_run(experiment_id: str, params: dict) -> str:
     else:
         c.update_run(run_id, status="RUNNING")
     hold(run_id)
-    tracking.write_params(run_id, params, {tracking.KIND: "study", tracking.CONFIG_KEY: key}, strict=False)
+    tracking.write_params(run_id, params, {names.KIND: "study", names.CONFIG_KEY: key}, strict=False)
     return run_id
 
 
@@ -263,7 +264,7 @@ def end_study_run(run_id: str, counts: tuple, ok: bool) -> None:
     study run whose owner died meanwhile (its configurations taken over by this one) is marked FAILED."""
     tracking.log_metrics(dict(zip(tracking.STUDY_METRICS, counts)), run_id=run_id)
     run = tracking.get_run(run_id)
-    existing_run(run.info.experiment_id, "study", run.data.tags[tracking.CONFIG_KEY], resumable=False)
+    existing_run(run.info.experiment_id, "study", run.data.tags[names.CONFIG_KEY], resumable=False)
     release(run_id)
     tracking.client().set_terminated(run_id, "FINISHED" if ok else "FAILED")
 
@@ -284,7 +285,7 @@ def stake(experiment_id: str, key: str) -> Claim:
     passed by the time claimed() resolves it. Whoever stakes a claim unstakes it."""
     run_id = (
         tracking.client()
-        .create_run(experiment_id, run_name=f"claim-{key[:8]}", tags={tracking.KIND: "claim", tracking.CONFIG_KEY: key})
+        .create_run(experiment_id, run_name=f"claim-{key[:8]}", tags={names.KIND: "claim", names.CONFIG_KEY: key})
         .info.run_id
     )
     claim = Claim(run_id, key, time.time() + CLAIM_SETTLE)

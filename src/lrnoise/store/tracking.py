@@ -29,131 +29,40 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
-from lrnoise import NOISE_SEMANTICS, TRAINING_SEMANTICS, __version__
-from lrnoise.config import SWEPT, StudySpec, TrainConfig
+from lrnoise import NOISE_SEMANTICS, TRAINING_SEMANTICS, __version__, names
+from lrnoise.config import StudySpec, TrainConfig
 from lrnoise.errors import LrnoiseError
 from lrnoise.store import server
 
 if TYPE_CHECKING:
     import pandas as pd
 
-DEFAULT_EXPERIMENT = "lrnoise"
-
-# ---- names: params
-TRAIN_PARAMS = tuple(f.name for f in dataclasses.fields(TrainConfig))  # train_noise: logged only when > 0
-# A noise evaluation's params: its NoiseConfig fields, prefixed so they never meet the `mlflow run` entry point's
-# own (pre-logged, unprefixed) inputs. Measured: model, levels, targets, fold_bn, options; precision: the rest.
-NOISE_PARAM_PREFIX = "noise."
-VERSION_TAGS = SWEPT  # registry version tags: the fields a study sweeps
-# ---- names: metrics
-EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
-BASELINE_ACCURACY = "baseline_accuracy"  # a_0: clean test accuracy (noise-injection training: BN re-estimated clean)
-BASELINE_ACCURACY_NOISY_BN = "baseline_accuracy_noisy_bn"  # noise-injection training: a_0 with BN stats as trained
-EPOCHS_TRAINED = "epochs_trained"  # training epochs (with budget steps: blocks of the reference batch size's updates)
-OPTIMIZER_STEPS = "optimizer_steps"  # updates behind the evaluated weights (the kept epoch x updates per epoch)
-BEST_EPOCH = "best_epoch"  # the epoch of the lowest val_loss (budget epochs: its weights are the ones kept)
-NONFINITE_LOSS_EPOCH = "nonfinite_loss_epoch"  # the epoch whose training loss went NaN / inf (training stopped)
-AVG_NORMALIZED_ACCURACY = "avg_normalized_accuracy"  # A_avr, eq. 9
-NORMALIZED_ACCURACY = "normalized_accuracy"  # A^x, eq. 8 (per level: normalized_accuracy_<axis>_<label>)
-NORMALIZED_ACCURACY_CI95 = "normalized_accuracy_ci95"  # its 95 % CI over the draws (per level)
-# eq. 1-3 measured: per epoch (step = epoch) and on the final weights / as the mean over training
-GRAD_NOISE_C = "grad_noise_c"  # C_hat, eq. 3
-GRAD_NOISE_POWER = "grad_noise_power"  # lr^2 C_hat / B, eq. 2's bound for this step size
-UPDATE_NOISE_POWER = "update_noise_power"  # the same estimate on an adaptive optimizer's actual step
-FINAL_SUFFIX, MEAN_SUFFIX = "_final", "_mean"
-GRAD_NOISE_METRICS = {"c": GRAD_NOISE_C, "power": GRAD_NOISE_POWER, "update_power": UPDATE_NOISE_POWER}
-
-
-def grad_noise_metrics(estimate: dict, suffix: str = "") -> dict:
-    """A gradnoise estimate ({c, power, update_power}) under its metric names (+ _final / _mean)."""
-    return {GRAD_NOISE_METRICS[k] + suffix: v for k, v in estimate.items()}
-
-
-GRAD_NOISE_POWER_MEAN = GRAD_NOISE_POWER + MEAN_SUFFIX
-UPDATE_NOISE_POWER_MEAN = UPDATE_NOISE_POWER + MEAN_SUFFIX
-NONFINITE_DRAWS = "nonfinite_draws"  # noisy draws whose outputs held NaN / inf (counted as wrong predictions)
-# ---- names: tags
-KIND = "lrnoise.kind"  # train | noise_eval | report | study
-SOURCE_RUN_ID = "source_run_id"  # on a noise-eval run: the training run it evaluated
-REPORT_RUN_ID = "lrnoise.report_run_id"  # on an `mlflow run -e report` run in another experiment: where the report is
-PARENT_RUN_ID = "mlflow.parentRunId"
-MODEL_URI = "lrnoise.model_uri"  # on a training run: models:/<model_id> of the model it logged
-EVALUATED_MODEL = "lrnoise.evaluated_model"  # on a noise-eval run: the model URI it evaluated
-CONFIG_KEY = "lrnoise.config"  # hash of the configuration's canonical params, for identical-run lookups
-NOISE_CONFIG = "lrnoise.noise_config"  # on a noise-eval run: the key of what it measured (NoiseConfig.key)
-NOISE_CONFIG_NAME = "lrnoise.noise_config_name"  # ... and its readable name (additive-paper, pcm-1s-1y, ...)
-HEARTBEAT = "lrnoise.heartbeat"  # on a running train / study / claim run: unix time of its owner's last sign of life
-OWNER = "lrnoise.owner"  # ... and who holds it: host:pid:random
-LEARNED = "lrnoise.learned"  # on a training run and its registry version: "false" when a_0 is not above chance
-RESUMED_AFTER_EPOCH = "lrnoise.resumed_after_epoch"  # on a training run continued from a checkpoint: its epoch
-SEMANTICS = "lrnoise.semantics"  # on a train / noise-eval run: the code's TRAINING_ / NOISE_SEMANTICS (none: 0)
-LRNOISE_VERSION = "lrnoise.version"  # ... and the lrnoise version that made it
-EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
-MODEL_ARTIFACT = "model"
-CHECKPOINT_DIR = "checkpoint"
-
-
-def level_metric(column: str, level_name: str, label: str) -> str:
-    """A per-level metric: accuracy_eta_10 (a^eta at eta = 10 %), normalized_accuracy_t_1d (A^t at t = 1 day)."""
-    return f"{column}_{level_name}_{label}"
-
-
-def summary_prefix(config_name: str, is_paper: bool) -> str:
-    """Where a configuration's summary sits on the training run: the paper's keeps today's bare names
-    (avg_normalized_accuracy, normalized_accuracy_eta_10); any other is grouped under '<name>/'."""
-    return "" if is_paper else f"{config_name}/"
-
-
-def noise_params(config_fields: dict) -> dict:
-    """A noise evaluation's params from its configuration's fields (options as name=value pairs)."""
-    params = {}
-    for key, value in config_fields.items():
-        if key == "options":
-            value = ",".join(f"{k}={canonical(v)}" for k, v in value) or "none"
-        params[NOISE_PARAM_PREFIX + key] = value
-    return params
-
-
-def canonical(value) -> str:
-    """How a param value is written: floats in repr form (0.00075 -> '0.00075'), lists comma-joined."""
-    if isinstance(value, (list, tuple)):
-        return ",".join(canonical(v) for v in value)
-    if isinstance(value, (float, np.floating)):
-        return repr(float(value))
-    return str(value)
-
-
 SEMANTICS_OF = {"train": TRAINING_SEMANTICS, "noise_eval": NOISE_SEMANTICS}  # what this code trains / measures
 
 
 def semantics_tags(kind: str) -> dict:
     """The tags a run of `kind` records about the code that made it (none for a study, claim or report run)."""
-    return {SEMANTICS: str(SEMANTICS_OF[kind]), LRNOISE_VERSION: __version__} if kind in SEMANTICS_OF else {}
+    return (
+        {names.SEMANTICS: str(SEMANTICS_OF[kind]), names.LRNOISE_VERSION: __version__} if kind in SEMANTICS_OF else {}
+    )
 
 
 def run_semantics(run) -> int:
     """The semantics number a train / noise-eval run was made under; 0 for a run older than the tag."""
-    return int(run.data.tags.get(SEMANTICS, "0"))
+    return int(run.data.tags.get(names.SEMANTICS, "0"))
 
 
 def check_resumable(run, kind: str) -> None:
     """A run of `kind` made by lrnoise under other semantics cannot be continued by this code (its first
     epochs would mean something else than its last); a run lrnoise has not touched yet (`mlflow run`'s own)
     can."""
-    if kind in SEMANTICS_OF and KIND in run.data.tags and run_semantics(run) != SEMANTICS_OF[kind]:
+    if kind in SEMANTICS_OF and names.KIND in run.data.tags and run_semantics(run) != SEMANTICS_OF[kind]:
         raise LrnoiseError(
             f"run {run.info.run_id} was made under {kind} semantics {run_semantics(run)}, this lrnoise "
             f"{__version__} works under {SEMANTICS_OF[kind]}: start a new run instead of resuming it"
         )
 
 
-def config_key(params: dict) -> str:
-    """Hash of the canonical params: runs with equal keys ran the same configuration."""
-    text = json.dumps({k: canonical(v) for k, v in sorted(params.items())}, sort_keys=True)
-    return hashlib.sha1(text.encode()).hexdigest()
-
-
-# ---------------------------------------------------------------- stores and experiments
 def client() -> MlflowClient:
     return MlflowClient()
 
@@ -246,11 +155,11 @@ def _set_experiment_kind(c, exp_id: str) -> None:
     experiment at the same moment can collide (UNIQUE constraint failed on experiment_tags, seen with two server
     processes over sqlite); the second attempt finds the tag and updates it. Refusals (permissions) are not retried."""
     try:
-        c.set_experiment_tag(exp_id, *EXPERIMENT_KIND)
+        c.set_experiment_tag(exp_id, *names.EXPERIMENT_KIND)
     except MlflowException as exc:
         if server_error(exc) is not None:
             raise
-        c.set_experiment_tag(exp_id, *EXPERIMENT_KIND)
+        c.set_experiment_tag(exp_id, *names.EXPERIMENT_KIND)
 
 
 def _ensure_experiment(name: str) -> str:
@@ -326,7 +235,7 @@ def _new_params(existing: dict, params: dict, run_id: str, strict: bool = True) 
     given)."""
     fresh = {}
     for key, value in params.items():
-        text = canonical(value)
+        text = names.canonical(value)
         if key not in existing:
             fresh[key] = text
         elif strict and not _same_value(existing[key], text):
@@ -339,7 +248,7 @@ def log_params(params: dict, key: str | None = None, execution: dict | None = No
     hash of the params), in one write after one read. `execution`: how the run was executed (mixed precision,
     XLA, steps per execution, ...), params outside the key, checked the same way (a resume must run as the run
     ran)."""
-    write_params(active_run_id(), {**params, **(execution or {})}, {CONFIG_KEY: key or config_key(params)})
+    write_params(active_run_id(), {**params, **(execution or {})}, {names.CONFIG_KEY: key or names.config_key(params)})
 
 
 def write_params(run_id: str, params: dict, tags: dict, strict: bool = True) -> None:
@@ -379,7 +288,7 @@ def _same_value(a: str, b: str) -> bool:
 
 def mark_resumed(epoch: int) -> None:
     """Tags the active training run as continued from its checkpoint after `epoch` (the latest resume)."""
-    mlflow.set_tag(RESUMED_AFTER_EPOCH, str(epoch))
+    mlflow.set_tag(names.RESUMED_AFTER_EPOCH, str(epoch))
 
 
 def last_step(run_id: str, metric: str) -> int:
@@ -465,14 +374,14 @@ def log_noise_result(
 
     run_metrics: {name: value} of run-level metrics (names from this module); per_level: (level_name, label,
     {column: value}) per level; summary_columns: the per-level columns copied onto the training run, together
-    with A_avr, under `prefix` (see summary_prefix), so that its runs table shows every configuration."""
+    with A_avr, under `prefix` (see names.summary_prefix), so that its runs table shows every configuration."""
     metrics = dict(run_metrics)
-    summary = {prefix + AVG_NORMALIZED_ACCURACY: run_metrics[AVG_NORMALIZED_ACCURACY]}
+    summary = {prefix + names.AVG_NORMALIZED_ACCURACY: run_metrics[names.AVG_NORMALIZED_ACCURACY]}
     for level_name, label, values in per_level:
         for column, value in values.items():
-            metrics[level_metric(column, level_name, label)] = value
+            metrics[names.level_metric(column, level_name, label)] = value
             if column in summary_columns:
-                summary[prefix + level_metric(column, level_name, label)] = value
+                summary[prefix + names.level_metric(column, level_name, label)] = value
     log_metrics(metrics)
     if train_run_id:
         log_metrics(summary, run_id=train_run_id)
@@ -483,29 +392,29 @@ def resumable_training(run_id: str):
     run = get_run(run_id)
     if run.info.status == "FINISHED":
         raise LrnoiseError(f"run {run_id} already finished: nothing to resume")
-    if run.data.tags.get(KIND) != "train":
+    if run.data.tags.get(names.KIND) != "train":
         raise LrnoiseError(f"run {run_id} is not a training run of lrnoise")
     return run
 
 
 def dataset_of(train_run) -> str | None:
     """The dataset a training run trained on (its `dataset` param)."""
-    return train_run.data.params.get(TRAIN_PARAMS[0])
+    return train_run.data.params.get(names.TRAIN_PARAMS[0])
 
 
 def learned(train_run) -> bool:
     """False when the training run was tagged as not having learned (a_0 not above chance)."""
-    return train_run.data.tags.get(LEARNED, "true") != "false"
+    return train_run.data.tags.get(names.LEARNED, "true") != "false"
 
 
 def source_of(run_id: str | None = None, model_uri: str | None = None):
     """The lrnoise training run behind a run id or a model URI, or None for a model from elsewhere."""
     if run_id:
         run = get_run(run_id)
-        if run.data.tags.get(KIND) != "train":
+        if run.data.tags.get(names.KIND) != "train":
             raise LrnoiseError(
                 f"run {run_id} is not an lrnoise training run (kind "
-                f"{run.data.tags.get(KIND, 'none')!r}): pass a training run id"
+                f"{run.data.tags.get(names.KIND, 'none')!r}): pass a training run id"
             )
         if run.info.status != "FINISHED":
             raise LrnoiseError(f"training run {run_id} is {run.info.status}, not FINISHED: resume it first")
@@ -524,7 +433,7 @@ def source_of(run_id: str | None = None, model_uri: str | None = None):
     if not source_id:
         return None
     run = get_run(source_id)
-    return run if run.data.tags.get(KIND) == "train" else None
+    return run if run.data.tags.get(names.KIND) == "train" else None
 
 
 def evaluation_target(run_id: str | None, model_uri: str | None, experiment: str | None, force: bool) -> tuple:
@@ -542,7 +451,7 @@ def evaluation_target(run_id: str | None, model_uri: str | None, experiment: str
             f"training run {source.info.run_id} did not learn (test accuracy not above chance): "
             "its noise resistance means nothing; pass --force to evaluate it anyway"
         )
-    name = experiment or (experiment_name(source.info.experiment_id) if source else DEFAULT_EXPERIMENT)
+    name = experiment or (experiment_name(source.info.experiment_id) if source else names.DEFAULT_EXPERIMENT)
     ensure_experiment(name)  # a READ-only user is refused here
     return source, model_uri, name
 
@@ -555,13 +464,13 @@ def active_run_id() -> str:
 def log_checkpoint(files: list[Path]) -> None:
     """Uploads the checkpoint files that changed this epoch into the run's checkpoint folder."""
     for file in files:
-        mlflow.log_artifact(str(file), artifact_path=CHECKPOINT_DIR)
+        mlflow.log_artifact(str(file), artifact_path=names.CHECKPOINT_DIR)
 
 
 def download_checkpoint(run_id: str, dst: Path) -> Path | None:
     """The run's checkpoint folder downloaded into dst, or None if the run has none."""
     try:
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=CHECKPOINT_DIR, dst_path=str(dst))
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=names.CHECKPOINT_DIR, dst_path=str(dst))
     except (MlflowException, OSError):
         return None
     return Path(path)
@@ -597,19 +506,19 @@ def log_model(
     (dataset, model, optimizer, lr, batch size, train noise, seed), the training run and whether it learned;
     returns (model_uri, model_version)."""
     version_tags = {
-        **{k: canonical(getattr(config, k)) for k in VERSION_TAGS},
-        SOURCE_RUN_ID: run_id,
-        LEARNED: str(learned).lower(),
+        **{k: names.canonical(getattr(config, k)) for k in names.VERSION_TAGS},
+        names.SOURCE_RUN_ID: run_id,
+        names.LEARNED: str(learned).lower(),
     }
-    mlflow.set_tag(LEARNED, str(learned).lower())  # before the model: a run whose logging fails still says it
+    mlflow.set_tag(names.LEARNED, str(learned).lower())  # before the model: a run whose logging fails still says it
     signature = _signature(tuple(sample_input.shape[1:]), str(sample_input.dtype), int(model.output_shape[-1]))
     # No input example: MLflow would reload the model and predict on it to validate serving (one more model
     # load and prediction per training); the signature documents the input.
     info = mlflow.keras.log_model(
-        model, name=MODEL_ARTIFACT, signature=signature, pip_requirements=list(_pip_requirements())
+        model, name=names.MODEL_ARTIFACT, signature=signature, pip_requirements=list(_pip_requirements())
     )
     version = _register(info.model_id, registered_model, run_id, version_tags)
-    mlflow.set_tag(MODEL_URI, info.model_uri)
+    mlflow.set_tag(names.MODEL_URI, info.model_uri)
     return info.model_uri, version
 
 
@@ -646,8 +555,8 @@ def model_uri_of_run(run_id: str, run=None) -> str:
     """`models:/<model_id>` of the model a training run logged, or an error if it logged none. `run`: the run
     `run_id`, when the caller has fetched it already."""
     run = run or get_run(run_id)
-    if MODEL_URI in run.data.tags:
-        return run.data.tags[MODEL_URI]
+    if names.MODEL_URI in run.data.tags:
+        return run.data.tags[names.MODEL_URI]
     models = client().search_logged_models([run.info.experiment_id], filter_string=f"source_run_id = '{run_id}'")
     if not models:
         raise LrnoiseError(f"run {run_id} has no logged model: pass a finished training run or --model-uri")
@@ -689,20 +598,20 @@ def train_runs_frame(experiment_id: str, param_filters: dict) -> pd.DataFrame:
     back from the store as values; report, stats, figures and the notebook read this frame."""
     import pandas as pd
 
-    clauses = [f"tags.`{KIND}` = 'train'"] + [f"params.{k} = '{v}'" for k, v in param_filters.items()]
+    clauses = [f"tags.`{names.KIND}` = 'train'"] + [f"params.{k} = '{v}'" for k, v in param_filters.items()]
     rows = []
     for run in search_runs([experiment_id], " and ".join(clauses)):
         rows.append(
             {
                 "run_id": run.info.run_id,
                 **dataclasses.asdict(TrainConfig.from_params(run.data.params)),
-                "learned": run.data.tags.get(LEARNED, "true") != "false",
-                "config_key": run.data.tags.get(CONFIG_KEY, run.info.run_id),
+                "learned": run.data.tags.get(names.LEARNED, "true") != "false",
+                "config_key": run.data.tags.get(names.CONFIG_KEY, run.info.run_id),
                 "semantics": run_semantics(run),
                 **run.data.metrics,
             }
         )
-    columns = ["run_id", *TRAIN_PARAMS, "learned", "config_key", "semantics"]
+    columns = ["run_id", *names.TRAIN_PARAMS, "learned", "config_key", "semantics"]
     return pd.DataFrame(rows, columns=columns if not rows else None)
 
 
@@ -713,21 +622,23 @@ def noise_runs_frame(experiment_id: str) -> pd.DataFrame:
     import pandas as pd
 
     rows = []
-    for run in search_runs([experiment_id], f"tags.`{KIND}` = 'noise_eval'"):
-        source = run.data.tags.get(SOURCE_RUN_ID)
-        if not source or NOISE_CONFIG not in run.data.tags:
+    for run in search_runs([experiment_id], f"tags.`{names.KIND}` = 'noise_eval'"):
+        source = run.data.tags.get(names.SOURCE_RUN_ID)
+        if not source or names.NOISE_CONFIG not in run.data.tags:
             continue  # a bare model URI's evaluation, or one from before configurations had keys
         fields = {
-            k[len(NOISE_PARAM_PREFIX) :]: v for k, v in run.data.params.items() if k.startswith(NOISE_PARAM_PREFIX)
+            k[len(names.NOISE_PARAM_PREFIX) :]: v
+            for k, v in run.data.params.items()
+            if k.startswith(names.NOISE_PARAM_PREFIX)
         }
         rows.append(
             {
                 "eval_run_id": run.info.run_id,
                 "run_id": source,
-                "noise_config": run.data.tags[NOISE_CONFIG],
-                "noise_config_name": run.data.tags.get(NOISE_CONFIG_NAME, ""),
+                "noise_config": run.data.tags[names.NOISE_CONFIG],
+                "noise_config_name": run.data.tags.get(names.NOISE_CONFIG_NAME, ""),
                 "config_fields": fields,
-                "run_key": run.data.tags.get(CONFIG_KEY, run.info.run_id),
+                "run_key": run.data.tags.get(names.CONFIG_KEY, run.info.run_id),
                 "semantics": run_semantics(run),
                 "start_time": run.info.start_time,
                 **run.data.metrics,
@@ -751,15 +662,15 @@ def log_report(experiment_id: str, folder: Path) -> str:
     """A `report` run in the reported experiment holding every table and figure as artifacts. Under `mlflow run`
     the entry point's run is that run when it is in the reported experiment; when `mlflow run` put it in another
     one (no --experiment-name: Default), the report run is made in the reported experiment all the same and the
-    entry point's run is tagged with its id (REPORT_RUN_ID)."""
+    entry point's run is tagged with its id (names.REPORT_RUN_ID)."""
     entry = os.environ.get("MLFLOW_RUN_ID")
     elsewhere = entry is not None and get_run(entry).info.experiment_id != experiment_id
     if elsewhere:  # consumed here as start_run would consume it, without resuming a run of the other experiment
         del os.environ["MLFLOW_RUN_ID"]
-    with mlflow.start_run(experiment_id=experiment_id, run_name="report", tags={KIND: "report"}) as active:
+    with mlflow.start_run(experiment_id=experiment_id, run_name="report", tags={names.KIND: "report"}) as active:
         mlflow.log_artifacts(str(folder))
     if elsewhere:
-        client().set_tag(entry, REPORT_RUN_ID, active.info.run_id)
+        client().set_tag(entry, names.REPORT_RUN_ID, active.info.run_id)
     return active.info.run_id
 
 
@@ -773,11 +684,11 @@ def runs_with_config(
 ) -> list:
     """Every run (any status, not deleted) of `kind` with configuration key `key`, newest first; with
     `same_semantics`, only those made under this code's semantics number for `kind`."""
-    clauses = [f"tags.`{KIND}` = '{kind}'", f"tags.`{CONFIG_KEY}` = '{key}'"]
+    clauses = [f"tags.`{names.KIND}` = '{kind}'", f"tags.`{names.CONFIG_KEY}` = '{key}'"]
     if source_run_id:
-        clauses.append(f"tags.`{SOURCE_RUN_ID}` = '{source_run_id}'")
+        clauses.append(f"tags.`{names.SOURCE_RUN_ID}` = '{source_run_id}'")
     if same_semantics:
-        clauses.append(f"tags.`{SEMANTICS}` = '{SEMANTICS_OF[kind]}'")
+        clauses.append(f"tags.`{names.SEMANTICS}` = '{SEMANTICS_OF[kind]}'")
     runs = search_runs([experiment_id], " and ".join(clauses), finished_only=False)
     return sorted(runs, key=lambda r: r.info.start_time, reverse=True)
 
@@ -785,10 +696,11 @@ def runs_with_config(
 def finished_semantics(experiment_id: str, kind: str) -> list[tuple[str, str | None, str, int]]:
     """(configuration key, source run id or None, run id, semantics number) of every FINISHED run of `kind`,
     newest first (all pages, one search): what a study can reuse, read once before it runs."""
-    runs = search_runs([experiment_id], f"tags.`{KIND}` = '{kind}'")
+    runs = search_runs([experiment_id], f"tags.`{names.KIND}` = '{kind}'")
     runs = sorted(runs, key=lambda r: r.info.start_time, reverse=True)
     return [
-        (r.data.tags.get(CONFIG_KEY, ""), r.data.tags.get(SOURCE_RUN_ID), r.info.run_id, run_semantics(r)) for r in runs
+        (r.data.tags.get(names.CONFIG_KEY, ""), r.data.tags.get(names.SOURCE_RUN_ID), r.info.run_id, run_semantics(r))
+        for r in runs
     ]
 
 

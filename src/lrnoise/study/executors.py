@@ -22,6 +22,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 
+from lrnoise import names
 from lrnoise.config import Execution, TrainConfig
 from lrnoise.errors import LrnoiseError
 from lrnoise.noise.evaluation import noise_eval
@@ -122,7 +123,7 @@ def run_job(job: Job, ctx: Context, claim: leases.Claim | None = None, sweep: Sw
     outcome = Outcome(job, "ok")
     try:
         exp_id = tracking.ensure_experiment(ctx.experiment)
-        key = tracking.config_key(job.train.params())
+        key = names.config_key(job.train.params())
         with leases.claimed(
             exp_id, key, meanwhile=lambda: _prepare_if_new(job, ctx, exp_id, key, sweep), staked=claim
         ) as mine:
@@ -147,7 +148,7 @@ def _prepare_if_new(job: Job, ctx: Context, exp_id: str, key: str, sweep: SweepC
 
 def _train_and_evaluate(job: Job, ctx: Context, outcome: Outcome, exp_id: str, sweep: SweepCache | None) -> None:
     """The configuration's work, under its claim: reuse / resume / train, then each noise evaluation."""
-    found = leases.existing_run(exp_id, "train", tracking.config_key(job.train.params()), reuse_any=ctx.reuse_any)
+    found = leases.existing_run(exp_id, "train", names.config_key(job.train.params()), reuse_any=ctx.reuse_any)
     trained = None  # this process's own training: its model and data are reused by the evaluations
     if found.live:  # a process that lost its claim (lease timeout) but still beats: leave it
         outcome.status = "busy"
@@ -286,7 +287,7 @@ class Dispatcher:
         if job in self.stakes:
             return
         try:
-            self.stakes[job] = leases.stake(self.experiment_id, tracking.config_key(job.train.params()))
+            self.stakes[job] = leases.stake(self.experiment_id, names.config_key(job.train.params()))
         except Exception:  # the store failed: the configuration claims for itself when it runs (and reports it)
             pass
 

@@ -19,7 +19,7 @@ import threading
 import time
 from collections import Counter
 
-from lrnoise import NOISE_SEMANTICS, TRAINING_SEMANTICS, __version__
+from lrnoise import NOISE_SEMANTICS, TRAINING_SEMANTICS, __version__, names
 from lrnoise.config import EXECUTORS, PRESETS, REUSE, Execution, Placement, StudySpec, check_choice
 from lrnoise.data import loading
 from lrnoise.errors import LrnoiseError
@@ -52,8 +52,7 @@ def study_params(spec: StudySpec) -> dict:
     values = {f: spec.setting(f) if f in SETTINGS else getattr(spec, f) for f in tracking.STUDY_PARAMS}
     values["noise"] = [c.name for c in noise_configs(spec)]
     return {
-        k: "preset" if v is None else tracking.canonical(list(v) if isinstance(v, tuple) else v)
-        for k, v in values.items()
+        k: "preset" if v is None else names.canonical(list(v) if isinstance(v, tuple) else v) for k, v in values.items()
     }
 
 
@@ -76,7 +75,7 @@ def semantics_lines(exp_id: str, jobs: list[Job], reuse_any: bool) -> list[str]:
         evaluated.setdefault((source, key), []).append(semantics)
     other_trainings, other_evaluations = [], []
     for job in jobs:
-        runs = trained.get(tracking.config_key(job.train.params()), [])
+        runs = trained.get(names.config_key(job.train.params()), [])
         same = [run_id for run_id, semantics in runs if semantics == TRAINING_SEMANTICS]
         if not same and runs:
             other_trainings.append(runs[0][1])
@@ -168,7 +167,7 @@ def default_workers(spec: StudySpec, placement: Placement = Placement()) -> int:
 
 def run_study(
     spec: StudySpec,
-    experiment: str = tracking.DEFAULT_EXPERIMENT,
+    experiment: str = names.DEFAULT_EXPERIMENT,
     workers: int | None = None,
     executor: str = "local",
     ray_address: str | None = None,

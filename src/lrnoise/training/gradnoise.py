@@ -47,7 +47,7 @@ import numpy as np
 from lrnoise.errors import LrnoiseError
 
 BATCH_TAG = 0x67726164  # "grad": keeps these draws apart from any other stream seeded with (seed, epoch)
-# the quantities an estimate holds (tracking.GRAD_NOISE_METRICS names them in MLflow)
+# the quantities an estimate holds (names.GRAD_NOISE_METRICS names them in MLflow)
 GRAD_NOISE_C = "c"  # C_hat (eq. 3)
 GRAD_NOISE_POWER = "power"  # lr^2 C_hat / B (eq. 2's bound)
 UPDATE_NOISE_POWER = "update_power"  # lr^2 * the same estimator on an adaptive optimizer's step

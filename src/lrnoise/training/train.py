@@ -18,6 +18,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from lrnoise import names
 from lrnoise.analysis import stats
 from lrnoise.config import Execution, TrainConfig
 from lrnoise.data import loading
@@ -124,7 +125,7 @@ class EpochLog(keras.callbacks.Callback):
         self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        metrics = {k: float(logs[k]) for k in tracking.EPOCH_METRICS}
+        metrics = {k: float(logs[k]) for k in names.EPOCH_METRICS}
         self.pending.update(metrics)
         shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items())
         print(f"epoch {epoch + 1}/{self.epochs}  {shown}  ({time.perf_counter() - self.start:.1f}s)", flush=True)
@@ -150,7 +151,7 @@ def grad_noise_callback(
 
     def log(estimate: dict, step: int) -> None:
         state.setdefault("grad_noise", []).append(estimate)
-        epoch_log.add(tracking.grad_noise_metrics(estimate))
+        epoch_log.add(names.grad_noise_metrics(estimate))
 
     return [
         gradnoise.GradNoiseCallback(
@@ -182,8 +183,8 @@ def grad_noise_summary(
     history = state.get("grad_noise", [])
     mean = {k: float(np.mean([h[k] for h in history if k in h])) for k in (history[0] if history else {})}
     return {
-        **tracking.grad_noise_metrics(final, tracking.FINAL_SUFFIX),
-        **tracking.grad_noise_metrics(mean, tracking.MEAN_SUFFIX),
+        **names.grad_noise_metrics(final, names.FINAL_SUFFIX),
+        **names.grad_noise_metrics(mean, names.MEAN_SUFFIX),
     }
 
 
@@ -219,7 +220,7 @@ def _restore(previous: Path | None, folder: Path) -> tuple[keras.Model | None, d
 def train(
     config: TrainConfig,
     data_dir: str | None = None,
-    experiment: str = tracking.DEFAULT_EXPERIMENT,
+    experiment: str = names.DEFAULT_EXPERIMENT,
     registered_model: str | None = None,
     resume: str | None = None,
     parent_run_id: str | None = None,
@@ -263,7 +264,7 @@ def train(
         if not Checkpointer.finished(state, config):
             stream, steps = prepared.stream if prepared else training_stream(config, ds, state["epoch"])
             epoch_log = EpochLog(
-                config.epochs, run_id, tracking.last_step(run_id, tracking.EPOCH_METRICS[0]) if resume else 0
+                config.epochs, run_id, tracking.last_step(run_id, names.EPOCH_METRICS[0]) if resume else 0
             )
             grad_noise = grad_noise_callback(config, execution, ds, state, epoch_log)
             model.fit(
@@ -277,7 +278,7 @@ def train(
             )
         if state.get("nonfinite_loss_epoch"):
             print(f"stopped: the training loss became non-finite in epoch {state['nonfinite_loss_epoch']}", flush=True)
-            tracking.log_metrics({tracking.NONFINITE_LOSS_EPOCH: state["nonfinite_loss_epoch"]})
+            tracking.log_metrics({names.NONFINITE_LOSS_EPOCH: state["nonfinite_loss_epoch"]})
         evaluated_epoch = state["epoch"]  # the epoch whose weights are evaluated and logged
         if config.budget == "epochs":  # under steps every model is evaluated after its full budget of updates
             best = checkpointer.best if checkpointer.best is not None else saved_weights(folder / BEST_WEIGHTS)
@@ -290,7 +291,7 @@ def train(
         )
         bn_at_noisy = {}
         if config.train_noise:  # its BN statistics were gathered at noisy weights: a_0 is measured at clean ones
-            bn_at_noisy[tracking.BASELINE_ACCURACY_NOISY_BN] = networks.Evaluator(
+            bn_at_noisy[names.BASELINE_ACCURACY_NOISY_BN] = networks.Evaluator(
                 model, ds.x_test, ds.y_test, EVAL_BATCH
             )()
             noise_training.recompute_batch_norm(model, ds.x_train)
@@ -301,10 +302,10 @@ def train(
             {
                 **summary,
                 **bn_at_noisy,
-                tracking.BASELINE_ACCURACY: baseline,
-                tracking.EPOCHS_TRAINED: state["epoch"],
-                tracking.OPTIMIZER_STEPS: evaluated_epoch * steps_per_training_epoch(config, len(ds.x_train)),
-                tracking.BEST_EPOCH: state["best_epoch"],
+                names.BASELINE_ACCURACY: baseline,
+                names.EPOCHS_TRAINED: state["epoch"],
+                names.OPTIMIZER_STEPS: evaluated_epoch * steps_per_training_epoch(config, len(ds.x_train)),
+                names.BEST_EPOCH: state["best_epoch"],
             }
         )
         model_uri, version = tracking.log_model(
@@ -314,7 +315,7 @@ def train(
         if not learned:
             print(
                 f"did not learn: test accuracy {baseline:.2%} is not clearly above chance "
-                f"({1 / ds.num_classes:.0%}); tagged {tracking.LEARNED}=false (lr {config.lr:g} too high?)"
+                f"({1 / ds.num_classes:.0%}); tagged {names.LEARNED}=false (lr {config.lr:g} too high?)"
             )
         print(f"run_id {run_id}", flush=True)
     return TrainResult(run_id, model_uri, str(version), baseline, state["epoch"], model, ds, evaluator)
