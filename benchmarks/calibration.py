@@ -1,10 +1,11 @@
 """Every verdict lrnoise prints, calibrated on synthetic studies of the design it is used on.
 
 `python benchmarks/calibration.py [--studies N]` (default 1,000 per figure; ~5 minutes on 2 cores): for each
-preset's design it draws N synthetic studies, runs the verdict exactly as the report does (lrnoise.analysis.stats), and
-measures how often it names an effect where there is none (false alarm), how often it finds a planted one
-(power), and how often its interval holds the truth (coverage). The figures go into benchmarks/results.json
-under "calibration" and the table in docs/statistics.md is generated from them (between its markers).
+preset's design it draws N synthetic studies, runs the verdict exactly as the report does (lrnoise.analysis:
+lr_claims, axis_effects, eq2, frontier), and measures how often it names an effect where there is none (false
+alarm), how often it finds a planted one (power), and how often its interval holds the truth (coverage). The
+figures go into benchmarks/results.json under "calibration" and the table in docs/statistics.md is generated from
+them (between its markers).
 
 A synthetic study on its own model: A_avr of run (cell c, seed s) = mu_c + o_s + e_cs, where o_s ~ N(0,
 SEED_SHARED) is what a seed (initial weights, validation split, batch order) gives every cell alike and e_cs ~
@@ -33,16 +34,20 @@ sys.path.insert(0, str(HERE))
 
 import calibration_robust as off  # noqa: E402
 
-from lrnoise import config, paper  # noqa: E402
-from lrnoise.analysis import frontier, stats  # noqa: E402
+from lrnoise import grid, names, paper  # noqa: E402
+from lrnoise.analysis import axis_effects, frontier, lr_claims, run_table  # noqa: E402
+from lrnoise.analysis.eq2 import CURVED, GATES, NO_EFFECT, PREDICTIONS, eq2_test  # noqa: E402
+from lrnoise.settings import ReportSettings  # noqa: E402
+
+DROP = ReportSettings.max_accuracy_drop  # the report's default accuracy margin (1 point)
 
 SEED_SHARED = 0.015  # sd of a seed's offset shared by every cell (fraction of A_avr)
 SEED_OWN = 0.02  # sd of the rest of a run's seed noise
 MAX_FALSE_ALARM = 0.06  # what every false-alarm figure must stay under (5 % nominal + Monte-Carlo slack)
 MIN_COVERAGE = 0.90
-MECHANISM_LRS = config.PRESETS["mechanism"]["blocks"][0]["lrs"]
-MECHANISM_BATCH_SIZES = config.PRESETS["mechanism"]["blocks"][0]["batch_sizes"]
-TRAIN_NOISES = config.PRESETS["mechanism"]["blocks"][1]["train_noises"]
+MECHANISM_LRS = grid.PRESETS["mechanism"]["blocks"][0]["lrs"]
+MECHANISM_BATCH_SIZES = grid.PRESETS["mechanism"]["blocks"][0]["batch_sizes"]
+TRAIN_NOISES = grid.PRESETS["mechanism"]["blocks"][1]["train_noises"]
 EQ2_EFFECT = 0.03  # planted |a|: A_avr moves 3 points per unit of log lr (4 points over the mechanism lrs)
 
 
@@ -67,7 +72,8 @@ def lr_trend(studies: int, seeds: int, slope: float, rng, paired: bool = True, l
     mu = 0.7 + slope * np.arange(len(cells))
     return rate(
         [
-            stats.trend(runs_of(cells, mu, seeds, rng, paired), stats.A_AVR)["verdict"] != "no clear trend"
+            lr_claims.trend(runs_of(cells, mu, seeds, rng, paired), names.AVG_NORMALIZED_ACCURACY)["verdict"]
+            != lr_claims.NO_TREND
             for _ in range(studies)
         ]
     )
@@ -82,8 +88,9 @@ def sweet_spot(studies: int, seeds: int, rng) -> tuple[float, float]:
     hits, shares = [], []
     for i in range(studies):
         runs = runs_of(cells, mu, seeds, rng)
-        spot = stats.sweet_spot(runs, stats.BASELINE, stats.A_AVR, 0.01)
-        shares.append(stats.sweet_spot_shares(runs, stats.BASELINE, stats.A_AVR, 0.01, seed=i).get(spot, 0.0))
+        columns = (runs, names.BASELINE_ACCURACY, names.AVG_NORMALIZED_ACCURACY, 0.01)
+        spot = lr_claims.sweet_spot(*columns)
+        shares.append(lr_claims.sweet_spot_shares(*columns, seed=i).get(spot, 0.0))
         hits.append(spot == paper.LRS[-1])
     return rate(hits), float(np.mean(shares))
 
@@ -97,15 +104,16 @@ def association(studies: int, seeds: int, slope: float, rng, lrs=paper.LRS) -> f
     named = []
     for _ in range(studies):
         runs = runs_of(cells, mu, seeds, rng)
-        runs[stats.GRAD_NOISE_C] = runs["lr"] ** 2 * np.exp(rng.normal(0, 0.3, len(runs)))
-        named.append(stats.association_within_lr(runs, stats.GRAD_NOISE_C)["verdict"] != "no clear association")
+        runs[names.GRAD_NOISE_C_MEAN] = runs["lr"] ** 2 * np.exp(rng.normal(0, 0.3, len(runs)))
+        found = lr_claims.association_within_lr(runs, names.GRAD_NOISE_C_MEAN)
+        named.append(found["verdict"] != lr_claims.NO_ASSOCIATION)
     return rate(named)
 
 
 def axis_effect(studies: int, axis: str, effect: float, rng, paired: bool = True) -> tuple[float, float]:
     """(share naming an effect, coverage of the effect's interval) of the pooled axis test on the mechanism
     design: batch size 8 and 32 at its three lrs, or its four train noises at one lr; effect per AXIS_UNITS step."""
-    to_x = stats.AXIS_UNITS[axis][0]
+    to_x = axis_effects.AXIS_UNITS[axis][0]
     if axis == "batch_size":
         cells = [{"lr": lr, "batch_size": b} for lr in MECHANISM_LRS for b in MECHANISM_BATCH_SIZES]
     else:
@@ -113,7 +121,7 @@ def axis_effect(studies: int, axis: str, effect: float, rng, paired: bool = True
     mu = np.array([0.7 - 10 * c["lr"] + effect * to_x(float(c[axis])) for c in cells])
     named, covered = [], []
     for _ in range(studies):
-        row = stats.axis_claims(runs_of(cells, mu, 3, rng, paired), axis).iloc[0]
+        row = axis_effects.axis_claims(runs_of(cells, mu, 3, rng, paired), axis).iloc[0]
         named.append(row["avr_verdict"] != "no clear effect")
         covered.append(row["avr_ci_low"] <= effect <= row["avr_ci_high"])
     return rate(named), rate(covered)
@@ -124,20 +132,20 @@ def eq2(studies: int, seeds: int, truth: str | None, rng, paired: bool = True) -
     effect). Returns the share with an effect found, with the truth excluded, with each rival excluded, with
     the truth inside Fieller's set, and with the response called curved."""
     cells = [{"lr": lr, "batch_size": b} for lr in MECHANISM_LRS for b in MECHANISM_BATCH_SIZES]
-    r = stats.PREDICTIONS[truth] if truth else 0.0
+    r = PREDICTIONS[truth] if truth else 0.0
     a = EQ2_EFFECT if truth else 0.0
     mu = np.array([0.7 - a * (np.log(c["lr"]) + r * np.log(c["batch_size"])) for c in cells])
     found = []
     for _ in range(studies):
-        row = stats.eq2_test(runs_of(cells, mu, seeds, rng, paired)).iloc[0]
-        excluded = set(filter(None, row["excluded"].split(", "))) if row["verdict"] not in stats.GATES else set()
+        row = eq2_test(runs_of(cells, mu, seeds, rng, paired)).iloc[0]
+        excluded = set(filter(None, row["excluded"].split(", "))) if row["verdict"] not in GATES else set()
         found.append((row["verdict"], excluded, row[f"p_{truth}"] if truth else np.nan))
-    out = {"effect": rate([v != stats.NO_EFFECT for v, _, _ in found])}
+    out = {"effect": rate([v != NO_EFFECT for v, _, _ in found])}
     if truth:
         out["truth_excluded"] = rate([truth in e for _, e, _ in found])
         out["covered"] = rate([p >= 0.05 for _, _, p in found])  # r in Fieller's set <=> its contrast holds
-        out["curved"] = rate([v == stats.CURVED for v, _, _ in found])
-        for rival in stats.PREDICTIONS:
+        out["curved"] = rate([v == CURVED for v, _, _ in found])
+        for rival in PREDICTIONS:
             if rival != truth:
                 out[f"excludes {rival}"] = rate([rival in e for _, e, _ in found])
     return out
@@ -154,8 +162,8 @@ def frontier_rates(studies: int, gain: float, rng) -> tuple[float, float, float]
     truth = {(c["lr"], c["train_noise"]): m for c, m in zip(cells, mu)}
     named, chosen, best = [], [], []
     for i in range(studies):
-        row = frontier.frontier(runs_of(cells, mu, 3, rng), seed=i).iloc[0]
-        named.append(row["verdict"] not in (frontier.NO_CLEAR, stats.TOO_FEW_SEEDS))
+        row = frontier.frontier(runs_of(cells, mu, 3, rng), DROP, seed=i).iloc[0]
+        named.append(row["verdict"] not in (frontier.NO_CLEAR, run_table.TOO_FEW_SEEDS))
         if not np.isfinite(row["difference"]):  # a method did not reach the target: no interval stated
             chosen.append(False)
             best.append(False)
@@ -234,7 +242,7 @@ def figures(studies: int, seed: int = 0) -> list[dict]:
         add("eq. 2 effect gate", design, "none", "false alarm", eq2(studies, seeds, None, rng)["effect"], "<= 0.06")
         unpaired = eq2(studies, seeds, None, rng, paired=False)["effect"]
         add("eq. 2 effect gate", design, "none, seeds unpaired", "false alarm", unpaired, "<= 0.06")
-        for truth in stats.PREDICTIONS:
+        for truth in PREDICTIONS:
             found = eq2(studies, seeds, truth, rng)
             planted = f"{truth} (|a| = {EQ2_EFFECT})"
             add("eq. 2 predictions", design, planted, "truth excluded", found["truth_excluded"], "<= 0.06")
@@ -349,9 +357,9 @@ def robust_figures(studies: int, rng, add) -> None:
         print("benchmarks/residuals.csv missing: run benchmarks/residuals.py on finished studies", flush=True)
         return
     avr, pcm, base = (
-        off.residual_pool(stats.A_AVR, "additive-paper"),
-        off.residual_pool(stats.A_AVR, "pcm-1s-1y"),
-        off.residual_pool(stats.BASELINE),
+        off.residual_pool(names.AVG_NORMALIZED_ACCURACY, "additive-paper"),
+        off.residual_pool(names.AVG_NORMALIZED_ACCURACY, "pcm-1s-1y"),
+        off.residual_pool(names.BASELINE_ACCURACY),
     )
     for name, (cells, seeds, verdict) in off.residual_verdicts().items():
         value = off.resampled(studies, verdict, cells, seeds, np.full(len(cells), 0.7), off.residual_draw(avr), rng)
@@ -371,7 +379,7 @@ def robust_figures(studies: int, rng, add) -> None:
         )
 
     def base_verdict(runs):
-        return stats.trend(runs, stats.BASELINE)["verdict"] != stats.NO_TREND
+        return lr_claims.trend(runs, names.BASELINE_ACCURACY)["verdict"] != lr_claims.NO_TREND
 
     base_alarm = off.resampled(studies, base_verdict, cells, seeds, np.full(6, 0.7), off.residual_draw(base), rng)
     add(

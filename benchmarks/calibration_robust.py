@@ -7,12 +7,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lrnoise import config, paper
-from lrnoise.analysis import frontier, stats, verdicts
+from lrnoise import grid, names, paper
+from lrnoise.analysis import axis_effects, eq2, frontier, lr_claims, verdicts
+from lrnoise.settings import ReportSettings
+
+DROP = ReportSettings.max_accuracy_drop  # the report's default accuracy margin (1 point)
 
 HERE = Path(__file__).resolve().parent
 RESIDUALS = HERE / "residuals.csv"
-MECHANISM = config.PRESETS["mechanism"]["blocks"]
+MECHANISM = grid.PRESETS["mechanism"]["blocks"]
 MECHANISM_LRS = MECHANISM[0]["lrs"]
 TRAIN_NOISES = MECHANISM[1]["train_noises"]
 FRONTIER_LRS = (*MECHANISM_LRS, paper.OPTIMIZER_STUDY["lr"])
@@ -35,8 +38,8 @@ def study(cells: list[dict], mu, draw, seeds: int, rng, base: float = 0.95, step
             "train_noise": 0.0,
             **cell,
             "seed": seed,
-            stats.BASELINE: baseline[k, seed],
-            stats.A_AVR: min(1.0, m + own[k, seed]),
+            names.BASELINE_ACCURACY: baseline[k, seed],
+            names.AVG_NORMALIZED_ACCURACY: min(1.0, m + own[k, seed]),
         }
         for k, (cell, m) in enumerate(zip(cells, mu))
         for seed in range(seeds)
@@ -59,15 +62,17 @@ def rate(hits) -> float:
     return float(np.mean(list(hits)))
 
 
+def trend_named(runs: pd.DataFrame) -> bool:
+    """Whether the lr trend of A_avr names an effect."""
+    return lr_claims.trend(runs, names.AVG_NORMALIZED_ACCURACY)["verdict"] != lr_claims.NO_TREND
+
+
 # ---------------------------------------------------------------- on the model, off its assumptions
 def trend_unequal_spread(studies: int, seeds: int, rng) -> float:
     """A false lr trend when the seed spread rises 3x across the six lrs (1.25 to 3.75 points), no effect."""
     cells = [{"lr": lr} for lr in paper.LRS]
     draw = normal_draw(np.linspace(0.0125, 0.0375, len(cells)))
-    return rate(
-        stats.trend(study(cells, np.full(len(cells), 0.7), draw, seeds, rng), stats.A_AVR)["verdict"] != stats.NO_TREND
-        for _ in range(studies)
-    )
+    return rate(trend_named(study(cells, np.full(len(cells), 0.7), draw, seeds, rng)) for _ in range(studies))
 
 
 def eq2_grid(lrs: int, batch_sizes: int) -> list[dict]:
@@ -87,7 +92,7 @@ def lack_of_fit(studies: int, lrs: int, batch_sizes: int, rng, wide_cell: bool =
         spreads[len(cells) // 2] = 0.06
     curved, excluded = [], []
     for _ in range(studies):
-        row = stats.eq2_test(study(cells, mu, normal_draw(spreads), 3, rng)).iloc[0]
+        row = eq2.eq2_test(study(cells, mu, normal_draw(spreads), 3, rng)).iloc[0]
         curved.append(row["lack_of_fit_p"] < 0.05)
         excluded.append("lr^2/B" in str(row["excluded"]).split(", "))
     return {"curved": rate(curved), "truth_excluded": rate(excluded)}
@@ -115,7 +120,7 @@ def frontier_tied(studies: int, lr_best: bool, rng) -> float:
     cells, mu = frontier_cells(lr_best)
     draw = normal_draw([0.02])
     named = [
-        frontier.frontier(study(cells, mu, draw, 3, rng), seed=i)["verdict"].iloc[0].endswith("dominates")
+        frontier.frontier(study(cells, mu, draw, 3, rng), DROP, seed=i)["verdict"].iloc[0].endswith("dominates")
         for i in range(studies)
     ]
     return rate(named)
@@ -141,7 +146,7 @@ def demo_report(rng, draw, pcm_draw) -> dict:
     )
     pcm = study(DEMO_CELLS, np.full(6, 0.97), pcm_draw, 3, rng)
     pcm = pd.concat([pcm, study(others, np.full(5, 0.97), pcm_draw, 1, rng)], ignore_index=True)
-    return {"additive-paper": runs, "pcm-1s-1y": pcm.assign(**{stats.BASELINE: runs[stats.BASELINE]})}
+    return {"additive-paper": runs, "pcm-1s-1y": pcm.assign(**{names.BASELINE_ACCURACY: runs[names.BASELINE_ACCURACY]})}
 
 
 def mechanism_report(rng, draw, _) -> dict:
@@ -210,27 +215,27 @@ def residual_verdicts() -> dict:
     noise_block = [c for c in MECHANISM_CELLS if "train_noise" in c]
     frontier_block, _ = frontier_cells(True)
     return {
-        "trend": (DEMO_CELLS, 3, lambda r: stats.trend(r, stats.A_AVR)["verdict"] != stats.NO_TREND),
-        "trend_5_seeds": (DEMO_CELLS, 5, lambda r: stats.trend(r, stats.A_AVR)["verdict"] != stats.NO_TREND),
+        "trend": (DEMO_CELLS, 3, trend_named),
+        "trend_5_seeds": (DEMO_CELLS, 5, trend_named),
         "batch_size": (
             adam,
             3,
-            lambda r: stats.axis_claims(r, "batch_size")["avr_verdict"].iloc[0] != stats.NO_AXIS_EFFECT,
+            lambda r: axis_effects.axis_claims(r, "batch_size")["avr_verdict"].iloc[0] != axis_effects.NO_AXIS_EFFECT,
         ),
         "train_noise": (
             noise_block,
             3,
-            lambda r: stats.axis_claims(r, "train_noise")["avr_verdict"].iloc[0] != stats.NO_AXIS_EFFECT,
+            lambda r: axis_effects.axis_claims(r, "train_noise")["avr_verdict"].iloc[0] != axis_effects.NO_AXIS_EFFECT,
         ),
         "interaction": (
             mech,
             3,
-            lambda r: stats.batch_size_interactions(r)["avr_verdict"].iloc[0] != stats.NO_AXIS_EFFECT,
+            lambda r: axis_effects.batch_size_interactions(r)["avr_verdict"].iloc[0] != axis_effects.NO_AXIS_EFFECT,
         ),
-        "eq2": (adam, 3, lambda r: stats.eq2_test(r)["verdict"].iloc[0] != stats.NO_EFFECT),
+        "eq2": (adam, 3, lambda r: eq2.eq2_test(r)["verdict"].iloc[0] != eq2.NO_EFFECT),
         "frontier": (
             frontier_block,
             3,
-            lambda r: frontier.frontier(r)["verdict"].iloc[0].endswith("dominates"),
+            lambda r: frontier.frontier(r, DROP)["verdict"].iloc[0].endswith("dominates"),
         ),
     }

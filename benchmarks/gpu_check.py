@@ -18,15 +18,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from lrnoise.data import loading  # noqa: E402
-from lrnoise.noise import (
-    injection,  # noqa: E402
-    physics,  # noqa: E402
-)
-from lrnoise.training import (
-    gradnoise,  # noqa: E402
-    networks,  # noqa: E402
-)
+from lrnoise.data import pipelines  # noqa: E402
+from lrnoise.noise import injection, noise_config, physics, scoring  # noqa: E402
+from lrnoise.training import gradnoise, networks  # noqa: E402
 
 GRAD_NOISE_BATCHES = 8  # train.Execution's default K
 LR = 0.001
@@ -71,12 +65,12 @@ class TimedGradNoise(gradnoise.GradNoiseCallback):
         self.seconds.append(time.perf_counter() - start)
 
 
-def middle_level(config: injection.NoiseConfig) -> float:
+def middle_level(config: noise_config.NoiseConfig) -> float:
     """A representative level of the configuration's defaults (eta 5 % ... ; pcm: 1 day)."""
     return config.levels[len(config.levels) // 2]
 
 
-def time_draws(config: injection.NoiseConfig, model, evaluator, trials: int) -> float:
+def time_draws(config: noise_config.NoiseConfig, model, evaluator, trials: int) -> float:
     """Seconds per noisy draw (after one warm-up draw) of `config` at its middle level."""
     injector = injection.injector_for(config, model, evaluator)
     level = middle_level(config)
@@ -105,7 +99,7 @@ def main(
     model.compile(keras.optimizers.Adam(LR), "sparse_categorical_crossentropy", metrics=["accuracy"])
     variable = model.trainable_weights[0].value
     print(f"weights live on: {getattr(variable, 'device', getattr(variable, 'devices', lambda: '?'))}", flush=True)
-    stream, _ = loading.training_stream(x, y, batch_size, 0, augment=(4, True))
+    stream, _ = pipelines.training_stream(x, y, batch_size, 0, augment=(4, True))
     times = []
 
     class Timer(keras.callbacks.Callback):
@@ -125,7 +119,7 @@ def main(
     steady = float(np.median(times[1:])) if len(times) > 1 else times[0]
     steady_grad_noise = float(np.median(grad_noise.seconds[1:] or grad_noise.seconds))
 
-    evaluator = networks.Evaluator(model, x_test, y_test, batch_size=2500)
+    evaluator = scoring.Evaluator(model, x_test, y_test, batch_size=2500)
     evaluator()
     synchronize()
     start = time.perf_counter()
@@ -134,11 +128,11 @@ def main(
     synchronize()
     clean = (time.perf_counter() - start) / trials
     per_draw = {
-        name: time_draws(injection.NoiseConfig(name), model, evaluator, trials) for name in physics.NOISE_MODELS
+        name: time_draws(noise_config.NoiseConfig(name), model, evaluator, trials) for name in physics.NOISE_MODELS
     }  # additive, multiplicative, pcm
 
     start = time.perf_counter()
-    result = injection.evaluate(model, x_test, y_test, injection.NoiseConfig("pcm", trials=2), batch_size=2500)
+    result = injection.evaluate(model, x_test, y_test, noise_config.NoiseConfig("pcm", trials=2), batch_size=2500)
     evaluation = time.perf_counter() - start
 
     print(
@@ -147,7 +141,7 @@ def main(
     )
     print(f"RESULT clean_pass_seconds {clean:.3f} ({len(x_test):,} images)")
     for name, seconds in per_draw.items():
-        config = injection.NoiseConfig(name)
+        config = noise_config.NoiseConfig(name)
         print(
             f"RESULT {name}_seconds_per_draw {seconds:.3f} ({config.level_name} {middle_level(config):g}, "
             f"targets {config.targets}; draw/clean {seconds / clean:.3f}; "

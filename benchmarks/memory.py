@@ -16,7 +16,7 @@ import os, resource, sys
 sys.path.insert(0, {bench!r})
 import _common, keras
 from lrnoise.data import loading
-from lrnoise.store import tracking
+from lrnoise.store import session
 from lrnoise.training.train import TrainConfig, train
 
 class StopAfter(keras.callbacks.Callback):
@@ -25,7 +25,7 @@ class StopAfter(keras.callbacks.Callback):
             self.model.stop_training = True
 
 os.chdir({tmp!r})
-tracking.set_tracking_uri("sqlite:///" + {tmp!r} + "/mlflow.db")
+session.set_tracking_uri("sqlite:///" + {tmp!r} + "/mlflow.db")
 x, y = _common.cifar_like({n})
 xv, yv = _common.cifar_like({n} // 10, seed=1)
 xt, yt = _common.cifar_like({n} // 5, seed=2)

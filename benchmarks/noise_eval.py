@@ -1,6 +1,6 @@
 """Noise-evaluation speed on ResNet20 with CIFAR-shaped inputs, all measured side by side in this run:
 
-- seconds per noisy draw with the paper's configuration (injection.PAPER: additive, eta = 10 %, every trainable
+- seconds per noisy draw with the paper's configuration (noise_config.PAPER: additive, eta = 10 %, every trainable
   tensor; lrnoise: draw from the injector + load into the folded evaluator + compiled predict) and its ratio to
   one clean pass;
 - pcm_draw_vs_additive_draw: seconds per draw with NoiseConfig("pcm") (its defaults: kernels only, t = 1 day
@@ -16,7 +16,7 @@ import sys
 import keras
 import numpy as np
 
-from lrnoise.noise import injection
+from lrnoise.noise import injection, noise_config, scoring
 from lrnoise.training import networks
 
 import _common  # noqa: F401  (environment first)
@@ -35,7 +35,7 @@ def naive_draw(model, x, y, eta, rng):
     return clone.evaluate(x, y, batch_size=1000, verbose=0)[1]
 
 
-def draw_function(config: injection.NoiseConfig, model, evaluator, level: float):
+def draw_function(config: noise_config.NoiseConfig, model, evaluator, level: float):
     """() -> (accuracy, nonfinite): one draw of `config` at `level`, a new trial (new noise) per call."""
     injector = injection.injector_for(config, model, evaluator)
     trials = iter(range(10**9))
@@ -48,10 +48,10 @@ def measure(n, repeats, with_pcm):
     """{name: best seconds} for a clean pass, an additive draw, [a PCM draw] and a naive draw on n inputs."""
     x, y = _common.cifar_like(n)
     model = networks.resnet(20, 10, (32, 32, 3))
-    evaluator = networks.Evaluator(model, x, y, batch_size=1000)
-    timed = {"clean": evaluator, "additive": draw_function(injection.PAPER, model, evaluator, PAPER_ETA)}
+    evaluator = scoring.Evaluator(model, x, y, batch_size=1000)
+    timed = {"clean": evaluator, "additive": draw_function(noise_config.PAPER, model, evaluator, PAPER_ETA)}
     if with_pcm:
-        timed["pcm"] = draw_function(injection.NoiseConfig("pcm"), model, evaluator, PCM_T)
+        timed["pcm"] = draw_function(noise_config.NoiseConfig("pcm"), model, evaluator, PCM_T)
     seconds = _common.best_of_each(timed, repeats)
     rng = np.random.default_rng(0)
     xf = x.astype(np.float32)

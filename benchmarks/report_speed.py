@@ -13,16 +13,17 @@ import mlflow
 from mlflow.entities import Metric, Param, RunTag
 
 from lrnoise import names, paper
-from lrnoise.noise import injection
+from lrnoise.noise import noise_config
 from lrnoise.report import assembly
-from lrnoise.store import tracking
+from lrnoise.settings import ReportSettings
+from lrnoise.store import session
 
 import _common
 
-NOISE_CONFIGS = (injection.PAPER, injection.NoiseConfig("pcm"))  # a study's default noise configurations
+NOISE_CONFIGS = (noise_config.PAPER, noise_config.NoiseConfig("pcm"))  # a study's default noise configurations
 
 
-def noise_metrics(config: injection.NoiseConfig, index: int) -> tuple[dict, dict]:
+def noise_metrics(config: noise_config.NoiseConfig, index: int) -> tuple[dict, dict]:
     """(the noise-eval run's metrics, the summary written onto the training run), names as
     noise_eval.log_result writes them; made-up values falling with the level."""
     prefix = names.summary_prefix(config.name, config.is_paper)
@@ -30,7 +31,7 @@ def noise_metrics(config: injection.NoiseConfig, index: int) -> tuple[dict, dict
     run = {names.BASELINE_ACCURACY: 0.9, names.AVG_NORMALIZED_ACCURACY: a_avr, names.NONFINITE_DRAWS: 0}
     summary = {prefix + names.AVG_NORMALIZED_ACCURACY: a_avr}
     for k, level in enumerate(config.levels):
-        label = injection.level_label(config.level_name, level)
+        label = noise_config.level_label(config.level_name, level)
         normalized = 1 - k / (2 * len(config.levels))
         values = {
             "accuracy": 0.9 * normalized,
@@ -51,7 +52,7 @@ def noise_metrics(config: injection.NoiseConfig, index: int) -> tuple[dict, dict
 def fill(experiment: str, count: int) -> None:
     """`count` finished training runs over the paper's grid, each with its noise evaluations (child runs)."""
     client = mlflow.tracking.MlflowClient()
-    exp_id = tracking.ensure_experiment(experiment)
+    exp_id = session.ensure_experiment(experiment)
     grid = [(d, m, lr) for d in paper.DATASETS for m in paper.MODELS for lr in paper.LRS]
     now = int(time.time() * 1000)
     for i in range(count):
@@ -99,7 +100,9 @@ def fill(experiment: str, count: int) -> None:
 
 def timed_report(experiment: str, out: str) -> float:
     start = time.perf_counter()
-    assembly.build_and_write(experiment, out, noise_config="all", log_run=False, set_alias=False)
+    assembly.build_and_write(
+        ReportSettings(experiment, out=str(out), noise_config="all"), log_run=False, set_alias=False
+    )
     return time.perf_counter() - start
 
 
@@ -107,7 +110,7 @@ def main():
     small, large = (10, 100) if _common.quick() else (100, 1000)
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)
-        tracking.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
+        session.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
         fill("runs100", small)
         fill("runs1000", large)
         timed_report("runs100", "warm-up")  # imports, font cache

@@ -14,19 +14,22 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from lrnoise.analysis import stats  # noqa: E402
-from lrnoise.report import assembly  # noqa: E402
+from lrnoise import names  # noqa: E402
+from lrnoise.analysis import lr_claims, run_table  # noqa: E402
+from lrnoise.report import assembly, results  # noqa: E402
+from lrnoise.settings import ReportSettings  # noqa: E402
 
 
 def residuals(name: str, uri: str) -> pd.DataFrame:
     os.environ["MLFLOW_TRACKING_URI"] = uri
-    built = assembly.build("lrnoise", noise_config="all")
+    built = assembly.build(ReportSettings(noise_config="all"))
     frames = []
     for k, config in enumerate(built.configs):
-        runs = stats.evaluated_runs(assembly.learned_runs(config.runs))
-        keys = [*stats.CLAIM_CELL, "lr"]
+        runs = run_table.evaluated_runs(results.learned_runs(config.runs))
+        keys = [*lr_claims.CLAIM_CELL, "lr"]
         # the baseline belongs to the trained models: taken once, from the first noise configuration
-        for value in (stats.A_AVR, stats.BASELINE) if k == 0 else (stats.A_AVR,):
+        values = (names.AVG_NORMALIZED_ACCURACY, names.BASELINE_ACCURACY)
+        for value in values if k == 0 else values[:1]:
             cell = runs.groupby(keys, dropna=False)[value]
             frames.append(
                 pd.DataFrame(

@@ -11,7 +11,6 @@ server_uvicorn_vs_lrnoise (the ratio). `python server_latency.py`; LRNOISE_BENCH
 import contextlib
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -28,26 +27,15 @@ def uvicorn_server(store_uri: str):
 
     from lrnoise.store import server as tracking_server
 
-    port = tracking_server._free_port()
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            store_uri,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "2",
-        ],
+    port = tracking_server.free_port()
+    server = tracking_server.launch(
+        store_uri,
+        port,
+        workers=2,
+        gunicorn=False,
+        env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=env,
         start_new_session=True,
     )  # with its uvicorn children: one process group
     uri = f"http://127.0.0.1:{port}"

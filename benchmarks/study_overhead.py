@@ -35,7 +35,7 @@ Information (no target), from the times t(line) the lines were printed:
       function in this process, per configuration; all of it lies in the fixed seconds (bookkeeping and
       after-fit). study_fixed_seconds_without_grad_noise: the fixed seconds less that arithmetic.
 The study's set-up (store, study run) and report (report=False) are outside every S_c. So are the stake of the
-claim of the configuration run next, which the study makes while the current one runs (executors.Dispatcher), and the
+claim of the configuration run next, which the study makes while the current one runs (dispatch.Dispatcher), and the
 claim's removal after its configuration: their seconds, timed in this process, are added to the fixed seconds
 (study_stake_seconds_per_configuration).
 `python study_overhead.py`; LRNOISE_BENCH_QUICK=1: 2 learning rates, 2 epochs, 1 draw per level.
@@ -159,7 +159,7 @@ class Stopwatch:
 
 
 def sweep_spec(quick: bool):
-    from lrnoise.config import StudySpec
+    from lrnoise.grid import StudySpec
 
     if quick:
         return StudySpec(
@@ -180,17 +180,19 @@ def main():
     with tempfile.TemporaryDirectory(prefix="lrnoise-study-bench-") as tmp:
         os.chdir(tmp)  # the store's artifacts (./mlruns) land here
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
-        from lrnoise.study import executors, runner
+        from lrnoise.settings import StudySettings
+        from lrnoise.study import dispatch, runner
         from lrnoise.training import gradnoise
 
         grad_noise = Stopwatch(gradnoise, "estimate")  # the callback and the final estimate both call it
         # claims staked and removed between configurations, outside S_c
-        staking = [Stopwatch(executors.Dispatcher, name) for name in ("_stake", "finish")]
+        staking = [Stopwatch(dispatch.Dispatcher, name) for name in ("_stake", "finish")]
         capture = TimedLines(sys.stdout)
         try:
             with contextlib.redirect_stdout(capture):
                 outcomes, _ = runner.run_study(
-                    sweep_spec(_common.quick()), experiment="study-overhead", workers=1, report=False
+                    sweep_spec(_common.quick()),
+                    StudySettings(experiment="study-overhead", workers=1, report=False),
                 )  # in this process: its stdout is parsed
         finally:
             os.chdir(here)

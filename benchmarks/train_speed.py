@@ -33,8 +33,8 @@ import keras
 import numpy as np
 
 from lrnoise.config import Execution, TrainConfig
-from lrnoise.data import loading
-from lrnoise.store import tracking
+from lrnoise.data import loading, pipelines
+from lrnoise.store import session
 from lrnoise.training import gradnoise
 from lrnoise.training.build import build_model
 from lrnoise.training.train import train
@@ -110,12 +110,12 @@ def bare_fit(config: TrainConfig, ds: loading.Dataset) -> EpochTimer:
 
 
 def pipeline_batches_per_second(ds: loading.Dataset, batch_size: int) -> float:
-    stream, tf_steps = loading.training_stream(
-        ds.x_train, ds.y_train, batch_size, 0, augment=loading.augmentation_for("cifar10")
+    stream, tf_steps = pipelines.training_stream(
+        ds.x_train, ds.y_train, batch_size, 0, augment=pipelines.augmentation_for("cifar10")
     )
     # tf.data streams are iterated; the NumPy PyDataset is indexed batch by batch
     iterator = iter(stream) if tf_steps else (stream[i % len(stream)] for i in range(10**9))
-    steps = loading.steps_per_epoch(len(ds.x_train), batch_size)
+    steps = pipelines.steps_per_epoch(len(ds.x_train), batch_size)
     for _i in range(steps):  # warm-up: one epoch
         next(iterator)
     start = time.perf_counter()
@@ -134,7 +134,7 @@ def main(n=4096, batch_size=128, epochs=3):
     here = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp:
         os.chdir(tmp)  # checkpoints and artifacts of the throwaway runs
-        tracking.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
+        session.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
         ours = timed_train(config, ds, with_noise)
         measurement = grad_noise_seconds(ours.model, ds, config, with_noise.grad_noise_batches, repeats=3)
         plain = timed_train(config, ds, without_noise)
@@ -160,7 +160,7 @@ def main(n=4096, batch_size=128, epochs=3):
             "pipeline_batches_per_second": round(pipeline_rate, 1),
             "train_steps_per_second": round(step_rate, 2),
             "pipeline_ratio": round(pipeline_rate / step_rate, 1),
-            "pipeline": loading.pipeline_kind(),
+            "pipeline": pipelines.pipeline_kind(),
         }
     )
 

@@ -18,7 +18,9 @@ pytestmark = pytest.mark.e2e
 if importlib.util.find_spec("flask_wtf") is None:  # mlflow[auth]: the basic-auth app needs Flask-WTF
     pytest.skip("mlflow[auth] is not installed (pip install 'mlflow[auth]')", allow_module_level=True)
 
-from auth_server import (  # noqa: E402
+from lrnoise.report import aliases  # noqa: E402
+
+from support.auth_server import (  # noqa: E402
     LEAK_PLACES,
     REGISTERED_MODEL,
     TRAIN_ARGS,
@@ -34,8 +36,6 @@ from auth_server import (  # noqa: E402
     runs_by_id,
     tail,
 )
-
-from lrnoise.report import assembly  # noqa: E402
 
 WRITER_COMMANDS = ("train", "noise-eval", "report")
 DENIED_COMMANDS = ("train", "noise-eval")  # study: test_auth_study.py
@@ -83,7 +83,7 @@ def test_writer_command_succeeds(ran, name):
 def test_writer_runs_finished_and_report_moved_the_alias(secured, ran):
     statuses = runs_by_id(secured)
     assert statuses and "RUNNING" not in statuses.values(), statuses
-    version = admin_client(secured).get_model_version_by_alias(REGISTERED_MODEL, assembly.SWEET_SPOT_ALIAS)
+    version = admin_client(secured).get_model_version_by_alias(REGISTERED_MODEL, aliases.SWEET_SPOT_ALIAS)
     assert statuses[version.run_id] == "FINISHED"
     assert ran.train_run_id and (secured.root / "report" / "table2_baseline_accuracy.md").is_file()
 

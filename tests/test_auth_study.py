@@ -17,7 +17,9 @@ pytestmark = pytest.mark.e2e
 if importlib.util.find_spec("flask_wtf") is None:  # mlflow[auth]: the basic-auth app needs Flask-WTF
     pytest.skip("mlflow[auth] is not installed (pip install 'mlflow[auth]')", allow_module_level=True)
 
-from auth_server import (  # noqa: E402
+from lrnoise import names  # noqa: E402
+
+from support.auth_server import (  # noqa: E402
     HAS_RAY,
     LEAK_PLACES,
     STUDY_ARGS,
@@ -31,8 +33,6 @@ from auth_server import (  # noqa: E402
     runs_by_id,
     tail,
 )
-
-from lrnoise import names  # noqa: E402
 
 
 @dataclasses.dataclass

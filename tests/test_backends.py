@@ -10,17 +10,18 @@ import numpy as np
 import pytest
 
 from lrnoise import names
-from lrnoise.data import loading
-from lrnoise.store import tracking
+from lrnoise.data import pipelines
+from lrnoise.store import registry
 
-from conftest import ROOT, runs_of
+from support import ROOT
+from support.stores import runs_of
 
 
 def test_numpy_pipeline_matches_the_tf_pipeline_semantics():
     x = np.arange(20 * 6 * 5 * 2).reshape(20, 6, 5, 2) % 251
     y = np.arange(20)
-    stream = loading._numpy_stream_class()(x, y, 8, 3, 0, (2, True))
-    assert len(stream) == loading.steps_per_epoch(20, 8) == 3
+    stream = pipelines.numpy_stream_class()(x, y, 8, 3, 0, (2, True))
+    assert len(stream) == pipelines.steps_per_epoch(20, 8) == 3
     first = [stream[i] for i in range(3)]
     assert sorted(np.concatenate([b[1] for b in first])) == list(range(20))  # a permutation per epoch
     assert first[0][0].dtype == np.float32 and first[0][0].shape == (8, 6, 5, 2)
@@ -29,10 +30,10 @@ def test_numpy_pipeline_matches_the_tf_pipeline_semantics():
         for img, label in zip(xb, yb):
             windows = [padded[label, r : r + 6, c : c + 5] for r in range(5) for c in range(5)]
             assert any(np.array_equal(img, w) or np.array_equal(img, w[:, ::-1]) for w in windows)
-    again = loading._numpy_stream_class()(x, y, 8, 3, 0, (2, True))
+    again = pipelines.numpy_stream_class()(x, y, 8, 3, 0, (2, True))
     np.testing.assert_array_equal(again[1][0], first[1][0])  # a pure function of (seed, epoch, step)
     stream.on_epoch_end()
-    resumed = loading._numpy_stream_class()(x, y, 8, 3, 1, (2, True))  # starting at epoch 1 replays epoch 1
+    resumed = pipelines.numpy_stream_class()(x, y, 8, 3, 1, (2, True))  # starting at epoch 1 replays epoch 1
     np.testing.assert_array_equal(stream[0][0], resumed[0][0])
     assert not np.array_equal(stream[0][1], first[0][1])
 
@@ -49,7 +50,7 @@ def test_other_backend_without_tensorflow(store, tmp_path, backend):
     proc = subprocess.run(
         [
             sys.executable,
-            str(ROOT / "tests" / "without_tensorflow.py"),
+            str(ROOT / "tests" / "support" / "without_tensorflow.py"),
             "study",
             "--models",
             "resnet8",
@@ -93,6 +94,6 @@ def test_other_backend_without_tensorflow(store, tmp_path, backend):
     assert "avg_normalized_accuracy" in trained.data.metrics
     assert any(k.startswith("pcm-") and k.endswith("/avg_normalized_accuracy") for k in trained.data.metrics)
     assert "grad_noise_power_mean" in trained.data.metrics  # eq. 1-3 measured through the backend's autodiff
-    folder = mlflow.artifacts.download_artifacts(artifact_uri=tracking.model_uri_of_run(trained.info.run_id))
+    folder = mlflow.artifacts.download_artifacts(artifact_uri=registry.model_uri_of_run(trained.info.run_id))
     requirements = open(f"{folder}/requirements.txt").read()
     assert f"{backend}==" in requirements and "tensorflow" not in requirements

@@ -1,36 +1,55 @@
-"""The CLI's parsing of lists, trials and noise options (the one place text becomes values)."""
+"""The CLI: its options are the configuration dataclasses' fields (cli_options.py: the one place text becomes
+values), MLproject carries them with the same defaults, and Typer's own usage errors are one line."""
 
 import sys
 
 import pytest
 
 from lrnoise import cli
+from lrnoise.cli_options import build, leaves
+from lrnoise.config import Execution, TrainConfig
 from lrnoise.errors import LrnoiseError
+from lrnoise.grid import StudySpec
+from lrnoise.noise.noise_config import NoiseConfig
+from lrnoise.settings import ReportSettings, StudySettings
 
 
 @pytest.mark.parametrize(
-    "text, cast, expected",
+    "text, expected",
     [
-        ("0.1, 0.2", float, (0.1, 0.2)),
-        ("", float, None),
-        (None, int, None),
-        ("1,2,", int, (1, 2)),
-        ("a,b", str, ("a", "b")),
+        ("0.1, 0.2", (0.1, 0.2)),  # a list, cast by the field's annotation (tuple[float, ...] | None)
+        ("", None),  # '' = unset, as MLproject passes it
+        (None, None),
+        ("1,2,", (1.0, 2.0)),
     ],
 )
-def test_parse_list(text, cast, expected):
-    assert cli.parse_list(text, cast, "x") == expected
+def test_a_list_option_is_cast_by_its_fields_annotation(text, expected):
+    assert build(StudySpec, {"lrs": text}).lrs == expected
 
 
-@pytest.mark.parametrize("text", ["0.1,fast", " , "])
-def test_parse_list_refuses(text):
-    with pytest.raises(LrnoiseError, match="--x"):
-        cli.parse_list(text, float, "x")
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"lrs": "0.1,fast"}, "--lrs must be a comma-separated list, got '0.1,fast'"),
+        ({"lrs": " , "}, "--lrs is empty"),
+        ({"epochs": "ten"}, "--epochs must be a whole number, got 'ten'"),
+        ({"seeds": "0,1.5"}, "--seeds must be a comma-separated list"),
+    ],
+)
+def test_a_value_that_does_not_fit_its_field_is_one_line_naming_the_option(values, message):
+    with pytest.raises(LrnoiseError, match=message):
+        build(StudySpec, values)
 
 
 @pytest.mark.parametrize("text, expected", [("auto", "auto"), (" 7 ", 7), ("", None), ("many", "many")])
-def test_parse_trials(text, expected):
-    assert cli.parse_trials(text) == expected
+def test_trials_are_a_whole_number_or_text_for_the_noise_config_to_judge(text, expected):
+    assert build(StudySpec, {"trials": text}).trials == expected
+
+
+def test_nested_settings_are_built_from_their_own_fields():
+    settings = build(StudySettings, {"workers": "3", "mixed_precision": "bf16", "gpus_per_training": "0.5"})
+    assert settings.workers == 3 and settings.execution.mixed_precision == "bf16"
+    assert settings.placement.gpus_per_training == 0.5 and settings.execution.steps_per_execution == 1
 
 
 def test_parse_options():
@@ -42,11 +61,32 @@ def test_parse_options():
 
 
 def test_noise_config_from_the_options():
-    config = cli.noise_config("pcm", "1,3600", None, True, "read_noise_scale=2", "auto", 0.01, 20, 3)
+    values = {"noise": "pcm", "levels": "1,3600", "targets": "", "fold_bn": True, "options": "read_noise_scale=2"}
+    values |= {"trials": "auto", "ci_target": 0.01, "max_trials": 20, "seed": 3}
+    config = build(NoiseConfig, values, parsers={"options": cli.parse_options})
     assert config.levels == (1.0, 3600.0) and config.targets == "kernels" and config.fold_bn
     assert dict(config.options)["read_noise_scale"] == 2.0 and config.trials == "auto" and config.seed == 3
     with pytest.raises(LrnoiseError, match="trials must be"):
-        cli.noise_config("additive", None, None, False, None, "many", 0.01, 20, 0)
+        build(NoiseConfig, {"noise": "additive", "trials": "many"}).validate()
+
+
+@pytest.mark.parametrize(
+    "command, classes, extra",
+    [
+        ("train", (TrainConfig, Execution), {"data_dir", "experiment", "registered_model", "resume"}),
+        (
+            "noise-eval",
+            (NoiseConfig,),
+            {"run_id", "model_uri", "dataset", "data_dir", "batch_size", "experiment", "force"},
+        ),
+        ("report", (ReportSettings,), set()),
+        ("study", (StudySpec, StudySettings), set()),
+    ],
+)
+def test_each_commands_options_are_its_dataclasses_fields(command, classes, extra):
+    """No option list is written by hand: a field added to a dataclass is an option of its command."""
+    fields = {f.name for cls in classes for f in leaves(cls)}
+    assert set(cli_defaults(command)) == fields | extra
 
 
 # ---------------------------------------------------------------- one source for defaults
@@ -55,6 +95,14 @@ def cli_defaults(command: str) -> dict:
     import typer.main
 
     return {p.name: p.default for p in typer.main.get_command(cli.app).commands[command].params}
+
+
+def flag_defaults(command: str) -> dict:
+    """{option name as its flag spells it (--noise-option: noise_option): default}, as MLproject names them."""
+    import typer.main
+
+    params = typer.main.get_command(cli.app).commands[command].params
+    return {p.opts[0].lstrip("-").replace("-", "_"): p.default for p in params}
 
 
 def same(a, b) -> bool:
@@ -81,32 +129,27 @@ def test_the_cli_trains_with_the_configuration_objects_defaults():
 
 
 def test_noise_eval_and_report_defaults_are_their_objects_defaults():
-    import inspect
-
-    from lrnoise.noise import injection
-    from lrnoise.report import assembly
+    from dataclasses import fields
 
     defaults = cli_defaults("noise-eval")
-    for name in ("noise", "ci_target", "max_trials", "seed"):
-        assert same(defaults[name], getattr(injection.NoiseConfig, name)), f"lrnoise noise-eval --{name}"
-    assert same(defaults["trials"], injection.DEFAULT_TRIALS)
-    signature = inspect.signature(assembly.build_and_write).parameters
-    for name, value in cli_defaults("report").items():
-        if name in signature and name not in ("out", "dataset", "model", "optimizer"):
-            assert same(value, signature[name].default), f"lrnoise report --{name}"
+    for name in ("noise", "ci_target", "max_trials", "seed", "trials"):
+        assert same(defaults[name], getattr(NoiseConfig, name)), f"lrnoise noise-eval --{name}"
+    report = cli_defaults("report")
+    for f in fields(ReportSettings):
+        assert same(report[f.name], f.default), f"lrnoise report --{f.name}"
 
 
 def test_mlproject_entry_points_have_the_clis_defaults():
     import yaml
 
-    from conftest import ROOT
+    from support import ROOT
 
     entry_points = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"]
     checked = 0
     for entry, spec in entry_points.items():
         if entry == "main":
             continue
-        defaults = cli_defaults(entry.replace("_", "-"))
+        defaults = flag_defaults(entry.replace("_", "-"))
         for name, param in spec["parameters"].items():
             assert name in defaults, f"MLproject {entry}.{name} is no option of lrnoise {entry}"
             if name == "preset" or str(param.get("default", "")) != "":  # "" = not given: the CLI's own default
@@ -133,14 +176,14 @@ def test_mlproject_entry_points_have_every_option_of_their_command():
     import typer.main
     import yaml
 
-    from conftest import ROOT
+    from support import ROOT
 
     entry_points = yaml.safe_load((ROOT / "MLproject").read_text())["entry_points"]
     commands = typer.main.get_command(cli.app).commands
     for entry, spec in entry_points.items():
         if entry == "main":
             continue
-        options = {p.name for p in commands[entry.replace("_", "-")].params}
+        options = {p.opts[0].lstrip("-").replace("-", "_") for p in commands[entry.replace("_", "-")].params}
         missing = options - set(spec["parameters"]) - NOT_IN_MLPROJECT
         assert not missing, f"MLproject {entry} lacks {sorted(missing)}"
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lrnoise.data import loading
+from lrnoise.data import archives, loading, pipelines
 from lrnoise.errors import LrnoiseError
 
 
@@ -25,7 +25,7 @@ def _batch_bytes(images, labels, label_key):
 def make_cifar(tmp_path, name, n_per_file=3, extracted=False):
     """Writes a small official-format archive (or extracted folder); returns (path, x_train, y_train, x_test,
     y_test)."""
-    spec = loading.CIFAR[name]
+    spec = archives.CIFAR[name]
     rng = np.random.RandomState(1)
     files, xs, ys = {}, [], []
     for f in spec.train_files:
@@ -56,7 +56,7 @@ def _trust(monkeypatch, name, path):
     """Makes the test archive's MD5 the 'official' one for this test."""
     md5 = hashlib.md5(path.read_bytes()).hexdigest()
     monkeypatch.setitem(
-        loading.CIFAR, name, loading.CIFAR[name].__class__(**{**loading.CIFAR[name].__dict__, "md5": md5})
+        archives.CIFAR, name, archives.CIFAR[name].__class__(**{**archives.CIFAR[name].__dict__, "md5": md5})
     )
 
 
@@ -70,7 +70,7 @@ def test_official_archive_reads_back_exact(tmp_path, monkeypatch, name):
     np.testing.assert_array_equal(ds.y_train, y_train)
     np.testing.assert_array_equal(ds.x_test, x_test)
     np.testing.assert_array_equal(ds.y_test, y_test)
-    assert ds.num_classes == loading.CIFAR[name].num_classes
+    assert ds.num_classes == archives.CIFAR[name].num_classes
 
 
 def test_extracted_folder_reads_back_exact(tmp_path):
@@ -101,7 +101,7 @@ def test_malicious_pickle_does_not_run(tmp_path):
     folder = tmp_path / "cifar-10-batches-py"
     folder.mkdir()
     payload = pickle.dumps({b"data": evil, b"labels": [1]}, protocol=2)
-    for f in (*loading.CIFAR["cifar10"].train_files, "test_batch"):
+    for f in (*archives.CIFAR["cifar10"].train_files, "test_batch"):
         (folder / f).write_bytes(payload)
     with pytest.raises(LrnoiseError, match="refusing to unpickle"):
         loading.load("cifar10", data_dir=tmp_path)
@@ -131,15 +131,15 @@ def _images(b=16, h=6, w=5):
 def test_augment_eager_equals_tf_data():
     x = _images()
     seed = tf.constant([7, 11], tf.int64)
-    eager = loading.augment_batch(tf.constant(x), seed, 2, True).numpy()
-    ds = tf.data.Dataset.from_tensors(x).map(lambda b: loading.augment_batch(b, seed, 2, True))
+    eager = pipelines.augment_batch(tf.constant(x), seed, 2, True).numpy()
+    ds = tf.data.Dataset.from_tensors(x).map(lambda b: pipelines.augment_batch(b, seed, 2, True))
     graph = next(iter(ds)).numpy()
     np.testing.assert_array_equal(eager, graph)
 
 
 def test_augment_crops_each_image_on_its_own():
     x = _images(b=64)
-    out = loading.augment_batch(tf.constant(x), tf.constant([1, 2], tf.int64), 2, True).numpy()
+    out = pipelines.augment_batch(tf.constant(x), tf.constant([1, 2], tf.int64), 2, True).numpy()
     padded = np.pad(x, [(0, 0), (2, 2), (2, 2), (0, 0)])
     found = set()
     for i in range(len(x)):  # each output is one window of its padded image, possibly mirrored
@@ -160,10 +160,10 @@ def test_augment_crops_each_image_on_its_own():
 def test_pipeline_is_a_function_of_seed_and_epoch():
     x = _images(b=20)
     y = np.arange(20)
-    steps = loading.steps_per_epoch(20, 8)  # 3 batches: 8, 8, 4
+    steps = pipelines.steps_per_epoch(20, 8)  # 3 batches: 8, 8, 4
 
     def take(start, n, seed=0):
-        it = iter(loading.train_pipeline(x, y, 8, seed, start_epoch=start, augment=(1, True)))
+        it = iter(pipelines.train_pipeline(x, y, 8, seed, start_epoch=start, augment=(1, True)))
         return [next(it) for _ in range(n)]
 
     full = take(0, 2 * steps)
@@ -175,7 +175,7 @@ def test_pipeline_is_a_function_of_seed_and_epoch():
     assert sorted(np.concatenate([b[1].numpy() for b in full[:steps]])) == list(range(20))  # a permutation
     assert not np.array_equal(full[0][1].numpy(), full[steps][1].numpy())  # reshuffled each epoch
     assert not np.array_equal(take(0, 1, seed=1)[0][1].numpy(), full[0][1].numpy())
-    ending = list(loading.train_pipeline(x, y, 8, 0, start_epoch=1, augment=(1, True), end_epoch=2))
+    ending = list(pipelines.train_pipeline(x, y, 8, 0, start_epoch=1, augment=(1, True), end_epoch=2))
     assert len(ending) == steps  # epochs start_epoch .. end_epoch - 1, then the stream ends
     for a, b in zip(resumed, ending):  # the same batches as the endless stream's
         np.testing.assert_array_equal(a[0].numpy(), b[0].numpy())
@@ -190,7 +190,7 @@ def test_an_epoch_of_a_steps_budget_is_a_block_of_the_same_endless_batches(pipel
     x, y = _images(b=20), np.arange(20)  # 3 batches of 8, 8, 4 per data epoch
 
     def blocks(start, count, block_steps):
-        stream, steps = loading.training_stream(x, y, 8, 0, start, (1, True), start + count, block_steps)
+        stream, steps = pipelines.training_stream(x, y, 8, 0, start, (1, True), start + count, block_steps)
         if pipeline == "tf":
             it = iter(stream)
             return [[tuple(np.asarray(t) for t in next(it)) for _ in range(steps)] for _ in range(count)]
@@ -214,8 +214,11 @@ def test_an_epoch_of_a_steps_budget_is_a_block_of_the_same_endless_batches(pipel
 
 def test_streams_do_not_autotune():
     """tf.data's autotuning thread made deleting an iterator (at the end of every model.fit) wait up to seconds
-    (loading._without_autotuning): the training and validation streams run without it."""
+    (pipelines._without_autotuning): the training and validation streams run without it."""
     x, y = _images(b=20), np.arange(20)
-    for stream in (loading.train_pipeline(x, y, 8, 0, augment=(1, True), end_epoch=1), loading.eval_dataset(x, y, 8)):
+    for stream in (
+        pipelines.train_pipeline(x, y, 8, 0, augment=(1, True), end_epoch=1),
+        pipelines.eval_dataset(x, y, 8),
+    ):
         assert stream.options().autotune.enabled is False
         assert sum(len(b[1]) for b in stream) == 20  # and still serve every example

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from test_data import _trust, make_cifar
 
-from lrnoise.data import loading
+from lrnoise.data import archives, loading, sources
 from lrnoise.errors import LrnoiseError
 
 
@@ -91,7 +91,7 @@ def _message(excinfo) -> str:
 def test_offline_names_every_missing_dataset_at_once(cache, closed_port_url):
     start = time.perf_counter()
     with pytest.raises(LrnoiseError) as excinfo:
-        loading.require(["cifar10", "cifar100", "digits", "cifar10"])
+        sources.require(["cifar10", "cifar100", "digits", "cifar10"])
     seconds = time.perf_counter() - start
     text = _message(excinfo)
     assert seconds < 5, f"offline took {seconds:.1f} s"
@@ -106,25 +106,25 @@ def test_offline_names_every_missing_dataset_at_once(cache, closed_port_url):
 
 
 def test_digits_needs_no_network(cache, closed_port_url):
-    assert loading.require(["digits"]) == {"digits": None}
-    assert loading.locate("digits", data_dir="/nowhere") is None
+    assert sources.require(["digits"]) == {"digits": None}
+    assert sources.locate("digits", data_dir="/nowhere") is None
 
 
 def test_unknown_dataset_is_refused_before_anything(cache, closed_port_url):
     with pytest.raises(LrnoiseError, match="unknown dataset 'mnist': choose one of digits, cifar10, cifar100"):
-        loading.require(["cifar10", "mnist"])
+        sources.require(["cifar10", "mnist"])
 
 
 def test_silent_server_times_out_fast(cache, monkeypatch):
     """A server that accepts the connection but never answers: the socket timeout ends the wait."""
-    monkeypatch.setattr(loading, "NETWORK_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(sources, "NETWORK_TIMEOUT_S", 0.5)
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen(4)  # the kernel completes the handshake; nobody ever reads or answers
         monkeypatch.setenv("LRNOISE_CIFAR_URL", f"http://127.0.0.1:{listener.getsockname()[1]}/")
         start = time.perf_counter()
         with pytest.raises(LrnoiseError) as excinfo:
-            loading.require(["cifar10", "cifar100"])
+            sources.require(["cifar10", "cifar100"])
         seconds = time.perf_counter() - start
     text = _message(excinfo)
     assert "no answer within 0.5 s" in text
@@ -136,7 +136,7 @@ def test_no_download_when_downloading_is_off(cache, serve, tmp_path, monkeypatch
     _served_archive(tmp_path, monkeypatch)
     requests = serve(tmp_path / "www")
     with pytest.raises(LrnoiseError, match="not in the cache .* and downloading is off"):
-        loading.locate("cifar10", download=False)
+        sources.locate("cifar10", download=False)
     assert requests == []
 
 
@@ -148,11 +148,11 @@ def test_truncated_archive_names_the_checksum_mismatch(tmp_path, monkeypatch, cl
     path.write_bytes(raw[: len(raw) // 2])
     actual = hashlib.md5(raw[: len(raw) // 2]).hexdigest()
     with pytest.raises(LrnoiseError) as excinfo:
-        loading.require(["cifar10"], data_dir=tmp_path)
+        sources.require(["cifar10"], data_dir=tmp_path)
     text = _message(excinfo)
     assert (
         f"checksum mismatch for {path}: md5 {actual}, the official cifar-10-python.tar.gz has "
-        f"{loading.CIFAR['cifar10'].md5}" in text
+        f"{archives.CIFAR['cifar10'].md5}" in text
     )
     assert "download cifar-10-python.tar.gz from" in text
 
@@ -161,7 +161,7 @@ def test_data_dir_without_archive_or_folder_says_what_to_put_there(tmp_path, clo
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(LrnoiseError) as excinfo:
-        loading.require(["digits", "cifar100"], data_dir=empty)
+        sources.require(["digits", "cifar100"], data_dir=empty)
     text = _message(excinfo)
     assert f"data dir {empty} holds neither cifar-100-python.tar.gz nor an extracted cifar-100-python/" in text
     assert text.endswith(f"download cifar-100-python.tar.gz from {closed_port_url} into {empty}")
@@ -171,7 +171,7 @@ def test_data_dir_is_resolved_to_the_archive_or_the_folder(tmp_path, monkeypatch
     archive, *_ = make_cifar(tmp_path, "cifar100")
     _trust(monkeypatch, "cifar100", archive)
     _, x_train, *_ = make_cifar(tmp_path, "cifar10", extracted=True)
-    found = loading.require(["cifar100", "cifar10"], data_dir=tmp_path)
+    found = sources.require(["cifar100", "cifar10"], data_dir=tmp_path)
     assert found == {"cifar100": archive, "cifar10": tmp_path / "cifar-10-batches-py"}
     np.testing.assert_array_equal(loading.load("cifar10", data_dir=tmp_path, val_fraction=0.0).x_train, x_train)
 
@@ -181,7 +181,7 @@ def test_cached_archive_is_used_offline(cache, closed_port_url, tmp_path, monkey
     cache.mkdir()
     archive, x_train, y_train, x_test, y_test = make_cifar(cache, "cifar10")
     _trust(monkeypatch, "cifar10", archive)
-    assert loading.require(["cifar10"]) == {"cifar10": archive}
+    assert sources.require(["cifar10"]) == {"cifar10": archive}
     ds = loading.load("cifar10", val_fraction=0.0)
     np.testing.assert_array_equal(ds.x_train, x_train)
     np.testing.assert_array_equal(ds.y_test, y_test)
@@ -191,11 +191,11 @@ def test_cache_dir_defaults_to_the_keras_cache(monkeypatch, tmp_path):
     monkeypatch.delenv("LRNOISE_DATA_CACHE", raising=False)
     monkeypatch.delenv("KERAS_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert loading.cache_dir() == tmp_path / ".keras" / "datasets"
+    assert sources.cache_dir() == tmp_path / ".keras" / "datasets"
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "kh"))
-    assert loading.cache_dir() == tmp_path / "kh" / "datasets"
+    assert sources.cache_dir() == tmp_path / "kh" / "datasets"
     monkeypatch.setenv("LRNOISE_DATA_CACHE", str(tmp_path / "mine"))
-    assert loading.cache_dir() == tmp_path / "mine"
+    assert sources.cache_dir() == tmp_path / "mine"
 
 
 # ---------------------------------------------------------------- downloads from a local server
@@ -203,13 +203,13 @@ def test_cache_dir_defaults_to_the_keras_cache(monkeypatch, tmp_path):
 def test_download_lands_in_cache_once_and_reads_back(cache, serve, tmp_path, monkeypatch, capsys):
     served, x_train, y_train, x_test, y_test = _served_archive(tmp_path, monkeypatch)
     requests = serve(tmp_path / "www")
-    found = loading.require(["cifar10", "digits"])
+    found = sources.require(["cifar10", "digits"])
     assert found == {"cifar10": cache / "cifar-10-python.tar.gz", "digits": None}
     assert found["cifar10"].read_bytes() == served.read_bytes()
     assert sorted(p.name for p in cache.iterdir()) == ["cifar-10-python.tar.gz"]  # no temporary file left
     progress = capsys.readouterr().err
     assert "downloading cifar-10-python.tar.gz  100% " in progress and " MB" in progress
-    loading.require(["cifar10"])
+    sources.require(["cifar10"])
     ds = loading.load("cifar10", val_fraction=0.0)
     assert requests == ["/cifar-10-python.tar.gz"], "downloaded more than once"
     np.testing.assert_array_equal(ds.x_train, x_train)
@@ -226,12 +226,12 @@ def test_corrupted_download_leaves_nothing_in_cache(cache, serve, tmp_path, monk
     served.write_bytes(bytes(raw))
     serve(tmp_path / "www")
     with pytest.raises(LrnoiseError) as excinfo:
-        loading.require(["cifar10"])
+        sources.require(["cifar10"])
     text = _message(excinfo)
     assert (
-        f"checksum mismatch for the download from {loading.cifar_url()}cifar-10-python.tar.gz: "
+        f"checksum mismatch for the download from {sources.cifar_url()}cifar-10-python.tar.gz: "
         f"md5 {hashlib.md5(raw).hexdigest()}, the official cifar-10-python.tar.gz has "
-        f"{loading.CIFAR['cifar10'].md5}"
+        f"{archives.CIFAR['cifar10'].md5}"
     ) in text
     assert list(cache.iterdir()) == []
 
@@ -242,7 +242,7 @@ def test_stale_cached_archive_is_replaced(cache, serve, tmp_path, monkeypatch):
     cache.mkdir()
     (cache / "cifar-10-python.tar.gz").write_bytes(b"half a download")
     requests = serve(tmp_path / "www")
-    assert loading.locate("cifar10").read_bytes() == served.read_bytes()
+    assert sources.locate("cifar10").read_bytes() == served.read_bytes()
     assert len(requests) == 1
 
 
@@ -251,7 +251,7 @@ def test_missing_file_on_server_is_an_http_error(cache, serve, tmp_path, monkeyp
     _served_archive(tmp_path, monkeypatch, "cifar10")  # the server has cifar10 only
     requests = serve(tmp_path / "www")
     with pytest.raises(LrnoiseError) as excinfo:
-        loading.require(["cifar100", "cifar10"])
+        sources.require(["cifar100", "cifar10"])
     text = _message(excinfo)
     assert text.startswith("dataset cifar100 unavailable (download from ")
     assert "cifar-100-python.tar.gz failed: HTTP 404" in text and "cifar10 unavailable" not in text

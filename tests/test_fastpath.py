@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from lrnoise.config import Execution, TrainConfig
-from lrnoise.data import loading
+from lrnoise.data import loading, pipelines
 from lrnoise.training import build, fastpath, networks
 from lrnoise.training.build import SweepCache
 
@@ -104,7 +104,7 @@ def test_a_training_step_built_ahead_is_traced_once_and_trains_as_plain_keras(mo
         build.build_state(model, ds)
         traces, step = [], model.train_step
         model.train_step = lambda batch: traces.append(1) or step(batch)  # runs once per trace, not per step
-        stream, steps = loading.training_stream(ds.x_train, ds.y_train, CONFIG.batch_size, CONFIG.seed)
+        stream, steps = pipelines.training_stream(ds.x_train, ds.y_train, CONFIG.batch_size, CONFIG.seed)
         model.fit(stream, steps_per_epoch=steps, epochs=2, verbose=0)
         return len(traces), model.get_weights()
 

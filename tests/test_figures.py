@@ -1,10 +1,12 @@
-"""lrnoise.report.figures: every figure lays out cleanly (long titles, 1-4 panels), draws its error bars, keeps lr
-colours stable, writes PNG + PDF, and never touches the user's matplotlib backend."""
+"""lrnoise.report's figures (figures, figures_mechanism, plot_style, layout_check, evaluation_figure): every figure
+lays out cleanly (long titles, 1-4 panels), draws its error bars, keeps lr colours stable, writes PNG + PDF, and
+never touches the user's matplotlib backend. The frames are built from report.rows' dataclasses."""
 
 import os
 import struct
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -14,9 +16,20 @@ from matplotlib.colors import to_hex
 from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 
-from lrnoise import paper
+from lrnoise import names, paper
+from lrnoise.analysis.run_table import columns, frame
 from lrnoise.errors import LrnoiseError
-from lrnoise.report import figures
+from lrnoise.noise.noise_config import NoiseConfig
+from lrnoise.report import evaluation_figure, figures, figures_mechanism, layout_check, plot_style
+from lrnoise.report.rows import (
+    CurvePoint,
+    Eq2Point,
+    LevelPoint,
+    MechanismPoint,
+    NoiseModelPoint,
+    OptimizerRow,
+    TradeoffPoint,
+)
 
 LONG_TITLE = "Table III: average normalised accuracy A_avr against learning rate per model (additive-paper)"
 ETAS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4)
@@ -32,75 +45,78 @@ def model_names(count: int) -> list[str]:
 def curves_frame(models: int, n: int, levels=ETAS) -> pd.DataFrame:
     """Tidy curves: a point per (model, lr, level); accuracy falls with the level, faster for larger lrs."""
     rank = np.log(np.asarray(levels, dtype=float) + 1) / np.log(max(levels) + 1)  # 0..1 per level
-    return pd.DataFrame(
+    return frame(
         [
-            {
-                "model": model,
-                "lr": lr,
-                "level": level,
-                "normalized_accuracy": 1 - (0.3 + 0.1 * i) * r,
-                "ci95": 0.005 + 0.02 * r,
-                "n": n,
-            }
+            CurvePoint(model, lr, level, normalized_accuracy=1 - (0.3 + 0.1 * i) * r, ci95=0.005 + 0.02 * r, n=n)
             for model in model_names(models)
             for i, lr in enumerate(paper.LRS)
             for level, r in zip(levels, rank)
-        ]
+        ],
+        CurvePoint,
     )
 
 
+def level_frame(levels) -> pd.DataFrame:
+    """One evaluation's curve (noise_curve's input): the first model and lr of curves_frame."""
+    return curves_frame(1, 1, levels)[columns(LevelPoint)].iloc[: len(levels)]
+
+
 def tradeoff_frame(models: int, n: int) -> pd.DataFrame:
-    return pd.DataFrame(
+    return frame(
         [
-            {
-                "model": model,
-                "lr": lr,
-                "baseline": 0.92 - 0.01 * i,
-                "baseline_ci95": 0.004,
-                "robust": 0.6 + 0.03 * i,
-                "robust_ci95": 0.02,
-                "n": n,
-            }
+            TradeoffPoint(model, lr, 0.92 - 0.01 * i, baseline_ci95=0.004, robust=0.6 + 0.03 * i, robust_ci95=0.02, n=n)
             for model in model_names(models)
             for i, lr in enumerate(paper.LRS)
-        ]
+        ],
+        TradeoffPoint,
     )
 
 
 def noise_models_frame(models: int, n: int) -> pd.DataFrame:
-    return pd.DataFrame(
+    return frame(
         [
-            {"config": config, "model": model, "lr": lr, "avr": 0.75 - 0.1 * j + 0.01 * i, "avr_ci95": 0.015, "n": n}
+            NoiseModelPoint(config, model, lr, avr=0.75 - 0.1 * j + 0.01 * i, avr_ci95=0.015, n=n)
             for j, config in enumerate(CONFIGS)
             for model in model_names(models)
             for i, lr in enumerate(paper.LRS)
-        ]
+        ],
+        NoiseModelPoint,
     )
 
 
 def mechanism_frame(models: int, runs: int) -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    return pd.DataFrame(
+    return frame(
         [
-            {"model": model, "lr": lr, "x": 10 ** rng.uniform(-6, -3), "avr": rng.uniform(0.4, 0.8)}
+            MechanismPoint(model, lr, x=10 ** rng.uniform(-6, -3), avr=rng.uniform(0.4, 0.8))
             for model in model_names(models)
             for lr in paper.LRS
             for _ in range(runs)
-        ]
+        ],
+        MechanismPoint,
     )
 
 
 def optimizer_frame(count: int, n: int) -> pd.DataFrame:
-    names = list(paper.OPTIMIZERS[:count])
-    return pd.DataFrame(
-        {
-            "optimizer": names,
-            "baseline": [paper.OPTIMIZER_BASELINE_ACCURACY[o] for o in names],
-            "baseline_ci95": 0.01,
-            "avr": [paper.OPTIMIZER_AVG_NORMALIZED_ACCURACY[o] for o in names],
-            "avr_ci95": 0.02,
-            "n": n,
-        }
+    """The report's optimizer table at the paper's optimizer study, with the paper's values."""
+    study = paper.OPTIMIZER_STUDY
+    return frame(
+        [
+            OptimizerRow(
+                study["dataset"],
+                study["model"],
+                batch_size=128,
+                lr=study["lr"],
+                optimizer=o,
+                baseline=paper.OPTIMIZER_BASELINE_ACCURACY[o],
+                baseline_ci95=0.01,
+                avr=paper.OPTIMIZER_AVG_NORMALIZED_ACCURACY[o],
+                avr_ci95=0.02,
+                runs=n,
+            )
+            for o in paper.OPTIMIZERS[:count]
+        ],
+        OptimizerRow,
     )
 
 
@@ -124,7 +140,7 @@ def legend_labels(fig: Figure) -> list[str]:
 @pytest.mark.parametrize("models", [1, 2, 4])
 def test_noise_curves_lay_out_cleanly(models, n):
     fig = figures.noise_curves(curves_frame(models, n), LONG_TITLE, "weight-noise form factor eta (%)")
-    assert figures.layout_problems(fig) == []
+    assert layout_check.layout_problems(fig) == []
     assert len(fig.axes) == models
     assert len(fig.legends) == 1 and all(ax.get_legend() is None for ax in fig.axes)  # once, outside the panels
     assert legend_labels(fig) == [f"lr {lr} (n={n})" for lr in LR_LABELS]
@@ -135,7 +151,7 @@ def test_noise_curves_pcm_log_axis(models):
     fig = figures.noise_curves(
         curves_frame(models, 3, (0,) + PCM_TIMES), LONG_TITLE, "time since programming t (s)", log_x=True
     )
-    assert figures.layout_problems(fig) == []
+    assert layout_check.layout_problems(fig) == []
     for ax in fig.axes:
         assert ax.get_xscale() == "log"
         clean = [line for line in ax.lines if line.get_linestyle() == ":"]
@@ -162,10 +178,10 @@ def test_a_log_level_axis_is_ticked_at_its_levels_by_name(models):
         log_x=True,
         tick_text=level_name,
     )
-    summary = curves_frame(1, 1, PCM_TIMES)[["level", "normalized_accuracy", "ci95"]].iloc[: len(PCM_TIMES)]
+    summary = level_frame(PCM_TIMES)
     one = figures.noise_curve(summary, LONG_TITLE, "time since programming t (s)", log_x=True, tick_text=level_name)
     for fig in (many, one):
-        assert figures.layout_problems(fig) == []
+        assert layout_check.layout_problems(fig) == []
         for ax in fig.axes:
             assert list(ax.get_xticks()) == list(PCM_TIMES)
             assert [t.get_text() for t in ax.get_xticklabels()] == list(PCM_NAMES.values())
@@ -178,15 +194,15 @@ def test_levels_just_far_enough_apart_are_named_without_collisions():
     fig = figures.noise_curves(
         curves_frame(4, 3, times), LONG_TITLE, "time since programming t (s)", log_x=True, tick_text=lambda t: f"{t:g}s"
     )
-    assert figures.layout_problems(fig) == []
+    assert layout_check.layout_problems(fig) == []
     assert len(fig.axes) == 4 and all(list(ax.get_xticks()) == list(times) for ax in fig.axes)
 
 
 def test_levels_too_close_to_name_keep_the_log_ticks():
     times = (1.0, 2.0, 3600.0)  # 1s and 2s would collide
-    summary = curves_frame(1, 1, times)[["level", "normalized_accuracy", "ci95"]].iloc[: len(times)]
+    summary = level_frame(times)
     fig = figures.noise_curve(summary, LONG_TITLE, "t (s)", log_x=True, tick_text=level_name)
-    assert figures.layout_problems(fig) == []
+    assert layout_check.layout_problems(fig) == []
     assert list(fig.axes[0].get_xticks()) != list(times)
     assert len(fig.axes[0].xaxis.get_minorticklocs()) > 0
 
@@ -195,7 +211,7 @@ def test_levels_too_close_to_name_keep_the_log_ticks():
 @pytest.mark.parametrize("models", [1, 2, 4])
 def test_tradeoff_lays_out_cleanly(models, n):
     fig = figures.tradeoff(tradeoff_frame(models, n), LONG_TITLE, "normalised accuracy at eta = 10 % (%)")
-    assert figures.layout_problems(fig) == []
+    assert layout_check.layout_problems(fig) == []
     panels = [ax for ax in fig.axes if ax.get_xlabel()]
     assert len(panels) == models and len(fig.axes) == 2 * models  # each panel has its twin (right) axis
     for ax in panels:
@@ -207,7 +223,7 @@ def test_tradeoff_lays_out_cleanly(models, n):
 @pytest.mark.parametrize("models", [1, 2, 4])
 def test_noise_models_lays_out_cleanly(models, n):
     fig = figures.noise_models(noise_models_frame(models, n), LONG_TITLE)
-    assert figures.layout_problems(fig) == []
+    assert layout_check.layout_problems(fig) == []
     assert legend_labels(fig) == [f"{config} (n={n})" for config in CONFIGS]
     assert all([t.get_text() for t in ax.get_xticklabels()] == LR_LABELS for ax in fig.axes)
 
@@ -215,12 +231,12 @@ def test_noise_models_lays_out_cleanly(models, n):
 @pytest.mark.parametrize("runs", [1, 5])
 @pytest.mark.parametrize("models", [1, 2, 4])
 def test_mechanism_lays_out_cleanly(models, runs):
-    fig = figures.mechanism(mechanism_frame(models, runs), LONG_TITLE, "gradient-noise power lr * Var(g) / B")
-    assert figures.layout_problems(fig) == []
+    fig = figures_mechanism.mechanism(mechanism_frame(models, runs), LONG_TITLE, "gradient-noise power lr * Var(g) / B")
+    assert layout_check.layout_problems(fig) == []
     scatters = [c for ax in fig.axes for c in ax.collections if isinstance(c, PathCollection)]
     assert len(scatters) == models * len(paper.LRS)  # one point set per panel and lr
     assert sum(len(s.get_offsets()) for s in scatters) == models * len(paper.LRS) * runs  # one point per run
-    colors = figures.lr_colors(paper.LRS)
+    colors = plot_style.lr_colors(paper.LRS)
     assert {to_hex(s.get_facecolor()[0]) for s in scatters} == set(colors.values())
     assert all(ax.get_xscale() == "log" for ax in fig.axes)
 
@@ -230,7 +246,7 @@ def test_mechanism_lays_out_cleanly(models, runs):
 def test_optimizers_lays_out_cleanly(count, n):
     table = optimizer_frame(count, n)
     fig = figures.optimizers(table, LONG_TITLE)
-    assert figures.layout_problems(fig) == []
+    assert layout_check.layout_problems(fig) == []
     (ax,) = fig.axes
     assert [t.get_text() for t in ax.get_xticklabels()] == [f"{o}\n(n={n})" for o in table["optimizer"]]
     assert ax.get_legend() is None and len(fig.legends) == 1
@@ -238,9 +254,9 @@ def test_optimizers_lays_out_cleanly(count, n):
 
 @pytest.mark.parametrize("log_x, levels", [(False, ETAS), (True, PCM_TIMES)])
 def test_single_noise_curve_lays_out_cleanly(log_x, levels):
-    summary = curves_frame(1, 1, levels)[["level", "normalized_accuracy", "ci95"]].iloc[: len(levels)]
+    summary = level_frame(levels)
     fig = figures.noise_curve(summary, LONG_TITLE + " A_avr = 0.781", "noise level", log_x=log_x)
-    assert figures.layout_problems(fig) == []
+    assert layout_check.layout_problems(fig) == []
     (container,) = errorbars(fig)
     assert drawn_bars(container) == len(levels)
     assert fig.axes[0].get_xscale() == ("log" if log_x else "linear")
@@ -284,7 +300,7 @@ def test_optimizer_bars_carry_errorbars_in_percent():
     containers = errorbars(fig)
     assert len(containers) == 2 and [drawn_bars(c) for c in containers] == [6, 6]
     heights = [bar.get_height() for bar in fig.axes[0].patches[:6]]
-    assert heights == pytest.approx(list(table["baseline"] * 100))
+    assert heights == pytest.approx(list(table[names.BASELINE_ACCURACY] * 100))
 
 
 # ---------------------------------------------------------------- layout_problems can fail
@@ -294,7 +310,7 @@ def test_layout_problems_reports_a_broken_figure():
     ax.plot([0, 1, 2], [0, 1, 2], label="a line through the centre")
     ax.legend(loc="center")
     fig.suptitle("a title pushed off the left edge", x=-0.2)
-    problems = figures.layout_problems(fig)
+    problems = layout_check.layout_problems(fig)
     assert any("legend" in p and "Line2D" in p for p in problems), problems
     assert any("a title pushed off" in p and "outside the figure" in p for p in problems), problems
 
@@ -305,7 +321,7 @@ def test_layout_problems_reports_crowded_tick_labels():
     ticks = np.arange(12)
     ax.set_xticks(ticks, labels=[f"label number {t}" for t in ticks])
     ax.plot(ticks, ticks)
-    assert any("overlaps" in p and "label number" in p for p in figures.layout_problems(fig))
+    assert any("overlaps" in p and "label number" in p for p in layout_check.layout_problems(fig))
 
 
 def test_layout_problems_reports_a_legend_over_the_title():
@@ -314,23 +330,23 @@ def test_layout_problems_reports_a_legend_over_the_title():
     ax.plot([0, 1], [0, 1], label="a rather long legend entry")
     fig.legend(loc="outside right upper")
     fig.suptitle("a long suptitle that runs into the legend column at the top right")
-    assert any("covers text 'a long suptitle" in p for p in figures.layout_problems(fig))
+    assert any("covers text 'a long suptitle" in p for p in layout_check.layout_problems(fig))
 
 
 # ---------------------------------------------------------------- colours, files, errors, backend
 @pytest.mark.parametrize("lr", [0.0005, 0.00075, 0.0015, 0.0003, 0.01])
 def test_lr_colors_depend_on_the_lr_alone(lr):
-    alone = figures.lr_colors([lr])[lr]
-    with_paper = figures.lr_colors(list(paper.LRS) + [lr])[lr]
-    with_others = figures.lr_colors([lr, 0.0002, 0.004, 0.1])[lr]
-    read_back = figures.lr_color(float(repr(lr * (1 + 1e-13))))  # a param string parsed back to float
+    alone = plot_style.lr_colors([lr])[lr]
+    with_paper = plot_style.lr_colors(list(paper.LRS) + [lr])[lr]
+    with_others = plot_style.lr_colors([lr, 0.0002, 0.004, 0.1])[lr]
+    read_back = plot_style.lr_color(float(repr(lr * (1 + 1e-13))))  # a param string parsed back to float
     assert alone == with_paper == with_others == read_back
 
 
 def test_paper_lrs_get_distinct_colours_in_sorted_order():
-    colors = figures.lr_colors(reversed(paper.LRS))
+    colors = plot_style.lr_colors(reversed(paper.LRS))
     assert list(colors) == sorted(paper.LRS)
-    assert list(colors.values()) == [to_hex(figures.LR_CMAP(i)) for i in range(len(paper.LRS))]
+    assert list(colors.values()) == [to_hex(plot_style.LR_CMAP(i)) for i in range(len(paper.LRS))]
     assert len(set(colors.values())) == len(paper.LRS)
 
 
@@ -339,6 +355,18 @@ def png_size(path) -> tuple[int, int]:
         head = handle.read(24)
     assert head[:8] == b"\x89PNG\r\n\x1a\n"
     return struct.unpack(">II", head[16:24])
+
+
+@pytest.mark.parametrize("config", [NoiseConfig(levels=ETAS), NoiseConfig("pcm", levels=PCM_TIMES)])
+def test_an_evaluations_noise_curve_is_drawn_from_its_result(config, tmp_path):
+    """noise_curve.png, what noise_eval's `draw` writes into an evaluation run's artifacts, from its result."""
+    summary = level_frame(config.levels).rename(columns={"ci95": "normalized_accuracy_ci95"}).assign(accuracy=0.5)
+    result = SimpleNamespace(summary=summary, avg_normalized_accuracy=0.781)
+    fig = evaluation_figure.noise_curve_figure(result, config, "digits")
+    assert layout_check.layout_problems(fig) == [] and "A_avr = 0.781" in fig.get_suptitle()
+    assert fig.axes[0].get_xscale() == ("log" if config.level_name == "t" else "linear")
+    (path,) = evaluation_figure.write_noise_curve(result, config, "digits", tmp_path)
+    assert path == tmp_path / "noise_curve.png" and png_size(path)[0] > 500
 
 
 def test_save_writes_png_and_pdf(tmp_path):
@@ -356,8 +384,8 @@ def test_save_writes_png_and_pdf(tmp_path):
     [
         lambda: figures.noise_curves(curves_frame(1, 1).drop(columns="ci95"), "t", "eta"),
         lambda: figures.tradeoff(tradeoff_frame(1, 1).iloc[0:0], "t", "r"),
-        lambda: figures.mechanism([1, 2], "t", "x"),
-        lambda: figures.lr_colors([0.001, 0.0]),
+        lambda: figures_mechanism.mechanism([1, 2], "t", "x"),
+        lambda: plot_style.lr_colors([0.001, 0.0]),
     ],
 )
 def test_bad_inputs_raise_one_line_errors(call):
@@ -368,7 +396,8 @@ def test_bad_inputs_raise_one_line_errors(call):
 
 def test_import_leaves_the_backend_alone():
     code = (
-        "import sys, matplotlib; before = matplotlib.get_backend(); import lrnoise.report.figures; "
+        "import sys, matplotlib; before = matplotlib.get_backend(); import lrnoise.report.figures, "
+        "lrnoise.report.figures_mechanism, lrnoise.report.layout_check, lrnoise.report.evaluation_figure; "
         "print(before, matplotlib.get_backend(), 'matplotlib.pyplot' in sys.modules)"
     )
     env = {**os.environ, "MPLBACKEND": "svg"}
@@ -379,25 +408,26 @@ def test_import_leaves_the_backend_alone():
 
 
 def test_interval_bars_stop_at_0_and_100_percent_and_batch_sizes_get_distinct_colours():
-    bars = figures.bounded_bars(pd.Series([0.98, 0.5, 0.01]), pd.Series([0.05, 0.05, 0.05]))
+    bars = plot_style.bounded_bars(pd.Series([0.98, 0.5, 0.01]), pd.Series([0.05, 0.05, 0.05]))
     np.testing.assert_allclose(bars, [[0.05, 0.05, 0.01], [0.02, 0.05, 0.05]])
-    colours = figures.batch_colors([8, 16, 32, 64, 128])
-    assert len(set(colours.values())) == 5 and figures.batch_colors([32])[32] == colours[32]  # stable per B
+    colours = plot_style.batch_colors([8, 16, 32, 64, 128])
+    assert len(set(colours.values())) == 5 and plot_style.batch_colors([32])[32] == colours[32]  # stable per B
 
 
 def test_figure_7_has_eq2s_axis_and_its_rivals_per_optimizer():
-    points = pd.DataFrame(
+    points = frame(
         [
-            {"optimizer": o, "lr": lr, "batch_size": b, "avr": 0.7 + 0.01 * i}
+            Eq2Point(o, lr, batch_size=b, avr=0.7 + 0.01 * i)
             for o in ("adam", "momentum")
             for i, lr in enumerate((0.0005, 0.001, 0.002))
             for b in (8, 32)
-        ]
+        ],
+        Eq2Point,
     )
-    fig = figures.eq2_collapse(points, LONG_TITLE)
+    fig = figures_mechanism.eq2_collapse(points, LONG_TITLE)
     titles = ["momentum: lr^2/B", "momentum: lr/B", "adam: lr^2/B", "adam: lr/B"]  # the paper's optimizer order
     assert [ax.get_title() for ax in fig.axes] == titles
-    assert figures.layout_problems(fig) == []
+    assert layout_check.layout_problems(fig) == []
 
 
 def test_figure_4s_baseline_bars_stop_at_100_percent():

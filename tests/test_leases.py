@@ -12,11 +12,11 @@ import mlflow
 import pytest
 
 from lrnoise import names
-from lrnoise.store import leases, tracking
+from lrnoise.store import leases, semantics, session
 
-from conftest import run_statuses
+from support.stores import run_statuses
 
-HOST = leases._HOST  # this host as an owner tag names it
+HOST = leases.HOST  # this host as an owner tag names it
 
 
 def exited_pid() -> int:
@@ -79,13 +79,13 @@ def test_end_dead_runs_ends_only_what_dead_owners_of_this_host_left_running(stor
     run is still the one a rerun resumes. Left alone: this process's runs, another host's, one without an owner,
     finished runs, and the entry point's run under `mlflow run`."""
     client = mlflow.tracking.MlflowClient()
-    exp = tracking.ensure_experiment("lrnoise")
+    exp = session.ensure_experiment("lrnoise")
     study_params = {"preset": "demo"}
     dead = owner(HOST, exited_pid())
 
     def make(kind, owner_tag=None, key="k", status="RUNNING"):
         run_id = client.create_run(
-            exp, tags={names.KIND: kind, names.CONFIG_KEY: key, **tracking.semantics_tags(kind)}
+            exp, tags={names.KIND: kind, names.CONFIG_KEY: key, **semantics.semantics_tags(kind)}
         ).info.run_id
         if owner_tag is not None:
             client.set_tag(run_id, names.OWNER, owner_tag)
@@ -128,11 +128,11 @@ def test_the_older_claim_wins_and_a_staked_claim_does_not_wait_again(store, monk
     (leases.stake) whose settle wait has passed resolves without sleeping, and stays until its owner unstakes
     it; a claim made inside claimed() is removed when the block ends."""
     client = mlflow.tracking.MlflowClient()
-    exp = tracking.ensure_experiment("lrnoise")
+    exp = session.ensure_experiment("lrnoise")
     older, younger = leases.stake(exp, "k"), leases.stake(exp, "k")
     waits = []
-    settle = leases._settle
-    monkeypatch.setattr(leases, "_settle", lambda claim: waits.append(claim.settled_at - time.time()) or settle(claim))
+    settle = leases.settle
+    monkeypatch.setattr(leases, "settle", lambda claim: waits.append(claim.settled_at - time.time()) or settle(claim))
     with leases.claimed(exp, "k", staked=younger) as mine:
         assert mine is False  # another owner's older claim is live
     older = dataclasses.replace(older, settled_at=time.time() - 1)  # staked long enough ago
@@ -158,11 +158,11 @@ def test_runs_of_other_semantics_are_made_again_unless_any_run_may_be_reused(sto
     code's semantics is; a run lrnoise made under other semantics cannot be resumed by hand either."""
     from lrnoise import TRAINING_SEMANTICS
     from lrnoise.config import TrainConfig
-    from lrnoise.study.executors import Job
+    from lrnoise.study.job import Job
     from lrnoise.study.runner import semantics_lines
 
     client = mlflow.tracking.MlflowClient()
-    exp = tracking.ensure_experiment("lrnoise")
+    exp = session.ensure_experiment("lrnoise")
     job = Job(TrainConfig(dataset="digits", model="resnet8", epochs=1), ())
     key = names.config_key(job.train.params())
 
@@ -188,7 +188,7 @@ def test_runs_of_other_semantics_are_made_again_unless_any_run_may_be_reused(sto
     assert run_statuses()[newer] == "FAILED"  # never resumed by this code
     assert leases.existing_run(exp, "train", key, reuse_any=True).finished == unversioned
     with pytest.raises(Exception, match=f"made under train semantics {TRAINING_SEMANTICS + 1}"):
-        tracking.check_resumable(client.get_run(newer), "train")
+        semantics.check_resumable(client.get_run(newer), "train")
     current = make("FINISHED", TRAINING_SEMANTICS)
     assert leases.existing_run(exp, "train", key).finished == current
     assert semantics_lines(exp, [job], reuse_any=False) == []

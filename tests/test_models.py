@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from lrnoise.errors import LrnoiseError
+from lrnoise.noise import scoring
 from lrnoise.training import networks
 
 COUNTS = {"A": (269_722, 464_154, 658_586, 853_018), "B": (272_474, 466_906, 661_338, 855_770)}
@@ -28,7 +29,7 @@ def test_depth_must_be_6n_plus_2():
 
 def test_shortcut_a_subsamples_and_zero_pads_channels():
     inp = keras.Input((4, 4, 2))
-    probe = keras.Model(inp, networks._shortcut_a(inp, 6, "t"))
+    probe = keras.Model(inp, networks.shortcut_a(inp, 6, "t"))
     x = np.random.rand(1, 4, 4, 2).astype("float32")
     out = probe.predict(x, verbose=0)
     assert out.shape == (1, 2, 2, 6)
@@ -53,8 +54,8 @@ def test_evaluator_counts_hits():
     model = networks.resnet(8, 3, (8, 8, 1))
     x = np.random.RandomState(0).rand(7, 8, 8, 1).astype("float32")
     pred = np.argmax(model.predict(x, verbose=0), -1)
-    assert networks.Evaluator(model, x, pred, batch_size=3)() == 1.0
-    assert networks.Evaluator(model, x, (pred + 1) % 3, batch_size=3)() == 0.0
+    assert scoring.Evaluator(model, x, pred, batch_size=3)() == 1.0
+    assert scoring.Evaluator(model, x, (pred + 1) % 3, batch_size=3)() == 0.0
 
 
 def resnet_pairs(depth, shortcut):
@@ -72,7 +73,7 @@ def resnet_pairs(depth, shortcut):
 @pytest.mark.parametrize("shortcut, count", [("A", 19), ("B", 21)])
 def test_bn_folding_pairs_every_resnet_conv_with_its_bn(shortcut, count):
     model = networks.resnet(20, 10, (32, 32, 3), shortcut=shortcut)
-    pairs = networks.foldable_pairs(model)
+    pairs = scoring.foldable_pairs(model)
     assert pairs == resnet_pairs(20, shortcut) and len(pairs) == count
     convs = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert sorted(pairs) == sorted(convs)  # every conv, and not the softmax classifier
@@ -82,11 +83,11 @@ def test_bn_folding_pairs_every_resnet_conv_with_its_bn(shortcut, count):
 def test_bn_folding_reads_the_functional_config_graph():
     config = networks.resnet(8, 10, (8, 8, 1), shortcut="B").get_config()
     layers = {layer["name"]: layer for layer in config["layers"]}
-    assert networks._inputs_of(layers["stage2_block1_add"]) == ["stage2_block1_proj_bn", "stage2_block1_bn2"]
-    assert networks._inputs_of(layers["image"]) == []
-    consumers = networks._consumers(config)
+    assert scoring.inputs_of(layers["stage2_block1_add"]) == ["stage2_block1_proj_bn", "stage2_block1_bn2"]
+    assert scoring.inputs_of(layers["image"]) == []
+    consumers = scoring.consumers(config)
     assert consumers["stage1_block1_out"] == ["stage2_block1_conv1", "stage2_block1_proj"]
-    assert consumers["stem_conv"] == ["stem_bn"] and consumers["classifier"] == [networks._OUTPUT]
+    assert consumers["stem_conv"] == ["stem_bn"] and consumers["classifier"] == [scoring.OUTPUT]
 
 
 def mixed_model():
@@ -116,23 +117,23 @@ def mixed_model():
 
 
 def test_bn_folding_only_folds_a_bn_that_alone_reads_a_linear_conv_or_dense():
-    assert networks.foldable_pairs(mixed_model()) == {"fold_conv": "fold_bn", "dense": "dense_bn"}
+    assert scoring.foldable_pairs(mixed_model()) == {"fold_conv": "fold_bn", "dense": "dense_bn"}
 
 
 def test_a_conv_that_is_also_a_model_output_is_not_folded():
     inputs = keras.Input((5, 5, 1))
     conv = keras.layers.Conv2D(3, 3, name="conv")(inputs)
     bn = keras.layers.BatchNormalization(name="bn")(conv)
-    assert networks.foldable_pairs(keras.Model(inputs, bn)) == {"conv": "bn"}
-    assert networks.foldable_pairs(keras.Model(inputs, [bn, conv])) == {}
-    assert networks.foldable_pairs(keras.Model(inputs, {"normalised": bn, "raw": conv})) == {}
+    assert scoring.foldable_pairs(keras.Model(inputs, bn)) == {"conv": "bn"}
+    assert scoring.foldable_pairs(keras.Model(inputs, [bn, conv])) == {}
+    assert scoring.foldable_pairs(keras.Model(inputs, {"normalised": bn, "raw": conv})) == {}
 
 
 def test_a_model_without_a_functional_graph_is_left_unfolded():
     sequential = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.BatchNormalization()])
-    assert networks.foldable_pairs(sequential) == {}
+    assert scoring.foldable_pairs(sequential) == {}
     x = np.random.RandomState(0).rand(4, 4).astype("float32")
-    evaluator = networks.Evaluator(sequential, x, np.zeros(4))
+    evaluator = scoring.Evaluator(sequential, x, np.zeros(4))
     np.testing.assert_allclose(evaluator.twin.predict(x, verbose=0), sequential.predict(x, verbose=0), rtol=1e-5)
 
 
@@ -146,9 +147,9 @@ def test_folded_evaluator_predicts_like_the_model():
             v.assign(rng.normal(0, 0.3, v.shape))
     x = rng.rand(16, 6, 6, 2).astype("float32")
     expected = model.predict(x, verbose=0)
-    evaluator = networks.Evaluator(model, x, np.argmax(expected, -1), batch_size=5)
+    evaluator = scoring.Evaluator(model, x, np.argmax(expected, -1), batch_size=5)
     assert set(evaluator.pairs) == {"fold_conv", "dense"}
-    assert isinstance(evaluator.twin.get_layer("fold_bn"), networks._PassThrough)
+    assert isinstance(evaluator.twin.get_layer("fold_bn"), scoring.PassThrough)
     assert isinstance(evaluator.twin.get_layer("relu_bn"), keras.layers.BatchNormalization)
     np.testing.assert_allclose(evaluator.twin.predict(x, verbose=0), expected, rtol=1e-4, atol=1e-6)
     assert evaluator() == 1.0

@@ -1,8 +1,5 @@
 """Noise injection and the paper's eq. 7-9: exactness, statistics, reproducibility, tracking, bad input."""
 
-import subprocess
-import sys
-
 import keras
 import mlflow
 import numpy as np
@@ -14,14 +11,16 @@ from lrnoise import NOISE_SEMANTICS, names
 from lrnoise.cli import app
 from lrnoise.config import Execution, TrainConfig
 from lrnoise.data import loading
-from lrnoise.noise import injection
+from lrnoise.noise import injection, noise_config, scoring
 from lrnoise.noise.evaluation import noise_eval
-from lrnoise.noise.injection import NoiseConfig
-from lrnoise.store import tracking
+from lrnoise.noise.noise_config import NoiseConfig
+from lrnoise.report import evaluation_figure
+from lrnoise.store import session
 from lrnoise.training import networks
 from lrnoise.training.train import train
 
-from conftest import ROOT, run_statuses
+from support.commands import mlflow_run
+from support.stores import run_statuses
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +36,7 @@ def trained(digits):
     model = networks.resnet(8, 10, digits.input_shape, mean=mean, variance=var)
     model.compile(keras.optimizers.Adam(0.02), "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(digits.x_train.astype("float32"), digits.y_train, epochs=3, batch_size=64, verbose=0)
-    assert networks.Evaluator(model, digits.x_test, digits.y_test)() > 0.8
+    assert scoring.Evaluator(model, digits.x_test, digits.y_test)() > 0.8
     return model
 
 
@@ -46,7 +45,7 @@ def snapshot(model):
 
 
 def test_injected_noise_has_zero_mean_and_eta_sigma_w(trained):
-    injector = injection.injector_for(injection.PAPER, trained)
+    injector = injection.injector_for(noise_config.PAPER, trained)
     eta = 0.2
     noisy = injector.draw(eta, injection.draw_seed(0, eta, 0))
     checked = 0
@@ -85,7 +84,7 @@ def test_folded_evaluator_computes_the_same_function(digits):
             elif v.path.endswith(("beta", "moving_mean")):
                 v.assign(rng.normal(0, 0.3, v.shape))
         x = digits.x_test[:64].astype("float32")
-        evaluator = networks.Evaluator(model, x, np.zeros(64))
+        evaluator = scoring.Evaluator(model, x, np.zeros(64))
         assert len(evaluator.pairs) == (7 if shortcut == "A" else 9)
         np.testing.assert_allclose(
             evaluator.twin.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-4, atol=1e-6
@@ -106,14 +105,14 @@ def test_models_of_one_architecture_share_one_twin_whatever_their_optimizer(digi
     first, second = (networks.resnet(8, 10, digits.input_shape) for _ in range(2))
     first.compile(keras.optimizers.Adam(0.001), "sparse_categorical_crossentropy")
     second.compile(keras.optimizers.SGD(0.1), "sparse_categorical_crossentropy")
-    assert networks.Evaluator(first, x, np.zeros(8)).twin is networks.Evaluator(second, x, np.zeros(8)).twin
+    assert scoring.Evaluator(first, x, np.zeros(8)).twin is scoring.Evaluator(second, x, np.zeros(8)).twin
     other = networks.resnet(8, 10, digits.input_shape, shortcut="B")
-    assert networks.Evaluator(other, x, np.zeros(8)).twin is not networks.Evaluator(first, x, np.zeros(8)).twin
+    assert scoring.Evaluator(other, x, np.zeros(8)).twin is not scoring.Evaluator(first, x, np.zeros(8)).twin
 
 
 def test_targets(trained):
-    paths = {name: [v.path for v in injection.TARGETS[name](trained)] for name in injection.TARGETS}
-    assert not any(p.startswith(networks.NORMALIZATION_LAYER) for ps in paths.values() for p in ps)
+    paths = {name: [v.path for v in noise_config.TARGETS[name](trained)] for name in noise_config.TARGETS}
+    assert not any(p.startswith(names.NORMALIZATION_LAYER) for ps in paths.values() for p in ps)
     assert not any("moving" in p for p in paths["trainable"])
     assert any(p.endswith("gamma") for p in paths["trainable"]) and any(p.endswith("bias") for p in paths["trainable"])
     assert all(p.endswith("kernel") for p in paths["kernels"]) and len(paths["kernels"]) == 8
@@ -131,9 +130,9 @@ def test_weights_restored_bit_for_bit(trained, digits):
     )
     for a, b in zip(before, snapshot(trained)):
         np.testing.assert_array_equal(a, b)
-    evaluator = networks.Evaluator(trained, digits.x_test, digits.y_test)
+    evaluator = scoring.Evaluator(trained, digits.x_test, digits.y_test)
     clean = evaluator()
-    injector = injection.injector_for(injection.PAPER, trained, evaluator)
+    injector = injection.injector_for(noise_config.PAPER, trained, evaluator)
     assert injection.noisy_accuracy(evaluator, injector, 0.5, 0, 0)[0] != clean
     assert injection.noisy_accuracy(evaluator, injector, 0.0, 0, 0)[0] == clean  # back to the clean weights
 
@@ -144,7 +143,7 @@ def test_an_evaluator_shared_by_evaluations_gives_their_own_results(trained, dig
     quiet = dict(log=lambda s: None)
     config = NoiseConfig(levels=(0.1, 0.3), trials=2)
     alone = injection.evaluate(trained, digits.x_test, digits.y_test, config, **quiet)
-    shared = networks.Evaluator(trained, digits.x_test, digits.y_test)
+    shared = scoring.Evaluator(trained, digits.x_test, digits.y_test)
     injection.evaluate(trained, digits.x_test, digits.y_test, NoiseConfig("pcm", trials=1), evaluator=shared, **quiet)
     again = injection.evaluate(trained, digits.x_test, digits.y_test, config, evaluator=shared, **quiet)
     assert again.baseline_accuracy == alone.baseline_accuracy
@@ -177,7 +176,7 @@ def test_same_seed_same_draws_other_seed_other_draws(trained, digits):
 
     np.testing.assert_array_equal(draws(1), draws(1))
     assert not np.array_equal(draws(1), draws(2))
-    injector = injection.injector_for(injection.PAPER, trained)
+    injector = injection.injector_for(noise_config.PAPER, trained)
     first = injector.targets[0]
     got = [np.array(injector.draw(0.1, injection.draw_seed(seed, 0.1, 0))[first]) for seed in (5, 5, 6)]
     np.testing.assert_array_equal(got[0], got[1])
@@ -193,7 +192,7 @@ def test_trials_auto_stops_on_ci_or_cap(trained, digits):
         NoiseConfig(levels=(0.2,), trials="auto", ci_target=0.99),
         log=lambda s: None,
     )
-    assert len(loose.draws) == injection.MIN_AUTO_TRIALS
+    assert len(loose.draws) == noise_config.MIN_AUTO_TRIALS
     tight = injection.evaluate(
         trained,
         digits.x_test,
@@ -215,7 +214,7 @@ def test_summary_statistics_follow_equations():
     assert s.loc[0.1, "accuracy_std"] == pytest.approx(0.1)
     assert s.loc[0.1, "accuracy_ci95"] == pytest.approx(4.302653 * 0.1 / np.sqrt(3), rel=1e-6)
     assert result.avg_normalized_accuracy == pytest.approx((0.8 / 0.9 + 0.4 / 0.9) / 2)
-    assert [injection.level_label("eta", e) for e in (0.01, 0.1, 0.025, 0.3, 0.07)] == ["1", "10", "2.5", "30", "7"]
+    assert [noise_config.level_label("eta", e) for e in (0.01, 0.1, 0.025, 0.3, 0.07)] == ["1", "10", "2.5", "30", "7"]
 
 
 @pytest.fixture
@@ -229,7 +228,7 @@ def train_run(store):
 @pytest.mark.e2e
 def test_tracked_noise_eval_metrics_match_logged_draws(train_run):
     config = NoiseConfig(levels=(0.05, 0.1, 0.3), trials=3, seed=7)
-    eval_id, result = noise_eval(config, run_id=train_run.run_id)
+    eval_id, result = noise_eval(config, run_id=train_run.run_id, draw=evaluation_figure.write_noise_curve)
     run = mlflow.get_run(eval_id)
     assert run.info.status == "FINISHED"
     assert run.data.tags["mlflow.parentRunId"] == train_run.run_id == run.data.tags["source_run_id"]
@@ -295,7 +294,7 @@ def test_bad_input(train_run):
         lines = result.output.strip().splitlines()
         assert result.exit_code == 2 and len(lines) == 1 and message in lines[0], (args, result.output)
     # a finished training run without a model
-    exp = tracking.ensure_experiment("lrnoise")
+    exp = session.ensure_experiment("lrnoise")
     bare = mlflow.tracking.MlflowClient().create_run(exp, tags={names.KIND: "train"})
     mlflow.tracking.MlflowClient().set_terminated(bare.info.run_id)
     result = _cli(["--run-id", bare.info.run_id])
@@ -305,26 +304,12 @@ def test_bad_input(train_run):
 
 @pytest.mark.e2e
 def test_mlflow_run_noise_eval_entry_point(train_run):
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "run",
-        str(ROOT),
-        "-e",
+    proc = mlflow_run(
         "noise_eval",
-        "--env-manager",
-        "local",
-        "--experiment-name",
-        "lrnoise",
-        "-P",
         f"run_id={train_run.run_id}",
-        "-P",
         "levels=0.1, 0.2",
-        "-P",
         "trials=2",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     evals = [
         r
@@ -343,21 +328,21 @@ def test_nonfinite_outputs_count_as_wrong_never_as_class_zero(digits):
         if v.path == "classifier/kernel":
             v.assign(np.full(v.shape, np.nan, dtype="float32"))
     zeros = np.zeros(len(digits.x_test), dtype=int)  # argmax of a NaN row would be 0: every label "hit"
-    assert networks.Evaluator(model, digits.x_test, zeros).accuracy() == (0.0, True)
+    assert scoring.Evaluator(model, digits.x_test, zeros).accuracy() == (0.0, True)
 
 
 def test_nonfinite_draws_are_counted(trained, digits, monkeypatch):
     """A draw whose outputs held NaN / inf is counted (and its accuracy counts those rows as wrong)."""
-    evaluator = networks.Evaluator(trained, digits.x_test, digits.y_test)
-    real = networks.Evaluator.load
+    evaluator = scoring.Evaluator(trained, digits.x_test, digits.y_test)
+    real = scoring.Evaluator.load
 
     def overflowing(self, values):  # stands in for a draw that overflowed the classifier
         values = dict(values)
         values["classifier/kernel"] = values["classifier/kernel"] * np.float32(np.inf)
         real(self, values)
 
-    injector = injection.injector_for(injection.PAPER, trained, evaluator)
-    monkeypatch.setattr(networks.Evaluator, "load", overflowing)
+    injector = injection.injector_for(noise_config.PAPER, trained, evaluator)
+    monkeypatch.setattr(scoring.Evaluator, "load", overflowing)
     accuracy, nonfinite = injection.noisy_accuracy(evaluator, injector, 0.1, 0, 0)
     assert nonfinite and accuracy < 0.2
     draws = pd.DataFrame(
@@ -372,7 +357,7 @@ def test_every_noise_model_and_fold_bn_through_the_evaluation(trained, digits, n
         config = NoiseConfig(noise_name, levels=(level,), trials=2, fold_bn=fold_bn)
         result = injection.evaluate(trained, digits.x_test, digits.y_test, config, log=lambda s: None)
         assert 0.0 < result.summary["normalized_accuracy"].iloc[0] <= 1.2 and result.nonfinite_draws == 0
-    evaluator = networks.Evaluator(trained, digits.x_test, digits.y_test)
+    evaluator = scoring.Evaluator(trained, digits.x_test, digits.y_test)
     folded = injection.injector_for(NoiseConfig(noise_name, fold_bn=True), trained, evaluator)
     assert all(p.endswith(("kernel", "bias")) for p in folded.targets)  # the folded twin's kernels (and biases)
     assert any(p.endswith("bias") and "conv" in p for p in folded.targets) or noise_name == "pcm"
@@ -381,7 +366,7 @@ def test_every_noise_model_and_fold_bn_through_the_evaluation(trained, digits, n
 def test_noise_config_keys_names_and_validation():
     paper_config = NoiseConfig()
     assert paper_config.name == "additive-paper" and paper_config.is_paper
-    assert NoiseConfig(levels=injection.PAPER_ETAS, targets="trainable") == paper_config  # defaults resolved
+    assert NoiseConfig(levels=noise_config.PAPER_ETAS, targets="trainable") == paper_config  # defaults resolved
     assert NoiseConfig(trials=30).key == paper_config.key != NoiseConfig(trials=30).run_key  # precision only
     assert NoiseConfig("pcm").name == "pcm-1s-1y" and NoiseConfig("pcm").targets == "kernels"
     other = NoiseConfig(levels=(0.1, 0.3))

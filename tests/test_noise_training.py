@@ -9,7 +9,7 @@ import pytest
 
 from lrnoise.config import Execution, TrainConfig
 from lrnoise.errors import LrnoiseError
-from lrnoise.noise import injection
+from lrnoise.noise import noise_config
 from lrnoise.training import build, networks, noise_training
 
 ops = keras.ops
@@ -44,7 +44,7 @@ def small_model(ds, optimizer="sgd"):
 def test_a_draw_is_eta_sigma_w_per_tensor_and_depends_on_seed_and_step_alone(ds):
     model = small_model(ds)
     weight_noise = noise_training.WeightNoise(model, 0.1, seed=3)
-    assert [v.path for v in weight_noise.variables] == [v.path for v in injection.TARGETS["trainable"](model)]
+    assert [v.path for v in weight_noise.variables] == [v.path for v in noise_config.TARGETS["trainable"](model)]
     clean = [v.value for v in weight_noise.variables]
     first = [np.asarray(n) for n in weight_noise.draw(clean, 0)]
     for n, w in zip(first, clean):

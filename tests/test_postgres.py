@@ -10,7 +10,9 @@ import time
 import mlflow
 import pytest
 
-from conftest import kill_server, one_finished_of_each, point_at_new_server, runs_of, start_server, study_cmd
+from support.commands import study_cmd
+from support.servers import kill_server, point_at_new_server, start_server
+from support.stores import one_finished_of_each, runs_of
 
 pgserver = pytest.importorskip("pgserver")
 

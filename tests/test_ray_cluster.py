@@ -11,7 +11,9 @@ import pytest
 
 from lrnoise import names
 
-from conftest import ROOT, kill_server, new_store, point_at_new_server, run_statuses, runs_of
+from support import ROOT
+from support.servers import kill_server, point_at_new_server
+from support.stores import new_store, run_statuses, runs_of
 
 pytest.importorskip("ray")
 LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # Ray keeps 127.0.0.1 as it is (ray_two_nodes.py)
@@ -23,7 +25,7 @@ EPOCHS = 8
 def test_a_study_on_two_ray_nodes_rides_out_the_loss_of_one(tmp_path, monkeypatch, migrated_store):
     _, server = point_at_new_server(new_store(migrated_store, tmp_path / "server.db"), tmp_path, monkeypatch)
     cluster = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "ray_two_nodes.py")],
+        [sys.executable, str(ROOT / "tests" / "support" / "ray_two_nodes.py")],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

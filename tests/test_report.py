@@ -19,17 +19,23 @@ from scipy import stats
 from typer.testing import CliRunner
 
 from lrnoise import names, paper
-from lrnoise.analysis import stats as lrnoise_stats
-from lrnoise.analysis import verdicts
+from lrnoise.analysis import lr_claims, verdicts
+from lrnoise.analysis.run_table import columns
 from lrnoise.cli import app
 from lrnoise.errors import LrnoiseError
-from lrnoise.noise import injection
-from lrnoise.noise.injection import PAPER, NoiseConfig
-from lrnoise.report import assembly, claims_text, figures, results
+from lrnoise.noise import noise_config
+from lrnoise.noise.noise_config import PAPER, NoiseConfig
+from lrnoise.report import aliases, assembly, claims_text, console, layout_check, results, tables
+from lrnoise.report.rows import CellRow, ComparisonRow, OptimizerRow, SweetSpotRow
+from lrnoise.settings import ReportSettings
 from lrnoise.store import server as tracking_server
-from lrnoise.store import tracking
+from lrnoise.store import session
 
-from conftest import ROOT, kill_server, new_store, start_server
+from support import ROOT
+from support.servers import kill_server, start_server
+from support.stores import new_store
+
+DROP = ReportSettings.max_accuracy_drop  # the report's default accuracy margin (1 point)
 
 ETAS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4)
 # (dataset, model, optimizer, lr, seed, baseline, A^eta at each eta or None for "not evaluated")
@@ -104,7 +110,7 @@ def add_eval(client, exp_id, run_id, config, normalized):
     evaluation = client.create_run(exp_id, tags=tags)
     metrics = {names.AVG_NORMALIZED_ACCURACY: float(np.mean(normalized))}
     for level, value in zip(config.levels, normalized):
-        label = injection.level_label(config.level_name, level)
+        label = noise_config.level_label(config.level_name, level)
         metrics[names.level_metric("normalized_accuracy", config.level_name, label)] = value
         metrics[names.level_metric("normalized_accuracy_ci95", config.level_name, label)] = 0.01
     params = names.noise_params({**config.measured(), **config.precision()})
@@ -120,7 +126,7 @@ def add_eval(client, exp_id, run_id, config, normalized):
 
 def fill(experiment="lrnoise"):
     client = mlflow.tracking.MlflowClient()
-    exp_id = tracking.ensure_experiment(experiment)
+    exp_id = session.ensure_experiment(experiment)
     ids = [add_run(client, exp_id, *r) for r in RUNS]
     add_run(client, exp_id, "cifar10", "resnet32", "adam", 0.001, 0, 0.5, None, status="RUNNING")  # not counted
     other = client.create_run(exp_id, tags={names.KIND: "noise_eval"})  # no source run: not counted
@@ -151,12 +157,12 @@ def test_tables_equal_expected_pivots(store, tmp_path):
         if not client.search_registered_models(f"name = '{name}'"):
             client.create_registered_model(name)
         client.create_model_version(name, f"runs:/{run_id}/model", run_id=run_id)
-    built = assembly.build_and_write("lrnoise", tmp_path / "out", pdf=False)
+    built = assembly.build_and_write(ReportSettings(out=str(tmp_path / "out"), pdf=False))
     assert len(built.runs) == len(RUNS)
     assert list((tmp_path / "out").glob("*.png")) and not list((tmp_path / "out").rglob("*.pdf"))  # --no-pdf
     for dataset in ("cifar10", "cifar100"):
         for value, metric in (("baseline", names.BASELINE_ACCURACY), ("avr", names.AVG_NORMALIZED_ACCURACY)):
-            got = assembly.pivot(built.runs, metric, dataset)
+            got = tables.pivot(built.runs, metric, dataset)
             want = expected_pivot(dataset, value)
             want = want.reindex(index=got.index, columns=got.columns)
             pd.testing.assert_frame_equal(got, want, check_names=False, check_exact=False, rtol=1e-12)
@@ -171,7 +177,7 @@ def test_tables_equal_expected_pivots(store, tmp_path):
     md3 = text("table3_avg_normalized_accuracy.md")
     assert "| resnet32 | 84.67% | — | — |" in md3
     assert "additive-paper" in md3.splitlines()[0]  # every table states its configuration
-    avr = assembly.cells(built.runs, "avg_normalized_accuracy").set_index(["dataset", "optimizer", "model", "lr"])
+    avr = tables.cells(built.runs, names.AVG_NORMALIZED_ACCURACY).set_index(["dataset", "optimizer", "model", "lr"])
     avr = avr.loc[("cifar10", "adam")]
     # one run: A_avr's CI over its draws (six levels, each +-0.01); several seeds: the t-interval over them
     assert avr.loc[("resnet20", 0.0005), "ci95"] == pytest.approx(np.sqrt(6 * 0.01**2) / 6)
@@ -180,6 +186,16 @@ def test_tables_equal_expected_pivots(store, tmp_path):
         stats.t.ppf(0.975, 1) * np.std(two, ddof=1) / np.sqrt(2)
     )
     assert r"\begin{tabular}" in (tmp_path / "out" / "table2_baseline_accuracy.tex").read_text()
+    # every result table's csv has its row class's columns
+    for name, row in (
+        ("table2_baseline_accuracy.csv", CellRow),
+        ("table3_avg_normalized_accuracy.csv", CellRow),
+        ("table_optimizers.csv", OptimizerRow),
+        ("paper_comparison.csv", ComparisonRow),
+        ("sweet_spot.csv", SweetSpotRow),
+    ):
+        assert list(pd.read_csv(tmp_path / "out" / name).columns) == columns(row), name
+    assert columns(CellRow)[: len(results.CONFIG)] == results.CONFIG  # a cell's key: the configuration's fields
     every = pd.read_csv(tmp_path / "out" / "runs.csv")
     assert len(every) == len(RUNS) and set(every["run_id"]) == set(ids)
     assert "cifar10 resnet32 adam lr=0.001: no finished training run" in built.missing
@@ -187,7 +203,7 @@ def test_tables_equal_expected_pivots(store, tmp_path):
 
     optimizers = pd.read_csv(tmp_path / "out" / "table_optimizers.csv")
     assert list(optimizers["optimizer"]) == ["sgd", "momentum", "adam"]
-    assert optimizers.set_index("optimizer").loc["adam", "baseline_accuracy"] == pytest.approx(0.91)
+    assert optimizers.set_index("optimizer").loc["adam", names.BASELINE_ACCURACY] == pytest.approx(0.91)
 
     comparison = pd.read_csv(tmp_path / "out" / "paper_comparison.csv")
     cell = comparison[
@@ -195,7 +211,7 @@ def test_tables_equal_expected_pivots(store, tmp_path):
     ].iloc[0]
     assert cell["paper"] == paper.BASELINE_ACCURACY[("cifar10", "resnet20", 0.00075)] == 0.9187
     assert cell["ours"] == pytest.approx(0.91) and cell["difference"] == pytest.approx(0.91 - 0.9187)
-    sgd = comparison[(comparison["optimizer"] == "sgd") & (comparison["metric"] == "baseline_accuracy")].iloc[0]
+    sgd = comparison[(comparison["optimizer"] == "sgd") & (comparison["metric"] == names.BASELINE_ACCURACY)].iloc[0]
     assert sgd["paper"] == 0.6851
 
     # sweet spot: resnet20 lrs within 1 pp of the best mean baseline (0.915): 0.00075 (0.91) and 0.001;
@@ -226,9 +242,9 @@ def test_tables_equal_expected_pivots(store, tmp_path):
 
 def test_runs_beyond_one_search_page_are_all_counted(store, monkeypatch):
     """The store returns at most SEARCH_PAGE runs a request (1000); with pages of 10, 23 runs take three."""
-    monkeypatch.setattr(tracking, "SEARCH_PAGE", 10)
+    monkeypatch.setattr(session, "SEARCH_PAGE", 10)
     client = mlflow.tracking.MlflowClient()
-    exp_id = tracking.ensure_experiment("big")
+    exp_id = session.ensure_experiment("big")
     for i in range(23):
         add_run(
             client, exp_id, "digits", "resnet20", "adam", [0.001, 0.002][i % 2], i, 0.5 + (i % 7) / 100, None
@@ -242,7 +258,7 @@ def test_runs_beyond_one_search_page_are_all_counted(store, monkeypatch):
     )
     runs, _, _ = results.fetch("big")
     assert len(runs) == 23 and runs["run_id"].is_unique and pages[:3] == [10, 10, 10]
-    table = assembly.cells(runs, names.BASELINE_ACCURACY)
+    table = tables.cells(runs, names.BASELINE_ACCURACY)
     assert table["n"].sum() == 23
 
 
@@ -252,7 +268,7 @@ def test_errors_one_line(store, tmp_path):
 
     result = cli("--experiment", "nope")
     assert result.exit_code == 2 and "no experiment named 'nope'" in result.output
-    tracking.ensure_experiment("empty")
+    session.ensure_experiment("empty")
     result = cli("--experiment", "empty")
     assert result.exit_code == 2 and "no finished training runs" in result.output
     assert len(result.output.strip().splitlines()) == 1
@@ -271,7 +287,7 @@ def test_errors_one_line(store, tmp_path):
 
 @pytest.mark.e2e
 def test_report_over_http_tracking_server(tmp_path, monkeypatch, migrated_store):
-    port = tracking_server._free_port()
+    port = tracking_server.free_port()
     server = start_server(
         new_store(migrated_store, tmp_path / "server.db"),
         port,
@@ -327,13 +343,15 @@ def test_report_folder_is_replaced_whole_and_configurations_never_mix(store, tmp
     out = tmp_path / "out"
     out.mkdir()
     (out / "fig9_stale.png").write_bytes(b"old")  # an earlier report's file
-    built = assembly.build_and_write("lrnoise", out, set_alias=False, log_run=False, pdf=False)
+    built = assembly.build_and_write(ReportSettings(out=str(out), pdf=False), log_run=False, set_alias=False)
     assert not (out / "fig9_stale.png").exists() and "fig9_stale.png" not in built.files
     runs = built.runs.set_index("run_id")
     first = runs.iloc[0]
     # the other configuration's evaluation of the first run (A = 0.11, 0.12) never enters the paper's numbers
     assert first["avg_normalized_accuracy"] == pytest.approx(np.mean(RUNS[0][6]))
-    every = assembly.build_and_write("lrnoise", tmp_path / "all", noise_config="all", set_alias=False, pdf=False)
+    every = assembly.build_and_write(
+        ReportSettings(out=str(tmp_path / "all"), noise_config="all", pdf=False), set_alias=False
+    )
     page = (tmp_path / "all" / "report.html").read_text()
     assert page.count('src="data:image/png;base64,') == len(list((tmp_path / "all").rglob("*.png"))) > 3
     assert "src=" not in page.replace('src="data:image/png;base64,', "") and "<script" not in page
@@ -344,7 +362,7 @@ def test_report_folder_is_replaced_whole_and_configurations_never_mix(store, tmp
     client = mlflow.tracking.MlflowClient()
     (report_run,) = client.search_runs([every.experiment_id], f"tags.`{names.KIND}` = 'report'")
     assert "report.html" in [a.path for a in client.list_artifacts(report_run.info.run_id)]
-    assert assembly.files_line(every).split("open first: ")[1].startswith("report.html, additive-paper/claims.md")
+    assert console.files_line(every).split("open first: ")[1].startswith("report.html, additive-paper/claims.md")
     config_names = sorted(c.info.name for c in every.configs)
     assert config_names[0] == "additive-eta10-30-e19068" or config_names[0].startswith("additive-eta10-30-")
     other = next(c for c in every.configs if not c.info.is_paper)
@@ -355,10 +373,10 @@ def test_report_folder_is_replaced_whole_and_configurations_never_mix(store, tmp
         .startswith(f"# Table III: average normalised accuracy A_avr ({other.info.name}")
     )
     assert (tmp_path / "all" / "fig5_noise_models_cifar10.png").is_file()
-    single = assembly.build("lrnoise", noise_config=other.info.name)
+    single = assembly.build(ReportSettings(noise_config=other.info.name))
     assert [c.info.key for c in single.configs] == [other.info.key]
     with pytest.raises(LrnoiseError, match="no noise evaluation with configuration 'pcm-1s-1y'"):
-        assembly.build("lrnoise", noise_config="pcm-1s-1y")
+        assembly.build(ReportSettings(noise_config="pcm-1s-1y"))
 
 
 # ---------------------------------------------------------------- claims for a person
@@ -381,13 +399,13 @@ def claim_runs(seeds: int, slope: float = 0.02) -> pd.DataFrame:
 
 def assessed(runs: pd.DataFrame) -> tuple[dict, verdicts.Family]:
     """One noise configuration's verdict tables with their family assessed, as the report makes them."""
-    tables = verdicts.tables(runs, 0.01, None)
-    return tables, verdicts.assess({"additive-paper": tables})
+    found = verdicts.tables(runs, 0.01, None)
+    return found, verdicts.assess({"additive-paper": found})
 
 
 def test_claims_read_as_sentences_with_their_numbers():
-    tables, family = assessed(claim_runs(seeds=4))
-    text = claims_text.claims_markdown(tables, "additive-paper", family)
+    found, family = assessed(claim_runs(seeds=4))
+    text = claims_text.claims_markdown(found, "additive-paper", family)
     lines = text.splitlines()
     assert (
         lines[2] == family.sentence() and lines[2].startswith("This report prints ") and "## Primary verdicts" in lines
@@ -413,14 +431,14 @@ def test_claims_read_as_sentences_with_their_numbers():
 def test_a_no_clear_verdict_says_what_it_could_have_detected():
     runs = claim_runs(seeds=3)
     runs["avg_normalized_accuracy"] = 0.6 + np.random.default_rng(3).normal(0, 0.01, len(runs))  # no trend
-    tables, family = assessed(runs)
-    avr = next(line for line in claims_text.claims_markdown(tables, "x", family).splitlines() if "- A_avr" in line)
+    found, family = assessed(runs)
+    avr = next(line for line in claims_text.claims_markdown(found, "x", family).splitlines() if "- A_avr" in line)
     assert avr.startswith("- A_avr no clear trend: ") and "cannot exclude +-" in avr and "pp per lr step" in avr
     assert family.primary == 1 and family.primary_named == 0
 
 
 def test_a_verdict_without_an_interval_prints_none():
-    claims = lrnoise_stats.claims(claim_runs(seeds=1))
+    claims = lr_claims.claims(claim_runs(seeds=1), DROP)
     avr = claims_text.claim_lines(claims.iloc[0])[0]
     assert avr.startswith("A_avr too few seeds (rho +") and "no interval); 6 runs, 1 seeds per lr" in avr
     assert "[" not in avr
@@ -431,7 +449,7 @@ def test_batch_size_and_train_noise_runs_give_the_mechanism_tests_and_figures(st
     """A store like `--preset mechanism`'s: lr x batch size with seeds (A_avr a function of lr^2 / B, the noise
     power lr^2 / B as eq. 2 says), and noise-injection runs at lr 0.00075 that are clearly more robust."""
     client = mlflow.tracking.MlflowClient()
-    exp_id = tracking.ensure_experiment("lrnoise")
+    exp_id = session.ensure_experiment("lrnoise")
     rng = np.random.default_rng(12)
 
     def add(lr, batch_size, seed, avr, train_noise=0.0):
@@ -461,7 +479,9 @@ def test_batch_size_and_train_noise_runs_give_the_mechanism_tests_and_figures(st
     for train_noise, gain in ((0.0, 0.0), (0.05, 0.06), (0.1, 0.12)):
         for seed in range(3):
             add(0.00075, 64, seed, 0.7 - 0.05 * (np.log(0.00075) - 0.5 * np.log(64) + 5.5) + gain, train_noise)
-    built = assembly.build_and_write("lrnoise", tmp_path / "out", set_alias=False, log_run=False, pdf=False)
+    built = assembly.build_and_write(
+        ReportSettings(out=str(tmp_path / "out"), pdf=False), log_run=False, set_alias=False
+    )
     main = built.main
     eq2 = main.verdicts["eq2"].set_index("value")
     planted = "excludes lr/B and lr alone; does not exclude lr^2/B"
@@ -494,10 +514,10 @@ def test_batch_size_and_train_noise_runs_give_the_mechanism_tests_and_figures(st
     ), claims
     assert "noise-injection training dominates: at the target accuracy " in claims
     assert "digits · resnet20 · adam · B=64: A_avr rises with train_noise: +" in claims
-    assert "eq. 2 on avg_normalized_accuracy: excludes lr/B and lr alone" in assembly.summary_text(built)
+    assert "eq. 2 on avg_normalized_accuracy: excludes lr/B and lr alone" in console.summary_text(built)
     for stem, fig in main.figures.items():
         if stem.startswith(("fig7", "fig8")):
-            assert figures.layout_problems(fig) == [], stem
+            assert layout_check.layout_problems(fig) == [], stem
 
 
 def test_each_batch_sizes_sweet_spot_moves_its_own_alias(store):
@@ -507,7 +527,7 @@ def test_each_batch_sizes_sweet_spot_moves_its_own_alias(store):
     rows = []
     for batch_size, best_lr in ((16, 0.001), (64, 0.002)):
         for lr in (0.001, 0.002):
-            run_id = client.create_run(tracking.ensure_experiment("lrnoise")).info.run_id
+            run_id = client.create_run(session.ensure_experiment("lrnoise")).info.run_id
             if not client.search_registered_models("name = 'lrnoise-digits-resnet20'"):
                 client.create_registered_model("lrnoise-digits-resnet20")
             client.create_model_version("lrnoise-digits-resnet20", f"runs:/{run_id}/model", run_id=run_id)
@@ -525,13 +545,13 @@ def test_each_batch_sizes_sweet_spot_moves_its_own_alias(store):
                     names.AVG_NORMALIZED_ACCURACY: 0.8 if lr == best_lr else 0.7,
                 }
             )
-    spots = assembly.sweet_spots(pd.DataFrame(rows))
+    spots = tables.sweet_spots(pd.DataFrame(rows), DROP)
     assert list(spots["alias_suffix"]) == ["-b16", "-b64"]
     config = SimpleNamespace(info=SimpleNamespace(is_paper=True, name="additive-paper"), sweet_spots=spots)
-    assert len(assembly.set_sweet_spot_aliases(SimpleNamespace(configs=[config]))) == 2
+    assert len(aliases.set_sweet_spot_aliases(SimpleNamespace(configs=[config]))) == 2
     for suffix, run_id in zip(spots["alias_suffix"], spots["run_id"]):
         assert client.get_model_version_by_alias("lrnoise-digits-resnet20", f"noise-robust{suffix}").run_id == run_id
-    one = assembly.sweet_spots(pd.DataFrame(rows[:2]).assign(label="resnet20"))  # one batch size: the plain alias
+    one = tables.sweet_spots(pd.DataFrame(rows[:2]).assign(label="resnet20"), DROP)  # one batch size: the plain alias
     assert list(one["alias_suffix"]) == [""]
 
 
@@ -544,7 +564,7 @@ def test_the_console_names_the_folder_the_count_and_the_files_to_open_first():
         "report.html",
     ]
     built = SimpleNamespace(files=files, out="reports/lrnoise", main=main, configs=[main, main])
-    assert assembly.files_line(built) == (
+    assert console.files_line(built) == (
         "14 files in reports/lrnoise; open first: report.html, additive-paper/claims.md, "
         "additive-paper/table3_avg_normalized_accuracy.md, additive-paper/fig4_tradeoff_digits.png"
     )
@@ -557,7 +577,7 @@ def test_a_configuration_made_again_by_newer_code_counts_once_and_mixed_semantic
     from lrnoise import TRAINING_SEMANTICS
 
     client = mlflow.tracking.MlflowClient()
-    exp_id = tracking.ensure_experiment("lrnoise")
+    exp_id = session.ensure_experiment("lrnoise")
     old = add_run(client, exp_id, "cifar10", "resnet20", "adam", 0.001, 0, 0.50, (0.5, 0.5, 0.5, 0.5, 0.5, 0.5))
     new = add_run(client, exp_id, "cifar10", "resnet20", "adam", 0.001, 0, 0.90, (0.9, 0.9, 0.9, 0.9, 0.9, 0.9))
     only_old = add_run(client, exp_id, "cifar10", "resnet20", "adam", 0.01, 0, 0.80, (0.7, 0.7, 0.7, 0.7, 0.7, 0.7))
@@ -569,11 +589,11 @@ def test_a_configuration_made_again_by_newer_code_counts_once_and_mixed_semantic
     runs, evals, _ = results.fetch("lrnoise")
     assert sorted(runs["run_id"]) == sorted([new, only_old])
     joined = results.join(runs, evals, results.choose(results.configurations(evals), "all")[0])
-    assert joined.set_index("run_id").loc[new, results.A_AVR] == pytest.approx(0.9)
+    assert joined.set_index("run_id").loc[new, names.AVG_NORMALIZED_ACCURACY] == pytest.approx(0.9)
     note = results.semantics_note(runs, evals)
     assert f"training runs span semantics 0 (1 runs), {TRAINING_SEMANTICS} (1 runs)" in note
     assert "noise evaluation runs were made under semantics 0 (2 runs)" in note
-    assert note in assembly.summary_text(assembly.build("lrnoise"))
+    assert note in console.summary_text(assembly.build(ReportSettings()))
 
 
 def test_claims_markdown_becomes_escaped_html():

@@ -2,8 +2,6 @@
 
 import os
 import re
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -13,14 +11,20 @@ from typer.testing import CliRunner
 
 from lrnoise import names, paper
 from lrnoise.cli import app
-from lrnoise.config import Execution, Placement, StudySpec
+from lrnoise.config import Execution, Placement
 from lrnoise.errors import LrnoiseError
-from lrnoise.noise.injection import NoiseConfig
-from lrnoise.store import leases, tracking
+from lrnoise.grid import StudySpec
+from lrnoise.noise.noise_config import NoiseConfig
+from lrnoise.settings import StudySettings
+from lrnoise.store import leases, session
 from lrnoise.store import server as tracking_server  # `server` is the fixture below
-from lrnoise.study import executors, runner
+from lrnoise.study import dispatch, gpus, local, ray_executor, runner
+from lrnoise.study.job import Job
+from lrnoise.study.ray_executor import RayRequest, ray_request
+from lrnoise.training.train import train
 
-from conftest import ROOT, new_store, run_statuses, runs_of
+from support.commands import mlflow_run
+from support.stores import new_store, run_statuses, runs_of
 
 TINY = dict(
     preset="demo",
@@ -86,7 +90,7 @@ def test_plans():
     with pytest.raises(LrnoiseError, match="--batch-size or --batch-sizes"):
         StudySpec("demo", batch_size=32, batch_sizes=(16, 64))
     job = swept[1]
-    assert executors.Job.from_json(job.to_json()) == job  # the process boundary loses nothing
+    assert Job.from_json(job.to_json()) == job  # the process boundary loses nothing
 
 
 def test_study_params_name_the_grid():
@@ -120,12 +124,12 @@ def test_workers_keep_to_their_trace_group():
     largest group nobody is on, so the five single-optimizer groups and three Adam groups (one per seed) are traced
     once each."""
     queue, working, taken = runner.plan(StudySpec("demo")), {}, {0: [], 1: []}
-    groups = {executors.trace_group(j) for j in queue}
+    groups = {dispatch.trace_group(j) for j in queue}
     slot = 0
     while queue:
         others = {g for s, g in working.items() if s != slot}
-        job = executors.next_job(queue, working.get(slot), others)
-        working[slot] = executors.trace_group(job)
+        job = dispatch.next_job(queue, working.get(slot), others)
+        working[slot] = dispatch.trace_group(job)
         taken[slot].append(working[slot])
         slot = 1 - slot  # the two workers alternate finishing
     traced = [g for worker in taken.values() for i, g in enumerate(worker) if g not in worker[:i]]
@@ -134,8 +138,8 @@ def test_workers_keep_to_their_trace_group():
     assert taken[0][0] != taken[1][0]  # two Adam groups (six lrs each) start in parallel
     # a lone group two workers must share: the second worker helps rather than idles
     lone = runner.plan(StudySpec("demo", models=("resnet20",), optimizers=("adam",)))
-    first = executors.next_job(lone, None, set())
-    assert executors.next_job(lone, None, {executors.trace_group(first)}) in runner.plan(
+    first = dispatch.next_job(lone, None, set())
+    assert dispatch.next_job(lone, None, {dispatch.trace_group(first)}) in runner.plan(
         StudySpec("demo", models=("resnet20",), optimizers=("adam",))
     )
 
@@ -145,9 +149,9 @@ def test_the_dispatcher_stakes_each_slots_next_configuration(store):
     wait passes meanwhile); any slot that takes a staked configuration gets its claim; a staked configuration is
     held against other studies; nothing is left behind."""
     client = mlflow.tracking.MlflowClient()
-    exp = tracking.ensure_experiment("lrnoise")
+    exp = session.ensure_experiment("lrnoise")
     jobs = runner.plan(StudySpec(**{**TINY, "lrs": (0.001, 0.002, 0.003)}))
-    dispatcher = executors.Dispatcher(jobs, exp)
+    dispatcher = dispatch.Dispatcher(jobs, exp)
     first, claim = dispatcher.take(0)
     assert first == jobs[0] and claim is None and list(dispatcher.stakes) == [jobs[1]]  # its group's next
     key = names.config_key(jobs[1].train.params())
@@ -155,8 +159,8 @@ def test_the_dispatcher_stakes_each_slots_next_configuration(store):
         assert mine is False
     second, claim = dispatcher.take(1)  # another slot takes it, with its claim
     assert second == jobs[1] and claim.key == key and list(dispatcher.stakes) == [jobs[2]]
-    line = executors._job_line(second, claim)  # what a worker process receives
-    assert executors._from_job_line(line) == (second, claim)
+    line = dispatch.job_line(second, claim)  # what a worker process receives
+    assert dispatch.from_job_line(line) == (second, claim)
     with leases.claimed(exp, key, staked=claim) as mine:
         assert mine is True
     dispatcher.finish(claim)
@@ -185,24 +189,24 @@ def test_local_workers_get_the_users_gpus_as_asked(monkeypatch):
     """CUDA_VISIBLE_DEVICES=2,3: workers see GPU 2 and GPU 3 (not 0 and 1); k GPUs per training give each its
     own k; a fraction 1/k lets k share one; more workers than that is refused in one line."""
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
-    devices = executors.gpu_devices()
+    devices = gpus.gpu_devices()
     assert devices == ["2", "3"]
-    assert executors.gpu_assignment(2, devices, None) == ["2", "3"]
-    assert executors.gpu_assignment(1, devices, 2) == ["2,3"]
-    assert executors.gpu_assignment(4, devices, 0.5) == ["2", "2", "3", "3"]
-    assert executors.gpu_assignment(3, devices, 0) == ["", "", ""]
+    assert gpus.gpu_assignment(2, devices, None) == ["2", "3"]
+    assert gpus.gpu_assignment(1, devices, 2) == ["2,3"]
+    assert gpus.gpu_assignment(4, devices, 0.5) == ["2", "2", "3", "3"]
+    assert gpus.gpu_assignment(3, devices, 0) == ["", "", ""]
     with pytest.raises(
         LrnoiseError, match="3 workers at 1 GPUs per training need 3 GPUs; CUDA_VISIBLE_DEVICES gives 2"
     ):
-        executors.gpu_assignment(3, devices, None)
+        gpus.gpu_assignment(3, devices, None)
     with pytest.raises(LrnoiseError, match="use --workers 1"):
-        executors.gpu_assignment(2, devices, 2)
+        gpus.gpu_assignment(2, devices, 2)
     with pytest.raises(LrnoiseError, match="none is visible: 0 trains on the CPU"):
-        executors.gpu_assignment(1, [], 1)
+        gpus.gpu_assignment(1, [], 1)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")  # TensorFlow's idiom for no GPU
-    assert executors.gpu_devices() == [] and executors.gpu_assignment(2, [], None) == ["", ""]
+    assert gpus.gpu_devices() == [] and gpus.gpu_assignment(2, [], None) == ["", ""]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-aa,GPU-bb,GPU-cc")  # UUIDs kept as written
-    assert executors.gpu_assignment(3, executors.gpu_devices(), 1) == ["GPU-aa", "GPU-bb", "GPU-cc"]
+    assert gpus.gpu_assignment(3, gpus.gpu_devices(), 1) == ["GPU-aa", "GPU-bb", "GPU-cc"]
     assert Placement(gpus_per_training=0.3333).validate().gpus_per_training == 0.3333  # 1/3, as typed
     for bad in (-1, 0.3, 1.5, float("inf")):
         with pytest.raises(LrnoiseError, match="gpus per training must be 0, a whole number, or a fraction 1/k"):
@@ -211,47 +215,27 @@ def test_local_workers_get_the_users_gpus_as_asked(monkeypatch):
 
 def test_cpu_workers_share_the_cores(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert executors.worker_threads(2) == {"TF_NUM_INTEROP_THREADS": "1"}  # never the intra-op pool: see its doc
-    assert executors.worker_threads(1) == {"TF_NUM_INTEROP_THREADS": "2"}
-    assert executors.worker_threads(8) == {"TF_NUM_INTEROP_THREADS": "1"}  # never zero
+    assert local.worker_threads(2) == {"TF_NUM_INTEROP_THREADS": "1"}  # never the intra-op pool: see its doc
+    assert local.worker_threads(1) == {"TF_NUM_INTEROP_THREADS": "2"}
+    assert local.worker_threads(8) == {"TF_NUM_INTEROP_THREADS": "1"}  # never zero
 
 
 @pytest.mark.e2e
 def test_mlflow_run_study_then_second_invocation_trains_nothing(store):
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "run",
-        str(ROOT),
-        "-e",
+    proc = mlflow_run(
         "study",
-        "--env-manager",
-        "local",
-        "--experiment-name",
-        "lrnoise",
-        "-P",
         "models=resnet8",
-        "-P",
         "grad_noise_batches=0",
-        "-P",
         "optimizers=adam",
-        "-P",
         "lrs=0.001,0.002",
-        "-P",
         "workers=1",
-        "-P",
         "seeds=0",
-        "-P",
         "epochs=1",
-        "-P",
         "trials=2",
-        "-P",
         "noise=additive,pcm",
-        "-P",
         f"report_dir={os.getcwd()}/reports/lrnoise",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Table II" in proc.stdout and "open first: report.html, additive-paper/claims.md" in proc.stdout
     assert (Path.cwd() / "reports" / "lrnoise" / "additive-paper" / "fig1_noise_curves_digits.png").is_file()
@@ -271,9 +255,7 @@ def test_mlflow_run_study_then_second_invocation_trains_nothing(store):
 
     outcomes, _ = runner.run_study(
         StudySpec(**{**TINY, "batch_size": None, "noise": ("additive", "pcm")}),
-        workers=1,
-        report=False,
-        execution=QUICK,
+        StudySettings(workers=1, report=False, execution=QUICK),
     )
     assert [o.trained for o in outcomes] == ["reused", "reused"] and [o.evaluated for o in outcomes] == ["reused"] * 2
     assert len(runs_of("train")) == 2 and len(runs_of("noise_eval")) == 4
@@ -282,9 +264,9 @@ def test_mlflow_run_study_then_second_invocation_trains_nothing(store):
 @pytest.mark.e2e
 def test_two_workers_through_a_tracking_server_lose_no_run(store):
     spec = StudySpec(**TINY)  # (the Ray executor is tested against a secured server: test_auth.py)
-    outcomes, built = runner.run_study(spec, workers=2, execution=QUICK)
+    outcomes, built = runner.run_study(spec, StudySettings(workers=2, execution=QUICK))
     assert [o.status for o in outcomes] == ["ok"] * 2, [o.error for o in outcomes]
-    assert tracking.tracking_uri() == store  # back on the sqlite store, the server stopped
+    assert session.tracking_uri() == store  # back on the sqlite store, the server stopped
     assert not [t for t in threading.enumerate() if t.name == "lrnoise-server-stop"]  # and waited for
     assert len(runs_of("train")) == 2 and len(runs_of("noise_eval")) == 2
     assert len(built.runs) == 2 and built.runs["avg_normalized_accuracy"].notna().all()
@@ -323,14 +305,14 @@ def test_bad_input_before_anything_runs(store, args, message):
 
 @pytest.mark.e2e
 def test_a_failed_configuration_does_not_stop_the_grid(store, monkeypatch):
-    real = executors.train
+    real = train
 
     def flaky(config, **kwargs):
         if config.lr == 0.002:
             raise RuntimeError("disk full")
         return real(config, **kwargs)
 
-    monkeypatch.setattr(executors, "train", flaky)
+    monkeypatch.setattr("lrnoise.study.job.train", flaky)
     result = CliRunner().invoke(
         app,
         [
@@ -411,11 +393,11 @@ def test_a_tracking_server_that_cannot_start_is_one_line(tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(tracking.LrnoiseError) as caught:
+        with pytest.raises(LrnoiseError) as caught:
             with tracking_server.serve(f"sqlite:///{tmp_path / 'a.db'}", port=port, wait_seconds=60):
                 pass
     assert "could not start" in str(caught.value) and "\n" not in str(caught.value)
-    with pytest.raises(tracking.LrnoiseError, match="could not start"):  # a store URI it cannot open
+    with pytest.raises(LrnoiseError, match="could not start"):  # a store URI it cannot open
         with tracking_server.serve("nosuchscheme://x/y", wait_seconds=60):
             pass
 
@@ -428,24 +410,24 @@ def test_a_ray_trainings_request_neither_oversubscribes_a_cpu_node_nor_leaves_a_
     """On CPU nodes a training asks for the smallest node's CPUs / the preset's workers per node; beside a GPU
     for 1 CPU and 1 GPU; dead nodes hold nothing; a request no node can hold is refused in one line."""
     cpu_cluster = [node(2), node(8), node(16, alive=False)]
-    assert executors.ray_request(cpu_cluster, 2, None, None) == executors.RayRequest(1.0, 0.0, 10)  # demo: 2/node
-    assert executors.ray_request(cpu_cluster, 1, None, None) == executors.RayRequest(2.0, 0.0, 5)  # CIFAR: 1/node
+    assert ray_request(cpu_cluster, 2, None, None) == RayRequest(1.0, 0.0, 10)  # demo: 2/node
+    assert ray_request(cpu_cluster, 1, None, None) == RayRequest(2.0, 0.0, 5)  # CIFAR: 1/node
     gpu_cluster = [node(16, 2), node(16, 4)]
-    assert executors.ray_request(gpu_cluster, 1, None, None) == executors.RayRequest(1.0, 1.0, 6)  # every GPU busy
-    assert executors.ray_request(gpu_cluster, 1, 4, 0.5).slots == 8  # 4 CPUs each: 4 per node
-    assert executors.ray_slots([node(2, 1)], 0.1, 0.2) == 5  # 1 / 0.2 is 5 trainings per GPU, not 4
-    assert executors.ray_request(gpu_cluster, 1, None, 0).slots == 2  # CPU trainings: a whole 16-core node each
+    assert ray_request(gpu_cluster, 1, None, None) == RayRequest(1.0, 1.0, 6)  # every GPU busy
+    assert ray_request(gpu_cluster, 1, 4, 0.5).slots == 8  # 4 CPUs each: 4 per node
+    assert ray_executor.ray_slots([node(2, 1)], 0.1, 0.2) == 5  # 1 / 0.2 is 5 trainings per GPU, not 4
+    assert ray_request(gpu_cluster, 1, None, 0).slots == 2  # CPU trainings: a whole 16-core node each
     with pytest.raises(
         LrnoiseError, match="no Ray node can hold one training .32 CPUs, 0 GPUs.: the largest live node"
     ):
-        executors.ray_request(cpu_cluster, 1, 32, None)
+        ray_request(cpu_cluster, 1, 32, None)
 
 
 def test_ray_workers_get_the_users_runtime_env_and_the_tracking_environment(monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "secret")
     user = Placement(ray_runtime_env='{"py_modules": ["src/lrnoise"], "env_vars": {"KERAS_BACKEND": "jax"}}')
-    env = executors.ray_runtime_env(user.validate().runtime_env(), 2.0)
+    env = ray_executor.ray_runtime_env(user.validate().runtime_env(), 2.0)
     assert env["py_modules"] == ["src/lrnoise"]
     assert env["env_vars"]["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:5000"
     assert env["env_vars"]["MLFLOW_TRACKING_PASSWORD"] == "secret"  # environment only, never a param or tag
@@ -457,7 +439,7 @@ def test_ray_workers_get_the_users_runtime_env_and_the_tracking_environment(monk
 
 def test_a_lost_configuration_goes_back_first_and_what_was_never_handed_out_drains(store):
     jobs = runner.plan(StudySpec(**{**TINY, "lrs": (0.001, 0.002, 0.003)}))
-    dispatcher = executors.Dispatcher(jobs, tracking.ensure_experiment("lrnoise"))
+    dispatcher = dispatch.Dispatcher(jobs, session.ensure_experiment("lrnoise"))
     first, claim = dispatcher.take(0)
     dispatcher.finish(claim)
     dispatcher.put_back(first)  # its worker was lost

@@ -11,9 +11,12 @@ import pytest
 
 from lrnoise import names
 from lrnoise.store import server as tracking_server  # `server` is the fixture below
-from lrnoise.store import tracking
+from lrnoise.store import session
 
-from conftest import new_store, one_finished_of_each, run_statuses, runs_of, study_cmd
+from support.commands import study_cmd
+
+# ---------------------------------------------------------------- two studies at once (leases and claims)
+from support.stores import new_store, one_finished_of_each, run_statuses, runs_of
 
 
 # ---------------------------------------------------------------- two studies at once (leases and claims)
@@ -73,7 +76,7 @@ def test_a_study_killed_on_this_host_is_resumed_at_once_by_the_next(store, tmp_p
     study on this host sees that their owner is gone: despite an hour's lease it waits for nothing, resumes the
     training run in place and leaves nothing RUNNING."""
     client = mlflow.tracking.MlflowClient()
-    tracking.ensure_experiment("lrnoise")  # the store exists before two processes open it
+    session.ensure_experiment("lrnoise")  # the store exists before two processes open it
     first, killed = _first_study_mid_training(tmp_path)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()

@@ -8,7 +8,9 @@ import time
 import mlflow
 import pytest
 
-from conftest import kill_server, new_store, one_finished_of_each, point_at_new_server, runs_of, start_server, study_cmd
+from support.commands import study_cmd
+from support.servers import kill_server, point_at_new_server, start_server
+from support.stores import new_store, one_finished_of_each, runs_of
 
 
 @pytest.mark.e2e

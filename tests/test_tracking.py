@@ -1,4 +1,5 @@
-"""tracking.py's pure helpers: how values are compared and keyed, how names are made, the one reuse rule."""
+"""The store's helpers (session, run_logging, semantics): how values are compared and keyed, how names are made,
+the one reuse rule."""
 
 import os
 
@@ -7,10 +8,11 @@ import numpy as np
 import pytest
 
 from lrnoise import names
-from lrnoise.noise import injection
-from lrnoise.store import leases, tracking
+from lrnoise.errors import LrnoiseError
+from lrnoise.noise import noise_config
+from lrnoise.store import leases, run_logging, semantics, session
 
-from conftest import run_statuses
+from support.stores import run_statuses
 
 
 @pytest.mark.parametrize(
@@ -28,14 +30,14 @@ from conftest import run_statuses
     ],
 )
 def test_same_value_reads_mlflow_run_spellings(a, b, same):
-    assert tracking._same_value(a, b) is same
+    assert run_logging.same_value(a, b) is same
 
 
 @pytest.mark.parametrize(
     "text, unquoted", [("'0.1, 0.2'", "0.1, 0.2"), ("plain", "plain"), ("a b", "a b"), ("'open", "'open")]
 )
 def test_unquote(text, unquoted):
-    assert tracking._unquote(text) == unquoted
+    assert run_logging.unquote(text) == unquoted
 
 
 def test_config_key_is_canonical():
@@ -61,7 +63,7 @@ def test_config_key_is_canonical():
     ],
 )
 def test_level_labels_and_metric_names(level_name, level, label):
-    assert injection.level_label(level_name, level) == label
+    assert noise_config.level_label(level_name, level) == label
     metric = names.level_metric("normalized_accuracy", level_name, label)
     assert metric == f"normalized_accuracy_{level_name}_{label}"
 
@@ -69,17 +71,19 @@ def test_level_labels_and_metric_names(level_name, level, label):
 def test_summary_prefix_keeps_the_papers_names():
     assert names.summary_prefix("additive-paper", True) == ""
     assert names.summary_prefix("pcm-1s-1y", False) == "pcm-1s-1y/"
-    params = names.noise_params({**injection.NoiseConfig("pcm").measured(), **injection.NoiseConfig("pcm").precision()})
+    params = names.noise_params(
+        {**noise_config.NoiseConfig("pcm").measured(), **noise_config.NoiseConfig("pcm").precision()}
+    )
     assert params["noise.noise"] == "pcm" and "g_max=25.0" in params["noise.options"]
     assert all(k.startswith("noise.") for k in params)  # never meet the entry point's own params
 
 
 def test_existing_run_is_the_one_reuse_rule(store):
     client = mlflow.tracking.MlflowClient()
-    exp = tracking.ensure_experiment("lrnoise")
+    exp = session.ensure_experiment("lrnoise")
 
     def make(status, heartbeat=None):
-        tags = {names.KIND: "train", names.CONFIG_KEY: "k", **tracking.semantics_tags("train")}
+        tags = {names.KIND: "train", names.CONFIG_KEY: "k", **semantics.semantics_tags("train")}
         run = client.create_run(exp, tags=tags)
         if heartbeat is not None:
             client.set_tag(run.info.run_id, names.HEARTBEAT, str(heartbeat))
@@ -113,7 +117,7 @@ def test_ensure_experiment_survives_another_process_creating_it_first(store, mon
         return real_create(self, name, *args, **kwargs)  # ... so this one's create is refused
 
     monkeypatch.setattr(MlflowClient, "create_experiment", raced)
-    exp_id = tracking.ensure_experiment("raced")
+    exp_id = session.ensure_experiment("raced")
     assert MlflowClient().get_experiment_by_name("raced").experiment_id == exp_id
 
 
@@ -138,7 +142,7 @@ def test_ensure_experiment_survives_another_study_tagging_it_at_the_same_moment(
         return real_tag(self, exp_id, key, value)
 
     monkeypatch.setattr(MlflowClient, "set_experiment_tag", raced)
-    exp_id = tracking.ensure_experiment("tag-raced")
+    exp_id = session.ensure_experiment("tag-raced")
     assert MlflowClient().get_experiment(exp_id).tags[names.EXPERIMENT_KIND[0]] == names.EXPERIMENT_KIND[1]
     assert len(calls) == 2
 
@@ -148,8 +152,8 @@ def test_ensure_experiment_survives_another_study_tagging_it_at_the_same_moment(
 
     monkeypatch.setattr(MlflowClient, "set_experiment_tag", refused)
     calls.clear()
-    with pytest.raises(tracking.LrnoiseError, match="denied"):
-        tracking.ensure_experiment("tag-refused")
+    with pytest.raises(LrnoiseError, match="denied"):
+        session.ensure_experiment("tag-refused")
     assert len(calls) == 1
 
 
@@ -159,11 +163,11 @@ def test_a_run_is_created_with_its_tags_and_its_params_go_in_one_checked_write(s
     with leases.run("lrnoise", "train", tags={"extra": "x"}) as active:
         run_id = active.info.run_id
         mlflow.log_params({"lr": "1e-3", "mixed_precision": "none"})  # as `mlflow run` pre-logs them
-        tracking.log_params({"lr": 0.001, "seed": 2}, execution={"mixed_precision": "none", "jit_compile": None})
-        with pytest.raises(tracking.LrnoiseError, match="param lr is already '1e-3' on run .*cannot log '0.002'"):
-            tracking.log_params({"lr": 0.002, "seed": 2})
-        with pytest.raises(tracking.LrnoiseError, match="param mixed_precision is already 'none' .*'bf16'"):
-            tracking.log_params({"lr": 0.001, "seed": 2}, execution={"mixed_precision": "bf16"})
+        run_logging.log_params({"lr": 0.001, "seed": 2}, execution={"mixed_precision": "none", "jit_compile": None})
+        with pytest.raises(LrnoiseError, match="param lr is already '1e-3' on run .*cannot log '0.002'"):
+            run_logging.log_params({"lr": 0.002, "seed": 2})
+        with pytest.raises(LrnoiseError, match="param mixed_precision is already 'none' .*'bf16'"):
+            run_logging.log_params({"lr": 0.001, "seed": 2}, execution={"mixed_precision": "bf16"})
     run = mlflow.get_run(run_id)
     assert run.info.status == "FINISHED"
     assert run.data.params == {"lr": "1e-3", "seed": "2", "mixed_precision": "none", "jit_compile": "None"}
@@ -174,27 +178,27 @@ def test_a_run_is_created_with_its_tags_and_its_params_go_in_one_checked_write(s
 # ---------------------------------------------------------------- dataset inputs
 def test_a_datasets_digest_reads_every_value():
     x, y = np.zeros((30000, 2, 2, 1), np.uint8), np.arange(30000) % 10
-    digest = tracking.dataset_digest(x, y)
-    assert tracking.dataset_digest(x.copy(), y.copy()) == digest
+    digest = run_logging.dataset_digest(x, y)
+    assert run_logging.dataset_digest(x.copy(), y.copy()) == digest
     changed = x.copy()
     changed[-1, 1, 1, 0] = 1  # the last pixel: past MLflow's own 10,000-value sample
-    assert tracking.dataset_digest(changed, y) != digest
-    assert tracking.dataset_digest(x, np.roll(y, 1)) != digest
+    assert run_logging.dataset_digest(changed, y) != digest
+    assert run_logging.dataset_digest(x, np.roll(y, 1)) != digest
 
 
 def test_a_run_shows_its_data_as_dataset_inputs(store):
     x, y = np.arange(2 * 8 * 8).reshape(2, 8, 8, 1).astype(np.uint8), np.array([3, 4])
     with mlflow.start_run() as run:
-        tracking.log_datasets(
+        run_logging.log_datasets(
             "digits",
             "sklearn.datasets.load_digits",
-            {tracking.TRAIN_SPLIT: (x, y), tracking.TEST_SPLIT: (x[:1], y[:1])},
+            {names.TRAIN_SPLIT: (x, y), names.TEST_SPLIT: (x[:1], y[:1])},
         )
     inputs = mlflow.get_run(run.info.run_id).inputs.dataset_inputs
     seen = {(i.dataset.name, i.dataset.digest, {t.key: t.value for t in i.tags}["mlflow.data.context"]) for i in inputs}
     assert seen == {
-        ("digits", tracking.dataset_digest(x, y), "train"),
-        ("digits", tracking.dataset_digest(x[:1], y[:1]), "test"),
+        ("digits", run_logging.dataset_digest(x, y), "train"),
+        ("digits", run_logging.dataset_digest(x[:1], y[:1]), "test"),
     }
     assert all("load_digits" in i.dataset.source for i in inputs)
 
@@ -215,7 +219,7 @@ def test_two_workers_logging_the_same_dataset_at_once_lose_no_run(store, monkeyp
 
     x, y = np.zeros((2, 8, 8, 1), np.uint8), np.array([1, 2])
     with mlflow.start_run():  # the winner
-        tracking.log_datasets("digits", "src", {tracking.TEST_SPLIT: (x, y)})
+        run_logging.log_datasets("digits", "src", {names.TEST_SPLIT: (x, y)})
     real, calls = mlflow.log_inputs, []
 
     def racing(**kwargs):
@@ -226,15 +230,15 @@ def test_two_workers_logging_the_same_dataset_at_once_lose_no_run(store, monkeyp
 
     monkeypatch.setattr(mlflow, "log_inputs", racing)
     with mlflow.start_run() as loser:
-        tracking.log_datasets("digits", "src", {tracking.TEST_SPLIT: (x, y)})
+        run_logging.log_datasets("digits", "src", {names.TEST_SPLIT: (x, y)})
     assert len(calls) == 2
     assert [i.dataset.digest for i in mlflow.get_run(loser.info.run_id).inputs.dataset_inputs] == [
-        tracking.dataset_digest(x, y)
+        run_logging.dataset_digest(x, y)
     ]
     calls.clear()
     monkeypatch.setattr(mlflow, "log_inputs", lambda **kw: (_ for _ in ()).throw(MlflowException("refused")))
     with pytest.raises(MlflowException, match="refused"), mlflow.start_run():  # any other error is not retried
-        tracking.log_datasets("digits", "src", {tracking.TEST_SPLIT: (x, y)})
+        run_logging.log_datasets("digits", "src", {names.TEST_SPLIT: (x, y)})
 
 
 def test_a_commands_environment_and_log_levels_end_with_it(monkeypatch):
@@ -244,12 +248,12 @@ def test_a_commands_environment_and_log_levels_end_with_it(monkeypatch):
 
     monkeypatch.delenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", raising=False)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "99")
-    with tracking.fail_fast_http():
+    with session.fail_fast_http():
         assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "1"
         assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "99"  # the user's
     assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ and os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == "99"
     level = logging.getLogger("mlflow").level
-    with tracking.quiet_loggers():
+    with session.quiet_loggers():
         assert logging.getLogger("mlflow").getEffectiveLevel() >= logging.WARNING
     assert logging.getLogger("mlflow").level == level
 
@@ -257,12 +261,12 @@ def test_a_commands_environment_and_log_levels_end_with_it(monkeypatch):
 def test_a_report_under_mlflow_run_in_another_experiment_lands_in_the_reported_one(store, tmp_path, monkeypatch):
     """`mlflow run . -e report` without --experiment-name puts its run in Default: the report run is made in the
     experiment reported on, and the entry point's run points at it."""
-    reported = tracking.ensure_experiment("lrnoise")
+    reported = session.ensure_experiment("lrnoise")
     entry = mlflow.tracking.MlflowClient().create_run("0").info.run_id  # what `mlflow run` made, in Default
     monkeypatch.setenv("MLFLOW_RUN_ID", entry)
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "table.md").write_text("# a table\n")
-    report_id = tracking.log_report(reported, tmp_path / "out")
+    report_id = run_logging.log_report(reported, tmp_path / "out")
     assert "MLFLOW_RUN_ID" not in os.environ  # consumed, as mlflow.start_run consumes it
     report = mlflow.get_run(report_id)
     assert report.info.experiment_id == reported and report.data.tags[names.KIND] == "report"
@@ -270,15 +274,15 @@ def test_a_report_under_mlflow_run_in_another_experiment_lands_in_the_reported_o
     assert mlflow.get_run(entry).data.tags[names.REPORT_RUN_ID] == report_id
     inside = mlflow.tracking.MlflowClient().create_run(reported).info.run_id
     monkeypatch.setenv("MLFLOW_RUN_ID", inside)
-    assert tracking.log_report(reported, tmp_path / "out") == inside  # in the reported experiment: the report run
+    assert run_logging.log_report(reported, tmp_path / "out") == inside  # in the reported experiment: the report run
 
 
 def test_a_mlruns_folder_that_makes_mlflow_use_the_file_store_is_named_in_one_line(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    assert tracking.file_store_notice() is None  # no ./mlruns: MLflow's default database
+    assert session.file_store_notice() is None  # no ./mlruns: MLflow's default database
     (tmp_path / "mlruns").mkdir()
-    notice = tracking.file_store_notice()
+    notice = session.file_store_notice()
     assert notice.startswith("note: ./mlruns exists") and "MLFLOW_TRACKING_URI=sqlite:///mlflow.db" in notice
     assert "\n" not in notice
     from typer.testing import CliRunner
@@ -288,4 +292,4 @@ def test_a_mlruns_folder_that_makes_mlflow_use_the_file_store_is_named_in_one_li
     said = CliRunner().invoke(app, ["report", "--experiment", "no-such-experiment"])
     assert said.exit_code == 2 and said.output.startswith(notice)  # every command says it first
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    assert tracking.file_store_notice() is None  # the user chose a store
+    assert session.file_store_notice() is None  # the user chose a store

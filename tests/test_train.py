@@ -1,8 +1,6 @@
 """Training tracked in MLflow: params, metrics, model + registry, resume, determinism, bad input."""
 
 import json
-import subprocess
-import sys
 
 import keras
 import mlflow
@@ -14,11 +12,13 @@ import lrnoise
 from lrnoise import names
 from lrnoise.cli import app
 from lrnoise.config import Execution, TrainConfig
-from lrnoise.data import loading
-from lrnoise.store import tracking
+from lrnoise.data import loading, pipelines
+from lrnoise.settings import ReportSettings
+from lrnoise.store import registry, run_logging
 from lrnoise.training.train import train
 
-from conftest import ROOT, run_statuses
+from support.commands import mlflow_run
+from support.stores import run_statuses
 
 CONFIG = TrainConfig(dataset="digits", model="resnet8", lr=0.002, epochs=2, batch_size=64, seed=3, patience=0)
 
@@ -43,7 +43,7 @@ def history(run_id, metric):
 
 
 def weights(model_uri):
-    return [np.asarray(w) for w in tracking.load_model(model_uri).get_weights()]
+    return [np.asarray(w) for w in registry.load_model(model_uri).get_weights()]
 
 
 @pytest.mark.e2e
@@ -85,13 +85,14 @@ def test_train_logs_params_metrics_model_and_registry(store):
     assert run.data.tags[names.LRNOISE_VERSION] == lrnoise.__version__
     assert run.data.metrics["epochs_trained"] == 2
     split = loading.load("digits", val_fraction=0.1, seed=CONFIG.seed)
-    assert run.data.metrics[names.OPTIMIZER_STEPS] == 2 * loading.steps_per_epoch(len(split.x_train), CONFIG.batch_size)
+    steps = pipelines.steps_per_epoch(len(split.x_train), CONFIG.batch_size)
+    assert run.data.metrics[names.OPTIMIZER_STEPS] == 2 * steps
     assert 0.1 < run.data.metrics["baseline_accuracy"] == result.baseline_accuracy <= 1.0
     # the runs table's Dataset column: the training split this seed drew, and the test split a_0 is measured on
     used = {i.tags[0].value: (i.dataset.name, i.dataset.digest) for i in run.inputs.dataset_inputs}
     assert used == {
-        "train": ("digits", tracking.dataset_digest(split.x_train, split.y_train)),
-        "test": ("digits", tracking.dataset_digest(split.x_test, split.y_test)),
+        "train": ("digits", run_logging.dataset_digest(split.x_train, split.y_train)),
+        "test": ("digits", run_logging.dataset_digest(split.x_test, split.y_test)),
     }
 
     version = client.get_model_version("lrnoise-digits-resnet8", result.model_version)
@@ -106,7 +107,7 @@ def test_train_logs_params_metrics_model_and_registry(store):
         "source_run_id": result.run_id,
         "lrnoise.learned": "true",
     }
-    model_uri = tracking.model_uri_of_run(result.run_id)
+    model_uri = registry.model_uri_of_run(result.run_id)
     assert model_uri == result.model_uri == run.data.tags["lrnoise.model_uri"]
     assert (version.source, version.run_id) == (model_uri, result.run_id)  # as mlflow's own registration has them
     links = json.loads(client.get_logged_model(model_uri.split("/")[-1]).tags["mlflow.modelVersions"])
@@ -115,7 +116,7 @@ def test_train_logs_params_metrics_model_and_registry(store):
     ]
     x = loading.load("digits").x_test[:32].astype("float32")
     by_registry = mlflow.keras.load_model(f"models:/lrnoise-digits-resnet8/{result.model_version}")
-    by_run = mlflow.keras.load_model(tracking.model_uri_of_run(result.run_id))
+    by_run = mlflow.keras.load_model(registry.model_uri_of_run(result.run_id))
     np.testing.assert_array_equal(by_registry.predict(x, verbose=0), by_run.predict(x, verbose=0))
     pyfunc = mlflow.pyfunc.load_model(f"models:/lrnoise-digits-resnet8/{result.model_version}")
     np.testing.assert_allclose(pyfunc.predict(x), by_run.predict(x, verbose=0), rtol=1e-6)
@@ -134,7 +135,7 @@ def test_same_seed_same_weights_and_resume_continues_exactly(store, tmp_path):
     statuses = run_statuses()
     killed = [r for r, s in statuses.items() if s == "KILLED"]
     assert len(killed) == 1 and "RUNNING" not in statuses.values()
-    assert tracking.download_checkpoint(killed[0], tmp_path / "ckpt") is not None
+    assert run_logging.download_checkpoint(killed[0], tmp_path / "ckpt") is not None
     resumed = train(CONFIG, resume=killed[0], execution=every_epoch)
     assert resumed.run_id == killed[0] and mlflow.get_run(killed[0]).info.status == "FINISHED"
     assert [m.step for m in mlflow.tracking.MlflowClient().get_metric_history(killed[0], "loss")] == [1, 2]
@@ -201,36 +202,17 @@ def test_bad_checksum_cli(store, tmp_path):
 
 @pytest.mark.e2e
 def test_mlflow_run_train_entry_point(store):
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "run",
-        str(ROOT),
-        "-e",
+    proc = mlflow_run(
         "train",
-        "--env-manager",
-        "local",
-        "--experiment-name",
-        "lrnoise",
-        "-P",
         "epochs=1",
-        "-P",
         "lr=1e-3",
-        "-P",
         "batch_size=256",
-        "-P",
         "model=resnet8",
-        "-P",
         "grad_noise_batches=0",
-        "-P",
         "budget=steps",
-        "-P",
         "patience=0",  # budget steps never stops early
-        "-P",
         "reference_batch_size=512",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     statuses = run_statuses()
     assert list(statuses.values()) == ["FINISHED"]  # one run: the entry point's, logged into by the code
@@ -238,7 +220,8 @@ def test_mlflow_run_train_entry_point(store):
     assert run.data.params["lr"] == "1e-3" and run.data.params["optimizer"] == "adam"
     assert (run.data.params["budget"], run.data.params["reference_batch_size"]) == ("steps", "512")
     n_train = len(loading.load("digits", val_fraction=0.1, seed=0).x_train)
-    assert run.data.metrics[names.OPTIMIZER_STEPS] == loading.steps_per_epoch(n_train, 512)  # one epoch of batch 512's
+    one_epoch = pipelines.steps_per_epoch(n_train, 512)  # one epoch of batch 512's
+    assert run.data.metrics[names.OPTIMIZER_STEPS] == one_epoch
     assert "baseline_accuracy" in run.data.metrics
     assert run.data.tags[names.KIND] == "train" and names.MODEL_URI in run.data.tags
 
@@ -251,7 +234,7 @@ def test_execution_options(store):
     )
     run = mlflow.get_run(result.run_id)
     assert run.data.params["mixed_precision"] == "bf16" and run.data.params["steps_per_execution"] == "4"
-    model = tracking.load_model(result.model_uri)
+    model = registry.load_model(result.model_uri)
     conv = model.get_layer("stem_conv")
     assert conv.dtype_policy.name == "mixed_bfloat16" and conv.kernel.dtype == "float32"  # weights stay fp32
     assert keras.config.dtype_policy().name == "float32"  # the global policy is left as it was
@@ -307,7 +290,7 @@ def test_a_model_that_did_not_learn_is_marked_refused_and_reported(store, tmp_pa
 
     from lrnoise.report import assembly
 
-    built = assembly.build_and_write("lrnoise", tmp_path / "report", optimizer="sgd")
+    built = assembly.build_and_write(ReportSettings(out=str(tmp_path / "report"), optimizer="sgd"))
     table3 = (tmp_path / "report" / "table3_avg_normalized_accuracy.md").read_text()
     table2 = (tmp_path / "report" / "table2_baseline_accuracy.md").read_text()
     assert "no learning" in table3 and "no learning" not in table2  # Table II keeps the measured accuracy
@@ -343,7 +326,7 @@ def test_a_configuration_trains_bit_for_bit_alike_alone_and_inside_a_sweep(store
         assert result.baseline_accuracy == alone[config].baseline_accuracy
         for metric in ("val_loss", "val_accuracy", "loss"):
             assert history(result.run_id, metric) == history(alone[config].run_id, metric), metric
-        restored = tracking.load_model(result.model_uri).optimizer
+        restored = registry.load_model(result.model_uri).optimizer
         assert type(restored).__name__.lower() == config.optimizer and restored.iterations.numpy() > 0
 
 
@@ -360,7 +343,7 @@ def test_a_checkpoint_of_an_earlier_lrnoise_keeps_its_best_weights(tmp_path):
     model.set_weights([w + 1 for w in best])  # training went on after the best epoch
     model.save(previous / "last.keras")
     (previous / "state.json").write_text('{"epoch": 3, "best_val_loss": 0.5, "best_epoch": 2, "wait": 1}')
-    restored, state = train_module._restore(previous, folder)
+    restored, state = train_module.restore(previous, folder)
     assert state["best_epoch"] == 2
     for got, want in zip(train_module.saved_weights(folder / train_module.BEST_WEIGHTS), best):
         np.testing.assert_array_equal(got, want)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from statsmodels.stats.multitest import multipletests
 
-from lrnoise import config, paper
+from lrnoise import config, grid, paper
 from lrnoise.analysis import cellfit, frontier, verdicts
 from lrnoise.errors import LrnoiseError
 
@@ -82,6 +82,6 @@ def test_best_against_best_covers_the_best_whichever_configurations_are_chosen()
 def test_budget_steps_never_stops_early():
     with pytest.raises(LrnoiseError, match="patience must be 0"):
         config.TrainConfig(budget="steps", patience=4).validate()
-    steps = config.StudySpec("demo", budget="steps").train_configs()
+    steps = grid.StudySpec("demo", budget="steps").train_configs()
     assert {c.patience for c in steps} == {0}
-    assert {c.patience for c in config.StudySpec("mechanism").train_configs()} == {0}
+    assert {c.patience for c in grid.StudySpec("mechanism").train_configs()} == {0}

@@ -1,18 +1,17 @@
-"""What to train, how to run it and which grid a study sweeps: the validated objects that flow from the CLI
-through training into the tracking store and back (tracking.train_runs_frame reads runs into typed frames by
-these fields), and every list of allowed names. Every default is written here once; the CLI's options and
-`MLproject` read the same values (tests/test_cli.py fails when they differ).
+"""What one training is and how it runs: `TrainConfig` (its fields are exactly a training run's params),
+`Execution` and `Placement`, every list of allowed names, `option` (a field's default, help and allowed values,
+written once and read by the CLI) and `typed` (a run's string params cast back by each field's annotation).
 
 Imports nothing heavy (no Keras, no MLflow), so a refused command never pays for TensorFlow's import.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-from dataclasses import asdict, dataclass, fields
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
 
-from lrnoise import paper
 from lrnoise.errors import LrnoiseError
 from lrnoise.paper import OPTIMIZERS  # the paper's six, in its order
 
@@ -21,7 +20,7 @@ DATASETS = ("digits", "cifar10", "cifar100")  # digits: scikit-learn's bundled 8
 # He et al.'s CIFAR ResNets are the 6n+2 family; resnet8 (n = 1) is the smallest, for quick checks and tests
 MODEL_DEPTHS = {"resnet8": 8, "resnet20": 20, "resnet32": 32, "resnet44": 44, "resnet56": 56}
 SHORTCUTS = ("A", "B")  # A: zero-padded identity (He et al.'s CIFAR choice); B: 1x1 projection
-NOISE_MODELS = ("additive", "multiplicative", "pcm")  # noise_models.py has one class per name
+NOISE_MODELS = ("additive", "multiplicative", "pcm")  # noise/physics.py: one class each (a test checks)
 EXECUTORS = ("local", "ray")  # where a study's configurations run
 REUSE = ("same", "any")  # which finished runs a study reuses: made under this code's semantics only, or any
 BUDGETS = ("epochs", "steps")  # what `epochs` counts: passes over the data, or the updates such passes take at B_ref
@@ -29,26 +28,42 @@ MAX_TRAIN_NOISE = 1.0  # train_noise is eta, a fraction of each tensor's sigma_w
 PRECISION_POLICIES = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}  # Keras dtype policies
 
 
+def option(default, help: str, choices=None, flags: tuple = (), **more):
+    """A configuration field that is also a command-line option: its default, its help, and the allowed values
+    (the help lists them). The CLI's options, MLproject's parameters and the params a run logs all come from
+    the dataclass fields (tests/test_cli.py checks MLproject against them)."""
+    return field(default=default, metadata={"help": help, "choices": choices, "flags": flags, **more})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One training configuration; its fields are exactly the training run's MLflow params."""
 
-    dataset: str = "digits"  # digits | cifar10 | cifar100
-    model: str = "resnet20"  # resnet8 | resnet20 | resnet32 | resnet44 | resnet56 (MODEL_DEPTHS)
-    optimizer: str = "adam"  # the paper trains with Adam; Figure 3 compares the six OPTIMIZERS
-    lr: float = 0.001  # constant learning rate: the variable under study, no schedule
-    batch_size: int = 128  # examples per step
-    epochs: int = 100  # upper bound; early stopping usually ends training sooner
-    seed: int = 0  # weights init, validation split, shuffling and augmentation all follow it
-    init: str = "glorot_uniform"  # the paper's initializer
-    shortcut: str = "A"  # He et al.'s option A (zero-padded identity) as for their CIFAR ResNets
-    patience: int = 10  # epochs without a better val_loss before stopping; 0 = run all epochs
-    train_noise: float = 0.0  # eta of the weight noise injected in every training step (noise_training.py); 0 = none
-    budget: str = "epochs"  # epochs: `epochs` passes over the data; steps: the optimizer updates that `epochs`
-    # passes take at reference_batch_size, whatever batch_size is (an epoch, for validation and checkpoints, is
-    # then that many updates), so batch sizes compare at equal optimizer steps: no early stopping (patience 0), the
-    # evaluated weights are the last ones
-    reference_batch_size: int = 32  # budget steps only: the batch size whose epochs set the number of updates
+    dataset: str = option("digits", "the data (digits: scikit-learn's 8x8 images, bundled)", DATASETS)
+    model: str = option("resnet20", "He et al.'s CIFAR ResNet of this depth", tuple(MODEL_DEPTHS))
+    optimizer: str = option("adam", "the paper trains with Adam; Figure 3 compares all six", OPTIMIZERS)
+    lr: float = option(0.001, "constant learning rate: the variable under study, no schedule")
+    batch_size: int = option(128, "examples per step")
+    epochs: int = option(100, "maximum epochs (early stopping may end sooner)")
+    seed: int = option(0, "weights init, validation split, shuffling and augmentation all follow it")
+    init: str = option("glorot_uniform", "the paper's initializer (a Keras initializer name)")
+    shortcut: str = option(
+        "A", "ResNet shortcut: A (zero-padded identity, He et al.'s CIFAR choice) or B (1x1 projection)", SHORTCUTS
+    )
+    patience: int = option(10, "early-stopping patience on val_loss in epochs; 0 = train all epochs (budget steps: 0)")
+    train_noise: float = option(
+        0.0, "noise-injection training: eta of the additive weight noise drawn in every step (0.05 = 5 %); 0 = none"
+    )
+    # steps: the optimizer updates that `epochs` passes take at reference_batch_size, whatever batch_size is (an
+    # epoch, for validation and checkpoints, is then that many updates), so batch sizes compare at equal
+    # optimizer steps: no early stopping (patience 0), the evaluated weights are the last ones
+    budget: str = option(
+        "epochs",
+        "what epochs counts: passes over the data, or the updates such passes take at the reference batch "
+        "size (equal steps for every batch size)",
+        BUDGETS,
+    )
+    reference_batch_size: int = option(32, "budget steps: the batch size whose epochs set the number of updates")
 
     def validate(self) -> TrainConfig:
         check_choice("dataset", self.dataset, DATASETS)
@@ -104,15 +119,16 @@ class TrainConfig:
 class Execution:
     """How to run, not what to train: logged as params but not part of the configuration key."""
 
-    mixed_precision: str = "none"  # none | bf16 | fp16: compute in 16 bits, weights stay float32
-    jit_compile: bool | None = None  # XLA; None lets Keras decide ("auto")
-    steps_per_execution: int = 1  # training steps per compiled call (fewer Python round trips on a GPU)
-    grad_noise_batches: int = 8  # K minibatches per epoch for the gradient-noise estimate (eq. 3); 0 = off
-    checkpoint_every: float = 60.0  # seconds of training between checkpoint uploads; 0 = every epoch
+    mixed_precision: str = option("none", "16-bit compute, float32 weights", tuple(PRECISION_POLICIES))
+    jit_compile: bool | None = option(
+        None, "XLA-compile the training step [default: Keras decides]", flags=("--jit-compile/--no-jit-compile",)
+    )
+    steps_per_execution: int = option(1, "training steps per compiled call (fewer Python round trips on a GPU)")
+    grad_noise_batches: int = option(8, "K minibatches per epoch for the gradient-noise estimate (eq. 3); 0 = off")
+    checkpoint_every: float = option(60.0, "seconds of training between checkpoint uploads (0 = every epoch)")
 
     def validate(self) -> Execution:
-        if self.mixed_precision not in PRECISION_POLICIES:
-            raise LrnoiseError(f"unknown mixed precision {self.mixed_precision!r}: choose none, bf16 or fp16")
+        check_choice("mixed precision", self.mixed_precision, PRECISION_POLICIES)
         if self.steps_per_execution < 1:
             raise LrnoiseError(f"steps_per_execution must be >= 1, got {self.steps_per_execution}")
         if self.checkpoint_every < 0:
@@ -136,10 +152,21 @@ class Placement:
     """Where a study's trainings run: what one training asks for (Ray's resource request; for local worker
     processes, the GPUs each one sees) and, on Ray, the runtime environment of its workers."""
 
-    cpus_per_training: float | None = None  # Ray: CPUs per training; None: with GPUs 1, else a node's CPUs / the
-    # preset's workers per node (so trainings never oversubscribe a CPU node)
-    gpus_per_training: float | None = None  # None: 1 where there are GPUs, else 0; a fraction 1/k: k per GPU
-    ray_runtime_env: str = ""  # a JSON object for Ray's runtime_env (pip, py_modules, working_dir, env_vars, ...)
+    cpus_per_training: float | None = option(
+        None,
+        "Ray: CPUs each training asks for [default: 1 beside a GPU; on CPU nodes the smallest node's CPUs / "
+        "the preset's workers per node]",
+    )
+    gpus_per_training: float | None = option(
+        None,
+        "GPUs each training asks for (Ray) or sees (local workers): 0, a whole number, or 1/k to share one GPU "
+        "k ways [default: 1 where there are GPUs, else 0]",
+    )
+    ray_runtime_env: str = option(
+        "",
+        'Ray runtime_env of the workers as a JSON object, e.g. \'{"py_modules": ["src/lrnoise"]}\' for nodes '
+        "without lrnoise installed",
+    )
 
     def validate(self) -> Placement:
         if self.cpus_per_training is not None and not self.cpus_per_training > 0:
@@ -176,202 +203,33 @@ def check_choice(what: str, value, allowed) -> None:
         raise LrnoiseError(f"unknown {what} {value!r}: choose one of {', '.join(map(str, allowed))}")
 
 
-_CASTS = {"int": int, "float": float, "str": str, "bool | None": lambda v: None if v in ("None", "") else v == "True"}
+def cast(annotation, value):
+    """`value` (a string, as a tracking store holds params, or already typed) as a field of type `annotation`:
+    int, float, bool, str, tuple (comma-separated text) and unions of them with None ("None" or "" -> None)."""
+    if not isinstance(value, str):
+        return value
+    args = typing.get_args(annotation) if typing.get_origin(annotation) in (typing.Union, types.UnionType) else ()
+    if args:
+        if type(None) in args and value in ("None", ""):
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return cast(arg, value)
+            except ValueError:
+                continue
+        raise ValueError(f"{value!r} is none of {annotation}")
+    if annotation is bool:
+        if value not in ("True", "False"):
+            raise ValueError(f"{value!r} is not True or False")
+        return value == "True"
+    if annotation is tuple or typing.get_origin(annotation) is tuple:
+        item = (typing.get_args(annotation) or (str,))[0]  # tuple[float, ...] -> float
+        return tuple(cast(item, part.strip()) for part in value.split(",") if part.strip())
+    return annotation(value)
 
 
 def typed(cls, params: dict) -> dict:
     """A dataclass's fields from params as a tracking store holds them (strings) or a grid lists them:
-    {field: value of the field's type} for the fields present."""
-    return {f.name: _CASTS[f.type](params[f.name]) for f in fields(cls) if f.name in params}
-
-
-# ---------------------------------------------------------------- studies
-# Figure 3: one (dataset, model, lr) with every optimizer.
-FIGURE3_BLOCK = {
-    "datasets": (paper.OPTIMIZER_STUDY["dataset"],),
-    "models": (paper.OPTIMIZER_STUDY["model"],),
-    "optimizers": OPTIMIZERS,
-    "lrs": (paper.OPTIMIZER_STUDY["lr"],),
-}
-# Each preset is a list of blocks; a block's grid is the product of its lists (GRID_FIELDS), a field a block does
-# not name takes the preset's own (batch_sizes, train_noises, seeds). Overrides replace a field in every block;
-# identical configurations from two blocks run once.
-PRESETS = {
-    "paper": {
-        "blocks": [
-            {"datasets": paper.DATASETS, "models": paper.MODELS, "optimizers": ("adam",), "lrs": paper.LRS},
-            FIGURE3_BLOCK,
-        ],
-        "seeds": (0,),
-        "epochs": 200,
-        "patience": 20,
-        "batch_sizes": (128,),  # "trained to convergence"
-        "noise": ("additive", "pcm"),
-        "trials": 10,
-    },
-    "optimizers": {
-        "blocks": [FIGURE3_BLOCK],
-        "seeds": (0,),
-        "epochs": 200,
-        "patience": 20,
-        "batch_sizes": (128,),
-        "noise": ("additive", "pcm"),
-        "trials": 10,
-    },
-    # Does the lr effect hold over seeds? Digits, ResNet20, Adam, the paper's six lrs x 5 seeds, paper + PCM
-    # noise: <= 20 minutes on 2 CPU cores. `--preset paper --seeds 0,1,2` is the same question on CIFAR.
-    "seeds": {
-        "blocks": [{"datasets": ("digits",), "models": ("resnet20",), "optimizers": ("adam",), "lrs": paper.LRS}],
-        "seeds": (0, 1, 2, 3, 4),
-        "epochs": 10,
-        "patience": 4,
-        "batch_sizes": (32,),
-        "noise": ("additive", "pcm"),
-        "trials": 5,
-        "workers": 2,
-    },
-    # The paper's shape on the embedded digits data, sized for minutes on 2 CPU cores: ResNet20 at the six lrs
-    # with 3 seeds each (so the lr claim gets a verdict with its interval), plus the five other optimizers at
-    # lr 0.00075 with one seed (Figure 3).
-    "demo": {
-        "blocks": [
-            {
-                "datasets": ("digits",),
-                "models": ("resnet20",),
-                "optimizers": ("adam",),
-                "lrs": paper.LRS,
-                "seeds": (0, 1, 2),
-            },
-            {**FIGURE3_BLOCK, "datasets": ("digits",)},
-        ],
-        "seeds": (0,),
-        "epochs": 10,
-        "patience": 4,
-        "batch_sizes": (32,),
-        "noise": ("additive", "pcm"),
-        "trials": 5,
-        "workers": 2,  # digits' steps are overhead-bound: two at once leave no core idle on a 2-core CPU
-    },
-    # Is the gradient noise of eq. 2 the mechanism, and does a tuned lr buy what noise-injection training buys?
-    # Digits, ResNet20, 3 seeds. (1) lr x batch size for Adam and SGD with momentum; (0.0005, 8) ~ (0.001, 32)
-    # and (0.001, 8) ~ (0.002, 32) have equal lr^2 / B. (2) Noise-injection training at the paper's lr beside
-    # the lr sweep at the same batch size (the accuracy-robustness frontier of each). Batch 32 is the largest
-    # that converges within 10 digits epochs at these lrs (batch 64 left lr 0.0005 at 67 % clean accuracy).
-    "mechanism": {
-        "blocks": [
-            {
-                "datasets": ("digits",),
-                "models": ("resnet20",),
-                "optimizers": ("adam", "momentum"),
-                "lrs": (0.0005, 0.001, 0.002),
-                "batch_sizes": (8, 32),
-            },
-            {
-                "datasets": ("digits",),
-                "models": ("resnet20",),
-                "optimizers": ("adam",),
-                "lrs": (paper.OPTIMIZER_STUDY["lr"],),
-                "batch_sizes": (32,),
-                "train_noises": (0.0, 0.02, 0.05, 0.1),
-            },
-        ],
-        "seeds": (0, 1, 2),
-        "epochs": 10,  # epochs at batch 32: every batch size gets the updates 10 epochs take at 32
-        "budget": "steps",
-        "reference_batch_size": 32,
-        "patience": 0,  # steps: every model trains its full budget, so all evaluated weights took equal updates
-        "batch_sizes": (32,),
-        "noise": ("additive",),
-        "trials": 5,
-        "workers": 2,
-    },
-}
-# A study's grid: StudySpec's list field -> the TrainConfig field it sweeps. The swept fields are what tells two
-# configurations of one study apart: registry version tags, report rows and cells (AXES, CELL) follow from them.
-GRID = {
-    "datasets": "dataset",
-    "models": "model",
-    "optimizers": "optimizer",
-    "lrs": "lr",
-    "batch_sizes": "batch_size",
-    "train_noises": "train_noise",
-    "seeds": "seed",
-}
-GRID_FIELDS = tuple(GRID)
-SWEPT = tuple(GRID.values())
-AXES = ("lr", "batch_size", "train_noise")  # the training axes a claim is made over, holding the others fixed
-CELL = tuple(f for f in SWEPT if f not in ("lr", "seed"))  # an lr claim's cell: its runs over lr and seed
-# what a preset that names neither a grid field nor a setting gets: TrainConfig's own defaults
-PRESET_DEFAULTS = {
-    "train_noises": (0.0,),
-    "budget": TrainConfig.budget,
-    "reference_batch_size": TrainConfig.reference_batch_size,
-}
-
-
-@dataclass
-class StudySpec:
-    """What a study sweeps: a preset, and the lists and settings that override it (None: the preset's)."""
-
-    preset: str = "demo"
-    datasets: tuple | None = None
-    models: tuple | None = None
-    optimizers: tuple | None = None
-    lrs: tuple | None = None
-    batch_sizes: tuple | None = None
-    train_noises: tuple | None = None  # etas of noise-injection training (0 = clean)
-    seeds: tuple | None = None
-    epochs: int | None = None
-    noise: tuple | None = None  # noise configuration names: additive (the paper's), multiplicative, pcm
-    etas: tuple | None = None  # levels of the eta-axis configurations (additive, multiplicative)
-    times: tuple | None = None  # levels of the time-axis configurations (pcm), seconds
-    trials: int | str | None = None
-    patience: int | None = None
-    budget: str | None = None  # epochs | steps (TrainConfig.budget)
-    reference_batch_size: int | None = None  # budget steps: the batch size whose epochs set the updates
-    batch_size: int | None = None  # one batch size: the same as batch_sizes=(batch_size,)
-
-    def __post_init__(self):
-        check_choice("preset", self.preset, PRESETS)
-        if self.batch_size is not None:
-            if self.batch_sizes is not None and tuple(self.batch_sizes) != (self.batch_size,):
-                raise LrnoiseError("give either --batch-size or --batch-sizes, not both")
-            self.batch_sizes = (self.batch_size,)
-
-    def setting(self, name: str):
-        """The override if given, else the preset's value."""
-        value = getattr(self, name)
-        return value if value is not None else PRESETS[self.preset].get(name, PRESET_DEFAULTS.get(name))
-
-    def grid(self, block: dict) -> dict:
-        """A block's lists: the override, else the block's own, else the preset's."""
-        return {f: getattr(self, f) or block.get(f) or self.setting(f) for f in GRID_FIELDS}
-
-    def train_configs(self) -> list[TrainConfig]:
-        """Every training configuration of the grid, validated, in block order, each once (two blocks may name
-        the same one)."""
-        configs = []
-        budget = self.setting("budget")
-        # budget steps never stops early: its patience is 0 unless one was given (and then refused)
-        patience = 0 if budget == "steps" and self.patience is None else self.setting("patience")
-        for block in PRESETS[self.preset]["blocks"]:
-            grid = self.grid(block)
-            for values in itertools.product(*(grid[f] for f in GRID_FIELDS)):
-                config = TrainConfig(
-                    **typed(TrainConfig, dict(zip(SWEPT, values))),
-                    epochs=self.setting("epochs"),
-                    patience=patience,
-                    budget=budget,
-                    reference_batch_size=self.setting("reference_batch_size"),
-                ).validate()
-                if config not in configs:
-                    configs.append(config)
-        return configs
-
-    def validate(self) -> StudySpec:
-        """Every configuration of the grid and every noise model name checked (the noise levels are checked by
-        the noise models themselves when the study plans its noise configurations)."""
-        for name in self.setting("noise"):
-            check_choice("noise", name, NOISE_MODELS)
-        self.train_configs()
-        return self
+    {field: value of the field's type} for the fields present, whatever the field's annotation."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: cast(hints[f.name], params[f.name]) for f in fields(cls) if f.name in params}

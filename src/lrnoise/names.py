@@ -11,9 +11,12 @@ import json
 
 import numpy as np
 
-from lrnoise.config import SWEPT, TrainConfig
+from lrnoise.config import TrainConfig
+from lrnoise.grid import SWEPT, StudySpec
 
 DEFAULT_EXPERIMENT = "lrnoise"
+PAPER_NOISE_CONFIG = "additive-paper"  # the paper's noise configuration's name (its tables keep the bare metric names)
+NORMALIZATION_LAYER = "input_normalization"  # the model's input normalisation layer: left clean by noise injection
 
 # ---- names: params
 TRAIN_PARAMS = tuple(f.name for f in dataclasses.fields(TrainConfig))  # train_noise: logged only when > 0
@@ -21,6 +24,7 @@ TRAIN_PARAMS = tuple(f.name for f in dataclasses.fields(TrainConfig))  # train_n
 # own (pre-logged, unprefixed) inputs. Measured: model, levels, targets, fold_bn, options; precision: the rest.
 NOISE_PARAM_PREFIX = "noise."
 VERSION_TAGS = SWEPT  # registry version tags: the fields a study sweeps
+STUDY_PARAMS = tuple(f.name for f in dataclasses.fields(StudySpec) if f.name != "batch_size")  # = batch_sizes
 # ---- names: metrics
 EPOCH_METRICS = ("loss", "accuracy", "val_loss", "val_accuracy")
 BASELINE_ACCURACY = "baseline_accuracy"  # a_0: clean test accuracy (noise-injection training: BN re-estimated clean)
@@ -45,9 +49,11 @@ def grad_noise_metrics(estimate: dict, suffix: str = "") -> dict:
     return {GRAD_NOISE_METRICS[k] + suffix: v for k, v in estimate.items()}
 
 
+GRAD_NOISE_C_MEAN = GRAD_NOISE_C + MEAN_SUFFIX  # C itself as measured (eq. 3), its mean over training
 GRAD_NOISE_POWER_MEAN = GRAD_NOISE_POWER + MEAN_SUFFIX
 UPDATE_NOISE_POWER_MEAN = UPDATE_NOISE_POWER + MEAN_SUFFIX
 NONFINITE_DRAWS = "nonfinite_draws"  # noisy draws whose outputs held NaN / inf (counted as wrong predictions)
+STUDY_METRICS = ("configurations", "failed", "trained", "reused", "did_not_learn")  # on a study's parent run
 # ---- names: tags
 KIND = "lrnoise.kind"  # train | noise_eval | report | study
 SOURCE_RUN_ID = "source_run_id"  # on a noise-eval run: the training run it evaluated
@@ -67,6 +73,7 @@ LRNOISE_VERSION = "lrnoise.version"  # ... and the lrnoise version that made it
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 MODEL_ARTIFACT = "model"
 CHECKPOINT_DIR = "checkpoint"
+TRAIN_SPLIT, TEST_SPLIT = "train", "test"  # dataset inputs' contexts: the split a run used
 
 
 def level_metric(column: str, level_name: str, label: str) -> str:

@@ -1,4 +1,5 @@
-"""Cell means, each with its own spread: the model behind every verdict of analysis.stats and analysis.frontier.
+"""Cell means, each with its own spread: the model behind every verdict of analysis.lr_claims, axis_effects, eq2
+and frontier.
 
 The runs of one (dataset, model, optimizer) fall into cells (an lr, a batch size, a train noise); a cell's runs
 are its seeds. Nothing is assumed of how the seed-to-seed spread differs between cells (the demo's Table III

@@ -19,43 +19,55 @@ scaled chi^2 with n_c - 1 df), seeded, so a report is reproducible."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from lrnoise.analysis import cellfit, stats
+from lrnoise import names
+from lrnoise.analysis import cellfit, intervals, run_table
+from lrnoise.analysis.run_table import NAN, TIE, TOO_FEW_SEEDS
 
 LR_TUNING = "lr tuning"
 NOISE_TRAINING = "noise-injection training"
 NO_CLEAR = "no clear difference"
 MAX_T_DRAWS = 20000  # simulated max-|t| values per comparison: the 95 % quantile to about +-0.01
-FRONTIER_COLUMNS = [
-    "dataset",
-    "model",
-    "optimizer",
-    "batch_size",
-    "budget",
-    "noise_lr",
-    "n_runs",
-    "target_accuracy",
-    "target_from",
-    "lr_best_lr",
-    "lr_best_avr",
-    "lr_best_baseline",
-    "lr_reach_share",
-    "noise_best_train_noise",
-    "noise_best_avr",
-    "noise_best_baseline",
-    "noise_reach_share",
-    "n_pairs",
-    "critical_t",
-    "difference",
-    "ci_low",
-    "ci_high",
-    "p",
-    "mde",
-    "verdict",
-]
+
+
+@dataclass(kw_only=True)
+class FrontierRow:
+    """One row of frontier(). The fields are the table's columns, in order; n_pairs to mde come from
+    best_against_best and read NaN where it was not run (too few seeds, a method short of the target)."""
+
+    dataset: str
+    model: str
+    optimizer: str
+    batch_size: float
+    budget: str
+    noise_lr: float  # the lr of the noise-injection runs
+    n_runs: int
+    target_accuracy: float
+    target_from: str  # "given", or how the target was derived
+    lr_best_lr: float
+    lr_best_avr: float
+    lr_best_baseline: float
+    lr_reach_share: float
+    noise_best_train_noise: float
+    noise_best_avr: float
+    noise_best_baseline: float
+    noise_reach_share: float
+    n_pairs: int = NAN
+    critical_t: float = NAN
+    difference: float = NAN  # theta: best noise-injection mean A_avr less best lr-sweep mean A_avr
+    ci_low: float = NAN
+    ci_high: float = NAN
+    p: float = NAN
+    mde: float = NAN
+    verdict: str
+
+
+FRONTIER_COLUMNS = run_table.columns(FrontierRow)
 
 
 def max_t_draws(variances: np.ndarray, counts: np.ndarray, pairs: np.ndarray, rng, draws: int) -> np.ndarray:
@@ -101,13 +113,13 @@ def best_against_best(fit: cellfit.CellFit, noise_cells: np.ndarray, lr_cells: n
 
 
 def _best_at_target(mean_base: np.ndarray, mean_avr: np.ndarray, members: np.ndarray, target: float) -> int | None:
-    eligible = np.flatnonzero(members & (mean_base >= target - stats.TIE))
+    eligible = np.flatnonzero(members & (mean_base >= target - TIE))
     return int(eligible[np.argmax(mean_avr[eligible])]) if len(eligible) else None
 
 
 def frontier(
     runs: pd.DataFrame,
-    max_accuracy_drop: float = 0.01,
+    max_accuracy_drop: float,
     target_accuracy: float | None = None,
     n_boot: int = 2000,
     seed: int = 0,
@@ -127,9 +139,10 @@ def frontier(
 
     verdict: "noise-injection training dominates" (interval above 0), "lr tuning dominates" (below), NO_CLEAR,
     "only <method> reaches the target", "neither method reaches the target", or "too few seeds" (a configuration
-    with fewer than two runs). Calibration: benchmarks/calibration.py (columns: FRONTIER_COLUMNS)."""
-    stats.check_n_boot(n_boot)
-    kept = stats.evaluated_runs(runs)
+    with fewer than two runs). Calibration: benchmarks/calibration.py (columns: FRONTIER_COLUMNS, the fields of
+    FrontierRow)."""
+    intervals.check_n_boot(n_boot)
+    kept = run_table.evaluated_runs(runs)
     rows = []
     for (dataset, model, optimizer, batch_size, budget), group in kept.groupby(
         ["dataset", "model", "optimizer", "batch_size", "budget"], sort=True, dropna=False
@@ -143,7 +156,8 @@ def frontier(
         position = use[["lr", "train_noise"]].merge(cells.reset_index(), on=["lr", "train_noise"])["index"].to_numpy()
         onehot = np.eye(len(cells))[position]  # (runs, cells)
         counts = onehot.sum(axis=0)
-        base, avr = use[stats.BASELINE].to_numpy(dtype=float), use[stats.A_AVR].to_numpy(dtype=float)
+        base = use[names.BASELINE_ACCURACY].to_numpy(dtype=float)
+        avr = use[names.AVG_NORMALIZED_ACCURACY].to_numpy(dtype=float)
         mean_base, mean_avr = base @ onehot / counts, avr @ onehot / counts
         lr_members = (cells["train_noise"] == 0).to_numpy()
         noise_members = ~lr_members
@@ -161,11 +175,11 @@ def frontier(
         lr_at = _best_at_target(mean_base, mean_avr, lr_members, target)
         noise_at = _best_at_target(mean_base, mean_avr, noise_members, target)
         groups = [np.flatnonzero(position == k) for k in range(len(cells))]
-        idx = stats.resample_indices(groups, n_boot, np.random.default_rng(seed))
-        reaches = stats.inflate(base, groups)[idx] @ onehot / counts >= target - stats.TIE  # (n_boot, cells)
+        idx = intervals.resample_indices(groups, n_boot, np.random.default_rng(seed))
+        reaches = intervals.inflate(base, groups)[idx] @ onehot / counts >= target - TIE  # (n_boot, cells)
 
         def at(k, column):
-            return float(column[k]) if k is not None else float("nan")
+            return float(column[k]) if k is not None else NAN
 
         out = {
             "dataset": dataset,
@@ -186,20 +200,20 @@ def frontier(
             "noise_best_baseline": at(noise_at, mean_base),
             "noise_reach_share": float(reaches[:, noise_members].any(axis=1).mean()),
         }
-        fitted = cellfit.fit(use, stats.A_AVR, ["lr", "train_noise"])
+        fitted = cellfit.fit(use, names.AVG_NORMALIZED_ACCURACY, ["lr", "train_noise"])
+        found = {}
         if fitted is None:
-            verdict = stats.TOO_FEW_SEEDS
+            verdict = TOO_FEW_SEEDS
         elif lr_at is None or noise_at is None:
             reached = [name for name, k in ((LR_TUNING, lr_at), (NOISE_TRAINING, noise_at)) if k is not None]
             verdict = f"only {reached[0]} reaches the target" if reached else "neither method reaches the target"
         else:
-            eligible = mean_base >= target - stats.TIE
+            eligible = mean_base >= target - TIE
             found = best_against_best(
                 fitted, np.flatnonzero(noise_members & eligible), np.flatnonzero(lr_members & eligible), seed
             )
-            out.update(found)
-            verdict = stats.verdict_words(
+            verdict = intervals.verdict_words(
                 found["ci_low"], found["ci_high"], f"{LR_TUNING} dominates", f"{NOISE_TRAINING} dominates", NO_CLEAR
             )
-        rows.append({**out, "verdict": verdict})
-    return pd.DataFrame(rows, columns=FRONTIER_COLUMNS)
+        rows.append(FrontierRow(**out, **found, verdict=verdict))
+    return run_table.frame(rows, FrontierRow)

@@ -1,8 +1,9 @@
 """A report's verdicts as one family: which are primary (family-wise controlled), which exploratory, and what
 to expect of them together (no MLflow, no figures).
 
-Every verdict a report prints is a test with a p value (analysis.stats, analysis.frontier). The design of the
-runs decides which answer the study's question, by one rule whatever the preset or grid:
+Every verdict a report prints is a test with a p value (analysis.lr_claims, analysis.axis_effects, analysis.eq2,
+analysis.frontier). The design of the runs decides which answer the study's question, by one rule whatever the
+preset or grid:
 
 - the runs span an lr x batch-size grid (an eq. 2 row on A_avr exists): the primary family is eq. 2's
   predictions (each row's effect gate and its three closed-test predictions), the batch-size effect on A_avr,
@@ -24,11 +25,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from lrnoise.analysis import cellfit, frontier, stats
+from lrnoise import grid, names
+from lrnoise.analysis import axis_effects, cellfit, eq2, frontier, lr_claims
 
 PRIMARY = "primary"
 EXPLORATORY = "exploratory"
 TABLES = ("claims", "axis_claims", "interactions", "eq2", "frontier")  # a noise configuration's verdict tables
+UPDATE_SPREAD = "update_noise_spread_mean"  # update_noise_power_mean / lr^2: the update's own measured spread
 
 
 def tables(joined: pd.DataFrame, max_accuracy_drop: float, target_accuracy: float | None) -> dict:
@@ -36,24 +39,24 @@ def tables(joined: pd.DataFrame, max_accuracy_drop: float, target_accuracy: floa
     is assessed: the lr claims per cell, the batch-size and train-noise effects, the optimizer x batch-size
     interactions, eq. 2 on A_avr and (as scaling) on the measured noise C and the update's own spread, and the
     frontier. A table the runs do not span is empty."""
-    if stats.A_AVR not in joined:
+    if names.AVG_NORMALIZED_ACCURACY not in joined:
         return {name: pd.DataFrame() for name in TABLES}
     measured = joined.copy()
-    if stats.UPDATE_NOISE in measured:
-        measured[stats.UPDATE_SPREAD] = measured[stats.UPDATE_NOISE] / measured["lr"].astype(float) ** 2
-    eq2 = pd.DataFrame(columns=stats.EQ2_COLUMNS)
+    if names.UPDATE_NOISE_POWER_MEAN in measured:
+        measured[UPDATE_SPREAD] = measured[names.UPDATE_NOISE_POWER_MEAN] / measured["lr"].astype(float) ** 2
+    eq2_rows = pd.DataFrame(columns=eq2.EQ2_COLUMNS)
     if "batch_size" in joined:  # eq. 2 on A_avr, then how the measured noise scales
-        tests = [stats.eq2_test(joined, stats.A_AVR)] + [
-            stats.eq2_test(measured, spread, log_value=True)
-            for spread in (stats.GRAD_NOISE_C, stats.UPDATE_SPREAD)
+        tests = [eq2.eq2_test(joined, names.AVG_NORMALIZED_ACCURACY)] + [
+            eq2.eq2_test(measured, spread, log_value=True)
+            for spread in (names.GRAD_NOISE_C_MEAN, UPDATE_SPREAD)
             if spread in measured
         ]
-        eq2 = pd.concat(tests, ignore_index=True)
+        eq2_rows = pd.concat(tests, ignore_index=True)
     return {
-        "claims": stats.claims(joined, max_accuracy_drop),
-        "axis_claims": pd.concat([stats.axis_claims(joined, a) for a in stats.AXES[1:]], ignore_index=True),
-        "interactions": stats.batch_size_interactions(joined),
-        "eq2": eq2,
+        "claims": lr_claims.claims(joined, max_accuracy_drop),
+        "axis_claims": pd.concat([axis_effects.axis_claims(joined, a) for a in grid.AXES[1:]], ignore_index=True),
+        "interactions": axis_effects.batch_size_interactions(joined),
+        "eq2": eq2_rows,
         "frontier": frontier.frontier(joined, max_accuracy_drop, target_accuracy),
     }
 
@@ -77,8 +80,8 @@ def column(prefix: str, what: str) -> str:
 
 
 NEITHER = {  # the words of a primary verdict that Holm does not let through (eq. 2: eq2_verdict)
-    "claims": stats.NO_TREND,
-    "axis_claims": stats.NO_AXIS_EFFECT,
+    "claims": lr_claims.NO_TREND,
+    "axis_claims": axis_effects.NO_AXIS_EFFECT,
     "frontier": frontier.NO_CLEAR,
 }
 
@@ -101,12 +104,12 @@ def _tests(name: str, frames: dict, mechanism_design: bool) -> list[Test]:
     for i, row in frames["interactions"].iterrows():
         add("interactions", i, "avr", row["avr_p"])
     for i, row in frames["eq2"].iterrows():
-        if row["kind"] == stats.SCALES:
+        if row["kind"] == eq2.SCALES:
             add("eq2", i, "lr_slope", row["lr_slope_p"])
             add("eq2", i, "b_slope", row["b_slope_p"])
         elif np.isfinite(row.get("effect_p", np.nan)):
             add("eq2", i, "effect", row["effect_p"], primary=True)  # its mde: effect_mde
-            for prediction in stats.PREDICTIONS:  # closed test: excluded only where the effect gate rejects too
+            for prediction in eq2.PREDICTIONS:  # closed test: excluded only where the effect gate rejects too
                 add("eq2", i, prediction, max(row["effect_p"], row[f"p_{prediction}"]), primary=True)
     for i, row in frames["frontier"].iterrows():
         add("frontier", i, "", row["p"], primary=True)
@@ -161,7 +164,7 @@ class Family:
 
 def mechanism_design(per_config: dict) -> bool:
     """True when the runs span an lr x batch-size grid: some eq. 2 row on A_avr."""
-    return any(len(frames["eq2"]) and (frames["eq2"]["kind"] == stats.PREDICTS).any() for frames in per_config.values())
+    return any(len(frames["eq2"]) and (frames["eq2"]["kind"] == eq2.PREDICTS).any() for frames in per_config.values())
 
 
 def _scaled_mde(mde: float, tests: int) -> float:
@@ -207,13 +210,13 @@ def assess(per_config: dict) -> Family:
         if test.p_adjusted >= cellfit.ALPHA and test.table in NEITHER:
             frame.loc[test.row, column(test.prefix, "verdict")] = NEITHER[test.table]
     for frames in per_config.values():
-        eq2 = frames["eq2"]
-        if "effect_p_adjusted" not in eq2:
+        rows = frames["eq2"]
+        if "effect_p_adjusted" not in rows:
             continue
-        for i, row in eq2[eq2["effect_p_adjusted"].notna()].iterrows():
-            p_of = {prediction: row[f"{prediction}_p_adjusted"] for prediction in stats.PREDICTIONS}
-            excluded, verdict = stats.eq2_verdict(row["effect_p_adjusted"], row["lack_of_fit_p"], p_of)
-            eq2.loc[i, "excluded"], eq2.loc[i, "verdict"] = ", ".join(excluded), verdict
+        for i, row in rows[rows["effect_p_adjusted"].notna()].iterrows():
+            p_of = {prediction: row[f"{prediction}_p_adjusted"] for prediction in eq2.PREDICTIONS}
+            excluded, verdict = eq2.eq2_verdict(row["effect_p_adjusted"], row["lack_of_fit_p"], p_of)
+            rows.loc[i, "excluded"], rows.loc[i, "verdict"] = ", ".join(excluded), verdict
     question = (
         "eq. 2's predictions, the batch-size effect on A_avr and lr tuning vs noise-injection training"
         if design

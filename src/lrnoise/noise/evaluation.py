@@ -1,21 +1,22 @@
 """The tracked noise evaluation (`lrnoise noise-eval`): find the training run, load its model and data,
-evaluate one NoiseConfig (`injection.evaluate`), log the result as a child run of the training run.
+evaluate one NoiseConfig (`injection.evaluate`), log the result as a child run of the training run. Draws no
+figure and imports no matplotlib: a caller that wants noise_curve.png in the run passes `draw`
+(lrnoise.report.evaluation_figure.write_noise_curve: the `noise-eval` command and a study do).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
 from lrnoise import names
-from lrnoise.data import loading
+from lrnoise.data import loading, sources
 from lrnoise.errors import LrnoiseError
-from lrnoise.noise import injection
-from lrnoise.report import figures
-from lrnoise.store import leases, tracking
+from lrnoise.noise import injection, noise_config
+from lrnoise.store import leases, lookup, registry, run_logging
 
 
 def noise_eval(
-    config: injection.NoiseConfig,
+    config: noise_config.NoiseConfig,
     run_id: str | None = None,
     model_uri: str | None = None,
     dataset: str | None = None,
@@ -27,25 +28,27 @@ def noise_eval(
     loaded_data: loading.Dataset | None = None,
     evaluator=None,
     target: tuple | None = None,
+    draw: Callable[[injection.NoiseResult, noise_config.NoiseConfig, str, str], object] | None = None,
 ) -> tuple[str, injection.NoiseResult]:
     """Evaluates a training run's model (or any model URI) under `config` in a noise-eval run, child of the
     training run. Returns (noise-eval run id, result). The summary is also written onto the training run.
     A model that did not learn (tag lrnoise.learned=false) is refused unless `force`. `model` /
     `loaded_data` / `evaluator`: the run's model, data and a_0 Evaluator already in memory (a study right after
-    training). `target`: tracking.evaluation_target(run_id, model_uri, experiment, force), when the caller has
-    checked it already."""
+    training). `target`: lookup.evaluation_target(run_id, model_uri, experiment, force), when the caller has
+    checked it already. `draw(result, config, dataset, folder)`: writes figures into the run's artifact folder
+    before it is logged (lrnoise.report.evaluation_figure.write_noise_curve); None: no figure."""
     config.validate()
-    source, model_uri, exp_name = target or tracking.evaluation_target(run_id, model_uri, experiment, force)
+    source, model_uri, exp_name = target or lookup.evaluation_target(run_id, model_uri, experiment, force)
     source_id = source.info.run_id if source is not None else None
     ds = loaded_data
     if ds is None:
-        dataset = dataset or (tracking.dataset_of(source) if source is not None else None)
+        dataset = dataset or (lookup.dataset_of(source) if source is not None else None)
         if dataset is None:
             raise LrnoiseError(f"model {model_uri} comes from no lrnoise training run: pass --dataset")
-        loading.require([dataset], data_dir)
+        sources.require([dataset], data_dir)
         ds = loading.load(dataset, data_dir=data_dir)
     dataset = ds.name
-    model = model if model is not None else tracking.load_model(model_uri)
+    model = model if model is not None else registry.load_model(model_uri)
     if tuple(model.input_shape[1:]) != ds.input_shape:
         raise LrnoiseError(
             f"model {model_uri} takes inputs {model.input_shape[1:]}, {dataset} images are "
@@ -61,19 +64,21 @@ def noise_eval(
     run_name = f"{config.name}-{source.info.run_name if source else dataset}"
     with (
         leases.run(exp_name, "noise_eval", parent_run_id=source_id, tags=tags, run_name=run_name),
-        tracking.temp_dir() as tmp,
+        run_logging.temp_dir() as tmp,
     ):
-        eval_run_id = tracking.active_run_id()
-        tracking.log_params(names.noise_params({**config.measured(), **config.precision()}), key=config.run_key)
-        tracking.log_datasets(ds.name, ds.source, {tracking.TEST_SPLIT: (ds.x_test, ds.y_test)})
+        eval_run_id = run_logging.active_run_id()
+        run_logging.log_params(names.noise_params({**config.measured(), **config.precision()}), key=config.run_key)
+        run_logging.log_datasets(ds.name, ds.source, {names.TEST_SPLIT: (ds.x_test, ds.y_test)})
         print(
             f"noise-eval run {eval_run_id} of {model_uri} on {dataset} ({len(ds.x_test)} test images), "
             f"configuration {config.name}"
         )
         result = injection.evaluate(model, ds.x_test, ds.y_test, config, batch_size, evaluator=evaluator)
         log_result(result, config, source_id)
-        write_artifacts(result, config, dataset, tmp)
-        tracking.log_artifacts(tmp)
+        write_artifacts(result, tmp)
+        if draw is not None:
+            draw(result, config, dataset, tmp)
+        run_logging.log_artifacts(tmp)
         if result.nonfinite_draws:
             print(f"{result.nonfinite_draws} draws gave non-finite outputs (counted as wrong predictions)")
         print(f"avg_normalized_accuracy {result.avg_normalized_accuracy:.4f}")
@@ -81,12 +86,12 @@ def noise_eval(
     return eval_run_id, result
 
 
-def log_result(result: injection.NoiseResult, config: injection.NoiseConfig, train_run_id: str | None) -> None:
-    """Maps the result's columns onto tracking's metric names (the noise side knows its columns)."""
+def log_result(result: injection.NoiseResult, config: noise_config.NoiseConfig, train_run_id: str | None) -> None:
+    """Maps the result's columns onto lrnoise.names' metric names (the noise side knows its columns)."""
     per_level = [
         (
             config.level_name,
-            injection.level_label(config.level_name, row["level"]),
+            noise_config.level_label(config.level_name, row["level"]),
             {c: row[c] for c in injection.LOGGED_LEVEL_COLUMNS},
         )
         for row in result.summary.to_dict("records")
@@ -96,7 +101,7 @@ def log_result(result: injection.NoiseResult, config: injection.NoiseConfig, tra
         names.AVG_NORMALIZED_ACCURACY: result.avg_normalized_accuracy,
         names.NONFINITE_DRAWS: result.nonfinite_draws,
     }
-    tracking.log_noise_result(
+    run_logging.log_noise_result(
         run_metrics,
         per_level,
         ("normalized_accuracy", "normalized_accuracy_ci95"),
@@ -105,18 +110,8 @@ def log_result(result: injection.NoiseResult, config: injection.NoiseConfig, tra
     )
 
 
-def write_artifacts(result: injection.NoiseResult, config: injection.NoiseConfig, dataset: str, folder: str) -> None:
-    """draws.csv (every draw), summary.csv (per level), noise_curve.png (the report's figures add PDFs)."""
+def write_artifacts(result: injection.NoiseResult, folder: str) -> None:
+    """draws.csv (every draw) and summary.csv (per level); the figure is the caller's `draw`."""
     draws = result.draws.assign(normalized_accuracy=result.draws["accuracy"] / result.baseline_accuracy)
     draws.to_csv(f"{folder}/draws.csv", index=False)
     result.summary.to_csv(f"{folder}/summary.csv", index=False)
-    curve = result.summary.rename(columns={"normalized_accuracy_ci95": "ci95"})
-    fig = figures.noise_curve(
-        curve,
-        f"{dataset}: normalised accuracy under {config.name} noise "
-        f"(A_avr = {result.avg_normalized_accuracy:.3f}; bars: 95 % CI over draws)",
-        level_label=figures.level_axis_label(config.level_name),
-        log_x=config.level_name == "t",
-        tick_text=lambda level: injection.level_label(config.level_name, level),
-    )
-    figures.save(fig, Path(folder) / "noise_curve", vector=False)

@@ -12,13 +12,23 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-import keras
 import numpy as np
 
-from lrnoise import config, paper
+from lrnoise import paper
 from lrnoise.errors import LrnoiseError
 
-ops = keras.ops
+
+class _Keras:
+    """keras, imported on first use: the models' names, defaults and checks (what a command validates before it
+    runs, and NoiseConfig's defaults) load without TensorFlow; the first draw imports it."""
+
+    def __getattr__(self, name: str):
+        import keras
+
+        return getattr(keras, name)
+
+
+keras = _Keras()
 
 
 # ---------------------------------------------------------------- the flat view a noise model works on
@@ -30,7 +40,7 @@ class Layout:
         statistics (e.g. the additive sigma_w) are taken on the originals, exactly as before."""
         if not tensors:
             raise LrnoiseError("a noise layout needs at least one weight tensor, got none")
-        self.tensors = [ops.convert_to_tensor(t, dtype="float32") for t in tensors]
+        self.tensors = [keras.ops.convert_to_tensor(t, dtype="float32") for t in tensors]
         self.shapes = [tuple(int(d) for d in t.shape) for t in self.tensors]
         self.sizes = [int(np.prod(shape)) for shape in self.shapes]  # np.prod(()) = 1 for scalars
         if min(self.sizes) == 0:
@@ -41,35 +51,35 @@ class Layout:
         # a ResNet20 draw into its 59 tensors took 8 ms of a 43 ms draw. Made once, the shapes cost nothing per
         # draw; a reshape moves no value. JAX and torch take the Python shapes.
         self._split_shapes = (
-            [ops.convert_to_tensor(np.array(shape, dtype=np.int32)) for shape in self.shapes]
+            [keras.ops.convert_to_tensor(np.array(shape, dtype=np.int32)) for shape in self.shapes]
             if keras.backend.backend() == "tensorflow"
             else self.shapes
         )
-        self.values = ops.concatenate([ops.reshape(t, [-1]) for t in self.tensors])  # (total,)
-        self.segment_ids = ops.convert_to_tensor(
+        self.values = keras.ops.concatenate([keras.ops.reshape(t, [-1]) for t in self.tensors])  # (total,)
+        self.segment_ids = keras.ops.convert_to_tensor(
             np.repeat(np.arange(self.num_segments, dtype=np.int32), self.sizes), dtype="int32"
         )  # (total,)
-        self._counts = ops.convert_to_tensor(np.array(self.sizes, dtype=np.float32))  # (num_segments,)
+        self._counts = keras.ops.convert_to_tensor(np.array(self.sizes, dtype=np.float32))  # (num_segments,)
 
     def spread(self, per_tensor):
         """(num_segments,) -> (total,): each tensor's value repeated over its elements."""
-        return ops.take(per_tensor, self.segment_ids, axis=0)
+        return keras.ops.take(per_tensor, self.segment_ids, axis=0)
 
     def reduce(self, x, how: str):
         """(total,) -> (num_segments,): the "max", "sum" or "mean" of x over each tensor's elements."""
         if how == "max":
-            return ops.segment_max(x, self.segment_ids, num_segments=self.num_segments)
-        total = ops.segment_sum(x, self.segment_ids, num_segments=self.num_segments)
+            return keras.ops.segment_max(x, self.segment_ids, num_segments=self.num_segments)
+        total = keras.ops.segment_sum(x, self.segment_ids, num_segments=self.num_segments)
         if how == "sum":
             return total
         if how == "mean":
-            return total / ops.cast(self._counts, total.dtype)
+            return total / keras.ops.cast(self._counts, total.dtype)
         raise LrnoiseError(f"unknown reduction {how!r}: choose one of max, sum, mean")
 
     def split(self, flat) -> list:
         """(total,) -> one tensor per input, in the original shapes."""
-        parts = ops.split(flat, self.split_at) if self.split_at else [flat]
-        return [ops.reshape(part, shape) for part, shape in zip(parts, self._split_shapes)]
+        parts = keras.ops.split(flat, self.split_at) if self.split_at else [flat]
+        return [keras.ops.reshape(part, shape) for part, shape in zip(parts, self._split_shapes)]
 
 
 # ---------------------------------------------------------------- the models
@@ -132,12 +142,12 @@ class Additive(NoiseModel):
     name = "additive"
 
     def prepare(self, layout: Layout):
-        sigma_w = ops.stack([ops.std(t) for t in layout.tensors])  # (num_segments,), eq. 6 per tensor
+        sigma_w = keras.ops.stack([keras.ops.std(t) for t in layout.tensors])  # (num_segments,), eq. 6 per tensor
         return Prepared(layout, sigma_w=layout.spread(sigma_w))  # (total,)
 
     def sample(self, prepared, level: float, seed: int):
         w = prepared.layout.values
-        return w + keras.random.normal(ops.shape(w), seed=int(seed), dtype=w.dtype) * (level * prepared.sigma_w)
+        return w + keras.random.normal(keras.ops.shape(w), seed=int(seed), dtype=w.dtype) * (level * prepared.sigma_w)
 
 
 class Multiplicative(NoiseModel):
@@ -147,7 +157,7 @@ class Multiplicative(NoiseModel):
 
     def sample(self, prepared, level: float, seed: int):
         w = prepared.layout.values
-        return w * (1.0 + keras.random.normal(ops.shape(w), seed=int(seed), dtype=w.dtype) * level)
+        return w * (1.0 + keras.random.normal(keras.ops.shape(w), seed=int(seed), dtype=w.dtype) * level)
 
 
 # PCM constants (aihwkit PCMLikeNoiseModel defaults, fitted on ~1 million IBM PCM devices)
@@ -222,10 +232,10 @@ class PCM(NoiseModel):
         """Per-element constants of the clean weights: scale, target conductances, noise parameters."""
         g_max = float(self.options["g_max"])
         w = layout.values  # (total,)
-        max_abs = layout.spread(layout.reduce(ops.abs(w), "max"))  # (total,)
+        max_abs = layout.spread(layout.reduce(keras.ops.abs(w), "max"))  # (total,)
         inv_s = max_abs / g_max  # 1/s: 0 for an all-zero tensor, which then stays zero
-        s = g_max / ops.where(max_abs > 0, max_abs, 1.0)  # zero tensor: any finite s, g_T = 0
-        g_target = ops.clip(ops.stack([s * w, -s * w]), 0.0, g_max)  # (2, total): g+ and g-
+        s = g_max / keras.ops.where(max_abs > 0, max_abs, 1.0)  # zero tensor: any finite s, g_T = 0
+        g_target = keras.ops.clip(keras.ops.stack([s * w, -s * w]), 0.0, g_max)  # (2, total): g+ and g-
         mu, sd = drift_coefficient_stats(g_target, g_max)
         return Prepared(
             layout,
@@ -239,13 +249,13 @@ class PCM(NoiseModel):
     def sample(self, prepared, level: float, seed: int):
         g_max, o = float(self.options["g_max"]), self.options
         z = keras.random.normal(
-            (PCM_NORMALS, ops.shape(prepared.g_target)[1]), seed=int(seed), dtype=prepared.g_target.dtype
+            (PCM_NORMALS, keras.ops.shape(prepared.g_target)[1]), seed=int(seed), dtype=prepared.g_target.dtype
         )  # (6, total): one random op per draw
-        g_prog = ops.maximum(prepared.g_target + prepared.sigma_prog * z[0:2], 0.0)  # (2, total)
-        nu = ops.abs(prepared.nu_mean + prepared.nu_sd * z[2:4]) * o["drift_scale"]
-        g_drift = g_prog * ops.exp(-nu * math.log((level + T0) / T0))
+        g_prog = keras.ops.maximum(prepared.g_target + prepared.sigma_prog * z[0:2], 0.0)  # (2, total)
+        nu = keras.ops.abs(prepared.nu_mean + prepared.nu_sd * z[2:4]) * o["drift_scale"]
+        g_drift = g_prog * keras.ops.exp(-nu * math.log((level + T0) / T0))
         sigma_read = read_noise_q(g_prog, g_max) * (read_noise_time_factor(level) * o["read_noise_scale"])
-        g_final = ops.maximum(g_drift + ops.abs(g_drift) * sigma_read * z[4:6], 0.0)
+        g_final = keras.ops.maximum(g_drift + keras.ops.abs(g_drift) * sigma_read * z[4:6], 0.0)
         w_final = (g_final[0] - g_final[1]) * prepared.inv_s  # (total,)
         if not o["drift_compensation"]:
             return w_final
@@ -262,13 +272,13 @@ def programming_sigma(g_target, g_max: float):
 
 def drift_coefficient_stats(g_target, g_max: float):
     """Mean and sd of the drift exponent nu (before |.|) as functions of g_r = max(g_target/g_max, 1e-7)."""
-    log_g = ops.log(ops.maximum(ops.abs(g_target) / g_max, G_RELATIVE_FLOOR))
-    return ops.clip(-0.0155 * log_g + 0.0244, 0.049, 0.1), ops.clip(-0.0125 * log_g - 0.0059, 0.008, 0.045)
+    log_g = keras.ops.log(keras.ops.maximum(keras.ops.abs(g_target) / g_max, G_RELATIVE_FLOOR))
+    return keras.ops.clip(-0.0155 * log_g + 0.0244, 0.049, 0.1), keras.ops.clip(-0.0125 * log_g - 0.0059, 0.008, 0.045)
 
 
 def read_noise_q(g_prog, g_max: float):
     """Q_s = min(0.0088 / max((g_p/g_max)^0.65, 1e-3), 0.2): relative 1/f read noise per sqrt(log-time)."""
-    return ops.minimum(0.0088 / ops.maximum(ops.power(g_prog / g_max, 0.65), 1e-3), 0.2)
+    return keras.ops.minimum(0.0088 / keras.ops.maximum(keras.ops.power(g_prog / g_max, 0.65), 1e-3), 0.2)
 
 
 def read_noise_time_factor(t: float) -> float:
@@ -278,12 +288,12 @@ def read_noise_time_factor(t: float) -> float:
 
 def compensation_factor(layout: Layout, w_prog, w_final):
     """(num_segments,) mean|W_p| / mean|W_t| per tensor, 1 where mean|W_t| = 0 (nothing left to rescale)."""
-    target = layout.reduce(ops.abs(w_prog), "mean")
-    actual = layout.reduce(ops.abs(w_final), "mean")
-    return ops.where(actual > 0, target / ops.where(actual > 0, actual, 1.0), 1.0)
+    target = layout.reduce(keras.ops.abs(w_prog), "mean")
+    actual = layout.reduce(keras.ops.abs(w_final), "mean")
+    return keras.ops.where(actual > 0, target / keras.ops.where(actual > 0, actual, 1.0), 1.0)
 
 
-NOISE_MODELS = dict(zip(config.NOISE_MODELS, (Additive, Multiplicative, PCM)))  # the names are config's
+NOISE_MODELS = {model.name: model for model in (Additive, Multiplicative, PCM)}  # by each class's own name
 
 
 def make(name: str, **options) -> NoiseModel:
@@ -300,7 +310,7 @@ def perturb(weights: np.ndarray, noise: str, level: float, seed: int, **options)
     weights = np.asarray(weights)
     layout = Layout([weights.astype(np.float32)])
     flat = model.sample(model.prepare(layout), level, seed)
-    return np.asarray(ops.convert_to_numpy(layout.split(flat)[0])).astype(weights.dtype, copy=False)
+    return np.asarray(keras.ops.convert_to_numpy(layout.split(flat)[0])).astype(weights.dtype, copy=False)
 
 
 def _is_real(value) -> bool:

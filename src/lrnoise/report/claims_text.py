@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lrnoise.analysis import frontier, stats, verdicts
+from lrnoise.analysis import eq2, frontier, lr_claims, verdicts
+from lrnoise.analysis.run_table import TOO_FEW_SEEDS
 
 
 def _pp(value: float) -> str:
@@ -89,7 +90,7 @@ def claim_lines(row) -> list[str]:
         )
     seeds = f"{row['seeds_per_lr']} seeds per lr"
     for prefix, what in (("mechanism", "measured gradient noise C"), ("update_mechanism", "update noise")):
-        if row[f"{prefix}_verdict"] != stats.NOT_MEASURED:
+        if row[f"{prefix}_verdict"] != lr_claims.NOT_MEASURED:
             numbers = _numbers(row, prefix, "slope", "of A_avr per doubling", seeds)
             lines.append(f"{what} vs A_avr at the same lr: {numbers}")
     if np.isfinite(row["paper_avr_rho"]):
@@ -150,9 +151,9 @@ def eq2_line(row) -> str:
     """An eq. 2 row in words. On A_avr: which predictions the data exclude, the ratio b / a with its Fieller
     set, both slopes and the gates. On a measured noise: how it scales with lr and B."""
     design = f"{row['n_runs']} runs, {row['seeds_per_cell']} seeds per (lr, B), each cell its own spread"
-    if row["verdict"] == stats.TOO_FEW_SEEDS:
-        return f"eq. 2 on {row['value']}: {stats.TOO_FEW_SEEDS} ({design}; needs >= 2 runs in every (lr, B))"
-    if row["kind"] == stats.SCALES:
+    if row["verdict"] == TOO_FEW_SEEDS:
+        return f"eq. 2 on {row['value']}: {TOO_FEW_SEEDS} ({design}; needs >= 2 runs in every (lr, B))"
+    if row["kind"] == eq2.SCALES:
         return (
             f"{row['value'].removeprefix('log ')} {row['verdict']} (exponents of lr and B; "
             f"lr: {_standing(row, 'lr_slope')}; B: {_standing(row, 'b_slope')}); {design}"
@@ -160,7 +161,7 @@ def eq2_line(row) -> str:
     tests = ", ".join(
         f"{name} p = {row[f'p_{name}']:.3f}"
         + (f" (Holm {row[f'{name}_p_adjusted']:.3f})" if np.isfinite(row.get(f"{name}_p_adjusted", np.nan)) else "")
-        for name in stats.PREDICTIONS
+        for name in eq2.PREDICTIONS
     )
     standing = _standing(row, "effect") if "effect_family" in row else f"p = {row['effect_p']:.3f}"
     line = (
@@ -170,7 +171,7 @@ def eq2_line(row) -> str:
         f"per log B {row['b_slope']:+.3g} {_interval(row['b_slope_ci_low'], row['b_slope_ci_high'], _g)}; "
         f"joint effect ({standing}), lack of fit p = {row['lack_of_fit_p']:.3f}; {design}"
     )
-    if row["verdict"] == stats.NO_EFFECT and np.isfinite(row["effect_mde"]):
+    if row["verdict"] == eq2.NO_EFFECT and np.isfinite(row["effect_mde"]):
         line += (
             f"; cannot exclude +-{row['effect_mde'] * 100:.1f} pp per unit of log lr (the slope detected with 80 % "
             f"power at {row['seeds_per_cell']} seeds per (lr, B))"

@@ -1,7 +1,7 @@
 """The report as one self-contained HTML page (report.html): per noise configuration the claims in words, the
 tables, the figures (PNG embedded as data URIs, so the page needs no other file) and the grid's holes. Logged
-with the report run, it is what the MLflow UI's artifact view shows first. Pure text in, text out: the report
-module gathers the sections and writes the page."""
+with the report run, it is what the MLflow UI's artifact view shows first. Pure text in, text out: report.assembly
+gathers the sections and writes the page."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+
+HTML_PAGE = "report.html"  # the page's file name, at the top of a report's folder
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem; color: #222; }

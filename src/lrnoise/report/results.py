@@ -1,6 +1,7 @@
 """The tracking store's runs as the report's frames: every finished training run (one typed row each, read by
-tracking.train_runs_frame) and noise evaluation, the noise configurations found among them, and one
-configuration's evaluations joined onto its training runs. Reads the store; writes nothing."""
+run_frames.train_runs_frame) and noise evaluation, the noise configurations found among them, and one
+configuration's evaluations joined onto its training runs; and which of those runs the paper's tables and
+figures count (clean_runs, learned_runs). Reads the store; writes nothing."""
 
 from __future__ import annotations
 
@@ -10,17 +11,17 @@ import numpy as np
 import pandas as pd
 
 from lrnoise import NOISE_SEMANTICS, TRAINING_SEMANTICS, names
-from lrnoise.config import CELL
 from lrnoise.errors import LrnoiseError
-from lrnoise.noise import injection, physics
-from lrnoise.store import tracking
+from lrnoise.grid import CELL
+from lrnoise.noise import noise_config, physics
+from lrnoise.store import run_frames, session
 
 # What identifies a cell; its runs are seeds and are averaged. `label` names a row of a table or a line of a
 # figure: the model, with its batch size when the experiment has several (row_labels).
 CONFIG = [*CELL, "label", "lr"]
-A_AVR = names.AVG_NORMALIZED_ACCURACY
 A_AVR_DRAW_CI = "avg_normalized_accuracy_ci95"  # one run's A_avr CI over its draws (report column, not a metric)
 ALL = "all"  # every noise configuration found
+LEARNED = "learned"  # a training run's column (run_frames.train_runs_frame): False where a_0 was not above chance
 
 
 @dataclass(frozen=True)
@@ -34,22 +35,22 @@ class ConfigInfo:
 
     @property
     def is_paper(self) -> bool:
-        return self.name == injection.PAPER.name
+        return self.name == noise_config.PAPER.name
 
 
 def fetch(experiment: str, dataset=None, model=None, optimizer=None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """(finished training runs, finished noise evaluations, experiment id): two paged searches. Where one
     configuration was run under several semantics numbers, only its runs of this code's (else the newest) count."""
-    exp = tracking.find_experiment(experiment)
+    exp = session.find_experiment(experiment)
     filters = {k: v for k, v in {"dataset": dataset, "model": model, "optimizer": optimizer}.items() if v}
-    runs = tracking.train_runs_frame(exp.experiment_id, filters)
+    runs = run_frames.train_runs_frame(exp.experiment_id, filters)
     if runs.empty:
         raise LrnoiseError(
             f"experiment {experiment!r} has no finished training runs" + (" matching the filters" if filters else "")
         )
     runs = newest_semantics(runs, ["config_key"], TRAINING_SEMANTICS)
     runs = row_labels(runs).sort_values(CONFIG + ["seed"]).reset_index(drop=True)
-    evals = tracking.noise_runs_frame(exp.experiment_id)
+    evals = run_frames.noise_runs_frame(exp.experiment_id)
     if len(evals):  # the evaluations of the counted training runs, each under its newest semantics
         evals = newest_semantics(evals[evals["run_id"].isin(runs["run_id"])], ["run_id", "run_key"], NOISE_SEMANTICS)
     return runs, evals, exp.experiment_id
@@ -99,7 +100,7 @@ def configurations(evals: pd.DataFrame) -> list[ConfigInfo]:
 def choose(found: list[ConfigInfo], wanted: str) -> list[ConfigInfo]:
     """The configurations `wanted` names: a name, a key (or its first 6+ characters), or 'all'. The paper's
     configuration is always available (its Table II stands even before any evaluation)."""
-    paper_info = ConfigInfo(injection.PAPER.key, injection.PAPER.name, "eta", injection.PAPER.levels)
+    paper_info = ConfigInfo(noise_config.PAPER.key, noise_config.PAPER.name, "eta", noise_config.PAPER.levels)
     if wanted == ALL:
         return found or [paper_info]
     match = [c for c in found if wanted in (c.name, c.key) or (len(wanted) >= 6 and c.key.startswith(wanted))]
@@ -118,7 +119,7 @@ def level_columns(info: ConfigInfo) -> list[tuple[float, str, str]]:
     """(level, A^x metric, its CI metric) of a configuration, in level order."""
     out = []
     for level in sorted(info.levels):
-        label = injection.level_label(info.level_name, level)
+        label = noise_config.level_label(info.level_name, level)
         out.append(
             (
                 level,
@@ -132,7 +133,8 @@ def level_columns(info: ConfigInfo) -> list[tuple[float, str, str]]:
 def join(runs: pd.DataFrame, evals: pd.DataFrame, info: ConfigInfo) -> pd.DataFrame:
     """One row per training run with this configuration's A_avr and A^x (NaN where not evaluated). A model
     evaluated several times under the configuration (other trials or seeds) gets the mean of its evaluations."""
-    columns = [c for _, a, ci in level_columns(info) for c in (a, ci)] + [A_AVR, names.NONFINITE_DRAWS]
+    per_level = [c for _, a, ci in level_columns(info) for c in (a, ci)]
+    columns = [*per_level, names.AVG_NORMALIZED_ACCURACY, names.NONFINITE_DRAWS]
     mine = evals[evals["noise_config"] == info.key] if not evals.empty else pd.DataFrame(columns=["run_id"])
     mine = mine.reindex(columns=["run_id", *columns])
     per_run = (
@@ -158,3 +160,13 @@ def row_labels(runs: pd.DataFrame) -> pd.DataFrame:
 
 def row_label(model: str, batch_size, several: bool) -> str:
     return f"{model} B={int(batch_size)}" if several and pd.notna(batch_size) else model
+
+
+def clean_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs trained without noise injection: the paper's tables and figures are about these."""
+    return runs[runs["train_noise"] == 0] if "train_noise" in runs else runs
+
+
+def learned_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs whose model learned: the only ones that enter noise figures, sweet spots, trends and claims."""
+    return runs[runs[LEARNED]] if LEARNED in runs else runs

@@ -1,7 +1,7 @@
 """A run's lifecycle and "already ran?": runs started, kept alive and ended (heartbeats, owners known dead), the
 one rule that decides whether a configuration is reused, resumed or left to its owner, the study's parent run,
-and race-free claims on a configuration between studies. Built on tracking (its client, names and searches);
-tracking never imports this module."""
+and race-free claims on a configuration between studies. Built on session, semantics, run_logging and lookup;
+none of them imports this module."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from mlflow.exceptions import MlflowException
 
 from lrnoise import names
 from lrnoise.errors import LrnoiseError
-from lrnoise.store import tracking
+from lrnoise.store import lookup, run_logging, semantics, session
 
 DEFAULT_LEASE_TIMEOUT = 300.0  # seconds without a heartbeat after which a run's owner is gone: > a GPU epoch
 HEARTBEAT_EVERY = 60.0  # seconds between heartbeats (at most; training also beats after every epoch)
@@ -40,8 +40,8 @@ def _this_host() -> str | None:
     return f"{socket.gethostname()}/{boot}/pidns{namespace}"
 
 
-_HOST = _this_host()
-_OWNER = f"{_HOST or socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # names.OWNER: host:pid:random
+HOST = _this_host()
+_OWNER = f"{HOST or socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # names.OWNER: host:pid:random
 _held: set[str] = set()  # runs this process keeps alive
 _beating = threading.Event()
 
@@ -80,7 +80,7 @@ def owner_is_dead(owner: str) -> bool:
         pid = int(pid)
     except ValueError:
         return False
-    if pid <= 0 or _HOST is None or host != _HOST or sys.platform == "win32":
+    if pid <= 0 or HOST is None or host != HOST or sys.platform == "win32":
         return False
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
@@ -108,25 +108,25 @@ def end_dead_runs(experiment_id: str) -> list[str]:
     of owners on other hosts (their lease decides), without an owner, and the entry point's run under `mlflow run`
     (MLFLOW_RUN_ID: this process's). Returns the ended runs' ids."""
     entry_point = os.environ.get("MLFLOW_RUN_ID")
-    running = tracking.search_runs([experiment_id], "attributes.status = 'RUNNING'", finished_only=False)
+    running = session.search_runs([experiment_id], "attributes.status = 'RUNNING'", finished_only=False)
     dead = [r for r in running if r.info.run_id != entry_point and owner_is_dead(r.data.tags.get(names.OWNER, ""))]
     for run in dead:
-        now = tracking.get_run(run.info.run_id)  # read again: a live process may have taken it over meanwhile
+        now = session.get_run(run.info.run_id)  # read again: a live process may have taken it over meanwhile
         if now.info.status != "RUNNING" or now.data.tags.get(names.OWNER) != run.data.tags.get(names.OWNER):
             continue
         if run.data.tags.get(names.KIND) == "claim":
             _drop(run.info.run_id)
         else:
-            tracking.mark_failed(run.info.run_id)
+            run_logging.mark_failed(run.info.run_id)
     return [r.info.run_id for r in dead]
 
 
 def beat(run_id: str, metrics: dict | None = None, step: int = 0) -> None:
     """Marks `run_id` alive and owned by this process now; `metrics` (at `step`) go in the same write."""
     now = time.time()
-    tracking.client().log_batch(
+    session.client().log_batch(
         run_id,
-        metrics=tracking.metric_entities(metrics or {}, step, now),
+        metrics=run_logging.metric_entities(metrics or {}, step, now),
         tags=[mlflow.entities.RunTag(names.HEARTBEAT, f"{now:.3f}"), mlflow.entities.RunTag(names.OWNER, _OWNER)],
     )
 
@@ -169,16 +169,14 @@ def run(
     Inside `mlflow run` the entry point's run (MLFLOW_RUN_ID) is resumed, so there is no second run.
     """
     run_id = run_id or os.environ.pop("MLFLOW_RUN_ID", None)
-    all_tags = {names.KIND: kind, **tracking.semantics_tags(kind), **(tags or {})}
+    all_tags = {names.KIND: kind, **semantics.semantics_tags(kind), **(tags or {})}
     if parent_run_id:
         all_tags[names.PARENT_RUN_ID] = parent_run_id
     if run_id:
-        tracking.check_resumable(tracking.get_run(run_id), kind)
+        semantics.check_resumable(session.get_run(run_id), kind)
         active = mlflow.start_run(run_id=run_id)
     else:  # created with its tags: one request
-        active = mlflow.start_run(
-            experiment_id=tracking.ensure_experiment(experiment), run_name=run_name, tags=all_tags
-        )
+        active = mlflow.start_run(experiment_id=session.ensure_experiment(experiment), run_name=run_name, tags=all_tags)
     try:
         if run_id:
             mlflow.set_tags(all_tags)
@@ -220,10 +218,10 @@ def existing_run(
     `reuse_any`, else the newest FINISHED run of any semantics); else leave a live run of this code's semantics
     (fresh heartbeat) to its owner; else resume the newest unfinished one (when the kind is resumable). Every
     other unfinished run whose owner is gone is marked FAILED, so exactly one run of a configuration and
-    semantics can end FINISHED. Runs of other semantics are never resumed (tracking.check_resumable)."""
-    runs = tracking.runs_with_config(experiment_id, kind, key, source_run_id)
-    current = tracking.SEMANTICS_OF.get(kind)
-    same = [r for r in runs if current is None or tracking.run_semantics(r) == current]
+    semantics can end FINISHED. Runs of other semantics are never resumed (semantics.check_resumable)."""
+    runs = lookup.runs_with_config(experiment_id, kind, key, source_run_id)
+    current = semantics.SEMANTICS_OF.get(kind)
+    same = [r for r in runs if current is None or semantics.run_semantics(r) == current]
     finished = [r.info.run_id for r in same if r.info.status == "FINISHED"]
     if not finished and reuse_any:
         finished = [r.info.run_id for r in runs if r.info.status == "FINISHED"]
@@ -237,7 +235,7 @@ def existing_run(
         found.resume = mine[0]
     for stale in dead:
         if stale != found.resume:
-            tracking.mark_failed(stale)
+            run_logging.mark_failed(stale)
     return found
 
 
@@ -245,7 +243,7 @@ def start_study_run(experiment_id: str, params: dict) -> str:
     """The study's parent run: `mlflow run`'s own run if inside one, else an unfinished study run with the
     same configuration (resumed after a crash), else a new one. Kept out of the fluent run stack so that
     training and noise-eval runs can start beside it."""
-    c = tracking.client()
+    c = session.client()
     key = names.config_key(params)
     run_id = os.environ.pop("MLFLOW_RUN_ID", None)
     if run_id is None:
@@ -255,18 +253,18 @@ def start_study_run(experiment_id: str, params: dict) -> str:
     else:
         c.update_run(run_id, status="RUNNING")
     hold(run_id)
-    tracking.write_params(run_id, params, {names.KIND: "study", names.CONFIG_KEY: key}, strict=False)
+    run_logging.write_params(run_id, params, {names.KIND: "study", names.CONFIG_KEY: key}, strict=False)
     return run_id
 
 
 def end_study_run(run_id: str, counts: tuple, ok: bool) -> None:
     """Closes the study run with its counts (configurations, failed, trained, reused, did_not_learn); a twin
     study run whose owner died meanwhile (its configurations taken over by this one) is marked FAILED."""
-    tracking.log_metrics(dict(zip(tracking.STUDY_METRICS, counts)), run_id=run_id)
-    run = tracking.get_run(run_id)
+    run_logging.log_metrics(dict(zip(names.STUDY_METRICS, counts)), run_id=run_id)
+    run = session.get_run(run_id)
     existing_run(run.info.experiment_id, "study", run.data.tags[names.CONFIG_KEY], resumable=False)
     release(run_id)
-    tracking.client().set_terminated(run_id, "FINISHED" if ok else "FAILED")
+    session.client().set_terminated(run_id, "FINISHED" if ok else "FAILED")
 
 
 # ---------------------------------------------------------------- claims
@@ -284,7 +282,7 @@ def stake(experiment_id: str, key: str) -> Claim:
     time (a study stakes the configuration it runs next while the current one still runs), its settle wait has
     passed by the time claimed() resolves it. Whoever stakes a claim unstakes it."""
     run_id = (
-        tracking.client()
+        session.client()
         .create_run(experiment_id, run_name=f"claim-{key[:8]}", tags={names.KIND: "claim", names.CONFIG_KEY: key})
         .info.run_id
     )
@@ -293,7 +291,7 @@ def stake(experiment_id: str, key: str) -> Claim:
     return claim
 
 
-def _settle(claim: Claim) -> None:
+def settle(claim: Claim) -> None:
     """Waits until `claim` may look for older claims (no wait for one staked long enough ago)."""
     time.sleep(max(0.0, claim.settled_at - time.time()))
 
@@ -320,8 +318,8 @@ def claimed(experiment_id: str, key: str, meanwhile=None, staked: Claim | None =
     try:
         if meanwhile is not None:
             meanwhile()
-        _settle(claim)
-        claims = tracking.runs_with_config(experiment_id, "claim", key)
+        settle(claim)
+        claims = lookup.runs_with_config(experiment_id, "claim", key)
         live = [r for r in claims if is_live(r)]  # each owner looked at once (a pid check for this host's)
         stale = [r.info.run_id for r in claims if r not in live]
         winner = min(live, key=lambda r: (r.info.start_time, r.info.run_id)).info.run_id if live else claim.run_id
@@ -338,7 +336,7 @@ def claimed(experiment_id: str, key: str, meanwhile=None, staked: Claim | None =
 def _drop(run_id: str) -> None:
     """Ends and deletes a claim run (it was bookkeeping, not a result)."""
     try:
-        tracking.client().set_terminated(run_id, "FINISHED")
-        tracking.client().delete_run(run_id)
+        session.client().set_terminated(run_id, "FINISHED")
+        session.client().delete_run(run_id)
     except MlflowException:
         pass

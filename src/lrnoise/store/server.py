@@ -8,10 +8,14 @@ import socket
 import tempfile
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import mlflow
 
 from lrnoise.errors import LrnoiseError
+
+if TYPE_CHECKING:
+    import subprocess
 
 WORKER_ENV = (
     "MLFLOW_TRACKING_URI",
@@ -25,10 +29,6 @@ WORKER_ENV = (
 )  # what a worker needs to reach the server
 
 
-def is_http(uri: str) -> bool:
-    return uri.startswith(("http://", "https://"))
-
-
 def worker_env() -> dict:
     """The environment a remote worker (Ray actor) needs to log to the same server, credentials included:
     passed as environment, never written into params, tags or logs."""
@@ -37,7 +37,7 @@ def worker_env() -> dict:
     return env
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -50,27 +50,24 @@ SERVER_WORKERS = 2  # request handlers of a server serve() starts (a study's wor
 GUNICORN_OPTS = "--timeout 600 --log-level warning"
 
 
-@contextlib.contextmanager
-def serve(
+def launch(
     store_uri: str,
-    port: int | None = None,
+    port: int,
     extra_args: tuple = (),
-    wait_seconds: float = 120,
-    stopping: list | None = None,
-):
-    """`mlflow server` over `store_uri` on 127.0.0.1 while the block runs; yields its http URI. A server that
-    cannot start is one LrnoiseError naming why (its own last error line); the server is always stopped
-    (killed if it does not stop within 30 s). Served by gunicorn (GUNICORN_OPTS), without MLflow's job runner
-    (GenAI jobs: a runner and seven huey consumer processes) unless MLFLOW_SERVER_ENABLE_JOB_EXECUTION says
-    otherwise. `stopping`: the block's end does not wait the ~2 s the server takes to exit; the thread that
-    stops it is appended to this list, for the caller to join (a study writes its report from the store
-    meanwhile)."""
+    workers: int = SERVER_WORKERS,
+    gunicorn: bool = True,
+    env: dict | None = None,
+    **popen,
+) -> subprocess.Popen:
+    """Starts `mlflow server` over `store_uri` on 127.0.0.1:`port` and returns its process at once (the caller
+    waits for it to answer, and stops it): `workers` request handlers, served by gunicorn (GUNICORN_OPTS) unless
+    `gunicorn` is False or on Windows (then by MLflow's default, uvicorn), without MLflow's job runner (GenAI jobs:
+    a runner and seven huey consumer processes) unless MLFLOW_SERVER_ENABLE_JOB_EXECUTION says otherwise;
+    `extra_args` added to its command line, `env` to its environment; `popen`: subprocess.Popen's keyword
+    arguments (stdout, stderr, cwd, start_new_session)."""
     import subprocess
     import sys
 
-    port = port or _free_port()
-    _check_free(port)  # a taken port: one line at once, not after the server's own bind retries
-    log = tempfile.NamedTemporaryFile(prefix="lrnoise-server-", suffix=".log", delete=False)
     command = [
         sys.executable,
         "-m",
@@ -83,16 +80,35 @@ def serve(
         "--port",
         str(port),
         "--workers",
-        str(SERVER_WORKERS),
+        str(workers),
         *extra_args,
     ]
-    if sys.platform != "win32":  # gunicorn (an MLflow dependency there); Windows keeps MLflow's uvicorn
+    if gunicorn and sys.platform != "win32":  # gunicorn (an MLflow dependency there); Windows keeps MLflow's uvicorn
         command.append(f"--gunicorn-opts={GUNICORN_OPTS}")
-    env = {
-        **os.environ,
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false"),
-    }
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    job_execution = os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    environment = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": job_execution, **(env or {})}
+    return subprocess.Popen(command, env=environment, **popen)
+
+
+@contextlib.contextmanager
+def serve(
+    store_uri: str,
+    port: int | None = None,
+    extra_args: tuple = (),
+    wait_seconds: float = 120,
+    stopping: list | None = None,
+):
+    """`mlflow server` over `store_uri` on 127.0.0.1 while the block runs; yields its http URI. A server that
+    cannot start is one LrnoiseError naming why (its own last error line); the server is always stopped
+    (killed if it does not stop within 30 s). Started by launch: gunicorn, no job runner. `stopping`: the block's
+    end does not wait the ~2 s the server takes to exit; the thread that stops it is appended to this list, for
+    the caller to join (a study writes its report from the store meanwhile)."""
+    import subprocess
+
+    port = port or free_port()
+    _check_free(port)  # a taken port: one line at once, not after the server's own bind retries
+    log = tempfile.NamedTemporaryFile(prefix="lrnoise-server-", suffix=".log", delete=False)
+    server = launch(store_uri, port, extra_args, stdout=log, stderr=subprocess.STDOUT)
     served = f"http://127.0.0.1:{port}"
     try:
         _wait_for(served, server, log.name, wait_seconds)

@@ -6,9 +6,9 @@ reused, an interrupted training run is resumed from its last checkpoint in the s
 evaluation left unfinished is marked FAILED and redone. Killing the study and starting it again finishes the
 grid with exactly one finished run of each.
 
-This module plans (a config.StudySpec becomes Jobs) and drives; executors.py runs the configurations (this
-process, local worker processes, Ray actors). Parallel workers need a tracking server: with a sqlite store the
-study starts `mlflow server` on 127.0.0.1.
+This module plans (a grid.StudySpec becomes Jobs) and drives; job.py runs one configuration, local.py and
+ray_executor.py run them all (this process, local worker processes, Ray actors), fed by dispatch.py's Dispatcher.
+Parallel workers need a tracking server: with a sqlite store the study starts `mlflow server` on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -20,14 +20,17 @@ import time
 from collections import Counter
 
 from lrnoise import NOISE_SEMANTICS, TRAINING_SEMANTICS, __version__, names
-from lrnoise.config import EXECUTORS, PRESETS, REUSE, Execution, Placement, StudySpec, check_choice
-from lrnoise.data import loading
+from lrnoise.config import Placement
+from lrnoise.data import sources
 from lrnoise.errors import LrnoiseError
-from lrnoise.noise.injection import NoiseConfig
-from lrnoise.report import assembly as report_module
-from lrnoise.store import leases, server, tracking
-from lrnoise.study import executors
-from lrnoise.study.executors import Context, Dispatcher, Job, Outcome
+from lrnoise.grid import PRESETS, StudySpec
+from lrnoise.noise.noise_config import NoiseConfig
+from lrnoise.report import assembly, console, results
+from lrnoise.settings import ReportSettings, StudySettings
+from lrnoise.store import leases, lookup, server, session
+from lrnoise.study import gpus, local, ray_executor
+from lrnoise.study.dispatch import Dispatcher
+from lrnoise.study.job import BUSY_POLL, Context, Job, Outcome, run_job
 from lrnoise.training.build import SweepCache
 
 
@@ -49,7 +52,7 @@ SETTINGS = ("epochs", "trials", "patience", "budget", "reference_batch_size")  #
 def study_params(spec: StudySpec) -> dict:
     """The study run's params: every StudySpec field (grid fields and settings not overridden read 'preset'),
     the noise configurations by name."""
-    values = {f: spec.setting(f) if f in SETTINGS else getattr(spec, f) for f in tracking.STUDY_PARAMS}
+    values = {f: spec.setting(f) if f in SETTINGS else getattr(spec, f) for f in names.STUDY_PARAMS}
     values["noise"] = [c.name for c in noise_configs(spec)]
     return {
         k: "preset" if v is None else names.canonical(list(v) if isinstance(v, tuple) else v) for k, v in values.items()
@@ -68,10 +71,10 @@ def semantics_lines(exp_id: str, jobs: list[Job], reuse_any: bool) -> list[str]:
     than this code's (lrnoise.TRAINING_SEMANTICS / NOISE_SEMANTICS): the study makes them again, or with
     --reuse any reuses them. Read from the store once, before anything runs (leases.existing_run decides)."""
     trained: dict[str, list] = {}
-    for key, _, run_id, semantics in tracking.finished_semantics(exp_id, "train"):
+    for key, _, run_id, semantics in lookup.finished_semantics(exp_id, "train"):
         trained.setdefault(key, []).append((run_id, semantics))
     evaluated: dict[tuple, list] = {}
-    for key, source, _, semantics in tracking.finished_semantics(exp_id, "noise_eval"):
+    for key, source, _, semantics in lookup.finished_semantics(exp_id, "noise_eval"):
         evaluated.setdefault((source, key), []).append(semantics)
     other_trainings, other_evaluations = [], []
     for job in jobs:
@@ -161,56 +164,36 @@ def preset_workers(spec: StudySpec) -> int:
 
 def default_workers(spec: StudySpec, placement: Placement = Placement()) -> int:
     """Local configurations at once when --workers is not given: one per GPU (or GPU share) where there are
-    GPUs, else the preset's choice, at most one per CPU core (executors.default_local_workers)."""
-    return executors.default_local_workers(preset_workers(spec), placement.gpus_per_training)
+    GPUs, else the preset's choice, at most one per CPU core (gpus.default_local_workers)."""
+    return gpus.default_local_workers(preset_workers(spec), placement.gpus_per_training)
 
 
-def run_study(
-    spec: StudySpec,
-    experiment: str = names.DEFAULT_EXPERIMENT,
-    workers: int | None = None,
-    executor: str = "local",
-    ray_address: str | None = None,
-    data_dir: str | None = None,
-    report: bool = True,
-    report_dir: str | None = None,
-    execution: Execution = Execution(),
-    lease_timeout: float = leases.DEFAULT_LEASE_TIMEOUT,
-    reuse: str = "same",
-    placement: Placement = Placement(),
-) -> tuple[list[Outcome], object]:
-    """Runs the grid (reusing what exists), then the report. Returns (outcomes, report or None).
-    `workers`: configurations at once (None: default_workers); `execution`: how every training runs;
-    `lease_timeout`: seconds without a heartbeat after which another study's run is taken over; `reuse`: "same"
-    reuses finished runs made under this code's semantics only, "any" those of any lrnoise; `placement`: what each
-    training asks for (CPUs and GPUs) and Ray's runtime environment."""
+def run_study(spec: StudySpec, settings: StudySettings = StudySettings()) -> tuple[list[Outcome], object]:
+    """Runs the grid (reusing what exists), then the report. Returns (outcomes, report or None). `settings`:
+    where the runs go and how the configurations run (StudySettings; workers None: default_workers)."""
     jobs = plan(spec)  # all validation before anything runs
-    execution.validate()
-    placement.validate()
-    workers = default_workers(spec, placement) if workers is None else workers
-    check_choice("executor", executor, EXECUTORS)
-    check_choice("reuse", reuse, REUSE)
-    if workers < 1:
-        raise LrnoiseError(f"workers must be >= 1, got {workers}")
+    settings.validate()
+    executor, placement, experiment = settings.executor, settings.placement, settings.experiment
+    workers = default_workers(spec, placement) if settings.workers is None else settings.workers
     if executor == "local":  # more workers than the GPUs allow: refused before anything runs
-        executors.gpu_assignment(workers, executors.gpu_devices(), placement.gpus_per_training)
-    if executor == "ray" and ray_address and not server.is_http(tracking.tracking_uri()):
+        gpus.gpu_assignment(workers, gpus.gpu_devices(), placement.gpus_per_training)
+    if executor == "ray" and settings.ray_address and not session.is_http(session.tracking_uri()):
         raise LrnoiseError(
             "a Ray cluster's workers need a tracking server they can reach: set MLFLOW_TRACKING_URI "
             "to http(s)://... (a local sqlite store works only with a local Ray instance)"
         )
-    loading.require([job.train.dataset for job in jobs], data_dir)  # every dataset, once, before any run
-    experiment = tracking.entry_point_experiment() or experiment  # under `mlflow run`: its experiment
-    exp_id = tracking.ensure_experiment(experiment)
+    sources.require([job.train.dataset for job in jobs], settings.data_dir)  # every dataset, once, before any run
+    experiment = session.entry_point_experiment() or experiment  # under `mlflow run`: its experiment
+    exp_id = session.ensure_experiment(experiment)
     parallel = executor == "ray" or workers > 1
     outcomes: list[Outcome] = []
     # the study's own server exits while the report is written (~2 s); a thread that is not joined below (an
     # error) still ends before the process does
     stopping: list[threading.Thread] = []
-    with leases.lease_timeout_of(lease_timeout), server.served_if_needed(parallel, stopping):
+    with leases.lease_timeout_of(settings.lease_timeout), server.served_if_needed(parallel, stopping):
         _end_dead_runs(exp_id)  # a study killed on this host: its runs are resumed below without a lease wait
         parent = leases.start_study_run(exp_id, study_params(spec))
-        ctx = Context(experiment, parent, data_dir, execution, lease_timeout, reuse)
+        ctx = Context(experiment, parent, settings.data_dir, settings.execution, settings.lease_timeout, settings.reuse)
         print(
             f"[study] {spec.preset}: {len(jobs)} configurations x {len(jobs[0].noise)} noise configurations "
             f"({', '.join(c.name for c in jobs[0].noise)}), experiment {experiment!r}, study run {parent}, "
@@ -235,23 +218,23 @@ def run_study(
             dispatcher = Dispatcher(jobs, exp_id)
             try:
                 if executor == "ray":
-                    executors.ray_actors(
+                    ray_executor.ray_actors(
                         dispatcher,
                         ctx,
                         done,
-                        ray_address,
+                        settings.ray_address,
                         preset_workers(spec),
                         placement.cpus_per_training,
                         placement.gpus_per_training,
                         placement.runtime_env(),
                         on_slots=progress.set_workers,
                     )
-                elif workers > 1 or (placement.gpus_per_training is not None and executors.gpu_devices()):
+                elif workers > 1 or (placement.gpus_per_training is not None and gpus.gpu_devices()):
                     # (one worker process too when the user chose the GPUs: it sees only its own)
                     with tempfile.TemporaryDirectory(prefix="lrnoise-workers-") as logs:
-                        executors.local_workers(dispatcher, workers, ctx, done, logs, placement.gpus_per_training)
+                        local.local_workers(dispatcher, workers, ctx, done, logs, placement.gpus_per_training)
                 else:
-                    executors.sequential(dispatcher, ctx, done, sweep)
+                    local.sequential(dispatcher, ctx, done, sweep)
             finally:
                 dispatcher.close()
             while busy:  # configurations another live study holds: wait for it (or its lease) to end, then reuse
@@ -259,12 +242,12 @@ def run_study(
                 busy.clear()
                 print(
                     f"[study] {len(waiting)} configurations held by another live study; checking again in "
-                    f"{executors.BUSY_POLL:.0f}s",
+                    f"{BUSY_POLL:.0f}s",
                     flush=True,
                 )
-                time.sleep(executors.BUSY_POLL)
+                time.sleep(BUSY_POLL)
                 for job in waiting:
-                    done(executors.run_job(job, ctx, sweep=sweep))
+                    done(run_job(job, ctx, sweep=sweep))
             ok = not progress.failed
         finally:
             counts = (
@@ -277,15 +260,15 @@ def run_study(
             leases.end_study_run(parent, counts, ok)
             _end_dead_runs(exp_id)  # e.g. a worker process that died mid-configuration
     built = None
-    if report:
-        built = report_module.build_and_write(experiment, out=report_dir, noise_config="all")
-        print(report_module.summary_text(built), flush=True)
+    if settings.report:
+        built = assembly.build_and_write(ReportSettings(experiment, out=settings.report_dir, noise_config=results.ALL))
+        print(console.summary_text(built), flush=True)
     for outcome in outcomes:
         if not outcome.learned:
             print(f"[study] did not learn (a_0 not above chance; not noise-evaluated): {outcome.job.name}")
     for failure in progress.failed:
         print(f"[study] failed: {failure.job.name}: {failure.error}", file=sys.stderr)
-    print(f"[study] {tracking.where_to_look(exp_id)}" + (f"; report in {built.out}" if built else ""), flush=True)
+    print(f"[study] {session.where_to_look(exp_id)}" + (f"; report in {built.out}" if built else ""), flush=True)
     for thread in stopping:
         thread.join()
     return outcomes, built

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from lrnoise.config import PRECISION_POLICIES, Execution, TrainConfig
-from lrnoise.data import loading
+from lrnoise.data import loading, pipelines
 from lrnoise.training import fastpath, networks
 
 MOMENTUM = 0.9  # for the momentum / nesterov SGD variants (the paper does not say; 0.9 is the usual value)
@@ -104,7 +104,7 @@ def load_data(config: TrainConfig, data_dir: str | None = None) -> loading.Datas
 def steps_per_training_epoch(config: TrainConfig, examples: int) -> int:
     """Optimizer updates in one training epoch: a pass over `examples` at the configuration's batch size, or with
     budget "steps" the updates a pass takes at its reference batch size."""
-    return loading.steps_per_epoch(
+    return pipelines.steps_per_epoch(
         examples, config.reference_batch_size if config.budget == "steps" else config.batch_size
     )
 
@@ -113,13 +113,13 @@ def training_stream(config: TrainConfig, ds: loading.Dataset, start_epoch: int =
     """(stream for model.fit, steps per epoch): the configuration's batches and augmentation from `start_epoch`.
     With budget "steps" an epoch is the updates one epoch takes at the reference batch size, so every batch size
     gets the same number of optimizer steps (and validation, early stopping, checkpoints count in those units)."""
-    return loading.training_stream(
+    return pipelines.training_stream(
         ds.x_train,
         ds.y_train,
         config.batch_size,
         config.seed,
         start_epoch=start_epoch,
-        augment=loading.augmentation_for(config.dataset),
+        augment=pipelines.augmentation_for(config.dataset),
         end_epoch=config.epochs,
         block_steps=steps_per_training_epoch(config, len(ds.x_train)),
     )

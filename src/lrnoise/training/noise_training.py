@@ -1,7 +1,7 @@
 """Noise-injection training (hardware-aware training): every training step sees the paper's weight noise, the
 optimizer updates the clean weights.
 
-For each training step t and each targeted tensor W (the paper's targets, injection.TARGETS["trainable"]: conv
+For each training step t and each targeted tensor W (the paper's targets, noise_config.TARGETS["trainable"]: conv
 and dense kernels and biases, BN gamma and beta):
 
     W_noisy = W + n,   n ~ N(0, (eta * sigma_w)^2),   sigma_w = std of the clean W   (eq. 4-6, per tensor)
@@ -25,7 +25,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from lrnoise.noise import injection
+from lrnoise.noise import noise_config
 
 ops = keras.ops
 
@@ -38,7 +38,7 @@ class WeightNoise:
 
     def __init__(self, model: keras.Model, eta: float, seed: int):
         self.eta, self.seed = float(eta), int(seed)
-        self.variables = injection.TARGETS["trainable"](model)
+        self.variables = noise_config.TARGETS["trainable"](model)
         positions = {id(v): i for i, v in enumerate(model.trainable_variables)}
         self.positions = [positions[id(v)] for v in self.variables]  # where each sits in JAX's trainable state
         sizes = [int(np.prod(v.shape)) for v in self.variables]

@@ -19,11 +19,11 @@ import keras
 import numpy as np
 
 from lrnoise import names
-from lrnoise.analysis import stats
 from lrnoise.config import Execution, TrainConfig
-from lrnoise.data import loading
-from lrnoise.store import leases, tracking
-from lrnoise.training import fastpath, gradnoise, networks, noise_training
+from lrnoise.data import loading, pipelines
+from lrnoise.noise import scoring, statistics
+from lrnoise.store import leases, registry, run_logging
+from lrnoise.training import fastpath, gradnoise, noise_training
 from lrnoise.training.build import (
     Prepared,
     SweepCache,
@@ -48,7 +48,7 @@ class TrainResult:
     epochs_trained: int
     model: keras.Model | None = field(default=None, repr=False, compare=False)  # the trained model, in memory
     dataset: loading.Dataset | None = field(default=None, repr=False, compare=False)  # and its data (no reload)
-    evaluator: networks.Evaluator | None = field(default=None, repr=False, compare=False)  # a_0's, on the test set
+    evaluator: scoring.Evaluator | None = field(default=None, repr=False, compare=False)  # a_0's, on the test set
 
 
 # ---------------------------------------------------------------- checkpoints, per-epoch logging, gradient noise
@@ -96,7 +96,7 @@ class Checkpointer(keras.callbacks.Callback):
         if self.best_changed:
             np.savez(self.folder / BEST_WEIGHTS, *self.best)
             changed.append(self.folder / BEST_WEIGHTS)
-        tracking.log_checkpoint(changed)
+        run_logging.log_checkpoint(changed)
         self.last_upload, self.best_changed = time.monotonic(), False
 
     @staticmethod
@@ -201,7 +201,7 @@ def fresh_state() -> dict:
     return {"epoch": 0, "best_val_loss": float("inf"), "best_epoch": 0, "wait": 0}
 
 
-def _restore(previous: Path | None, folder: Path) -> tuple[keras.Model | None, dict]:
+def restore(previous: Path | None, folder: Path) -> tuple[keras.Model | None, dict]:
     """(model with optimizer state, early-stopping state) from a downloaded checkpoint, or (None, fresh)."""
     if previous is None or not (previous / "state.json").is_file():
         return None, fresh_state()
@@ -245,14 +245,14 @@ def train(
 
     with (
         leases.run(experiment, "train", run_id=resume, parent_run_id=parent_run_id, run_name=config.run_name),
-        tracking.temp_dir() as tmp,
+        run_logging.temp_dir() as tmp,
     ):
-        run_id = tracking.active_run_id()
-        tracking.log_params(config.params(), execution=execution.params())
-        tracking.log_datasets(
+        run_id = run_logging.active_run_id()
+        run_logging.log_params(config.params(), execution=execution.params())
+        run_logging.log_datasets(
             ds.name,
             ds.source,
-            {tracking.TRAIN_SPLIT: (ds.x_train, ds.y_train), tracking.TEST_SPLIT: (ds.x_test, ds.y_test)},
+            {names.TRAIN_SPLIT: (ds.x_train, ds.y_train), names.TEST_SPLIT: (ds.x_test, ds.y_test)},
         )
         folder = Path(tmp) / "ckpt"
         folder.mkdir()
@@ -264,7 +264,7 @@ def train(
         if not Checkpointer.finished(state, config):
             stream, steps = prepared.stream if prepared else training_stream(config, ds, state["epoch"])
             epoch_log = EpochLog(
-                config.epochs, run_id, tracking.last_step(run_id, names.EPOCH_METRICS[0]) if resume else 0
+                config.epochs, run_id, run_logging.last_step(run_id, names.EPOCH_METRICS[0]) if resume else 0
             )
             grad_noise = grad_noise_callback(config, execution, ds, state, epoch_log)
             model.fit(
@@ -273,12 +273,12 @@ def train(
                 epochs=config.epochs,
                 initial_epoch=state["epoch"],
                 verbose=0,
-                validation_data=loading.validation_data(ds.x_val, ds.y_val, EVAL_BATCH),
+                validation_data=pipelines.validation_data(ds.x_val, ds.y_val, EVAL_BATCH),
                 callbacks=[epoch_log, *grad_noise, epoch_log.writer, checkpointer, *extra_callbacks],
             )
         if state.get("nonfinite_loss_epoch"):
             print(f"stopped: the training loss became non-finite in epoch {state['nonfinite_loss_epoch']}", flush=True)
-            tracking.log_metrics({names.NONFINITE_LOSS_EPOCH: state["nonfinite_loss_epoch"]})
+            run_logging.log_metrics({names.NONFINITE_LOSS_EPOCH: state["nonfinite_loss_epoch"]})
         evaluated_epoch = state["epoch"]  # the epoch whose weights are evaluated and logged
         if config.budget == "epochs":  # under steps every model is evaluated after its full budget of updates
             best = checkpointer.best if checkpointer.best is not None else saved_weights(folder / BEST_WEIGHTS)
@@ -291,14 +291,12 @@ def train(
         )
         bn_at_noisy = {}
         if config.train_noise:  # its BN statistics were gathered at noisy weights: a_0 is measured at clean ones
-            bn_at_noisy[names.BASELINE_ACCURACY_NOISY_BN] = networks.Evaluator(
-                model, ds.x_test, ds.y_test, EVAL_BATCH
-            )()
+            bn_at_noisy[names.BASELINE_ACCURACY_NOISY_BN] = scoring.Evaluator(model, ds.x_test, ds.y_test, EVAL_BATCH)()
             noise_training.recompute_batch_norm(model, ds.x_train)
-        evaluator = networks.Evaluator(model, ds.x_test, ds.y_test, EVAL_BATCH)
+        evaluator = scoring.Evaluator(model, ds.x_test, ds.y_test, EVAL_BATCH)
         baseline = evaluator()
-        learned = stats.above_chance(baseline, len(ds.y_test), ds.num_classes)
-        tracking.log_metrics(
+        learned = statistics.above_chance(baseline, len(ds.y_test), ds.num_classes)
+        run_logging.log_metrics(
             {
                 **summary,
                 **bn_at_noisy,
@@ -308,7 +306,7 @@ def train(
                 names.BEST_EPOCH: state["best_epoch"],
             }
         )
-        model_uri, version = tracking.log_model(
+        model_uri, version = registry.log_model(
             model, ds.x_test[:4].astype(np.float32), registered_model, config, run_id, learned=learned
         )
         print(f"baseline_accuracy {baseline:.4f}  model {model_uri}  registered {registered_model} v{version}")
@@ -336,12 +334,12 @@ def _starting_point(
     if prepared:  # seeded, initialised and built by SweepCache.prepare()
         return prepared.model, fresh_state()
     seed_everything(config.seed)
-    model, state = _restore(
-        tracking.download_checkpoint(tracking.active_run_id(), folder.parent / "prev") if resume else None, folder
+    model, state = restore(
+        run_logging.download_checkpoint(run_logging.active_run_id(), folder.parent / "prev") if resume else None, folder
     )
     if model is not None:
-        print(f"resuming run {tracking.active_run_id()} after epoch {state['epoch']}", flush=True)
-        tracking.mark_resumed(state["epoch"])
+        print(f"resuming run {run_logging.active_run_id()} after epoch {state['epoch']}", flush=True)
+        run_logging.mark_resumed(state["epoch"])
         compile_model(model, config, execution, optimizer=model.optimizer)
     else:
         model = sweep.model_for(config, ds, execution) if sweep else build_model(config, ds, execution)

@@ -27,7 +27,7 @@ from werkzeug.security import generate_password_hash
 from lrnoise import names
 from lrnoise.store import server
 
-from conftest import new_store
+from support.stores import new_store
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 EXPERIMENT = names.DEFAULT_EXPERIMENT

@@ -1,0 +1,5 @@
+"""`python -m lrnoise`: the `lrnoise` command."""
+
+from lrnoise.cli import main
+
+main()
