@@ -178,6 +178,7 @@ def test_the_light_module_check_sees_a_heavy_import():
     assert "mlflow" in heavy_reached("report.assembly") and "keras" in heavy_reached("training.train")
 
 
+@pytest.mark.slow
 def test_a_refused_study_never_imports_tensorflow():
     code = (
         "import sys; from typer.testing import CliRunner; from lrnoise.cli import app; "

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.deployment]  # its own CI step (.ci/run)
 
 if importlib.util.find_spec("flask_wtf") is None:  # mlflow[auth]: the basic-auth app needs Flask-WTF
     pytest.skip("mlflow[auth] is not installed (pip install 'mlflow[auth]')", allow_module_level=True)

@@ -91,6 +91,7 @@ def test_seed_everything_resets_every_generator_a_training_draws_from():
     assert draws() != reference
 
 
+@pytest.mark.slow
 def test_a_training_step_built_ahead_is_traced_once_and_trains_as_plain_keras(monkeypatch):
     """build_state creates the optimizer slots and metric variables before fit: under TensorFlow the training
     step is then traced once instead of twice, and the weights are those of a plain Keras fit."""

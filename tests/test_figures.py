@@ -394,6 +394,7 @@ def test_bad_inputs_raise_one_line_errors(call):
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.slow
 def test_import_leaves_the_backend_alone():
     code = (
         "import sys, matplotlib; before = matplotlib.get_backend(); import lrnoise.report.figures, "

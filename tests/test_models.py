@@ -15,6 +15,7 @@ def trainable(model):
     return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shortcut", ["A", "B"])
 def test_parameter_counts(shortcut):
     got = tuple(trainable(networks.resnet(d, 10, (32, 32, 3), shortcut=shortcut)) for d in (20, 32, 44, 56))
@@ -37,6 +38,7 @@ def test_shortcut_a_subsamples_and_zero_pads_channels():
     assert not out[..., :2].any() and not out[..., 4:].any()
 
 
+@pytest.mark.slow
 def test_normalisation_inside_and_reload_in_safe_mode(tmp_path):
     x = np.random.RandomState(0).randint(0, 256, (5, 32, 32, 3)).astype("uint8")
     mean, var = networks.channel_stats(x)

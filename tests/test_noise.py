@@ -73,6 +73,7 @@ def test_multiplicative_noise_is_relative(trained):
     assert abs(ratio.std() / 0.3 - 1) < 0.05 and abs(ratio.mean()) < 0.02
 
 
+@pytest.mark.slow
 def test_folded_evaluator_computes_the_same_function(digits):
     """BN folded into the convs gives the model's own predictions, noisy weights included."""
     for shortcut in ("A", "B"):

@@ -62,6 +62,7 @@ def test_a_draw_is_eta_sigma_w_per_tensor_and_depends_on_seed_and_step_alone(ds)
     assert not np.allclose(first[big], later[big]) and not np.allclose(first[big], other_seed[big])
 
 
+@pytest.mark.slow
 def test_a_noisy_step_is_the_plain_step_at_the_noisy_weights_applied_to_the_clean_ones(ds):
     x, y = ds.x_train[:64].astype("float32"), ds.y_train[:64]
     noisy = small_model(ds)
@@ -83,6 +84,7 @@ def test_a_noisy_step_is_the_plain_step_at_the_noisy_weights_applied_to_the_clea
     assert all(moved)  # every targeted tensor took its step
 
 
+@pytest.mark.slow
 def test_train_noise_zero_is_the_models_own_step_bit_for_bit(ds):
     x, y = ds.x_train[:64].astype("float32"), ds.y_train[:64]  # two steps
     plain = small_model(ds, "adam")
@@ -114,6 +116,7 @@ def test_a_bad_train_noise_is_refused_in_one_line(eta):
         TrainConfig(train_noise=eta).validate()
 
 
+@pytest.mark.slow
 def test_the_cli_refuses_a_bad_train_noise_before_any_run(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "lrnoise.cli", "train", "--train-noise", "-0.1"],

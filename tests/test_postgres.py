@@ -14,6 +14,8 @@ from support.commands import study_cmd
 from support.servers import kill_server, point_at_new_server, start_server
 from support.stores import one_finished_of_each, runs_of
 
+pytestmark = pytest.mark.deployment  # its own CI step (.ci/run), not the README's test command
+
 pgserver = pytest.importorskip("pgserver")
 
 

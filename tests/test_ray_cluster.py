@@ -15,6 +15,8 @@ from support import ROOT
 from support.servers import kill_server, point_at_new_server
 from support.stores import new_store, run_statuses, runs_of
 
+pytestmark = pytest.mark.deployment  # its own CI step (.ci/run), not the README's test command
+
 pytest.importorskip("ray")
 LOOPBACK = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}  # Ray keeps 127.0.0.1 as it is (ray_two_nodes.py)
 LRS = (0.001, 0.002, 0.003, 0.004)

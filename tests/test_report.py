@@ -149,6 +149,7 @@ def expected_pivot(dataset, value_index):
     return frame.groupby(["model", "lr"])["value"].mean().unstack()
 
 
+@pytest.mark.slow
 def test_tables_equal_expected_pivots(store, tmp_path):
     ids = fill()
     for run_id, spec in zip(ids, RUNS):  # register a model version per run, for the sweet-spot alias
@@ -262,6 +263,7 @@ def test_runs_beyond_one_search_page_are_all_counted(store, monkeypatch):
     assert table["n"].sum() == 23
 
 
+@pytest.mark.slow
 def test_errors_one_line(store, tmp_path):
     def cli(*args, env=None):
         return CliRunner().invoke(app, ["report", "--out", str(tmp_path / "o"), *args], env=env)
@@ -336,6 +338,7 @@ def test_notebook_runs_on_a_small_store(store, tmp_path):
     assert not any(o.get("output_type") == "error" for cell in notebook.cells for o in cell.get("outputs", []))
 
 
+@pytest.mark.slow
 def test_report_folder_is_replaced_whole_and_configurations_never_mix(store, tmp_path):
     """Also: report.html is one self-contained page per report (every configuration's claims, tables, figures
     inline and holes), logged on the report run and named first on the console."""
@@ -445,6 +448,7 @@ def test_a_verdict_without_an_interval_prints_none():
 
 
 # ---------------------------------------------------------------- the mechanism tests, from a store
+@pytest.mark.slow
 def test_batch_size_and_train_noise_runs_give_the_mechanism_tests_and_figures(store, tmp_path):
     """A store like `--preset mechanism`'s: lr x batch size with seeds (A_avr a function of lr^2 / B, the noise
     power lr^2 / B as eq. 2 says), and noise-injection runs at lr 0.00075 that are clearly more robust."""

@@ -423,6 +423,7 @@ def false_alarms(make, test, studies: int, seed: int) -> float:
     return float(np.mean([test(make(np.random.default_rng(s))) for s in streams]))
 
 
+@pytest.mark.slow
 def test_the_batch_size_effect_on_pure_seed_noise_is_found_at_about_the_nominal_rate():
     # the mechanism preset's design: 3 lrs x B 8, 32 x 3 seeds (benchmarks/calibration.py: 1,000 studies)
     def make(rng):
@@ -547,6 +548,7 @@ def test_eq2_gates_a_curved_response_and_seeds_too_few():
     assert one_seed["verdict"] == TOO_FEW_SEEDS
 
 
+@pytest.mark.slow
 def test_eq2_on_pure_seed_noise_finds_an_effect_at_about_the_nominal_rate():
     # 3 seeds per (lr, B), seeds as blocks (benchmarks/calibration.py: 1,000 studies each at 3 and 5 seeds)
     rate = false_alarms(
@@ -635,6 +637,7 @@ def test_frontier_reads_both_methods_at_a_fixed_target_and_says_who_reaches_it()
     assert none["verdict"] == "neither method reaches the target"
 
 
+@pytest.mark.slow
 def test_frontier_on_equal_methods_mostly_finds_no_clear_difference():
     frames = []
     for stream in np.random.SeedSequence(5).spawn(40):  # every configuration alike: pure seed noise

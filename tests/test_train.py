@@ -239,7 +239,7 @@ def test_execution_options(store):
     assert conv.dtype_policy.name == "mixed_bfloat16" and conv.kernel.dtype == "float32"  # weights stay fp32
     assert keras.config.dtype_policy().name == "float32"  # the global policy is left as it was
     bad = CliRunner().invoke(app, ["train", "--mixed-precision", "fp8"])
-    assert bad.exit_code == 2 and "none, bf16 or fp16" in bad.output
+    assert bad.exit_code == 2 and "choose one of none, bf16, fp16" in bad.output
 
 
 @pytest.mark.e2e
