@@ -82,12 +82,14 @@ def results_path() -> Path:
 
 def record(values: dict):
     """Merges `values` into results_path() with the machine they were measured on ("machine_of": figure ->
-    machine; "machine": the latest run's) and prints them."""
+    machine; "machine": the latest run's) and when ("measured_at": figure -> unix time), and prints them. A figure
+    is replaced when it is measured again; nothing else in the file changes."""
     path = results_path()
     results = json.loads(path.read_text()) if path.exists() else {}
     results.update(values)
     results["machine"] = machine()
     results.setdefault("machine_of", {}).update({key: results["machine"] for key in values})
+    results.setdefault("measured_at", {}).update({key: round(time.time()) for key in values})
     path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     for key, value in values.items():
         print(f"{key:32s} {value}")

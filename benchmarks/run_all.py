@@ -1,5 +1,6 @@
-"""Runs every benchmark (each in its own process), writes benchmarks/results.json and regenerates the figures
-table of benchmarks/README.md; about 30 minutes on 2 cores. `python benchmarks/run_all.py`;
+"""Runs every benchmark (each in its own process), merges their figures into benchmarks/results.json (a figure is
+replaced when measured again; the calibration and suite figures, which run_all does not measure, stay) and
+regenerates the figures table of benchmarks/README.md; about 30 minutes on 2 cores. `python benchmarks/run_all.py`;
 LRNOISE_BENCH_QUICK=1 runs every benchmark at tiny sizes (a smoke test of the benchmark code; results go to a
 temp file, the numbers mean nothing)."""
 
@@ -40,16 +41,17 @@ REQUIRED = [*TARGETS, *INFORMATION]
 
 def main():
     results_file = _common.results_path()
-    results_file.unlink(missing_ok=True)
+    started = time.time() - 1
     for name in BENCHMARKS:
         start = time.perf_counter()
         print(f"== {name}", flush=True)
         subprocess.run([sys.executable, str(HERE / name)], check=True, cwd=HERE)
         print(f"   ({time.perf_counter() - start:.0f}s)", flush=True)
     results = json.loads(results_file.read_text())
-    missing = [k for k in REQUIRED if k not in results]
+    measured = results.get("measured_at", {})
+    missing = [k for k in REQUIRED if measured.get(k, 0) < started]
     if missing:
-        raise SystemExit(f"missing results: {missing}")
+        raise SystemExit(f"not measured by this run: {missing}")
     if not _common.quick():
         table.main()  # benchmarks/README.md's figures
     print(table.tables(results))

@@ -215,3 +215,26 @@ def test_typers_own_usage_errors_are_one_line_with_status_2(monkeypatch, capsys,
     err = capsys.readouterr().err
     assert stopped.value.code == 2 and len(err.strip().splitlines()) == 1 and err.startswith(expected), err
     assert err.rstrip().endswith("--help)")  # where to look for what is allowed
+
+
+@pytest.mark.parametrize(
+    "command, classes",
+    [("train", (TrainConfig, Execution)), ("noise-eval", (NoiseConfig,)), ("report", (ReportSettings,))]
+    + [("study", (StudySpec, StudySettings))],
+)
+def test_every_commands_help_lists_each_options_allowed_values(command, classes):
+    import typer.main
+
+    params = {p.name: p for p in typer.main.get_command(cli.app).commands[command].params}
+    with_choices = [f for cls in classes for f in leaves(cls) if f.metadata.get("choices")]
+    assert with_choices  # the check reads real fields
+    for f in with_choices:
+        assert " | ".join(map(str, f.metadata["choices"])) in params[f.name].help, f"lrnoise {command} --{f.name}"
+
+
+@pytest.mark.slow
+def test_python_dash_m_lrnoise_is_the_command():
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "lrnoise", "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "noise-eval" in proc.stdout and "study" in proc.stdout, proc.stderr

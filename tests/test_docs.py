@@ -190,3 +190,29 @@ def test_every_name_the_notebook_takes_from_lrnoise_exists():
     assert "lrnoise.report.assembly.build" in names and "lrnoise.grid.CELL" in names  # the finder reads it
     for name in names:
         assert resolves(name), f"{NOTEBOOK.name}: {name}"
+
+
+def test_the_tracking_page_names_every_param_metric_and_tag_the_code_defines():
+    """docs/tracking.md against the code: every configuration field that is a param, every name in lrnoise.names."""
+    from dataclasses import fields
+
+    from lrnoise import names
+    from lrnoise.config import Execution, TrainConfig
+    from lrnoise.noise.noise_config import NoiseConfig
+
+    from support.docs import undocumented
+
+    params = [f.name for cls in (TrainConfig, Execution) for f in fields(cls)] + list(names.STUDY_PARAMS)
+    params += [names.NOISE_PARAM_PREFIX + f.name for f in fields(NoiseConfig)]
+    constants = [
+        value
+        for key, value in vars(names).items()
+        if key.isupper() and isinstance(value, str) and key not in NOT_STORE_NAMES
+    ]
+    metrics = [*names.EPOCH_METRICS, *names.STUDY_METRICS, *names.GRAD_NOISE_METRICS.values()]
+    assert undocumented([*params, *constants, *metrics]) == []
+
+
+# names.py's strings that are no param, metric or tag of a run
+NOT_STORE_NAMES = {"DEFAULT_EXPERIMENT", "PAPER_NOISE_CONFIG", "NORMALIZATION_LAYER", "NOISE_PARAM_PREFIX"}
+NOT_STORE_NAMES |= {"FINAL_SUFFIX", "MEAN_SUFFIX", "TRAIN_SPLIT", "TEST_SPLIT", "DATASET_PARAM"}

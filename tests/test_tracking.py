@@ -293,3 +293,13 @@ def test_a_mlruns_folder_that_makes_mlflow_use_the_file_store_is_named_in_one_li
     assert said.exit_code == 2 and said.output.startswith(notice)  # every command says it first
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     assert session.file_store_notice() is None  # the user chose a store
+
+
+def test_every_param_name_is_a_configuration_field():
+    """The training params are TrainConfig's fields, in its order; the dataset's param is one of them."""
+    from dataclasses import fields
+
+    from lrnoise.config import TrainConfig
+
+    assert names.TRAIN_PARAMS == tuple(f.name for f in fields(TrainConfig))
+    assert names.DATASET_PARAM in names.TRAIN_PARAMS

@@ -18,6 +18,7 @@ from lrnoise.store import registry, run_logging
 from lrnoise.training.train import train
 
 from support.commands import mlflow_run
+from support.docs import undocumented
 from support.stores import run_statuses
 
 CONFIG = TrainConfig(dataset="digits", model="resnet8", lr=0.002, epochs=2, batch_size=64, seed=3, patience=0)
@@ -68,6 +69,9 @@ def test_train_logs_params_metrics_model_and_registry(store):
         "grad_noise_batches": "8",
         "checkpoint_every": "60.0",
     }  # how it ran and measured
+    system = {"mlflow.user", "mlflow.source.name", "mlflow.source.type", "mlflow.source.git.commit", "mlflow.runName"}
+    logged = [*run.data.params, *run.data.metrics, *(t for t in run.data.tags if t not in system)]
+    assert undocumented(logged) == []  # docs/tracking.md names every param, metric and tag of a real run
     client = mlflow.tracking.MlflowClient()
     for name in (*names.EPOCH_METRICS, "grad_noise_c", "grad_noise_power", "update_noise_power"):
         assert [m.step for m in client.get_metric_history(result.run_id, name)] == [1, 2]

@@ -14,9 +14,10 @@ import typer
 
 from lrnoise import names
 from lrnoise.cli_options import build, command, extra_option
-from lrnoise.config import Execution, TrainConfig
+from lrnoise.config import DATASETS, Execution, TrainConfig, check_choice
 from lrnoise.errors import LrnoiseError
 from lrnoise.grid import StudySpec
+from lrnoise.noise import noise_config
 from lrnoise.noise.noise_config import NoiseConfig
 from lrnoise.settings import ReportSettings, StudySettings
 
@@ -101,11 +102,15 @@ def train(**values):
     from lrnoise.store import lookup, session
 
     execution = build(Execution, values).validate()
+    asked = build(TrainConfig, values).validate()
     resume = values["resume"] or None
     if resume:
+        given = [f for f, value in asked.params().items() if value != TrainConfig().params().get(f)]
+        if given:  # a resumed run continues its own configuration: nothing given is ignored
+            raise LrnoiseError(f"--resume continues the run's own configuration: drop --{given[0].replace('_', '-')}")
         config = TrainConfig.from_params(lookup.resumable_training(resume).data.params)
     else:
-        config = build(TrainConfig, values).validate()
+        config = asked
     sources.require([config.dataset], values["data_dir"] or None)  # before any run exists
     if not resume:  # the user's right to write the experiment, too, is checked before TensorFlow is imported
         session.writable_experiment(values["experiment"])
@@ -141,11 +146,15 @@ def noise_eval(**values):
     """Inject analog weight noise into a trained model and log the paper's eq. 7-9 statistics."""
     from lrnoise.store import lookup
 
+    config = build(NoiseConfig, values, parsers={"options": parse_options}).validate()
+    if values["batch_size"] < 1:
+        raise LrnoiseError(f"batch size must be >= 1, got {values['batch_size']}")
+    if values["dataset"]:
+        check_choice("dataset", values["dataset"], DATASETS)
     # the run, the model and the right to write: checked before the noise code (and TensorFlow) is imported
     target = lookup.evaluation_target(
         values["run_id"] or None, values["model_uri"] or None, values["experiment"] or None, values["force"]
     )
-    config = build(NoiseConfig, values, parsers={"options": parse_options}).validate()
     from lrnoise.noise.evaluation import noise_eval as run_noise_eval
     from lrnoise.report import evaluation_figure
 
@@ -192,6 +201,7 @@ def study(**values):
 
     settings = build(StudySettings, values).validate()
     spec = build(StudySpec, values).validate()  # the grid's names and values, before TensorFlow is imported
+    noise_config.study_configs(spec)  # and its noise configurations (levels, trials)
     sources.require(sorted({c.dataset for c in spec.train_configs()}), settings.data_dir)  # before any run exists
     if not (settings.executor == "ray" and settings.ray_address):  # (a Ray cluster's study checks its server first)
         session.writable_experiment(settings.experiment)  # before TensorFlow is imported

@@ -69,8 +69,10 @@ class TrainConfig:
         check_choice("dataset", self.dataset, DATASETS)
         check_choice("model", self.model, MODEL_DEPTHS)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        if not self.lr > 0:
-            raise LrnoiseError(f"lr must be > 0, got {self.lr}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise LrnoiseError(f"lr must be a finite number > 0, got {self.lr}")
+        if self.seed < 0:
+            raise LrnoiseError(f"seed must be >= 0, got {self.seed}")
         for name in ("batch_size", "epochs"):
             if getattr(self, name) < 1:
                 raise LrnoiseError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -131,8 +133,8 @@ class Execution:
         check_choice("mixed precision", self.mixed_precision, PRECISION_POLICIES)
         if self.steps_per_execution < 1:
             raise LrnoiseError(f"steps_per_execution must be >= 1, got {self.steps_per_execution}")
-        if self.checkpoint_every < 0:
-            raise LrnoiseError(f"checkpoint_every must be >= 0 seconds, got {self.checkpoint_every}")
+        if not (self.checkpoint_every >= 0 and math.isfinite(self.checkpoint_every)):
+            raise LrnoiseError(f"checkpoint_every must be a finite number of seconds >= 0, got {self.checkpoint_every}")
         if self.jit_compile not in (None, True, False):
             raise LrnoiseError(f"jit_compile must be true, false or unset (Keras decides), got {self.jit_compile!r}")
         if self.grad_noise_batches < 0 or self.grad_noise_batches == 1:
@@ -169,7 +171,9 @@ class Placement:
     )
 
     def validate(self) -> Placement:
-        if self.cpus_per_training is not None and not self.cpus_per_training > 0:
+        if self.cpus_per_training is not None and not (
+            self.cpus_per_training > 0 and math.isfinite(self.cpus_per_training)
+        ):
             raise LrnoiseError(f"cpus per training must be > 0, got {self.cpus_per_training:g}")
         if self.gpus_per_training is not None:
             per = self.gpus_per_training

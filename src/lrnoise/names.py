@@ -20,6 +20,7 @@ NORMALIZATION_LAYER = "input_normalization"  # the model's input normalisation l
 
 # ---- names: params
 TRAIN_PARAMS = tuple(f.name for f in dataclasses.fields(TrainConfig))  # train_noise: logged only when > 0
+DATASET_PARAM = "dataset"  # the training param naming the data (a TrainConfig field: tests/test_tracking.py)
 # A noise evaluation's params: its NoiseConfig fields, prefixed so they never meet the `mlflow run` entry point's
 # own (pre-logged, unprefixed) inputs. Measured: model, levels, targets, fold_bn, options; precision: the rest.
 NOISE_PARAM_PREFIX = "noise."
@@ -57,6 +58,9 @@ STUDY_METRICS = ("configurations", "failed", "trained", "reused", "did_not_learn
 # ---- names: tags
 KIND = "lrnoise.kind"  # train | noise_eval | report | study
 SOURCE_RUN_ID = "source_run_id"  # on a noise-eval run: the training run it evaluated
+EVALUATION_RUN_ID = (
+    "lrnoise.evaluation_run_id"  # on an `mlflow run -e noise_eval` run in another experiment: the evaluation
+)
 REPORT_RUN_ID = "lrnoise.report_run_id"  # on an `mlflow run -e report` run in another experiment: where the report is
 PARENT_RUN_ID = "mlflow.parentRunId"
 MODEL_URI = "lrnoise.model_uri"  # on a training run: models:/<model_id> of the model it logged

@@ -7,12 +7,25 @@ Imports nothing heavy (no Keras, no MLflow), so a refused command never pays for
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 
 from lrnoise import names
-from lrnoise.config import EXECUTORS, REUSE, Execution, Placement, check_choice, option
+from lrnoise.config import (
+    DATASETS,
+    EXECUTORS,
+    MODEL_DEPTHS,
+    OPTIMIZERS,
+    REUSE,
+    Execution,
+    Placement,
+    check_choice,
+    option,
+)
 from lrnoise.errors import LrnoiseError
 
+RAY_ADDRESS = re.compile(r"auto|(ray://)?[\w.\-]+:\d{1,5}")  # what Ray's init accepts as an existing cluster
 DEFAULT_LEASE_TIMEOUT = 300.0  # seconds without a heartbeat after which a run's owner is gone: > a GPU epoch
 
 
@@ -50,11 +63,27 @@ class StudySettings:
         check_choice("reuse", self.reuse, REUSE)
         if self.workers is not None and self.workers < 1:
             raise LrnoiseError(f"workers must be >= 1, got {self.workers}")
-        if not self.lease_timeout > 0:
+        if not (self.lease_timeout > 0 and math.isfinite(self.lease_timeout)):
             raise LrnoiseError(f"lease timeout must be > 0 seconds, got {self.lease_timeout}")
         self.execution.validate()
         self.placement.validate()
+        if self.executor != "ray":
+            given = [name for name, value in self.ray_only().items() if value not in (None, "")]
+            if given:
+                raise LrnoiseError(
+                    f"--{given[0].replace('_', '-')} is for --executor ray only: add it or drop the option"
+                )
+        if self.ray_address and not RAY_ADDRESS.fullmatch(self.ray_address):
+            raise LrnoiseError(f"ray address must be auto, HOST:PORT or ray://HOST:PORT, got {self.ray_address!r}")
         return self
+
+    def ray_only(self) -> dict:
+        """The settings that mean something on Ray only."""
+        return {
+            "ray_address": self.ray_address,
+            "cpus_per_training": self.placement.cpus_per_training,
+            "ray_runtime_env": self.placement.ray_runtime_env,
+        }
 
 
 @dataclass(frozen=True)
@@ -64,9 +93,9 @@ class ReportSettings:
 
     experiment: str = option(names.DEFAULT_EXPERIMENT, "MLflow experiment to report on")
     out: str | None = option(None, "output folder [default: reports/<experiment>]")
-    dataset: str | None = option(None, "only this dataset")
-    model: str | None = option(None, "only this model")
-    optimizer: str | None = option(None, "only this optimizer (tables use adam by default)")
+    dataset: str | None = option(None, "only this dataset", DATASETS)
+    model: str | None = option(None, "only this model", tuple(MODEL_DEPTHS))
+    optimizer: str | None = option(None, "only this optimizer (tables use adam by default)", OPTIMIZERS)
     noise_config: str = option(
         names.PAPER_NOISE_CONFIG,
         "the noise configuration to report, by name or key (e.g. additive-paper, pcm-1s-1y), or 'all'",
@@ -84,6 +113,9 @@ class ReportSettings:
     )
 
     def validate(self) -> ReportSettings:
+        for name, allowed in (("dataset", DATASETS), ("model", MODEL_DEPTHS), ("optimizer", OPTIMIZERS)):
+            if getattr(self, name):
+                check_choice(name, getattr(self, name), allowed)
         if not 0 <= self.max_accuracy_drop < 1:
             raise LrnoiseError(
                 f"max accuracy drop must be a fraction >= 0 and < 1 (0.01 = 1 point), got {self.max_accuracy_drop}"

@@ -95,35 +95,46 @@ def _unreachable(exc: BaseException) -> bool:
 
 
 class _Progress:
-    """'downloading NAME  37% 61.2/163.0 MB' on stderr: redrawn in place on a terminal, a line per 10 % otherwise."""
+    """A download's progress on stderr: rich's bar (size, speed, time left) on a terminal; in a log, a line
+    'downloading NAME  37% 61.2/163.0 MB' per 10 % (per 10 MB without a Content-Length)."""
 
     def __init__(self, label: str, total: int):
         self.label, self.total, self.done, self.shown = label, total, 0, None
-        self.tty = bool(getattr(sys.stderr, "isatty", lambda: False)())
+        self.bar = None
+        if getattr(sys.stderr, "isatty", lambda: False)():
+            from rich.console import Console
+            from rich.progress import DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
+
+            columns = (
+                *Progress.get_default_columns()[:2],
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+            )
+            self.bar = Progress(*columns, console=Console(stderr=True), transient=False)
+            self.task = self.bar.add_task(f"downloading {label}", total=total or None)
+            self.bar.start()
 
     def update(self, n: int) -> None:
         self.done += n
-        # Redraw on each percent (terminal) or 10 % (log); without a Content-Length, on each MB / 10 MB.
-        step = 100 * self.done // self.total if self.total else self.done // 1_000_000
-        step = step if self.tty else step // 10
+        if self.bar is not None:
+            self.bar.update(self.task, advance=n)
+            return
+        step = (100 * self.done // self.total if self.total else self.done // 1_000_000) // 10
         if step != self.shown:
             self.shown = step
-            self._draw()
-
-    def _draw(self) -> None:
-        done = self.done / 1e6
-        text = (
-            f"downloading {self.label}  {100 * self.done // self.total:3d}% {done:.1f}/{self.total / 1e6:.1f} MB"
-            if self.total
-            else f"downloading {self.label}  {done:.1f} MB"
-        )
-        sys.stderr.write("\r" + text if self.tty else text + "\n")
-        sys.stderr.flush()
+            done = self.done / 1e6
+            text = (
+                f"downloading {self.label}  {100 * self.done // self.total:3d}% {done:.1f}/{self.total / 1e6:.1f} MB"
+                if self.total
+                else f"downloading {self.label}  {done:.1f} MB"
+            )
+            sys.stderr.write(text + "\n")
+            sys.stderr.flush()
 
     def close(self) -> None:
-        if self.tty and self.shown is not None:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def _stream(url: str, out, label: str) -> str:

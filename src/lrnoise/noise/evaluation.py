@@ -12,7 +12,7 @@ from lrnoise import names
 from lrnoise.data import loading, sources
 from lrnoise.errors import LrnoiseError
 from lrnoise.noise import injection, noise_config
-from lrnoise.store import leases, lookup, registry, run_logging
+from lrnoise.store import leases, lookup, registry, run_logging, session
 
 
 def noise_eval(
@@ -62,19 +62,20 @@ def noise_eval(
     if source_id:
         tags[names.SOURCE_RUN_ID] = source_id
     run_name = f"{config.name}-{source.info.run_name if source else dataset}"
+    elsewhere = run_logging.entry_point_elsewhere(session.ensure_experiment(exp_name))
     with (
         leases.run(exp_name, "noise_eval", parent_run_id=source_id, tags=tags, run_name=run_name),
         run_logging.temp_dir() as tmp,
     ):
         eval_run_id = run_logging.active_run_id()
-        run_logging.log_params(names.noise_params({**config.measured(), **config.precision()}), key=config.run_key)
+        run_logging.log_params(config.params(), key=config.run_key)
         run_logging.log_datasets(ds.name, ds.source, {names.TEST_SPLIT: (ds.x_test, ds.y_test)})
         print(
             f"noise-eval run {eval_run_id} of {model_uri} on {dataset} ({len(ds.x_test)} test images), "
             f"configuration {config.name}"
         )
         result = injection.evaluate(model, ds.x_test, ds.y_test, config, batch_size, evaluator=evaluator)
-        log_result(result, config, source_id)
+        log_result(result, config, source_id, source.data.tags.get(names.MODEL_URI) if source else None)
         write_artifacts(result, tmp)
         if draw is not None:
             draw(result, config, dataset, tmp)
@@ -83,11 +84,19 @@ def noise_eval(
             print(f"{result.nonfinite_draws} draws gave non-finite outputs (counted as wrong predictions)")
         print(f"avg_normalized_accuracy {result.avg_normalized_accuracy:.4f}")
         print(f"run_id {eval_run_id}", flush=True)
+    if elsewhere:  # `mlflow run`'s own run, in another experiment: it points at the evaluation
+        session.client().set_tag(elsewhere, names.EVALUATION_RUN_ID, eval_run_id)
     return eval_run_id, result
 
 
-def log_result(result: injection.NoiseResult, config: noise_config.NoiseConfig, train_run_id: str | None) -> None:
-    """Maps the result's columns onto lrnoise.names' metric names (the noise side knows its columns)."""
+def log_result(
+    result: injection.NoiseResult,
+    config: noise_config.NoiseConfig,
+    train_run_id: str | None,
+    train_model_uri: str | None = None,
+) -> None:
+    """Maps the result's columns onto lrnoise.names' metric names (the noise side knows its columns); the summary
+    also goes onto the training run and its logged model (`train_model_uri`, models:/<model_id>)."""
     per_level = [
         (
             config.level_name,
@@ -107,6 +116,7 @@ def log_result(result: injection.NoiseResult, config: noise_config.NoiseConfig, 
         ("normalized_accuracy", "normalized_accuracy_ci95"),
         train_run_id,
         names.summary_prefix(config.name, config.is_paper),
+        registry.logged_model_id(train_model_uri) if train_model_uri else None,
     )
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from lrnoise import config, names
 from lrnoise.config import option
 from lrnoise.errors import LrnoiseError
+from lrnoise.grid import StudySpec
 from lrnoise.noise import physics
 
 PAPER_ETAS = physics.Additive.default_levels  # the paper's noise form factors (1 % ... 40 %)
@@ -216,6 +217,18 @@ def _plain(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def study_configs(spec: StudySpec) -> tuple[NoiseConfig, ...]:
+    """One NoiseConfig per noise model the study names, with the overridden levels and precision."""
+    configs = []
+    for name in spec.setting("noise"):
+        axis_levels = {"eta": spec.etas, "t": spec.times}
+        probe = NoiseConfig(name)  # unknown noise model: one-line error
+        configs.append(
+            NoiseConfig(name, levels=axis_levels[probe.level_name], trials=spec.setting("trials")).validate()
+        )
+    return tuple(dict.fromkeys(configs))
 
 
 PAPER = NoiseConfig()  # additive, the six paper etas, trainable tensors

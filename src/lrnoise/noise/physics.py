@@ -83,6 +83,9 @@ class Layout:
 
 
 # ---------------------------------------------------------------- the models
+MAX_ETA = 1.0  # the largest eta: noise as large as the weights (the paper's largest is 0.4; 10 reads as a percent)
+
+
 class NoiseModel:
     """A noise model: `prepare(layout)` once, then `sample(prepared, level, seed)` per draw."""
 
@@ -108,10 +111,11 @@ class NoiseModel:
         """Raises LrnoiseError if `value` is not allowed for option `key` (override for models with options)."""
 
     def check_level(self, level: float) -> None:
-        """Levels of eta: finite and >= 0 (0.1 = 10 %)."""
-        if not _is_real(level) or not (math.isfinite(level) and level >= 0):
+        """Levels of eta: fractions of each tensor's sigma_w, finite, from 0 to MAX_ETA (0.1 = 10 %)."""
+        if not _is_real(level) or not (math.isfinite(level) and 0 <= level <= MAX_ETA):
             raise LrnoiseError(
-                f"noise {self.name}: level {self.level_name} must be a finite number >= 0 (0.1 = 10 %), got {level!r}"
+                f"noise {self.name}: level {self.level_name} must be a fraction from 0 to {MAX_ETA:g} (0.1 = 10 %), "
+                f"got {level!r}"
             )
 
     def prepare(self, layout: Layout):

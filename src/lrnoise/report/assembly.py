@@ -35,6 +35,7 @@ from lrnoise.report.results import (
 from lrnoise.report.tables import (
     cells,
     comparison_text,
+    formatted_optimizers,
     missing_configurations,
     optimizer_table,
     paper_comparison,
@@ -124,7 +125,7 @@ def build_config(
     optimizers = optimizer_table(joined)
     frames["table_optimizers.csv"] = optimizers
     if len(optimizers):
-        tables["table_optimizers"] = (f"Optimizers, Figure 3's data ({info.name})", optimizers.set_index("optimizer"))
+        tables["table_optimizers"] = (f"Optimizers, Figure 3's data ({info.name})", formatted_optimizers(optimizers))
     verdict_tables = verdicts.tables(joined, settings.max_accuracy_drop, settings.target_accuracy)
     frames.update({f"{name}.csv": frame for name, frame in verdict_tables.items()})  # for machines; claims.md: a person
     figs = report_figures.config_figures(joined, info, optimizers, verdict_tables["frontier"])

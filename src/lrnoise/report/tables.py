@@ -61,6 +61,19 @@ def _pct(mean, ci=np.nan, n=1) -> str:
     return f"{text} ±{ci * 100:.2f} (n={int(n)})" if n > 1 else text
 
 
+def formatted_optimizers(optimizers: pd.DataFrame) -> pd.DataFrame:
+    """Figure 3's data as Tables II-III show values: one row per optimizer, mean ±CI (n) in percent, the CI only
+    where there are several runs (one run has no interval)."""
+    rows = {
+        row["optimizer"]: {
+            "baseline accuracy": _pct(row[names.BASELINE_ACCURACY], row["baseline_ci95"], row["runs"]),
+            "A_avr": _pct(row[names.AVG_NORMALIZED_ACCURACY], row["avr_ci95"], row["runs"]),
+        }
+        for row in optimizers.to_dict("records")
+    }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("optimizer")
+
+
 def formatted_block(runs: pd.DataFrame, value: str, dataset: str, optimizer: str) -> pd.DataFrame:
     """A Table II/III block as text: mean ±CI (n), — for a hole, 'no learning' for a model at chance
     (Table III only: Table II keeps the measured accuracy)."""

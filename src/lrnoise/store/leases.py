@@ -170,16 +170,19 @@ def run(
     """
     run_id = run_id or os.environ.pop("MLFLOW_RUN_ID", None)
     all_tags = {names.KIND: kind, **semantics.semantics_tags(kind), **(tags or {})}
-    if parent_run_id:
-        all_tags[names.PARENT_RUN_ID] = parent_run_id
-    if run_id:
+    if run_id:  # resumed (or `mlflow run`'s own run): the parent link is MLflow's tag, set like the others
         semantics.check_resumable(session.get_run(run_id), kind)
         active = mlflow.start_run(run_id=run_id)
-    else:  # created with its tags: one request
-        active = mlflow.start_run(experiment_id=session.ensure_experiment(experiment), run_name=run_name, tags=all_tags)
+    else:  # created with its tags and its parent: one request
+        active = mlflow.start_run(
+            experiment_id=session.ensure_experiment(experiment),
+            run_name=run_name,
+            tags=all_tags,
+            parent_run_id=parent_run_id,
+        )
     try:
         if run_id:
-            mlflow.set_tags(all_tags)
+            mlflow.set_tags({**all_tags, **({names.PARENT_RUN_ID: parent_run_id} if parent_run_id else {})})
         hold(active.info.run_id)  # a heartbeat until the run ends: other studies leave it alone
         yield active
     except KeyboardInterrupt:

@@ -24,7 +24,7 @@ def resumable_training(run_id: str):
 
 def dataset_of(train_run) -> str | None:
     """The dataset a training run trained on (its `dataset` param)."""
-    return train_run.data.params.get(names.TRAIN_PARAMS[0])
+    return train_run.data.params.get(names.DATASET_PARAM)
 
 
 def learned(train_run) -> bool:
@@ -77,6 +77,13 @@ def evaluation_target(run_id: str | None, model_uri: str | None, experiment: str
             "its noise resistance means nothing; pass --force to evaluate it anyway"
         )
     name = experiment or (session.experiment_name(source.info.experiment_id) if source else names.DEFAULT_EXPERIMENT)
+    if source is not None:  # the evaluation goes where the report finds it: the training run's experiment
+        home = session.experiment_name(source.info.experiment_id)
+        if name != home:
+            raise LrnoiseError(
+                f"an evaluation is logged into its training run's experiment {home!r} (where `report` finds it): "
+                "drop --experiment"
+            )
     session.ensure_experiment(name)  # a READ-only user is refused here
     return source, model_uri, name
 

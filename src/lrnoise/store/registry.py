@@ -56,11 +56,30 @@ def log_model(
     # No input example: MLflow would reload the model and predict on it to validate serving (one more model
     # load and prediction per training); the signature documents the input.
     info = mlflow.keras.log_model(
-        model, name=names.MODEL_ARTIFACT, signature=signature, pip_requirements=list(_pip_requirements())
+        model,
+        name=names.MODEL_ARTIFACT,
+        signature=signature,
+        pip_requirements=list(_pip_requirements()),
+        params=config.params(),  # the Models view shows (and compares) each model's configuration
     )
     version = _register(info.model_id, registered_model, run_id, version_tags)
     mlflow.set_tag(names.MODEL_URI, info.model_uri)
     return info.model_uri, version
+
+
+DESCRIPTION = (
+    "ResNets trained by lrnoise (Fagbohungbe & Qian's learning-rate / analog-noise study, reproduced and "
+    "extended): one version per training run, tagged with the fields a study sweeps (dataset, model, optimizer, "
+    "lr, batch_size, train_noise, seed), the training run (source_run_id) and whether it learned. `lrnoise report` "
+    "points the aliases at the most noise-robust version of each dataset. Load one with "
+    "mlflow.keras.load_model('models:/<name>@<alias>'): it takes raw images (uint8 values), returns class "
+    "probabilities."
+)
+
+
+def logged_model_id(model_uri: str) -> str:
+    """The logged model's id in a `models:/<model_id>` URI (what a training run's lrnoise.model_uri tag holds)."""
+    return model_uri.removeprefix("models:/")
 
 
 def _register(model_id: str, name: str, run_id: str, tags: dict) -> str:
@@ -70,7 +89,7 @@ def _register(model_id: str, name: str, run_id: str, tags: dict) -> str:
     run's artifacts and logged models, and with the tags in the same request instead of one request per tag."""
     c = session.client()
     try:
-        c.create_registered_model(name)
+        c.create_registered_model(name, description=DESCRIPTION)
     except MlflowException as exc:
         if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
             raise

@@ -101,16 +101,20 @@ def last_step(run_id: str, metric: str) -> int:
     return max((m.step for m in history), default=0)
 
 
-def metric_entities(metrics: dict, step: int | None, when: float) -> list:
-    """`metrics` as MLflow entities logged at `when` (unix time), for a log_batch write."""
-    return [mlflow.entities.Metric(k, float(v), int(when * 1000), step or 0) for k, v in metrics.items()]
+def metric_entities(metrics: dict, step: int | None, when: float, model_id: str | None = None) -> list:
+    """`metrics` as MLflow entities logged at `when` (unix time), for a log_batch write (linked to the logged model
+    `model_id` when given: the Models view shows them)."""
+    return [
+        mlflow.entities.Metric(k, float(v), int(when * 1000), step or 0, model_id=model_id) for k, v in metrics.items()
+    ]
 
 
-def log_metrics(metrics: dict, step: int | None = None, run_id: str | None = None) -> None:
+def log_metrics(metrics: dict, step: int | None = None, run_id: str | None = None, model_id: str | None = None) -> None:
+    """Metrics on the active run (or run `run_id`); with `model_id`, also on that logged model."""
     if run_id is None:
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step, model_id=model_id)
     else:
-        session.client().log_batch(run_id, metrics=metric_entities(metrics, step, time.time()))
+        session.client().log_batch(run_id, metrics=metric_entities(metrics, step, time.time(), model_id))
 
 
 def log_artifacts(folder: str) -> None:
@@ -165,12 +169,14 @@ def log_noise_result(
     summary_columns: tuple,
     train_run_id: str | None,
     prefix: str,
+    train_model_id: str | None = None,
 ) -> None:
     """A noise evaluation's metrics on the active noise-eval run, its summary also onto the training run.
 
     run_metrics: {name: value} of run-level metrics (names from lrnoise.names); per_level: (level_name, label,
     {column: value}) per level; summary_columns: the per-level columns copied onto the training run, together
-    with A_avr, under `prefix` (see names.summary_prefix), so that its runs table shows every configuration."""
+    with A_avr, under `prefix` (see names.summary_prefix), so that its runs table shows every configuration, and its
+    logged model `train_model_id` (MLflow's Models view ranks models by them)."""
     metrics = dict(run_metrics)
     summary = {prefix + names.AVG_NORMALIZED_ACCURACY: run_metrics[names.AVG_NORMALIZED_ACCURACY]}
     for level_name, label, values in per_level:
@@ -180,7 +186,7 @@ def log_noise_result(
                 summary[prefix + names.level_metric(column, level_name, label)] = value
     log_metrics(metrics)
     if train_run_id:
-        log_metrics(summary, run_id=train_run_id)
+        log_metrics(summary, run_id=train_run_id, model_id=train_model_id)
 
 
 def log_checkpoint(files: list[Path]) -> None:
@@ -198,17 +204,26 @@ def download_checkpoint(run_id: str, dst: Path) -> Path | None:
     return Path(path)
 
 
+def entry_point_elsewhere(experiment_id: str) -> str | None:
+    """Under `mlflow run` with the entry point's run in another experiment than `experiment_id` (no
+    --experiment-name: Default): that run's id, and MLFLOW_RUN_ID consumed (as start_run would consume it), so the
+    command's run is made in `experiment_id`, where the report looks; tag the entry point's run with it after.
+    Else None (outside `mlflow run`, or its run is in `experiment_id`: that run is the command's)."""
+    entry = os.environ.get("MLFLOW_RUN_ID")
+    if entry is None or session.get_run(entry).info.experiment_id == experiment_id:
+        return None
+    del os.environ["MLFLOW_RUN_ID"]
+    return entry
+
+
 def log_report(experiment_id: str, folder: Path) -> str:
     """A `report` run in the reported experiment holding every table and figure as artifacts. Under `mlflow run`
     the entry point's run is that run when it is in the reported experiment; when `mlflow run` put it in another
     one (no --experiment-name: Default), the report run is made in the reported experiment all the same and the
     entry point's run is tagged with its id (names.REPORT_RUN_ID)."""
-    entry = os.environ.get("MLFLOW_RUN_ID")
-    elsewhere = entry is not None and session.get_run(entry).info.experiment_id != experiment_id
-    if elsewhere:  # consumed here as start_run would consume it, without resuming a run of the other experiment
-        del os.environ["MLFLOW_RUN_ID"]
+    elsewhere = entry_point_elsewhere(experiment_id)
     with mlflow.start_run(experiment_id=experiment_id, run_name="report", tags={names.KIND: "report"}) as active:
         mlflow.log_artifacts(str(folder))
     if elsewhere:
-        session.client().set_tag(entry, names.REPORT_RUN_ID, active.info.run_id)
+        session.client().set_tag(elsewhere, names.REPORT_RUN_ID, active.info.run_id)
     return active.info.run_id

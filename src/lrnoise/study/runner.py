@@ -24,7 +24,7 @@ from lrnoise.config import Placement
 from lrnoise.data import sources
 from lrnoise.errors import LrnoiseError
 from lrnoise.grid import PRESETS, StudySpec
-from lrnoise.noise.noise_config import NoiseConfig
+from lrnoise.noise import noise_config
 from lrnoise.report import assembly, console, results
 from lrnoise.settings import ReportSettings, StudySettings
 from lrnoise.store import leases, lookup, server, session
@@ -33,19 +33,6 @@ from lrnoise.study.dispatch import Dispatcher
 from lrnoise.study.job import BUSY_POLL, Context, Job, Outcome, run_job
 from lrnoise.training.build import SweepCache
 
-
-def noise_configs(spec: StudySpec) -> tuple[NoiseConfig, ...]:
-    """One NoiseConfig per noise model the study names, with the overridden levels and precision."""
-    configs = []
-    for name in spec.setting("noise"):
-        axis_levels = {"eta": spec.etas, "t": spec.times}
-        probe = NoiseConfig(name)  # unknown noise model: one-line error
-        configs.append(
-            NoiseConfig(name, levels=axis_levels[probe.level_name], trials=spec.setting("trials")).validate()
-        )
-    return tuple(dict.fromkeys(configs))
-
-
 SETTINGS = ("epochs", "trials", "patience", "budget", "reference_batch_size")  # logged as the study resolves them
 
 
@@ -53,7 +40,7 @@ def study_params(spec: StudySpec) -> dict:
     """The study run's params: every StudySpec field (grid fields and settings not overridden read 'preset'),
     the noise configurations by name."""
     values = {f: spec.setting(f) if f in SETTINGS else getattr(spec, f) for f in names.STUDY_PARAMS}
-    values["noise"] = [c.name for c in noise_configs(spec)]
+    values["noise"] = [c.name for c in noise_config.study_configs(spec)]
     return {
         k: "preset" if v is None else names.canonical(list(v) if isinstance(v, tuple) else v) for k, v in values.items()
     }
@@ -61,7 +48,7 @@ def study_params(spec: StudySpec) -> dict:
 
 def plan(spec: StudySpec) -> list[Job]:
     """Every configuration of the study with its noise configurations, validated before anything runs."""
-    noise = noise_configs(spec.validate())
+    noise = noise_config.study_configs(spec.validate())
     return [Job(config, noise) for config in spec.train_configs()]
 
 

@@ -296,7 +296,10 @@ def train(
         evaluator = scoring.Evaluator(model, ds.x_test, ds.y_test, EVAL_BATCH)
         baseline = evaluator()
         learned = statistics.above_chance(baseline, len(ds.y_test), ds.num_classes)
-        run_logging.log_metrics(
+        model_uri, version = registry.log_model(
+            model, ds.x_test[:4].astype(np.float32), registered_model, config, run_id, learned=learned
+        )
+        run_logging.log_metrics(  # on the run and on its logged model (MLflow's Models view ranks by a_0)
             {
                 **summary,
                 **bn_at_noisy,
@@ -304,10 +307,8 @@ def train(
                 names.EPOCHS_TRAINED: state["epoch"],
                 names.OPTIMIZER_STEPS: evaluated_epoch * steps_per_training_epoch(config, len(ds.x_train)),
                 names.BEST_EPOCH: state["best_epoch"],
-            }
-        )
-        model_uri, version = registry.log_model(
-            model, ds.x_test[:4].astype(np.float32), registered_model, config, run_id, learned=learned
+            },
+            model_id=registry.logged_model_id(model_uri),
         )
         print(f"baseline_accuracy {baseline:.4f}  model {model_uri}  registered {registered_model} v{version}")
         if not learned:
