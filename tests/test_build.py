@@ -121,8 +121,10 @@ def test_a_steps_budget_gives_every_batch_size_the_updates_of_the_reference_batc
     [
         ("budget", "updates", "unknown budget 'updates': choose one of epochs, steps"),
         ("reference_batch_size", 0, ">= 1"),
+        ("reference_batch_size", 64, "reference_batch_size is for budget steps"),  # with an epochs budget
     ],
 )
 def test_a_bad_budget_is_refused_in_one_line(field, value, message):
+    budget = {"budget": "steps", "patience": 0} if (field, value) == ("reference_batch_size", 0) else {}
     with pytest.raises(LrnoiseError, match=message):
-        TrainConfig(**{field: value}).validate()
+        TrainConfig(**{**budget, field: value}).validate()

@@ -304,13 +304,10 @@ def test_bad_input(train_run):
 
 
 @pytest.mark.e2e
-def test_mlflow_run_noise_eval_entry_point(train_run):
-    proc = mlflow_run(
-        "noise_eval",
-        f"run_id={train_run.run_id}",
-        "levels=0.1, 0.2",
-        "trials=2",
-    )
+def test_mlflow_run_noise_eval_entry_point_evaluates_where_the_report_looks(train_run):
+    """Without --experiment-name, `mlflow run` makes its run in Default: the evaluation goes into the training
+    run's experiment all the same (where `report` finds it), and the entry point's run points at it."""
+    proc = mlflow_run("noise_eval", f"run_id={train_run.run_id}", "levels=0.1, 0.2", "trials=2", experiment=None)
     assert proc.returncode == 0, proc.stderr[-3000:]
     evals = [
         r
@@ -321,6 +318,8 @@ def test_mlflow_run_noise_eval_entry_point(train_run):
     assert evals[0].data.tags["mlflow.parentRunId"] == train_run.run_id
     assert "normalized_accuracy_eta_20" in evals[0].data.metrics
     assert set(run_statuses().values()) == {"FINISHED"}
+    (entry,) = mlflow.search_runs(experiment_names=["Default"], output_format="list")
+    assert entry.data.tags[names.EVALUATION_RUN_ID] == evals[0].info.run_id and entry.info.status == "FINISHED"
 
 
 def test_nonfinite_outputs_count_as_wrong_never_as_class_zero(digits):

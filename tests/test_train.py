@@ -72,6 +72,11 @@ def test_train_logs_params_metrics_model_and_registry(store):
     system = {"mlflow.user", "mlflow.source.name", "mlflow.source.type", "mlflow.source.git.commit", "mlflow.runName"}
     logged = [*run.data.params, *run.data.metrics, *(t for t in run.data.tags if t not in system)]
     assert undocumented(logged) == []  # docs/tracking.md names every param, metric and tag of a real run
+    logged_model = mlflow.get_logged_model(registry.logged_model_id(result.model_uri))  # MLflow's Models view
+    assert logged_model.params.items() >= {k: str(v) for k, v in CONFIG.params().items()}.items()
+    assert {m.key: m.value for m in logged_model.metrics}[names.BASELINE_ACCURACY] == result.baseline_accuracy
+    description = mlflow.MlflowClient().get_registered_model("lrnoise-digits-resnet8").description
+    assert "noise-robust" in description
     client = mlflow.tracking.MlflowClient()
     for name in (*names.EPOCH_METRICS, "grad_noise_c", "grad_noise_power", "update_noise_power"):
         assert [m.step for m in client.get_metric_history(result.run_id, name)] == [1, 2]

@@ -25,6 +25,7 @@ EXECUTORS = ("local", "ray")  # where a study's configurations run
 REUSE = ("same", "any")  # which finished runs a study reuses: made under this code's semantics only, or any
 BUDGETS = ("epochs", "steps")  # what `epochs` counts: passes over the data, or the updates such passes take at B_ref
 MAX_TRAIN_NOISE = 1.0  # train_noise is eta, a fraction of each tensor's sigma_w (1 = noise as large as the weights)
+REFERENCE_BATCH_SIZE = 32  # budget steps: the batch size whose epochs set the updates, unless one is given
 PRECISION_POLICIES = {"none": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}  # Keras dtype policies
 
 
@@ -63,7 +64,9 @@ class TrainConfig:
         "size (equal steps for every batch size)",
         BUDGETS,
     )
-    reference_batch_size: int = option(32, "budget steps: the batch size whose epochs set the number of updates")
+    reference_batch_size: int = option(
+        REFERENCE_BATCH_SIZE, "budget steps: the batch size whose epochs set the number of updates"
+    )
 
     def validate(self) -> TrainConfig:
         check_choice("dataset", self.dataset, DATASETS)
@@ -85,6 +88,8 @@ class TrainConfig:
                 f"budget steps trains every model for its full budget of updates (no early stopping, so the "
                 f"evaluated weights of every batch size took equal updates): patience must be 0, got {self.patience}"
             )
+        if self.budget == "epochs" and self.reference_batch_size != REFERENCE_BATCH_SIZE:
+            raise LrnoiseError("reference_batch_size is for budget steps: add --budget steps or drop it")
         if self.reference_batch_size < 1:
             raise LrnoiseError(f"reference_batch_size must be >= 1, got {self.reference_batch_size}")
         if not 0 <= self.train_noise <= MAX_TRAIN_NOISE:

@@ -16,11 +16,14 @@ def study_cmd(lrs: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "lrnoise.cli", "study", "--lrs", lrs, *options.split(), *extra]
 
 
-def mlflow_run(entry: str, *params: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    """`mlflow run` of this repository's entry point `entry` in the local environment, into experiment lrnoise,
-    with `params` ("name=value") as its -P inputs; stdout and stderr captured as text."""
+def mlflow_run(
+    entry: str, *params: str, timeout: float = 600, experiment: str | None = "lrnoise"
+) -> subprocess.CompletedProcess:
+    """`mlflow run` of this repository's entry point `entry` in the local environment, into `experiment` (None:
+    no --experiment-name, so MLflow's Default), with `params` ("name=value") as its -P inputs; stdout and stderr
+    captured as text."""
     cmd = [sys.executable, "-m", "mlflow", "run", str(ROOT), "-e", entry, "--env-manager", "local"]
-    cmd += ["--experiment-name", "lrnoise"]
+    cmd += ["--experiment-name", experiment] if experiment else []
     for param in params:
         cmd += ["-P", param]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)

@@ -121,6 +121,8 @@ class NoiseConfig:
             isinstance(self.trials, bool) or not isinstance(self.trials, int) or self.trials < 1
         ):
             raise LrnoiseError(f"trials must be an integer >= 1 or 'auto', got {self.trials!r}")
+        if self.trials != "auto" and (self.ci_target, self.max_trials) != (DEFAULT_CI_TARGET, DEFAULT_MAX_TRIALS):
+            raise LrnoiseError("ci_target and max_trials are for trials auto: add --trials auto or drop them")
         if self.trials == "auto" and not (0 < self.ci_target < 1 and self.max_trials >= MIN_AUTO_TRIALS):
             raise LrnoiseError(
                 f"trials auto needs 0 < ci_target < 1 (a fraction: 0.005 = 0.5 points) and "
