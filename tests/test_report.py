@@ -608,3 +608,25 @@ def test_claims_markdown_becomes_escaped_html():
         "<h3>Title &lt;b&gt;</h3>\n<p>A paragraph with <code>code</code>.</p>\n<h4>Cell</h4>\n"
         "<ul><li>one &amp; two</li><li>three</li></ul>"
     )
+
+
+def test_an_html_table_shows_its_named_index_as_a_column_without_an_empty_header_row():
+    from lrnoise.report import report_html
+
+    block = pd.DataFrame({"0.001": ["91.00% ±1.00 (n=3)"]}, index=pd.Index(["resnet20"], name="model"))
+    page = report_html.table_html(block)
+    assert "<th>model</th>" in page and "<th></th>" not in page and page.count("<tr") == 2  # header + one row
+    optimizers = pd.DataFrame(
+        [
+            {
+                "optimizer": "adam",
+                names.BASELINE_ACCURACY: 0.9187,
+                "baseline_ci95": 0.0,
+                names.AVG_NORMALIZED_ACCURACY: 0.7,
+                "avr_ci95": 0.0,
+                "runs": 1,
+            }
+        ]
+    )
+    shown = tables.formatted_optimizers(optimizers)
+    assert shown.loc["adam"].tolist() == ["91.87%", "70.00%"]  # one run: no interval of zero

@@ -58,7 +58,7 @@ def page(title: str, sections: list[Section], note: str = "", where: str = "") -
     )
 
 
-def _table(frame) -> str:
+def table_html(frame) -> str:
     """A frame as an HTML table: a named index (Tables II-III's model) as the first column, no empty header row."""
     shown = frame.reset_index() if any(frame.index.names) else frame
     return shown.to_html(index=False, na_rep="—")
@@ -74,7 +74,7 @@ def _section(section: Section) -> str:
         for dataset, frame in blocks.items():
             if dataset:
                 parts.append(f"<h4>{html.escape(str(dataset))}</h4>")
-            parts.append(_table(frame) if len(frame) else "<p>(none)</p>")
+            parts.append(table_html(frame) if len(frame) else "<p>(none)</p>")
     if section.figures:
         parts.append("<h3>Figures</h3>")
         parts += [image(path) for path in section.figures]
