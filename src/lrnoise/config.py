@@ -16,7 +16,8 @@ from lrnoise.errors import LrnoiseError
 from lrnoise.paper import OPTIMIZERS  # the paper's six, in its order
 
 # ---- allowed names
-DATASETS = ("digits", "cifar10", "cifar100")  # digits: scikit-learn's bundled 8x8 images (no download)
+DATASETS = ("digits", "cifar10", "cifar100", "fashion_mnist")  # digits: scikit-learn's bundled 8x8 images;
+# fashion_mnist: 28x28 grey, offline from the system package dataset-fashion-mnist (data/idx.py)
 # He et al.'s CIFAR ResNets are the 6n+2 family; resnet8 (n = 1) is the smallest, for quick checks and tests
 MODEL_DEPTHS = {"resnet8": 8, "resnet20": 20, "resnet32": 32, "resnet44": 44, "resnet56": 56}
 SHORTCUTS = ("A", "B")  # A: zero-padded identity (He et al.'s CIFAR choice); B: 1x1 projection

@@ -1,4 +1,4 @@
-"""Datasets as arrays: the embedded `digits` (scikit-learn's) and CIFAR10/100 (read from wherever
+"""Datasets as arrays: the embedded `digits` (scikit-learn's), CIFAR10/100 and Fashion-MNIST (read from wherever
 sources.locate finds them) loaded into a Dataset, with a validation split drawn from the training set by seed.
 
 Images stay uint8 NHWC in memory; the training and evaluation pipelines that feed them to a model are
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lrnoise.data import idx
 from lrnoise.data.archives import CIFAR, read_cifar_archive, read_cifar_folder
 from lrnoise.data.sources import check_dataset, locate
 from lrnoise.errors import LrnoiseError
@@ -67,6 +68,9 @@ def load(name: str, data_dir: str | os.PathLike | None = None, val_fraction: flo
     if name == "digits":
         (x_train, y_train, x_test, y_test), source = _load_digits(), DIGITS_SOURCE
         num_classes = 10
+    elif name == idx.FASHION_MNIST:
+        (x_train, y_train, x_test, y_test), source = idx.load_fashion_mnist(locate(name, data_dir))
+        num_classes = idx.NUM_CLASSES
     else:
         (x_train, y_train, x_test, y_test), source = _load_cifar(name, data_dir)
         num_classes = CIFAR[name].num_classes

@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from lrnoise import config
+from lrnoise.data import idx
 from lrnoise.data.archives import CIFAR, CifarSpec, md5sum
 from lrnoise.errors import LrnoiseError
 
@@ -205,6 +206,11 @@ def check_dataset(name: str) -> str:
 def _resolve(name: str, data_dir, download: bool, offline: str | None = None) -> Path | None:
     if name == "digits":  # bundled with scikit-learn
         return None
+    if name == idx.FASHION_MNIST:  # the data dir, else Keras's cache, else the system package: never downloaded here
+        folder = idx.find(data_dir)
+        if folder is None:
+            raise _Missing("its four IDX files are not there")
+        return folder
     spec = CIFAR[name]
     if data_dir is not None:  # an explicit data dir is the only place looked at: no surprise downloads
         return _from_data_dir(Path(data_dir), spec)
@@ -213,6 +219,9 @@ def _resolve(name: str, data_dir, download: bool, offline: str | None = None) ->
 
 def _unavailable_message(missing: dict[str, str], data_dir) -> str:
     """One line: every missing dataset with its reason, then what to do."""
+    if idx.FASHION_MNIST in missing:  # its own three ways to get it, in the same one line
+        rest = {k: v for k, v in missing.items() if k != idx.FASHION_MNIST}
+        return (_unavailable_message(rest, data_dir) + "; " if rest else "") + idx.missing_message(data_dir)
     clauses = " and ".join(f"dataset {name} unavailable ({why})" for name, why in missing.items())
     files = ", ".join(CIFAR[name].archive for name in missing)
     todo = (
