@@ -23,9 +23,10 @@ class _Keras:
     runs, and NoiseConfig's defaults) load without TensorFlow; the first draw imports it."""
 
     def __getattr__(self, name: str):
-        import keras
+        import keras as real
 
-        return getattr(keras, name)
+        globals()["keras"] = real  # from now on the module itself: no lookup through here in the draw loop
+        return getattr(real, name)
 
 
 keras = _Keras()
