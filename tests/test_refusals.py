@@ -152,7 +152,7 @@ def refused(tmp_path_factory, migrated_store):
     client = mlflow.MlflowClient(uri)
     experiment = client.create_experiment(names.DEFAULT_EXPERIMENT, artifact_location=str(folder / "artifacts"))
     run = client.create_run(experiment, tags={names.KIND: "train", names.MODEL_URI: "models:/m-0123"})
-    client.log_param(run.info.run_id, "dataset", "digits")
+    client.log_param(run.info.run_id, names.DATASET_PARAM, "digits")
     client.set_terminated(run.info.run_id)
     before = snapshot(folder / "mlflow.db")
     cases = [[run.info.run_id if arg == RUN else arg for arg in argv] for argv, _ in CASES]

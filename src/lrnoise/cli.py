@@ -14,7 +14,7 @@ import typer
 
 from lrnoise import names
 from lrnoise.cli_options import build, command, extra_option
-from lrnoise.config import DATASETS, Execution, TrainConfig, check_choice
+from lrnoise.config import DATASETS, Execution, TrainConfig, check_choice, flag
 from lrnoise.errors import LrnoiseError
 from lrnoise.grid import StudySpec
 from lrnoise.noise import noise_config
@@ -107,7 +107,7 @@ def train(**values):
     if resume:
         given = [f for f, value in asked.params().items() if value != TrainConfig().params().get(f)]
         if given:  # a resumed run continues its own configuration: nothing given is ignored
-            raise LrnoiseError(f"--resume continues the run's own configuration: drop --{given[0].replace('_', '-')}")
+            raise LrnoiseError(f"--resume continues the run's own configuration: drop {flag(given[0])}")
         config = TrainConfig.from_params(lookup.resumable_training(resume).data.params)
     else:
         config = asked

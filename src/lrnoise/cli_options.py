@@ -16,32 +16,25 @@ from typing import Annotated
 
 import typer
 
-from lrnoise.config import cast
+from lrnoise.config import cast, flag
 from lrnoise.errors import LrnoiseError
 
 SCALARS = (str, int, float, bool)
 
 
-def flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+def annotated_leaves(cls) -> list[tuple[dataclasses.Field, object]]:
+    """(field, annotation) of every field of `cls` that is an option: nested dataclass fields
+    (StudySettings.execution) are flattened."""
+    found = []
+    for f in dataclasses.fields(cls):
+        annotation = typing.get_type_hints(cls)[f.name]
+        found += annotated_leaves(annotation) if dataclasses.is_dataclass(annotation) else [(f, annotation)]
+    return found
 
 
 def leaves(cls) -> list[dataclasses.Field]:
-    """The fields of `cls` that are options: nested dataclass fields (StudySettings.execution) are flattened."""
-    found = []
-    for f in dataclasses.fields(cls):
-        nested = typing.get_type_hints(cls)[f.name]
-        found += leaves(nested) if dataclasses.is_dataclass(nested) else [f]
-    return found
-
-
-def hints(cls) -> dict:
-    """Every leaf field's annotation, nested dataclasses included."""
-    found = {}
-    for f in dataclasses.fields(cls):
-        annotation = typing.get_type_hints(cls)[f.name]
-        found.update(hints(annotation) if dataclasses.is_dataclass(annotation) else {f.name: annotation})
-    return found
+    """The fields of `cls` that are options, nested dataclasses' flattened."""
+    return [f for f, _ in annotated_leaves(cls)]
 
 
 def as_text(annotation) -> bool:
@@ -82,17 +75,17 @@ def parameter(f: dataclasses.Field, annotation) -> inspect.Parameter:
     )
 
 
-def parameters(*classes, exclude: tuple = ()) -> list[inspect.Parameter]:
-    """The options of every leaf field of `classes`, in field order, but those named in `exclude`."""
-    return [parameter(f, hints(cls)[f.name]) for cls in classes for f in leaves(cls) if f.name not in exclude]
+def parameters(*classes) -> list[inspect.Parameter]:
+    """The options of every leaf field of `classes`, in field order."""
+    return [parameter(f, annotation) for cls in classes for f, annotation in annotated_leaves(cls)]
 
 
-def command(*classes, extra: tuple = (), exclude: tuple = ()):
+def command(*classes, extra: tuple = ()):
     """Gives a `def fn(**values)` the signature of its dataclasses' options (then `extra`: parameters of the command
     itself, written as `inspect.Parameter`s), so Typer sees one option per field."""
 
     def decorate(fn):
-        fn.__signature__ = inspect.Signature([*parameters(*classes, exclude=exclude), *extra])
+        fn.__signature__ = inspect.Signature([*parameters(*classes), *extra])
         return fn
 
     return decorate
@@ -130,7 +123,7 @@ def value_of(f: dataclasses.Field, annotation, value, parsers: dict):
         typed = cast(annotation, value.strip())
     except ValueError:
         raise LrnoiseError(f"{flag(f.name)} must be {describe(annotation)}, got {value!r}") from None
-    if typed == () and value.strip():
+    if typed == ():  # only separators
         raise LrnoiseError(f"{flag(f.name)} is empty")
     return typed
 

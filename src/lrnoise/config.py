@@ -207,6 +207,11 @@ class Placement:
         return value
 
 
+def flag(name: str) -> str:
+    """A field's command-line flag: batch_size -> --batch-size (what a refusal names)."""
+    return "--" + name.replace("_", "-")
+
+
 def check_choice(what: str, value, allowed) -> None:
     """One line naming the bad value and what is allowed."""
     if value not in allowed:

@@ -91,6 +91,11 @@ def summary_prefix(config_name: str, is_paper: bool) -> str:
     return "" if is_paper else f"{config_name}/"
 
 
+def registered_model(dataset: str, model: str) -> str:
+    """The registry name a training's model gets unless one is given: lrnoise-<dataset>-<model>."""
+    return f"lrnoise-{dataset}-{model}"
+
+
 def noise_params(config_fields: dict) -> dict:
     """A noise evaluation's params from its configuration's fields (options as name=value pairs)."""
     params = {}

@@ -21,6 +21,7 @@ from lrnoise.config import (
     Execution,
     Placement,
     check_choice,
+    flag,
     option,
 )
 from lrnoise.errors import LrnoiseError
@@ -70,9 +71,7 @@ class StudySettings:
         if self.executor != "ray":
             given = [name for name, value in self.ray_only().items() if value not in (None, "")]
             if given:
-                raise LrnoiseError(
-                    f"--{given[0].replace('_', '-')} is for --executor ray only: add it or drop the option"
-                )
+                raise LrnoiseError(f"{flag(given[0])} is for --executor ray only: add it or drop the option")
         if self.ray_address and not RAY_ADDRESS.fullmatch(self.ray_address):
             raise LrnoiseError(f"ray address must be auto, HOST:PORT or ray://HOST:PORT, got {self.ray_address!r}")
         return self

@@ -189,11 +189,9 @@ class NoiseConfig:
             if f.name not in raw:
                 continue
             text = str(raw[f.name])
-            if f.name == "levels":
-                values["levels"] = tuple(float(x) for x in text.split(",") if x)
-            elif f.name == "options":
-                pairs = [item.split("=", 1) for item in text.split(",") if item and text != "none"]
-                defaults = physics.NOISE_MODELS[values["noise"]].option_defaults  # an option's type: its default's
+            if f.name == "options":  # name=value pairs ('none': no option); each value of its default's type
+                pairs = [] if text == "none" else [item.split("=", 1) for item in text.split(",")]
+                defaults = physics.make(values.get("noise", cls.noise)).option_defaults
                 values["options"] = tuple((k, config.cast(type(defaults.get(k, "")), v)) for k, v in pairs)
             else:
                 values[f.name] = config.cast(hints[f.name], text)

@@ -13,7 +13,7 @@ import pandas as pd
 from lrnoise import NOISE_SEMANTICS, TRAINING_SEMANTICS, names
 from lrnoise.errors import LrnoiseError
 from lrnoise.grid import CELL
-from lrnoise.noise import noise_config, physics
+from lrnoise.noise import noise_config
 from lrnoise.store import run_frames, session
 
 # What identifies a cell; its runs are seeds and are averaged. `label` names a row of a table or a line of a
@@ -88,12 +88,11 @@ def configurations(evals: pd.DataFrame) -> list[ConfigInfo]:
     """Every noise configuration evaluated in the store, the paper's first."""
     found = {}
     for row in evals.drop_duplicates("noise_config").itertuples() if not evals.empty else ():
-        fields = row.config_fields
-        model = physics.NOISE_MODELS.get(fields.get("noise"))
-        if model is None:
+        try:
+            config = noise_config.NoiseConfig.from_params(row.noise_params)
+        except LrnoiseError:  # a noise model (or option) this lrnoise does not know: not reported
             continue
-        levels = tuple(float(x) for x in fields.get("levels", "").split(",") if x)
-        found[row.noise_config] = ConfigInfo(row.noise_config, row.noise_config_name, model.level_name, levels)
+        found[row.noise_config] = ConfigInfo(row.noise_config, row.noise_config_name, config.level_name, config.levels)
     return sorted(found.values(), key=lambda c: (not c.is_paper, c.name))
 
 

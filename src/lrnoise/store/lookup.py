@@ -76,14 +76,14 @@ def evaluation_target(run_id: str | None, model_uri: str | None, experiment: str
             f"training run {source.info.run_id} did not learn (test accuracy not above chance): "
             "its noise resistance means nothing; pass --force to evaluate it anyway"
         )
-    name = experiment or (session.experiment_name(source.info.experiment_id) if source else names.DEFAULT_EXPERIMENT)
-    if source is not None:  # the evaluation goes where the report finds it: the training run's experiment
-        home = session.experiment_name(source.info.experiment_id)
-        if name != home:
-            raise LrnoiseError(
-                f"an evaluation is logged into its training run's experiment {home!r} (where `report` finds it): "
-                "drop --experiment"
-            )
+    # an evaluation of a training run goes where the report finds it: the training run's experiment
+    home = session.experiment_name(source.info.experiment_id) if source else None
+    if home is not None and experiment not in (None, home):
+        raise LrnoiseError(
+            f"an evaluation is logged into its training run's experiment {home!r} (where `report` finds it): "
+            "drop --experiment"
+        )
+    name = home or experiment or names.DEFAULT_EXPERIMENT
     session.ensure_experiment(name)  # a READ-only user is refused here
     return source, model_uri, name
 

@@ -40,7 +40,7 @@ def train_runs_frame(experiment_id: str, param_filters: dict) -> pd.DataFrame:
 
 def noise_runs_frame(experiment_id: str) -> pd.DataFrame:
     """Every finished noise evaluation of a training run (all pages, one search): its source run, its
-    configuration (key, name, fields from the noise.* params), its run key (configuration and precision) and
+    configuration (key, name, and its noise.* params as logged), its run key (configuration and precision) and
     semantics number, and metrics."""
     import pandas as pd
 
@@ -49,18 +49,14 @@ def noise_runs_frame(experiment_id: str) -> pd.DataFrame:
         source = run.data.tags.get(names.SOURCE_RUN_ID)
         if not source or names.NOISE_CONFIG not in run.data.tags:
             continue  # a bare model URI's evaluation, or one from before configurations had keys
-        fields = {
-            k[len(names.NOISE_PARAM_PREFIX) :]: v
-            for k, v in run.data.params.items()
-            if k.startswith(names.NOISE_PARAM_PREFIX)
-        }
+        noise_params = {k: v for k, v in run.data.params.items() if k.startswith(names.NOISE_PARAM_PREFIX)}
         rows.append(
             {
                 "eval_run_id": run.info.run_id,
                 "run_id": source,
                 "noise_config": run.data.tags[names.NOISE_CONFIG],
                 "noise_config_name": run.data.tags.get(names.NOISE_CONFIG_NAME, ""),
-                "config_fields": fields,
+                "noise_params": noise_params,  # as logged: NoiseConfig.from_params reads them
                 "run_key": run.data.tags.get(names.CONFIG_KEY, run.info.run_id),
                 "semantics": semantics.run_semantics(run),
                 "start_time": run.info.start_time,

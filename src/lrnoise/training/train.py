@@ -236,7 +236,7 @@ def train(
     """
     config.validate()
     execution.validate()
-    registered_model = registered_model or f"lrnoise-{config.dataset}-{config.model}"
+    registered_model = registered_model or names.registered_model(config.dataset, config.model)
     fastpath.cache_save_skipsets()  # this run saves its model (checkpoints, the logged model)
     prepared = sweep.take_prepared(config, execution, data_dir) if sweep else None  # taken (or dropped) once
     if resume or dataset:  # a resumed run continues its checkpoint; given data is not the prepared data
