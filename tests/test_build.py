@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from lrnoise import config, names
 from lrnoise.config import Execution, TrainConfig
 from lrnoise.data import loading
 from lrnoise.errors import LrnoiseError
@@ -114,6 +115,25 @@ def test_a_steps_budget_gives_every_batch_size_the_updates_of_the_reference_batc
     assert TrainConfig.from_params({k: str(v) for k, v in steps.params().items()}) == steps
     assert "budget" not in TrainConfig().params()  # an epochs-budget run keeps the params (and key) it always had
     assert steps.run_name.endswith("-b8-steps32-s0") and "steps" not in TrainConfig().run_name
+
+
+def test_a_subset_is_part_of_the_configuration_and_the_whole_set_is_no_subset():
+    subset = TrainConfig(dataset="fashion_mnist", train_examples=4000, test_examples=1000).validate()
+    assert (subset.params()["train_examples"], subset.params()["test_examples"]) == (4000, 1000)
+    assert TrainConfig.from_params({k: str(v) for k, v in subset.params().items()}) == subset
+    assert subset.run_name.startswith("fashion_mnist-n4000-t1000-resnet20-")
+    whole = TrainConfig(dataset="fashion_mnist")
+    assert "train_examples" not in whole.params() and "test_examples" not in whole.params()
+    asked_whole = TrainConfig(dataset="fashion_mnist", train_examples=60000, test_examples=10000)
+    assert asked_whole == whole  # the whole set however it is asked for: one configuration, one key
+    keys = {
+        names.config_key(c.params()) for c in (subset, whole, TrainConfig(dataset="fashion_mnist", test_examples=1000))
+    }
+    assert len(keys) == 3
+    assert config.describe_data(config.data_name("fashion_mnist", 4000, 1000)) == (
+        "fashion_mnist (4,000 of 60,000 training images; 1,000 of 10,000 test images)"
+    )
+    assert config.describe_data(config.data_name("digits", float("nan"), None)) == "digits"  # a table's NaN: all
 
 
 @pytest.mark.parametrize(

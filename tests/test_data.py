@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from lrnoise import config
 from lrnoise.data import archives, loading, pipelines
 from lrnoise.errors import LrnoiseError
 
@@ -122,6 +123,37 @@ def test_digits_split_is_fixed_and_raw():
     assert not np.array_equal(a.y_val, b.y_val)  # the validation split follows the seed
     assert a.x_train.dtype == np.uint8 and a.x_train.shape[1:] == (8, 8, 1) and a.x_train.max() == 16
     assert len(a.x_train) + len(a.x_val) + len(a.x_test) == 1797
+
+
+def test_digits_has_the_size_the_configuration_checks_against():
+    ds, size = loading.load("digits", val_fraction=0.1), config.DATASET_SIZES["digits"]
+    assert (len(ds.x_train) + len(ds.x_val), len(ds.x_test)) == (size.train, size.test)
+
+
+def test_a_stratified_subset_keeps_each_class_share_and_follows_its_seed():
+    labels = np.repeat(np.arange(4), [50, 30, 15, 5])  # shares 50 %, 30 %, 15 %, 5 %
+    picked = loading.stratified_subset(labels, 10, seed=3)
+    assert len(picked) == len(set(picked)) == 10 and np.all(np.diff(picked) > 0)
+    assert np.bincount(labels[picked], minlength=4).tolist() == [5, 3, 2, 0]  # 1.5 and 0.5 tie: the lower class
+    np.testing.assert_array_equal(picked, loading.stratified_subset(labels, 10, seed=3))
+    assert not np.array_equal(picked, loading.stratified_subset(labels, 10, seed=4))
+    seven = loading.stratified_subset(labels, 7, seed=0)  # 3.5, 2.1, 1.05, 0.35: the largest remainder rounds up
+    assert np.bincount(labels[seven], minlength=4).tolist() == [4, 2, 1, 0]
+    with pytest.raises(LrnoiseError, match="a subset of 101 images cannot be drawn from 100"):
+        loading.stratified_subset(labels, 101, seed=0)
+
+
+def test_subsets_of_training_images_follow_the_seed_and_the_test_subset_does_not():
+    a = loading.load("digits", seed=0, train_examples=500, test_examples=100)
+    b = loading.load("digits", seed=1, train_examples=500, test_examples=100)
+    assert (len(a.x_train), len(a.x_val), len(a.x_test)) == (450, 50, 100)  # the validation split is of the 500
+    np.testing.assert_array_equal(a.x_test, b.x_test)  # every seed is scored on the same test images
+    shares = np.bincount(loading.load("digits").y_test) * 100 / 359  # each class's share of the whole test set
+    assert abs(np.bincount(a.y_test, minlength=10) - shares).max() < 1  # stratified: each class its share
+    assert not np.array_equal(a.x_train, b.x_train)  # the training subset is drawn from the seed
+    whole = loading.load("digits", seed=0)
+    rows = {row.tobytes() for row in np.concatenate([whole.x_train, whole.x_val])}
+    assert all(row.tobytes() in rows for row in a.x_train)  # drawn from the training images, never the test ones
 
 
 def _images(b=16, h=6, w=5):

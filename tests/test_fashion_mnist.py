@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from lrnoise import names
 from lrnoise.cli import app
 from lrnoise.data import idx, loading, sources
 from lrnoise.errors import LrnoiseError
+from lrnoise.store import run_logging
 
 
 def idx_bytes(values: np.ndarray) -> bytes:
@@ -109,3 +111,37 @@ def test_the_real_files_load_offline_checked_against_the_official_contents():
     assert (len(ds.x_train) + len(ds.x_val), len(ds.x_test), ds.input_shape) == (60000, 10000, (28, 28, 1))
     assert ds.num_classes == 10 and sorted(np.unique(ds.y_test)) == list(range(10))
     assert ds.source == str(idx.find(None))  # logged as the dataset input's source
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(
+    idx.find(None) is None, reason="Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)"
+)
+def test_train_and_noise_eval_on_subsets_of_the_real_files_offline(store):
+    """`lrnoise train` on a stratified subset of the system package's files (no network), its dataset inputs the
+    subset's, and `noise-eval` of that run scored on the same test subset."""
+    train = CliRunner().invoke(
+        app,
+        [
+            *("train", "--dataset", "fashion_mnist", "--model", "resnet8", "--epochs", "1", "--batch-size", "50"),
+            *("--train-examples", "500", "--test-examples", "200", "--grad-noise-batches", "0", "--patience", "0"),
+        ],
+    )
+    assert train.exit_code == 0, train.output
+    run = mlflow.search_runs(search_all_experiments=True, output_format="list")[0]
+    assert (run.data.params["train_examples"], run.data.params["test_examples"]) == ("500", "200")
+    assert run.info.run_name.startswith("fashion_mnist-n500-t200-resnet8-")
+    data = loading.load(idx.FASHION_MNIST, val_fraction=0.1, seed=0, train_examples=500, test_examples=200)
+    used = {i.tags[0].value: (i.dataset.name, i.dataset.digest, i.dataset.source) for i in run.inputs.dataset_inputs}
+    assert str(idx.find(None)) in used["train"][2]  # the folder the images were read from
+    assert used["train"][:2] == ("fashion_mnist", run_logging.dataset_digest(data.x_train, data.y_train))
+    assert used["test"][:2] == ("fashion_mnist", run_logging.dataset_digest(data.x_test, data.y_test))
+    assert len(data.x_test) == 200 and np.bincount(data.y_test).tolist() == [20] * 10
+
+    evaluated = CliRunner().invoke(app, ["noise-eval", "--run-id", run.info.run_id, "--levels", "0.1", "--trials", "1"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "(200 test images)" in evaluated.output
+    child = mlflow.search_runs(
+        search_all_experiments=True, filter_string=f"tags.`{names.KIND}` = 'noise_eval'", output_format="list"
+    )[0]
+    assert [i.dataset.digest for i in child.inputs.dataset_inputs] == [used["test"][1]]

@@ -30,6 +30,9 @@ TRAIN = [
     (["train", "--shortcut", "C"], "unknown shortcut 'C': choose one of A, B"),
     (["train", "--train-noise", "-0.1"], "train_noise must be an eta between 0"),
     (["train", "--train-noise", "2"], "train_noise must be an eta between 0"),
+    (["train", "--train-examples", "1439"], "train_examples must be from 1 to 1438 (the digits training set)"),
+    (["train", "--test-examples", "0"], "test_examples must be from 1 to 359 (the digits test set)"),
+    (["train", "--train-examples", "many"], "--train-examples must be"),
     (["train", "--budget", "months"], "unknown budget 'months': choose one of epochs, steps"),
     (["train", "--budget", "steps"], "patience must be 0"),
     (["train", "--budget", "steps", "--patience", "0", "--reference-batch-size", "0"], "reference_batch_size must be"),
@@ -83,6 +86,7 @@ REPORT = [
 ]
 STUDY = [
     (["study", "--preset", "huge"], "unknown preset 'huge': choose one of paper"),
+    (["study", "--preset", "fashion", "--datasets", "digits"], "train_examples must be from 1 to 1438"),
     (["study", "--models", "resnet18"], "unknown model 'resnet18'"),
     (["study", "--datasets", "mnist"], "unknown dataset 'mnist'"),
     (["study", "--lrs", "0.1,fast"], "--lrs must be a comma-separated list"),

@@ -1,5 +1,6 @@
 """The report from a real tracking store filled with runs whose numbers the test chooses."""
 
+import itertools
 import os
 import re
 import subprocess
@@ -69,9 +70,11 @@ def add_run(
     batch_size=128,
     train_noise=0.0,
     metrics=None,
+    subset=None,
 ):
     """A finished training run and, when `normalized` is given, a finished noise evaluation of it under
-    `config` whose A^x are `normalized` (one per level of the configuration). `metrics`: more of the run's own."""
+    `config` whose A^x are `normalized` (one per level of the configuration). `metrics`: more of the run's own;
+    `subset`: its params train_examples and test_examples."""
     run = client.create_run(exp_id, tags={names.KIND: "train", names.LEARNED: str(learned).lower()})
     params = {
         "dataset": dataset,
@@ -85,6 +88,7 @@ def add_run(
         "shortcut": "A",
         "patience": "10",
         **({"train_noise": names.canonical(train_noise)} if train_noise else {}),
+        **({"train_examples": str(subset[0]), "test_examples": str(subset[1])} if subset else {}),
     }
     now = int(time.time() * 1000)
     logged = {names.BASELINE_ACCURACY: baseline, **(metrics or {})}
@@ -598,6 +602,23 @@ def test_a_configuration_made_again_by_newer_code_counts_once_and_mixed_semantic
     assert f"training runs span semantics 0 (1 runs), {TRAINING_SEMANTICS} (1 runs)" in note
     assert "noise evaluation runs were made under semantics 0 (2 runs)" in note
     assert note in console.summary_text(assembly.build(ReportSettings()))
+
+
+def test_runs_on_a_subset_stay_apart_from_the_whole_data_and_the_report_says_which_subset(store):
+    client = mlflow.tracking.MlflowClient()
+    exp_id = session.ensure_experiment("lrnoise")
+    for subset, shift in ((None, 0.0), ((4000, 1000), -0.1)):
+        for lr, seed in itertools.product((0.0005, 0.001, 0.0015), (0, 1)):
+            avr = 0.8 + shift + 100 * lr + 0.01 * seed
+            add_run(client, exp_id, "fashion_mnist", "resnet20", "adam", lr, seed, 0.9, (avr,) * 6, subset=subset)
+    report = assembly.build(ReportSettings())
+    words = "fashion_mnist (4,000 of 60,000 training images; 1,000 of 10,000 test images)"
+    title, blocks = report.main.tables["table3_avg_normalized_accuracy"]
+    assert sorted(blocks) == ["fashion_mnist", words]  # two cells of three lrs x two seeds, never pooled
+    assert blocks[words].loc["resnet20"].str.contains(r"\(n=2\)").all()
+    claims = report.main.claims
+    assert sorted(claims["dataset"]) == ["fashion_mnist", "fashion_mnist-n4000-t1000"] and (claims["n_runs"] == 6).all()
+    assert f"{words} · resnet20 · adam" in assembly.claims_text(report.main, report.family)
 
 
 def test_claims_markdown_becomes_escaped_html():

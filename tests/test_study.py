@@ -111,7 +111,11 @@ def test_study_params_name_the_grid():
         "patience": "4",
         "budget": "epochs",
         "reference_batch_size": "32",
+        "train_examples": "all",
+        "test_examples": "all",
     }
+    fashion = runner.study_params(StudySpec("fashion"))
+    assert (fashion["train_examples"], fashion["test_examples"]) == ("4000", "1000")
     spec = StudySpec("paper", lrs=(0.001, 0.002), seeds=(0, 1), noise=("pcm",), times=(1.0, 60.0), trials="auto")
     params = runner.study_params(spec)
     assert params["lrs"] == "0.001,0.002" and params["seeds"] == "0,1" and params["trials"] == "auto"

@@ -16,8 +16,25 @@ from lrnoise.errors import LrnoiseError
 from lrnoise.paper import OPTIMIZERS  # the paper's six, in its order
 
 # ---- allowed names
-DATASETS = ("digits", "cifar10", "cifar100", "fashion_mnist")  # digits: scikit-learn's bundled 8x8 images;
-# fashion_mnist: 28x28 grey, offline from the system package dataset-fashion-mnist (data/idx.py)
+
+
+@dataclass(frozen=True)
+class Split:
+    """A dataset's size as lrnoise loads it: training images (the validation split comes out of them), test."""
+
+    train: int
+    test: int
+
+
+# digits: scikit-learn's bundled 8x8 images (a fixed fifth held out as the test set); fashion_mnist: 28x28 grey,
+# offline from the system package dataset-fashion-mnist (data/idx.py); CIFAR10/100: the 32x32 colour archives
+DATASET_SIZES = {
+    "digits": Split(train=1438, test=359),
+    "cifar10": Split(train=50_000, test=10_000),
+    "cifar100": Split(train=50_000, test=10_000),
+    "fashion_mnist": Split(train=60_000, test=10_000),
+}
+DATASETS = tuple(DATASET_SIZES)
 # He et al.'s CIFAR ResNets are the 6n+2 family; resnet8 (n = 1) is the smallest, for quick checks and tests
 MODEL_DEPTHS = {"resnet8": 8, "resnet20": 20, "resnet32": 32, "resnet44": 44, "resnet56": 56}
 SHORTCUTS = ("A", "B")  # A: zero-padded identity (He et al.'s CIFAR choice); B: 1x1 projection
@@ -68,6 +85,22 @@ class TrainConfig:
     reference_batch_size: int = option(
         REFERENCE_BATCH_SIZE, "budget steps: the batch size whose epochs set the number of updates"
     )
+    # Subsets for a CPU: part of the configuration (and its key) when given; the whole set is the default, and a
+    # count equal to the whole set means the whole set (the same configuration as giving none)
+    train_examples: int | None = option(
+        None,
+        "training images to draw from the training set, stratified by class from the seed (10 % of them are the "
+        "validation split) [default: all]",
+    )
+    test_examples: int | None = option(
+        None, "test images to score, a stratified subset that is the same for every seed and lr [default: all]"
+    )
+
+    def __post_init__(self):
+        size = DATASET_SIZES.get(self.dataset)
+        for name, whole in (("train_examples", size and size.train), ("test_examples", size and size.test)):
+            if getattr(self, name) == whole:
+                object.__setattr__(self, name, None)  # the whole set, however it was asked for
 
     def validate(self) -> TrainConfig:
         check_choice("dataset", self.dataset, DATASETS)
@@ -97,25 +130,33 @@ class TrainConfig:
             raise LrnoiseError(
                 f"train_noise must be an eta between 0 (clean training) and {MAX_TRAIN_NOISE:g}, got {self.train_noise}"
             )
+        size = DATASET_SIZES[self.dataset]
+        for name, whole, part in (("train_examples", size.train, "training"), ("test_examples", size.test, "test")):
+            count = getattr(self, name)
+            if count is not None and not 1 <= count <= whole:
+                raise LrnoiseError(f"{name} must be from 1 to {whole} (the {self.dataset} {part} set), got {count}")
         return self
 
     def params(self) -> dict:
-        """The training run's params. train_noise is left out at 0, and budget and reference_batch_size with the
-        epochs budget, so such a training keeps the params (and configuration key) it always had."""
+        """The training run's params. train_noise is left out at 0, budget and reference_batch_size with the
+        epochs budget, and the example counts on the whole data, so such a training keeps the params (and
+        configuration key) it always had."""
         params = asdict(self)
         if not self.train_noise:
             del params["train_noise"]
         if self.budget == "epochs":
             del params["budget"], params["reference_batch_size"]
+        for name in ("train_examples", "test_examples"):
+            if params[name] is None:
+                del params[name]
         return params
 
     @property
     def run_name(self) -> str:
         noisy = f"-tn{self.train_noise:g}" if self.train_noise else ""
         steps = f"-steps{self.reference_batch_size}" if self.budget == "steps" else ""
-        return (
-            f"{self.dataset}-{self.model}-{self.optimizer}-lr{self.lr:g}-b{self.batch_size}{noisy}{steps}-s{self.seed}"
-        )
+        data = data_name(self.dataset, self.train_examples, self.test_examples)
+        return f"{data}-{self.model}-{self.optimizer}-lr{self.lr:g}-b{self.batch_size}{noisy}{steps}-s{self.seed}"
 
     @classmethod
     def from_params(cls, params: dict) -> TrainConfig:
@@ -205,6 +246,28 @@ class Placement:
         if not isinstance(value, dict):
             raise LrnoiseError(f"ray runtime env must be a JSON object, got {type(value).__name__}")
         return value
+
+
+def data_name(dataset: str, train_examples: int | None = None, test_examples: int | None = None) -> str:
+    """The data a configuration saw, as run names and the report's cells name it: the dataset's name, with
+    '-n<training images>' and '-t<test images>' where it drew a subset ('fashion_mnist-n4000-t1000'). Runs on
+    different subsets never share a cell of the report."""
+    subsets = (("n", train_examples), ("t", test_examples))  # None, or NaN in a run table: the whole set
+    return dataset + "".join(
+        f"-{tag}{int(count)}" for tag, count in subsets if count is not None and not math.isnan(count)
+    )
+
+
+def describe_data(name: str) -> str:
+    """data_name's text in words: 'fashion_mnist (4,000 of 60,000 training images; 1,000 of 10,000 test images)';
+    the whole of a dataset is its bare name."""
+    dataset, *subsets = name.split("-")
+    size = DATASET_SIZES.get(dataset)
+    if size is None or not subsets:
+        return name
+    whole = {"n": (size.train, "training"), "t": (size.test, "test")}
+    parts = [f"{int(part[1:]):,} of {whole[part[0]][0]:,} {whole[part[0]][1]} images" for part in subsets]
+    return f"{dataset} ({'; '.join(parts)})"
 
 
 def flag(name: str) -> str:

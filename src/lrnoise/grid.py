@@ -121,6 +121,25 @@ PRESETS = {
         "trials": 5,
         "workers": 2,
     },
+    # The lr question on a real benchmark, offline: Fashion-MNIST (the system package dataset-fashion-mnist),
+    # ResNet20, Adam at the paper's six lrs x 3 seeds, paper + PCM noise, sized for about an hour on 2 CPU cores
+    # (ResNet20 trains ~210 images/s on 28x28 there): 4,000 of the 60,000 training images (stratified, from the
+    # seed), scored on 1,000 of the 10,000 test images (the same for every run). On a GPU the whole data is
+    # `--train-examples 60000 --test-examples 10000`.
+    "fashion": {
+        "blocks": [
+            {"datasets": ("fashion_mnist",), "models": ("resnet20",), "optimizers": ("adam",), "lrs": paper.LRS}
+        ],
+        "seeds": (0, 1, 2),
+        "epochs": 8,
+        "patience": 4,
+        "batch_sizes": (32,),
+        "train_examples": 4000,
+        "test_examples": 1000,
+        "noise": ("additive", "pcm"),
+        "trials": 5,
+        "workers": 2,
+    },
 }
 # A study's grid: StudySpec's list field -> the TrainConfig field it sweeps. The swept fields are what tells two
 # configurations of one study apart: registry version tags, report rows and cells (AXES, CELL) follow from them.
@@ -170,6 +189,10 @@ class StudySpec:
         None, "budget steps: the batch size whose epochs set the updates [preset's, else 32]"
     )
     batch_size: int | None = option(None, "one batch size for every configuration (= --batch-sizes N)")
+    train_examples: int | None = option(
+        None, "training images per configuration, a stratified subset from each seed [preset's, else all]"
+    )
+    test_examples: int | None = option(None, "test images to score, a stratified subset [preset's, else all]")
 
     def __post_init__(self):
         check_choice("preset", self.preset, PRESETS)
@@ -203,6 +226,8 @@ class StudySpec:
                     patience=patience,
                     budget=budget,
                     reference_batch_size=self.setting("reference_batch_size"),
+                    train_examples=self.setting("train_examples"),
+                    test_examples=self.setting("test_examples"),
                 ).validate()
                 if config not in configs:
                     configs.append(config)

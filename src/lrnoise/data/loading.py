@@ -1,5 +1,7 @@
 """Datasets as arrays: the embedded `digits` (scikit-learn's), CIFAR10/100 and Fashion-MNIST (read from wherever
-sources.locate finds them) loaded into a Dataset, with a validation split drawn from the training set by seed.
+sources.locate finds them) loaded into a Dataset, with a validation split drawn from the training set by seed,
+and, where a configuration asks for them, stratified subsets (`stratified_subset`): of the training set drawn
+from the seed, of the test set the same for every seed.
 
 Images stay uint8 NHWC in memory; the training and evaluation pipelines that feed them to a model are
 pipelines.py's.
@@ -60,8 +62,34 @@ def _load_digits() -> tuple[np.ndarray, ...]:
     return x[train], y[train], x[test], y[test]
 
 
-def load(name: str, data_dir: str | os.PathLike | None = None, val_fraction: float = 0.1, seed: int = 0) -> Dataset:
-    """Loads `name`; the validation split is drawn from the training set with `seed` (the test set is fixed)."""
+TEST_SUBSET_SEED = 0  # the test subset's draw: one fixed subset, so every seed and lr is scored on the same images
+
+
+def stratified_subset(labels: np.ndarray, count: int, seed: int) -> np.ndarray:
+    """Sorted indices of `count` of `labels`: each class gets its share of `count` (the largest remainders round
+    up, lower classes first on a tie), its members drawn at random with `seed`."""
+    if not 1 <= count <= len(labels):
+        raise LrnoiseError(f"a subset of {count} images cannot be drawn from {len(labels)}")
+    classes, sizes = np.unique(labels, return_counts=True)
+    exact = count * sizes / len(labels)
+    quota = np.floor(exact).astype(int)
+    quota[np.argsort(quota - exact, kind="stable")[: count - quota.sum()]] += 1
+    rng = np.random.default_rng(seed)
+    picked = [rng.permutation(np.flatnonzero(labels == c))[:q] for c, q in zip(classes, quota)]
+    return np.sort(np.concatenate(picked))
+
+
+def load(
+    name: str,
+    data_dir: str | os.PathLike | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    train_examples: int | None = None,
+    test_examples: int | None = None,
+) -> Dataset:
+    """Loads `name`; the validation split is drawn from the training set with `seed` (the test set is fixed).
+    `train_examples`: a stratified subset of the training set drawn with `seed`, before the validation split
+    (which comes out of it); `test_examples`: a stratified test subset, the same whatever the seed. None: all."""
     check_dataset(name)
     if not 0.0 <= val_fraction < 1.0:
         raise LrnoiseError(f"val_fraction must be in [0, 1), got {val_fraction}")
@@ -74,6 +102,12 @@ def load(name: str, data_dir: str | os.PathLike | None = None, val_fraction: flo
     else:
         (x_train, y_train, x_test, y_test), source = _load_cifar(name, data_dir)
         num_classes = CIFAR[name].num_classes
+    if train_examples is not None:
+        kept = stratified_subset(y_train, train_examples, seed)
+        x_train, y_train = x_train[kept], y_train[kept]
+    if test_examples is not None:
+        kept = stratified_subset(y_test, test_examples, TEST_SUBSET_SEED)
+        x_test, y_test = x_test[kept], y_test[kept]
     order = np.random.RandomState(seed).permutation(len(x_train))
     n_val = int(round(len(x_train) * val_fraction))
     val, train = np.sort(order[:n_val]), np.sort(order[n_val:])

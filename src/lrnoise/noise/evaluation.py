@@ -46,7 +46,9 @@ def noise_eval(
         if dataset is None:
             raise LrnoiseError(f"model {model_uri} comes from no lrnoise training run: pass --dataset")
         sources.require([dataset], data_dir)
-        ds = loading.load(dataset, data_dir=data_dir)
+        # scored on the test images its training run was scored on: the same subset, or the whole test set
+        subset = None if source is None else lookup.test_examples_of(source)
+        ds = loading.load(dataset, data_dir=data_dir, test_examples=subset)
     dataset = ds.name
     model = model if model is not None else registry.load_model(model_uri)
     if tuple(model.input_shape[1:]) != ds.input_shape:

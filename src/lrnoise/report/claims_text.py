@@ -8,6 +8,7 @@ import pandas as pd
 
 from lrnoise.analysis import eq2, frontier, lr_claims, verdicts
 from lrnoise.analysis.run_table import TOO_FEW_SEEDS
+from lrnoise.config import describe_data
 
 
 def _pp(value: float) -> str:
@@ -105,8 +106,8 @@ def claim_lines(row) -> list[str]:
 
 def cell_name(row) -> str:
     """'digits · resnet20 · adam', with ' · B=64', ' · train noise 5 %' and ' · budget steps' where the row has
-    them."""
-    name = f"{row['dataset']} · {row['model']}"
+    them; a subset's data in words ('fashion_mnist (4,000 of 60,000 training images; ...) · resnet20')."""
+    name = f"{describe_data(row['dataset'])} · {row['model']}"
     if pd.notna(row.get("optimizer")):
         name += f" · {row['optimizer']}"
     if "lr" in row and pd.notna(row.get("lr")):

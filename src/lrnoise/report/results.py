@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from lrnoise import NOISE_SEMANTICS, TRAINING_SEMANTICS, names
+from lrnoise.config import data_name
 from lrnoise.errors import LrnoiseError
 from lrnoise.grid import CELL
 from lrnoise.noise import noise_config
@@ -148,7 +149,14 @@ def join(runs: pd.DataFrame, evals: pd.DataFrame, info: ConfigInfo) -> pd.DataFr
     # A_avr's 95 % CI over one run's draws: the levels' draws are independent, A_avr their mean over L levels
     level_cis = [ci for _, _, ci in level_columns(info)]
     joined[A_AVR_DRAW_CI] = np.sqrt((joined[level_cis] ** 2).sum(axis=1, min_count=1)) / len(level_cis)
-    return joined
+    return with_data_names(joined)
+
+
+def with_data_names(runs: pd.DataFrame) -> pd.DataFrame:
+    """runs whose `dataset` names the subsets a run drew (config.data_name: 'fashion_mnist-n4000-t1000'), so
+    every table, figure and claim keeps runs on different subsets apart and says which subset it is."""
+    subsets = [runs[c] if c in runs else [None] * len(runs) for c in ("train_examples", "test_examples")]
+    return runs.assign(dataset=[data_name(d, n, t) for d, n, t in zip(runs["dataset"], *subsets)])
 
 
 def row_labels(runs: pd.DataFrame) -> pd.DataFrame:

@@ -11,6 +11,7 @@ import pandas as pd
 from lrnoise import names, paper
 from lrnoise.analysis import lr_claims
 from lrnoise.analysis.run_table import frame
+from lrnoise.config import describe_data
 from lrnoise.noise import statistics
 from lrnoise.report.results import A_AVR_DRAW_CI, CONFIG, LEARNED, clean_runs, learned_runs, row_label
 from lrnoise.report.rows import CellRow, ComparisonRow, OptimizerRow, SweetSpotRow
@@ -94,11 +95,14 @@ def formatted_block(runs: pd.DataFrame, value: str, dataset: str, optimizer: str
 
 
 def table(runs: pd.DataFrame, value: str, optimizer: str, learned_only: bool) -> dict[str, pd.DataFrame]:
-    """{dataset: formatted block} for Table II (baseline) or III (A_avr; models that did not learn blanked,
-    a cell where no seed learned reads 'no learning')."""
+    """{the data in words: formatted block} for Table II (baseline) or III (A_avr; models that did not learn
+    blanked, a cell where no seed learned reads 'no learning')."""
     runs = clean_runs(runs)
     source = _mark_unlearned(runs) if learned_only else runs
-    return {dataset: formatted_block(source, value, dataset, optimizer) for dataset in sorted(runs["dataset"].unique())}
+    return {
+        describe_data(dataset): formatted_block(source, value, dataset, optimizer)
+        for dataset in sorted(runs["dataset"].unique())
+    }
 
 
 def _mark_unlearned(runs: pd.DataFrame) -> pd.DataFrame:

@@ -8,6 +8,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 
 from lrnoise import names
+from lrnoise.config import TrainConfig
 from lrnoise.errors import LrnoiseError
 from lrnoise.store import registry, semantics, session
 
@@ -25,6 +26,11 @@ def resumable_training(run_id: str):
 def dataset_of(train_run) -> str | None:
     """The dataset a training run trained on (its `dataset` param)."""
     return train_run.data.params.get(names.DATASET_PARAM)
+
+
+def test_examples_of(train_run) -> int | None:
+    """The test subset a training run was scored on (its `test_examples` param), None for the whole test set."""
+    return TrainConfig.from_params(train_run.data.params).test_examples
 
 
 def learned(train_run) -> bool:

@@ -33,17 +33,24 @@ from lrnoise.study.dispatch import Dispatcher
 from lrnoise.study.job import BUSY_POLL, Context, Job, Outcome, run_job
 from lrnoise.training.build import SweepCache
 
-SETTINGS = ("epochs", "trials", "patience", "budget", "reference_batch_size")  # logged as the study resolves them
+SUBSETS = ("train_examples", "test_examples")  # None: the whole set
+# logged as the study resolves them
+SETTINGS = ("epochs", "trials", "patience", "budget", "reference_batch_size", *SUBSETS)
 
 
 def study_params(spec: StudySpec) -> dict:
-    """The study run's params: every StudySpec field (grid fields and settings not overridden read 'preset'),
-    the noise configurations by name."""
+    """The study run's params: every StudySpec field (grid fields and settings not overridden read 'preset', a
+    subset not asked for 'all'), the noise configurations by name."""
     values = {f: spec.setting(f) if f in SETTINGS else getattr(spec, f) for f in names.STUDY_PARAMS}
     values["noise"] = [c.name for c in noise_config.study_configs(spec)]
     return {
-        k: "preset" if v is None else names.canonical(list(v) if isinstance(v, tuple) else v) for k, v in values.items()
+        k: unset(k) if v is None else names.canonical(list(v) if isinstance(v, tuple) else v) for k, v in values.items()
     }
+
+
+def unset(param: str) -> str:
+    """A study param's value where neither the command nor the preset gives one."""
+    return "all" if param in SUBSETS else "preset"
 
 
 def plan(spec: StudySpec) -> list[Job]:

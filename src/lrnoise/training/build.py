@@ -97,8 +97,15 @@ def seed_everything(seed: int) -> None:
 
 # ---------------------------------------------------------------- the data
 def load_data(config: TrainConfig, data_dir: str | None = None) -> loading.Dataset:
-    """The configuration's data, its validation split drawn with its seed."""
-    return loading.load(config.dataset, data_dir=data_dir, val_fraction=VAL_FRACTION, seed=config.seed)
+    """The configuration's data (its subsets, if it names any), its validation split drawn with its seed."""
+    return loading.load(
+        config.dataset,
+        data_dir=data_dir,
+        val_fraction=VAL_FRACTION,
+        seed=config.seed,
+        train_examples=config.train_examples,
+        test_examples=config.test_examples,
+    )
 
 
 def steps_per_training_epoch(config: TrainConfig, examples: int) -> int:
