@@ -15,9 +15,8 @@ from dataclasses import asdict, dataclass, field, fields
 from lrnoise.errors import LrnoiseError
 from lrnoise.paper import OPTIMIZERS  # the paper's six, in its order
 
+
 # ---- allowed names
-
-
 @dataclass(frozen=True)
 class Split:
     """A dataset's size as lrnoise loads it: training images (the validation split comes out of them), test."""
@@ -87,19 +86,23 @@ class TrainConfig:
     )
     # Subsets for a CPU: part of the configuration (and its key) when given; the whole set is the default, and a
     # count equal to the whole set means the whole set (the same configuration as giving none)
+    # (`part`: the Split field it is a subset of)
     train_examples: int | None = option(
         None,
         "training images to draw from the training set, stratified by class from the seed (10 % of them are the "
         "validation split) [default: all]",
+        part="train",
     )
     test_examples: int | None = option(
-        None, "test images to score, a stratified subset that is the same for every seed and lr [default: all]"
+        None,
+        "test images to score, a stratified subset that is the same for every seed and lr [default: all]",
+        part="test",
     )
 
     def __post_init__(self):
-        size = DATASET_SIZES.get(self.dataset)
-        for name, whole in (("train_examples", size and size.train), ("test_examples", size and size.test)):
-            if getattr(self, name) == whole:
+        size = DATASET_SIZES.get(self.dataset)  # an unknown dataset is validate()'s to refuse
+        for name, part in SUBSETS.items():
+            if size is not None and getattr(self, name) == getattr(size, part):
                 object.__setattr__(self, name, None)  # the whole set, however it was asked for
 
     def validate(self) -> TrainConfig:
@@ -130,11 +133,12 @@ class TrainConfig:
             raise LrnoiseError(
                 f"train_noise must be an eta between 0 (clean training) and {MAX_TRAIN_NOISE:g}, got {self.train_noise}"
             )
-        size = DATASET_SIZES[self.dataset]
-        for name, whole, part in (("train_examples", size.train, "training"), ("test_examples", size.test, "test")):
-            count = getattr(self, name)
+        for name, part in SUBSETS.items():
+            count, whole = getattr(self, name), getattr(DATASET_SIZES[self.dataset], part)
             if count is not None and not 1 <= count <= whole:
-                raise LrnoiseError(f"{name} must be from 1 to {whole} (the {self.dataset} {part} set), got {count}")
+                raise LrnoiseError(
+                    f"{name} must be from 1 to {whole} (the {self.dataset} {SPLIT_WORDS[part]} set), got {count}"
+                )
         return self
 
     def params(self) -> dict:
@@ -146,7 +150,7 @@ class TrainConfig:
             del params["train_noise"]
         if self.budget == "epochs":
             del params["budget"], params["reference_batch_size"]
-        for name in ("train_examples", "test_examples"):
+        for name in SUBSETS:
             if params[name] is None:
                 del params[name]
         return params
@@ -162,6 +166,11 @@ class TrainConfig:
     def from_params(cls, params: dict) -> TrainConfig:
         """Rebuilds the config from a run's (string) params; a field not logged takes its default."""
         return cls(**typed(cls, params))
+
+
+SUBSETS = {f.name: f.metadata["part"] for f in fields(TrainConfig) if "part" in f.metadata}  # field -> Split's
+SPLIT_WORDS = {"train": "training", "test": "test"}
+SUBSET_TAGS = {"train": "n", "test": "t"}  # data_name's marks: fashion_mnist-n4000-t1000
 
 
 @dataclass(frozen=True)
@@ -252,22 +261,25 @@ def data_name(dataset: str, train_examples: int | None = None, test_examples: in
     """The data a configuration saw, as run names and the report's cells name it: the dataset's name, with
     '-n<training images>' and '-t<test images>' where it drew a subset ('fashion_mnist-n4000-t1000'). Runs on
     different subsets never share a cell of the report."""
-    subsets = (("n", train_examples), ("t", test_examples))  # None, or NaN in a run table: the whole set
+    counts = dict(zip(SUBSETS.values(), (train_examples, test_examples)))  # None (NaN in a run table): all
     return dataset + "".join(
-        f"-{tag}{int(count)}" for tag, count in subsets if count is not None and not math.isnan(count)
+        f"-{SUBSET_TAGS[part]}{int(n)}" for part, n in counts.items() if n is not None and not math.isnan(n)
     )
 
 
 def describe_data(name: str) -> str:
     """data_name's text in words: 'fashion_mnist (4,000 of 60,000 training images; 1,000 of 10,000 test images)';
     the whole of a dataset is its bare name."""
-    dataset, *subsets = name.split("-")
+    dataset, *marks = name.split("-")
     size = DATASET_SIZES.get(dataset)
-    if size is None or not subsets:
+    if size is None or not marks:
         return name
-    whole = {"n": (size.train, "training"), "t": (size.test, "test")}
-    parts = [f"{int(part[1:]):,} of {whole[part[0]][0]:,} {whole[part[0]][1]} images" for part in subsets]
-    return f"{dataset} ({'; '.join(parts)})"
+    part_of = {tag: part for part, tag in SUBSET_TAGS.items()}
+    words = [
+        f"{int(mark[1:]):,} of {getattr(size, part_of[mark[0]]):,} {SPLIT_WORDS[part_of[mark[0]]]} images"
+        for mark in marks
+    ]
+    return f"{dataset} ({'; '.join(words)})"
 
 
 def flag(name: str) -> str:

@@ -38,7 +38,7 @@ class StudySettings:
     workers: int | None = option(
         None,
         "configurations at once (processes; each with its own GPUs when GPUs exist: --gpus-per-training) "
-        "[default: one per GPU; on a CPU the preset's, 2 for demo, seeds and mechanism with >= 2 cores, else 1]",
+        "[default: one per GPU; on a CPU the preset's (2 for demo, seeds, mechanism and fashion) up to the cores]",
     )
     executor: str = option("local", "where the configurations run", EXECUTORS)
     reuse: str = option(

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from lrnoise import NOISE_SEMANTICS, TRAINING_SEMANTICS, names
-from lrnoise.config import data_name
+from lrnoise.config import SUBSETS, data_name
 from lrnoise.errors import LrnoiseError
 from lrnoise.grid import CELL
 from lrnoise.noise import noise_config
@@ -155,7 +155,7 @@ def join(runs: pd.DataFrame, evals: pd.DataFrame, info: ConfigInfo) -> pd.DataFr
 def with_data_names(runs: pd.DataFrame) -> pd.DataFrame:
     """runs whose `dataset` names the subsets a run drew (config.data_name: 'fashion_mnist-n4000-t1000'), so
     every table, figure and claim keeps runs on different subsets apart and says which subset it is."""
-    subsets = [runs[c] if c in runs else [None] * len(runs) for c in ("train_examples", "test_examples")]
+    subsets = [runs[c] if c in runs else [None] * len(runs) for c in SUBSETS]
     return runs.assign(dataset=[data_name(d, n, t) for d, n, t in zip(runs["dataset"], *subsets)])
 
 

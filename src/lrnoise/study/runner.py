@@ -20,7 +20,7 @@ import time
 from collections import Counter
 
 from lrnoise import NOISE_SEMANTICS, TRAINING_SEMANTICS, __version__, names
-from lrnoise.config import Placement
+from lrnoise.config import SUBSETS, Placement
 from lrnoise.data import sources
 from lrnoise.errors import LrnoiseError
 from lrnoise.grid import PRESETS, StudySpec
@@ -33,8 +33,7 @@ from lrnoise.study.dispatch import Dispatcher
 from lrnoise.study.job import BUSY_POLL, Context, Job, Outcome, run_job
 from lrnoise.training.build import SweepCache
 
-SUBSETS = ("train_examples", "test_examples")  # None: the whole set
-# logged as the study resolves them
+# logged as the study resolves them (a subset: None is the whole set)
 SETTINGS = ("epochs", "trials", "patience", "budget", "reference_batch_size", *SUBSETS)
 
 
@@ -152,7 +151,7 @@ def _end_dead_runs(exp_id: str) -> None:
 
 def preset_workers(spec: StudySpec) -> int:
     """The preset's measured configurations at once per CPU machine (2 for the digits presets, whose tiny steps
-    leave a core idle; 1 for CIFAR)."""
+    leave a core idle, and for fashion, where one and two took the same time; 1 for CIFAR)."""
     return PRESETS[spec.preset].get("workers", 1)
 
 
