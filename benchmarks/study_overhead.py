@@ -34,6 +34,12 @@ Information (no target), from the times t(line) the lines were printed:
       1-3: K forward and backward passes after every epoch and once on the final weights), timed around the
       function in this process, per configuration; all of it lies in the fixed seconds (bookkeeping and
       after-fit). study_fixed_seconds_without_grad_noise: the fixed seconds less that arithmetic.
+  Where the floor is: a configuration either starts from a model its worker already traced for its architecture,
+      input normalisation and optimizer type (build.SweepCache) or traces its steps anew (a new seed's
+      normalisation, a new optimizer type); which one, the benchmark reads off the cache as each configuration
+      takes its model. study_configurations_traced = the share that traced; study_fixed_seconds_reused and
+      study_fixed_seconds_traced = the fixed seconds' mean over each kind (reused: the floor of a configuration
+      that traces nothing, the gradient-noise estimates included).
 The study's set-up (store, study run) and report (report=False) are outside every S_c. So are the stake of the
 claim of the configuration run next, which the study makes while the current one runs (dispatch.Dispatcher), and the
 claim's removal after its configuration: their seconds, timed in this process, are added to the fixed seconds
@@ -104,9 +110,9 @@ def parse(lines: list[tuple[float, str]]) -> list[dict]:
 
 
 def figures(configurations: list[dict], grad_noise_seconds: float, stake_seconds: float = 0.0) -> dict:
-    """The module docstring's figures from parsed configurations (each with >= 2 epochs; `seconds` = S_c), the
-    seconds all of them spent in gradient-noise estimates, and the seconds the study spent staking their claims
-    outside S_c (spread evenly over the configurations)."""
+    """The module docstring's figures from parsed configurations (each with >= 2 epochs; `seconds` = S_c; `traced`:
+    whether it traced its steps anew, where known), the seconds all of them spent in gradient-noise estimates, and
+    the seconds the study spent staking their claims outside S_c (spread evenly over the configurations)."""
     mean = statistics.fmean
     first = [c["epochs"][0] for c in configurations]
     steady = [mean(c["epochs"][1:]) for c in configurations]  # m_c
@@ -119,7 +125,15 @@ def figures(configurations: list[dict], grad_noise_seconds: float, stake_seconds
     ]
     noise_start = [c["noise_start"] or c["end"] for c in configurations]
     grad_noise = grad_noise_seconds / len(configurations)
+    by_kind = {
+        kind: [f for f, c in zip(fixed, configurations) if c.get("traced") is traced]
+        for kind, traced in (("traced", True), ("reused", False))
+    }
+    kinds = {f"study_fixed_seconds_{kind}": round(mean(values), 2) for kind, values in by_kind.items() if values}
+    if by_kind["traced"] or by_kind["reused"]:
+        kinds["study_configurations_traced"] = f"{len(by_kind['traced'])} of {len(configurations)}"
     return {
+        **kinds,
         "first_epoch_vs_steady_epoch": round(mean(first) / mean(steady), 3),
         "study_seconds_per_configuration": round(mean(c["seconds"] for c in configurations), 2),
         "study_fixed_seconds_per_configuration": round(mean(fixed), 2),
@@ -140,6 +154,21 @@ def figures(configurations: list[dict], grad_noise_seconds: float, stake_seconds
         "study_stake_seconds_per_configuration": round(stake, 3),
         "study_fixed_seconds_without_grad_noise": round(mean(fixed) - grad_noise, 2),
     }
+
+
+def watch_traces(build) -> dict:
+    """Wraps build.SweepCache.model_for in place: run name -> whether that configuration's model had to be traced
+    anew (no kept model of its architecture key, or one with another optimizer type: see model_for)."""
+    traced, original = {}, build.SweepCache.model_for
+
+    def model_for(self, config, ds, execution):
+        stats = build.networks.channel_stats(ds.x_train)
+        kept = self.models.get(build.architecture_key(config, ds, execution, stats))
+        traced[config.run_name] = kept is None or kept[1] != config.optimizer
+        return original(self, config, ds, execution)
+
+    build.SweepCache.model_for = model_for
+    return traced
 
 
 class Stopwatch:
@@ -182,8 +211,9 @@ def main():
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlflow.db"
         from lrnoise.settings import StudySettings
         from lrnoise.study import dispatch, runner
-        from lrnoise.training import gradnoise
+        from lrnoise.training import build, gradnoise
 
+        traced = watch_traces(build)
         grad_noise = Stopwatch(gradnoise, "estimate")  # the callback and the final estimate both call it
         # claims staked and removed between configurations, outside S_c
         staking = [Stopwatch(dispatch.Dispatcher, name) for name in ("_stake", "finish")]
@@ -204,6 +234,7 @@ def main():
         raise SystemExit(f"parsed {len(configurations)} configurations from the log, the study ran {len(outcomes)}")
     for parsed, outcome in zip(configurations, outcomes):  # Outcome.seconds: unrounded S_c
         parsed["seconds"] = outcome.seconds
+        parsed["traced"] = traced.get(outcome.job.train.run_name)
     return _common.record(figures(configurations, grad_noise.seconds, sum(w.seconds for w in staking)))
 
 

@@ -37,6 +37,13 @@ FIGURES = {
     "first_epoch_vs_steady_epoch": ("first epoch / steady epoch in that sweep", None),
     "study_seconds_per_configuration": ("seconds per configuration of that sweep, all in", None),
     "study_fixed_seconds_after_first_configuration": ("fixed seconds without the first configuration", None),
+    "study_configurations_traced": (
+        "configurations that traced their steps anew (a new normalisation or optimizer)",
+        None,
+    ),
+    "study_fixed_seconds_traced": ("fixed seconds of a configuration that traced", None),
+    "study_fixed_seconds_reused": ("fixed seconds of one that reused its worker's traced model: the floor", None),
+    "study_fixed_seconds_without_grad_noise": ("the fixed seconds less the gradient-noise estimates", None),
     "server_request_ms": ("one tracking request on a kept-alive connection to the study's server (gunicorn), ms", None),
     "server_uvicorn_vs_lrnoise": ("the same request to MLflow's default uvicorn server / to the study's server", None),
     "train_noise_step_vs_clean_step": (
