@@ -3,7 +3,8 @@
 `python benchmarks/residuals.py seeds=sqlite:///path/to/seeds/mlflow.db mechanism=sqlite:///path/mlflow.db`: for
 each named store (experiment `lrnoise`), every noise configuration's learned runs, and for A_avr and the baseline
 accuracy each run's value less its cell's mean (a cell: one configuration but for the seed). Columns: study,
-noise_config, value, cell, seed, residual."""
+noise_config, value, cell, seed, residual. The rows of a study named here replace its earlier rows; the other
+studies' rows stay (`fashion=...` alone adds the fashion study's)."""
 
 import os
 import sys
@@ -48,8 +49,11 @@ def residuals(name: str, uri: str) -> pd.DataFrame:
 
 def main() -> None:
     stores = dict(arg.split("=", 1) for arg in sys.argv[1:])
-    frame = pd.concat([residuals(name, uri) for name, uri in stores.items()], ignore_index=True)
-    frame.round(6).to_csv(HERE / "residuals.csv", index=False)
+    path = HERE / "residuals.csv"
+    kept = pd.read_csv(path) if path.exists() else pd.DataFrame()
+    kept = kept[~kept["study"].isin(list(stores))] if len(kept) else kept
+    frame = pd.concat([kept, *(residuals(name, uri).round(6) for name, uri in stores.items())], ignore_index=True)
+    frame.to_csv(path, index=False)
     print(frame.groupby(["study", "noise_config", "value"])["residual"].agg(["count", "std"]))
 
 
