@@ -1,22 +1,23 @@
 """Every verdict lrnoise prints, calibrated on synthetic studies of the design it is used on.
 
-`python benchmarks/calibration.py [--studies N]` (default 1,000 per figure; ~5 minutes on 2 cores): for each
-preset's design it draws N synthetic studies, runs the verdict exactly as the report does (lrnoise.analysis:
-lr_claims, axis_effects, eq2, frontier), and measures how often it names an effect where there is none (false
-alarm), how often it finds a planted one (power), and how often its interval holds the truth (coverage). The
-figures go into benchmarks/results.json under "calibration" and the table in docs/statistics.md is generated from
-them (between its markers).
+`python benchmarks/calibration.py [--studies N]` (default 1,000 per figure; about 22 minutes on a 2-core AVX-512
+EPYC, one core busy): for each preset's design it draws N synthetic studies, runs the verdict exactly as the report
+does (lrnoise.analysis: lr_claims, axis_effects, eq2, frontier), and measures how often it names an effect where
+there is none (false alarm), how often it finds a planted one (power), and how often its interval holds the truth
+(coverage). The figures go into benchmarks/results.json under "calibration" and the table in docs/statistics.md is
+generated from them (between its markers).
 
 A synthetic study on its own model: A_avr of run (cell c, seed s) = mu_c + o_s + e_cs, where o_s ~ N(0,
 SEED_SHARED) is what a seed (initial weights, validation split, batch order) gives every cell alike and e_cs ~
 N(0, SEED_OWN) is the rest: 2.5 points of seed spread in all, as the digits studies show. Baselines ~ 95 % with
 the same structure. Off its own model: the spread rising 3x across the cells, every value rounded to a test
 set's accuracy step (ties), grids of any size, and residuals resampled from real studies (benchmarks/residuals.csv,
-written by benchmarks/residuals.py from finished `--preset seeds` and `--preset mechanism` stores): each
-synthetic cell takes a real cell's residuals (seed to seed, around its own mean) in a random order, one run in
-five cells dropped as a model that did not learn would be, around a null or a planted effect; PCM's A_avr
-(near its 96-98 % ceiling) and the baselines (ties) are among them. The whole report (lrnoise.analysis.verdicts: every
-table, then the family) runs on each synthetic study for the family-wise figures.
+written by benchmarks/residuals.py from finished `--preset seeds`, `mechanism` and `fashion` stores): the residual
+bootstrap (each synthetic study draws every run's deviation with replacement from one real study's seed-to-seed
+residuals, one run in five cells dropped as a model that did not learn would be, around a null or a planted
+effect; PCM's A_avr near its 96-98 % ceiling and the baselines' ties are among them) and, as a stress on the
+spreads, each synthetic cell given a real cell's sample sd (calibration_robust.cell_spread_draw). The whole report
+(lrnoise.analysis.verdicts: every table, then the family) runs on each synthetic study for the family-wise figures.
 """
 
 import argparse
@@ -271,6 +272,9 @@ def figures(studies: int, seed: int = 0) -> list[dict]:
     return rows
 
 
+SPREAD_STRESS = ", each cell a real cell's sample sd"  # off.cell_spread_draw: the spreads far more unequal
+
+
 def robust_figures(studies: int, rng, add) -> None:
     """The figures off the verdicts' own model (calibration_robust)."""
     for seeds in (3, 5):
@@ -340,7 +344,7 @@ def robust_figures(studies: int, rng, add) -> None:
     named, _, _ = frontier_rates(studies, 0.15, rng)
     add("frontier", design, "noise training +15 pt", "power", named, None)
     on_model = (off.normal_draw([0.025]), off.normal_draw([0.01], shared=0.0))
-    for name, make in (("demo", off.demo_report), ("mechanism", off.mechanism_report)):
+    for name, make in (("demo", off.demo_report), ("mechanism", off.mechanism_report), ("fashion", off.fashion_report)):
         any_primary, exploratory = off.family_wise(studies, make, rng, on_model)
         design = f"{name}: the whole report, pure noise"
         add(
@@ -362,35 +366,40 @@ def robust_figures(studies: int, rng, add) -> None:
         off.residual_pool(names.BASELINE_ACCURACY),
     )
     for name, (cells, seeds, verdict) in off.residual_verdicts().items():
-        value = off.resampled(studies, verdict, cells, seeds, np.full(len(cells), 0.7), off.residual_draw(avr), rng)
         design = f"{len(cells)} cells x {seeds} seeds, real residuals, 1 run in 5 cells dropped"
-        add(name, design, "none", "false alarm", value, "<= 0.06", key=f"residual_resampled_{name}")
+        for stress, draw, key in (
+            ("", off.residual_draw(avr), "residual_resampled_"),
+            (SPREAD_STRESS, off.cell_spread_draw(avr), "residual_spread_"),
+        ):
+            value = off.resampled(studies, verdict, cells, seeds, np.full(len(cells), 0.7), draw, rng)
+            add(name, design + stress, "none", "false alarm", value, "<= 0.06", key=key + name)
     cells, seeds, verdict = off.residual_verdicts()["trend"]
     if pcm:  # PCM's A_avr near its ceiling: only where the residuals come from a study that evaluated PCM
-        pcm_alarm = off.resampled(studies, verdict, cells, seeds, np.full(6, 0.97), off.residual_draw(pcm), rng)
-        add(
-            "trend",
-            "6 lrs x 3 seeds, PCM residuals at 97 %",
-            "none",
-            "false alarm",
-            pcm_alarm,
-            "<= 0.06",
-            key="residual_resampled_trend_pcm",
-        )
+        for stress, draw, key in (
+            ("", off.residual_draw(pcm), "residual_resampled_trend_pcm"),
+            (SPREAD_STRESS, off.cell_spread_draw(pcm), "residual_spread_trend_pcm"),
+        ):
+            pcm_alarm = off.resampled(studies, verdict, cells, seeds, np.full(6, 0.97), draw, rng)
+            add(
+                "trend",
+                "6 lrs x 3 seeds, PCM residuals at 97 %" + stress,
+                "none",
+                "false alarm",
+                pcm_alarm,
+                "<= 0.06",
+                key=key,
+            )
 
     def base_verdict(runs):
         return lr_claims.trend(runs, names.BASELINE_ACCURACY)["verdict"] != lr_claims.NO_TREND
 
-    base_alarm = off.resampled(studies, base_verdict, cells, seeds, np.full(6, 0.7), off.residual_draw(base), rng)
-    add(
-        "baseline trend",
-        "6 lrs x 3 seeds, real baseline residuals (ties)",
-        "none",
-        "false alarm",
-        base_alarm,
-        "<= 0.06",
-        key="residual_resampled_baseline_trend",
-    )
+    for stress, draw, key in (
+        ("", off.residual_draw(base), "residual_resampled_baseline_trend"),
+        (SPREAD_STRESS, off.cell_spread_draw(base), "residual_spread_baseline_trend"),
+    ):
+        base_alarm = off.resampled(studies, base_verdict, cells, seeds, np.full(6, 0.7), draw, rng)
+        design = "6 lrs x 3 seeds, real baseline residuals (ties)" + stress
+        add("baseline trend", design, "none", "false alarm", base_alarm, "<= 0.06", key=key)
     planted = off.resampled(studies, verdict, cells, seeds, 0.7 + 0.01 * np.arange(6), off.residual_draw(avr), rng)
     add("trend", "6 lrs x 3 seeds, real residuals", "+1 pt per lr step", "power", planted, None)
     pcm_draw = off.residual_draw(pcm) if pcm else off.normal_draw([0.01], shared=0.0)
@@ -403,6 +412,51 @@ def robust_figures(studies: int, rng, add) -> None:
         any_primary,
         "<= 0.06",
         key="residual_resampled_family_demo",
+    )
+    fashion_figures(studies, rng, add)
+
+
+def fashion_figures(studies: int, rng, add) -> None:
+    """The fashion preset's primary verdict (the lr trend of A_avr, 6 lrs x 3 seeds) on its own study's residuals
+    (the residual bootstrap, and the cells' own spreads as a stress): false alarm, power and coverage, and the
+    whole report's family-wise rate."""
+    avr, pcm = (
+        off.residual_pool(names.AVG_NORMALIZED_ACCURACY, c, studies=("fashion",))
+        for c in ("additive-paper", "pcm-1s-1y")
+    )
+    if not avr:
+        print("benchmarks/residuals.csv has no fashion study: run benchmarks/residuals.py on its store", flush=True)
+        return
+    avr_design = "fashion: 6 lrs x 3 seeds, its own residuals"
+    for planted, step, coverage_key in (
+        ("none", 0.0, "fashion_trend_coverage_null"),
+        ("+1 pt per lr step", 0.01, "fashion_trend_coverage_1pt"),
+        ("+2 pt per lr step", 0.02, None),
+    ):
+        named, covered = off.trend_resampled(studies, 3, step, off.residual_draw(avr), rng)
+        if step == 0:
+            add("trend", avr_design, planted, "false alarm", named, "<= 0.06", key="fashion_trend_false_alarm")
+        else:
+            add("trend", avr_design, planted, "power", named, None)
+        add("trend", avr_design, planted, "coverage", covered, ">= 0.90", key=coverage_key)
+    named, _ = off.trend_resampled(studies, 3, 0.0, off.cell_spread_draw(avr), rng)
+    add("trend", avr_design + SPREAD_STRESS, "none", "false alarm", named, "<= 0.06")
+    pcm_design = "fashion: 6 lrs x 3 seeds, its PCM residuals at 97 %"
+    for stress, draw, key in (
+        ("", off.residual_draw(pcm), "fashion_trend_false_alarm_pcm"),
+        (SPREAD_STRESS, off.cell_spread_draw(pcm), None),
+    ):
+        pcm_alarm = off.resampled(studies, off.trend_named, off.DEMO_CELLS, 3, np.full(6, 0.97), draw, rng)
+        add("trend", pcm_design + stress, "none", "false alarm", pcm_alarm, "<= 0.06", key=key)
+    any_primary, _ = off.family_wise(studies, off.fashion_report, rng, (off.residual_draw(avr), off.residual_draw(pcm)))
+    add(
+        "primary family (Holm)",
+        "fashion: the whole report, its own residuals",
+        "none",
+        ">= 1 false primary",
+        any_primary,
+        "<= 0.06",
+        key="fashion_family_wise",
     )
 
 

@@ -67,7 +67,14 @@ def trend_named(runs: pd.DataFrame) -> bool:
     return lr_claims.trend(runs, names.AVG_NORMALIZED_ACCURACY)["verdict"] != lr_claims.NO_TREND
 
 
+def eq2_named(runs: pd.DataFrame) -> bool:
+    """Whether eq. 2's gate names an effect of lr and B on A_avr."""
+    return eq2.eq2_test(runs)["verdict"].iloc[0] != eq2.NO_EFFECT
+
+
 # ---------------------------------------------------------------- on the model, off its assumptions
+
+
 def trend_unequal_spread(studies: int, seeds: int, rng) -> float:
     """A false lr trend when the seed spread rises 3x across the six lrs (1.25 to 3.75 points), no effect."""
     cells = [{"lr": lr} for lr in paper.LRS]
@@ -149,6 +156,14 @@ def demo_report(rng, draw, pcm_draw) -> dict:
     return {"additive-paper": runs, "pcm-1s-1y": pcm.assign(**{names.BASELINE_ACCURACY: runs[names.BASELINE_ACCURACY]})}
 
 
+def fashion_report(rng, draw, pcm_draw) -> dict:
+    """The fashion preset's runs (ResNet20, Adam, six lrs x 3 seeds) under its two noise configurations, no
+    effect anywhere: additive A_avr ~ 70 %, PCM ~ 97 % (capped at 100 %)."""
+    runs = study(DEMO_CELLS, np.full(6, 0.7), draw, 3, rng)
+    pcm = study(DEMO_CELLS, np.full(6, 0.97), pcm_draw, 3, rng)
+    return {"additive-paper": runs, "pcm-1s-1y": pcm.assign(**{names.BASELINE_ACCURACY: runs[names.BASELINE_ACCURACY]})}
+
+
 def mechanism_report(rng, draw, _) -> dict:
     """The mechanism preset's runs (one noise configuration), no effect anywhere."""
     return {"additive-paper": study(MECHANISM_CELLS, np.full(len(MECHANISM_CELLS), 0.7), draw, 3, rng)}
@@ -167,28 +182,51 @@ def family_wise(studies: int, make, rng, draws) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------- residuals of real studies
-def residual_pool(value: str, noise_config: str | None = None) -> list[np.ndarray]:
-    """Each real cell's residuals (a run's value less its cell's mean, scaled by sqrt(n / (n - 1)) so their
-    spread is the cell's sample sd) from benchmarks/residuals.csv."""
+DIGITS_STUDIES = ("seeds", "mechanism")  # the digits stores: the residuals of the designs the demo runs
+
+
+def residual_pool(value: str, noise_config: str | None = None, studies=DIGITS_STUDIES) -> dict:
+    """(study, noise configuration) -> its cells' residuals (a run's value less its cell's mean, scaled by
+    sqrt(n / (n - 1)) so that their mean square is the cell's sample variance), from benchmarks/residuals.csv,
+    of the named studies."""
     frame = pd.read_csv(RESIDUALS)
-    frame = frame[frame["value"] == value]
+    frame = frame[(frame["value"] == value) & frame["study"].isin(studies)]
     if noise_config:
         frame = frame[frame["noise_config"] == noise_config]
-    pool = []
-    for _, cell in frame.groupby(["study", "noise_config", "cell"]):
+    pool: dict = {}
+    for (study_name, config, _), cell in frame.groupby(["study", "noise_config", "cell"]):
         n = len(cell)
         if n >= 3:
-            pool.append(cell["residual"].to_numpy(dtype=float) * np.sqrt(n / (n - 1)))
+            pool.setdefault((study_name, config), []).append(
+                cell["residual"].to_numpy(dtype=float) * np.sqrt(n / (n - 1))
+            )
     return pool
 
 
-def residual_draw(pool: list[np.ndarray]):
-    """Deviations of each synthetic cell: a random real cell's residuals in a random order (seeds permuted),
-    drawn with replacement where the real cell has fewer runs than asked."""
+def residual_draw(pool: dict):
+    """The residual bootstrap: each synthetic study takes one real study of the pool, and every run's deviation is
+    drawn with replacement from all that study's scaled residuals (its seed-to-seed errors' shape, tails and
+    ties, at its own spread). Not a real cell's own residuals reshuffled: they sum to zero, so every synthetic
+    cell would get its true mean exactly; nor drawn from one real cell of 3 runs, which makes 1 cell in 9 runs
+    all alike."""
+    studies = [np.concatenate(cells) for cells in pool.values()]
 
     def draw(cells, seeds, rng):
-        picked = [pool[i] for i in rng.integers(len(pool), size=cells)]
-        return np.array([rng.choice(cell, size=seeds, replace=seeds > len(cell)) for cell in picked])
+        return rng.choice(studies[rng.integers(len(studies))], size=(cells, seeds))
+
+    return draw
+
+
+def cell_spread_draw(pool: dict):
+    """The spread of the real cells taken as true: each synthetic cell gets a random real cell's sample sd (from
+    3-5 runs, so far more unequal than the true spreads) times deviations drawn from all the pool's residuals,
+    each divided by its cell's sample sd. A stress on the Welch contrasts' small-sample df, beside the bootstrap."""
+    cells_of = [cell for cells in pool.values() for cell in cells]
+    spreads = np.array([np.sqrt(np.mean(cell**2)) for cell in cells_of])
+    shape = np.concatenate([cell / s for cell, s in zip(cells_of, spreads) if s > 0])
+
+    def draw(cells, seeds, rng):
+        return spreads[rng.integers(len(spreads), size=cells)][:, None] * rng.choice(shape, size=(cells, seeds))
 
     return draw
 
@@ -206,6 +244,18 @@ def drop_some(runs: pd.DataFrame, rng) -> pd.DataFrame:
 def resampled(studies: int, verdict, cells, seeds, mu, draw, rng) -> float:
     """Share of studies on resampled residuals (some cells unbalanced) whose verdict(runs) names an effect."""
     return rate(verdict(drop_some(study(cells, mu, draw, seeds, rng), rng)) for _ in range(studies))
+
+
+def trend_resampled(studies: int, seeds: int, step: float, draw, rng) -> tuple[float, float]:
+    """(share naming an lr trend of A_avr, share whose interval holds the true slope) on the six lrs x `seeds`
+    with A_avr rising `step` per lr step from 70 % and resampled residuals (some cells unbalanced)."""
+    named, covered = [], []
+    for _ in range(studies):
+        runs = drop_some(study(DEMO_CELLS, 0.7 + step * np.arange(6), draw, seeds, rng), rng)
+        found = lr_claims.trend(runs, names.AVG_NORMALIZED_ACCURACY)
+        named.append(found["verdict"] != lr_claims.NO_TREND)
+        covered.append(found["ci_low"] <= step <= found["ci_high"])
+    return rate(named), rate(covered)
 
 
 def residual_verdicts() -> dict:
@@ -232,7 +282,8 @@ def residual_verdicts() -> dict:
             3,
             lambda r: axis_effects.batch_size_interactions(r)["avr_verdict"].iloc[0] != axis_effects.NO_AXIS_EFFECT,
         ),
-        "eq2": (adam, 3, lambda r: eq2.eq2_test(r)["verdict"].iloc[0] != eq2.NO_EFFECT),
+        "eq2": (adam, 3, eq2_named),
+        "eq2_5_seeds": (adam, 5, eq2_named),
         "frontier": (
             frontier_block,
             3,
