@@ -91,6 +91,9 @@ def test_plans():
         StudySpec("demo", batch_size=32, batch_sizes=(16, 64))
     job = swept[1]
     assert Job.from_json(job.to_json()) == job  # the process boundary loses nothing
+    assert job.name == "digits/resnet20/adam/lr=0.001/B=16/train_noise=0.05/seed=0"
+    fashion = runner.plan(StudySpec("fashion"))[0]  # the progress line says which subsets a configuration saw
+    assert fashion.name.startswith("fashion_mnist-n4000-t1000/resnet20/adam/")
 
 
 def test_study_params_name_the_grid():

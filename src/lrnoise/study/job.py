@@ -14,7 +14,7 @@ import traceback
 from dataclasses import dataclass, field
 
 from lrnoise import names
-from lrnoise.config import Execution, TrainConfig
+from lrnoise.config import Execution, TrainConfig, data_name
 from lrnoise.noise.evaluation import noise_eval
 from lrnoise.noise.noise_config import NoiseConfig
 from lrnoise.report import evaluation_figure
@@ -36,7 +36,8 @@ class Job:
     def name(self) -> str:
         t = self.train
         noisy = f"/train_noise={t.train_noise:g}" if t.train_noise else ""
-        return f"{t.dataset}/{t.model}/{t.optimizer}/lr={t.lr:g}/B={t.batch_size}{noisy}/seed={t.seed}"
+        data = data_name(t.dataset, t.train_examples, t.test_examples)  # the subsets it trains and scores on
+        return f"{data}/{t.model}/{t.optimizer}/lr={t.lr:g}/B={t.batch_size}{noisy}/seed={t.seed}"
 
     def to_json(self) -> str:
         """For a process boundary (a worker process's argv)."""
