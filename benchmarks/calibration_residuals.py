@@ -27,8 +27,8 @@ def residual_figures(studies: int, rng, add) -> None:
         print("benchmarks/residuals.csv missing: run benchmarks/residuals.py on finished studies", flush=True)
         return
     avr, pcm, base = (
-        off.residual_pool(names.AVG_NORMALIZED_ACCURACY, "additive-paper"),
-        off.residual_pool(names.AVG_NORMALIZED_ACCURACY, "pcm-1s-1y"),
+        off.residual_pool(names.AVG_NORMALIZED_ACCURACY, off.PAPER),
+        off.residual_pool(names.AVG_NORMALIZED_ACCURACY, off.PCM),
         off.residual_pool(names.BASELINE_ACCURACY),
     )
     for name, (cells, seeds, verdict) in off.residual_verdicts().items():
@@ -86,10 +86,7 @@ def fashion_figures(studies: int, rng, add) -> None:
     """The fashion preset's primary verdict (the lr trend of A_avr, 6 lrs x 3 seeds) on its own study's residuals
     (the residual bootstrap, and the cells' own spreads as a stress): false alarm, power and coverage, and the
     whole report's family-wise rate."""
-    avr, pcm = (
-        off.residual_pool(names.AVG_NORMALIZED_ACCURACY, c, studies=("fashion",))
-        for c in ("additive-paper", "pcm-1s-1y")
-    )
+    avr, pcm = (off.residual_pool(names.AVG_NORMALIZED_ACCURACY, c, studies=("fashion",)) for c in (off.PAPER, off.PCM))
     if not avr:
         print("benchmarks/residuals.csv has no fashion study: run benchmarks/residuals.py on its store", flush=True)
         return

@@ -9,6 +9,7 @@ import pandas as pd
 
 from lrnoise import grid, names, paper
 from lrnoise.analysis import axis_effects, eq2, frontier, lr_claims, verdicts
+from lrnoise.noise.noise_config import NoiseConfig
 from lrnoise.settings import ReportSettings
 
 DROP = ReportSettings.max_accuracy_drop  # the report's default accuracy margin (1 point)
@@ -21,6 +22,7 @@ TRAIN_NOISES = MECHANISM[1]["train_noises"]
 FRONTIER_LRS = (*MECHANISM_LRS, paper.OPTIMIZER_STUDY["lr"])
 TEST_STEP = 1 / 360  # digits' test split: one image is 0.28 points of accuracy (ties)
 DROP_SHARE = 0.2  # cells that lose one run, as a model that did not learn would be dropped
+PAPER, PCM = names.PAPER_NOISE_CONFIG, NoiseConfig("pcm").name  # the presets' two noise configurations
 
 
 def study(cells: list[dict], mu, draw, seeds: int, rng, base: float = 0.95, step: float | None = TEST_STEP):
@@ -73,8 +75,6 @@ def eq2_named(runs: pd.DataFrame) -> bool:
 
 
 # ---------------------------------------------------------------- on the model, off its assumptions
-
-
 def trend_unequal_spread(studies: int, seeds: int, rng) -> float:
     """A false lr trend when the seed spread rises 3x across the six lrs (1.25 to 3.75 points), no effect."""
     cells = [{"lr": lr} for lr in paper.LRS]
@@ -143,30 +143,32 @@ MECHANISM_CELLS = [
 ] + [{"lr": paper.OPTIMIZER_STUDY["lr"], "train_noise": eta, "budget": "steps"} for eta in TRAIN_NOISES]
 
 
-def demo_report(rng, draw, pcm_draw) -> dict:
-    """The demo's runs under its two noise configurations, no effect anywhere: additive A_avr ~ 70 % (deviations
-    from `draw`), PCM ~ 97 % (from `pcm_draw`, capped at 100 %)."""
-    others = [{"optimizer": o, "lr": paper.OPTIMIZER_STUDY["lr"]} for o in paper.OPTIMIZERS if o != "adam"]
-    runs = pd.concat(
-        [study(DEMO_CELLS, np.full(6, 0.7), draw, 3, rng), study(others, np.full(5, 0.7), draw, 1, rng)],
-        ignore_index=True,
+def lr_report(rng, draw, pcm_draw, others: list[dict] = ()) -> dict:
+    """A preset's runs under its two noise configurations, no effect anywhere: the six lrs x 3 seeds with Adam (and
+    one run of each of `others`), additive A_avr ~ 70 % (deviations from `draw`), PCM ~ 97 % (from `pcm_draw`,
+    capped at 100 %)."""
+    parts = [(DEMO_CELLS, 3)] + ([(others, 1)] if others else [])
+    runs, pcm = (
+        pd.concat([study(cells, np.full(len(cells), mu), d, seeds, rng) for cells, seeds in parts], ignore_index=True)
+        for mu, d in ((0.7, draw), (0.97, pcm_draw))
     )
-    pcm = study(DEMO_CELLS, np.full(6, 0.97), pcm_draw, 3, rng)
-    pcm = pd.concat([pcm, study(others, np.full(5, 0.97), pcm_draw, 1, rng)], ignore_index=True)
-    return {"additive-paper": runs, "pcm-1s-1y": pcm.assign(**{names.BASELINE_ACCURACY: runs[names.BASELINE_ACCURACY]})}
+    return {PAPER: runs, PCM: pcm.assign(**{names.BASELINE_ACCURACY: runs[names.BASELINE_ACCURACY]})}
+
+
+def demo_report(rng, draw, pcm_draw) -> dict:
+    """The demo's runs: the six lrs x 3 seeds with Adam and one run of each other optimizer (lr_report)."""
+    others = [{"optimizer": o, "lr": paper.OPTIMIZER_STUDY["lr"]} for o in paper.OPTIMIZERS if o != "adam"]
+    return lr_report(rng, draw, pcm_draw, others)
 
 
 def fashion_report(rng, draw, pcm_draw) -> dict:
-    """The fashion preset's runs (ResNet20, Adam, six lrs x 3 seeds) under its two noise configurations, no
-    effect anywhere: additive A_avr ~ 70 %, PCM ~ 97 % (capped at 100 %)."""
-    runs = study(DEMO_CELLS, np.full(6, 0.7), draw, 3, rng)
-    pcm = study(DEMO_CELLS, np.full(6, 0.97), pcm_draw, 3, rng)
-    return {"additive-paper": runs, "pcm-1s-1y": pcm.assign(**{names.BASELINE_ACCURACY: runs[names.BASELINE_ACCURACY]})}
+    """The fashion preset's runs: ResNet20, Adam, the six lrs x 3 seeds (lr_report)."""
+    return lr_report(rng, draw, pcm_draw)
 
 
 def mechanism_report(rng, draw, _) -> dict:
     """The mechanism preset's runs (one noise configuration), no effect anywhere."""
-    return {"additive-paper": study(MECHANISM_CELLS, np.full(len(MECHANISM_CELLS), 0.7), draw, 3, rng)}
+    return {PAPER: study(MECHANISM_CELLS, np.full(len(MECHANISM_CELLS), 0.7), draw, 3, rng)}
 
 
 def family_wise(studies: int, make, rng, draws) -> tuple[float, float]:

@@ -164,7 +164,8 @@ def watch_traces(build) -> dict:
     def model_for(self, config, ds, execution):
         stats = build.networks.channel_stats(ds.x_train)
         kept = self.models.get(build.architecture_key(config, ds, execution, stats))
-        traced[config.run_name] = kept is None or kept[1] != config.optimizer
+        fresh = kept is None or execution.mixed_precision == "fp16"  # fp16: always built afresh
+        traced[config.run_name] = fresh or kept[1] != config.optimizer
         return original(self, config, ds, execution)
 
     build.SweepCache.model_for = model_for
